@@ -1,0 +1,244 @@
+//! Relative motion transfer (FOMM's `animate.py` `normalize_kp`) and the animation APIs:
+//! frame by frame for a video, and streaming for a webcam.
+//!
+//! The source keeps its own pose; what moves it is the driving frame's motion *relative to* an
+//! initial driving frame: `kp = kp_source + s · (kp_driving − kp_driving_initial)` and
+//! `J = (J_driving · J_initial⁻¹) · J_source`, with `s = √area(source hull) / √area(initial hull)`
+//! when the movement scale is adapted.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::checkpoint::FommModels;
+use crate::config::AnimateParams;
+use crate::model::keypoints::inverse_2x2;
+use crate::model::{GeneratorOutput, Keypoints};
+
+/// Area of the convex hull of 2-D points (Andrew's monotone chain); 0 for fewer than 3 points
+/// or collinear ones. Equals scipy's `ConvexHull(points).volume` in 2-D.
+pub fn convex_hull_area(points: &[[f64; 2]]) -> f64 {
+    let mut pts: Vec<[f64; 2]> = points.to_vec();
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.dedup();
+    if pts.len() < 3 {
+        return 0.0;
+    }
+    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * pts.len());
+    for pass in 0..2 {
+        let start = hull.len();
+        let ordered: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 {
+            Box::new(pts.iter())
+        } else {
+            Box::new(pts.iter().rev())
+        };
+        for &p in ordered {
+            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0 {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    let n = hull.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (hull[i], hull[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f64>()
+        .abs()
+        / 2.0
+}
+
+/// The keypoint values of batch element 0 as points.
+fn points_of_first(kp: &Keypoints) -> Vec<[f64; 2]> {
+    let [_, k, _] = kp.value.dims();
+    let data = kp.value.clone().narrow(0, 0, 1).into_data();
+    let values = data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    (0..k)
+        .map(|i| [values[2 * i] as f64, values[2 * i + 1] as f64])
+        .collect()
+}
+
+/// FOMM's `normalize_kp`. As in the official code, the hull areas come from batch element 0.
+pub fn normalize_kp(
+    kp_source: &Keypoints,
+    kp_driving: &Keypoints,
+    kp_driving_initial: &Keypoints,
+    params: &AnimateParams,
+) -> Keypoints {
+    let scale = if params.adapt_movement_scale {
+        let source_area = convex_hull_area(&points_of_first(kp_source));
+        let driving_area = convex_hull_area(&points_of_first(kp_driving_initial));
+        if driving_area > 0.0 {
+            source_area.sqrt() / driving_area.sqrt()
+        } else {
+            1.0
+        }
+    } else {
+        1.0
+    };
+    let mut kp_new = kp_driving.clone();
+    if params.use_relative_movement {
+        let diff = (kp_driving.value.clone() - kp_driving_initial.value.clone()) * scale;
+        kp_new.value = diff + kp_source.value.clone();
+        if params.use_relative_jacobian
+            && let (Some(jd), Some(ji), Some(js)) =
+                (&kp_driving.jacobian, &kp_driving_initial.jacobian, &kp_source.jacobian)
+        {
+            let jacobian_diff = jd.clone().matmul(inverse_2x2(ji.clone()));
+            kp_new.jacobian = Some(jacobian_diff.matmul(js.clone()));
+        }
+    }
+    kp_new
+}
+
+/// Keypoint values centred on their mean and scaled by √(hull area): a pose signature that
+/// ignores where the face is and how large it is.
+fn normalized_pose(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let n = points.len().max(1) as f64;
+    let mean = points
+        .iter()
+        .fold([0.0, 0.0], |acc, p| [acc[0] + p[0] / n, acc[1] + p[1] / n]);
+    let scale = convex_hull_area(points).sqrt().max(1e-6);
+    points
+        .iter()
+        .map(|p| [(p[0] - mean[0]) / scale, (p[1] - mean[1]) / scale])
+        .collect()
+}
+
+/// Index of the driving keypoints whose normalized pose is closest to the source's: the best
+/// frame to start relative motion from (FOMM's `find_best_frame`, with our own keypoints).
+pub fn find_best_frame(kp_source: &Keypoints, kp_driving_frames: &[Keypoints]) -> Option<usize> {
+    let source = normalized_pose(&points_of_first(kp_source));
+    kp_driving_frames
+        .iter()
+        .map(|kp| {
+            let pose = normalized_pose(&points_of_first(kp));
+            source
+                .iter()
+                .zip(&pose)
+                .map(|(a, b)| (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2))
+                .sum::<f64>()
+        })
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(index, _)| index)
+}
+
+/// An RGB frame as a [1, 3, h, w] tensor in [0, 1].
+pub fn image_to_tensor(image: &image::RgbImage, device: &Device) -> Tensor<4> {
+    let (w, h) = image.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let mut planar = vec![0.0f32; 3 * h * w];
+    for (i, pixel) in image.pixels().enumerate() {
+        for c in 0..3 {
+            planar[c * h * w + i] = pixel[c] as f32 / 255.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(planar, [1, 3, h, w]), device)
+}
+
+/// Batch element 0 of a [b, 3, h, w] tensor in [0, 1] as an RGB image.
+pub fn tensor_to_image(tensor: Tensor<4>) -> image::RgbImage {
+    let [_, _, h, w] = tensor.dims();
+    let data = tensor.narrow(0, 0, 1).into_data().convert::<f32>();
+    let values = data.try_to_vec::<f32>().unwrap_or_default();
+    image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        image::Rgb(std::array::from_fn(|c| {
+            (values.get(c * h * w + i).copied().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8
+        }))
+    })
+}
+
+/// Animates one source image: its keypoints are computed once, then each driving frame moves
+/// it relative to an initial driving frame (set explicitly, or the first frame seen).
+#[derive(Debug)]
+pub struct Animator<'a> {
+    models: &'a FommModels,
+    params: AnimateParams,
+    source: Tensor<4>,
+    kp_source: Keypoints,
+    kp_driving_initial: Option<Keypoints>,
+}
+
+impl<'a> Animator<'a> {
+    /// `source` [1, 3, h, w] in [0, 1] at the model's frame size.
+    pub fn new(models: &'a FommModels, params: AnimateParams, source: Tensor<4>) -> Self {
+        let kp_source = models.kp_detector.forward(source.clone());
+        Self {
+            models,
+            params,
+            source,
+            kp_source,
+            kp_driving_initial: None,
+        }
+    }
+
+    pub fn kp_source(&self) -> &Keypoints {
+        &self.kp_source
+    }
+
+    /// The frame whose pose counts as neutral (webcam "calibrate", or the best frame).
+    pub fn set_initial_frame(&mut self, frame: Tensor<4>) {
+        self.kp_driving_initial = Some(self.models.kp_detector.forward(frame));
+    }
+
+    pub fn set_initial_keypoints(&mut self, kp: Keypoints) {
+        self.kp_driving_initial = Some(kp);
+    }
+
+    /// Keypoints of a driving frame [1, 3, h, w].
+    pub fn keypoints(&self, frame: Tensor<4>) -> Keypoints {
+        self.models.kp_detector.forward(frame)
+    }
+
+    /// The source moved like `frame` [1, 3, h, w].
+    pub fn animate(&mut self, frame: Tensor<4>) -> GeneratorOutput {
+        let kp_driving = self.keypoints(frame);
+        self.animate_keypoints(&kp_driving)
+    }
+
+    /// The source moved to already detected driving keypoints.
+    pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> GeneratorOutput {
+        let initial = self.kp_driving_initial.get_or_insert_with(|| kp_driving.clone());
+        let kp_norm = normalize_kp(&self.kp_source, kp_driving, initial, &self.params);
+        self.models
+            .generator
+            .forward(self.source.clone(), &kp_norm, &self.kp_source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hull_area_of_a_square_with_an_inner_point() {
+        let pts = [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0], [1.0, 1.0], [1.0, 0.0]];
+        assert!((convex_hull_area(&pts) - 4.0).abs() < 1e-12);
+        assert_eq!(convex_hull_area(&[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), 0.0);
+    }
+
+    #[test]
+    fn best_frame_ignores_translation_and_scale() {
+        let device = Device::flex();
+        let kp = |pts: &[f32]| Keypoints {
+            value: Tensor::from_data(TensorData::new(pts.to_vec(), [1, pts.len() / 2, 2]), &device),
+            jacobian: None,
+        };
+        let source = kp(&[0.0, 0.0, 0.4, 0.0, 0.0, 0.4, 0.1, 0.1]);
+        let other_pose = kp(&[0.0, 0.0, 0.4, 0.0, 0.2, 0.4, 0.3, 0.1]);
+        let same_pose_moved = kp(&[-0.5, -0.5, 0.3, -0.5, -0.5, 0.3, -0.3, -0.3]);
+        assert_eq!(find_best_frame(&source, &[other_pose, same_pose_moved]), Some(1));
+    }
+
+    #[test]
+    fn image_tensor_round_trip() {
+        let device = Device::flex();
+        let image = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 80, y as u8 * 200, 7]));
+        let back = tensor_to_image(image_to_tensor(&image, &device));
+        assert_eq!(image, back);
+    }
+}

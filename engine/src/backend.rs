@@ -1,0 +1,171 @@
+//! Run-time choice of the device the engine computes on, and how it is named to the user.
+//!
+//! Default: burn's wgpu backend on a real GPU (Vulkan/Metal/DX12, any vendor). Without one,
+//! `flex` (burn's pure-Rust CPU backend): wgpu on a software adapter (llvmpipe) works but is
+//! tens of times slower, so it is used only when asked for. burn's CubeCL `cpu` backend is not
+//! built: its build script downloads a prebuilt LLVM, which offline builds cannot do.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
+
+use crate::{EngineError, Result};
+
+/// What the user asked for (`--backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// wgpu on a hardware GPU if there is one, else the CPU default.
+    #[default]
+    Auto,
+    /// wgpu, on whatever adapter it finds (a software one included).
+    Wgpu,
+    /// The CPU default: `flex`.
+    Cpu,
+    /// burn's pure-Rust CPU backend.
+    Flex,
+}
+
+impl BackendChoice {
+    pub const NAMES: [&'static str; 4] = ["auto", "wgpu", "cpu", "flex"];
+}
+
+impl FromStr for BackendChoice {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "wgpu" | "gpu" => Ok(Self::Wgpu),
+            "cpu" => Ok(Self::Cpu),
+            "flex" => Ok(Self::Flex),
+            other => Err(EngineError::Invalid(format!(
+                "unknown backend '{other}' (choose one of {})",
+                Self::NAMES.join(", ")
+            ))),
+        }
+    }
+}
+
+/// The backend actually running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Wgpu,
+    Flex,
+}
+
+/// A ready device and a sentence saying what it is.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    pub kind: BackendKind,
+    /// e.g. "wgpu (Vulkan) on NVIDIA H100 [discrete GPU]" or "flex (CPU, pure Rust)".
+    pub description: String,
+    /// Why the choice fell where it did, when it was not what was asked for.
+    pub note: Option<String>,
+}
+
+impl fmt::Display for SelectedDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.description)?;
+        if let Some(note) = &self.note {
+            write!(f, " ({note})")?;
+        }
+        Ok(())
+    }
+}
+
+fn flex(note: Option<String>) -> SelectedDevice {
+    SelectedDevice {
+        device: Device::flex(),
+        kind: BackendKind::Flex,
+        description: "flex (CPU, pure Rust)".into(),
+        note,
+    }
+}
+
+/// Opens the wgpu runtime and says which adapter it got. Fails cleanly when there is none.
+///
+/// Vulkan is asked first where it is the native API: wgpu's automatic choice goes on to probe
+/// OpenGL/EGL when Vulkan has only a software adapter, and EGL prints driver noise on headless
+/// machines. Elsewhere, or without a Vulkan adapter, wgpu chooses.
+fn open_wgpu() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+    if cfg!(not(any(target_os = "macos", target_os = "ios")))
+        && let Ok(opened) = open_wgpu_with(WgpuBackend::Vulkan)
+    {
+        return Ok(opened);
+    }
+    open_wgpu_with(WgpuBackend::Auto)
+}
+
+fn open_wgpu_with(api: WgpuBackend) -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+    // Adapter discovery lives in driver code; a broken driver must not take the process down.
+    let opened = std::panic::catch_unwind(|| Device::wgpu_options().graphics_api(api).init_with_setup());
+    match opened {
+        Ok(Ok((device, setup))) => Ok((device, setup.adapter.get_info())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the wgpu driver panicked while opening the adapter".into()),
+    }
+}
+
+fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software rasterizer on the CPU",
+        wgpu::DeviceType::Other => "other adapter",
+    };
+    format!("wgpu ({:?}) on {} [{kind}]", info.backend, info.name)
+}
+
+/// Picks and opens the device for `choice`.
+pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
+    match choice {
+        BackendChoice::Flex => Ok(flex(None)),
+        BackendChoice::Cpu => Ok(flex(Some("the CPU default".into()))),
+        BackendChoice::Wgpu => {
+            let (device, info) = open_wgpu().map_err(|message| EngineError::Backend {
+                backend: "wgpu".into(),
+                message: format!("no usable adapter: {message}"),
+            })?;
+            Ok(SelectedDevice {
+                device,
+                kind: BackendKind::Wgpu,
+                description: describe_adapter(&info),
+                note: None,
+            })
+        }
+        BackendChoice::Auto => match open_wgpu() {
+            Ok((device, info)) if info.device_type != wgpu::DeviceType::Cpu => Ok(SelectedDevice {
+                device,
+                kind: BackendKind::Wgpu,
+                description: describe_adapter(&info),
+                note: None,
+            }),
+            Ok((_, info)) => Ok(flex(Some(format!(
+                "no GPU; wgpu found only {}, slower than flex: pass --backend wgpu to use it",
+                info.name
+            )))),
+            Err(message) => Ok(flex(Some(format!("no GPU adapter: {}", first_line(&message))))),
+        },
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_backend_names() {
+        assert_eq!("WGPU".parse::<BackendChoice>().ok(), Some(BackendChoice::Wgpu));
+        assert_eq!("flex".parse::<BackendChoice>().ok(), Some(BackendChoice::Flex));
+        let err = "cuda".parse::<BackendChoice>().expect_err("not built");
+        assert!(err.to_string().contains("auto, wgpu, cpu, flex"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Timing of the animation path: keypoints of one driving frame plus the generator (dense
+//! motion included), batch 1, read back to the CPU as a frame would be. Freshly initialised
+//! weights: speed does not depend on their values.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::checkpoint::FommModels;
+use crate::config::FommConfig;
+
+/// Milliseconds per animation frame.
+#[derive(Debug, Clone)]
+pub struct AnimateBench {
+    pub height: usize,
+    pub width: usize,
+    pub warmup: usize,
+    /// Every timed run, in order.
+    pub runs_ms: Vec<f64>,
+    /// Keypoint detection alone, median.
+    pub kp_detector_ms: f64,
+}
+
+impl AnimateBench {
+    pub fn median_ms(&self) -> f64 {
+        median(&self.runs_ms)
+    }
+
+    pub fn frames_per_second(&self) -> f64 {
+        1000.0 / self.median_ms()
+    }
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+/// Times `runs` animation frames after `warmup` untimed ones; `on_run(i)` reports progress.
+pub fn bench_animate(
+    config: &FommConfig,
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    mut on_run: impl FnMut(usize),
+) -> AnimateBench {
+    let models = FommModels::init(config, device);
+    let [h, w, c] = config.frame_shape;
+    let image = || Tensor::<4>::random([1, c, h, w], Distribution::Uniform(0.0, 1.0), device);
+    let source = image();
+    let driving = image();
+    let kp_source = models.kp_detector.forward(source.clone());
+
+    let frame = || {
+        let kp_driving = models.kp_detector.forward(driving.clone());
+        let out = models.generator.forward(source.clone(), &kp_driving, &kp_source);
+        // Reading the frame back waits for the device and counts the copy a real frame needs.
+        out.prediction.into_data()
+    };
+    for _ in 0..warmup {
+        frame();
+    }
+    let mut runs_ms = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let start = Instant::now();
+        frame();
+        runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        on_run(i);
+    }
+    let kp_runs: Vec<f64> = (0..runs.clamp(1, 5))
+        .map(|_| {
+            let start = Instant::now();
+            models.kp_detector.forward(driving.clone()).value.into_data();
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    AnimateBench {
+        height: h,
+        width: w,
+        warmup,
+        runs_ms,
+        kp_detector_ms: median(&kp_runs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}

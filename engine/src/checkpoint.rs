@@ -1,0 +1,107 @@
+//! The three FOMM networks as one module, and the engine's own checkpoint format: a burnpack
+//! file (`.bpk`) of [`FommModels`], written atomically (temporary file, then rename).
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Device;
+
+use crate::config::FommConfig;
+use crate::import::load_fomm_checkpoint;
+use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
+use crate::{EngineError, Result};
+
+/// Keypoint detector, generator and discriminator, as FOMM saves them together.
+#[derive(Module, Debug)]
+pub struct FommModels {
+    pub kp_detector: KpDetector,
+    pub generator: OcclusionAwareGenerator,
+    pub discriminator: MultiScaleDiscriminator,
+}
+
+impl FommModels {
+    /// Freshly initialised networks of `config`.
+    pub fn init(config: &FommConfig, device: &Device) -> Self {
+        Self {
+            kp_detector: config.kp_detector.init(device),
+            generator: config.generator.init(device),
+            discriminator: config.discriminator.init(device),
+        }
+    }
+
+    /// Loads a checkpoint for `config`: an official FOMM `.pth.tar`/`.pth`/`.tar`, or our `.bpk`.
+    pub fn load(path: &Path, config: &FommConfig, device: &Device) -> Result<Self> {
+        let mut models = Self::init(config, device);
+        match CheckpointFormat::of(path) {
+            CheckpointFormat::Fomm => {
+                load_fomm_checkpoint(path, &mut models)?;
+            }
+            CheckpointFormat::Burnpack => models.load_burnpack(path)?,
+        }
+        Ok(models)
+    }
+
+    /// Saves to `path` (a `.bpk` file) atomically: readers see the old file or the new one.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let temp = temporary_sibling(path);
+        let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
+        self.save_into(&mut store)
+            .map_err(|e| EngineError::checkpoint(&temp, format!("cannot write: {e}")))?;
+        std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))
+    }
+
+    fn load_burnpack(&mut self, path: &Path) -> Result<()> {
+        std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+        let mut store = BurnpackStore::from_file(path)
+            .auto_extension(false)
+            .allow_partial(true)
+            .validate(false);
+        let result = self
+            .load_from(&mut store)
+            .map_err(|e| EngineError::checkpoint(path, format!("not a readable burnpack checkpoint ({e})")))?;
+        if let Some(error) = result.errors.first() {
+            return Err(EngineError::checkpoint(
+                path,
+                format!("{error} (does the config match the checkpoint?)"),
+            ));
+        }
+        if let Some((missing, _)) = result.missing.first() {
+            return Err(EngineError::checkpoint(
+                path,
+                format!("{missing} is missing (does the config match the checkpoint?)"),
+            ));
+        }
+        if let Some(unused) = result.unused.first() {
+            return Err(EngineError::checkpoint(
+                path,
+                format!("{unused} has no place in the model (does the config match the checkpoint?)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How a checkpoint file is read, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    /// torch pickle (zip or legacy): official FOMM checkpoints.
+    Fomm,
+    /// burnpack: the engine's own.
+    Burnpack,
+}
+
+impl CheckpointFormat {
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("bpk") => Self::Burnpack,
+            _ => Self::Fomm,
+        }
+    }
+}
+
+fn temporary_sibling(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}

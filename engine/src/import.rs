@@ -1,0 +1,201 @@
+//! Import of official FOMM checkpoints (`*.pth.tar`, as `Logger.save_cpk` writes them:
+//! `kp_detector`, `generator`, `discriminator` state dicts, `epoch`, optimizer states).
+//!
+//! The engine's modules carry FOMM's parameter names, so tensors load by key; the few places
+//! where Rust names differ are remapped here. Anything that does not fit the config is an
+//! error that names the key: a missing tensor, an unexpected one, a wrong shape.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchStore};
+use burn::tensor::Device;
+use pytorch_reader::PytorchReader;
+
+use crate::checkpoint::FommModels;
+use crate::config::FommConfig;
+use crate::model::MultiScaleDiscriminator;
+use crate::{EngineError, Result};
+
+/// Which parts an import found. The discriminator is optional: animation does not need it,
+/// and some released files leave it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportReport {
+    pub discriminator: bool,
+    /// `epoch` is not read; optimizer states are ignored on purpose.
+    pub tensors: usize,
+}
+
+/// Builds the models of `config` and loads an official checkpoint into them.
+pub fn import_fomm_checkpoint(path: &Path, config: &FommConfig, device: &Device) -> Result<(FommModels, ImportReport)> {
+    let mut models = FommModels::init(config, device);
+    let report = load_fomm_checkpoint(path, &mut models)?;
+    Ok((models, report))
+}
+
+/// Loads an official checkpoint into existing models (their shapes come from the config).
+pub fn load_fomm_checkpoint(path: &Path, models: &mut FommModels) -> Result<ImportReport> {
+    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(EngineError::checkpoint(path, "is not a file"));
+    }
+    // One pass over the pickle to check the container and list what it holds.
+    let reader = PytorchReader::new(path).map_err(|e| {
+        EngineError::checkpoint(
+            path,
+            format!("not a readable PyTorch checkpoint ({})", one_line(&e.to_string())),
+        )
+    })?;
+    let keys: BTreeSet<String> = reader.keys().into_iter().collect();
+    let has_part = |part: &str| keys.iter().any(|k| k.starts_with(&format!("{part}.")));
+    for part in ["kp_detector", "generator"] {
+        if !has_part(part) {
+            let found: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
+            return Err(EngineError::checkpoint(
+                path,
+                format!(
+                    "no '{part}' state dict (top-level entries with tensors: {found:?}); is this a FOMM checkpoint?"
+                ),
+            ));
+        }
+    }
+    drop(reader);
+
+    let mut tensors = 0;
+    tensors += load_part(path, "kp_detector", &mut models.kp_detector, KeyRemapper::new())?;
+    let generator_keys = KeyRemapper::new()
+        .add_pattern(r"^final\.", "final_conv.")
+        .and_then(|r| r.add_pattern(r"^bottleneck\.r(\d+)\.", "bottleneck.$1."))
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    tensors += load_part(path, "generator", &mut models.generator, generator_keys)?;
+    let discriminator = has_part("discriminator");
+    if discriminator {
+        let remap = discriminator_remapper(&keys, &models.discriminator)
+            .map_err(|message| EngineError::checkpoint(path, message))?;
+        tensors += load_part(path, "discriminator", &mut models.discriminator, remap)?;
+    }
+    Ok(ImportReport { discriminator, tensors })
+}
+
+/// FOMM keys discriminators by scale (`discs.1`, `discs.0-5`); ours are in `scales` order.
+/// Spectral norm's `weight_orig` is our `weight`.
+fn discriminator_remapper(keys: &BTreeSet<String>, disc: &MultiScaleDiscriminator) -> Result<KeyRemapper, String> {
+    let in_file: BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("discriminator.discs."))
+        .filter_map(|k| k.split('.').next())
+        .collect();
+    let mut remap = KeyRemapper::new();
+    for (index, scale) in disc.scales.iter().enumerate() {
+        let key = in_file
+            .iter()
+            .find(|k| k.replace('-', ".").parse::<f64>().ok() == Some(*scale))
+            .ok_or_else(|| format!("no discriminator for scale {scale} (the checkpoint has scales {in_file:?})"))?;
+        remap = remap
+            .add_pattern(format!(r"^discs\.{}\.", regex_escape(key)), format!("discs.{index}."))
+            .map_err(|e| e.to_string())?;
+    }
+    if in_file.len() != disc.scales.len() {
+        return Err(format!(
+            "the checkpoint has discriminators for scales {in_file:?}, the config for {:?}",
+            disc.scales
+        ));
+    }
+    remap
+        .add_pattern(r"\.weight_orig$", ".weight")
+        .map_err(|e| e.to_string())
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
+/// Loads one state dict; returns how many tensors were applied.
+fn load_part<M: ModuleSnapshot>(path: &Path, part: &str, module: &mut M, remap: KeyRemapper) -> Result<usize> {
+    let mut store = PytorchStore::from_file(path)
+        .with_top_level_key(part)
+        .remap(remap)
+        .allow_partial(true)
+        .validate(false);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| EngineError::checkpoint(path, format!("{part}: {}", one_line(&e.to_string()))))?;
+    check_result(&result, part).map_err(|message| EngineError::checkpoint(path, message))?;
+    Ok(result.applied.len())
+}
+
+/// Every parameter of the module must come from the file, and every tensor of the file must
+/// have a place, except FOMM's bookkeeping buffers.
+fn check_result(result: &ApplyResult, part: &str) -> std::result::Result<(), String> {
+    if let Some(error) = result.errors.first() {
+        return Err(match error {
+            ApplyError::ShapeMismatch { path, expected, found } => format!(
+                "{part}.{} has shape {:?} in the checkpoint but the config builds {:?}",
+                torch_name(path),
+                found.as_slice(),
+                expected.as_slice()
+            ),
+            other => format!("{part}: {}", one_line(&other.to_string())),
+        });
+    }
+    // The anti-aliasing kernel is derived from the config; older files may not store it.
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .filter(|path| !path.ends_with("down.weight"))
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(format!(
+            "{part}.{} is missing from the checkpoint ({} missing in all; does the config match the checkpoint?)",
+            torch_name(first),
+            missing.len()
+        ));
+    }
+    let unused: Vec<&String> = result
+        .unused
+        .iter()
+        .filter(|key| !key.ends_with("num_batches_tracked"))
+        .collect();
+    if let Some(first) = unused.first() {
+        return Err(format!(
+            "{part}.{} in the checkpoint has no place in the model ({} such keys; does the config match the checkpoint?)",
+            torch_name(first),
+            unused.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Our parameter path written as FOMM names it, for messages (the generator's bottleneck is
+/// `r0, r1, ...`, its last conv `final`, batch-norm scales `weight`/`bias`).
+fn torch_name(path: &str) -> String {
+    let mut parts: Vec<String> = path.split('.').map(str::to_string).collect();
+    for i in 1..parts.len() {
+        if parts[i - 1] == "bottleneck" && parts[i].chars().all(|c| c.is_ascii_digit()) {
+            parts[i] = format!("r{}", parts[i]);
+        }
+    }
+    parts
+        .iter()
+        .map(|p| match p.as_str() {
+            "final_conv" => "final",
+            "gamma" => "weight",
+            "beta" => "bias",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,339 @@
+//! FOMM's shared building blocks (`modules/util.py`): the Hourglass encoder/decoder and its
+//! down/up/same/residual blocks, and the anti-aliased downsampling in front of the keypoint
+//! detector and the dense motion network.
+//!
+//! Batch norms are burn's: they use batch statistics on an autodiff device (training) and the
+//! running statistics otherwise (inference), like torch's train/eval modes.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
+pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([input, output], [kernel, kernel])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .init(device)
+}
+
+fn batch_norm(features: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(features).init(device)
+}
+
+/// Nearest-neighbour ×2 upsampling (`F.interpolate(x, scale_factor=2)`).
+pub fn upsample2(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
+    )
+}
+
+/// Bilinear resize with `align_corners=False`, torch's default since 1.3.
+pub fn resize_bilinear(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size([height, width]),
+    )
+}
+
+/// Residual block, preserves resolution: `x + conv2(relu(bn2(conv1(relu(bn1(x))))))`.
+#[derive(Module, Debug)]
+pub struct ResBlock2d {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub norm1: BatchNorm,
+    pub norm2: BatchNorm,
+}
+
+impl ResBlock2d {
+    pub fn new(features: usize, kernel: usize, padding: usize, device: &Device) -> Self {
+        Self {
+            conv1: conv(features, features, kernel, padding, device),
+            conv2: conv(features, features, kernel, padding, device),
+            norm1: batch_norm(features, device),
+            norm2: batch_norm(features, device),
+        }
+    }
+
+    /// [b, c, h, w] → [b, c, h, w]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = self.conv1.forward(relu(self.norm1.forward(x.clone())));
+        let out = self.conv2.forward(relu(self.norm2.forward(out)));
+        out + x
+    }
+}
+
+/// Decoder block: nearest ×2 upsampling, conv, batch norm, ReLU.
+#[derive(Module, Debug)]
+pub struct UpBlock2d {
+    pub conv: Conv2d,
+    pub norm: BatchNorm,
+}
+
+impl UpBlock2d {
+    pub fn new(input: usize, output: usize, device: &Device) -> Self {
+        Self {
+            conv: conv(input, output, 3, 1, device),
+            norm: batch_norm(output, device),
+        }
+    }
+
+    /// [b, in, h, w] → [b, out, 2h, 2w]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.norm.forward(self.conv.forward(upsample2(x))))
+    }
+}
+
+/// Encoder block: conv, batch norm, ReLU, 2×2 average pooling.
+#[derive(Module, Debug)]
+pub struct DownBlock2d {
+    pub conv: Conv2d,
+    pub norm: BatchNorm,
+}
+
+impl DownBlock2d {
+    pub fn new(input: usize, output: usize, device: &Device) -> Self {
+        Self {
+            conv: conv(input, output, 3, 1, device),
+            norm: batch_norm(output, device),
+        }
+    }
+
+    /// [b, in, h, w] → [b, out, h/2, w/2]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.norm.forward(self.conv.forward(x)));
+        avg_pool2d(out, AvgPoolOptions::new([2, 2]))
+    }
+}
+
+/// Conv, batch norm, ReLU at the same resolution.
+#[derive(Module, Debug)]
+pub struct SameBlock2d {
+    pub conv: Conv2d,
+    pub norm: BatchNorm,
+}
+
+impl SameBlock2d {
+    pub fn new(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Self {
+        Self {
+            conv: conv(input, output, kernel, padding, device),
+            norm: batch_norm(output, device),
+        }
+    }
+
+    /// [b, in, h, w] → [b, out, h, w]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.norm.forward(self.conv.forward(x)))
+    }
+}
+
+/// Channels of the hourglass at depth `level`: `min(max_features, block_expansion · 2^level)`.
+fn hourglass_channels(block_expansion: usize, max_features: usize, level: usize) -> usize {
+    max_features.min(block_expansion << level)
+}
+
+/// Hourglass encoder: `num_blocks` down blocks; keeps every intermediate map for the skips.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub down_blocks: Vec<DownBlock2d>,
+}
+
+/// Hourglass decoder: `num_blocks` up blocks, each followed by concatenation with the skip.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub up_blocks: Vec<UpBlock2d>,
+}
+
+/// U-Net-like hourglass used by the keypoint detector and the dense motion network.
+#[derive(Module, Debug)]
+pub struct Hourglass {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+}
+
+impl Hourglass {
+    pub fn new(
+        block_expansion: usize,
+        in_features: usize,
+        num_blocks: usize,
+        max_features: usize,
+        device: &Device,
+    ) -> Self {
+        let ch = |level| hourglass_channels(block_expansion, max_features, level);
+        let down_blocks = (0..num_blocks)
+            .map(|i| {
+                let input = if i == 0 { in_features } else { ch(i) };
+                DownBlock2d::new(input, ch(i + 1), device)
+            })
+            .collect();
+        let up_blocks = (0..num_blocks)
+            .rev()
+            .map(|i| {
+                let input = if i == num_blocks - 1 { 1 } else { 2 } * ch(i + 1);
+                UpBlock2d::new(input, ch(i), device)
+            })
+            .collect();
+        Self {
+            encoder: Encoder { down_blocks },
+            decoder: Decoder { up_blocks },
+        }
+    }
+
+    /// Channels of the output: `block_expansion + in_features`.
+    pub fn out_filters(block_expansion: usize, in_features: usize) -> usize {
+        block_expansion + in_features
+    }
+
+    /// [b, in, h, w] → [b, block_expansion + in, h, w]; h and w divisible by 2^num_blocks.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut skips = vec![x];
+        for block in &self.encoder.down_blocks {
+            let next = block.forward(skips[skips.len() - 1].clone());
+            skips.push(next);
+        }
+        let mut out = skips.pop().expect("the encoder output is always present");
+        for block in &self.decoder.up_blocks {
+            out = block.forward(out);
+            let skip = skips.pop().expect("one skip per up block");
+            out = Tensor::cat(vec![out, skip], 1);
+        }
+        out
+    }
+}
+
+/// Band-limited downsampling: a Gaussian blur (σ = (1/scale − 1)/2) then keeping every
+/// `1/scale`-th pixel, done here as one strided depthwise convolution.
+#[derive(Module, Debug)]
+pub struct AntiAliasInterpolation2d {
+    /// Depthwise Gaussian kernel [channels, 1, k, k]; a fixed buffer in FOMM, never trained.
+    pub weight: Param<Tensor<4>>,
+    pub padding: usize,
+    pub stride: usize,
+    pub channels: usize,
+}
+
+impl AntiAliasInterpolation2d {
+    pub fn new(channels: usize, scale: f64, device: &Device) -> Self {
+        let sigma = (1.0 / scale - 1.0) / 2.0;
+        // Python's round() rounds halves to even.
+        let kernel_size = 2 * (sigma * 4.0).round_ties_even() as usize + 1;
+        let mean = (kernel_size - 1) as f64 / 2.0;
+        let gauss: Vec<f64> = (0..kernel_size)
+            .map(|i| (-((i as f64 - mean).powi(2)) / (2.0 * sigma * sigma)).exp())
+            .collect();
+        let total: f64 = gauss.iter().flat_map(|a| gauss.iter().map(move |b| a * b)).sum();
+        let kernel: Vec<f32> = (0..channels)
+            .flat_map(|_| {
+                gauss
+                    .iter()
+                    .flat_map(|a| gauss.iter().map(move |b| (a * b / total) as f32))
+            })
+            .collect();
+        let weight = Tensor::from_data(TensorData::new(kernel, [channels, 1, kernel_size, kernel_size]), device);
+        Self {
+            weight: Param::from_tensor(weight).set_require_grad(false),
+            // The kernel size is odd, so torch's asymmetric (ka, kb) padding is symmetric here.
+            padding: kernel_size / 2,
+            stride: (1.0 / scale).round() as usize,
+            channels,
+        }
+    }
+
+    /// [b, c, h, w] → [b, c, ceil(h·scale), ceil(w·scale)]
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.stride == 1 {
+            return x;
+        }
+        // Blurring at every pixel and then slicing `[::s, ::s]` equals a stride-s convolution.
+        conv2d(
+            x,
+            self.weight.val(),
+            None,
+            ConvOptions::new(
+                [self.stride, self.stride],
+                [self.padding, self.padding],
+                [1, 1],
+                self.channels,
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tolerance;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    #[test]
+    fn anti_alias_kernel_matches_fomm_for_quarter_scale() {
+        let down = AntiAliasInterpolation2d::new(3, 0.25, &device());
+        // σ = 1.5, kernel 2·round(6)+1 = 13, normalised to sum 1 per channel.
+        assert_eq!(down.weight.dims(), [3, 1, 13, 13]);
+        assert_eq!(down.padding, 6);
+        assert_eq!(down.stride, 4);
+        let sum: f32 = down.weight.val().narrow(0, 0, 1).sum().into_scalar();
+        assert!((sum - 1.0).abs() < 1e-6, "{sum}");
+        // Centre over corner: exp(0) / exp(-(6² + 6²) / (2·1.5²)) = e^16.
+        let data = down.weight.val().into_data().try_to_vec::<f32>().expect("f32");
+        let ratio = (data[6 * 13 + 6] / data[0]) as f64;
+        assert!((ratio.ln() - 16.0).abs() < 1e-3, "{ratio}");
+    }
+
+    #[test]
+    fn anti_alias_keeps_a_constant_image_inside_and_samples_every_fourth_pixel() {
+        let down = AntiAliasInterpolation2d::new(1, 0.25, &device());
+        let x = Tensor::<4>::ones([1, 1, 64, 64], &device());
+        let y = down.forward(x);
+        assert_eq!(y.dims(), [1, 1, 16, 16]);
+        // Pixel (8, 8) of the output is pixel (32, 32) of the input, far from the zero padding.
+        let centre: f32 = y.slice([0..1, 0..1, 8..9, 8..9]).into_scalar();
+        assert!((centre - 1.0).abs() < 1e-5, "{centre}");
+    }
+
+    #[test]
+    fn hourglass_output_has_block_expansion_plus_input_channels() {
+        let hg = Hourglass::new(4, 3, 2, 16, &device());
+        let y = hg.forward(Tensor::<4>::zeros([2, 3, 8, 8], &device()));
+        assert_eq!(y.dims(), [2, Hourglass::out_filters(4, 3), 8, 8]);
+        // The decoder's input channels follow FOMM: 1× at the bottom, 2× (skip) above.
+        assert_eq!(hg.decoder.up_blocks[0].conv.weight.dims()[1], 16);
+        assert_eq!(hg.decoder.up_blocks[1].conv.weight.dims()[1], 16);
+    }
+
+    #[test]
+    fn down_block_pools_by_averaging() {
+        let mut block = DownBlock2d::new(1, 1, &device());
+        // Identity conv (centre tap 1), identity batch norm: output = avgpool(relu(x)).
+        let mut w = vec![0.0f32; 9];
+        w[4] = 1.0;
+        block.conv.weight = Param::from_data(TensorData::new(w, [1, 1, 3, 3]), &device());
+        block.conv.bias = Some(Param::from_data(TensorData::new(vec![0.0f32], [1]), &device()));
+        block.norm.epsilon = 0.0;
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, -3.0, 4.0], [1, 1, 2, 2]), &device());
+        let y = block.forward(x);
+        let expected = Tensor::<4>::from_data(
+            TensorData::new(vec![(1.0f32 + 2.0 + 0.0 + 4.0) / 4.0], [1, 1, 1, 1]),
+            &device(),
+        );
+        y.into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn upsample_repeats_each_pixel() {
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]), &device());
+        let y = upsample2(x).into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(&y[..8], &[1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    }
+}

@@ -1,0 +1,169 @@
+//! The dense motion network (FOMM §3.1–3.2, `modules/dense_motion.py`): from the keypoints of
+//! the source and the driving frame it builds K+1 sparse motions (K local affine transforms and
+//! the identity for the background), warps the source by each, and predicts a softmax mask
+//! that blends them into one dense motion field, plus the occlusion map.
+//!
+//! Channel 0 of the mask is the background; PriorityCut binarizes it as `M_bg`.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
+use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
+
+/// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
+#[derive(Config, Debug)]
+pub struct DenseMotionConfig {
+    #[config(default = 64)]
+    pub block_expansion: usize,
+    #[config(default = 5)]
+    pub num_blocks: usize,
+    #[config(default = 1024)]
+    pub max_features: usize,
+    #[config(default = 10)]
+    pub num_kp: usize,
+    #[config(default = 3)]
+    pub num_channels: usize,
+    #[config(default = true)]
+    pub estimate_occlusion_map: bool,
+    /// The network runs on the source downsampled by this factor.
+    #[config(default = 0.25)]
+    pub scale_factor: f64,
+    /// Variance of the keypoint Gaussians of Eq. 6.
+    #[config(default = 0.01)]
+    pub kp_variance: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseMotionNetwork {
+    pub hourglass: Hourglass,
+    pub mask: Conv2d,
+    pub occlusion: Option<Conv2d>,
+    pub down: Option<AntiAliasInterpolation2d>,
+    pub num_kp: usize,
+    pub kp_variance: f64,
+}
+
+/// What the dense motion network predicts, at its (downsampled) resolution h × w.
+#[derive(Debug, Clone)]
+pub struct DenseMotion {
+    /// [b, kp+1, h, w] softmax over the sparse motions; channel 0 = background.
+    pub mask: Tensor<4>,
+    /// [b, kp+1, c, h, w] the source warped by each sparse motion (0 = identity).
+    pub sparse_deformed: Tensor<5>,
+    /// [b, h, w, 2] the dense backward motion T̂_{S←D}, a `grid_sample` grid.
+    pub deformation: Tensor<4>,
+    /// [b, 1, h, w] occlusion map Ô in (0, 1), 1 = visible in the source.
+    pub occlusion_map: Option<Tensor<4>>,
+}
+
+impl DenseMotionConfig {
+    pub fn init(&self, device: &Device) -> DenseMotionNetwork {
+        let in_features = (self.num_kp + 1) * (self.num_channels + 1);
+        let hourglass = Hourglass::new(
+            self.block_expansion,
+            in_features,
+            self.num_blocks,
+            self.max_features,
+            device,
+        );
+        let features = Hourglass::out_filters(self.block_expansion, in_features);
+        DenseMotionNetwork {
+            hourglass,
+            mask: conv(features, self.num_kp + 1, 7, 3, device),
+            occlusion: self.estimate_occlusion_map.then(|| conv(features, 1, 7, 3, device)),
+            down: (self.scale_factor != 1.0)
+                .then(|| AntiAliasInterpolation2d::new(self.num_channels, self.scale_factor, device)),
+            num_kp: self.num_kp,
+            kp_variance: self.kp_variance,
+        }
+    }
+}
+
+impl DenseMotionNetwork {
+    /// Eq. 6, H_k(z): difference of the driving and source Gaussians, with a zero background
+    /// channel in front. → [b, kp+1, 1, h, w]
+    fn heatmap_representations(&self, h: usize, w: usize, kp_driving: &Keypoints, kp_source: &Keypoints) -> Tensor<5> {
+        let driving = kp2gaussian(&kp_driving.value, h, w, self.kp_variance);
+        let source = kp2gaussian(&kp_source.value, h, w, self.kp_variance);
+        let heatmap = driving - source;
+        let [b, _, _, _] = heatmap.dims();
+        let zeros = Tensor::zeros([b, 1, h, w], &heatmap.device());
+        Tensor::cat(vec![zeros, heatmap], 1).unsqueeze_dim(2)
+    }
+
+    /// Eq. 4, T_{S←D}(z) ≈ T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k)) with J_k = J_S,k · J_D,k⁻¹,
+    /// and the identity for the background. → [b, kp+1, h, w, 2]
+    fn sparse_motions(&self, h: usize, w: usize, kp_driving: &Keypoints, kp_source: &Keypoints) -> Tensor<5> {
+        let device = kp_source.value.device();
+        let [b, k, _] = kp_source.value.dims();
+        let (gx, gy) = make_coordinate_grid(h, w, &device);
+        let (dx, dy) = kp_driving.xy();
+        let (sx, sy) = kp_source.xy();
+        let cx = gx.clone().reshape([1, 1, h, w]) - dx.reshape([b, k, 1, 1]);
+        let cy = gy.clone().reshape([1, 1, h, w]) - dy.reshape([b, k, 1, 1]);
+        let (cx, cy) = match (&kp_source.jacobian, &kp_driving.jacobian) {
+            (Some(js), Some(jd)) => {
+                let j = js.clone().matmul(inverse_2x2(jd.clone()));
+                let entry = |r: usize, c: usize| j.clone().slice([0..b, 0..k, r..r + 1, c..c + 1]);
+                let (j00, j01, j10, j11) = (entry(0, 0), entry(0, 1), entry(1, 0), entry(1, 1));
+                (j00 * cx.clone() + j01 * cy.clone(), j10 * cx + j11 * cy)
+            }
+            _ => (cx, cy),
+        };
+        let mx = cx + sx.reshape([b, k, 1, 1]);
+        let my = cy + sy.reshape([b, k, 1, 1]);
+        let driving_to_source = Tensor::stack::<5>(vec![mx, my], 4);
+        let identity = Tensor::stack::<3>(vec![gx, gy], 2)
+            .reshape([1, 1, h, w, 2])
+            .repeat_dim(0, b);
+        Tensor::cat(vec![identity, driving_to_source], 1)
+    }
+
+    /// Eq. 7, the source warped by each sparse motion. → [b, kp+1, c, h, w]
+    fn deformed_sources(&self, source: &Tensor<4>, sparse_motions: &Tensor<5>) -> Tensor<5> {
+        let [b, c, h, w] = source.dims();
+        let n = self.num_kp + 1;
+        let repeated = source
+            .clone()
+            .unsqueeze_dim::<5>(1)
+            .repeat_dim(1, n)
+            .reshape([b * n, c, h, w]);
+        let grid = sparse_motions.clone().reshape([b * n, h, w, 2]);
+        repeated
+            .grid_sample_2d(grid, burn::tensor::ops::GridSampleOptions::default())
+            .reshape([b, n, c, h, w])
+    }
+
+    /// Source [b, c, H, W] and keypoints → dense motion at the network's resolution.
+    pub fn forward(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
+        let source = match &self.down {
+            Some(down) => down.forward(source),
+            None => source,
+        };
+        let [b, c, h, w] = source.dims();
+        let n = self.num_kp + 1;
+        let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
+        let sparse_motions = self.sparse_motions(h, w, kp_driving, kp_source);
+        let sparse_deformed = self.deformed_sources(&source, &sparse_motions);
+
+        let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
+        let prediction = self.hourglass.forward(input);
+        let mask = softmax(self.mask.forward(prediction.clone()), 1);
+
+        // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
+        let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
+            .sum_dim(1)
+            .reshape([b, h, w, 2]);
+        let occlusion_map = self.occlusion.as_ref().map(|head| sigmoid(head.forward(prediction)));
+        DenseMotion {
+            mask,
+            sparse_deformed,
+            deformation,
+            occlusion_map,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The keypoint detector (FOMM §3, `modules/keypoint_detector.py`): an hourglass predicts one
+//! heatmap per keypoint; a softmax with temperature turns each into a distribution whose mean
+//! is the keypoint, and a second head gives the Jacobian as the heatmap-weighted average of a
+//! per-pixel 2×2 map.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
+use super::keypoints::{Keypoints, make_coordinate_grid};
+
+/// `model_params.kp_detector_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
+#[derive(Config, Debug)]
+pub struct KpDetectorConfig {
+    #[config(default = 10)]
+    pub num_kp: usize,
+    #[config(default = 3)]
+    pub num_channels: usize,
+    #[config(default = true)]
+    pub estimate_jacobian: bool,
+    /// Softmax temperature of the heatmaps.
+    #[config(default = 0.1)]
+    pub temperature: f64,
+    #[config(default = 32)]
+    pub block_expansion: usize,
+    #[config(default = 1024)]
+    pub max_features: usize,
+    /// The detector runs on the image downsampled by this factor.
+    #[config(default = 0.25)]
+    pub scale_factor: f64,
+    #[config(default = 5)]
+    pub num_blocks: usize,
+    /// One Jacobian map shared by all keypoints instead of one each.
+    #[config(default = false)]
+    pub single_jacobian_map: bool,
+    /// Padding of the 7×7 heads; 0 shrinks the heatmaps by 6 pixels, as in FOMM.
+    #[config(default = 0)]
+    pub pad: usize,
+}
+
+/// Heatmaps → keypoints + Jacobians.
+#[derive(Module, Debug)]
+pub struct KpDetector {
+    pub predictor: Hourglass,
+    pub kp: Conv2d,
+    pub jacobian: Option<Conv2d>,
+    pub down: Option<AntiAliasInterpolation2d>,
+    pub temperature: f64,
+    pub num_jacobian_maps: usize,
+}
+
+impl KpDetectorConfig {
+    pub fn init(&self, device: &Device) -> KpDetector {
+        let predictor = Hourglass::new(
+            self.block_expansion,
+            self.num_channels,
+            self.num_blocks,
+            self.max_features,
+            device,
+        );
+        let features = Hourglass::out_filters(self.block_expansion, self.num_channels);
+        let num_jacobian_maps = if self.single_jacobian_map { 1 } else { self.num_kp };
+        let jacobian = self.estimate_jacobian.then(|| {
+            // FOMM starts the Jacobian head at the identity: zero weights, bias [1, 0, 0, 1].
+            let mut head = conv(features, 4 * num_jacobian_maps, 7, self.pad, device);
+            head.weight = head.weight.map(|w| w.zeros_like());
+            let bias: Vec<f32> = (0..num_jacobian_maps).flat_map(|_| [1.0, 0.0, 0.0, 1.0]).collect();
+            head.bias = head
+                .bias
+                .map(|b| b.map(|t| Tensor::from_data(TensorData::new(bias.clone(), [bias.len()]), &t.device())));
+            head
+        });
+        KpDetector {
+            predictor,
+            kp: conv(features, self.num_kp, 7, self.pad, device),
+            jacobian,
+            down: (self.scale_factor != 1.0)
+                .then(|| AntiAliasInterpolation2d::new(self.num_channels, self.scale_factor, device)),
+            temperature: self.temperature,
+            num_jacobian_maps,
+        }
+    }
+}
+
+impl KpDetector {
+    /// Images [b, c, h, w] in [0, 1] → keypoints.
+    pub fn forward(&self, image: Tensor<4>) -> Keypoints {
+        self.forward_with_heatmap(image).0
+    }
+
+    /// Also returns the softmax heatmaps [b, kp, h', w'].
+    pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
+        let x = match &self.down {
+            Some(down) => down.forward(image),
+            None => image,
+        };
+        let feature_map = self.predictor.forward(x);
+        let prediction = self.kp.forward(feature_map.clone());
+        let [b, k, h, w] = prediction.dims();
+        let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
+
+        // Mean of each heatmap: Σ heatmap · grid, over the pixels.
+        let (gx, gy) = make_coordinate_grid(h, w, &heatmap.device());
+        let x = (heatmap.clone() * gx.reshape([1, 1, h * w])).sum_dim(2);
+        let y = (heatmap.clone() * gy.reshape([1, 1, h * w])).sum_dim(2);
+        let value = Tensor::cat(vec![x, y], 2);
+
+        let jacobian = self.jacobian.as_ref().map(|head| {
+            let maps = head.forward(feature_map).reshape([b, self.num_jacobian_maps, 4, h * w]);
+            let weighted = heatmap.clone().reshape([b, k, 1, h * w]) * maps;
+            weighted.sum_dim(3).reshape([b, k, 2, 2])
+        });
+        (Keypoints { value, jacobian }, heatmap.reshape([b, k, h, w]))
+    }
+}

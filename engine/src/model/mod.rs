@@ -1,0 +1,18 @@
+//! The networks of the First Order Motion Model, one file per part of the paper, and the
+//! discriminators of FOMM+ and PriorityCut.
+//!
+//! Every module mirrors the official implementation's structure and parameter names, so an
+//! official checkpoint loads by key ([`crate::import`]).
+
+pub mod blocks;
+pub mod dense_motion;
+pub mod discriminator;
+pub mod generator;
+pub mod keypoint_detector;
+pub mod keypoints;
+
+pub use dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
+pub use discriminator::{DiscriminatorConfig, DiscriminatorOutput, MultiScaleDiscriminator};
+pub use generator::{GeneratorConfig, GeneratorOutput, OcclusionAwareGenerator};
+pub use keypoint_detector::{KpDetector, KpDetectorConfig};
+pub use keypoints::Keypoints;

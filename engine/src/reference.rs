@@ -1,0 +1,198 @@
+//! Checks the engine against golden outputs of the official FOMM implementation: a folder with
+//! `config.yaml`, `checkpoint.pth.tar` and `.npy` tensors, as `make_fixture.py` writes it.
+//!
+//! Every forward pass of the fixture README is run on the folder's inputs, chained as the
+//! official script chains them (our keypoints feed our generator), and each output is compared
+//! with its reference by the maximum absolute difference.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::animate::normalize_kp;
+use crate::checkpoint::FommModels;
+use crate::config::{AnimateParams, FommConfig};
+use crate::import::import_fomm_checkpoint;
+use crate::model::Keypoints;
+use crate::npy::NpyArray;
+use crate::{EngineError, Result};
+
+/// Float32 agreement expected of a faithful port: the two differ only by summation order.
+pub const DEFAULT_TOLERANCE: f32 = 1e-4;
+
+/// One compared output.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub max_abs_error: f32,
+}
+
+impl Comparison {
+    /// Within `tolerance`; a NaN error never is.
+    pub fn within(&self, tolerance: f32) -> bool {
+        self.max_abs_error <= tolerance
+    }
+}
+
+/// All comparisons of one fixture folder.
+#[derive(Debug, Clone)]
+pub struct ReferenceReport {
+    pub dir: PathBuf,
+    pub comparisons: Vec<Comparison>,
+    pub tolerance: f32,
+}
+
+impl ReferenceReport {
+    pub fn worst(&self) -> Option<&Comparison> {
+        self.comparisons
+            .iter()
+            .max_by(|a, b| a.max_abs_error.total_cmp(&b.max_abs_error))
+    }
+
+    /// Every output within tolerance (NaN never is).
+    pub fn passed(&self) -> bool {
+        self.comparisons.iter().all(|c| c.within(self.tolerance))
+    }
+}
+
+/// The fixture's float arrays, read on demand.
+struct Fixture<'a> {
+    dir: &'a Path,
+    device: &'a Device,
+}
+
+impl Fixture<'_> {
+    fn array(&self, name: &str) -> Result<NpyArray> {
+        NpyArray::read(&self.dir.join(format!("{name}.npy")))
+    }
+
+    fn tensor<const D: usize>(&self, name: &str) -> Result<Tensor<D>> {
+        let array = self.array(name)?;
+        if array.shape.len() != D {
+            return Err(EngineError::Shape {
+                what: format!("{name}.npy (rank {D} expected)"),
+                expected: vec![],
+                actual: array.shape,
+            });
+        }
+        Ok(Tensor::from_data(TensorData::new(array.data, array.shape), self.device))
+    }
+
+    fn compare<const D: usize>(&self, name: &str, ours: Tensor<D>) -> Result<Comparison> {
+        let expected = self.array(name)?;
+        let shape = ours.dims().to_vec();
+        if shape != expected.shape {
+            return Err(EngineError::Shape {
+                what: format!("{name} (ours vs {name}.npy)"),
+                expected: expected.shape,
+                actual: shape,
+            });
+        }
+        let ours = ours
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
+        let max_abs_error = ours
+            .iter()
+            .zip(&expected.data)
+            .map(|(a, b)| if a.is_finite() { (a - b).abs() } else { f32::NAN })
+            .fold(0.0f32, |acc, e| {
+                if e.is_nan() || acc.is_nan() {
+                    f32::NAN
+                } else {
+                    acc.max(e)
+                }
+            });
+        Ok(Comparison {
+            name: name.to_string(),
+            shape,
+            max_abs_error,
+        })
+    }
+}
+
+/// Runs every reference forward pass of the fixture in `dir` on `device`.
+pub fn verify_reference(dir: &Path, device: &Device) -> Result<ReferenceReport> {
+    let config = FommConfig::from_yaml_file(dir.join("config.yaml"))?;
+    let (models, _) = import_fomm_checkpoint(&dir.join("checkpoint.pth.tar"), &config, device)?;
+    verify_with_models(dir, &models, &config, device)
+}
+
+/// As [`verify_reference`], with models already loaded.
+pub fn verify_with_models(
+    dir: &Path,
+    models: &FommModels,
+    config: &FommConfig,
+    device: &Device,
+) -> Result<ReferenceReport> {
+    let fixture = Fixture { dir, device };
+    let source = fixture.tensor::<4>("source")?;
+    let driving = fixture.tensor::<4>("driving")?;
+    let driving_initial = fixture.tensor::<4>("driving_initial")?;
+    let [_, c, h, w] = source.dims();
+    let [fh, fw, fc] = config.frame_shape;
+    if [c, h, w] != [fc, fh, fw] {
+        return Err(EngineError::Shape {
+            what: "source.npy vs config frame_shape".into(),
+            expected: vec![fc, fh, fw],
+            actual: vec![c, h, w],
+        });
+    }
+
+    let mut comparisons = Vec::new();
+    let keypoints = |name: &str, image: Tensor<4>, out: &mut Vec<Comparison>| -> Result<Keypoints> {
+        let (kp, heatmap) = models.kp_detector.forward_with_heatmap(image);
+        out.push(fixture.compare(&format!("{name}_value"), kp.value.clone())?);
+        if let Some(jacobian) = &kp.jacobian {
+            out.push(fixture.compare(&format!("{name}_jacobian"), jacobian.clone())?);
+        }
+        if name == "kp_source" {
+            out.push(fixture.compare("kp_source_heatmap", heatmap)?);
+        }
+        Ok(kp)
+    };
+    let kp_source = keypoints("kp_source", source.clone(), &mut comparisons)?;
+    let kp_driving = keypoints("kp_driving", driving.clone(), &mut comparisons)?;
+    let kp_driving_initial = keypoints("kp_driving_initial", driving_initial, &mut comparisons)?;
+
+    let out = models.generator.forward(source.clone(), &kp_driving, &kp_source);
+    comparisons.push(fixture.compare("mask", out.mask)?);
+    comparisons.push(fixture.compare("sparse_deformed", out.sparse_deformed)?);
+    comparisons.push(fixture.compare("deformation", out.deformation)?);
+    if let Some(occlusion) = out.occlusion_map {
+        comparisons.push(fixture.compare("occlusion_map", occlusion)?);
+    }
+    comparisons.push(fixture.compare("deformed", out.deformed)?);
+    comparisons.push(fixture.compare("prediction", out.prediction)?);
+
+    // The fixture runs the discriminator of scale 1 on the driving frames.
+    if let Some(index) = models.discriminator.scales.iter().position(|&s| s == 1.0) {
+        let disc = models.discriminator.discs[index].forward(driving, None);
+        for (i, map) in disc.feature_maps.into_iter().enumerate() {
+            comparisons.push(fixture.compare(&format!("disc_feature_map_{i}"), map)?);
+        }
+        comparisons.push(fixture.compare("disc_prediction_map", disc.prediction_map)?);
+    }
+
+    // normalize_kp and the animation use batch element 0, as the fixture script does.
+    let params = AnimateParams::new()
+        .with_adapt_movement_scale(true)
+        .with_use_relative_movement(true)
+        .with_use_relative_jacobian(true);
+    let (s0, d0, i0) = (kp_source.select(0), kp_driving.select(0), kp_driving_initial.select(0));
+    let kp_norm = normalize_kp(&s0, &d0, &i0, &params);
+    comparisons.push(fixture.compare("kp_norm_value", kp_norm.value.clone())?);
+    if let Some(jacobian) = &kp_norm.jacobian {
+        comparisons.push(fixture.compare("kp_norm_jacobian", jacobian.clone())?);
+    }
+    let animated = models.generator.forward(source.narrow(0, 0, 1), &kp_norm, &s0);
+    comparisons.push(fixture.compare("animate_prediction", animated.prediction)?);
+
+    Ok(ReferenceReport {
+        dir: dir.to_path_buf(),
+        comparisons,
+        tolerance: DEFAULT_TOLERANCE,
+    })
+}

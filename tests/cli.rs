@@ -1,0 +1,220 @@
+//! The `prioritycut` binary end to end.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{fixture, temp_dir};
+
+fn prioritycut(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prioritycut"))
+        .args(args)
+        .output()
+        .expect("run prioritycut")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn verify_reference_passes_on_every_fixture_and_names_the_backend() {
+    for dir in common::REFERENCE_DIRS {
+        let out = prioritycut(&["verify-reference", path(&fixture(dir)), "--backend", "cpu"]);
+        let all = text(&out);
+        assert!(out.status.success(), "{dir}: {all}");
+        assert!(all.contains("backend: flex"), "{all}");
+        assert!(all.contains("PASS: 21 outputs"), "{all}");
+        assert!(all.contains("animate_prediction"), "{all}");
+    }
+}
+
+/// Copies the fixture folder with one float of the checkpoint changed.
+fn fixture_with_one_weight_changed(dir: &Path) {
+    let source = fixture("fomm-small");
+    for entry in std::fs::read_dir(&source).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+    }
+    let from = source.join("checkpoint.pth.tar");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&from).expect("open")).expect("zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(dir.join("checkpoint.pth.tar")).expect("create"));
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("entry");
+        let name = entry.name().expect("utf-8 entry name").to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read");
+        // Storage 0 is the first tensor pickled: the keypoint detector's first conv weight.
+        if name.ends_with("/data/0") {
+            let value = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 0.5;
+            data[..4].copy_from_slice(&value.to_le_bytes());
+        }
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        writer.start_file(name, options).expect("start");
+        writer.write_all(&data).expect("write");
+    }
+    writer.finish().expect("finish");
+}
+
+#[test]
+fn verify_reference_fails_when_one_weight_is_changed() {
+    let dir = temp_dir("one-weight");
+    fixture_with_one_weight_changed(&dir);
+    let out = prioritycut(&["verify-reference", path(&dir), "--backend", "flex"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("FAIL"), "{all}");
+}
+
+#[test]
+fn animate_writes_gif_and_png_frames() {
+    let dir = temp_dir("animate");
+    let frames = dir.join("driving");
+    std::fs::create_dir_all(&frames).expect("dir");
+    for i in 0..3u32 {
+        image::RgbImage::from_fn(80, 80, |x, y| {
+            image::Rgb([((x + 9 * i) % 255) as u8, (y * 3) as u8, 128])
+        })
+        .save(frames.join(format!("{i:03}.png")))
+        .expect("frame");
+    }
+    let source = dir.join("source.png");
+    image::RgbImage::from_fn(120, 100, |x, y| image::Rgb([x as u8, y as u8, 60]))
+        .save(&source)
+        .expect("source");
+    let small = fixture("fomm-small");
+    let checkpoint = small.join("checkpoint.pth.tar");
+    let config = small.join("config.yaml");
+    for (out, extra) in [
+        (dir.join("out.gif"), "--best-frame"),
+        (dir.join("pngs"), "--adapt-scale"),
+    ] {
+        let run = prioritycut(&[
+            "animate",
+            "--checkpoint",
+            path(&checkpoint),
+            "--config",
+            path(&config),
+            "--source",
+            path(&source),
+            "--driving",
+            path(&frames),
+            "--out",
+            path(&out),
+            "--backend",
+            "flex",
+            extra,
+        ]);
+        assert!(run.status.success(), "{}", text(&run));
+        assert!(text(&run).contains("wrote 3 frames (64x64)"), "{}", text(&run));
+    }
+    let gif = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(dir.join("out.gif")).expect("gif"),
+    ))
+    .expect("decodable gif");
+    use image::AnimationDecoder;
+    let decoded = gif.into_frames().collect_frames().expect("frames");
+    assert_eq!(decoded.len(), 3);
+    assert_eq!(decoded[0].buffer().dimensions(), (64, 64));
+    let png = image::open(dir.join("pngs/frame_00002.png")).expect("png frame");
+    assert_eq!((png.width(), png.height()), (64, 64));
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = temp_dir("bad-inputs");
+    let small = fixture("fomm-small");
+    let source = dir.join("source.png");
+    image::RgbImage::new(64, 64).save(&source).expect("source");
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnope").expect("write");
+    let truncated = dir.join("cut.pth.tar");
+    let bytes = std::fs::read(small.join("checkpoint.pth.tar")).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let mut wrong_config = std::fs::read_to_string(small.join("config.yaml")).expect("config");
+    wrong_config = wrong_config.replace("num_kp: 10", "num_kp: 12");
+    let wrong = dir.join("wrong.yaml");
+    std::fs::File::create(&wrong)
+        .and_then(|mut f| f.write_all(wrong_config.as_bytes()))
+        .expect("write");
+
+    let cases: [(&Path, &Path, &Path, &str); 3] = [
+        (&truncated, &small.join("config.yaml"), &source, "cut.pth.tar"),
+        (
+            &small.join("checkpoint.pth.tar"),
+            &wrong,
+            &source,
+            "kp_detector.kp.weight",
+        ),
+        (
+            &small.join("checkpoint.pth.tar"),
+            &small.join("config.yaml"),
+            &broken,
+            "not a readable image",
+        ),
+    ];
+    for (checkpoint, config, src, expected) in cases {
+        let run = prioritycut(&[
+            "animate",
+            "--checkpoint",
+            path(checkpoint),
+            "--config",
+            path(config),
+            "--source",
+            path(src),
+            "--driving",
+            path(src),
+            "--out",
+            path(&dir.join("o.gif")),
+            "--backend",
+            "flex",
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success());
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(error_lines.len(), 1, "{stderr}");
+        assert!(error_lines[0].contains(expected), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn bench_animate_prints_a_figure_with_backend_and_size() {
+    let config = fixture("fomm-small/config.yaml");
+    let out = prioritycut(&[
+        "bench",
+        "animate",
+        "--config",
+        path(&config),
+        "--backend",
+        "flex",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("bench animate"))
+        .expect("result line");
+    assert!(line.contains("64x64") && line.contains("backend flex"), "{line}");
+    let ms: f64 = line
+        .split(" ms/frame")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("a number of ms");
+    assert!(ms > 0.0 && ms.is_finite(), "{line}");
+}

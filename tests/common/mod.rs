@@ -1,0 +1,46 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use prioritycut_engine::backend::{self, BackendChoice};
+use prioritycut_engine::burn::tensor::Device;
+
+/// `tests/fixtures/NAME`: golden outputs of the official FOMM code (see tests/fixtures/README.md).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// The three reference folders: 64×64/10 keypoints, 96×96/5, 128×128/15, of different widths.
+pub const REFERENCE_DIRS: [&str; 3] = ["fomm-small", "fomm-96-kp5", "fomm-128-kp15"];
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// A fresh, empty folder under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("prioritycut-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// wgpu when an adapter exists. With `PRIORITYCUT_REQUIRE_WGPU=1` (CI, which installs Mesa's
+/// software Vulkan driver) a missing adapter fails the test instead of skipping it.
+pub fn wgpu_device() -> Option<Device> {
+    match backend::select(BackendChoice::Wgpu) {
+        Ok(selected) => {
+            eprintln!("wgpu test device: {}", selected.description);
+            Some(selected.device)
+        }
+        Err(error) => {
+            assert!(
+                std::env::var("PRIORITYCUT_REQUIRE_WGPU").as_deref() != Ok("1"),
+                "PRIORITYCUT_REQUIRE_WGPU=1 but wgpu is unavailable: {error}"
+            );
+            eprintln!("skipping the wgpu run: {error}");
+            None
+        }
+    }
+}

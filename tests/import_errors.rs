@@ -1,0 +1,122 @@
+//! Bad checkpoints give one clear line naming the problem, never a panic.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::{cpu, fixture, temp_dir};
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::import::import_fomm_checkpoint;
+
+fn small_config() -> FommConfig {
+    FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config")
+}
+
+fn import_error(checkpoint: &Path, config: &FommConfig) -> String {
+    let error = import_fomm_checkpoint(checkpoint, config, &cpu()).expect_err("must be refused");
+    let message = error.to_string();
+    assert!(!message.contains('\n'), "not one line: {message}");
+    message
+}
+
+#[test]
+fn wrong_shape_names_the_key_and_both_shapes() {
+    let mut config = small_config();
+    config.kp_detector.num_kp = 7;
+    let message = import_error(&fixture("fomm-small/checkpoint.pth.tar"), &config);
+    assert!(message.contains("kp_detector.kp.weight"), "{message}");
+    assert!(
+        message.contains("[10, 11, 7, 7]") && message.contains("[7, 11, 7, 7]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_and_unexpected_keys_are_named() {
+    let mut config = small_config();
+    config.generator.num_bottleneck_blocks = 3;
+    let message = import_error(&fixture("fomm-small/checkpoint.pth.tar"), &config);
+    assert!(
+        message.contains("generator.bottleneck.r2.") && message.contains("missing"),
+        "{message}"
+    );
+
+    let mut config = small_config();
+    config.generator.num_bottleneck_blocks = 1;
+    let message = import_error(&fixture("fomm-small/checkpoint.pth.tar"), &config);
+    assert!(
+        message.contains("generator.bottleneck.r1") && message.contains("no place"),
+        "{message}"
+    );
+
+    let mut config = small_config();
+    config.discriminator.scales = vec![1.0, 0.5];
+    let message = import_error(&fixture("fomm-small/checkpoint.pth.tar"), &config);
+    assert!(message.contains("scale 0.5"), "{message}");
+}
+
+#[test]
+fn truncated_file_is_refused() {
+    let bytes = std::fs::read(fixture("fomm-small/checkpoint.pth.tar")).expect("read");
+    let dir = temp_dir("truncated");
+    for (name, len) in [
+        ("half.pth.tar", bytes.len() / 2),
+        ("tail-cut.pth.tar", bytes.len() - 100),
+        ("empty.pth.tar", 0),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes[..len]).expect("write");
+        let message = import_error(&path, &small_config());
+        assert!(message.contains(name), "{message}");
+    }
+    let legacy = std::fs::read(fixture("fomm-small-legacy.pth.tar")).expect("read");
+    let path = dir.join("legacy-cut.pth.tar");
+    std::fs::write(&path, &legacy[..legacy.len() / 3]).expect("write");
+    import_error(&path, &small_config());
+}
+
+#[test]
+fn files_that_are_not_fomm_checkpoints_are_refused() {
+    let dir = temp_dir("wrong-type");
+    let text = dir.join("notes.pth.tar");
+    std::fs::write(&text, "this is not a checkpoint").expect("write");
+    assert!(import_error(&text, &small_config()).contains("not a readable PyTorch checkpoint"));
+
+    let image = dir.join("image.pth.tar");
+    std::fs::copy(fixture("fomm-small/source.npy"), &image).expect("copy");
+    import_error(&image, &small_config());
+
+    let missing = dir.join("does-not-exist.pth.tar");
+    assert!(import_error(&missing, &small_config()).contains("does-not-exist.pth.tar"));
+
+    // A valid torch zip that holds something else: the entries of our fixture under other names.
+    let other = dir.join("other.pth.tar");
+    rename_top_level(
+        &fixture("fomm-small/checkpoint.pth.tar"),
+        &other,
+        b"kp_detector",
+        b"kp_detectoX",
+    );
+    assert!(import_error(&other, &small_config()).contains("no 'kp_detector'"));
+}
+
+/// Copies a torch zip checkpoint, replacing one byte string (same length) in its pickle.
+fn rename_top_level(from: &Path, to: &Path, old: &[u8], new: &[u8]) {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).expect("open")).expect("zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(to).expect("create"));
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("entry");
+        let name = entry.name().expect("utf-8 entry name").to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read entry");
+        if name.ends_with("data.pkl") {
+            let at = data.windows(old.len()).position(|w| w == old).expect("key in pickle");
+            data[at..at + new.len()].copy_from_slice(new);
+        }
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        writer.start_file(name, options).expect("start");
+        writer.write_all(&data).expect("write");
+    }
+    writer.finish().expect("finish");
+}

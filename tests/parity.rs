@@ -1,0 +1,96 @@
+//! Parity with the official FOMM implementation: every output of the reference fixtures,
+//! reproduced through the importer of official checkpoints, within 1e-4 (float32).
+
+mod common;
+
+use common::{REFERENCE_DIRS, cpu, fixture, temp_dir, wgpu_device};
+use prioritycut_engine::checkpoint::FommModels;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::import::import_fomm_checkpoint;
+use prioritycut_engine::reference::{ReferenceReport, verify_reference, verify_with_models};
+
+/// Every output the fixture README lists.
+const OUTPUTS: [&str; 21] = [
+    "kp_source_value",
+    "kp_source_jacobian",
+    "kp_source_heatmap",
+    "kp_driving_value",
+    "kp_driving_jacobian",
+    "kp_driving_initial_value",
+    "kp_driving_initial_jacobian",
+    "mask",
+    "sparse_deformed",
+    "deformation",
+    "occlusion_map",
+    "deformed",
+    "prediction",
+    "disc_feature_map_0",
+    "disc_feature_map_1",
+    "disc_feature_map_2",
+    "disc_feature_map_3",
+    "disc_prediction_map",
+    "kp_norm_value",
+    "kp_norm_jacobian",
+    "animate_prediction",
+];
+
+fn assert_all_within_tolerance(report: &ReferenceReport) {
+    for name in OUTPUTS {
+        assert!(
+            report.comparisons.iter().any(|c| c.name == name),
+            "{}: {name} was not compared",
+            report.dir.display()
+        );
+    }
+    for c in &report.comparisons {
+        eprintln!(
+            "{:>40} {:<24} {:.2e}",
+            report.dir.display().to_string().rsplit('/').next().unwrap_or(""),
+            c.name,
+            c.max_abs_error
+        );
+        assert!(
+            c.max_abs_error <= 1e-4,
+            "{}: {} differs from the official output by {:e}",
+            report.dir.display(),
+            c.name,
+            c.max_abs_error
+        );
+    }
+}
+
+#[test]
+fn every_reference_output_matches_on_the_cpu() {
+    for dir in REFERENCE_DIRS {
+        let report = verify_reference(&fixture(dir), &cpu()).expect("fixture loads and runs");
+        assert_all_within_tolerance(&report);
+    }
+}
+
+#[test]
+fn every_reference_output_matches_on_wgpu() {
+    let Some(device) = wgpu_device() else { return };
+    let report = verify_reference(&fixture("fomm-small"), &device).expect("fixture runs on wgpu");
+    assert_all_within_tolerance(&report);
+}
+
+#[test]
+fn legacy_torch_format_loads_the_same_weights() {
+    let dir = fixture("fomm-small");
+    let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
+    let (models, report) = import_fomm_checkpoint(&fixture("fomm-small-legacy.pth.tar"), &config, &cpu())
+        .expect("legacy checkpoint loads");
+    assert!(report.discriminator);
+    assert_all_within_tolerance(&verify_with_models(&dir, &models, &config, &cpu()).expect("runs"));
+}
+
+#[test]
+fn own_checkpoint_format_round_trips() {
+    let dir = fixture("fomm-small");
+    let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
+    let (models, _) = import_fomm_checkpoint(&dir.join("checkpoint.pth.tar"), &config, &cpu()).expect("import");
+    let out = temp_dir("bpk").join("models.bpk");
+    models.save(&out).expect("save");
+    let reloaded = FommModels::load(&out, &config, &cpu()).expect("reload");
+    assert_all_within_tolerance(&verify_with_models(&dir, &reloaded, &config, &cpu()).expect("runs"));
+}
