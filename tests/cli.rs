@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{fixture, temp_dir};
+use common::{fixture, rewrite_torch_zip, temp_dir};
 
 fn prioritycut(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_prioritycut"))
@@ -46,24 +46,17 @@ fn fixture_with_one_weight_changed(dir: &Path) {
         let entry = entry.expect("entry");
         std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
     }
-    let from = source.join("checkpoint.pth.tar");
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(&from).expect("open")).expect("zip");
-    let mut writer = zip::ZipWriter::new(std::fs::File::create(dir.join("checkpoint.pth.tar")).expect("create"));
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).expect("entry");
-        let name = entry.name().expect("utf-8 entry name").to_string();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).expect("read");
-        // Storage 0 is the first tensor pickled: the keypoint detector's first conv weight.
-        if name.ends_with("/data/0") {
-            let value = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 0.5;
-            data[..4].copy_from_slice(&value.to_le_bytes());
-        }
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        writer.start_file(name, options).expect("start");
-        writer.write_all(&data).expect("write");
-    }
-    writer.finish().expect("finish");
+    rewrite_torch_zip(
+        &source.join("checkpoint.pth.tar"),
+        &dir.join("checkpoint.pth.tar"),
+        |name, data| {
+            // Storage 0 is the first tensor pickled: the keypoint detector's first conv weight.
+            if name.ends_with("/data/0") {
+                let value = f32::from_le_bytes([data[0], data[1], data[2], data[3]]) + 0.5;
+                data[..4].copy_from_slice(&value.to_le_bytes());
+            }
+        },
+    );
 }
 
 #[test]

@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
 
-use common::{cpu, fixture, temp_dir};
+use common::{cpu, fixture, rewrite_torch_zip, temp_dir};
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::import::import_fomm_checkpoint;
 
@@ -103,20 +102,10 @@ fn files_that_are_not_fomm_checkpoints_are_refused() {
 
 /// Copies a torch zip checkpoint, replacing one byte string (same length) in its pickle.
 fn rename_top_level(from: &Path, to: &Path, old: &[u8], new: &[u8]) {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).expect("open")).expect("zip");
-    let mut writer = zip::ZipWriter::new(std::fs::File::create(to).expect("create"));
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).expect("entry");
-        let name = entry.name().expect("utf-8 entry name").to_string();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).expect("read entry");
+    rewrite_torch_zip(from, to, |name, data| {
         if name.ends_with("data.pkl") {
             let at = data.windows(old.len()).position(|w| w == old).expect("key in pickle");
             data[at..at + new.len()].copy_from_slice(new);
         }
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        writer.start_file(name, options).expect("start");
-        writer.write_all(&data).expect("write");
-    }
-    writer.finish().expect("finish");
+    });
 }

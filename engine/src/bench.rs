@@ -17,8 +17,8 @@ pub struct AnimateBench {
     pub warmup: usize,
     /// Every timed run, in order.
     pub runs_ms: Vec<f64>,
-    /// Keypoint detection alone, median.
-    pub kp_detector_ms: f64,
+    /// Median ms of the parts of a frame, timed separately: where the time goes.
+    pub stages: Vec<(&'static str, f64)>,
 }
 
 impl AnimateBench {
@@ -76,19 +76,49 @@ pub fn bench_animate(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
-    let kp_runs: Vec<f64> = (0..runs.clamp(1, 5))
-        .map(|_| {
-            let start = Instant::now();
-            models.kp_detector.forward(driving.clone()).value.into_data();
-            start.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
+
+    let stage_runs = runs.clamp(1, 3);
+    let time = |f: &dyn Fn()| {
+        let ms: Vec<f64> = (0..stage_runs)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        median(&ms)
+    };
+    let kp_driving = models.kp_detector.forward(driving.clone());
+    let kp_detector_ms = time(&|| {
+        models.kp_detector.forward(driving.clone()).value.into_data();
+    });
+    let dense_motion_ms = time(&|| {
+        let dense = models
+            .generator
+            .dense_motion_network
+            .forward(source.clone(), &kp_driving, &kp_source);
+        dense.deformation.into_data();
+    });
+    let generator_ms = time(&|| {
+        models
+            .generator
+            .forward(source.clone(), &kp_driving, &kp_source)
+            .prediction
+            .into_data();
+    });
     AnimateBench {
         height: h,
         width: w,
         warmup,
         runs_ms,
-        kp_detector_ms: median(&kp_runs),
+        stages: vec![
+            ("keypoint detector", kp_detector_ms),
+            ("dense motion", dense_motion_ms),
+            (
+                "generator without dense motion",
+                (generator_ms - dense_motion_ms).max(0.0),
+            ),
+        ],
     }
 }
 

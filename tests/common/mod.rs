@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use prioritycut_engine::backend::{self, BackendChoice};
@@ -43,4 +44,21 @@ pub fn wgpu_device() -> Option<Device> {
             None
         }
     }
+}
+
+/// Copies a torch zip checkpoint entry by entry, letting `edit(name, bytes)` change entries.
+pub fn rewrite_torch_zip(from: &Path, to: &Path, mut edit: impl FnMut(&str, &mut Vec<u8>)) {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).expect("open")).expect("zip");
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(to).expect("create"));
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("entry");
+        let name = entry.name().expect("utf-8 entry name").to_string();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read entry");
+        edit(&name, &mut data);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        writer.start_file(name, options).expect("start");
+        writer.write_all(&data).expect("write");
+    }
+    writer.finish().expect("finish");
 }

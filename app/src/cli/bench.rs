@@ -42,8 +42,13 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let report = bench_animate(&config, &selected.device, args.warmup, args.runs, |_| bar.inc(1));
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
+    let stages: Vec<String> = report
+        .stages
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms:.1} ms"))
+        .collect();
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | keypoint detector {:.1} ms | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {} | runs ms: {}",
         report.width,
         report.height,
         selected.description,
@@ -51,7 +56,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         report.runs_ms.len(),
         report.warmup,
         report.frames_per_second(),
-        report.kp_detector_ms,
+        stages.join(", "),
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)
