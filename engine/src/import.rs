@@ -176,7 +176,7 @@ fn check_result(result: &ApplyResult, part: &str) -> std::result::Result<(), Str
 }
 
 /// Our parameter path written as FOMM names it, for messages (the generator's bottleneck is
-/// `r0, r1, ...`, its last conv `final`, batch-norm scales `weight`/`bias`).
+/// `r0, r1, ...` and its last conv `final`).
 fn torch_name(path: &str) -> String {
     let mut parts: Vec<String> = path.split('.').map(str::to_string).collect();
     for i in 1..parts.len() {
@@ -186,12 +186,7 @@ fn torch_name(path: &str) -> String {
     }
     parts
         .iter()
-        .map(|p| match p.as_str() {
-            "final_conv" => "final",
-            "gamma" => "weight",
-            "beta" => "bias",
-            other => other,
-        })
+        .map(|p| if p == "final_conv" { "final" } else { p.as_str() })
         .collect::<Vec<_>>()
         .join(".")
 }

@@ -2,14 +2,14 @@
 //! down/up/same/residual blocks, and the anti-aliased downsampling in front of the keypoint
 //! detector and the dense motion network.
 //!
-//! Batch norms are burn's: they use batch statistics on an autodiff device (training) and the
-//! running statistics otherwise (inference), like torch's train/eval modes.
+//! Batch norms use batch statistics on an autodiff device (training) and the running statistics
+//! otherwise (inference), like torch's train/eval modes.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, RunningState};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::module::{avg_pool2d, conv2d, interpolate};
+use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -20,8 +20,58 @@ pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: 
         .init(device)
 }
 
-fn batch_norm(features: usize, device: &Device) -> BatchNorm {
-    BatchNormConfig::new(features).init(device)
+/// FOMM's `SynchronizedBatchNorm2d(affine=True)` on one device: torch's parameter names, and the
+/// running variance updated with the *unbiased* batch variance, as torch does (burn's own
+/// `BatchNorm` uses the biased one).
+#[derive(Module, Debug)]
+pub struct BatchNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub running_mean: RunningState<Tensor<1>>,
+    pub running_var: RunningState<Tensor<1>>,
+}
+
+impl BatchNorm2d {
+    const EPSILON: f64 = 1e-5;
+    const MOMENTUM: f64 = 0.1;
+
+    pub fn new(features: usize, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([features], device)),
+            bias: Param::from_tensor(Tensor::zeros([features], device)),
+            running_mean: RunningState::new(Tensor::zeros([features], device)),
+            running_var: RunningState::new(Tensor::ones([features], device)),
+        }
+    }
+
+    /// [b, c, h, w] → [b, c, h, w]; training mode on an autodiff device.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        if !device.is_autodiff() {
+            return batch_norm(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.running_mean.value().to_device(&device),
+                self.running_var.value().to_device(&device),
+                Self::EPSILON,
+            );
+        }
+        let [b, _, h, w] = x.dims();
+        let count = (b * h * w) as f64;
+        let result = batch_norm_train(x, self.weight.val(), self.bias.val(), Self::EPSILON);
+        let unbiased = result.variance * (count / (count - 1.0).max(1.0));
+        let momentum = Self::MOMENTUM;
+        let mean = self.running_mean.value_sync().to_device(&device) * (1.0 - momentum) + result.mean * momentum;
+        let var = self.running_var.value_sync().to_device(&device) * (1.0 - momentum) + unbiased * momentum;
+        self.running_mean.update(mean.detach());
+        self.running_var.update(var.detach());
+        result.output
+    }
+}
+
+fn batch_norm_2d(features: usize, device: &Device) -> BatchNorm2d {
+    BatchNorm2d::new(features, device)
 }
 
 /// Nearest-neighbour ×2 upsampling (`F.interpolate(x, scale_factor=2)`).
@@ -48,8 +98,8 @@ pub fn resize_bilinear(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
 pub struct ResBlock2d {
     pub conv1: Conv2d,
     pub conv2: Conv2d,
-    pub norm1: BatchNorm,
-    pub norm2: BatchNorm,
+    pub norm1: BatchNorm2d,
+    pub norm2: BatchNorm2d,
 }
 
 impl ResBlock2d {
@@ -57,8 +107,8 @@ impl ResBlock2d {
         Self {
             conv1: conv(features, features, kernel, padding, device),
             conv2: conv(features, features, kernel, padding, device),
-            norm1: batch_norm(features, device),
-            norm2: batch_norm(features, device),
+            norm1: batch_norm_2d(features, device),
+            norm2: batch_norm_2d(features, device),
         }
     }
 
@@ -74,14 +124,14 @@ impl ResBlock2d {
 #[derive(Module, Debug)]
 pub struct UpBlock2d {
     pub conv: Conv2d,
-    pub norm: BatchNorm,
+    pub norm: BatchNorm2d,
 }
 
 impl UpBlock2d {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: batch_norm(output, device),
+            norm: batch_norm_2d(output, device),
         }
     }
 
@@ -95,14 +145,14 @@ impl UpBlock2d {
 #[derive(Module, Debug)]
 pub struct DownBlock2d {
     pub conv: Conv2d,
-    pub norm: BatchNorm,
+    pub norm: BatchNorm2d,
 }
 
 impl DownBlock2d {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: batch_norm(output, device),
+            norm: batch_norm_2d(output, device),
         }
     }
 
@@ -117,14 +167,14 @@ impl DownBlock2d {
 #[derive(Module, Debug)]
 pub struct SameBlock2d {
     pub conv: Conv2d,
-    pub norm: BatchNorm,
+    pub norm: BatchNorm2d,
 }
 
 impl SameBlock2d {
     pub fn new(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, kernel, padding, device),
-            norm: batch_norm(output, device),
+            norm: batch_norm_2d(output, device),
         }
     }
 
@@ -319,15 +369,43 @@ mod tests {
         w[4] = 1.0;
         block.conv.weight = Param::from_data(TensorData::new(w, [1, 1, 3, 3]), &device());
         block.conv.bias = Some(Param::from_data(TensorData::new(vec![0.0f32], [1]), &device()));
-        block.norm.epsilon = 0.0;
         let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, -3.0, 4.0], [1, 1, 2, 2]), &device());
         let y = block.forward(x);
+        // The identity batch norm still divides by √(1 + ε).
         let expected = Tensor::<4>::from_data(
-            TensorData::new(vec![(1.0f32 + 2.0 + 0.0 + 4.0) / 4.0], [1, 1, 1, 1]),
+            TensorData::new(
+                vec![(1.0f32 + 2.0 + 0.0 + 4.0) / 4.0 / (1.0f32 + 1e-5).sqrt()],
+                [1, 1, 1, 1],
+            ),
             &device(),
         );
         y.into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn batch_norm_trains_on_batch_statistics_and_tracks_the_unbiased_variance() {
+        let train = device().autodiff();
+        let bn = BatchNorm2d::new(1, &train);
+        // Values 1, 2, 3, 6 over batch and pixels: mean 3, biased variance 3.5, unbiased 14/3.
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [2, 1, 1, 2]), &train);
+        let y = bn.forward(x).into_data().try_to_vec::<f32>().expect("f32");
+        let sd = (3.5f32 + 1e-5).sqrt();
+        for (got, want) in y.iter().zip([-2.0 / sd, -1.0 / sd, 0.0, 3.0 / sd]) {
+            assert!((got - want).abs() < 1e-6, "{y:?}");
+        }
+        let mean: f32 = bn.running_mean.value_sync().into_scalar();
+        let var: f32 = bn.running_var.value_sync().into_scalar();
+        assert!((mean - 0.3).abs() < 1e-6, "{mean}");
+        assert!((var - (0.9 + 0.1 * 14.0 / 3.0)).abs() < 1e-6, "{var}");
+
+        // Inference (no autodiff) normalizes by the running statistics.
+        let mut eval = BatchNorm2d::new(1, &device());
+        eval.running_mean = RunningState::new(Tensor::from_data(TensorData::new(vec![1.0f32], [1]), &device()));
+        eval.running_var = RunningState::new(Tensor::from_data(TensorData::new(vec![4.0f32], [1]), &device()));
+        let x = Tensor::<4>::from_data(TensorData::new(vec![5.0f32], [1, 1, 1, 1]), &device());
+        let y: f32 = eval.forward(x).into_scalar();
+        assert!((y - 4.0 / (4.0f32 + 1e-5).sqrt()).abs() < 1e-6, "{y}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! FOMM's multi-scale patch discriminator (pix2pix style, `modules/discriminator.py`), used by
 //! FOMM+ for the adversarial and feature-matching losses. Spectral norm follows
 //! `torch.nn.utils.spectral_norm`: the checkpoint keeps `weight_orig` and the power-iteration
-//! vectors `u`, `v`; the weight used is `weight_orig / σ` with `σ = uᵀ · W · v`.
+//! vectors `u`, `v`; the weight used is `weight_orig / σ` with `σ = uᵀ · W · v`. In training (an
+//! autodiff device) each forward first does one power iteration on `u`, `v`, as torch does.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, RunningState};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::module::{avg_pool2d, conv2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
@@ -45,9 +46,15 @@ pub struct SpectralConv2d {
     pub weight: Param<Tensor<4>>,
     pub bias: Param<Tensor<1>>,
     /// Left singular vector estimate [out]; `None` without spectral norm.
-    pub weight_u: Option<Param<Tensor<1>>>,
+    pub weight_u: Option<RunningState<Tensor<1>>>,
     /// Right singular vector estimate [in·kh·kw].
-    pub weight_v: Option<Param<Tensor<1>>>,
+    pub weight_v: Option<RunningState<Tensor<1>>>,
+}
+
+/// `v / max(‖v‖, 1e-12)`, torch's `F.normalize` as spectral norm uses it.
+fn normalize(v: Tensor<1>) -> Tensor<1> {
+    let norm = v.clone().square().sum().sqrt().clamp_min(1e-12);
+    v / norm
 }
 
 impl SpectralConv2d {
@@ -56,9 +63,11 @@ impl SpectralConv2d {
         let bound = 1.0 / ((input * kernel * kernel) as f64).sqrt();
         let uniform = Distribution::Uniform(-bound, bound);
         let normalized = |n: usize| {
-            let v = Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device);
-            let norm = v.clone().square().sum().sqrt().clamp_min(1e-12);
-            Param::from_tensor(v / norm).set_require_grad(false)
+            RunningState::new(normalize(Tensor::<1>::random(
+                [n],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )))
         };
         Self {
             weight: Param::from_tensor(Tensor::random([output, input, kernel, kernel], uniform, device)),
@@ -72,11 +81,30 @@ impl SpectralConv2d {
     pub fn effective_weight(&self) -> Tensor<4> {
         let weight = self.weight.val();
         match (&self.weight_u, &self.weight_v) {
-            (Some(u), Some(v)) => {
+            (Some(u_state), Some(v_state)) => {
+                let device = weight.device();
                 let [o, i, kh, kw] = weight.dims();
-                let matrix = weight.clone().reshape([o, i * kh * kw]);
-                let wv = matrix.matmul(v.val().reshape([i * kh * kw, 1]));
-                let sigma = (u.val().reshape([o, 1]) * wv).sum();
+                let n = i * kh * kw;
+                let matrix = weight.clone().reshape([o, n]);
+                let training = device.is_autodiff();
+                // Training updates u and v every step, so it must read the latest values.
+                let (mut u, mut v) = if training {
+                    (u_state.value_sync(), v_state.value_sync())
+                } else {
+                    (u_state.value(), v_state.value())
+                };
+                u = u.to_device(&device);
+                v = v.to_device(&device);
+                if training {
+                    // One power iteration, outside the graph: v ← Wᵀu/‖·‖, u ← Wv/‖·‖.
+                    let w = matrix.clone().detach();
+                    v = normalize(w.clone().transpose().matmul(u.reshape([o, 1])).reshape([n]));
+                    u = normalize(w.matmul(v.clone().reshape([n, 1])).reshape([o]));
+                    u_state.update(u.clone());
+                    v_state.update(v.clone());
+                }
+                let wv = matrix.matmul(v.reshape([n, 1]));
+                let sigma = (u.reshape([o, 1]) * wv).sum();
                 weight / sigma.reshape([1, 1, 1, 1])
             }
             _ => weight,
@@ -239,5 +267,30 @@ impl MultiScaleDiscriminator {
             .zip(pyramid)
             .map(|(disc, image)| disc.forward(image.clone(), kp_value))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn spectral_norm_divides_by_the_largest_singular_value_after_power_iterations() {
+        let device = Device::flex().autodiff();
+        let mut conv = SpectralConv2d::new(2, 2, 1, true, &device);
+        // W = diag(3, 1) as a 1x1 conv: σ_max = 3.
+        conv.weight = Param::from_data(TensorData::new(vec![3.0f32, 0.0, 0.0, 1.0], [2, 2, 1, 1]), &device);
+        for _ in 0..20 {
+            conv.effective_weight();
+        }
+        let w = conv.effective_weight().into_data().try_to_vec::<f32>().expect("f32");
+        assert!((w[0] - 1.0).abs() < 1e-4 && (w[3] - 1.0 / 3.0).abs() < 1e-4, "{w:?}");
+
+        // Without autodiff (inference) u and v stay as loaded.
+        let eval = SpectralConv2d::new(2, 2, 1, true, &Device::flex());
+        let before = eval.weight_u.as_ref().map(|u| u.value().into_data());
+        eval.effective_weight();
+        assert_eq!(before, eval.weight_u.as_ref().map(|u| u.value().into_data()));
     }
 }
