@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::{cpu, fixture, rewrite_torch_zip, temp_dir};
+use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::import::import_fomm_checkpoint;
 
@@ -108,4 +109,26 @@ fn rename_top_level(from: &Path, to: &Path, old: &[u8], new: &[u8]) {
             data[at..at + new.len()].copy_from_slice(new);
         }
     });
+}
+
+#[test]
+fn truncated_own_checkpoint_is_refused() {
+    let (models, _) =
+        import_fomm_checkpoint(&fixture("fomm-small/checkpoint.pth.tar"), &small_config(), &cpu()).expect("import");
+    let dir = temp_dir("bpk-cut");
+    let whole = dir.join("whole.bpk");
+    models.save(&whole).expect("save");
+    let bytes = std::fs::read(&whole).expect("read");
+    let cut = dir.join("cut.bpk");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let message = FommModels::load(&cut, &small_config(), &cpu())
+        .expect_err("truncated")
+        .to_string();
+    assert!(message.contains("cut.bpk") && !message.contains('\n'), "{message}");
+    let mut other = small_config();
+    other.kp_detector.num_kp = 4;
+    let message = FommModels::load(&whole, &other, &cpu())
+        .expect_err("wrong config")
+        .to_string();
+    assert!(message.contains("does the config match"), "{message}");
 }

@@ -89,8 +89,26 @@ fn own_checkpoint_format_round_trips() {
     let dir = fixture("fomm-small");
     let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
     let (models, _) = import_fomm_checkpoint(&dir.join("checkpoint.pth.tar"), &config, &cpu()).expect("import");
-    let out = temp_dir("bpk").join("models.bpk");
+    let out_dir = temp_dir("bpk");
+    let out = out_dir.join("models.bpk");
     models.save(&out).expect("save");
+    models.save(&out).expect("overwrite");
+    let names: Vec<_> = std::fs::read_dir(&out_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("models.bpk")],
+        "the temporary file is renamed away"
+    );
     let reloaded = FommModels::load(&out, &config, &cpu()).expect("reload");
     assert_all_within_tolerance(&verify_with_models(&dir, &reloaded, &config, &cpu()).expect("runs"));
+}
+
+#[test]
+fn bundled_vox256_config_is_the_built_in_default() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/configs/vox-256.yaml");
+    let from_file = FommConfig::from_yaml_file(&path).expect("bundled config parses");
+    assert_eq!(format!("{from_file:?}"), format!("{:?}", FommConfig::vox256()));
 }

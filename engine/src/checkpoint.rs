@@ -48,6 +48,10 @@ impl FommModels {
         let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
         self.save_into(&mut store)
             .map_err(|e| EngineError::checkpoint(&temp, format!("cannot write: {e}")))?;
+        // On disk before the rename, so a crash never leaves a renamed but empty file.
+        std::fs::File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| EngineError::io(&temp, e))?;
         std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))
     }
 

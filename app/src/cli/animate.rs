@@ -28,10 +28,12 @@ pub struct AnimateArgs {
     /// Output: a .gif file, or a folder for numbered PNG frames.
     #[arg(long)]
     pub out: PathBuf,
-    /// Use the driving keypoints as they are instead of relative to the first frame.
+    /// Use the driving keypoints as they are instead of relative to the first frame
+    /// (default: the config's `use_relative_movement`).
     #[arg(long)]
     pub absolute: bool,
-    /// Scale the driving motion by the ratio of source to driving face sizes.
+    /// Scale the driving motion by the ratio of source to driving face sizes
+    /// (default: the config's `adapt_movement_scale`).
     #[arg(long)]
     pub adapt_scale: bool,
     /// Start relative motion from the driving frame whose pose best matches the source.
@@ -56,10 +58,15 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
 
     let [h, w, _] = config.frame_shape;
     let to_tensor = |image: &image::RgbImage| image_to_tensor(&resize_to(image, w as u32, h as u32), device);
+    // The config's `animate_params.normalization_params`, unless a flag says otherwise.
     let mut params = config.animate.clone();
-    params.use_relative_movement = !args.absolute;
-    params.use_relative_jacobian = !args.absolute;
-    params.adapt_movement_scale = args.adapt_scale;
+    if args.absolute {
+        params.use_relative_movement = false;
+        params.use_relative_jacobian = false;
+    }
+    if args.adapt_scale {
+        params.adapt_movement_scale = true;
+    }
     let mut animator = Animator::new(&models, params, to_tensor(&source));
 
     let bar = super::progress_bar(driving.len(), "keypoints");
