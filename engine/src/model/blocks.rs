@@ -70,10 +70,6 @@ impl BatchNorm2d {
     }
 }
 
-fn batch_norm_2d(features: usize, device: &Device) -> BatchNorm2d {
-    BatchNorm2d::new(features, device)
-}
-
 /// Nearest-neighbour ×2 upsampling (`F.interpolate(x, scale_factor=2)`).
 pub fn upsample2(x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
@@ -107,8 +103,8 @@ impl ResBlock2d {
         Self {
             conv1: conv(features, features, kernel, padding, device),
             conv2: conv(features, features, kernel, padding, device),
-            norm1: batch_norm_2d(features, device),
-            norm2: batch_norm_2d(features, device),
+            norm1: BatchNorm2d::new(features, device),
+            norm2: BatchNorm2d::new(features, device),
         }
     }
 
@@ -131,7 +127,7 @@ impl UpBlock2d {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: batch_norm_2d(output, device),
+            norm: BatchNorm2d::new(output, device),
         }
     }
 
@@ -152,7 +148,7 @@ impl DownBlock2d {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: batch_norm_2d(output, device),
+            norm: BatchNorm2d::new(output, device),
         }
     }
 
@@ -174,7 +170,7 @@ impl SameBlock2d {
     pub fn new(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, kernel, padding, device),
-            norm: batch_norm_2d(output, device),
+            norm: BatchNorm2d::new(output, device),
         }
     }
 
