@@ -44,46 +44,65 @@ impl FommModels {
 
     /// Saves to `path` (a `.bpk` file) atomically: readers see the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let temp = temporary_sibling(path);
-        let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
-        self.save_into(&mut store)
-            .map_err(|e| EngineError::checkpoint(&temp, format!("cannot write: {e}")))?;
-        // On disk before the rename, so a crash never leaves a renamed but empty file.
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| EngineError::io(&temp, e))?;
-        std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))
+        save_burnpack(self, path)
     }
 
+    /// Our own checkpoints, including those of a training run, whose networks file may lack
+    /// the multi-scale discriminator (variants without it) and hold a U-Net discriminator,
+    /// which animation does not use.
     fn load_burnpack(&mut self, path: &Path) -> Result<()> {
-        std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
-        let mut store = BurnpackStore::from_file(path)
-            .auto_extension(false)
-            .allow_partial(true)
-            .validate(false);
-        let result = self
-            .load_from(&mut store)
-            .map_err(|e| EngineError::checkpoint(path, format!("not a readable burnpack checkpoint ({e})")))?;
-        if let Some(error) = result.errors.first() {
-            return Err(EngineError::checkpoint(
-                path,
-                format!("{error} (does the config match the checkpoint?)"),
-            ));
-        }
-        if let Some((missing, _)) = result.missing.first() {
-            return Err(EngineError::checkpoint(
-                path,
-                format!("{missing} is missing (does the config match the checkpoint?)"),
-            ));
-        }
-        if let Some(unused) = result.unused.first() {
-            return Err(EngineError::checkpoint(
-                path,
-                format!("{unused} has no place in the model (does the config match the checkpoint?)"),
-            ));
-        }
-        Ok(())
+        load_burnpack(self, path, &["discriminator."], &["unet_discriminator."])
     }
+}
+
+/// Writes `module` to `path` as burnpack, atomically: a temporary file, synced, then renamed.
+pub fn save_burnpack<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Result<()> {
+    let temp = temporary_sibling(path);
+    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
+    // A RunningState's visible value can lag its latest update (spectral norm's u and v after a
+    // training forward); `valid()` folds pending updates in, so the file holds the live state.
+    module
+        .valid()
+        .save_into(&mut store)
+        .map_err(|e| EngineError::checkpoint(&temp, format!("cannot write: {e}")))?;
+    // On disk before the rename, so a crash never leaves a renamed but empty file.
+    std::fs::File::open(&temp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| EngineError::io(&temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))
+}
+
+/// Loads a burnpack file into `module`. Every parameter must be found, except under the
+/// `may_miss` prefixes, and every tensor of the file must have a place, except under `ignore`.
+pub fn load_burnpack<M: ModuleSnapshot>(module: &mut M, path: &Path, may_miss: &[&str], ignore: &[&str]) -> Result<()> {
+    std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    let mut store = BurnpackStore::from_file(path)
+        .auto_extension(false)
+        .allow_partial(true)
+        .validate(false);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| EngineError::checkpoint(path, format!("not a readable burnpack checkpoint ({e})")))?;
+    if let Some(error) = result.errors.first() {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("{error} (does the config match the checkpoint?)"),
+        ));
+    }
+    let under = |key: &str, prefixes: &[&str]| prefixes.iter().any(|p| key.starts_with(p));
+    if let Some((missing, _)) = result.missing.iter().find(|(key, _)| !under(key, may_miss)) {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("{missing} is missing (does the config match the checkpoint?)"),
+        ));
+    }
+    if let Some(unused) = result.unused.iter().find(|key| !under(key, ignore)) {
+        return Err(EngineError::checkpoint(
+            path,
+            format!("{unused} has no place in the model (does the config match the checkpoint?)"),
+        ));
+    }
+    Ok(())
 }
 
 /// How a checkpoint file is read, by its name.

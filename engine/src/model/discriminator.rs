@@ -39,7 +39,7 @@ pub struct DiscriminatorConfig {
     pub kp_variance: f64,
 }
 
-/// A convolution without padding whose weight may be spectrally normalized.
+/// A convolution (stride 1, zero padding) whose weight may be spectrally normalized.
 #[derive(Module, Debug)]
 pub struct SpectralConv2d {
     /// `weight_orig` in a spectrally normalized torch checkpoint, `weight` otherwise.
@@ -49,6 +49,8 @@ pub struct SpectralConv2d {
     pub weight_u: Option<RunningState<Tensor<1>>>,
     /// Right singular vector estimate [in·kh·kw].
     pub weight_v: Option<RunningState<Tensor<1>>>,
+    /// Zero padding on every side; 0 in FOMM's discriminator.
+    pub padding: usize,
 }
 
 /// `v / max(‖v‖, 1e-12)`, torch's `F.normalize` as spectral norm uses it.
@@ -74,7 +76,13 @@ impl SpectralConv2d {
             bias: Param::from_tensor(Tensor::random([output], uniform, device)),
             weight_u: spectral.then(|| normalized(output)),
             weight_v: spectral.then(|| normalized(input * kernel * kernel)),
+            padding: 0,
         }
+    }
+
+    pub fn with_padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
     }
 
     /// The weight the convolution uses: `weight_orig / σ` under spectral norm.
@@ -96,10 +104,13 @@ impl SpectralConv2d {
                 u = u.to_device(&device);
                 v = v.to_device(&device);
                 if training {
-                    // One power iteration, outside the graph: v ← Wᵀu/‖·‖, u ← Wv/‖·‖.
+                    // One power iteration, outside the graph: v ← Wᵀu/‖·‖, u ← Wv/‖·‖. Detached
+                    // results are fresh leaves: built on the previous u, the autodiff node depth
+                    // would grow every step, reordering the backward tape (and its summation
+                    // order) as training goes on, unlike after a reload.
                     let w = matrix.clone().detach();
-                    v = normalize(w.clone().transpose().matmul(u.reshape([o, 1])).reshape([n]));
-                    u = normalize(w.matmul(v.clone().reshape([n, 1])).reshape([o]));
+                    v = normalize(w.clone().transpose().matmul(u.reshape([o, 1])).reshape([n])).detach();
+                    u = normalize(w.matmul(v.clone().reshape([n, 1])).reshape([o])).detach();
                     u_state.update(u.clone());
                     v_state.update(v.clone());
                 }
@@ -116,7 +127,7 @@ impl SpectralConv2d {
             x,
             self.effective_weight(),
             Some(self.bias.val()),
-            ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ConvOptions::new([1, 1], [self.padding, self.padding], [1, 1], 1),
         )
     }
 }

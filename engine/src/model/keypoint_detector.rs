@@ -4,7 +4,7 @@
 //! per-pixel 2×2 map.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -65,12 +65,12 @@ impl KpDetectorConfig {
         let num_jacobian_maps = if self.single_jacobian_map { 1 } else { self.num_kp };
         let jacobian = self.estimate_jacobian.then(|| {
             // FOMM starts the Jacobian head at the identity: zero weights, bias [1, 0, 0, 1].
+            // New params (not `Param::map`), so that the tensors themselves are trainable.
             let mut head = conv(features, 4 * num_jacobian_maps, 7, self.pad, device);
-            head.weight = head.weight.map(|w| w.zeros_like());
+            head.weight = Param::from_tensor(Tensor::zeros(head.weight.dims(), device));
             let bias: Vec<f32> = (0..num_jacobian_maps).flat_map(|_| [1.0, 0.0, 0.0, 1.0]).collect();
-            head.bias = head
-                .bias
-                .map(|b| b.map(|t| Tensor::from_data(TensorData::new(bias.clone(), [bias.len()]), &t.device())));
+            let len = bias.len();
+            head.bias = Some(Param::from_data(TensorData::new(bias, [len]), device));
             head
         });
         KpDetector {
