@@ -1,6 +1,6 @@
-//! Timing of the animation path: keypoints of one driving frame plus the generator (dense
-//! motion included), batch 1, read back to the CPU as a frame would be. Freshly initialised
-//! weights: speed does not depend on their values.
+//! Speed measurements with freshly initialised weights (speed does not depend on their values):
+//! the animation path (keypoints of one driving frame plus the generator, dense motion
+//! included, batch 1, read back to the CPU as a frame would be) and training steps.
 
 use std::time::Instant;
 
@@ -132,4 +132,74 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
     }
+}
+
+/// Seconds per training step (generator step + discriminator step, one batch).
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    pub height: usize,
+    pub width: usize,
+    pub batch_size: usize,
+    pub variant: crate::train::Variant,
+    pub warmup: usize,
+    /// Every timed step, in order, in milliseconds.
+    pub runs_ms: Vec<f64>,
+}
+
+impl TrainBench {
+    pub fn median_ms(&self) -> f64 {
+        median(&self.runs_ms)
+    }
+
+    pub fn steps_per_second(&self) -> f64 {
+        1000.0 / self.median_ms()
+    }
+}
+
+/// Times `runs` training steps of `config`'s variant on random frames after `warmup` untimed
+/// ones, with the pixel perceptual loss (VGG19 weights are the user's file; pass a learner
+/// built with them to time that). `on_run(i)` reports progress.
+pub fn bench_train(
+    config: &FommConfig,
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    mut on_run: impl FnMut(usize),
+) -> crate::Result<TrainBench> {
+    use crate::loss::{PerceptualFeatures, PerceptualLoss};
+    use crate::rng::Rng;
+    let train_device = device.clone().autodiff();
+    let perceptual = PerceptualLoss::new(
+        PerceptualFeatures::PixelPyramid,
+        &config.train.scales,
+        &config.train.loss_weights.perceptual,
+        &train_device,
+    );
+    let mut learner = crate::train::Learner::new(config.clone(), perceptual, device)?;
+    let [h, w, c] = config.frame_shape;
+    let b = config.train.batch_size;
+    let frames = || Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 1.0), &train_device);
+    let mut step = |i: usize| {
+        let mut rng = Rng::derive(&[0, i as u64]);
+        // The losses are read back inside the step, which waits for the device.
+        learner.step(frames(), frames(), 1.0, &mut rng, false)
+    };
+    for i in 0..warmup {
+        step(i);
+    }
+    let mut runs_ms = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let start = Instant::now();
+        step(warmup + i);
+        runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        on_run(i);
+    }
+    Ok(TrainBench {
+        height: h,
+        width: w,
+        batch_size: b,
+        variant: config.prioritycut.variant,
+        warmup,
+        runs_ms,
+    })
 }

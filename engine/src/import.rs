@@ -8,13 +8,15 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchStore};
+use burn::module::Module;
+use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchStore, SafetensorsStore};
 use burn::tensor::Device;
 use pytorch_reader::PytorchReader;
 
 use crate::checkpoint::FommModels;
 use crate::config::FommConfig;
 use crate::model::MultiScaleDiscriminator;
+use crate::model::vgg19::{FEATURE_INDICES, Vgg19};
 use crate::{EngineError, Result};
 
 /// Which parts an import found. The discriminator is optional: animation does not need it,
@@ -75,6 +77,78 @@ pub fn load_fomm_checkpoint(path: &Path, models: &mut FommModels) -> Result<Impo
         tensors += load_part(path, "discriminator", &mut models.discriminator, remap)?;
     }
     Ok(ImportReport { discriminator, tensors })
+}
+
+/// Loads torchvision's VGG19 weights (`vgg19-dcbb9e9d.pth`, or the same state dict as
+/// `.safetensors`) for the perceptual loss. Only `features.0` … `features.28` are used; the
+/// classifier and the convolutions after conv5_1 are ignored.
+pub fn load_vgg19(path: &Path, device: &Device) -> Result<Vgg19> {
+    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(EngineError::checkpoint(path, "is not a file"));
+    }
+    let mut remap = KeyRemapper::new();
+    for (index, feature) in FEATURE_INDICES.iter().enumerate() {
+        remap = remap
+            .add_pattern(format!(r"^features\.{feature}\."), format!("convs.{index}."))
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    }
+    let mut vgg = Vgg19::new(device);
+    let safetensors = path.extension().and_then(|e| e.to_str()) == Some("safetensors");
+    let result = if safetensors {
+        let mut store = SafetensorsStore::from_file(path)
+            .remap(remap)
+            .allow_partial(true)
+            .validate(false);
+        vgg.load_from(&mut store).map_err(|e| one_line(&e.to_string()))
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .remap(remap)
+            .allow_partial(true)
+            .validate(false);
+        vgg.load_from(&mut store).map_err(|e| one_line(&e.to_string()))
+    }
+    .map_err(|e| EngineError::checkpoint(path, format!("not readable VGG19 weights ({e})")))?;
+    if let Some(error) = result.errors.first() {
+        return Err(EngineError::checkpoint(
+            path,
+            match error {
+                ApplyError::ShapeMismatch { path, expected, found } => format!(
+                    "{} has shape {:?}, VGG19 needs {:?}; is this torchvision's vgg19?",
+                    torchvision_name(path),
+                    found.as_slice(),
+                    expected.as_slice()
+                ),
+                other => one_line(&other.to_string()),
+            },
+        ));
+    }
+    if let Some((missing, _)) = result.missing.first() {
+        return Err(EngineError::checkpoint(
+            path,
+            format!(
+                "{} is missing ({} of VGG19's 26 tensors missing); expected torchvision's vgg19 state dict",
+                torchvision_name(missing),
+                result.missing.len()
+            ),
+        ));
+    }
+    Ok(vgg.no_grad())
+}
+
+/// `convs.3.weight` → `features.7.weight`, for messages.
+fn torchvision_name(path: &str) -> String {
+    let mut parts = path.splitn(3, '.');
+    match (
+        parts.next(),
+        parts.next().and_then(|i| i.parse::<usize>().ok()),
+        parts.next(),
+    ) {
+        (Some("convs"), Some(index), Some(rest)) if index < FEATURE_INDICES.len() => {
+            format!("features.{}.{rest}", FEATURE_INDICES[index])
+        }
+        _ => path.to_string(),
+    }
 }
 
 /// FOMM keys discriminators by scale (`discs.1`, `discs.0-5`); ours are in `scales` order.

@@ -1,10 +1,12 @@
-//! The PriorityCut engine: the First Order Motion Model (FOMM) networks in burn, relative
-//! motion transfer, import of official FOMM checkpoints, and the reference checks that prove
-//! the port computes what the official PyTorch code computes.
+//! The PriorityCut engine: the First Order Motion Model (FOMM) networks in burn, the U-Net
+//! discriminator and the PriorityCut augmentation, training, relative motion transfer, import of
+//! official FOMM checkpoints, and the reference checks that prove the port computes what the
+//! official PyTorch code computes.
 //!
 //! The engine never depends on a UI. Devices are chosen at run time ([`backend`]).
 
 pub mod animate;
+pub mod augment;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
@@ -12,9 +14,12 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod import;
+pub mod loss;
 pub mod model;
 pub mod npy;
 pub mod reference;
+pub mod rng;
+pub mod train;
 
 pub use burn;
 pub use error::{EngineError, Result};

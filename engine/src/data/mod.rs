@@ -1,5 +1,11 @@
-//! Data in and out of the engine: reading and writing frames of images and videos.
+//! Data in and out of the engine: frames of images and videos, FOMM's dataset layout with its
+//! training-time augmentation, and the synthetic dataset generator.
 
+pub mod augmentation;
+pub mod dataset;
+pub mod loader;
+pub mod synthetic;
 pub mod video;
 
+pub use dataset::{FramesDataset, Pair, Split};
 pub use video::{read_frames, read_image, resize_to, write_frames};

@@ -10,10 +10,11 @@ use image::{AnimationDecoder, Delay, Frame, RgbImage, RgbaImage};
 
 use crate::{EngineError, Result};
 
-const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
-const VIDEO_CONTAINERS: [&str; 5] = ["mp4", "mov", "webm", "mkv", "avi"];
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
+pub const VIDEO_CONTAINERS: [&str; 5] = ["mp4", "mov", "webm", "mkv", "avi"];
 
-fn extension(path: &Path) -> String {
+/// The lower-case extension of `path`, or "".
+pub fn extension(path: &Path) -> String {
     path.extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)

@@ -10,9 +10,13 @@ pub mod discriminator;
 pub mod generator;
 pub mod keypoint_detector;
 pub mod keypoints;
+pub mod unet_discriminator;
+pub mod vgg19;
 
 pub use dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
 pub use discriminator::{DiscriminatorConfig, DiscriminatorOutput, MultiScaleDiscriminator};
 pub use generator::{GeneratorConfig, GeneratorOutput, OcclusionAwareGenerator};
 pub use keypoint_detector::{KpDetector, KpDetectorConfig};
 pub use keypoints::Keypoints;
+pub use unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig, UNetDiscriminatorOutput};
+pub use vgg19::Vgg19;

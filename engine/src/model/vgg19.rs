@@ -1,0 +1,102 @@
+//! VGG19 (Simonyan & Zisserman 2014) up to relu5_1, the feature extractor of FOMM's perceptual
+//! pyramid loss (`modules/model.py`, `Vgg19`): five slices ending at relu1_1, relu2_1, relu3_1,
+//! relu4_1 and relu5_1, on images normalized by ImageNet's mean and std.
+//!
+//! Weights are torchvision's `vgg19` (`features.N.weight`), loaded from a file the user names
+//! ([`crate::import::load_vgg19`]); nothing is downloaded.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::blocks::conv;
+
+/// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
+pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
+
+/// (in, out) channels of those convolutions.
+pub const CHANNELS: [(usize, usize); 13] = [
+    (3, 64),
+    (64, 64),
+    (64, 128),
+    (128, 128),
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    (256, 256),
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+];
+
+/// Convolutions followed by a 2×2 max pool (features 4, 9, 18, 27).
+const POOL_AFTER: [usize; 4] = [1, 3, 7, 11];
+/// Convolutions whose ReLU output is a slice output (relu1_1 … relu5_1).
+const OUTPUT_AFTER: [usize; 5] = [0, 2, 4, 8, 12];
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+#[derive(Module, Debug)]
+pub struct Vgg19 {
+    /// conv1_1 … conv5_1 (torchvision features 0, 2, 5, …, 28).
+    pub convs: Vec<Conv2d>,
+}
+
+impl Vgg19 {
+    /// Randomly initialised; load weights with [`crate::import::load_vgg19`].
+    pub fn new(device: &Device) -> Self {
+        Self {
+            convs: CHANNELS.iter().map(|&(i, o)| conv(i, o, 3, 1, device)).collect(),
+        }
+    }
+
+    /// Images [b, 3, h, w] in [0, 1] → the five slice outputs, relu1_1 first.
+    pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let device = x.device();
+        let stat = |v: [f32; 3]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 3, 1, 1]), &device);
+        let mut out = (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD);
+        let mut slices = Vec::with_capacity(OUTPUT_AFTER.len());
+        for (i, conv) in self.convs.iter().enumerate() {
+            out = relu(conv.forward(out));
+            if OUTPUT_AFTER.contains(&i) {
+                slices.push(out.clone());
+            }
+            if POOL_AFTER.contains(&i) {
+                out = max_pool2d(out, MaxPoolOptions::new([2, 2]));
+            }
+        }
+        slices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_have_vgg_shapes() {
+        let device = Device::flex();
+        let vgg = Vgg19::new(&device);
+        let shapes: Vec<[usize; 4]> = vgg
+            .forward(Tensor::zeros([1, 3, 32, 32], &device))
+            .iter()
+            .map(|t| t.dims())
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                [1, 64, 32, 32],
+                [1, 128, 16, 16],
+                [1, 256, 8, 8],
+                [1, 512, 4, 4],
+                [1, 512, 2, 2]
+            ]
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! What training reports while it runs: a step's losses, now and then a snapshot of the batch
+//! (small CPU images and maps for a monitor to draw), checkpoints, warnings and the end.
+
+use std::path::PathBuf;
+
+use image::RgbImage;
+
+use super::config::Variant;
+
+/// The loss columns of `losses.csv`, in order; a step leaves the ones its variant lacks empty.
+pub const LOSS_NAMES: [&str; 11] = [
+    "perceptual",
+    "equivariance_value",
+    "equivariance_jacobian",
+    "gen_gan",
+    "feature_matching",
+    "disc_gan",
+    "disc_enc",
+    "disc_dec",
+    "disc_mix",
+    "consistency",
+    "l1",
+];
+
+/// One training step, as reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Steps completed, this one included.
+    pub step: usize,
+    pub epoch: usize,
+    /// The generator's learning rate this step (MultiStepLR).
+    pub lr: f64,
+    /// `(name, value)` in [`LOSS_NAMES`] order, only those computed. `l1` is the mean absolute
+    /// error of the prediction (a measurement, not optimized).
+    pub losses: Vec<(&'static str, f64)>,
+    /// Whether the discriminator also trained on a CutMix batch.
+    pub mixed: bool,
+    /// A non-finite loss: the update was not applied.
+    pub skipped: bool,
+    /// Seconds this step took.
+    pub seconds: f64,
+}
+
+impl StepReport {
+    pub fn loss(&self, name: &str) -> Option<f64> {
+        self.losses.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The generator's objective: everything but the discriminator's terms and the L1 metric.
+    pub fn generator_total(&self) -> f64 {
+        self.losses
+            .iter()
+            .filter(|(n, _)| !n.starts_with("disc") && *n != "consistency" && *n != "l1")
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// A single-channel map for display, row-major, with the range its values are meant in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Map {
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f32>,
+    /// e.g. (0, 1) for masks and occlusion; LSGAN scores are meant around (0, 1) too.
+    pub range: (f32, f32),
+}
+
+/// The first pair of a batch as a monitor shows it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub step: usize,
+    pub variant: Variant,
+    /// "source", "driving", "deformed" (source warped by the dense motion), "prediction",
+    /// "cutmix" (the mix the discriminator saw, or the PriorityCut mix for display).
+    pub images: Vec<(&'static str, RgbImage)>,
+    /// "occlusion" (Ô), "background" (M_bg), "background_binary" (M̄_bg), "foreground_occlusion"
+    /// (Ô_fg), "prioritycut_mask", "cutmix_mask", and for the U-Net variants "decoder_real",
+    /// "decoder_fake", "decoder_mixed" (per-pixel real/fake), at image resolution.
+    pub maps: Vec<(&'static str, Map)>,
+    /// "source" and "driving" keypoints, (x, y) in [-1, 1].
+    pub keypoints: Vec<(&'static str, Vec<[f32; 2]>)>,
+}
+
+impl Snapshot {
+    pub fn image(&self, name: &str) -> Option<&RgbImage> {
+        self.images.iter().find(|(n, _)| *n == name).map(|(_, i)| i)
+    }
+
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.iter().find(|(n, _)| *n == name).map(|(_, m)| m)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Reached its step count.
+    Completed,
+    /// Asked to stop (Ctrl-C, the UI); a checkpoint was written first.
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Started {
+        /// Steps already done (non-zero when resumed).
+        step: usize,
+        total_steps: usize,
+        steps_per_epoch: usize,
+        variant: Variant,
+        backend: String,
+        /// Which perceptual loss is used (VGG19 or the fallback).
+        perceptual: String,
+        resumed_from: Option<PathBuf>,
+    },
+    Step(StepReport),
+    Snapshot(Box<Snapshot>),
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+    },
+    Warning(String),
+    RolledBack {
+        from_step: usize,
+        to_step: usize,
+        reason: String,
+    },
+    Finished {
+        step: usize,
+        finish: Finish,
+    },
+}

@@ -1,0 +1,621 @@
+//! One training step of the paper's models: FOMM's generator step (`GeneratorFullModel`:
+//! keypoints, generator, perceptual, adversarial, feature-matching and equivariance losses,
+//! Adam on the generator and the keypoint detector), then the discriminator step
+//! (`DiscriminatorFullModel`, or the U-Net discriminator's encoder, decoder, CutMix and
+//! consistency losses). The learner holds the networks and their optimizers; where batches come
+//! from and where checkpoints go is the [`Trainer`](super::Trainer)'s business.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::Variant;
+use super::events::{LOSS_NAMES, Map, Snapshot, StepReport};
+use super::optim::Adam;
+use crate::animate::tensor_to_image;
+use crate::augment::{RandomTps, cutmix_mask, mix, priority_cut};
+use crate::checkpoint::{load_burnpack, save_burnpack};
+use crate::config::FommConfig;
+use crate::loss::{
+    ImagePyramid, PerceptualLoss, consistency, decoder_on_mixed, equivariance_jacobian, equivariance_value,
+    feature_matching, lsgan_fake, lsgan_real,
+};
+use crate::model::blocks::resize_bilinear;
+use crate::model::unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig};
+use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
+use crate::rng::Rng;
+use crate::{EngineError, Result};
+
+/// The networks a run trains, saved together as `model.bpk`: FOMM's three (the multi-scale
+/// discriminator only for FOMM+) and the U-Net discriminator for the U-Net variants.
+#[derive(Module, Debug)]
+pub struct Networks {
+    pub kp_detector: KpDetector,
+    pub generator: OcclusionAwareGenerator,
+    pub discriminator: Option<MultiScaleDiscriminator>,
+    pub unet_discriminator: Option<UNetDiscriminator>,
+}
+
+impl Networks {
+    pub fn init(config: &FommConfig, variant: Variant, device: &Device) -> Self {
+        Self {
+            kp_detector: config.kp_detector.init(device),
+            generator: config.generator.init(device),
+            discriminator: (variant == Variant::FommAdv).then(|| config.discriminator.init(device)),
+            unet_discriminator: variant
+                .unet()
+                .then(|| UNetDiscriminatorConfig::from_discriminator(&config.discriminator).init(device)),
+        }
+    }
+}
+
+pub const ADAM_KP_DETECTOR: &str = "adam-kp-detector.safetensors";
+pub const ADAM_GENERATOR: &str = "adam-generator.safetensors";
+pub const ADAM_DISCRIMINATOR: &str = "adam-discriminator.safetensors";
+
+/// Checks that `variant` can be trained with `config`, before anything is built.
+pub fn check_variant(config: &FommConfig, variant: Variant) -> Result<()> {
+    let [h, w, c] = config.frame_shape;
+    if c != 3 {
+        return Err(EngineError::Invalid(format!(
+            "training needs RGB frames, the config has {c} channels"
+        )));
+    }
+    if variant == Variant::UnetPrioritycut && !config.generator.estimate_occlusion_map {
+        return Err(EngineError::Invalid(
+            "unet-prioritycut needs the occlusion map: set generator_params.estimate_occlusion_map".into(),
+        ));
+    }
+    if variant.unet() {
+        let factor = 1usize << config.discriminator.num_blocks;
+        if h % factor != 0 || w % factor != 0 {
+            return Err(EngineError::Invalid(format!(
+                "the U-Net discriminator halves the frame {} times: {h}x{w} is not divisible by {factor} \
+                 (lower discriminator_params.num_blocks)",
+                config.discriminator.num_blocks
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The networks, their optimizers and the losses: everything a step needs.
+#[derive(Debug)]
+pub struct Learner {
+    pub config: FommConfig,
+    pub variant: Variant,
+    /// The autodiff device.
+    pub device: Device,
+    pub nets: Networks,
+    pub adam_kp_detector: Adam,
+    pub adam_generator: Adam,
+    pub adam_discriminator: Adam,
+    pub perceptual: PerceptualLoss,
+    disc_pyramid: ImagePyramid,
+}
+
+/// What a step computed, kept for a snapshot.
+struct StepTensors {
+    source: Tensor<4>,
+    driving: Tensor<4>,
+    deformed: Tensor<4>,
+    prediction: Tensor<4>,
+    dense_mask: Tensor<4>,
+    occlusion: Option<Tensor<4>>,
+    kp_source: Tensor<3>,
+    kp_driving: Tensor<3>,
+    /// (mask, mixed image) of the step's CutMix, if the discriminator trained on one.
+    cutmix: Option<(Tensor<4>, Tensor<4>)>,
+    /// U-Net decoder on real, fake, mixed.
+    decoder: [Option<Tensor<4>>; 3],
+}
+
+impl Learner {
+    /// Fresh networks on `device` (autodiff is enabled here).
+    pub fn new(config: FommConfig, perceptual: PerceptualLoss, device: &Device) -> Result<Self> {
+        let variant = config.prioritycut.variant;
+        check_variant(&config, variant)?;
+        let device = device.clone().autodiff();
+        let nets = Networks::init(&config, variant, &device);
+        let disc_pyramid = ImagePyramid::new(&config.discriminator.scales, 3, &device);
+        Ok(Self {
+            config,
+            variant,
+            device,
+            nets,
+            adam_kp_detector: Adam::fomm(),
+            adam_generator: Adam::fomm(),
+            adam_discriminator: Adam::fomm(),
+            perceptual,
+            disc_pyramid,
+        })
+    }
+
+    /// Writes networks and optimizer states into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        save_burnpack(&self.nets, &dir.join(super::checkpoint::MODEL_FILE))?;
+        self.adam_kp_detector.save(&dir.join(ADAM_KP_DETECTOR))?;
+        self.adam_generator.save(&dir.join(ADAM_GENERATOR))?;
+        self.adam_discriminator.save(&dir.join(ADAM_DISCRIMINATOR))
+    }
+
+    /// Reads what [`Learner::save`] wrote.
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        load_burnpack(&mut self.nets, &dir.join(super::checkpoint::MODEL_FILE), &[], &[])?;
+        // Optimizer state lives outside the graph.
+        let plain = self.device.clone().without_autodiff();
+        self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
+        self.adam_generator = Adam::load(&dir.join(ADAM_GENERATOR), &plain)?;
+        self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
+        Ok(())
+    }
+
+    /// PriorityCut's k for each of `batch` samples, as fractions of the image.
+    fn draw_k(&self, batch: usize, rng: &mut Rng) -> Vec<f64> {
+        let p = &self.config.prioritycut;
+        (0..batch).map(|_| rng.range(p.k_min, p.k_max) / 100.0).collect()
+    }
+
+    /// One generator step and one discriminator step on `source`/`driving` [b, 3, h, w],
+    /// drawing its random choices from `rng`. Non-finite losses skip the update (reported).
+    /// With `snapshot`, also returns the first pair's images and maps.
+    pub fn step(
+        &mut self,
+        source: Tensor<4>,
+        driving: Tensor<4>,
+        lr_factor: f64,
+        rng: &mut Rng,
+        snapshot: bool,
+    ) -> (StepReport, Option<Snapshot>) {
+        let start = std::time::Instant::now();
+        let [b, _, h, w] = driving.dims();
+        let train = self.config.train.clone();
+        let weights = &train.loss_weights;
+        let pc = self.config.prioritycut.clone();
+        let gan_weight = pc.generator_gan(weights);
+        let nets = &self.nets;
+
+        // ---- Generator and keypoint detector (GeneratorFullModel) ----
+        let kp_source = nets.kp_detector.forward(source.clone());
+        let kp_driving = nets.kp_detector.forward(driving.clone());
+        let generated = nets.generator.forward(source.clone(), &kp_driving, &kp_source);
+        let prediction = generated.prediction.clone();
+        let mut generator_losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
+        if self.perceptual.enabled() {
+            generator_losses.push(("perceptual", self.perceptual.forward(&prediction, &driving)));
+        }
+        // Transform randomness is drawn first, whatever the variant, so every variant sees
+        // the same transforms for the same seed and step.
+        let transform = RandomTps::sample(b, &train.transform_params, rng);
+        if weights.equivariance_value != 0.0 || weights.equivariance_jacobian != 0.0 {
+            let transformed = transform.transform_frame(driving.clone());
+            let kp_transformed = nets.kp_detector.forward(transformed);
+            if weights.equivariance_value != 0.0 {
+                let value = equivariance_value(&kp_driving.value, &transform, &kp_transformed.value);
+                generator_losses.push(("equivariance_value", value * weights.equivariance_value));
+            }
+            if let (true, Some(jd), Some(jt)) = (
+                weights.equivariance_jacobian != 0.0,
+                &kp_driving.jacobian,
+                &kp_transformed.jacobian,
+            ) {
+                let value = equivariance_jacobian(jd, &transform, &kp_transformed.value, jt);
+                generator_losses.push(("equivariance_jacobian", value * weights.equivariance_jacobian));
+            }
+        }
+        let kp_detached = kp_driving.value.clone().detach();
+        if gan_weight > 0.0 {
+            if let Some(disc) = &nets.discriminator {
+                let fake = disc.forward(&self.disc_pyramid.forward(&prediction), Some(&kp_detached));
+                let real = disc.forward(&self.disc_pyramid.forward(&driving), Some(&kp_detached));
+                let mut gan = Tensor::<1>::zeros([1], &self.device);
+                let mut matching = Tensor::<1>::zeros([1], &self.device);
+                for (f, r) in fake.iter().zip(&real) {
+                    gan = gan + lsgan_real(f.prediction_map.clone()) * gan_weight;
+                    matching = matching
+                        + feature_matching(
+                            &r.feature_maps,
+                            &f.feature_maps,
+                            &weights.feature_matching,
+                            &self.device,
+                        );
+                }
+                generator_losses.push(("gen_gan", gan));
+                if weights.feature_matching.iter().any(|&w| w != 0.0) {
+                    generator_losses.push(("feature_matching", matching));
+                }
+            }
+            if let Some(unet) = &nets.unet_discriminator {
+                let fake = unet.forward(prediction.clone());
+                let real = unet.forward(driving.clone());
+                let gan =
+                    (lsgan_real(fake.global.clone()) + lsgan_real(fake.pixel.clone()) * pc.decoder_weight) * gan_weight;
+                generator_losses.push(("gen_gan", gan));
+                if weights.feature_matching.iter().any(|&w| w != 0.0) {
+                    generator_losses.push((
+                        "feature_matching",
+                        feature_matching(
+                            &real.feature_maps,
+                            &fake.feature_maps,
+                            &weights.feature_matching,
+                            &self.device,
+                        ),
+                    ));
+                }
+            }
+        }
+        let l1: f64 = (prediction.clone() - driving.clone())
+            .abs()
+            .mean()
+            .into_scalar::<f32>()
+            .into();
+        let generator_values = scalars(&generator_losses);
+        let mut skipped = !generator_values.iter().all(|(_, v)| v.is_finite());
+        if !skipped {
+            let total = generator_losses
+                .iter()
+                .map(|(_, t)| t.clone())
+                .reduce(|a, b| a + b)
+                .unwrap_or_else(|| Tensor::zeros([1], &self.device));
+            let mut grads = total.backward();
+            let mut generator_grads = GradientsParams::from_module(&mut grads, &self.nets.generator);
+            let mut kp_grads = GradientsParams::from_module(&mut grads, &self.nets.kp_detector);
+            let generator = self.nets.generator.clone();
+            self.nets.generator =
+                self.adam_generator
+                    .step(train.lr_generator * lr_factor, generator, &mut generator_grads);
+            if train.lr_kp_detector != 0.0 {
+                let kp = self.nets.kp_detector.clone();
+                self.nets.kp_detector = self
+                    .adam_kp_detector
+                    .step(train.lr_kp_detector * lr_factor, kp, &mut kp_grads);
+            }
+        }
+
+        // ---- Discriminator (DiscriminatorFullModel, or the U-Net's) ----
+        // The CutMix draws happen whatever happens next, keeping the stream aligned.
+        let mix_this_step = self.variant.cutmix() && rng.bernoulli(pc.cutmix_probability);
+        let k = self.draw_k(b, rng);
+        let box_mask = (self.variant == Variant::UnetCutmix).then(|| cutmix_mask(h, w, &k, rng, &self.device));
+        let mut disc_losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
+        let fake_image = prediction.clone().detach();
+        let mut cutmix = None;
+        let mut decoder: [Option<Tensor<4>>; 3] = [None, None, None];
+        if gan_weight > 0.0 && !skipped {
+            let d_weight = weights.discriminator_gan;
+            if let Some(disc) = &self.nets.discriminator {
+                let fake = disc.forward(&self.disc_pyramid.forward(&fake_image), Some(&kp_detached));
+                let real = disc.forward(&self.disc_pyramid.forward(&driving), Some(&kp_detached));
+                let mut total = Tensor::<1>::zeros([1], &self.device);
+                for (f, r) in fake.into_iter().zip(real) {
+                    total = total + (lsgan_real(r.prediction_map) + lsgan_fake(f.prediction_map)) * d_weight;
+                }
+                disc_losses.push(("disc_gan", total));
+            }
+            if let Some(unet) = &self.nets.unet_discriminator {
+                let real = unet.forward(driving.clone());
+                let fake = unet.forward(fake_image.clone());
+                disc_losses.push((
+                    "disc_enc",
+                    (lsgan_real(real.global.clone()) + lsgan_fake(fake.global.clone())) * d_weight,
+                ));
+                disc_losses.push((
+                    "disc_dec",
+                    (lsgan_real(real.pixel.clone()) + lsgan_fake(fake.pixel.clone())) * (d_weight * pc.decoder_weight),
+                ));
+                if mix_this_step {
+                    let mask = match &box_mask {
+                        Some(mask) => mask.clone(),
+                        None => {
+                            let occlusion = generated.occlusion_map.clone().map(|o| o.detach());
+                            let dense = generated.mask.clone().detach();
+                            let occlusion = occlusion.unwrap_or_else(|| dense.clone().narrow(1, 0, 1).ones_like());
+                            let selected = priority_cut(dense, occlusion, h, w, pc.background_threshold, &k).mask;
+                            if pc.fake_where_occluded {
+                                selected.ones_like() - selected
+                            } else {
+                                selected
+                            }
+                        }
+                    };
+                    let mixed = mix(driving.clone(), fake_image.clone(), mask.clone());
+                    let on_mix = unet.forward(mixed.clone());
+                    // U-Net GAN: the encoder calls a mixed image fake; the decoder finds the mask.
+                    disc_losses.push((
+                        "disc_mix",
+                        (lsgan_fake(on_mix.global.clone())
+                            + decoder_on_mixed(on_mix.pixel.clone(), mask.clone()) * pc.decoder_weight)
+                            * d_weight,
+                    ));
+                    disc_losses.push((
+                        "consistency",
+                        consistency(
+                            on_mix.pixel.clone(),
+                            real.pixel.clone(),
+                            fake.pixel.clone(),
+                            mask.clone(),
+                        ) * pc.consistency_weight,
+                    ));
+                    decoder[2] = Some(on_mix.pixel);
+                    cutmix = Some((mask, mixed));
+                }
+                decoder[0] = Some(real.pixel);
+                decoder[1] = Some(fake.pixel);
+            }
+        }
+        let disc_values = scalars(&disc_losses);
+        let disc_ok = disc_values.iter().all(|(_, v)| v.is_finite());
+        skipped |= !disc_ok;
+        if !disc_losses.is_empty() && disc_ok {
+            let total = disc_losses
+                .iter()
+                .map(|(_, t)| t.clone())
+                .reduce(|a, b| a + b)
+                .unwrap_or_else(|| Tensor::zeros([1], &self.device));
+            let mut grads = total.backward();
+            if let Some(disc) = self.nets.discriminator.take() {
+                let mut g = GradientsParams::from_module(&mut grads, &disc);
+                self.nets.discriminator = Some(self.adam_discriminator.step(
+                    train.lr_discriminator * lr_factor,
+                    disc,
+                    &mut g,
+                ));
+            }
+            if let Some(unet) = self.nets.unet_discriminator.take() {
+                let mut g = GradientsParams::from_module(&mut grads, &unet);
+                self.nets.unet_discriminator = Some(self.adam_discriminator.step(
+                    train.lr_discriminator * lr_factor,
+                    unet,
+                    &mut g,
+                ));
+            }
+        }
+
+        let mut losses: Vec<(&'static str, f64)> = generator_values.into_iter().chain(disc_values).collect();
+        losses.push(("l1", l1));
+        losses.sort_by_key(|(name, _)| LOSS_NAMES.iter().position(|n| n == name));
+        let report = StepReport {
+            step: 0,
+            epoch: 0,
+            lr: train.lr_generator * lr_factor,
+            losses,
+            mixed: cutmix.is_some(),
+            skipped,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        let snapshot = snapshot.then(|| {
+            self.snapshot(StepTensors {
+                source,
+                driving,
+                deformed: generated.deformed,
+                prediction,
+                dense_mask: generated.mask,
+                occlusion: generated.occlusion_map,
+                kp_source: kp_source.value,
+                kp_driving: kp_driving.value,
+                cutmix,
+                decoder,
+            })
+        });
+        (report, snapshot)
+    }
+
+    /// The first pair of the step, as a monitor shows it. Computed without touching the
+    /// training state: anything extra runs on the plain (inference) device.
+    fn snapshot(&self, t: StepTensors) -> Snapshot {
+        let first = |x: &Tensor<4>| x.clone().narrow(0, 0, 1).detach().inner();
+        let [_, _, h, w] = t.driving.dims();
+        let (source, driving, prediction) = (first(&t.source), first(&t.driving), first(&t.prediction));
+        let dense_mask = first(&t.dense_mask);
+        let occlusion = t
+            .occlusion
+            .as_ref()
+            .map(first)
+            .unwrap_or_else(|| dense_mask.clone().narrow(1, 0, 1).ones_like());
+        let pc = &self.config.prioritycut;
+        let k_display = (pc.k_min + pc.k_max) / 200.0;
+        let maps = priority_cut(
+            dense_mask.clone(),
+            occlusion.clone(),
+            h,
+            w,
+            pc.background_threshold,
+            &[k_display],
+        );
+        let (mask, mixed) = match &t.cutmix {
+            Some((mask, mixed)) => (first(mask), first(mixed)),
+            None => {
+                let mask = maps.mask.clone();
+                (mask.clone(), mix(driving.clone(), prediction.clone(), mask))
+            }
+        };
+        let mut images = vec![
+            ("source", tensor_to_image(source)),
+            ("driving", tensor_to_image(driving)),
+            ("deformed", tensor_to_image(first(&t.deformed))),
+            ("prediction", tensor_to_image(prediction)),
+            ("cutmix", tensor_to_image(mixed.clone())),
+        ];
+        images.shrink_to_fit();
+        let resize = |x: Tensor<4>| resize_bilinear(x, h, w);
+        let mut out_maps = vec![
+            ("occlusion", to_map(resize(occlusion), (0.0, 1.0))),
+            ("background", to_map(resize(dense_mask.narrow(1, 0, 1)), (0.0, 1.0))),
+            ("background_binary", to_map(maps.background, (0.0, 1.0))),
+            ("foreground_occlusion", to_map(maps.foreground_occlusion, (0.0, 1.0))),
+            ("prioritycut_mask", to_map(maps.mask, (0.0, 1.0))),
+            ("cutmix_mask", to_map(mask, (0.0, 1.0))),
+        ];
+        if let Some(unet) = &self.nets.unet_discriminator {
+            let [real, fake, on_mix] = &t.decoder;
+            // Whatever the step did not compute comes from an inference copy (no power
+            // iteration, no state change).
+            let plain = unet.valid();
+            let pixel = |given: &Option<Tensor<4>>, input: Tensor<4>| match given {
+                Some(p) => first(p),
+                None => plain.forward(input).pixel,
+            };
+            out_maps.push(("decoder_real", to_map(pixel(real, first(&t.driving)), (0.0, 1.0))));
+            out_maps.push(("decoder_fake", to_map(pixel(fake, first(&t.prediction)), (0.0, 1.0))));
+            out_maps.push(("decoder_mixed", to_map(pixel(on_mix, mixed), (0.0, 1.0))));
+        }
+        let points = |v: &Tensor<3>| -> Vec<[f32; 2]> {
+            let data: Vec<f32> = v
+                .clone()
+                .narrow(0, 0, 1)
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            data.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+        };
+        Snapshot {
+            step: 0,
+            variant: self.variant,
+            images,
+            maps: out_maps,
+            keypoints: vec![("source", points(&t.kp_source)), ("driving", points(&t.kp_driving))],
+        }
+    }
+}
+
+/// Reads each loss to the CPU (the NaN guard needs them anyway).
+fn scalars(losses: &[(&'static str, Tensor<1>)]) -> Vec<(&'static str, f64)> {
+    losses
+        .iter()
+        .map(|(name, t)| (*name, f64::from(t.clone().into_scalar::<f32>())))
+        .collect()
+}
+
+/// Channel 0 of batch element 0 as a display map.
+fn to_map(t: Tensor<4>, range: (f32, f32)) -> Map {
+    let [_, _, h, w] = t.dims();
+    let values: Vec<f32> = t
+        .narrow(0, 0, 1)
+        .narrow(1, 0, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    Map {
+        width: w,
+        height: h,
+        values,
+        range,
+    }
+}
+
+/// Uploads a batch's planar floats.
+pub fn batch_tensor(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::{PerceptualFeatures, PerceptualLoss};
+    use burn::module::{ModuleVisitor, Param};
+
+    fn small_config(variant: Variant) -> FommConfig {
+        let mut config = FommConfig::from_yaml_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/fomm-small/config.yaml"
+        ))
+        .expect("fixture config");
+        config.prioritycut.variant = variant;
+        config.prioritycut.cutmix_probability = 1.0;
+        config
+    }
+
+    fn learner(config: &FommConfig) -> Learner {
+        let device = Device::flex();
+        let perceptual = PerceptualLoss::new(
+            PerceptualFeatures::PixelPyramid,
+            &config.train.scales,
+            &config.train.loss_weights.perceptual,
+            &device.clone().autodiff(),
+        );
+        device.seed(0);
+        Learner::new(config.clone(), perceptual, &device).expect("learner")
+    }
+
+    fn frames(seed: u64, device: &Device) -> Tensor<4> {
+        let mut rng = Rng::derive(&[seed]);
+        let values: Vec<f32> = (0..2 * 3 * 64 * 64).map(|_| rng.uniform() as f32).collect();
+        batch_tensor(values, [2, 3, 64, 64], device)
+    }
+
+    /// Paths of the float parameters that require gradients.
+    struct Trainable {
+        path: Vec<String>,
+        found: Vec<String>,
+    }
+
+    impl ModuleVisitor for Trainable {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if param.val().is_require_grad() {
+                self.found.push(self.path.join("."));
+            }
+        }
+    }
+
+    fn trainable<M: Module>(module: &M) -> Vec<String> {
+        let mut visitor = Trainable {
+            path: Vec::new(),
+            found: Vec::new(),
+        };
+        module.visit(&mut visitor);
+        visitor.found.sort();
+        visitor.found
+    }
+
+    /// Every trainable parameter of every network is updated by one step (the Jacobian head
+    /// included, which an earlier init left untracked); the fixed anti-aliasing kernels are not.
+    #[test]
+    fn one_step_updates_every_trainable_parameter() {
+        let mut l = learner(&small_config(Variant::UnetPrioritycut));
+        let (source, driving) = (frames(1, &l.device), frames(2, &l.device));
+        let (report, _) = l.step(source, driving, 1.0, &mut Rng::seed(3), false);
+        assert!(!report.skipped && report.mixed, "{report:?}");
+        let kp = trainable(&l.nets.kp_detector);
+        assert!(kp.iter().any(|p| p == "jacobian.weight"));
+        assert!(!kp.iter().any(|p| p.ends_with("down.weight")));
+        assert_eq!(l.adam_kp_detector.paths(), kp);
+        assert_eq!(l.adam_generator.paths(), trainable(&l.nets.generator));
+        let unet = l.nets.unet_discriminator.as_ref().expect("U-Net");
+        assert_eq!(l.adam_discriminator.paths(), trainable(unet));
+    }
+
+    /// Saving, loading into fresh networks and continuing gives the same losses as never
+    /// stopping, step for step.
+    #[test]
+    fn saved_and_reloaded_learner_continues_exactly() {
+        let config = small_config(Variant::UnetPrioritycut);
+        let mut straight = learner(&config);
+        let device = straight.device.clone();
+        let step = |l: &mut Learner, i: u64| {
+            let (source, driving) = (frames(10 + i, &device), frames(20 + i, &device));
+            l.step(source, driving, 1.0, &mut Rng::derive(&[i]), false).0
+        };
+        for i in 0..2 {
+            step(&mut straight, i);
+        }
+        let dir = std::env::temp_dir().join(format!("prioritycut-learner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        straight.save(&dir).expect("save");
+        let mut resumed = learner(&config);
+        resumed.load(&dir).expect("load");
+        for i in 2..5 {
+            let (a, b) = (step(&mut straight, i), step(&mut resumed, i));
+            assert_eq!(a.losses, b.losses, "step {i}");
+        }
+    }
+}

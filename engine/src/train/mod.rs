@@ -1,0 +1,405 @@
+//! Training (FOMM's `train.py` with PriorityCut's discriminator): batches from a dataset,
+//! generator + keypoint-detector step then discriminator step, Adam with FOMM's MultiStepLR,
+//! checkpoints every N steps (atomic), exact resume, a guard against non-finite losses, and
+//! events for a progress bar or a monitor.
+//!
+//! Every random draw of a step comes from `(seed, generation, step)` ([`crate::rng`]), so a run
+//! resumed from a checkpoint continues exactly as the uninterrupted run would have.
+
+pub mod checkpoint;
+pub mod config;
+pub mod events;
+pub mod learner;
+pub mod optim;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use crate::backend::SelectedDevice;
+use crate::config::FommConfig;
+use crate::data::loader::{BatchPlan, Prefetcher};
+use crate::data::{FramesDataset, Split};
+use crate::import::load_vgg19;
+use crate::loss::{PerceptualFeatures, PerceptualLoss};
+use crate::rng::Rng;
+use crate::{EngineError, Result};
+
+pub use checkpoint::{CheckpointState, LossLog, RunDir};
+pub use config::{PriorityCutParams, TrainParams, Variant};
+pub use events::{Finish, Map, Snapshot, StepReport, TrainEvent};
+pub use learner::{Learner, Networks};
+
+/// Rollbacks tolerated before a diverging run is stopped.
+pub const MAX_ROLLBACKS: usize = 3;
+const STEP_STREAM: u64 = 3;
+
+/// How to run a training: where the data is, where the run goes, and for how long.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub dataset: PathBuf,
+    pub run_dir: PathBuf,
+    /// Total steps; `None`: `num_epochs` epochs of the dataset.
+    pub steps: Option<usize>,
+    pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest).
+    pub keep_checkpoints: usize,
+    /// Time between snapshots; `None`: never.
+    pub snapshot_every: Option<Duration>,
+    pub seed: u64,
+    /// torchvision VGG19 weights for the perceptual loss; without, the pixel fallback.
+    pub vgg19: Option<PathBuf>,
+    /// Continue the run in `run_dir` from its latest checkpoint.
+    pub resume: bool,
+}
+
+impl TrainOptions {
+    pub fn new(dataset: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dataset: dataset.into(),
+            run_dir: run_dir.into(),
+            steps: None,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            snapshot_every: Some(Duration::from_secs(3)),
+            seed: 0,
+            vgg19: None,
+            resume: false,
+        }
+    }
+}
+
+/// A training run in progress.
+#[derive(Debug)]
+pub struct Trainer {
+    pub learner: Learner,
+    pub options: TrainOptions,
+    pub run: RunDir,
+    pub backend: String,
+    dataset: Arc<FramesDataset>,
+    plan: BatchPlan,
+    prefetcher: Prefetcher,
+    losses: LossLog,
+    events: Sender<TrainEvent>,
+    /// Steps completed.
+    step: usize,
+    total_steps: usize,
+    nan_streak: usize,
+    rollbacks: usize,
+    last_snapshot: Option<Instant>,
+    last_checkpoint: Option<usize>,
+    resumed_from: Option<PathBuf>,
+}
+
+impl Trainer {
+    /// Prepares a run: opens the dataset, builds or restores the networks, and reports what it
+    /// chose on `events` (warnings included). `config.prioritycut.variant` is the model trained.
+    pub fn new(
+        config: FommConfig,
+        options: TrainOptions,
+        selected: &SelectedDevice,
+        events: Sender<TrainEvent>,
+    ) -> Result<Self> {
+        let variant = config.prioritycut.variant;
+        learner::check_variant(&config, variant)?;
+        if options.checkpoint_every == 0 {
+            return Err(EngineError::Invalid("checkpoint_every must be at least 1 step".into()));
+        }
+        let warn = |message: String| {
+            let _ = events.send(TrainEvent::Warning(message));
+        };
+        let (dataset, warnings) =
+            FramesDataset::open(&options.dataset, Split::Train, config.frame_shape, &config.dataset)?;
+        warnings.into_iter().for_each(warn);
+        let train = &config.train;
+        let plan = BatchPlan {
+            samples: dataset.len(),
+            num_repeats: train.num_repeats,
+            batch_size: train.batch_size,
+            seed: options.seed,
+            generation: 0,
+        };
+        if plan.steps_per_epoch() == 0 {
+            return Err(EngineError::Invalid(format!(
+                "{} has {} training samples × num_repeats {} = {} pairs per epoch, fewer than batch_size {}: \
+                 lower train_params.batch_size or raise num_repeats",
+                options.dataset.display(),
+                plan.samples,
+                plan.num_repeats,
+                plan.samples * plan.num_repeats,
+                plan.batch_size
+            )));
+        }
+
+        let perceptual_features = match &options.vgg19 {
+            Some(path) => PerceptualFeatures::Vgg19 {
+                net: load_vgg19(path, &selected.device.clone().autodiff())?,
+                source: path.clone(),
+            },
+            None => PerceptualFeatures::PixelPyramid,
+        };
+        let perceptual = PerceptualLoss::new(
+            perceptual_features,
+            &train.scales,
+            &train.loss_weights.perceptual,
+            &selected.device.clone().autodiff(),
+        );
+        if perceptual.is_fallback() && perceptual.enabled() {
+            warn(format!("perceptual loss: {}", perceptual.describe()));
+        }
+
+        let run = RunDir::open(&options.run_dir, !options.resume)?;
+        let latest = if options.resume { run.latest() } else { None };
+        if options.resume && latest.is_none() {
+            warn(format!(
+                "{} has no checkpoint yet: starting from scratch",
+                options.run_dir.display()
+            ));
+        }
+        // Initial weights depend on the seed only.
+        selected.device.seed(options.seed);
+        let mut learner = Learner::new(config, perceptual, &selected.device)?;
+        let mut trainer_plan = plan;
+        let (step, rollbacks, resumed_from) = match latest {
+            Some((_, dir)) => {
+                let state = RunDir::read_state(&dir)?;
+                if state.variant != variant {
+                    return Err(EngineError::Invalid(format!(
+                        "{} was trained as {}, not {variant}: pass --variant {}",
+                        options.run_dir.display(),
+                        state.variant,
+                        state.variant
+                    )));
+                }
+                if state.frame_shape != learner.config.frame_shape {
+                    return Err(EngineError::Invalid(format!(
+                        "{} was trained at frame shape {:?}, the config says {:?}",
+                        options.run_dir.display(),
+                        state.frame_shape,
+                        learner.config.frame_shape
+                    )));
+                }
+                learner.load(&dir)?;
+                if state.perceptual != learner.perceptual.describe() {
+                    warn(format!(
+                        "the run was trained with {}, it continues with {}",
+                        state.perceptual,
+                        learner.perceptual.describe()
+                    ));
+                }
+                if state.seed != options.seed {
+                    warn(format!(
+                        "continuing with the run's seed {} (not {})",
+                        state.seed, options.seed
+                    ));
+                }
+                trainer_plan.seed = state.seed;
+                trainer_plan.generation = state.generation;
+                (state.step, state.rollbacks, Some(dir))
+            }
+            None => (0, 0, None),
+        };
+        run.write_config(&learner.config.to_yaml())?;
+        let losses = run.open_losses(step)?;
+        let dataset = Arc::new(dataset);
+        let prefetcher = Prefetcher::start(dataset.clone(), trainer_plan.clone(), step, 2);
+        let total_steps = options
+            .steps
+            .unwrap_or(train_total(&learner.config.train, &trainer_plan));
+        let mut trainer = Self {
+            learner,
+            options,
+            run,
+            backend: selected.to_string(),
+            dataset,
+            plan: trainer_plan,
+            prefetcher,
+            losses,
+            events,
+            step,
+            total_steps,
+            nan_streak: 0,
+            rollbacks,
+            last_snapshot: None,
+            last_checkpoint: resumed_from.as_ref().map(|_| step),
+            resumed_from,
+        };
+        if trainer.resumed_from.is_none() {
+            // A starting point to roll back to, should the very first steps diverge.
+            trainer.save_checkpoint()?;
+        }
+        Ok(trainer)
+    }
+
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.plan.steps_per_epoch()
+    }
+
+    fn emit(&self, event: TrainEvent) {
+        // A monitor that went away does not stop training.
+        let _ = self.events.send(event);
+    }
+
+    fn state(&self) -> CheckpointState {
+        CheckpointState {
+            format: 1,
+            step: self.step,
+            epoch: self.plan.epoch_of(self.step),
+            seed: self.plan.seed,
+            generation: self.plan.generation,
+            variant: self.learner.variant,
+            perceptual: self.learner.perceptual.describe(),
+            backend: self.backend.clone(),
+            frame_shape: self.learner.config.frame_shape,
+            rollbacks: self.rollbacks,
+        }
+    }
+
+    /// Writes a checkpoint of the current step (atomically) and reports it.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let learner = &self.learner;
+        let path = self
+            .run
+            .write_checkpoint(&self.state(), self.options.keep_checkpoints, |dir| learner.save(dir))?;
+        self.last_checkpoint = Some(self.step);
+        self.emit(TrainEvent::Checkpoint {
+            step: self.step,
+            path: path.clone(),
+        });
+        Ok(path)
+    }
+
+    /// One training step on the next batch. Non-finite losses skip the update; more than
+    /// `nan_patience` of them in a row roll the run back to its last checkpoint.
+    pub fn train_step(&mut self) -> Result<StepReport> {
+        let batch = self.prefetcher.next_batch()?;
+        if batch.step != self.step {
+            return Err(EngineError::Invalid(format!(
+                "data for step {} arrived at step {}",
+                batch.step, self.step
+            )));
+        }
+        for warning in &batch.warnings {
+            self.emit(TrainEvent::Warning(warning.clone()));
+        }
+        let device = self.learner.device.clone();
+        let source = learner::batch_tensor(batch.source, batch.shape, &device);
+        let driving = learner::batch_tensor(batch.driving, batch.shape, &device);
+        let epoch = self.plan.epoch_of(self.step);
+        let lr_factor = self.learner.config.train.lr_factor(epoch);
+        let mut rng = Rng::derive(&[self.plan.seed, self.plan.generation, STEP_STREAM, self.step as u64]);
+        let due = match (self.options.snapshot_every, self.last_snapshot) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(every), Some(last)) => last.elapsed() >= every,
+        };
+        let (mut report, snapshot) = self.learner.step(source, driving, lr_factor, &mut rng, due);
+        self.step += 1;
+        report.step = self.step;
+        report.epoch = epoch;
+        self.losses.append(&report)?;
+        self.emit(TrainEvent::Step(report.clone()));
+        if let Some(mut snapshot) = snapshot {
+            snapshot.step = self.step;
+            self.last_snapshot = Some(Instant::now());
+            self.emit(TrainEvent::Snapshot(Box::new(snapshot)));
+        }
+        if report.skipped {
+            self.nan_streak += 1;
+            let values: Vec<String> = report.losses.iter().map(|(n, v)| format!("{n} {v}")).collect();
+            self.emit(TrainEvent::Warning(format!(
+                "step {}: non-finite loss, update skipped ({})",
+                self.step,
+                values.join(", ")
+            )));
+            if self.nan_streak > self.learner.config.prioritycut.nan_patience {
+                self.roll_back()?;
+            }
+        } else {
+            self.nan_streak = 0;
+        }
+        Ok(report)
+    }
+
+    /// Reloads the latest checkpoint after repeated non-finite losses, and draws other batches
+    /// from there on.
+    fn roll_back(&mut self) -> Result<()> {
+        let from = self.step;
+        let Some((to, dir)) = self.run.latest() else {
+            return Err(EngineError::Invalid(format!(
+                "training diverged at step {from} (non-finite losses) and there is no checkpoint to roll back to"
+            )));
+        };
+        if self.rollbacks >= MAX_ROLLBACKS {
+            return Err(EngineError::Invalid(format!(
+                "training diverged at step {from}: non-finite losses again after {} rollbacks; \
+                 lower the learning rates (train_params.lr_*)",
+                self.rollbacks
+            )));
+        }
+        self.learner.load(&dir)?;
+        self.rollbacks += 1;
+        self.step = to;
+        self.nan_streak = 0;
+        self.plan.generation += 1;
+        self.prefetcher = Prefetcher::start(self.dataset.clone(), self.plan.clone(), to, 2);
+        self.losses = self.run.open_losses(to)?;
+        self.emit(TrainEvent::RolledBack {
+            from_step: from,
+            to_step: to,
+            reason: format!(
+                "more than {} non-finite steps in a row; rolled back to the checkpoint of step {to} (rollback {} of {MAX_ROLLBACKS})",
+                self.learner.config.prioritycut.nan_patience, self.rollbacks
+            ),
+        });
+        Ok(())
+    }
+
+    /// Trains until the step count is reached or `stop` is raised; either way the last step is
+    /// checkpointed before returning.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Finish> {
+        self.emit(TrainEvent::Started {
+            step: self.step,
+            total_steps: self.total_steps,
+            steps_per_epoch: self.plan.steps_per_epoch(),
+            variant: self.learner.variant,
+            backend: self.backend.clone(),
+            perceptual: self.learner.perceptual.describe(),
+            resumed_from: self.resumed_from.clone(),
+        });
+        let mut finish = Finish::Completed;
+        while self.step < self.total_steps {
+            if stop.load(Ordering::Relaxed) {
+                finish = Finish::Stopped;
+                break;
+            }
+            self.train_step()?;
+            if self.step.is_multiple_of(self.options.checkpoint_every) {
+                self.save_checkpoint()?;
+            }
+        }
+        if self.last_checkpoint != Some(self.step) {
+            self.save_checkpoint()?;
+        }
+        self.emit(TrainEvent::Finished {
+            step: self.step,
+            finish,
+        });
+        Ok(finish)
+    }
+}
+
+/// FOMM's run length: `num_epochs` epochs.
+fn train_total(train: &TrainParams, plan: &BatchPlan) -> usize {
+    train.num_epochs * plan.steps_per_epoch()
+}
