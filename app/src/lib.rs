@@ -2,3 +2,4 @@
 //! it does no tensor math of its own.
 
 pub mod cli;
+pub mod sheet;

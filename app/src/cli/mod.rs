@@ -1,7 +1,9 @@
-//! Command-line interface: `prioritycut verify-reference | animate | bench`.
+//! Command-line interface: `prioritycut verify-reference | animate | train | make-dataset | bench`.
 
 mod animate;
 mod bench;
+mod make_dataset;
+mod train;
 mod verify;
 
 use std::ffi::OsString;
@@ -28,6 +30,10 @@ pub enum Command {
     VerifyReference(verify::VerifyArgs),
     /// Animate a source image by a driving video and write the frames (PNG folder or GIF).
     Animate(animate::AnimateArgs),
+    /// Train FOMM / FOMM+ / U-Net / U-Net+CutMix / U-Net+PriorityCut on a dataset.
+    Train(train::TrainArgs),
+    /// Write a dataset (a synthetic one of articulated figures).
+    MakeDataset(make_dataset::MakeDatasetArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -43,6 +49,8 @@ where
     match cli.command {
         Command::VerifyReference(args) => verify::run(args),
         Command::Animate(args) => animate::run(args),
+        Command::Train(args) => train::run(args),
+        Command::MakeDataset(args) => make_dataset::run(args),
         Command::Bench(command) => bench::run(command),
     }
 }

@@ -1,0 +1,247 @@
+//! `prioritycut train --config C --dataset DIR --variant V --out RUN [--resume]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::train::{Finish, RunDir, TrainEvent, TrainOptions, Trainer, Variant};
+
+use crate::sheet::snapshot_sheet;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// FOMM YAML config (model, train_params, prioritycut_params). With --resume it may be
+    /// left out: the run's own config.yaml is used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Dataset in FOMM's layout (DIR/train, DIR/test); see `prioritycut make-dataset`.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// fomm | fomm-adv | unet | unet-cutmix | unet-prioritycut (default: the config's, else
+    /// unet-prioritycut).
+    #[arg(long, value_parser = parse_variant)]
+    pub variant: Option<Variant>,
+    /// Run folder: checkpoints, losses.csv, snapshots.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Total steps (default: num_epochs epochs of the dataset).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Overrides train_params.batch_size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Overrides train_params.num_repeats.
+    #[arg(long)]
+    pub num_repeats: Option<usize>,
+    /// Checkpoint every this many steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    /// Checkpoints kept (the newest).
+    #[arg(long, default_value_t = 3)]
+    pub keep_checkpoints: usize,
+    /// Seconds between snapshot sheets written to RUN/snapshots (0: none).
+    #[arg(long, default_value_t = 30.0)]
+    pub snapshot_seconds: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// torchvision VGG19 weights (vgg19-dcbb9e9d.pth or .safetensors) for FOMM's perceptual
+    /// loss. Without them a pixel-pyramid L1 stands in, and the run says so.
+    #[arg(long)]
+    pub vgg19: Option<PathBuf>,
+    /// auto | wgpu | cpu | flex
+    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
+    pub backend: BackendChoice,
+}
+
+pub(super) fn parse_variant(text: &str) -> Result<Variant, String> {
+    text.parse().map_err(|e: prioritycut_engine::EngineError| e.to_string())
+}
+
+fn load_config(args: &TrainArgs) -> anyhow::Result<FommConfig> {
+    let run_config = RunDir::open(&args.out, false)
+        .ok()
+        .map(|run| run.config_path())
+        .filter(|p| args.resume && p.is_file());
+    let mut config = match (&run_config, &args.config) {
+        (Some(path), given) => {
+            if given.is_some() {
+                eprintln!("note: resuming with the run's own {}", path.display());
+            }
+            FommConfig::from_yaml_file(path)?
+        }
+        (None, Some(path)) => FommConfig::from_yaml_file(path)?,
+        (None, None) => anyhow::bail!("--config is needed to start a run"),
+    };
+    if let Some(variant) = args.variant {
+        config.prioritycut.variant = variant;
+    }
+    if let Some(b) = args.batch_size {
+        anyhow::ensure!(b > 0, "--batch-size must be at least 1");
+        config.train.batch_size = b;
+    }
+    if let Some(r) = args.num_repeats {
+        anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
+        config.train.num_repeats = r;
+    }
+    Ok(config)
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args)?;
+    let selected = super::open_device(args.backend)?;
+    let mut options = TrainOptions::new(&args.dataset, &args.out);
+    options.steps = args.steps;
+    options.checkpoint_every = args.checkpoint_every;
+    options.keep_checkpoints = args.keep_checkpoints;
+    options.seed = args.seed;
+    options.vgg19 = args.vgg19.clone();
+    options.resume = args.resume;
+    options.snapshot_every = (args.snapshot_seconds > 0.0).then(|| Duration::from_secs_f64(args.snapshot_seconds));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // First Ctrl-C: finish the step, checkpoint, exit. A second one: leave at once.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without a final checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving a checkpoint before exiting (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let worker_stop = stop.clone();
+    let worker = std::thread::Builder::new()
+        .name("prioritycut-train".into())
+        .spawn(move || -> anyhow::Result<Finish> {
+            let mut trainer = Trainer::new(config, options, &selected, sender)?;
+            Ok(trainer.run(&worker_stop)?)
+        })
+        .context("starting the training thread")?;
+
+    let snapshots = args.out.join("snapshots");
+    let mut bar: Option<ProgressBar> = None;
+    let mut last_print = Instant::now() - Duration::from_secs(60);
+    let print_every = if console_is_interactive() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(10)
+    };
+    for event in receiver {
+        match event {
+            TrainEvent::Started {
+                step,
+                total_steps,
+                steps_per_epoch,
+                variant,
+                backend,
+                perceptual,
+                resumed_from,
+            } => {
+                eprintln!("training {variant} on {backend}");
+                eprintln!("perceptual loss: {perceptual}");
+                if let Some(dir) = resumed_from {
+                    eprintln!("resumed from {} (step {step})", dir.display());
+                }
+                eprintln!(
+                    "{total_steps} steps ({steps_per_epoch} per epoch), run folder {}",
+                    args.out.display()
+                );
+                let b = ProgressBar::new(total_steps as u64);
+                b.set_style(
+                    ProgressStyle::with_template("{bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                b.set_position(step as u64);
+                bar = Some(b);
+            }
+            TrainEvent::Step(report) => {
+                if let Some(b) = &bar {
+                    b.set_position(report.step as u64);
+                    if last_print.elapsed() >= print_every {
+                        last_print = Instant::now();
+                        let losses: Vec<String> = report
+                            .losses
+                            .iter()
+                            .map(|(name, value)| format!("{name} {value:.4}"))
+                            .collect();
+                        b.set_message(format!("epoch {} | {}", report.epoch, losses.join(" | ")));
+                        if !console_is_interactive() {
+                            eprintln!(
+                                "step {}/{}: {}",
+                                report.step,
+                                b.length().unwrap_or(0),
+                                losses.join(", ")
+                            );
+                        }
+                    }
+                }
+            }
+            TrainEvent::Snapshot(snapshot) => {
+                let path = snapshots.join(format!("step-{:08}.png", snapshot.step));
+                if let Err(e) = std::fs::create_dir_all(&snapshots)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| snapshot_sheet(&snapshot).save(&path).map_err(anyhow::Error::from))
+                {
+                    eprintln!("warning: cannot write {}: {e}", path.display());
+                }
+            }
+            TrainEvent::Checkpoint { step, path } => {
+                say(&bar, format!("checkpoint at step {step}: {}", path.display()));
+            }
+            TrainEvent::Warning(message) => say(&bar, format!("warning: {message}")),
+            TrainEvent::RolledBack {
+                from_step,
+                to_step,
+                reason,
+            } => say(
+                &bar,
+                format!("rolled back from step {from_step} to {to_step}: {reason}"),
+            ),
+            TrainEvent::Finished { step, finish } => {
+                if let Some(b) = &bar {
+                    b.finish_and_clear();
+                }
+                match finish {
+                    Finish::Completed => eprintln!("finished at step {step}"),
+                    Finish::Stopped => eprintln!("stopped at step {step}; resume with --resume"),
+                }
+            }
+        }
+    }
+    let finish = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the training thread crashed"))??;
+    println!(
+        "run folder: {} (losses.csv, checkpoints/, snapshots/, config.yaml)",
+        args.out.display()
+    );
+    Ok(match finish {
+        Finish::Completed => ExitCode::SUCCESS,
+        Finish::Stopped => ExitCode::from(130),
+    })
+}
+
+fn say(bar: &Option<ProgressBar>, line: String) {
+    match bar {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    }
+}
+
+fn console_is_interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
