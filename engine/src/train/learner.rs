@@ -24,7 +24,7 @@ use crate::loss::{
 };
 use crate::model::blocks::resize_bilinear;
 use crate::model::unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig};
-use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
+use crate::model::{GeneratorOutput, Keypoints, KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
@@ -112,6 +112,51 @@ struct StepTensors {
     decoder: [Option<Tensor<4>>; 3],
 }
 
+/// The generator step's forward.
+#[derive(Debug, Clone)]
+pub struct GeneratorPass {
+    /// `(name, weighted loss)`: perceptual, gen_gan, feature_matching, equivariance_*.
+    pub losses: Vec<(&'static str, Tensor<1>)>,
+    pub generated: GeneratorOutput,
+    pub kp_source: Keypoints,
+    pub kp_driving: Keypoints,
+    /// The driving frame under the equivariance transform, and its keypoints.
+    pub transformed_frame: Option<Tensor<4>>,
+    pub kp_transformed: Option<Keypoints>,
+}
+
+/// The discriminator step's forward.
+#[derive(Debug, Clone)]
+pub struct DiscriminatorPass {
+    /// `(name, weighted loss)`: disc_gan, or disc_enc, disc_dec, disc_mix, consistency.
+    pub losses: Vec<(&'static str, Tensor<1>)>,
+    /// U-Net decoder maps on the real, fake and mixed images.
+    pub decoder: [Option<Tensor<4>>; 3],
+    /// (mask, mixed image) when the step mixed.
+    pub cutmix: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+fn sum_losses(losses: &[(&'static str, Tensor<1>)], device: &Device) -> Tensor<1> {
+    losses
+        .iter()
+        .map(|(_, t)| t.clone())
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Tensor::zeros([1], device))
+}
+
+impl GeneratorPass {
+    /// The objective the generator and keypoint detector descend.
+    pub fn total(&self, device: &Device) -> Tensor<1> {
+        sum_losses(&self.losses, device)
+    }
+}
+
+impl DiscriminatorPass {
+    pub fn total(&self, device: &Device) -> Tensor<1> {
+        sum_losses(&self.losses, device)
+    }
+}
+
 impl Learner {
     /// Fresh networks on `device` (autodiff is enabled here).
     pub fn new(config: FommConfig, perceptual: PerceptualLoss, device: &Device) -> Result<Self> {
@@ -158,58 +203,27 @@ impl Learner {
         (0..batch).map(|_| rng.range(p.k_min, p.k_max) / 100.0).collect()
     }
 
-    /// One generator step and one discriminator step on `source`/`driving` [b, 3, h, w],
-    /// drawing its random choices from `rng`. Non-finite losses skip the update (reported).
-    /// With `snapshot`, also returns the first pair's images and maps.
-    pub fn step(
-        &mut self,
-        source: Tensor<4>,
-        driving: Tensor<4>,
-        lr_factor: f64,
-        rng: &mut Rng,
-        snapshot: bool,
-    ) -> (StepReport, Option<Snapshot>) {
-        let start = std::time::Instant::now();
-        let [b, _, h, w] = driving.dims();
-        let train = self.config.train.clone();
-        let weights = &train.loss_weights;
-        let pc = self.config.prioritycut.clone();
+    /// The generator step's forward (`GeneratorFullModel`): keypoints, generator, and every
+    /// generator loss under the equivariance `transform`. Nothing is updated.
+    pub fn generator_pass(&self, source: &Tensor<4>, driving: &Tensor<4>, transform: &RandomTps) -> GeneratorPass {
+        let weights = &self.config.train.loss_weights;
+        let pc = &self.config.prioritycut;
         let gan_weight = pc.generator_gan(weights);
         let nets = &self.nets;
-
-        // ---- Generator and keypoint detector (GeneratorFullModel) ----
         let kp_source = nets.kp_detector.forward(source.clone());
         let kp_driving = nets.kp_detector.forward(driving.clone());
         let generated = nets.generator.forward(source.clone(), &kp_driving, &kp_source);
         let prediction = generated.prediction.clone();
-        let mut generator_losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
+        let mut losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
         if self.perceptual.enabled() {
-            generator_losses.push(("perceptual", self.perceptual.forward(&prediction, &driving)));
-        }
-        // Transform randomness is drawn first, whatever the variant, so every variant sees
-        // the same transforms for the same seed and step.
-        let transform = RandomTps::sample(b, &train.transform_params, rng);
-        if weights.equivariance_value != 0.0 || weights.equivariance_jacobian != 0.0 {
-            let transformed = transform.transform_frame(driving.clone());
-            let kp_transformed = nets.kp_detector.forward(transformed);
-            if weights.equivariance_value != 0.0 {
-                let value = equivariance_value(&kp_driving.value, &transform, &kp_transformed.value);
-                generator_losses.push(("equivariance_value", value * weights.equivariance_value));
-            }
-            if let (true, Some(jd), Some(jt)) = (
-                weights.equivariance_jacobian != 0.0,
-                &kp_driving.jacobian,
-                &kp_transformed.jacobian,
-            ) {
-                let value = equivariance_jacobian(jd, &transform, &kp_transformed.value, jt);
-                generator_losses.push(("equivariance_jacobian", value * weights.equivariance_jacobian));
-            }
+            losses.push(("perceptual", self.perceptual.forward(&prediction, driving)));
         }
         let kp_detached = kp_driving.value.clone().detach();
         if gan_weight > 0.0 {
+            let any_matching = weights.feature_matching.iter().any(|&w| w != 0.0);
             if let Some(disc) = &nets.discriminator {
                 let fake = disc.forward(&self.disc_pyramid.forward(&prediction), Some(&kp_detached));
-                let real = disc.forward(&self.disc_pyramid.forward(&driving), Some(&kp_detached));
+                let real = disc.forward(&self.disc_pyramid.forward(driving), Some(&kp_detached));
                 let mut gan = Tensor::<1>::zeros([1], &self.device);
                 let mut matching = Tensor::<1>::zeros([1], &self.device);
                 for (f, r) in fake.iter().zip(&real) {
@@ -222,9 +236,9 @@ impl Learner {
                             &self.device,
                         );
                 }
-                generator_losses.push(("gen_gan", gan));
-                if weights.feature_matching.iter().any(|&w| w != 0.0) {
-                    generator_losses.push(("feature_matching", matching));
+                losses.push(("gen_gan", gan));
+                if any_matching {
+                    losses.push(("feature_matching", matching));
                 }
             }
             if let Some(unet) = &nets.unet_discriminator {
@@ -232,9 +246,9 @@ impl Learner {
                 let real = unet.forward(driving.clone());
                 let gan =
                     (lsgan_real(fake.global.clone()) + lsgan_real(fake.pixel.clone()) * pc.decoder_weight) * gan_weight;
-                generator_losses.push(("gen_gan", gan));
-                if weights.feature_matching.iter().any(|&w| w != 0.0) {
-                    generator_losses.push((
+                losses.push(("gen_gan", gan));
+                if any_matching {
+                    losses.push((
                         "feature_matching",
                         feature_matching(
                             &real.feature_maps,
@@ -246,20 +260,157 @@ impl Learner {
                 }
             }
         }
-        let l1: f64 = (prediction.clone() - driving.clone())
-            .abs()
-            .mean()
-            .into_scalar::<f32>()
-            .into();
-        let generator_values = scalars(&generator_losses);
+        let mut transformed_frame = None;
+        let mut kp_transformed = None;
+        if weights.equivariance_value != 0.0 || weights.equivariance_jacobian != 0.0 {
+            let frame = transform.transform_frame(driving.clone());
+            let kp = nets.kp_detector.forward(frame.clone());
+            if weights.equivariance_value != 0.0 {
+                let value = equivariance_value(&kp_driving.value, transform, &kp.value);
+                losses.push(("equivariance_value", value * weights.equivariance_value));
+            }
+            if let (true, Some(jd), Some(jt)) =
+                (weights.equivariance_jacobian != 0.0, &kp_driving.jacobian, &kp.jacobian)
+            {
+                let value = equivariance_jacobian(jd, transform, &kp.value, jt);
+                losses.push(("equivariance_jacobian", value * weights.equivariance_jacobian));
+            }
+            transformed_frame = Some(frame);
+            kp_transformed = Some(kp);
+        }
+        GeneratorPass {
+            losses,
+            generated,
+            kp_source,
+            kp_driving,
+            transformed_frame,
+            kp_transformed,
+        }
+    }
+
+    /// The CutMix mask of a step: PriorityCut's from the pass's dense motion (`unet-prioritycut`)
+    /// or the given box (`unet-cutmix`). 1 marks the real pixels of the mix.
+    pub fn cutmix_mask(&self, pass: &GeneratorPass, k: &[f64], box_mask: Option<Tensor<4>>) -> Tensor<4> {
+        if let Some(mask) = box_mask {
+            return mask;
+        }
+        let pc = &self.config.prioritycut;
+        let [_, _, h, w] = pass.generated.prediction.dims();
+        let dense = pass.generated.mask.clone().detach();
+        let occlusion = match &pass.generated.occlusion_map {
+            Some(o) => o.clone().detach(),
+            None => dense.clone().narrow(1, 0, 1).ones_like(),
+        };
+        let selected = priority_cut(dense, occlusion, h, w, pc.background_threshold, k).mask;
+        if pc.fake_where_occluded {
+            selected.ones_like() - selected
+        } else {
+            selected
+        }
+    }
+
+    /// The discriminator step's forward (`DiscriminatorFullModel`, or the U-Net's encoder,
+    /// decoder, and with a CutMix `mask` its mix and consistency terms) on the pass's
+    /// prediction, detached.
+    pub fn discriminator_pass(
+        &self,
+        driving: &Tensor<4>,
+        pass: &GeneratorPass,
+        mask: Option<Tensor<4>>,
+    ) -> DiscriminatorPass {
+        let weights = &self.config.train.loss_weights;
+        let pc = &self.config.prioritycut;
+        let d_weight = weights.discriminator_gan;
+        let fake_image = pass.generated.prediction.clone().detach();
+        let kp_detached = pass.kp_driving.value.clone().detach();
+        let mut out = DiscriminatorPass {
+            losses: Vec::new(),
+            decoder: [None, None, None],
+            cutmix: None,
+        };
+        if pc.generator_gan(weights) <= 0.0 {
+            return out;
+        }
+        if let Some(disc) = &self.nets.discriminator {
+            let fake = disc.forward(&self.disc_pyramid.forward(&fake_image), Some(&kp_detached));
+            let real = disc.forward(&self.disc_pyramid.forward(driving), Some(&kp_detached));
+            let mut total = Tensor::<1>::zeros([1], &self.device);
+            for (f, r) in fake.into_iter().zip(real) {
+                total = total + (lsgan_real(r.prediction_map) + lsgan_fake(f.prediction_map)) * d_weight;
+            }
+            out.losses.push(("disc_gan", total));
+        }
+        if let Some(unet) = &self.nets.unet_discriminator {
+            let real = unet.forward(driving.clone());
+            let fake = unet.forward(fake_image.clone());
+            out.losses.push((
+                "disc_enc",
+                (lsgan_real(real.global.clone()) + lsgan_fake(fake.global.clone())) * d_weight,
+            ));
+            out.losses.push((
+                "disc_dec",
+                (lsgan_real(real.pixel.clone()) + lsgan_fake(fake.pixel.clone())) * (d_weight * pc.decoder_weight),
+            ));
+            if let Some(mask) = mask {
+                let mixed = mix(driving.clone(), fake_image, mask.clone());
+                let on_mix = unet.forward(mixed.clone());
+                // U-Net GAN: the encoder calls a mixed image fake; the decoder finds the mask.
+                out.losses.push((
+                    "disc_mix",
+                    (lsgan_fake(on_mix.global.clone())
+                        + decoder_on_mixed(on_mix.pixel.clone(), mask.clone()) * pc.decoder_weight)
+                        * d_weight,
+                ));
+                out.losses.push((
+                    "consistency",
+                    consistency(
+                        on_mix.pixel.clone(),
+                        real.pixel.clone(),
+                        fake.pixel.clone(),
+                        mask.clone(),
+                    ) * pc.consistency_weight,
+                ));
+                out.decoder[2] = Some(on_mix.pixel);
+                out.cutmix = Some((mask, mixed));
+            }
+            out.decoder[0] = Some(real.pixel);
+            out.decoder[1] = Some(fake.pixel);
+        }
+        out
+    }
+
+    /// One generator step and one discriminator step on `source`/`driving` [b, 3, h, w],
+    /// drawing its random choices from `rng` (the TPS transform, then whether to CutMix, k, and
+    /// the box). Non-finite losses skip the update (reported). With `snapshot`, also returns
+    /// the first pair's images and maps.
+    pub fn step(
+        &mut self,
+        source: Tensor<4>,
+        driving: Tensor<4>,
+        lr_factor: f64,
+        rng: &mut Rng,
+        snapshot: bool,
+    ) -> (StepReport, Option<Snapshot>) {
+        let start = std::time::Instant::now();
+        let [b, _, h, w] = driving.dims();
+        let train = self.config.train.clone();
+        let transform = RandomTps::sample(b, &train.transform_params, rng);
+        // Drawn whatever happens next, so every variant and step keeps the same stream.
+        let mix_this_step = self.variant.cutmix() && rng.bernoulli(self.config.prioritycut.cutmix_probability);
+        let k = self.draw_k(b, rng);
+        let box_mask = (self.variant == Variant::UnetCutmix).then(|| cutmix_mask(h, w, &k, rng, &self.device));
+
+        let pass = self.generator_pass(&source, &driving, &transform);
+        let l1 = f64::from(
+            (pass.generated.prediction.clone() - driving.clone())
+                .abs()
+                .mean()
+                .into_scalar::<f32>(),
+        );
+        let generator_values = scalars(&pass.losses);
         let mut skipped = !generator_values.iter().all(|(_, v)| v.is_finite());
         if !skipped {
-            let total = generator_losses
-                .iter()
-                .map(|(_, t)| t.clone())
-                .reduce(|a, b| a + b)
-                .unwrap_or_else(|| Tensor::zeros([1], &self.device));
-            let mut grads = total.backward();
+            let mut grads = pass.total(&self.device).backward();
             let mut generator_grads = GradientsParams::from_module(&mut grads, &self.nets.generator);
             let mut kp_grads = GradientsParams::from_module(&mut grads, &self.nets.kp_detector);
             let generator = self.nets.generator.clone();
@@ -274,102 +425,29 @@ impl Learner {
             }
         }
 
-        // ---- Discriminator (DiscriminatorFullModel, or the U-Net's) ----
-        // The CutMix draws happen whatever happens next, keeping the stream aligned.
-        let mix_this_step = self.variant.cutmix() && rng.bernoulli(pc.cutmix_probability);
-        let k = self.draw_k(b, rng);
-        let box_mask = (self.variant == Variant::UnetCutmix).then(|| cutmix_mask(h, w, &k, rng, &self.device));
-        let mut disc_losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
-        let fake_image = prediction.clone().detach();
-        let mut cutmix = None;
-        let mut decoder: [Option<Tensor<4>>; 3] = [None, None, None];
-        if gan_weight > 0.0 && !skipped {
-            let d_weight = weights.discriminator_gan;
-            if let Some(disc) = &self.nets.discriminator {
-                let fake = disc.forward(&self.disc_pyramid.forward(&fake_image), Some(&kp_detached));
-                let real = disc.forward(&self.disc_pyramid.forward(&driving), Some(&kp_detached));
-                let mut total = Tensor::<1>::zeros([1], &self.device);
-                for (f, r) in fake.into_iter().zip(real) {
-                    total = total + (lsgan_real(r.prediction_map) + lsgan_fake(f.prediction_map)) * d_weight;
-                }
-                disc_losses.push(("disc_gan", total));
+        let disc = if skipped {
+            DiscriminatorPass {
+                losses: Vec::new(),
+                decoder: [None, None, None],
+                cutmix: None,
             }
-            if let Some(unet) = &self.nets.unet_discriminator {
-                let real = unet.forward(driving.clone());
-                let fake = unet.forward(fake_image.clone());
-                disc_losses.push((
-                    "disc_enc",
-                    (lsgan_real(real.global.clone()) + lsgan_fake(fake.global.clone())) * d_weight,
-                ));
-                disc_losses.push((
-                    "disc_dec",
-                    (lsgan_real(real.pixel.clone()) + lsgan_fake(fake.pixel.clone())) * (d_weight * pc.decoder_weight),
-                ));
-                if mix_this_step {
-                    let mask = match &box_mask {
-                        Some(mask) => mask.clone(),
-                        None => {
-                            let occlusion = generated.occlusion_map.clone().map(|o| o.detach());
-                            let dense = generated.mask.clone().detach();
-                            let occlusion = occlusion.unwrap_or_else(|| dense.clone().narrow(1, 0, 1).ones_like());
-                            let selected = priority_cut(dense, occlusion, h, w, pc.background_threshold, &k).mask;
-                            if pc.fake_where_occluded {
-                                selected.ones_like() - selected
-                            } else {
-                                selected
-                            }
-                        }
-                    };
-                    let mixed = mix(driving.clone(), fake_image.clone(), mask.clone());
-                    let on_mix = unet.forward(mixed.clone());
-                    // U-Net GAN: the encoder calls a mixed image fake; the decoder finds the mask.
-                    disc_losses.push((
-                        "disc_mix",
-                        (lsgan_fake(on_mix.global.clone())
-                            + decoder_on_mixed(on_mix.pixel.clone(), mask.clone()) * pc.decoder_weight)
-                            * d_weight,
-                    ));
-                    disc_losses.push((
-                        "consistency",
-                        consistency(
-                            on_mix.pixel.clone(),
-                            real.pixel.clone(),
-                            fake.pixel.clone(),
-                            mask.clone(),
-                        ) * pc.consistency_weight,
-                    ));
-                    decoder[2] = Some(on_mix.pixel);
-                    cutmix = Some((mask, mixed));
-                }
-                decoder[0] = Some(real.pixel);
-                decoder[1] = Some(fake.pixel);
-            }
-        }
-        let disc_values = scalars(&disc_losses);
+        } else {
+            let mask = mix_this_step.then(|| self.cutmix_mask(&pass, &k, box_mask));
+            self.discriminator_pass(&driving, &pass, mask)
+        };
+        let disc_values = scalars(&disc.losses);
         let disc_ok = disc_values.iter().all(|(_, v)| v.is_finite());
         skipped |= !disc_ok;
-        if !disc_losses.is_empty() && disc_ok {
-            let total = disc_losses
-                .iter()
-                .map(|(_, t)| t.clone())
-                .reduce(|a, b| a + b)
-                .unwrap_or_else(|| Tensor::zeros([1], &self.device));
-            let mut grads = total.backward();
-            if let Some(disc) = self.nets.discriminator.take() {
-                let mut g = GradientsParams::from_module(&mut grads, &disc);
-                self.nets.discriminator = Some(self.adam_discriminator.step(
-                    train.lr_discriminator * lr_factor,
-                    disc,
-                    &mut g,
-                ));
+        if !disc.losses.is_empty() && disc_ok {
+            let mut grads = disc.total(&self.device).backward();
+            let lr = train.lr_discriminator * lr_factor;
+            if let Some(d) = self.nets.discriminator.take() {
+                let mut g = GradientsParams::from_module(&mut grads, &d);
+                self.nets.discriminator = Some(self.adam_discriminator.step(lr, d, &mut g));
             }
-            if let Some(unet) = self.nets.unet_discriminator.take() {
-                let mut g = GradientsParams::from_module(&mut grads, &unet);
-                self.nets.unet_discriminator = Some(self.adam_discriminator.step(
-                    train.lr_discriminator * lr_factor,
-                    unet,
-                    &mut g,
-                ));
+            if let Some(u) = self.nets.unet_discriminator.take() {
+                let mut g = GradientsParams::from_module(&mut grads, &u);
+                self.nets.unet_discriminator = Some(self.adam_discriminator.step(lr, u, &mut g));
             }
         }
 
@@ -381,7 +459,7 @@ impl Learner {
             epoch: 0,
             lr: train.lr_generator * lr_factor,
             losses,
-            mixed: cutmix.is_some(),
+            mixed: disc.cutmix.is_some(),
             skipped,
             seconds: start.elapsed().as_secs_f64(),
         };
@@ -389,14 +467,14 @@ impl Learner {
             self.snapshot(StepTensors {
                 source,
                 driving,
-                deformed: generated.deformed,
-                prediction,
-                dense_mask: generated.mask,
-                occlusion: generated.occlusion_map,
-                kp_source: kp_source.value,
-                kp_driving: kp_driving.value,
-                cutmix,
-                decoder,
+                deformed: pass.generated.deformed,
+                prediction: pass.generated.prediction,
+                dense_mask: pass.generated.mask,
+                occlusion: pass.generated.occlusion_map,
+                kp_source: pass.kp_source.value,
+                kp_driving: pass.kp_driving.value,
+                cutmix: disc.cutmix,
+                decoder: disc.decoder,
             })
         });
         (report, snapshot)

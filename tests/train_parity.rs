@@ -1,0 +1,252 @@
+//! Parity of one training step with the official FOMM (`GeneratorFullModel`,
+//! `DiscriminatorFullModel`), from `tests/fixtures/fomm-train` (see its `make_fixture.py`):
+//! the fomm-small checkpoint in train mode, FOMM+'s losses, a fixed TPS transform, and
+//! torchvision's VGG19 with patterned weights loaded through the engine's importer.
+
+mod common;
+
+use common::{cpu, fixture};
+use prioritycut_engine::augment::RandomTps;
+use prioritycut_engine::burn::tensor::{Device, Tensor, TensorData};
+use prioritycut_engine::checkpoint::FommModels;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::import::load_vgg19;
+use prioritycut_engine::loss::{PerceptualFeatures, PerceptualLoss};
+use prioritycut_engine::npy::NpyArray;
+use prioritycut_engine::train::Learner;
+
+fn npy(name: &str) -> NpyArray {
+    NpyArray::read(&fixture("fomm-train").join(format!("{name}.npy"))).expect("fixture array")
+}
+
+fn tensor<const D: usize>(array: &NpyArray, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(array.data.clone(), array.shape.clone()), device)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
+}
+
+/// max |ours − reference| / max |reference|.
+fn relative_error(ours: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(ours.len(), reference.len());
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, v| m.max((*v as f64).abs()))
+        .max(1e-30);
+    let worst = ours
+        .iter()
+        .zip(reference)
+        .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+    worst / scale
+}
+
+fn check(name: &str, ours: Vec<f32>, reference: &NpyArray, tolerance: f64) {
+    let error = relative_error(&ours, &reference.data);
+    eprintln!("{name:>44}: relative error {error:.2e} (tolerance {tolerance:.0e})");
+    assert!(error <= tolerance, "{name} differs from the official step by {error:e}");
+}
+
+/// The learner with the fixture's networks, and its inputs on the autodiff device.
+fn fixture_learner() -> (Learner, Tensor<4>, Tensor<4>, RandomTps) {
+    let config = FommConfig::from_yaml_file(&fixture("fomm-train/config.yaml")).expect("config");
+    let device = cpu();
+    let train = device.clone().autodiff();
+    let vgg_file = fixture("fomm-train/vgg19-pattern.pth");
+    let vgg = load_vgg19(&vgg_file, &train).expect("torchvision-layout VGG19");
+    let perceptual = PerceptualLoss::new(
+        PerceptualFeatures::Vgg19 {
+            net: vgg,
+            source: vgg_file,
+        },
+        &config.train.scales,
+        &config.train.loss_weights.perceptual,
+        &train,
+    );
+    let mut learner = Learner::new(config.clone(), perceptual, &device).expect("learner");
+    let models = FommModels::load(&fixture("fomm-small/checkpoint.pth.tar"), &config, &train).expect("checkpoint");
+    learner.nets.kp_detector = models.kp_detector;
+    learner.nets.generator = models.generator;
+    learner.nets.discriminator = Some(models.discriminator);
+
+    let small = |name: &str| NpyArray::read(&fixture("fomm-small").join(format!("{name}.npy"))).expect("input");
+    let source = tensor(&small("source"), &train);
+    let driving = tensor(&small("driving"), &train);
+    let theta = npy("transform_theta");
+    let params = npy("transform_control_params");
+    let theta: Vec<[[f32; 3]; 2]> = theta
+        .data
+        .chunks_exact(6)
+        .map(|t| [[t[0], t[1], t[2]], [t[3], t[4], t[5]]])
+        .collect();
+    let control: Vec<Vec<f32>> = params.data.chunks_exact(25).map(<[f32]>::to_vec).collect();
+    (learner, source, driving, RandomTps::new(theta, 5, control))
+}
+
+/// The parameters whose gradients the fixture holds, by its names.
+fn probed_params(learner: &Learner) -> Vec<(&'static str, Tensor<4>)> {
+    let nets = &learner.nets;
+    vec![
+        ("generator_final_weight", nets.generator.final_conv.weight.val()),
+        (
+            "generator_dense_motion_mask_weight",
+            nets.generator.dense_motion_network.mask.weight.val(),
+        ),
+        ("kp_detector_kp_weight", nets.kp_detector.kp.weight.val()),
+        (
+            "kp_detector_jacobian_weight",
+            nets.kp_detector.jacobian.as_ref().expect("jacobian head").weight.val(),
+        ),
+    ]
+}
+
+#[test]
+fn generator_step_losses_and_outputs_match_the_official_training_code() {
+    let (learner, source, driving, transform) = fixture_learner();
+    let pass = learner.generator_pass(&source, &driving, &transform);
+    check(
+        "prediction",
+        values(pass.generated.prediction.clone()),
+        &npy("prediction"),
+        1e-4,
+    );
+    check(
+        "transformed_frame",
+        values(pass.transformed_frame.clone().expect("equivariance on")),
+        &npy("transformed_frame"),
+        1e-4,
+    );
+    let kp = pass.kp_transformed.clone().expect("equivariance on");
+    check(
+        "transformed_kp_value",
+        values(kp.value),
+        &npy("transformed_kp_value"),
+        1e-4,
+    );
+    check(
+        "transformed_kp_jacobian",
+        values(kp.jacobian.expect("jacobian")),
+        &npy("transformed_kp_jacobian"),
+        1e-4,
+    );
+    let names: Vec<&str> = pass.losses.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        vec![
+            "perceptual",
+            "gen_gan",
+            "feature_matching",
+            "equivariance_value",
+            "equivariance_jacobian"
+        ]
+    );
+    for (name, loss) in &pass.losses {
+        check(
+            &format!("loss {name}"),
+            values(loss.clone()),
+            &npy(&format!("loss_{name}")),
+            1e-4,
+        );
+    }
+
+    // The discriminator step sees the spectral-norm state the generator step left.
+    let device = learner.device.clone();
+    let disc = learner.discriminator_pass(&driving, &pass, None);
+    assert_eq!(disc.losses.len(), 1);
+    check(
+        "loss disc_gan",
+        values(disc.losses[0].1.clone()),
+        &npy("loss_disc_gan"),
+        1e-4,
+    );
+    let grads = disc.total(&device).backward();
+    let d = &learner.nets.discriminator.as_ref().expect("FOMM+ discriminator").discs[0];
+    for (name, param) in [
+        ("grad_discriminator_conv_weight", d.conv.weight.val()),
+        ("grad_discriminator_first_weight", d.down_blocks[0].conv.weight.val()),
+    ] {
+        let grad = param.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
+        check(name, values(grad), &npy(name), 1e-4);
+    }
+}
+
+/// Gradients of each smooth generator term for four parameters, each from a fresh forward.
+#[test]
+fn generator_step_gradients_match_term_by_term() {
+    for term in [
+        "gen_gan",
+        "feature_matching",
+        "equivariance_value",
+        "equivariance_jacobian",
+    ] {
+        let (learner, source, driving, transform) = fixture_learner();
+        let pass = learner.generator_pass(&source, &driving, &transform);
+        let loss = pass
+            .losses
+            .iter()
+            .find(|(n, _)| *n == term)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| panic!("no {term}"));
+        let grads = loss.backward();
+        for (param, value) in probed_params(&learner) {
+            let name = format!("grad_{term}_{param}");
+            let reference = npy(&name);
+            match value.grad(&grads) {
+                Some(grad) => check(&name, values(grad), &reference, 1e-4),
+                // No path from this term to this parameter, in torch either.
+                None => assert!(reference.data.iter().all(|&v| v == 0.0), "{name}: no gradient"),
+            }
+        }
+    }
+}
+
+/// The perceptual term's gradient is discontinuous in the prediction (an L1 of VGG features
+/// with max pooling), so it is compared at torch's own prediction, with respect to it.
+#[test]
+fn perceptual_gradient_matches_at_the_official_prediction() {
+    let (learner, _, driving, _) = fixture_learner();
+    let prediction: Tensor<4> = tensor::<4>(&npy("prediction"), &learner.device).require_grad();
+    let loss = learner.perceptual.forward(&prediction, &driving);
+    check(
+        "loss perceptual at torch's prediction",
+        values(loss.clone()),
+        &npy("loss_perceptual"),
+        1e-4,
+    );
+    let grads = loss.backward();
+    let grad = prediction.grad(&grads).expect("gradient");
+    check(
+        "grad_perceptual_prediction",
+        values(grad),
+        &npy("grad_perceptual_prediction"),
+        1e-4,
+    );
+}
+
+/// torchvision's VGG19 layout loads through the importer (its classifier key ignored, the
+/// deflated storages read) and computes FOMM's five slices.
+#[test]
+fn vgg19_slices_match_torchvision() {
+    let device = cpu();
+    let vgg = load_vgg19(&fixture("fomm-train/vgg19-pattern.pth"), &device).expect("vgg");
+    let small = NpyArray::read(&fixture("fomm-small/driving.npy")).expect("input");
+    let frame: Tensor<4> = tensor::<4>(&small, &device).slice([0..1, 0..3, 0..32, 0..32]);
+    for (i, slice) in vgg.forward(frame).into_iter().enumerate() {
+        let name = format!("vgg_slice_{}", i + 1);
+        check(&name, values(slice), &npy(&name), 1e-4);
+    }
+}
+
+#[test]
+fn vgg19_import_errors_name_the_problem() {
+    let device = cpu();
+    let dir = common::temp_dir("vgg-errors");
+    let err = load_vgg19(&fixture("fomm-small/checkpoint.pth.tar"), &device).expect_err("not VGG19");
+    assert!(err.to_string().contains("features."), "{err}");
+    let truncated = dir.join("cut.pth");
+    let bytes = std::fs::read(fixture("fomm-train/vgg19-pattern.pth")).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).expect("write");
+    let err = load_vgg19(&truncated, &device).expect_err("truncated");
+    assert!(err.to_string().contains("cut.pth"), "{err}");
+    assert!(load_vgg19(&dir.join("missing.pth"), &device).is_err());
+}
