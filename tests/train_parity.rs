@@ -49,7 +49,7 @@ fn check(name: &str, ours: Vec<f32>, reference: &NpyArray, tolerance: f64) {
 
 /// The learner with the fixture's networks, and its inputs on the autodiff device.
 fn fixture_learner() -> (Learner, Tensor<4>, Tensor<4>, RandomTps) {
-    let config = FommConfig::from_yaml_file(&fixture("fomm-train/config.yaml")).expect("config");
+    let config = FommConfig::from_yaml_file(fixture("fomm-train/config.yaml")).expect("config");
     let device = cpu();
     let train = device.clone().autodiff();
     let vgg_file = fixture("fomm-train/vgg19-pattern.pth");
