@@ -4,28 +4,8 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::{fixture, rewrite_torch_zip, temp_dir};
-
-fn prioritycut(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prioritycut"))
-        .args(args)
-        .output()
-        .expect("run prioritycut")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use common::{fixture, path, prioritycut, rewrite_torch_zip, temp_dir, text};
 
 #[test]
 fn verify_reference_passes_on_every_fixture_and_names_the_backend() {

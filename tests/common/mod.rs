@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use prioritycut_engine::backend::{self, BackendChoice};
 use prioritycut_engine::burn::tensor::Device;
@@ -61,4 +62,25 @@ pub fn rewrite_torch_zip(from: &Path, to: &Path, mut edit: impl FnMut(&str, &mut
         writer.write_all(&data).expect("write");
     }
     writer.finish().expect("finish");
+}
+
+/// Runs the `prioritycut` binary to completion.
+pub fn prioritycut(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_prioritycut"))
+        .args(args)
+        .output()
+        .expect("run prioritycut")
+}
+
+/// stdout and stderr together.
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }

@@ -10,15 +10,17 @@ use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::data::{read_frames, read_image, resize_to, write_frames};
+use prioritycut_engine::train::checkpoint::resolve_checkpoint;
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
-    /// Official FOMM checkpoint (.pth.tar) or our own (.bpk).
+    /// Official FOMM checkpoint (.pth.tar), our own (.bpk), or a training run folder (its
+    /// latest checkpoint) or one of its checkpoint folders.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// FOMM YAML config the checkpoint was trained with.
+    /// FOMM YAML config the checkpoint was trained with (default: the run's own config.yaml).
     #[arg(long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// Photo to animate.
     #[arg(long)]
     pub source: PathBuf,
@@ -48,13 +50,20 @@ pub struct AnimateArgs {
 }
 
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
-    let config = FommConfig::from_yaml_file(&args.config)?;
+    let (checkpoint, run_config) = resolve_checkpoint(&args.checkpoint)?;
+    let config_path = args.config.clone().or(run_config).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--config is needed: {} is not inside a training run",
+            args.checkpoint.display()
+        )
+    })?;
+    let config = FommConfig::from_yaml_file(&config_path)?;
     // Read the inputs before the (slower) model load so a bad file fails fast.
     let source = read_image(&args.source)?;
     let driving = read_frames(&args.driving)?;
     let selected = super::open_device(args.backend)?;
     let device = &selected.device;
-    let models = FommModels::load(&args.checkpoint, &config, device)?;
+    let models = FommModels::load(&checkpoint, &config, device)?;
 
     let [h, w, _] = config.frame_shape;
     let to_tensor = |image: &image::RgbImage| image_to_tensor(&resize_to(image, w as u32, h as u32), device);

@@ -234,10 +234,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A line above the progress bar (a hidden bar, off a terminal, would swallow it).
 fn say(bar: &Option<ProgressBar>, line: String) {
     match bar {
-        Some(b) => b.println(line),
-        None => eprintln!("{line}"),
+        Some(b) if !b.is_hidden() => b.println(line),
+        _ => eprintln!("{line}"),
     }
 }
 

@@ -62,10 +62,18 @@ impl BatchNorm2d {
         let result = batch_norm_train(x, self.weight.val(), self.bias.val(), Self::EPSILON);
         let unbiased = result.variance * (count / (count - 1.0).max(1.0));
         let momentum = Self::MOMENTUM;
-        let mean = self.running_mean.value_sync().to_device(&device) * (1.0 - momentum) + result.mean * momentum;
-        let var = self.running_var.value_sync().to_device(&device) * (1.0 - momentum) + unbiased * momentum;
-        self.running_mean.update(mean.detach());
-        self.running_var.update(var.detach());
+        let old_mean = self.running_mean.value_sync().to_device(&device);
+        let old_var = self.running_var.value_sync().to_device(&device);
+        let mean = old_mean.clone() * (1.0 - momentum) + result.mean * momentum;
+        let var = old_var.clone() * (1.0 - momentum) + unbiased * momentum;
+        // A non-finite batch (a step the trainer will skip) must not poison the statistics
+        // that inference uses.
+        let keep = |new: Tensor<1>, old: Tensor<1>| {
+            let bad = new.clone().is_finite().bool_not();
+            new.mask_where(bad, old).detach()
+        };
+        self.running_mean.update(keep(mean, old_mean));
+        self.running_var.update(keep(var, old_var));
         result.output
     }
 }
@@ -394,6 +402,13 @@ mod tests {
         let var: f32 = bn.running_var.value_sync().into_scalar();
         assert!((mean - 0.3).abs() < 1e-6, "{mean}");
         assert!((var - (0.9 + 0.1 * 14.0 / 3.0)).abs() < 1e-6, "{var}");
+
+        // A non-finite batch leaves the running statistics as they were.
+        let nan = Tensor::<4>::from_data(TensorData::new(vec![f32::NAN, 1.0, 2.0, 3.0], [2, 1, 1, 2]), &train);
+        let _ = bn.forward(nan);
+        let mean_after: f32 = bn.running_mean.value_sync().into_scalar();
+        let var_after: f32 = bn.running_var.value_sync().into_scalar();
+        assert_eq!((mean_after, var_after), (mean, var));
 
         // Inference (no autodiff) normalizes by the running statistics.
         let mut eval = BatchNorm2d::new(1, &device());

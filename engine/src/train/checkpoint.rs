@@ -193,6 +193,36 @@ impl RunDir {
     }
 }
 
+/// What a `--checkpoint` path names: a weights file, a checkpoint folder of a run, or a run
+/// folder (its latest checkpoint). Returns the weights file and, inside a run, the run's config.
+pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    let run_config = |checkpoint_dir: &Path| {
+        checkpoint_dir
+            .parent()
+            .and_then(Path::parent)
+            .map(|run| run.join(CONFIG_FILE))
+            .filter(|c| c.is_file())
+    };
+    if metadata.is_file() {
+        let config = path.parent().and_then(|dir| run_config(dir));
+        return Ok((path.to_path_buf(), config));
+    }
+    if path.join(MODEL_FILE).is_file() {
+        return Ok((path.join(MODEL_FILE), run_config(path)));
+    }
+    let run = RunDir {
+        root: path.to_path_buf(),
+    };
+    match run.latest() {
+        Some((_, dir)) => Ok((dir.join(MODEL_FILE), Some(run.config_path()).filter(|c| c.is_file()))),
+        None => Err(EngineError::checkpoint(
+            path,
+            "holds no checkpoint (expected a .pth.tar/.bpk file, a run folder or one of its checkpoints)",
+        )),
+    }
+}
+
 fn loss_header() -> String {
     let mut header = String::from("step,epoch,lr,seconds,mixed,skipped");
     for name in LOSS_NAMES {

@@ -159,8 +159,8 @@ pub struct TrainParams {
 #[derive(Config, Debug)]
 pub struct DatasetParams {
     /// VoxCeleb's sampling: videos named `id#clip` are grouped by `id`, and each sample draws
-    /// one identity, then one of its clips.
-    #[config(default = false)]
+    /// one identity, then one of its clips (a name without `#` is an identity of its own).
+    #[config(default = true)]
     pub id_sampling: bool,
     #[config(default = true)]
     pub horizontal_flip: bool,

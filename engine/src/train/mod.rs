@@ -91,7 +91,13 @@ pub struct Trainer {
     last_snapshot: Option<Instant>,
     last_checkpoint: Option<usize>,
     resumed_from: Option<PathBuf>,
+    /// Fault injection for tests of the NaN guard: from this step on, the driving frames are NaN.
+    nan_from_step: Option<usize>,
 }
+
+/// Environment variable that makes every batch from the given step on non-finite, to exercise
+/// the NaN guard end to end.
+pub const INJECT_NAN_ENV: &str = "PRIORITYCUT_INJECT_NAN_FROM_STEP";
 
 impl Trainer {
     /// Prepares a run: opens the dataset, builds or restores the networks, and reports what it
@@ -134,10 +140,13 @@ impl Trainer {
         }
 
         let perceptual_features = match &options.vgg19 {
-            Some(path) => PerceptualFeatures::Vgg19 {
-                net: load_vgg19(path, &selected.device.clone().autodiff())?,
-                source: path.clone(),
-            },
+            Some(path) => {
+                check_vgg_sizes(&config)?;
+                PerceptualFeatures::Vgg19 {
+                    net: load_vgg19(path, &selected.device.clone().autodiff())?,
+                    source: path.clone(),
+                }
+            }
             None => PerceptualFeatures::PixelPyramid,
         };
         let perceptual = PerceptualLoss::new(
@@ -225,6 +234,7 @@ impl Trainer {
             last_snapshot: None,
             last_checkpoint: resumed_from.as_ref().map(|_| step),
             resumed_from,
+            nan_from_step: std::env::var(INJECT_NAN_ENV).ok().and_then(|v| v.parse().ok()),
         };
         if trainer.resumed_from.is_none() {
             // A starting point to roll back to, should the very first steps diverge.
@@ -279,6 +289,21 @@ impl Trainer {
         Ok(path)
     }
 
+    /// Checkpoints unless the last steps were non-finite: a checkpoint is a point to come back
+    /// to, and the one before the trouble stays the latest.
+    fn checkpoint_if_healthy(&mut self) -> Result<()> {
+        if self.nan_streak == 0 {
+            self.save_checkpoint()?;
+        } else {
+            let last = self.last_checkpoint.map_or("none".to_string(), |s| s.to_string());
+            self.emit(TrainEvent::Warning(format!(
+                "no checkpoint at step {}: the last {} steps were non-finite (latest good checkpoint: step {last})",
+                self.step, self.nan_streak
+            )));
+        }
+        Ok(())
+    }
+
     /// One training step on the next batch. Non-finite losses skip the update; more than
     /// `nan_patience` of them in a row roll the run back to its last checkpoint.
     pub fn train_step(&mut self) -> Result<StepReport> {
@@ -294,7 +319,10 @@ impl Trainer {
         }
         let device = self.learner.device.clone();
         let source = learner::batch_tensor(batch.source, batch.shape, &device);
-        let driving = learner::batch_tensor(batch.driving, batch.shape, &device);
+        let mut driving = learner::batch_tensor(batch.driving, batch.shape, &device);
+        if self.nan_from_step.is_some_and(|from| self.step + 1 >= from) {
+            driving = driving * f32::NAN;
+        }
         let epoch = self.plan.epoch_of(self.step);
         let lr_factor = self.learner.config.train.lr_factor(epoch);
         let mut rng = Rng::derive(&[self.plan.seed, self.plan.generation, STEP_STREAM, self.step as u64]);
@@ -385,11 +413,11 @@ impl Trainer {
             }
             self.train_step()?;
             if self.step.is_multiple_of(self.options.checkpoint_every) {
-                self.save_checkpoint()?;
+                self.checkpoint_if_healthy()?;
             }
         }
         if self.last_checkpoint != Some(self.step) {
-            self.save_checkpoint()?;
+            self.checkpoint_if_healthy()?;
         }
         self.emit(TrainEvent::Finished {
             step: self.step,
@@ -397,6 +425,22 @@ impl Trainer {
         });
         Ok(finish)
     }
+}
+
+/// VGG19 max-pools four times before relu5_1: every level of the perceptual pyramid must keep
+/// at least 16 pixels a side.
+fn check_vgg_sizes(config: &FommConfig) -> Result<()> {
+    let [h, w, _] = config.frame_shape;
+    for &scale in &config.train.scales {
+        let (sh, sw) = (crate::config::scaled(h, scale), crate::config::scaled(w, scale));
+        if sh < 16 || sw < 16 {
+            return Err(EngineError::Invalid(format!(
+                "train_params.scales: scale {scale} of the {h}x{w} frame is {sh}x{sw}, too small for VGG19 \
+                 (at least 16x16); drop that scale"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// FOMM's run length: `num_epochs` epochs.
