@@ -205,7 +205,7 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
             .filter(|c| c.is_file())
     };
     if metadata.is_file() {
-        let config = path.parent().and_then(|dir| run_config(dir));
+        let config = path.parent().and_then(run_config);
         return Ok((path.to_path_buf(), config));
     }
     if path.join(MODEL_FILE).is_file() {
