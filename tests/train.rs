@@ -330,114 +330,58 @@ fn bad_training_inputs_are_refused_with_one_line() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(empty.join("train")).expect("dirs");
     std::fs::create_dir_all(empty.join("test")).expect("dirs");
-    let not_vgg = fixture("fomm-small/checkpoint.pth.tar");
     let used = dir.join("used");
     let out = run_train(&used, "unet", "1", &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let config = config();
-    let (out_a, out_b, out_c, out_d, out_e) = (
-        dir.join("a"),
-        dir.join("b"),
-        dir.join("c"),
-        dir.join("d"),
-        dir.join("e"),
-    );
-    let nope = dir.join("nope");
+    let not_vgg = fixture("fomm-small/checkpoint.pth.tar");
     // Pyramid scales 1, 0.5, 0.25: every level is large enough for VGG19.
     let vgg_config = fixture("fomm-train/config.yaml");
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let (nope, fresh) = (dir.join("nope"), dir.join("fresh"));
+    let (ours, data) = (path(config()), path(dataset()));
+    let cases: Vec<(&str, &str, &Path, Vec<&str>, &str)> = vec![
+        (ours, path(&empty), &fresh, vec![], "no readable video"),
+        (ours, path(&nope), &fresh, vec![], "nope"),
+        (ours, data, &used, vec![], "already holds a training run"),
         (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(&empty),
-                "--out",
-                path(&out_a),
-            ],
-            "no readable video",
-        ),
-        (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(&nope),
-                "--out",
-                path(&out_b),
-            ],
-            "nope",
-        ),
-        (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(dataset()),
-                "--out",
-                path(&used),
-            ],
-            "already holds a training run",
-        ),
-        (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(dataset()),
-                "--out",
-                path(&out_c),
-                "--vgg19",
-                path(&not_vgg),
-            ],
+            ours,
+            data,
+            &fresh,
+            vec!["--vgg19", path(&not_vgg)],
             "too small for VGG19",
         ),
         (
-            vec![
-                "--config",
-                path(&vgg_config),
-                "--dataset",
-                path(dataset()),
-                "--out",
-                path(&out_c),
-                "--vgg19",
-                path(&not_vgg),
-            ],
+            path(&vgg_config),
+            data,
+            &fresh,
+            vec!["--vgg19", path(&not_vgg)],
             "features.",
         ),
+        (ours, data, &fresh, vec!["--variant", "gan"], "unknown variant"),
         (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(dataset()),
-                "--out",
-                path(&out_d),
-                "--variant",
-                "gan",
-            ],
-            "unknown variant",
-        ),
-        (
-            vec![
-                "--config",
-                path(config),
-                "--dataset",
-                path(dataset()),
-                "--out",
-                path(&out_e),
-                "--batch-size",
-                "1000",
-            ],
+            ours,
+            data,
+            &fresh,
+            vec!["--batch-size", "1000"],
             "fewer than batch_size",
         ),
     ];
-    for (args, expected) in cases {
-        let mut full = vec!["train", "--backend", "flex", "--steps", "1"];
-        full.extend(args);
-        let out = prioritycut(&full);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{expected}: {stderr}");
+    for (config, dataset, out, extra, expected) in cases {
+        let mut args = vec![
+            "train",
+            "--backend",
+            "flex",
+            "--steps",
+            "1",
+            "--config",
+            config,
+            "--dataset",
+            dataset,
+        ];
+        args.extend(["--out", path(out)]);
+        args.extend(extra);
+        let run = prioritycut(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{expected}: {stderr}");
         assert!(stderr.contains(expected), "expected '{expected}': {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }

@@ -141,6 +141,8 @@ pub struct TrainBench {
     pub width: usize,
     pub batch_size: usize,
     pub variant: crate::train::Variant,
+    /// The perceptual loss timed, as described to the user.
+    pub perceptual: String,
     pub warmup: usize,
     /// Every timed step, in order, in milliseconds.
     pub runs_ms: Vec<f64>,
@@ -157,11 +159,12 @@ impl TrainBench {
 }
 
 /// Times `runs` training steps of `config`'s variant on random frames after `warmup` untimed
-/// ones, with the pixel perceptual loss (VGG19 weights are the user's file; pass a learner
-/// built with them to time that). `on_run(i)` reports progress.
+/// ones; the perceptual loss is VGG19 from `vgg19` (any weights time the same) or the pixel
+/// fallback. `on_run(i)` reports progress.
 pub fn bench_train(
     config: &FommConfig,
     device: &Device,
+    vgg19: Option<&std::path::Path>,
     warmup: usize,
     runs: usize,
     mut on_run: impl FnMut(usize),
@@ -169,12 +172,20 @@ pub fn bench_train(
     use crate::loss::{PerceptualFeatures, PerceptualLoss};
     use crate::rng::Rng;
     let train_device = device.clone().autodiff();
+    let features = match vgg19 {
+        Some(path) => PerceptualFeatures::Vgg19 {
+            net: crate::import::load_vgg19(path, &train_device)?,
+            source: path.to_path_buf(),
+        },
+        None => PerceptualFeatures::PixelPyramid,
+    };
     let perceptual = PerceptualLoss::new(
-        PerceptualFeatures::PixelPyramid,
+        features,
         &config.train.scales,
         &config.train.loss_weights.perceptual,
         &train_device,
     );
+    let described = perceptual.describe();
     let mut learner = crate::train::Learner::new(config.clone(), perceptual, device)?;
     let [h, w, c] = config.frame_shape;
     let b = config.train.batch_size;
@@ -199,6 +210,7 @@ pub fn bench_train(
         width: w,
         batch_size: b,
         variant: config.prioritycut.variant,
+        perceptual: described,
         warmup,
         runs_ms,
     })

@@ -21,5 +21,8 @@ pub mod reference;
 pub mod rng;
 pub mod train;
 
+#[cfg(test)]
+mod test_support;
+
 pub use burn;
 pub use error::{EngineError, Result};

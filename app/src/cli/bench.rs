@@ -31,6 +31,10 @@ pub struct BenchTrainArgs {
     /// fomm | fomm-adv | unet | unet-cutmix | unet-prioritycut
     #[arg(long, default_value = "unet-prioritycut", value_parser = super::train::parse_variant)]
     pub variant: Variant,
+    /// Time FOMM's VGG19 perceptual loss with these torchvision weights (default: the pixel
+    /// fallback, which is much cheaper).
+    #[arg(long)]
+    pub vgg19: Option<PathBuf>,
     /// auto | wgpu | cpu | flex
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
@@ -83,11 +87,18 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     config.prioritycut.variant = args.variant;
     let selected = super::open_device(args.backend)?;
     let bar = super::progress_bar(args.runs, "timing");
-    let report = bench_train(&config, &selected.device, args.warmup, args.runs, |_| bar.inc(1))?;
+    let report = bench_train(
+        &config,
+        &selected.device,
+        args.vgg19.as_deref(),
+        args.warmup,
+        args.runs,
+        |_| bar.inc(1),
+    )?;
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{:.0}", ms)).collect();
     println!(
-        "bench train | config {name} | variant {} | {}x{} batch {} | backend {} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: pixel pyramid | runs ms: {}",
+        "bench train | config {name} | variant {} | {}x{} batch {} | backend {} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {} | runs ms: {}",
         report.variant,
         report.width,
         report.height,
@@ -98,6 +109,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         report.warmup,
         report.steps_per_second(),
         report.steps_per_second() * report.batch_size as f64,
+        report.perceptual,
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)

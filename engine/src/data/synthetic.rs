@@ -657,8 +657,7 @@ mod tests {
 
     #[test]
     fn generate_writes_fomm_layout_with_truth_beside_it() {
-        let out = std::env::temp_dir().join(format!("prioritycut-synthetic-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
+        let out = crate::test_support::temp_dir("synthetic");
         let config = SyntheticConfig {
             size: 32,
             train_videos: 2,

@@ -137,13 +137,7 @@ pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: imp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("prioritycut-video-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
+    use crate::test_support::temp_dir;
 
     fn frames(n: u8) -> Vec<RgbImage> {
         (0..n)

@@ -287,6 +287,7 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::temp_dir;
 
     fn state(step: usize) -> CheckpointState {
         CheckpointState {
@@ -301,12 +302,6 @@ mod tests {
             frame_shape: [64, 64, 3],
             rollbacks: 0,
         }
-    }
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("prioritycut-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
     }
 
     #[test]

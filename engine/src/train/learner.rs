@@ -686,8 +686,7 @@ mod tests {
         for i in 0..2 {
             step(&mut straight, i);
         }
-        let dir = std::env::temp_dir().join(format!("prioritycut-learner-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::test_support::temp_dir("learner");
         straight.save(&dir).expect("save");
         let mut resumed = learner(&config);
         resumed.load(&dir).expect("load");

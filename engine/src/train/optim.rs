@@ -284,8 +284,7 @@ mod tests {
 
         let mut first = Adam::fomm();
         let half = train(init(), &mut first, 2);
-        let dir = std::env::temp_dir().join(format!("prioritycut-adam-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::test_support::temp_dir("adam");
         let file = dir.join("adam.safetensors");
         first.save(&file).expect("save");
         let mut loaded = Adam::load(&file, &Device::flex()).expect("load");
