@@ -1,4 +1,4 @@
-//! `prioritycut`: the PriorityCut Studio command line (the desktop window comes with the GUI).
+//! `prioritycut`: PriorityCut Studio. Without a subcommand it opens the desktop window.
 
 use std::process::ExitCode;
 

@@ -6,6 +6,8 @@ use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 use prioritycut_engine::train::{Map, Snapshot};
 
+use crate::colormap::Colormap;
+
 const LABEL_HEIGHT: u32 = 12;
 const GAP: u32 = 4;
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
@@ -23,27 +25,8 @@ const MAP_ROWS: [&[&str]; 2] = [
     &["decoder_real", "decoder_fake", "decoder_mixed"],
 ];
 
-/// Perceptually ordered colours (viridis, sampled) for single-channel maps.
-const VIRIDIS: [[f32; 3]; 6] = [
-    [68.0, 1.0, 84.0],
-    [65.0, 68.0, 135.0],
-    [42.0, 120.0, 142.0],
-    [34.0, 168.0, 132.0],
-    [122.0, 209.0, 81.0],
-    [253.0, 231.0, 37.0],
-];
-
-pub fn viridis(t: f32) -> Rgb<u8> {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
-    let x = t * (VIRIDIS.len() - 1) as f32;
-    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = x - i as f32;
-    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    Rgb(std::array::from_fn(|c| (a[c] + (b[c] - a[c]) * f).round() as u8))
-}
-
-/// A map, colour-mapped over its range.
-pub fn map_image(map: &Map) -> RgbImage {
+/// A map, colour-mapped over its range (decoder scores: fake ↔ real, the rest viridis).
+pub fn map_image(map: &Map, colormap: Colormap) -> RgbImage {
     let (low, high) = map.range;
     let span = (high - low).max(f32::EPSILON);
     RgbImage::from_fn(map.width as u32, map.height as u32, |x, y| {
@@ -52,7 +35,7 @@ pub fn map_image(map: &Map) -> RgbImage {
             .get(y as usize * map.width + x as usize)
             .copied()
             .unwrap_or(0.0);
-        viridis((v - low) / span)
+        colormap.colour((v - low) / span)
     })
 }
 
@@ -108,6 +91,15 @@ fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, text: &str) {
     }
 }
 
+/// The colour map a map is shown with by default.
+pub fn default_colormap(name: &str) -> Colormap {
+    if name.starts_with("decoder") {
+        Colormap::FakeReal
+    } else {
+        Colormap::Viridis
+    }
+}
+
 /// The whole sheet.
 pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
     let mut rows: Vec<Vec<(String, RgbImage)>> = Vec::new();
@@ -133,7 +125,11 @@ pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
     for names in MAP_ROWS {
         let row: Vec<(String, RgbImage)> = names
             .iter()
-            .filter_map(|name| snapshot.map(name).map(|m| (name.to_string(), map_image(m))))
+            .filter_map(|name| {
+                snapshot
+                    .map(name)
+                    .map(|m| (name.to_string(), map_image(m, default_colormap(name))))
+            })
             .collect();
         if !row.is_empty() {
             rows.push(row);
@@ -172,6 +168,7 @@ pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::colormap::viridis;
     use prioritycut_engine::train::Variant;
 
     #[test]
@@ -194,8 +191,8 @@ mod tests {
         // Two columns of 160-px tiles, three rows (images, maps, decoder maps).
         assert_eq!(sheet.width(), 2 * (160 + GAP) + GAP);
         assert_eq!(sheet.height(), 3 * (160 + LABEL_HEIGHT + GAP) + GAP + LABEL_HEIGHT);
-        assert_eq!(viridis(0.0), Rgb([68, 1, 84]));
-        assert_eq!(viridis(1.0), Rgb([253, 231, 37]));
-        assert_eq!(viridis(f32::NAN), Rgb([68, 1, 84]));
+        // The first map tile starts with the map's lowest value.
+        let map_top = LABEL_HEIGHT + GAP + (160 + LABEL_HEIGHT + GAP) + LABEL_HEIGHT;
+        assert_eq!(sheet.get_pixel(GAP, map_top), &viridis(0.0));
     }
 }

@@ -105,6 +105,32 @@ pub fn load_burnpack<M: ModuleSnapshot>(module: &mut M, path: &Path, may_miss: &
     Ok(())
 }
 
+/// What animation needs of a checkpoint: the keypoint detector and the generator. Saved alone,
+/// it is a fraction of a training checkpoint and loads with [`FommModels::load`].
+#[derive(Module, Debug)]
+struct AnimationModel {
+    kp_detector: KpDetector,
+    generator: OcclusionAwareGenerator,
+}
+
+/// Writes `out/model.bpk` (keypoint detector and generator of `weights`) and `out/config.yaml`;
+/// returns the size of the model file in bytes.
+pub fn export_animation_model(weights: &Path, config: &FommConfig, out: &Path) -> Result<u64> {
+    let models = FommModels::load(weights, config, &Device::flex())?;
+    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+    let model = out.join("model.bpk");
+    save_burnpack(
+        &AnimationModel {
+            kp_detector: models.kp_detector,
+            generator: models.generator,
+        },
+        &model,
+    )?;
+    let yaml = out.join("config.yaml");
+    std::fs::write(&yaml, config.to_yaml()).map_err(|e| EngineError::io(&yaml, e))?;
+    Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
+}
+
 /// How a checkpoint file is read, by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {

@@ -14,12 +14,14 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod import;
+pub mod live;
 pub mod loss;
 pub mod model;
 pub mod npy;
 pub mod reference;
 pub mod rng;
 pub mod train;
+pub mod worker;
 
 #[cfg(test)]
 mod test_support;

@@ -1,13 +1,18 @@
-//! `prioritycut bench animate | train`
+//! `prioritycut bench animate | train | live`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::bench::{bench_animate, bench_train};
 use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::data::{read_video, write_frames};
+use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::train::Variant;
+use prioritycut_engine::worker::{AnimateOptions, Command, Event, Worker};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -15,6 +20,33 @@ pub enum BenchCommand {
     Animate(BenchAnimateArgs),
     /// Training steps per second: generator step + discriminator step on one batch.
     Train(BenchTrainArgs),
+    /// Live puppeteering as the window runs it: frames per second and latency, with a video
+    /// played at a webcam's rate standing in for the camera (default: the bundled sample).
+    Live(BenchLiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLiveArgs {
+    /// A model: .pth.tar (with --config), .bpk, a run folder (default: the bundled one).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The photo to animate (default: the bundled sample photo).
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// The video standing in for the camera (default: the bundled driving clip).
+    #[arg(long)]
+    pub camera_video: Option<PathBuf>,
+    /// The rate the stand-in camera delivers frames at.
+    #[arg(long, default_value_t = 30.0)]
+    pub camera_fps: f64,
+    /// How long to measure, after the first frames.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// auto | wgpu | cpu | flex
+    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
+    pub backend: BackendChoice,
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +96,96 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Animate(args) => animate(args),
         BenchCommand::Train(args) => train(args),
+        BenchCommand::Live(args) => live(args),
     }
+}
+
+fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
+    let assets = crate::gui::default_assets();
+    let checkpoint = args.checkpoint.unwrap_or_else(|| assets.join("models/figures-64"));
+    let source = args.source.unwrap_or_else(|| assets.join("sample/source.png"));
+    let clip = args.camera_video.unwrap_or_else(|| assets.join("sample/driving.gif"));
+    anyhow::ensure!(
+        args.camera_fps > 0.0 && args.seconds > 0.0,
+        "--camera-fps and --seconds must be positive"
+    );
+    // The clip re-timed to the camera's rate: the live loop plays a file at the rate it carries.
+    let (frames, _) = read_video(&clip)?;
+    let dir = std::env::temp_dir().join(format!("prioritycut-bench-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let camera = dir.join("camera.mp4");
+    write_frames(&camera, &frames, args.camera_fps, |_| {})?;
+
+    let (worker, events) = Worker::spawn(args.backend, || {})?;
+    eprintln!("backend: {}", worker.device());
+    worker.send(Command::LoadModel {
+        checkpoint: checkpoint.clone(),
+        config: args.config.clone(),
+    });
+    worker.send(Command::LoadSource(source));
+    worker.send(Command::StartLive {
+        camera: CameraSource::VideoFile(camera),
+        options: AnimateOptions::default(),
+    });
+    let mut size = [0, 0];
+    let warmup = 3;
+    let mut seen = 0usize;
+    let mut started: Option<(Instant, u64)> = None;
+    let mut latencies = Vec::new();
+    let mut dropped_at_end: u64;
+    let bar = super::progress_bar((args.seconds * 10.0) as usize, "live");
+    let deadline_for_first = Instant::now() + Duration::from_secs(120);
+    loop {
+        let event = match events.recv_timeout(Duration::from_secs(5)) {
+            Ok(event) => event,
+            Err(_) if started.is_none() && Instant::now() < deadline_for_first => continue,
+            Err(_) => anyhow::bail!("the live loop stopped sending frames"),
+        };
+        match event {
+            Event::ModelLoaded { frame_size, .. } => size = frame_size,
+            Event::Error { context, message } => anyhow::bail!("{context}: {message}"),
+            Event::LiveStopped { reason } => anyhow::bail!("live stopped: {}", reason.unwrap_or_default()),
+            Event::Live(frame) => {
+                seen += 1;
+                if seen == warmup {
+                    started = Some((Instant::now(), frame.dropped));
+                } else if let Some((at, _)) = started {
+                    latencies.push(frame.latency.as_secs_f64() * 1000.0);
+                    dropped_at_end = frame.dropped;
+                    let elapsed = at.elapsed().as_secs_f64();
+                    bar.set_position(((elapsed * 10.0) as u64).min(bar.length().unwrap_or(0)));
+                    if elapsed >= args.seconds {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    bar.finish_and_clear();
+    worker.send(Command::StopLive);
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some((at, dropped_at_start)) = started else {
+        anyhow::bail!("no live frames came")
+    };
+    let elapsed = at.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
+    let dropped = dropped_at_end.saturating_sub(dropped_at_start);
+    println!(
+        "bench live | model {} | {}x{} | backend {} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
+        checkpoint.display(),
+        size[1],
+        size[0],
+        worker.device(),
+        latencies.len() as f64 / elapsed,
+        elapsed,
+        latencies.len(),
+        median,
+        args.camera_fps,
+        dropped
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {

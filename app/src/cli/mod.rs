@@ -1,7 +1,9 @@
-//! Command-line interface: `prioritycut verify-reference | animate | train | make-dataset | bench`.
+//! Command-line interface: `prioritycut` alone opens the window; subcommands
+//! `verify-reference | animate | train | make-dataset | export-model | bench` run headless.
 
 mod animate;
 mod bench;
+mod export_model;
 mod make_dataset;
 mod train;
 mod verify;
@@ -21,7 +23,36 @@ use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// Options of the desktop window (no subcommand).
+#[derive(Debug, clap::Args)]
+pub struct WindowArgs {
+    /// auto | wgpu | cpu | flex: the device the engine computes on.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: BackendChoice,
+    /// The workspace to open: animate | train | live.
+    #[arg(long)]
+    pub workspace: Option<crate::gui::Workspace>,
+    /// Save a PNG of the window after --screenshot-after seconds, then close (for scripts).
+    #[arg(long)]
+    pub screenshot: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 20.0)]
+    pub screenshot_after: f64,
+    /// Start as on a fresh machine: ignore remembered files and settings.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Start training this dataset at once (with --train-run; the Train workspace's config).
+    #[arg(long, requires = "train_run")]
+    pub train_dataset: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub train_run: Option<std::path::PathBuf>,
+    /// Start puppeteering at once with this video standing in for the camera.
+    #[arg(long)]
+    pub live_video: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +65,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Write a dataset (a synthetic one of articulated figures).
     MakeDataset(make_dataset::MakeDatasetArgs),
+    /// Write a checkpoint's keypoint detector and generator (what animation needs) with its config.
+    ExportModel(export_model::ExportModelArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -47,11 +80,23 @@ where
 {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::VerifyReference(args) => verify::run(args),
-        Command::Animate(args) => animate::run(args),
-        Command::Train(args) => train::run(args),
-        Command::MakeDataset(args) => make_dataset::run(args),
-        Command::Bench(command) => bench::run(command),
+        None => {
+            let w = cli.window;
+            let mut options = crate::gui::GuiOptions::new(w.backend);
+            options.workspace = w.workspace;
+            options.screenshot = w.screenshot.map(|path| (path, w.screenshot_after));
+            options.fresh = w.fresh;
+            options.train = w.train_dataset.zip(w.train_run);
+            options.live_video = w.live_video;
+            crate::gui::run(options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::VerifyReference(args)) => verify::run(args),
+        Some(Command::Animate(args)) => animate::run(args),
+        Some(Command::Train(args)) => train::run(args),
+        Some(Command::MakeDataset(args)) => make_dataset::run(args),
+        Some(Command::ExportModel(args)) => export_model::run(args),
+        Some(Command::Bench(command)) => bench::run(command),
     }
 }
 

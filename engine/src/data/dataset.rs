@@ -1,7 +1,7 @@
 //! FOMM's dataset layout (`frames_dataset.py`): a root with `train/` and `test/`, each holding
-//! videos as a folder of frames, a `.gif`, or a `.png`/`.jpg` strip of frames side by side;
-//! without `train/`, the videos of the root are split 80/20 at random (fixed seed), as FOMM does.
-//! Compressed videos (`.mp4`, `.mov`, ...) are listed as skipped until video decoding is wired in.
+//! videos as a folder of frames, a `.gif`, a `.png`/`.jpg` strip of frames side by side, or a
+//! compressed video (`.mp4`, `.mov`, `.webm`, ...); without `train/`, the videos of the root are
+//! split 80/20 at random (fixed seed), as FOMM does.
 //!
 //! Training draws two random frames of one video (sorted: the earlier is the source, the later
 //! the driving frame), resizes them to the config's frame shape and applies FOMM's flips and
@@ -247,13 +247,7 @@ fn list_videos(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Video>> {
             });
         } else {
             let ext = extension(&path);
-            if VIDEO_CONTAINERS.contains(&ext.as_str()) {
-                // Listed so that nobody wonders where the videos went.
-                warnings.push(format!(
-                    "skipped {}: .{ext} decoding is not available yet; store the video as a folder of frames or a GIF",
-                    path.display()
-                ));
-            } else if ext == "gif" || IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            if ext == "gif" || IMAGE_EXTENSIONS.contains(&ext.as_str()) || VIDEO_CONTAINERS.contains(&ext.as_str()) {
                 videos.push(Video {
                     name,
                     path,
@@ -309,7 +303,13 @@ mod tests {
         crate::data::write_frames(&train.join("c-anim.gif"), &[frame(0, 16), frame(200, 16)], 10.0, |_| {})
             .expect("gif");
         std::fs::write(train.join("notes.txt"), "hello").expect("junk");
-        std::fs::write(train.join("clip.mp4"), b"....ftypisom").expect("container");
+        crate::data::write_frames(
+            &train.join("d-clip.mp4"),
+            &[frame(0, 16), frame(100, 16), frame(200, 16)],
+            10.0,
+            |_| {},
+        )
+        .expect("mp4");
         std::fs::create_dir_all(train.join("empty")).expect("empty");
         frame(5, 16).save(root.join("test/only.png")).expect("test video");
 
@@ -325,7 +325,7 @@ mod tests {
         );
         assert!(warnings.iter().any(|w| w.contains("empty")));
         let mut rng = Rng::seed(0);
-        for video in 0..3 {
+        for video in 0..4 {
             for _ in 0..10 {
                 let pair = dataset.pair(video, &mut rng).expect("pair");
                 assert_eq!(pair.source.dimensions(), (8, 8));

@@ -3,9 +3,10 @@
 
 pub mod augmentation;
 pub mod dataset;
+pub mod ffmpeg;
 pub mod loader;
 pub mod synthetic;
 pub mod video;
 
 pub use dataset::{FramesDataset, Pair, Split};
-pub use video::{read_frames, read_image, resize_to, write_frames};
+pub use video::{read_frames, read_image, read_video, resize_to, write_frames};

@@ -1,6 +1,6 @@
-//! Frames of a video in FOMM's layouts: a folder of frame images, a GIF, or a `.png`/`.jpg`
-//! strip of frames side by side. Compressed video containers (MP4, MOV, WebM) need a decoder
-//! library and are refused with a clear message until one is wired in.
+//! Frames of a video in FOMM's layouts: a folder of frame images, a GIF, a `.png`/`.jpg` strip
+//! of frames side by side, or a compressed video (MP4, MOV, WebM, MKV, AVI, through FFmpeg).
+//! Out: a GIF, an H.264 MP4, or a folder of PNG frames.
 
 use std::path::{Path, PathBuf};
 
@@ -39,34 +39,39 @@ pub fn resize_to(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     image::imageops::resize(image, width, height, FilterType::Triangle)
 }
 
-/// Reads the frames of a driving video: a folder of images (sorted by name), a GIF, or an
-/// image holding a horizontal strip of square frames.
+/// Frame rate assumed where a video does not carry one (frame folders, strips).
+pub const DEFAULT_FPS: f64 = 25.0;
+
+/// Reads the frames of a driving video: a folder of images (sorted by name), a GIF, an image
+/// holding a horizontal strip of square frames, or a compressed video.
 pub fn read_frames(path: &Path) -> Result<Vec<RgbImage>> {
+    read_video(path).map(|(frames, _)| frames)
+}
+
+/// The frames of a video and its frame rate.
+pub fn read_video(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
     let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
-    let frames = if metadata.is_dir() {
-        read_frame_folder(path)?
+    let (frames, fps) = if metadata.is_dir() {
+        (read_frame_folder(path)?, DEFAULT_FPS)
     } else {
         let ext = extension(path);
         if ext == "gif" {
             read_gif(path)?
         } else if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            split_strip(read_image(path)?)
+            (split_strip(read_image(path)?), DEFAULT_FPS)
         } else if VIDEO_CONTAINERS.contains(&ext.as_str()) {
-            return Err(EngineError::media(
-                path,
-                format!(".{ext} video decoding is not available yet; pass a folder of frames or a GIF"),
-            ));
+            super::ffmpeg::decode_video(path)?
         } else {
             return Err(EngineError::media(
                 path,
-                "not a video: expected a folder of frames, a GIF or a PNG strip",
+                "not a video: expected an MP4/MOV/WebM/MKV/AVI file, a GIF, a PNG strip or a folder of frames",
             ));
         }
     };
     if frames.is_empty() {
         return Err(EngineError::media(path, "contains no frames"));
     }
-    Ok(frames)
+    Ok((frames, fps))
 }
 
 fn read_frame_folder(dir: &Path) -> Result<Vec<RgbImage>> {
@@ -79,18 +84,29 @@ fn read_frame_folder(dir: &Path) -> Result<Vec<RgbImage>> {
     files.iter().map(|f| read_image(f)).collect()
 }
 
-fn read_gif(path: &Path) -> Result<Vec<RgbImage>> {
+fn read_gif(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
     let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
     let decoder = GifDecoder::new(std::io::BufReader::new(file))
         .map_err(|e| EngineError::media(path, format!("not a readable GIF ({e})")))?;
-    decoder
+    let mut fps = DEFAULT_FPS;
+    let frames = decoder
         .into_frames()
-        .map(|frame| {
+        .enumerate()
+        .map(|(i, frame)| {
             frame
-                .map(|f| image::DynamicImage::ImageRgba8(f.into_buffer()).to_rgb8())
+                .map(|f| {
+                    if i == 0 {
+                        let (num, den) = f.delay().numer_denom_ms();
+                        if num > 0 {
+                            fps = 1000.0 * den as f64 / num as f64;
+                        }
+                    }
+                    image::DynamicImage::ImageRgba8(f.into_buffer()).to_rgb8()
+                })
                 .map_err(|e| EngineError::media(path, format!("broken GIF frame ({e})")))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((frames, fps))
 }
 
 /// A strip `h × (n·h)` becomes `n` square frames; any other image is one frame.
@@ -104,9 +120,12 @@ fn split_strip(image: RgbImage) -> Vec<RgbImage> {
         .collect()
 }
 
-/// Writes frames as an animated GIF (`out` ends in `.gif`) or as numbered PNGs in the folder
-/// `out`. `on_frame` is called after each frame, for progress.
+/// Writes frames as an H.264 MP4 (`out` ends in `.mp4`), an animated GIF (`.gif`) or as
+/// numbered PNGs in the folder `out`. `on_frame` is called after each frame, for progress.
 pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl FnMut(usize)) -> Result<()> {
+    if extension(out) == "mp4" {
+        return super::ffmpeg::encode_mp4(out, frames, fps, on_frame);
+    }
     if extension(out) == "gif" {
         let file = std::fs::File::create(out).map_err(|e| EngineError::io(out, e))?;
         let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
@@ -149,8 +168,10 @@ mod tests {
     fn gif_and_png_folder_round_trip() {
         let dir = temp_dir("roundtrip");
         let gif = dir.join("out.gif");
-        write_frames(&gif, &frames(4), 25.0, |_| {}).expect("write gif");
-        assert_eq!(read_frames(&gif).expect("read gif").len(), 4);
+        write_frames(&gif, &frames(4), 20.0, |_| {}).expect("write gif");
+        let (back, fps) = read_video(&gif).expect("read gif");
+        assert_eq!(back.len(), 4);
+        assert!((fps - 20.0).abs() < 1e-9, "{fps}");
         let folder = dir.join("pngs");
         write_frames(&folder, &frames(3), 25.0, |_| {}).expect("write pngs");
         let back = read_frames(&folder).expect("read pngs");
@@ -176,7 +197,10 @@ mod tests {
                 .to_string()
                 .contains("not a readable image")
         );
-        assert!(read_frames(&dir.join("clip.mp4")).is_err());
+        assert!(read_frames(&dir.join("missing.mp4")).is_err());
+        let junk = dir.join("junk.webm");
+        std::fs::write(&junk, b"not a video").expect("write");
+        assert!(read_frames(&junk).expect_err("junk").to_string().contains("junk.webm"));
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).expect("dir");
         assert!(

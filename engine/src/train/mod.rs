@@ -393,9 +393,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// Trains until the step count is reached or `stop` is raised; either way the last step is
-    /// checkpointed before returning.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<Finish> {
+    /// Says what is about to train (the first event of a run).
+    pub fn announce(&self) {
         self.emit(TrainEvent::Started {
             step: self.step,
             total_steps: self.total_steps,
@@ -405,17 +404,19 @@ impl Trainer {
             perceptual: self.learner.perceptual.describe(),
             resumed_from: self.resumed_from.clone(),
         });
-        let mut finish = Finish::Completed;
-        while self.step < self.total_steps {
-            if stop.load(Ordering::Relaxed) {
-                finish = Finish::Stopped;
-                break;
-            }
-            self.train_step()?;
-            if self.step.is_multiple_of(self.options.checkpoint_every) {
-                self.checkpoint_if_healthy()?;
-            }
+    }
+
+    /// The periodic checkpoint, when this step is due one.
+    pub fn checkpoint_if_due(&mut self) -> Result<()> {
+        if self.step.is_multiple_of(self.options.checkpoint_every) {
+            self.checkpoint_if_healthy()?;
         }
+        Ok(())
+    }
+
+    /// Ends the run: the last step is checkpointed (unless just done, or non-finite) and
+    /// [`TrainEvent::Finished`] is sent.
+    pub fn finish(&mut self, finish: Finish) -> Result<Finish> {
         if self.last_checkpoint != Some(self.step) {
             self.checkpoint_if_healthy()?;
         }
@@ -424,6 +425,20 @@ impl Trainer {
             finish,
         });
         Ok(finish)
+    }
+
+    /// Trains until the step count is reached or `stop` is raised; either way the last step is
+    /// checkpointed before returning.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Finish> {
+        self.announce();
+        while self.step < self.total_steps {
+            if stop.load(Ordering::Relaxed) {
+                return self.finish(Finish::Stopped);
+            }
+            self.train_step()?;
+            self.checkpoint_if_due()?;
+        }
+        self.finish(Finish::Completed)
     }
 }
 

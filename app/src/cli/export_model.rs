@@ -1,0 +1,40 @@
+//! `prioritycut export-model --checkpoint C --out DIR`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use prioritycut_engine::checkpoint::export_animation_model;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::train::checkpoint::resolve_checkpoint;
+
+#[derive(Debug, Args)]
+pub struct ExportModelArgs {
+    /// A checkpoint: official .pth.tar, our .bpk, a run folder or one of its checkpoints.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Its config (default: the run's own).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder to write model.bpk and config.yaml into.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
+    let (weights, run_config) = resolve_checkpoint(&args.checkpoint)?;
+    let config_path = args.config.clone().or(run_config).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--config is needed: {} is not inside a training run",
+            args.checkpoint.display()
+        )
+    })?;
+    let config = FommConfig::from_yaml_file(&config_path)?;
+    let bytes = export_animation_model(&weights, &config, &args.out)?;
+    println!(
+        "wrote {} ({:.1} MB: keypoint detector and generator) and config.yaml",
+        args.out.join("model.bpk").display(),
+        bytes as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}

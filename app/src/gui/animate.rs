@@ -1,0 +1,355 @@
+//! The Animate workspace: a model, a photo and a driving video (chosen, or dropped on the
+//! window) → the photo animated, previewed beside its inputs with a scrubber, exported as MP4 or
+//! GIF.
+
+use eframe::egui;
+use image::RgbImage;
+use prioritycut_engine::worker::{AnimateOptions, Command, Event, Job, Worker};
+use serde::{Deserialize, Serialize};
+
+use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
+
+/// What is remembered between sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AnimateSettings {
+    pub checkpoint: String,
+    pub config: String,
+    pub source: String,
+    pub driving: String,
+    pub relative: bool,
+    pub adapt_scale: bool,
+    pub best_frame: bool,
+    pub export: String,
+}
+
+#[derive(Default, Debug)]
+pub struct AnimatePanel {
+    pub settings: AnimateSettings,
+    pub model: Option<String>,
+    source: Picture,
+    driving: Vec<RgbImage>,
+    driving_fps: f64,
+    result: Vec<RgbImage>,
+    result_fps: f64,
+    driving_picture: Picture,
+    result_picture: Picture,
+    /// The frame the scrubber is on, and the one the pictures show.
+    frame: usize,
+    shown: Option<usize>,
+    playing: bool,
+    last_advance: f64,
+    pub progress: Option<(Job, usize, usize)>,
+    pub status: Option<String>,
+    pub error: Option<String>,
+    /// The photo and video have changed since the last animation.
+    stale: bool,
+}
+
+impl AnimatePanel {
+    pub fn new(settings: AnimateSettings) -> Self {
+        Self {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    pub fn options(&self) -> AnimateOptions {
+        AnimateOptions {
+            relative: self.settings.relative,
+            adapt_scale: self.settings.adapt_scale,
+            best_frame: self.settings.best_frame,
+        }
+    }
+
+    pub fn has_result(&self) -> bool {
+        !self.result.is_empty()
+    }
+
+    pub fn result_frames(&self) -> usize {
+        self.result.len()
+    }
+
+    pub fn driving_frames(&self) -> usize {
+        self.driving.len()
+    }
+
+    pub fn source_loaded(&self) -> bool {
+        self.source.is_set()
+    }
+
+    /// Loads the model, photo and video the fields name.
+    pub fn load_all(&mut self, worker: &Worker) {
+        self.load_model(worker);
+        for (path, command) in [
+            (
+                &self.settings.source,
+                Command::LoadSource as fn(std::path::PathBuf) -> Command,
+            ),
+            (&self.settings.driving, Command::LoadDriving),
+        ] {
+            if !path.trim().is_empty() {
+                worker.send(command(path.trim().into()));
+            }
+        }
+    }
+
+    /// Loads everything and animates (the bundled sample): the worker runs commands in order,
+    /// so the animation starts once the loads are done.
+    pub fn load_all_and_animate(&mut self, worker: &Worker) {
+        self.load_all(worker);
+        worker.send(Command::Animate(self.options()));
+    }
+
+    fn load_model(&mut self, worker: &Worker) {
+        let config = self.settings.config.trim();
+        worker.send(Command::LoadModel {
+            checkpoint: self.settings.checkpoint.trim().into(),
+            config: (!config.is_empty()).then(|| config.into()),
+        });
+        self.status = Some("loading the model…".into());
+    }
+
+    /// A file chosen in a dialog or dropped on the window.
+    pub fn take_path(&mut self, pick: Pick, path: std::path::PathBuf, worker: &Worker) {
+        let text = path.display().to_string();
+        match pick {
+            Pick::Checkpoint => {
+                self.settings.checkpoint = text;
+                self.load_model(worker);
+            }
+            Pick::ModelConfig => self.settings.config = text,
+            Pick::Source => {
+                self.settings.source = text;
+                worker.send(Command::LoadSource(path));
+            }
+            Pick::Driving => {
+                self.settings.driving = text;
+                worker.send(Command::LoadDriving(path));
+            }
+            Pick::ExportMp4 | Pick::ExportGif => worker.send(Command::Export(path)),
+            _ => {}
+        }
+    }
+
+    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::ModelLoaded { description, .. } => {
+                self.model = Some(description.clone());
+                self.status = Some(format!("model: {description}"));
+                self.stale = true;
+            }
+            Event::SourceLoaded { image, .. } => {
+                self.source.set(ctx, "animate-source", image);
+                self.stale = true;
+            }
+            Event::DrivingLoaded { frames, fps, .. } => {
+                self.driving = frames.clone();
+                self.driving_fps = *fps;
+                self.frame = 0;
+                self.shown = None;
+                self.stale = true;
+                self.status = Some(format!("driving video: {} frames at {fps:.1} fps", frames.len()));
+            }
+            Event::Progress { job, done, total } if *job != Job::LoadDriving => {
+                self.progress = Some((*job, *done, *total));
+            }
+            Event::AnimationReady {
+                frames,
+                fps,
+                initial_frame,
+                seconds,
+            } => {
+                self.result = frames.clone();
+                self.result_fps = *fps;
+                self.frame = 0;
+                self.shown = None;
+                self.playing = true;
+                self.progress = None;
+                self.stale = false;
+                self.error = None;
+                self.status = Some(format!(
+                    "animated {} frames in {seconds:.1} s (relative motion from driving frame {initial_frame})",
+                    frames.len()
+                ));
+            }
+            Event::Exported { path, frames } => {
+                self.progress = None;
+                self.status = Some(format!("exported {frames} frames to {}", path.display()));
+            }
+            Event::Cancelled(job) => {
+                self.progress = None;
+                self.status = Some(format!("{job:?} cancelled"));
+            }
+            Event::Error { context, message }
+                if matches!(
+                    context.as_str(),
+                    "LoadModel" | "LoadSource" | "LoadDriving" | "Animate" | "Export"
+                ) =>
+            {
+                self.progress = None;
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs) {
+        ui.heading("Animate a photo");
+        ui.label("Drop a photo and a driving video on the window, or choose them; then Animate.");
+        ui.add_space(4.0);
+        let Some(worker) = worker else {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                "The engine is not running (see the log below).",
+            );
+            return;
+        };
+        egui::Grid::new("animate-inputs")
+            .num_columns(2)
+            .spacing([8.0, 4.0])
+            .show(ui, |ui| {
+                if path_row(
+                    ui,
+                    "Model",
+                    &mut self.settings.checkpoint,
+                    "vox-cpk.pth.tar, a .bpk, or a run folder",
+                ) {
+                    dialogs.open(Pick::Checkpoint);
+                }
+                if ui.button("Load model").clicked() {
+                    self.load_model(worker);
+                }
+                ui.end_row();
+                if path_row(
+                    ui,
+                    "Config",
+                    &mut self.settings.config,
+                    "vox-256.yaml (optional for runs)",
+                ) {
+                    dialogs.open(Pick::ModelConfig);
+                }
+                ui.label(self.model.as_deref().unwrap_or("no model loaded"));
+                ui.end_row();
+                if path_row(ui, "Photo", &mut self.settings.source, "a .png or .jpg") {
+                    dialogs.open(Pick::Source);
+                }
+                if ui.button("Load photo").clicked() {
+                    worker.send(Command::LoadSource(self.settings.source.trim().into()));
+                }
+                ui.end_row();
+                if path_row(
+                    ui,
+                    "Driving video",
+                    &mut self.settings.driving,
+                    ".mp4, .mov, .webm, .gif or a folder",
+                ) {
+                    dialogs.open(Pick::Driving);
+                }
+                if ui.button("Load video").clicked() {
+                    worker.send(Command::LoadDriving(self.settings.driving.trim().into()));
+                }
+                ui.end_row();
+            });
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut self.settings.relative, true, "relative motion");
+            ui.radio_value(&mut self.settings.relative, false, "absolute");
+            ui.checkbox(&mut self.settings.adapt_scale, "adapt movement scale");
+            ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
+        });
+        ui.horizontal(|ui| {
+            let busy = self.progress.is_some();
+            if ui.add_enabled(!busy, egui::Button::new("▶ Animate")).clicked() {
+                self.error = None;
+                worker.send(Command::Animate(self.options()));
+            }
+            if ui.add_enabled(busy, egui::Button::new("Cancel")).clicked() {
+                worker.send(Command::Cancel);
+            }
+            if self.stale && self.has_result() {
+                ui.label("(inputs changed: animate again)");
+            }
+        });
+        if let Some((job, done, total)) = self.progress {
+            progress(ui, Some((done, total)), &format!("{job:?}"));
+        }
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        } else if let Some(status) = &self.status {
+            ui.label(status);
+        }
+        ui.separator();
+        self.preview(ui);
+        ui.separator();
+        ui.horizontal(|ui| {
+            let can = self.has_result() && self.progress.is_none();
+            ui.label("Save the result as");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.settings.export)
+                    .hint_text("result.mp4 or result.gif")
+                    .desired_width(260.0),
+            );
+            let path = self.settings.export.trim().to_string();
+            if ui
+                .add_enabled(can && !path.is_empty(), egui::Button::new("Export"))
+                .clicked()
+            {
+                worker.send(Command::Export(path.into()));
+            }
+            if ui.add_enabled(can, egui::Button::new("Save as MP4…")).clicked() {
+                dialogs.open(Pick::ExportMp4);
+            }
+            if ui.add_enabled(can, egui::Button::new("Save as GIF…")).clicked() {
+                dialogs.open(Pick::ExportGif);
+            }
+        });
+    }
+
+    fn preview(&mut self, ui: &mut egui::Ui) {
+        let count = self.result.len().max(self.driving.len());
+        if self.playing && count > 0 {
+            let now = ui.input(|i| i.time);
+            let fps = if self.result.is_empty() {
+                self.driving_fps
+            } else {
+                self.result_fps
+            }
+            .max(1.0);
+            if now - self.last_advance >= 1.0 / fps {
+                self.frame = (self.frame + 1) % count;
+                self.last_advance = now;
+            }
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs_f64(1.0 / fps));
+        }
+        if self.shown != Some(self.frame) {
+            if let Some(frame) = self.driving.get(self.frame) {
+                self.driving_picture.set(ui.ctx(), "animate-driving", frame);
+            }
+            match self.result.get(self.frame) {
+                Some(frame) => self.result_picture.set(ui.ctx(), "animate-result", frame),
+                None => self.result_picture.clear(),
+            }
+            self.shown = Some(self.frame);
+        }
+        let side = ((ui.available_width() - 40.0) / 3.0).clamp(96.0, 320.0);
+        ui.horizontal(|ui| {
+            self.source.show(ui, "photo", side, "no photo");
+            self.driving_picture.show(ui, "driving", side, "no driving video");
+            self.result_picture.show(ui, "result", side, "not animated yet");
+        });
+        if count > 0 {
+            ui.horizontal(|ui| {
+                if ui.button(if self.playing { "⏸" } else { "▶" }).clicked() {
+                    self.playing = !self.playing;
+                }
+                let mut frame = self.frame;
+                ui.add(egui::Slider::new(&mut frame, 0..=count - 1).text("frame"));
+                if frame != self.frame {
+                    self.frame = frame;
+                    self.playing = false;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The Live workspace: the photo of the Animate workspace follows a webcam (or a video file
+//! standing in for one) in real time. Calibrate takes the current pose as neutral; the square the
+//! model sees can be moved (drag) and resized; frames the model has no time for are dropped.
+
+use eframe::egui;
+use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox, list_cameras};
+use prioritycut_engine::worker::{AnimateOptions, Command, Event, Worker};
+use serde::{Deserialize, Serialize};
+
+use super::widgets::{Dialogs, Pick, Picture, path_row};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LiveSettings {
+    pub camera: Option<u32>,
+    pub use_file: bool,
+    pub file: String,
+    pub mirror: bool,
+    pub crop_x: f32,
+    pub crop_y: f32,
+    pub crop_size: f32,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            camera: None,
+            use_file: false,
+            file: String::new(),
+            mirror: true,
+            crop_x: 0.5,
+            crop_y: 0.5,
+            crop_size: 0.8,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LivePanel {
+    pub settings: LiveSettings,
+    cameras: Option<Vec<CameraInfo>>,
+    pub running: bool,
+    camera: Picture,
+    result: Picture,
+    camera_size: (u32, u32),
+    crop_px: (u32, u32, u32),
+    pub fps: f64,
+    latency_ms: f64,
+    dropped: u64,
+    calibrated: bool,
+    pub frames: u64,
+    pub error: Option<String>,
+}
+
+impl LivePanel {
+    pub fn new(settings: LiveSettings) -> Self {
+        Self {
+            settings,
+            cameras: None,
+            running: false,
+            camera: Picture::default(),
+            result: Picture::default(),
+            camera_size: (0, 0),
+            crop_px: (0, 0, 0),
+            fps: 0.0,
+            latency_ms: 0.0,
+            dropped: 0,
+            calibrated: false,
+            frames: 0,
+            error: None,
+        }
+    }
+
+    fn crop(&self) -> CropBox {
+        CropBox {
+            centre_x: self.settings.crop_x,
+            centre_y: self.settings.crop_y,
+            size: self.settings.crop_size,
+        }
+    }
+
+    pub fn take_path(&mut self, pick: Pick, path: std::path::PathBuf) {
+        if pick == Pick::CameraVideo {
+            self.settings.file = path.display().to_string();
+            self.settings.use_file = true;
+        }
+    }
+
+    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::Live(frame) => {
+                self.running = true;
+                self.camera.set(ctx, "live-camera", &frame.camera);
+                self.result.set(ctx, "live-result", &frame.result);
+                self.camera_size = frame.camera.dimensions();
+                self.crop_px = frame.crop;
+                self.fps = frame.fps;
+                self.latency_ms = frame.latency.as_secs_f64() * 1000.0;
+                self.dropped = frame.dropped;
+                self.calibrated = frame.calibrated;
+                self.frames += 1;
+            }
+            Event::LiveStopped { reason } => {
+                self.running = false;
+                self.error = reason.clone();
+            }
+            Event::Error { context, message } if context == "StartLive" => {
+                self.running = false;
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The chosen camera, or the video file when asked for or when there is no camera.
+    fn source(&mut self) -> CameraSource {
+        let cameras = self.cameras.get_or_insert_with(list_cameras);
+        match (self.settings.use_file, cameras.first()) {
+            (false, Some(first)) => CameraSource::Webcam {
+                index: self.settings.camera.unwrap_or(first.index),
+            },
+            _ => CameraSource::VideoFile(self.settings.file.trim().into()),
+        }
+    }
+
+    pub fn start(&mut self, worker: &Worker) {
+        self.error = None;
+        self.frames = 0;
+        worker.send(Command::StartLive {
+            camera: self.source(),
+            options: AnimateOptions {
+                relative: true,
+                adapt_scale: true,
+                best_frame: false,
+            },
+        });
+        self.send_view(worker);
+        self.running = true;
+    }
+
+    fn send_view(&self, worker: &Worker) {
+        worker.send(Command::SetLiveView {
+            mirror: self.settings.mirror,
+            crop: self.crop(),
+        });
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs, model_ready: bool) {
+        ui.heading("Live: puppeteer the photo");
+        ui.label(
+            "The photo and model of the Animate workspace follow the camera. Look straight at it and press \
+             Calibrate: that pose becomes neutral.",
+        );
+        let Some(worker) = worker else {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                "The engine is not running (see the log below).",
+            );
+            return;
+        };
+        let cameras = self.cameras.get_or_insert_with(list_cameras).clone();
+        ui.add_enabled_ui(!self.running, |ui| {
+            ui.horizontal(|ui| {
+                let camera_choice = ui.radio_value(&mut self.settings.use_file, false, "Camera");
+                if cameras.is_empty() {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        "no camera found on this machine: use a video file as the camera",
+                    );
+                } else {
+                    let selected = self.settings.camera.unwrap_or(cameras[0].index);
+                    let name = cameras
+                        .iter()
+                        .find(|c| c.index == selected)
+                        .map_or("?".to_string(), |c| format!("{} ({})", c.name, c.index));
+                    egui::ComboBox::from_id_salt("camera")
+                        .selected_text(name)
+                        .show_ui(ui, |ui| {
+                            for camera in &cameras {
+                                ui.selectable_value(
+                                    &mut self.settings.camera,
+                                    Some(camera.index),
+                                    format!("{} ({})", camera.name, camera.index),
+                                );
+                            }
+                        })
+                        .response
+                        .labelled_by(camera_choice.id);
+                }
+                if ui.button("⟳ look again").clicked() {
+                    self.cameras = None;
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut self.settings.use_file, true, "Video file as the camera");
+                if path_row(ui, "", &mut self.settings.file, "any video the app reads") {
+                    dialogs.open(Pick::CameraVideo);
+                }
+            });
+        });
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!self.running && model_ready, egui::Button::new("▶ Start"))
+                .clicked()
+            {
+                self.start(worker);
+            }
+            if ui.add_enabled(self.running, egui::Button::new("⏹ Stop")).clicked() {
+                worker.send(Command::StopLive);
+            }
+            if ui
+                .add_enabled(self.running, egui::Button::new("🎯 Calibrate"))
+                .clicked()
+            {
+                worker.send(Command::Calibrate);
+            }
+            if ui.checkbox(&mut self.settings.mirror, "mirror").changed() {
+                self.send_view(worker);
+            }
+            if ui
+                .add(egui::Slider::new(&mut self.settings.crop_size, 0.2..=1.0).text("crop size"))
+                .changed()
+            {
+                self.send_view(worker);
+            }
+        });
+        if !model_ready {
+            ui.label("Load a model and a photo in the Animate workspace first.");
+        }
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+        if self.running || self.frames > 0 {
+            ui.label(format!(
+                "{:.1} fps | latency {:.0} ms | {} frames dropped | {}",
+                self.fps,
+                self.latency_ms,
+                self.dropped,
+                if self.calibrated {
+                    "calibrated"
+                } else {
+                    "not calibrated"
+                }
+            ));
+        }
+        let side = ((ui.available_width() - 30.0) / 2.0).clamp(120.0, 420.0);
+        ui.horizontal(|ui| {
+            let rect = self
+                .camera
+                .show(ui, "camera (drag the square)", side, "no camera frame yet");
+            self.crop_overlay(ui, rect, worker);
+            self.result.show(ui, "the photo, moving", side, "not started");
+        });
+    }
+
+    /// Draws the crop square over the camera picture and lets the user drag it.
+    fn crop_overlay(&mut self, ui: &mut egui::Ui, rect: egui::Rect, worker: &Worker) {
+        let (w, h) = self.camera_size;
+        if w == 0 || h == 0 {
+            return;
+        }
+        let scale = rect.width() / w as f32;
+        let (x, y, side) = self.crop_px;
+        let square = egui::Rect::from_min_size(
+            rect.min + egui::vec2(x as f32 * scale, y as f32 * scale),
+            egui::Vec2::splat(side as f32 * scale),
+        );
+        ui.painter().rect_stroke(
+            square,
+            0.0,
+            egui::Stroke::new(2.0, egui::Color32::YELLOW),
+            egui::StrokeKind::Inside,
+        );
+        let response = ui.interact(rect, ui.scope_id().with("crop-drag"), egui::Sense::drag());
+        if response.dragged() {
+            let delta = response.drag_delta();
+            self.settings.crop_x = (self.settings.crop_x + delta.x / rect.width()).clamp(0.0, 1.0);
+            self.settings.crop_y = (self.settings.crop_y + delta.y / rect.height()).clamp(0.0, 1.0);
+            self.send_view(worker);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The desktop window: three workspaces (Animate, Train, Live) over one engine worker. The UI
+//! talks to the engine only through [`prioritycut_engine::worker`]'s commands and events.
+
+mod animate;
+mod app;
+mod live;
+mod maps;
+mod train;
+mod widgets;
+
+use std::path::PathBuf;
+
+use eframe::egui;
+use prioritycut_engine::backend::BackendChoice;
+
+pub use app::{Bundle, StudioApp, Workspace};
+pub use maps::{MapLayer, render_on_cpu};
+
+/// How the window starts.
+#[derive(Debug, Clone)]
+pub struct GuiOptions {
+    pub backend: BackendChoice,
+    pub workspace: Option<Workspace>,
+    /// Save a screenshot of the window to this file after this many seconds, then close.
+    pub screenshot: Option<(PathBuf, f64)>,
+    /// Where the bundled sample lives.
+    pub assets: PathBuf,
+    /// Ignore remembered settings (start as on a fresh machine).
+    pub fresh: bool,
+    /// Start training this dataset into this run folder at once (with the Train fields' config).
+    pub train: Option<(PathBuf, PathBuf)>,
+    /// Start puppeteering with this video as the camera at once.
+    pub live_video: Option<PathBuf>,
+}
+
+impl GuiOptions {
+    pub fn new(backend: BackendChoice) -> Self {
+        Self {
+            backend,
+            workspace: None,
+            screenshot: None,
+            assets: default_assets(),
+            fresh: false,
+            train: None,
+            live_video: None,
+        }
+    }
+}
+
+/// `assets/` of the working directory (`cargo run` from the checkout), else of the source tree
+/// the binary was built from.
+pub fn default_assets() -> PathBuf {
+    let here = PathBuf::from("assets");
+    if here.join("models").is_dir() {
+        here
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+    }
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run(options: GuiOptions) -> anyhow::Result<()> {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("PriorityCut Studio")
+            .with_app_id("prioritycut-studio")
+            .with_inner_size([1280.0, 880.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "PriorityCut Studio",
+        native,
+        Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, options)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

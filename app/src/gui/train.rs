@@ -1,0 +1,529 @@
+//! The Train workspace: choose a dataset, a config and a variant, start / pause / resume /
+//! checkpoint / stop, and watch the batch live — images with keypoints, occlusion, background
+//! and PriorityCut masks, the CutMix image, the U-Net's per-pixel verdicts — and the loss curves.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::train::{RunDir, Snapshot, StepReport, TrainEvent, TrainOptions, Variant};
+use prioritycut_engine::worker::{Command, Event, TrainRequest, TrainingState, Worker};
+use serde::{Deserialize, Serialize};
+
+use super::maps::{MapLayer, MapPainter};
+use super::widgets::{Dialogs, Pick, Picture, draw_keypoints, path_row};
+use crate::colormap::Colormap;
+use crate::sheet::default_colormap;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainSettings {
+    pub dataset: String,
+    pub config: String,
+    pub run: String,
+    pub vgg19: String,
+    pub variant: Variant,
+    /// 0: the config's epochs.
+    pub steps: usize,
+    pub checkpoint_every: usize,
+    pub smoothing: f32,
+    pub opacity: f32,
+    pub overlay: bool,
+    pub colormap: Option<Colormap>,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            config: String::new(),
+            run: String::new(),
+            vgg19: String::new(),
+            variant: Variant::UnetPrioritycut,
+            steps: 0,
+            checkpoint_every: 250,
+            smoothing: 0.9,
+            opacity: 0.75,
+            overlay: true,
+            colormap: None,
+        }
+    }
+}
+
+/// The images of a snapshot, and the maps drawn over the right image.
+const IMAGES: [&str; 5] = ["source", "driving", "deformed", "prediction", "cutmix"];
+/// (map, image it belongs over).
+const MAPS: [(&str, &str); 9] = [
+    ("occlusion", "source"),
+    ("background", "source"),
+    ("background_binary", "source"),
+    ("foreground_occlusion", "driving"),
+    ("prioritycut_mask", "driving"),
+    ("cutmix_mask", "cutmix"),
+    ("decoder_real", "driving"),
+    ("decoder_fake", "prediction"),
+    ("decoder_mixed", "cutmix"),
+];
+
+#[derive(Debug)]
+pub struct TrainPanel {
+    pub settings: TrainSettings,
+    pub state: Option<TrainingState>,
+    pub step: usize,
+    pub total_steps: usize,
+    epoch: usize,
+    backend: String,
+    perceptual: String,
+    /// name → (step, value)
+    history: BTreeMap<&'static str, Vec<[f64; 2]>>,
+    hidden: std::collections::BTreeSet<&'static str>,
+    rate: Option<f64>,
+    last_step_at: Option<(usize, Instant)>,
+    snapshot: Option<Arc<Snapshot>>,
+    snapshot_version: u64,
+    pictures: BTreeMap<&'static str, Picture>,
+    pub messages: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl TrainPanel {
+    pub fn new(settings: TrainSettings) -> Self {
+        Self {
+            settings,
+            state: None,
+            step: 0,
+            total_steps: 0,
+            epoch: 0,
+            backend: String::new(),
+            perceptual: String::new(),
+            history: BTreeMap::new(),
+            hidden: Default::default(),
+            rate: None,
+            last_step_at: None,
+            snapshot: None,
+            snapshot_version: 0,
+            pictures: BTreeMap::new(),
+            messages: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_deref()
+    }
+
+    pub fn running(&self) -> bool {
+        matches!(
+            self.state,
+            Some(TrainingState::Starting | TrainingState::Running | TrainingState::Paused)
+        )
+    }
+
+    pub fn take_path(&mut self, pick: Pick, path: PathBuf) {
+        let text = path.display().to_string();
+        match pick {
+            Pick::Dataset => self.settings.dataset = text,
+            Pick::TrainConfig => self.settings.config = text,
+            Pick::RunFolder => self.settings.run = text,
+            Pick::Vgg19 => self.settings.vgg19 = text,
+            _ => {}
+        }
+    }
+
+    fn note(&mut self, message: String) {
+        self.messages.push(message);
+        let excess = self.messages.len().saturating_sub(200);
+        self.messages.drain(..excess);
+    }
+
+    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::TrainingState(state) => {
+                self.state = Some(*state);
+                if matches!(state, TrainingState::Running) {
+                    self.last_step_at = None;
+                }
+            }
+            Event::Training(event) => self.on_train_event(ctx, event),
+            Event::Error { context, message }
+                if context == "training" || context.contains("Training") || context == "CheckpointNow" =>
+            {
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_train_event(&mut self, ctx: &egui::Context, event: &TrainEvent) {
+        match event {
+            TrainEvent::Started {
+                step,
+                total_steps,
+                variant,
+                backend,
+                perceptual,
+                resumed_from,
+                ..
+            } => {
+                self.step = *step;
+                self.total_steps = *total_steps;
+                self.backend = backend.clone();
+                self.perceptual = perceptual.clone();
+                self.history.clear();
+                let from = resumed_from
+                    .as_ref()
+                    .map(|p| format!(", resumed from {}", p.display()))
+                    .unwrap_or_default();
+                self.note(format!("training {variant} on {backend}{from}"));
+            }
+            TrainEvent::Step(report) => self.on_step(report),
+            TrainEvent::Snapshot(snapshot) => {
+                for (name, image) in &snapshot.images {
+                    self.pictures
+                        .entry(name)
+                        .or_default()
+                        .set(ctx, &format!("train-{name}"), image);
+                }
+                self.snapshot = Some(Arc::new((**snapshot).clone()));
+                self.snapshot_version += 1;
+            }
+            TrainEvent::Checkpoint { step, path } => {
+                self.note(format!("checkpoint at step {step}: {}", path.display()))
+            }
+            TrainEvent::Warning(message) => self.note(format!("warning: {message}")),
+            TrainEvent::RolledBack {
+                from_step,
+                to_step,
+                reason,
+            } => self.note(format!("rolled back from step {from_step} to {to_step}: {reason}")),
+            TrainEvent::Finished { step, finish } => self.note(format!("{finish:?} at step {step}")),
+        }
+    }
+
+    fn on_step(&mut self, report: &StepReport) {
+        let now = Instant::now();
+        if let Some((step, at)) = self.last_step_at
+            && report.step > step
+        {
+            let rate = (report.step - step) as f64 / now.duration_since(at).as_secs_f64().max(1e-6);
+            self.rate = Some(self.rate.map_or(rate, |r| 0.9 * r + 0.1 * rate));
+        }
+        self.last_step_at = Some((report.step, now));
+        self.step = report.step;
+        self.epoch = report.epoch;
+        // A rollback replays steps: drop the points after it.
+        for points in self.history.values_mut() {
+            points.retain(|p| p[0] < report.step as f64);
+        }
+        for (name, value) in &report.losses {
+            if value.is_finite() {
+                self.history.entry(name).or_default().push([report.step as f64, *value]);
+            }
+        }
+    }
+
+    pub fn start(&mut self, worker: &Worker, resume: bool) {
+        self.error = None;
+        let run = PathBuf::from(self.settings.run.trim());
+        // Resuming takes the run's own config.
+        let run_config = RunDir { root: run.clone() }.config_path();
+        let config_path = if resume && run_config.is_file() {
+            run_config
+        } else {
+            PathBuf::from(self.settings.config.trim())
+        };
+        let mut config = match FommConfig::from_yaml_file(&config_path) {
+            Ok(config) => config,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        config.prioritycut.variant = self.settings.variant;
+        let mut options = TrainOptions::new(self.settings.dataset.trim(), run);
+        options.resume = resume;
+        options.steps = (self.settings.steps > 0).then_some(self.settings.steps);
+        options.checkpoint_every = self.settings.checkpoint_every.max(1);
+        options.snapshot_every = Some(Duration::from_secs(2));
+        let vgg = self.settings.vgg19.trim();
+        options.vgg19 = (!vgg.is_empty()).then(|| vgg.into());
+        worker.send(Command::StartTraining(Box::new(TrainRequest { config, options })));
+        self.state = Some(TrainingState::Starting);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs, maps: &mut MapPainter) {
+        ui.heading("Train");
+        let Some(worker) = worker else {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                "The engine is not running (see the log below).",
+            );
+            return;
+        };
+        let running = self.running();
+        ui.add_enabled_ui(!running, |ui| {
+            egui::Grid::new("train-inputs")
+                .num_columns(1)
+                .spacing([8.0, 4.0])
+                .show(ui, |ui| {
+                    if path_row(
+                        ui,
+                        "Dataset",
+                        &mut self.settings.dataset,
+                        "a folder with train/ and test/",
+                    ) {
+                        dialogs.open(Pick::Dataset);
+                    }
+                    ui.end_row();
+                    if path_row(
+                        ui,
+                        "Config",
+                        &mut self.settings.config,
+                        "assets/configs/synthetic-64.yaml",
+                    ) {
+                        dialogs.open(Pick::TrainConfig);
+                    }
+                    ui.end_row();
+                    if path_row(ui, "Run folder", &mut self.settings.run, "where checkpoints go") {
+                        dialogs.open(Pick::RunFolder);
+                    }
+                    ui.end_row();
+                    if path_row(
+                        ui,
+                        "VGG19 weights",
+                        &mut self.settings.vgg19,
+                        "optional: vgg19-dcbb9e9d.pth",
+                    ) {
+                        dialogs.open(Pick::Vgg19);
+                    }
+                    ui.end_row();
+                });
+            ui.horizontal(|ui| {
+                let label = ui.label("Variant");
+                egui::ComboBox::from_id_salt("variant")
+                    .selected_text(self.settings.variant.title())
+                    .show_ui(ui, |ui| {
+                        for v in Variant::ALL {
+                            ui.selectable_value(&mut self.settings.variant, v, v.title());
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                let label = ui.label("steps (0: the config's)");
+                ui.add(egui::DragValue::new(&mut self.settings.steps).range(0..=10_000_000))
+                    .labelled_by(label.id);
+                let label = ui.label("checkpoint every");
+                ui.add(egui::DragValue::new(&mut self.settings.checkpoint_every).range(1..=1_000_000))
+                    .labelled_by(label.id);
+            });
+        });
+        ui.horizontal(|ui| {
+            if ui.add_enabled(!running, egui::Button::new("▶ Start")).clicked() {
+                self.start(worker, false);
+            }
+            if ui.add_enabled(!running, egui::Button::new("⟳ Resume run")).clicked() {
+                self.start(worker, true);
+            }
+            let paused = self.state == Some(TrainingState::Paused);
+            if ui
+                .add_enabled(running && !paused, egui::Button::new("⏸ Pause"))
+                .clicked()
+            {
+                worker.send(Command::PauseTraining);
+            }
+            if ui.add_enabled(paused, egui::Button::new("▶ Continue")).clicked() {
+                worker.send(Command::ResumeTraining);
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("💾 Checkpoint now"))
+                .clicked()
+            {
+                worker.send(Command::CheckpointNow);
+            }
+            if ui.add_enabled(running, egui::Button::new("⏹ Stop")).clicked() {
+                worker.send(Command::StopTraining);
+            }
+        });
+        self.status_line(ui);
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+        ui.separator();
+        egui::ScrollArea::vertical().id_salt("train-scroll").show(ui, |ui| {
+            self.grid(ui, maps);
+            ui.separator();
+            self.plot(ui);
+            egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
+                .id_salt("train-messages")
+                .show(ui, |ui| {
+                    for message in self.messages.iter().rev().take(50) {
+                        ui.label(message);
+                    }
+                });
+        });
+    }
+
+    fn status_line(&self, ui: &mut egui::Ui) {
+        let Some(state) = self.state else {
+            ui.label("Not training.");
+            return;
+        };
+        let mut text = format!("{state:?}");
+        if self.total_steps > 0 {
+            text += &format!(" | step {} / {} | epoch {}", self.step, self.total_steps, self.epoch);
+            if let Some(rate) = self.rate {
+                let left = self.total_steps.saturating_sub(self.step) as f64 / rate.max(1e-9);
+                text += &format!(" | {rate:.2} steps/s | ETA {}", format_duration(left));
+            }
+        }
+        ui.horizontal(|ui| {
+            if self.total_steps > 0 {
+                ui.add(
+                    egui::ProgressBar::new(self.step as f32 / self.total_steps as f32)
+                        .desired_width(160.0)
+                        .animate(matches!(state, TrainingState::Running)),
+                );
+            }
+            ui.label(text);
+        });
+        if !self.backend.is_empty() {
+            ui.label(format!(
+                "backend: {} | perceptual loss: {}",
+                self.backend, self.perceptual
+            ));
+        }
+    }
+
+    fn grid(&mut self, ui: &mut egui::Ui, maps: &mut MapPainter) {
+        let Some(snapshot) = self.snapshot.clone() else {
+            ui.label("The current batch shows here once training runs.");
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "Batch of step {} ({})",
+                snapshot.step,
+                snapshot.variant.title()
+            ));
+            ui.checkbox(&mut self.settings.overlay, "maps over their image");
+            ui.add_enabled(
+                self.settings.overlay,
+                egui::Slider::new(&mut self.settings.opacity, 0.0..=1.0).text("opacity"),
+            );
+            let label = ui.label("colours");
+            egui::ComboBox::from_id_salt("colormap")
+                .selected_text(self.settings.colormap.map_or("automatic", |c| c.name()))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.settings.colormap, None, "automatic");
+                    for c in Colormap::ALL {
+                        ui.selectable_value(&mut self.settings.colormap, Some(c), c.name());
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        });
+        let side = ((ui.available_width() - 60.0) / 5.0).clamp(80.0, 220.0);
+        ui.horizontal_wrapped(|ui| {
+            for name in IMAGES {
+                if let Some(picture) = self.pictures.get(name) {
+                    let rect = picture.show(ui, name, side, "");
+                    if let Some((_, points)) = snapshot.keypoints.iter().find(|(n, _)| *n == name) {
+                        draw_keypoints(ui, rect, points);
+                    }
+                }
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            for (name, under) in MAPS {
+                let Some(map) = snapshot.map(name) else { continue };
+                ui.vertical(|ui| {
+                    let layer = MapLayer {
+                        id: egui::Id::unique(("train-map", name)),
+                        version: self.snapshot_version,
+                        map: Arc::new(map.clone()),
+                        image: self
+                            .settings
+                            .overlay
+                            .then(|| snapshot.image(under).map(|i| Arc::new(i.clone())))
+                            .flatten(),
+                        colormap: self.settings.colormap.unwrap_or_else(|| default_colormap(name)),
+                        opacity: self.settings.opacity,
+                    };
+                    maps.show(ui, &layer, egui::vec2(side, side))
+                        .on_hover_text(map_help(name));
+                    ui.label(name.replace('_', " "));
+                });
+            }
+        });
+    }
+
+    fn plot(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Losses");
+            ui.add(egui::Slider::new(&mut self.settings.smoothing, 0.0..=0.99).text("smoothing"));
+        });
+        ui.horizontal_wrapped(|ui| {
+            for name in self.history.keys() {
+                let mut shown = !self.hidden.contains(name);
+                if ui.checkbox(&mut shown, *name).changed() {
+                    if shown {
+                        self.hidden.remove(name);
+                    } else {
+                        self.hidden.insert(name);
+                    }
+                }
+            }
+        });
+        let alpha = self.settings.smoothing as f64;
+        Plot::new("losses")
+            .height(220.0)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .show(ui, |plot| {
+                for (name, points) in &self.history {
+                    if self.hidden.contains(name) {
+                        continue;
+                    }
+                    let mut smoothed = Vec::with_capacity(points.len());
+                    let mut average: Option<f64> = None;
+                    for p in points {
+                        let v = average.map_or(p[1], |a| alpha * a + (1.0 - alpha) * p[1]);
+                        average = Some(v);
+                        smoothed.push([p[0], v]);
+                    }
+                    plot.line(Line::new(*name, PlotPoints::from(smoothed)));
+                }
+            });
+    }
+}
+
+fn map_help(name: &str) -> &'static str {
+    match name {
+        "occlusion" => "Occlusion map Ô: 1 where the warped source is visible, 0 where it must be inpainted",
+        "background" => "M_bg: the dense-motion mask's background channel",
+        "background_binary" => "binary M_bg: confident background (M_bg ≥ threshold)",
+        "foreground_occlusion" => "Ô_fg = M_bg + (1 − M_bg) · Ô with the binary M_bg (Eq. 1)",
+        "prioritycut_mask" => "PriorityCut mask: the top-k% most occluded foreground pixels",
+        "cutmix_mask" => "The CutMix mask the discriminator saw (1 = real pixels)",
+        "decoder_real" => "U-Net decoder on the real frame: red = judged real, blue = fake",
+        "decoder_fake" => "U-Net decoder on the generated frame",
+        "decoder_mixed" => "U-Net decoder on the CutMix image",
+        _ => "",
+    }
+}
+
+fn format_duration(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "?".into();
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,199 @@
+//! Small building blocks of the panels: images as textures, images with keypoints, rows of
+//! "path + browse" inputs, and file dialogs that do not block the UI thread.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use eframe::egui;
+use image::RgbImage;
+
+/// An image shown as a texture, uploaded again only when it changes.
+#[derive(Default)]
+pub struct Picture {
+    handle: Option<egui::TextureHandle>,
+    size: [usize; 2],
+}
+
+impl std::fmt::Debug for Picture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picture")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Picture {
+    pub fn set(&mut self, ctx: &egui::Context, name: &str, image: &RgbImage) {
+        let size = [image.width() as usize, image.height() as usize];
+        let colour = egui::ColorImage::from_rgb(size, image.as_raw());
+        match &mut self.handle {
+            Some(handle) => handle.set(colour, egui::TextureOptions::LINEAR),
+            None => self.handle = Some(ctx.load_texture(name, colour, egui::TextureOptions::LINEAR)),
+        }
+        self.size = size;
+    }
+
+    pub fn clear(&mut self) {
+        self.handle = None;
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    /// Draws the picture fitted in `side × side` (aspect kept), with `caption` under it; a grey
+    /// box saying `empty` when there is no picture.
+    pub fn show(&self, ui: &mut egui::Ui, caption: &str, side: f32, empty: &str) -> egui::Rect {
+        ui.vertical(|ui| {
+            let rect = match &self.handle {
+                Some(handle) => {
+                    let [w, h] = self.size;
+                    let scale = side / w.max(h).max(1) as f32;
+                    let size = egui::vec2(w as f32 * scale, h as f32 * scale);
+                    ui.add(egui::Image::new((handle.id(), size)).fit_to_exact_size(size))
+                        .rect
+                }
+                None => {
+                    let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
+                    ui.painter().rect_filled(rect, 4.0, ui.visuals().faint_bg_color);
+                    // A label, not painted text, so screen readers (and UI tests) see it.
+                    ui.put(rect, egui::Label::new(egui::RichText::new(empty).weak()));
+                    rect
+                }
+            };
+            ui.label(caption);
+            rect
+        })
+        .inner
+    }
+}
+
+/// FOMM's keypoint colours (a rainbow over the keypoints).
+pub fn keypoint_colour(i: usize, n: usize) -> egui::Color32 {
+    let h = i as f32 / n.max(1) as f32 * 0.83;
+    egui::ecolor::Hsva::new(h, 0.9, 1.0, 1.0).into()
+}
+
+/// Draws keypoints ((x, y) in [-1, 1]) over an image drawn in `rect`.
+pub fn draw_keypoints(ui: &egui::Ui, rect: egui::Rect, points: &[[f32; 2]]) {
+    let painter = ui.painter_at(rect);
+    for (i, p) in points.iter().enumerate() {
+        let pos = egui::pos2(
+            rect.left() + (p[0] + 1.0) / 2.0 * rect.width(),
+            rect.top() + (p[1] + 1.0) / 2.0 * rect.height(),
+        );
+        painter.circle(
+            pos,
+            3.5,
+            keypoint_colour(i, points.len()),
+            egui::Stroke::new(1.0, egui::Color32::BLACK),
+        );
+    }
+}
+
+/// What a file dialog is picking, so its answer goes to the right field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pick {
+    Checkpoint,
+    ModelConfig,
+    Source,
+    Driving,
+    ExportMp4,
+    ExportGif,
+    Dataset,
+    TrainConfig,
+    RunFolder,
+    Vgg19,
+    CameraVideo,
+}
+
+impl Pick {
+    fn open(self) -> Option<PathBuf> {
+        let dialog = rfd::FileDialog::new();
+        match self {
+            Pick::Checkpoint => dialog
+                .add_filter("checkpoints", &["bpk", "tar", "pth"])
+                .set_title("Open a checkpoint (.pth.tar, .bpk)")
+                .pick_file(),
+            Pick::ModelConfig | Pick::TrainConfig => dialog.add_filter("YAML", &["yaml", "yml"]).pick_file(),
+            Pick::Source => dialog
+                .add_filter("images", &["png", "jpg", "jpeg", "bmp", "webp"])
+                .set_title("Choose the photo to animate")
+                .pick_file(),
+            Pick::Driving | Pick::CameraVideo => dialog
+                .add_filter("videos", &["mp4", "mov", "webm", "mkv", "avi", "gif", "png"])
+                .set_title("Choose a driving video")
+                .pick_file(),
+            Pick::ExportMp4 => dialog
+                .add_filter("MP4", &["mp4"])
+                .set_file_name("animation.mp4")
+                .save_file(),
+            Pick::ExportGif => dialog
+                .add_filter("GIF", &["gif"])
+                .set_file_name("animation.gif")
+                .save_file(),
+            Pick::Dataset => dialog
+                .set_title("Choose a dataset folder (with train/ and test/)")
+                .pick_folder(),
+            Pick::RunFolder => dialog.set_title("Choose the run folder").pick_folder(),
+            Pick::Vgg19 => dialog.add_filter("VGG19 weights", &["pth", "safetensors"]).pick_file(),
+        }
+    }
+}
+
+/// File dialogs on their own threads (they block while open); answers are polled each frame.
+#[derive(Debug)]
+pub struct Dialogs {
+    sender: Sender<(Pick, PathBuf)>,
+    receiver: Receiver<(Pick, PathBuf)>,
+    ctx: egui::Context,
+}
+
+impl Dialogs {
+    pub fn new(ctx: &egui::Context) -> Self {
+        let (sender, receiver) = channel();
+        Self {
+            sender,
+            receiver,
+            ctx: ctx.clone(),
+        }
+    }
+
+    pub fn open(&self, pick: Pick) {
+        let sender = self.sender.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            if let Some(path) = pick.open() {
+                let _ = sender.send((pick, path));
+                ctx.request_repaint();
+            }
+        });
+    }
+
+    /// Answers that arrived since the last call.
+    pub fn answers(&self) -> Vec<(Pick, PathBuf)> {
+        self.receiver.try_iter().collect()
+    }
+}
+
+/// A labelled path field with a "Browse…" button; returns true when Browse was clicked.
+pub fn path_row(ui: &mut egui::Ui, label: &str, path: &mut String, hint: &str) -> bool {
+    ui.horizontal(|ui| {
+        ui.label(label);
+        ui.add(egui::TextEdit::singleline(path).hint_text(hint).desired_width(320.0));
+        ui.button("Browse…").clicked()
+    })
+    .inner
+}
+
+/// A progress bar with its text, or nothing.
+pub fn progress(ui: &mut egui::Ui, progress: Option<(usize, usize)>, what: &str) {
+    if let Some((done, total)) = progress {
+        let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .text(format!("{what} {done}/{total}"))
+                .animate(true),
+        );
+    }
+}

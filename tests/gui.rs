@@ -1,0 +1,211 @@
+//! The desktop app, driven through egui_kittest with the real engine worker: the bundled sample
+//! animates on first start; a dropped photo loads and a broken file shows its error; the result
+//! exports; a training run shows its maps and pauses; the photo follows a video standing in for
+//! a camera.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{fixture, temp_dir};
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use prioritycut::gui::{GuiOptions, StudioApp, Workspace};
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::data::read_video;
+use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+fn app(options: GuiOptions) -> Harness<'static, StudioApp> {
+    Harness::builder()
+        .with_size([1280.0, 900.0])
+        .with_max_steps(10_000)
+        .build_eframe(move |cc| StudioApp::new(cc, options))
+}
+
+fn options(workspace: Workspace) -> GuiOptions {
+    let mut options = GuiOptions::new(BackendChoice::Flex);
+    options.workspace = Some(workspace);
+    options.assets = assets();
+    options.fresh = true;
+    options
+}
+
+/// A file dropped on the window, as winit's integration hands it to egui.
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_file(harness: &mut Harness<'static, StudioApp>, path: PathBuf) {
+    harness
+        .input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(DroppedPath(path)));
+}
+
+/// Steps the UI (the worker runs on its own threads) until `done`, within `seconds`.
+fn step_until(harness: &mut Harness<'static, StudioApp>, seconds: u64, what: &str, done: impl Fn(&StudioApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done(harness.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen in {seconds} s; log: {:#?}",
+            harness.state().log
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+#[test]
+fn the_bundled_sample_animates_on_first_start_and_exports() {
+    let mut harness = app(options(Workspace::Animate));
+    step_until(&mut harness, 180, "the bundled animation", |app| {
+        app.animate.has_result()
+    });
+    let app = harness.state();
+    assert!(app.animate.model.is_some());
+    assert_eq!(app.animate.result_frames(), app.animate.driving_frames());
+    assert!(
+        harness.query_by_label_contains("animated").is_some(),
+        "the status says it animated"
+    );
+
+    let out = temp_dir("gui-export").join("result.mp4");
+    harness.state_mut().animate.settings.export = out.display().to_string();
+    harness.step();
+    harness.get_by_label("Export").click();
+    step_until(&mut harness, 60, "the export", |app| {
+        app.log.iter().any(|l| l.contains("exported"))
+    });
+    let (frames, _) = read_video(&out).expect("the exported MP4 decodes");
+    assert_eq!(frames.len(), harness.state().animate.result_frames());
+
+    // Scrubbing pauses playback on the chosen frame; the ▶ button plays again.
+    harness.get_by_label("⏸").click();
+    harness.run_steps(2);
+    assert!(harness.query_by_label("▶").is_some());
+}
+
+#[test]
+fn dropped_files_load_and_a_broken_one_is_reported() {
+    let dir = temp_dir("gui-drop");
+    let mut harness = app(options(Workspace::Animate));
+    step_until(&mut harness, 120, "the model", |app| app.animate.model.is_some());
+    let photo = assets().join("sample/source.png");
+    drop_file(&mut harness, photo);
+    step_until(&mut harness, 60, "the dropped photo", |app| app.animate.source_loaded());
+
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot an image").expect("write");
+    drop_file(&mut harness, broken);
+    step_until(&mut harness, 60, "the error", |app| app.animate.error.is_some());
+    let error = harness.state().animate.error.clone().unwrap_or_default();
+    assert!(error.contains("broken.png"), "the error names the file: {error}");
+    assert!(harness.query_by_label(&error).is_some(), "the error is shown: {error}");
+
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, b"hello").expect("write");
+    drop_file(&mut harness, notes);
+    harness.run_steps(3);
+    assert!(harness.state().log.iter().any(|l| l.contains("notes.txt")));
+}
+
+#[test]
+fn training_shows_its_maps_pauses_and_stops() {
+    let dir = temp_dir("gui-train");
+    let data = dir.join("figures");
+    generate(
+        &data,
+        &SyntheticConfig {
+            size: 64,
+            train_videos: 4,
+            test_videos: 1,
+            frames: 8,
+            seed: 9,
+        },
+        |_, _| {},
+    )
+    .expect("dataset");
+    let mut harness = app(options(Workspace::Train));
+    {
+        let train = &mut harness.state_mut().train.settings;
+        train.dataset = data.display().to_string();
+        train.config = fixture("fomm-small/config.yaml").display().to_string();
+        train.run = dir.join("run").display().to_string();
+        train.steps = 100_000;
+    }
+    harness.step();
+    harness.get_by_label("▶ Start").click();
+    step_until(&mut harness, 180, "a snapshot", |app| {
+        app.train.snapshot().is_some() && app.train.step >= 2
+    });
+    for label in [
+        "prioritycut mask",
+        "decoder real",
+        "decoder fake",
+        "occlusion",
+        "Losses",
+    ] {
+        assert!(harness.query_by_label(label).is_some(), "{label} is shown");
+    }
+    harness.get_by_label("⏸ Pause").click();
+    step_until(&mut harness, 60, "the pause", |app| {
+        app.train.state == Some(prioritycut_engine::worker::TrainingState::Paused)
+    });
+    harness.get_by_label("⏹ Stop").click();
+    step_until(&mut harness, 60, "the stop", |app| !app.train.running());
+    assert!(dir.join("run/losses.csv").is_file());
+}
+
+#[test]
+fn the_photo_follows_a_video_standing_in_for_the_camera() {
+    let dir = temp_dir("gui-live");
+    let frames = read_video(&assets().join("sample/driving.gif")).expect("clip").0;
+    let video = dir.join("camera.mp4");
+    prioritycut_engine::data::write_frames(&video, &frames, 25.0, |_| {}).expect("mp4");
+    let mut harness = app(options(Workspace::Live));
+    step_until(&mut harness, 180, "the model and photo", |app| {
+        app.animate.model.is_some() && app.animate.source_loaded()
+    });
+    {
+        let live = &mut harness.state_mut().live.settings;
+        live.use_file = true;
+        live.file = video.display().to_string();
+    }
+    harness.step();
+    harness.get_by_label("▶ Start").click();
+    step_until(&mut harness, 120, "live frames", |app| app.live.frames >= 5);
+    assert!(harness.query_by_label_contains("fps").is_some());
+    harness.get_by_label("🎯 Calibrate").click();
+    harness.get_by_label("⏹ Stop").click();
+    step_until(&mut harness, 60, "the stop", |app| !app.live.running);
+    assert!(harness.state().live.error.is_none(), "{:?}", harness.state().live.error);
+}
+
+#[test]
+fn the_window_starts_without_a_model_and_says_what_is_missing() {
+    let mut options = options(Workspace::Live);
+    options.assets = temp_dir("gui-no-assets");
+    let mut harness = app(options);
+    harness.run_steps(5);
+    assert!(harness.query_by_label_contains("Load a model and a photo").is_some());
+    harness.get_by_label("🎬 Animate").click();
+    harness.run_steps(2);
+    assert!(harness.query_by_label("not animated yet").is_some());
+}

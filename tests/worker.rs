@@ -1,0 +1,294 @@
+//! The engine worker headless: commands in, the expected events out; bad files become error
+//! events and the worker keeps serving; training pauses and resumes; live puppeteering runs on
+//! a video file standing in for a camera; exports decode back to what was encoded.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::{fixture, temp_dir};
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::data::read_video;
+use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
+use prioritycut_engine::live::{CameraSource, CropBox};
+use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, Variant};
+use prioritycut_engine::worker::{AnimateOptions, Command, Event, TrainRequest, TrainingState, Worker};
+
+fn spawn() -> (Worker, Receiver<Event>) {
+    Worker::spawn(BackendChoice::Flex, || {}).expect("worker")
+}
+
+/// The first event satisfying `want` within `seconds`; panics with what came instead.
+fn wait_for(events: &Receiver<Event>, seconds: u64, mut want: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(event) if want(&event) => return event,
+            Ok(event) => seen.push(format!("{event:?}").chars().take(160).collect::<String>()),
+            Err(_) => break,
+        }
+    }
+    panic!("the expected event did not come; got: {seen:#?}");
+}
+
+fn no_error(event: &Event) {
+    if let Event::Error { context, message } = event {
+        panic!("{context}: {message}");
+    }
+}
+
+/// A small clip of synthetic figures at 64×64 as a GIF, and a photo of another figure.
+fn clip(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("figures");
+    generate(
+        &data,
+        &SyntheticConfig {
+            size: 64,
+            train_videos: 2,
+            test_videos: 1,
+            frames: 8,
+            seed: 5,
+        },
+        |_, _| {},
+    )
+    .expect("dataset");
+    let frames = read_video(&data.join("test/fig-0000")).expect("frames").0;
+    let gif = dir.join("driving.gif");
+    prioritycut_engine::data::write_frames(&gif, &frames, 10.0, |_| {}).expect("gif");
+    (gif, data.join("train/fig-0001/0000.png"))
+}
+
+fn load_fixture_model(worker: &Worker, events: &Receiver<Event>) {
+    worker.send(Command::LoadModel {
+        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+        config: Some(fixture("fomm-small/config.yaml")),
+    });
+    let event = wait_for(events, 60, |e| {
+        matches!(e, Event::ModelLoaded { .. } | Event::Error { .. })
+    });
+    no_error(&event);
+}
+
+#[test]
+fn animate_and_export_round_trip() {
+    let dir = temp_dir("worker-animate");
+    let (gif, photo) = clip(&dir);
+    let (worker, events) = spawn();
+    wait_for(&events, 10, |e| matches!(e, Event::Backend(b) if b.contains("flex")));
+    load_fixture_model(&worker, &events);
+    worker.send(Command::LoadSource(photo));
+    no_error(&wait_for(&events, 30, |e| {
+        matches!(e, Event::SourceLoaded { .. } | Event::Error { .. })
+    }));
+    worker.send(Command::LoadDriving(gif));
+    let loaded = wait_for(&events, 30, |e| {
+        matches!(e, Event::DrivingLoaded { .. } | Event::Error { .. })
+    });
+    let Event::DrivingLoaded { frames, fps, .. } = loaded else {
+        panic!("{loaded:?}")
+    };
+    assert_eq!(frames.len(), 8);
+    assert!((fps - 10.0).abs() < 1e-9);
+
+    worker.send(Command::Animate(AnimateOptions {
+        best_frame: true,
+        ..AnimateOptions::default()
+    }));
+    let mut progress = 0;
+    let ready = wait_for(&events, 120, |e| {
+        if let Event::Progress { done, total, .. } = e {
+            assert!(done <= total);
+            progress += 1;
+        }
+        matches!(e, Event::AnimationReady { .. } | Event::Error { .. })
+    });
+    let Event::AnimationReady { frames, fps, .. } = ready else {
+        panic!("{ready:?}")
+    };
+    assert_eq!(frames.len(), 8);
+    assert_eq!(frames[0].dimensions(), (64, 64));
+    assert!(progress >= 8, "progress was reported ({progress} events)");
+
+    for name in ["out.mp4", "out.gif"] {
+        let path = dir.join(name);
+        worker.send(Command::Export(path.clone()));
+        no_error(&wait_for(&events, 60, |e| {
+            matches!(e, Event::Exported { .. } | Event::Error { .. })
+        }));
+        let (back, back_fps) = read_video(&path).expect("the export decodes");
+        assert_eq!(back.len(), 8, "{name}");
+        assert_eq!(back[0].dimensions(), (64, 64), "{name}");
+        assert!((back_fps - fps).abs() < 0.01, "{name}: {back_fps} vs {fps}");
+    }
+}
+
+#[test]
+fn bad_files_become_error_events_and_the_worker_goes_on() {
+    let dir = temp_dir("worker-bad");
+    let (worker, events) = spawn();
+    worker.send(Command::Animate(AnimateOptions::default()));
+    let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("load a model first"), "{error:?}");
+
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    worker.send(Command::LoadSource(broken));
+    let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("broken.png"), "{error:?}");
+
+    let text_video = dir.join("clip.mp4");
+    std::fs::write(&text_video, b"hello").expect("write");
+    worker.send(Command::LoadDriving(text_video));
+    let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("clip.mp4"), "{error:?}");
+
+    let cut = dir.join("cut.pth.tar");
+    let bytes = std::fs::read(fixture("fomm-small/checkpoint.pth.tar")).expect("read");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    worker.send(Command::LoadModel {
+        checkpoint: cut,
+        config: Some(fixture("fomm-small/config.yaml")),
+    });
+    let error = wait_for(&events, 20, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("cut.pth.tar"), "{error:?}");
+
+    // Still serving.
+    load_fixture_model(&worker, &events);
+    worker.send(Command::PauseTraining);
+    let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("no training is running"), "{error:?}");
+}
+
+#[test]
+fn training_pauses_resumes_checkpoints_and_stops() {
+    let dir = temp_dir("worker-train");
+    let data = dir.join("figures");
+    generate(
+        &data,
+        &SyntheticConfig {
+            size: 64,
+            train_videos: 4,
+            test_videos: 1,
+            frames: 8,
+            seed: 2,
+        },
+        |_, _| {},
+    )
+    .expect("dataset");
+    let mut config = FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config");
+    config.prioritycut.variant = Variant::UnetPrioritycut;
+    config.train.batch_size = 2;
+    let run = dir.join("run");
+    let mut options = TrainOptions::new(&data, &run);
+    options.steps = Some(100_000);
+    options.checkpoint_every = 100_000;
+    options.snapshot_every = Some(Duration::ZERO);
+    let (worker, events) = spawn();
+    worker.send(Command::StartTraining(Box::new(TrainRequest { config, options })));
+    wait_for(&events, 60, |e| {
+        matches!(e, Event::TrainingState(TrainingState::Running))
+    });
+    let snapshot = wait_for(&events, 60, |e| matches!(e, Event::Training(TrainEvent::Snapshot(_))));
+    if let Event::Training(TrainEvent::Snapshot(s)) = &snapshot {
+        for map in [
+            "occlusion",
+            "prioritycut_mask",
+            "decoder_real",
+            "decoder_fake",
+            "decoder_mixed",
+        ] {
+            assert!(s.map(map).is_some(), "the snapshot lacks {map}");
+        }
+    }
+    wait_for(
+        &events,
+        60,
+        |e| matches!(e, Event::Training(TrainEvent::Step(r)) if r.step >= 2),
+    );
+
+    worker.send(Command::PauseTraining);
+    wait_for(&events, 60, |e| {
+        matches!(e, Event::TrainingState(TrainingState::Paused))
+    });
+    // Paused: no step for a while (a step takes well under a second here).
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Ok(event) = events.recv_timeout(left) {
+            assert!(
+                !matches!(event, Event::Training(TrainEvent::Step(_))),
+                "stepped while paused"
+            );
+        }
+    }
+    worker.send(Command::CheckpointNow);
+    let checkpoint = wait_for(&events, 60, |e| {
+        matches!(e, Event::Training(TrainEvent::Checkpoint { .. }))
+    });
+    let Event::Training(TrainEvent::Checkpoint { step, path }) = checkpoint else {
+        unreachable!()
+    };
+    assert!(path.join("model.bpk").is_file());
+    worker.send(Command::ResumeTraining);
+    wait_for(
+        &events,
+        60,
+        |e| matches!(e, Event::Training(TrainEvent::Step(r)) if r.step > step),
+    );
+    worker.send(Command::StopTraining);
+    wait_for(&events, 60, |e| {
+        matches!(e, Event::TrainingState(TrainingState::Finished(Finish::Stopped)))
+    });
+    assert!(run.join("losses.csv").is_file());
+}
+
+#[test]
+fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
+    let dir = temp_dir("worker-live");
+    let (gif, photo) = clip(&dir);
+    let (worker, events) = spawn();
+    load_fixture_model(&worker, &events);
+    worker.send(Command::LoadSource(photo));
+    no_error(&wait_for(&events, 30, |e| {
+        matches!(e, Event::SourceLoaded { .. } | Event::Error { .. })
+    }));
+
+    worker.send(Command::StartLive {
+        camera: CameraSource::Webcam { index: 99 },
+        options: AnimateOptions::default(),
+    });
+    let error = wait_for(&events, 20, |e| matches!(e, Event::Error { .. }));
+    assert!(format!("{error:?}").contains("camera 99"), "{error:?}");
+
+    worker.send(Command::StartLive {
+        camera: CameraSource::VideoFile(gif),
+        options: AnimateOptions::default(),
+    });
+    worker.send(Command::SetLiveView {
+        mirror: true,
+        crop: CropBox {
+            size: 0.5,
+            ..CropBox::default()
+        },
+    });
+    let mut frames = 0;
+    let last = wait_for(&events, 120, |e| {
+        no_error(e);
+        if let Event::Live(frame) = e {
+            frames += 1;
+            assert_eq!(frame.result.dimensions(), (64, 64));
+        }
+        frames >= 5
+    });
+    let Event::Live(frame) = last else { unreachable!() };
+    assert!(frame.calibrated, "the first frame is the neutral pose");
+    assert_eq!(frame.crop.2, 32, "half of the 64-px frame");
+    assert!(frame.fps > 0.0);
+    worker.send(Command::Calibrate);
+    worker.send(Command::StopLive);
+    let stopped = wait_for(&events, 30, |e| matches!(e, Event::LiveStopped { .. }));
+    assert!(matches!(stopped, Event::LiveStopped { reason: None }), "{stopped:?}");
+}
