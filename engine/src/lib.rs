@@ -16,6 +16,7 @@ pub mod error;
 pub mod import;
 pub mod live;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod npy;
 pub mod reference;
