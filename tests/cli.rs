@@ -191,3 +191,64 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
         .expect("a number of ms");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
 }
+
+#[test]
+fn eval_prints_the_table_row_and_writes_it() {
+    let dir = temp_dir("cli-eval");
+    let data = dir.join("figures");
+    let made = prioritycut(&[
+        "make-dataset",
+        "--synthetic",
+        path(&data),
+        "--train-videos",
+        "1",
+        "--test-videos",
+        "2",
+        "--frames",
+        "4",
+    ]);
+    assert!(made.status.success(), "{}", text(&made));
+    let out = dir.join("eval");
+    let run = prioritycut(&[
+        "eval",
+        "--checkpoint",
+        path(&fixture("fomm-small/checkpoint.pth.tar")),
+        "--config",
+        path(&fixture("fomm-small/config.yaml")),
+        "--dataset",
+        path(&data),
+        "--name",
+        "fixture",
+        "--out",
+        path(&out),
+        "--backend",
+        "flex",
+    ]);
+    let all = text(&run);
+    assert!(run.status.success(), "{all}");
+    assert!(all.contains("| Model | L1 ↓ | PSNR ↑"), "{all}");
+    assert!(all.contains("| fixture | 0."), "{all}");
+    assert!(all.contains("2 test videos, 8 frames (8 with a salient mask)"), "{all}");
+    assert!(all.contains("AKD, MKR and AED are left empty"), "{all}");
+    let csv = std::fs::read_to_string(out.join("table.csv")).expect("table.csv");
+    assert_eq!(csv.lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("frames.csv"))
+            .expect("frames")
+            .lines()
+            .count(),
+        9
+    );
+
+    let missing = prioritycut(&[
+        "eval",
+        "--checkpoint",
+        path(&fixture("fomm-small/checkpoint.pth.tar")),
+        "--config",
+        path(&fixture("fomm-small/config.yaml")),
+        "--dataset",
+        path(&dir.join("nothing-here")),
+    ]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("nothing-here"), "{}", text(&missing));
+}

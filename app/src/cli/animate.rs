@@ -8,9 +8,7 @@ use clap::Args;
 use prioritycut_engine::animate::{Animator, find_best_frame, image_to_tensor, tensor_to_image};
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
-use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::data::{read_frames, read_image, resize_to, write_frames};
-use prioritycut_engine::train::checkpoint::resolve_checkpoint;
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
@@ -50,14 +48,7 @@ pub struct AnimateArgs {
 }
 
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
-    let (checkpoint, run_config) = resolve_checkpoint(&args.checkpoint)?;
-    let config_path = args.config.clone().or(run_config).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--config is needed: {} is not inside a training run",
-            args.checkpoint.display()
-        )
-    })?;
-    let config = FommConfig::from_yaml_file(&config_path)?;
+    let (checkpoint, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     // Read the inputs before the (slower) model load so a bad file fails fast.
     let source = read_image(&args.source)?;
     let driving = read_frames(&args.driving)?;

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::checkpoint::export_animation_model;
-use prioritycut_engine::config::FommConfig;
-use prioritycut_engine::train::checkpoint::resolve_checkpoint;
 
 #[derive(Debug, Args)]
 pub struct ExportModelArgs {
@@ -22,14 +20,7 @@ pub struct ExportModelArgs {
 }
 
 pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
-    let (weights, run_config) = resolve_checkpoint(&args.checkpoint)?;
-    let config_path = args.config.clone().or(run_config).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--config is needed: {} is not inside a training run",
-            args.checkpoint.display()
-        )
-    })?;
-    let config = FommConfig::from_yaml_file(&config_path)?;
+    let (weights, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     let bytes = export_animation_model(&weights, &config, &args.out)?;
     println!(
         "wrote {} ({:.1} MB: keypoint detector and generator) and config.yaml",

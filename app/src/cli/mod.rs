@@ -3,6 +3,7 @@
 
 mod animate;
 mod bench;
+mod eval;
 mod export_model;
 mod make_dataset;
 mod train;
@@ -65,6 +66,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Write a dataset (a synthetic one of articulated figures).
     MakeDataset(make_dataset::MakeDatasetArgs),
+    /// Video reconstruction metrics of a checkpoint on a dataset's test videos (the paper's table row).
+    Eval(eval::EvalArgs),
     /// Write a checkpoint's keypoint detector and generator (what animation needs) with its config.
     ExportModel(export_model::ExportModelArgs),
     /// Measure speed.
@@ -96,6 +99,7 @@ where
         Some(Command::Train(args)) => train::run(args),
         Some(Command::MakeDataset(args)) => make_dataset::run(args),
         Some(Command::ExportModel(args)) => export_model::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Bench(command)) => bench::run(command),
     }
 }
@@ -106,6 +110,25 @@ fn parse_backend(text: &str) -> Result<BackendChoice, String> {
 }
 
 /// Opens the device and says which one it is, on stderr so stdout stays for results.
+/// The weights file behind `checkpoint` (a file, a run folder or one of its checkpoints) and its
+/// config: `config` when given, else the run's own.
+fn checkpoint_and_config(
+    checkpoint: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<(std::path::PathBuf, prioritycut_engine::config::FommConfig)> {
+    let (weights, run_config) = prioritycut_engine::train::checkpoint::resolve_checkpoint(checkpoint)?;
+    let config_path = config.map(std::path::Path::to_path_buf).or(run_config).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--config is needed: {} is not inside a training run",
+            checkpoint.display()
+        )
+    })?;
+    Ok((
+        weights,
+        prioritycut_engine::config::FommConfig::from_yaml_file(&config_path)?,
+    ))
+}
+
 fn open_device(choice: BackendChoice) -> anyhow::Result<SelectedDevice> {
     let selected = backend::select(choice)?;
     eprintln!("backend: {selected}");

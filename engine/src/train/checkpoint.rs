@@ -193,11 +193,17 @@ impl RunDir {
     }
 }
 
-/// What a `--checkpoint` path names: a weights file, a checkpoint folder of a run, or a run
-/// folder (its latest checkpoint). Returns the weights file and, inside a run, the run's config.
+/// What a `--checkpoint` path names: a weights file, a checkpoint folder of a run, a run folder
+/// (its latest checkpoint), or a folder written by `export-model`. Returns the weights file and, inside a run, the run's config.
 pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
     let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    // A run's checkpoint folder has the config two levels up; an exported model (`export-model`)
+    // keeps it beside the weights.
     let run_config = |checkpoint_dir: &Path| {
+        let beside = checkpoint_dir.join(CONFIG_FILE);
+        if beside.is_file() {
+            return Some(beside);
+        }
         checkpoint_dir
             .parent()
             .and_then(Path::parent)

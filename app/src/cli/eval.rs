@@ -1,0 +1,101 @@
+//! `prioritycut eval --checkpoint C [--config Y] --dataset DIR [--videos N] [--out DIR]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::checkpoint::FommModels;
+use prioritycut_engine::eval::{EvalOptions, EvalSummary, evaluate};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A checkpoint: official .pth.tar (with --config), our .bpk, a run folder or one of its checkpoints.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Its config (default: the run's own).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A dataset in FOMM's layout: its test/ videos are reconstructed.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Evaluate the first N test videos only.
+    #[arg(long)]
+    pub videos: Option<usize>,
+    /// Salient masks as DIR/<video>/NNNN.png (default: the dataset's own truth/, if any).
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Driving frames per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// The row's name in the table (default: the checkpoint's path).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also write table.md, table.csv and frames.csv (every frame's metrics) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto | wgpu | cpu | flex
+    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
+    pub backend: BackendChoice,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let (weights, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
+    let selected = super::open_device(args.backend)?;
+    let models = FommModels::load(&weights, &config, &selected.device)?;
+    let options = EvalOptions {
+        max_videos: args.videos,
+        masks: args.masks.clone(),
+        batch_size: args.batch,
+    };
+    let mut bar = None;
+    let report = evaluate(
+        &models,
+        &config,
+        &args.dataset,
+        &options,
+        &selected.device,
+        |done, total| {
+            bar.get_or_insert_with(|| super::progress_bar(total, "videos"))
+                .set_position(done as u64);
+        },
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = report.summary();
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| args.checkpoint.display().to_string());
+    let table = format!("{}\n{}\n", EvalSummary::MARKDOWN_HEADER, summary.markdown_row(&name));
+    println!("{table}");
+    println!(
+        "{} test videos, {} frames ({} with a salient mask) | {} | {} | backend {}",
+        report.videos.len(),
+        summary.frames,
+        summary.masked_frames,
+        report.masks,
+        report.evaluators,
+        selected.description
+    );
+    if let Some(worst) = report.videos.iter().max_by(|a, b| a.mean_l1().total_cmp(&b.mean_l1())) {
+        println!(
+            "worst video: {} (mean L1 {:.4}; worst frame {})",
+            worst.name,
+            worst.mean_l1(),
+            worst.worst_frame().unwrap_or(0)
+        );
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)?;
+        std::fs::write(out.join("table.md"), &table)?;
+        std::fs::write(
+            out.join("table.csv"),
+            format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(&name)),
+        )?;
+        std::fs::write(out.join("frames.csv"), report.frames_csv())?;
+        println!("wrote table.md, table.csv and frames.csv to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
