@@ -18,7 +18,7 @@ use crate::checkpoint::FommModels;
 use crate::config::FommConfig;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
-use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_metrics, masked_metrics};
+use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_and_region_metrics};
 use crate::model::keypoints::Keypoints;
 use crate::{EngineError, Result};
 
@@ -247,10 +247,10 @@ pub fn evaluate(
         let mut metrics = Vec::with_capacity(frames.len());
         let mut regions = Vec::new();
         for (i, (real, fake)) in frames.iter().zip(&reconstructions).enumerate() {
-            metrics.push(frame_metrics(real, fake)?);
-            if let Some(mask) = salient_mask(&mask_path(name, i), real.dimensions())? {
-                regions.push(masked_metrics(real, fake, &mask)?);
-            }
+            let mask = salient_mask(&mask_path(name, i), real.dimensions())?;
+            let (frame, split) = frame_and_region_metrics(real, fake, mask.as_ref())?;
+            metrics.push(frame);
+            regions.extend(split);
         }
         // Masks for some frames only would misalign the columns: all or none.
         if regions.len() != metrics.len() {

@@ -144,20 +144,14 @@ pub fn ssim_map(real: &RgbImage, fake: &RgbImage) -> Result<(Vec<f64>, usize, us
     let (c1, c2) = (SSIM_K1 * SSIM_K1, SSIM_K2 * SSIM_K2);
     let mut map = vec![0.0; out_w * out_h];
     for c in 0..3 {
-        let plane = |v: &[f64], f: &dyn Fn(f64, f64) -> f64, w: &[f64]| -> Vec<f64> {
-            v.iter()
-                .skip(c)
-                .step_by(3)
-                .zip(w.iter().skip(c).step_by(3))
-                .map(|(&x, &y)| f(x, y))
-                .collect()
-        };
-        let mean = |p: Vec<f64>| local_mean(&p, width, height, &window);
-        let mu_a = mean(plane(&a, &|x, _| x, &b));
-        let mu_b = mean(plane(&a, &|_, y| y, &b));
-        let aa = mean(plane(&a, &|x, _| x * x, &b));
-        let bb = mean(plane(&a, &|_, y| y * y, &b));
-        let ab = mean(plane(&a, &|x, y| x * y, &b));
+        let channel = |v: &[f64]| -> Vec<f64> { v.iter().skip(c).step_by(3).copied().collect() };
+        let (pa, pb) = (channel(&a), channel(&b));
+        let mean = |p: &[f64]| local_mean(p, width, height, &window);
+        let product = |x: &[f64], y: &[f64]| -> Vec<f64> { x.iter().zip(y).map(|(x, y)| x * y).collect() };
+        let (mu_a, mu_b) = (mean(&pa), mean(&pb));
+        let aa = mean(&product(&pa, &pa));
+        let bb = mean(&product(&pb, &pb));
+        let ab = mean(&product(&pa, &pb));
         for i in 0..map.len() {
             let (ma, mb) = (mu_a[i], mu_b[i]);
             let var_a = aa[i] - ma * ma;
@@ -177,26 +171,43 @@ pub fn ssim(real: &RgbImage, fake: &RgbImage) -> Result<f64> {
 
 /// L1, PSNR and SSIM of one frame.
 pub fn frame_metrics(real: &RgbImage, fake: &RgbImage) -> Result<FrameMetrics> {
-    Ok(FrameMetrics {
-        l1: l1(real, fake)?,
-        psnr: psnr(real, fake)?,
-        ssim: ssim(real, fake)?,
-    })
+    Ok(frame_and_region_metrics(real, fake, None)?.0)
 }
 
 /// PSNR and SSIM inside the salient region (`mask` > 127) and outside it. PSNR counts the
 /// region's pixels; SSIM averages its map over the region's pixels where the window fits.
 pub fn masked_metrics(real: &RgbImage, fake: &RgbImage, mask: &GrayImage) -> Result<(RegionMetrics, RegionMetrics)> {
+    let (_, regions) = frame_and_region_metrics(real, fake, Some(mask))?;
+    regions.ok_or_else(|| EngineError::Invalid("no salient mask".into()))
+}
+
+/// A frame's metrics and, with a salient mask, those of its two regions: the SSIM map, the costly
+/// part, is computed once for all of them.
+pub fn frame_and_region_metrics(
+    real: &RgbImage,
+    fake: &RgbImage,
+    mask: Option<&GrayImage>,
+) -> Result<(FrameMetrics, Option<(RegionMetrics, RegionMetrics)>)> {
     check_sizes(real, fake)?;
-    if mask.dimensions() != real.dimensions() {
+    if let Some(mask) = mask
+        && mask.dimensions() != real.dimensions()
+    {
         return Err(EngineError::Invalid(format!(
             "the salient mask is {:?}, the frames {:?}",
             mask.dimensions(),
             real.dimensions()
         )));
     }
-    let salient: Vec<bool> = mask.as_raw().iter().map(|&v| v > 127).collect();
     let (map, out_w, out_h) = ssim_map(real, fake)?;
+    let frame = FrameMetrics {
+        l1: l1(real, fake)?,
+        psnr: psnr(real, fake)?,
+        ssim: map.iter().sum::<f64>() / map.len() as f64,
+    };
+    let Some(mask) = mask else {
+        return Ok((frame, None));
+    };
+    let salient: Vec<bool> = mask.as_raw().iter().map(|&v| v > 127).collect();
     let width = real.width() as usize;
     let region = |inside: bool| {
         let mse = masked_mse(real, fake, |i| salient[i] == inside);
@@ -214,7 +225,7 @@ pub fn masked_metrics(real: &RgbImage, fake: &RgbImage, mask: &GrayImage) -> Res
             ssim: (count > 0).then(|| sum / count as f64),
         }
     };
-    Ok((region(true), region(false)))
+    Ok((frame, Some((region(true), region(false)))))
 }
 
 /// A mean with its 95% confidence interval (Student's t), as the paper's "±" columns.

@@ -25,7 +25,7 @@ use crate::checkpoint::FommModels;
 use crate::config::{AnimateParams, FommConfig};
 use crate::data::{read_image, read_video, resize_to, write_frames};
 use crate::live::{CameraSource, CropBox, LatestFrame, RateMeter};
-use crate::train::checkpoint::resolve_checkpoint;
+use crate::train::checkpoint::resolve_checkpoint_and_config;
 use crate::train::{Finish, TrainEvent, TrainOptions, Trainer};
 use crate::{EngineError, Result};
 
@@ -578,14 +578,7 @@ impl Studio {
     }
 
     fn load_model(&mut self, checkpoint: &Path, config: Option<&Path>) -> Result<()> {
-        let (weights, run_config) = resolve_checkpoint(checkpoint)?;
-        let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "{} needs its YAML config (it is not inside a training run)",
-                checkpoint.display()
-            ))
-        })?;
-        let config = FommConfig::from_yaml_file(&config_path)?;
+        let (weights, config) = resolve_checkpoint_and_config(checkpoint, config)?;
         let models = FommModels::load(&weights, &config, &self.device)?;
         let [h, w, _] = config.frame_shape;
         self.events.send(Event::ModelLoaded {

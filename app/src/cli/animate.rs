@@ -9,6 +9,7 @@ use prioritycut_engine::animate::{Animator, find_best_frame, image_to_tensor, te
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::data::{read_frames, read_image, resize_to, write_frames};
+use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
@@ -48,7 +49,7 @@ pub struct AnimateArgs {
 }
 
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
-    let (checkpoint, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
+    let (checkpoint, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     // Read the inputs before the (slower) model load so a bad file fails fast.
     let source = read_image(&args.source)?;
     let driving = read_frames(&args.driving)?;

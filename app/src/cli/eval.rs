@@ -7,6 +7,7 @@ use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::eval::{EvalOptions, EvalSummary, evaluate};
+use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -40,7 +41,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let (weights, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
+    let (weights, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     let selected = super::open_device(args.backend)?;
     let models = FommModels::load(&weights, &config, &selected.device)?;
     let options = EvalOptions {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::checkpoint::export_animation_model;
+use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
 
 #[derive(Debug, Args)]
 pub struct ExportModelArgs {
@@ -20,7 +21,7 @@ pub struct ExportModelArgs {
 }
 
 pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
-    let (weights, config) = super::checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
+    let (weights, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     let bytes = export_animation_model(&weights, &config, &args.out)?;
     println!(
         "wrote {} ({:.1} MB: keypoint detector and generator) and config.yaml",

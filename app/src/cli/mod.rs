@@ -110,25 +110,6 @@ fn parse_backend(text: &str) -> Result<BackendChoice, String> {
 }
 
 /// Opens the device and says which one it is, on stderr so stdout stays for results.
-/// The weights file behind `checkpoint` (a file, a run folder or one of its checkpoints) and its
-/// config: `config` when given, else the run's own.
-fn checkpoint_and_config(
-    checkpoint: &std::path::Path,
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<(std::path::PathBuf, prioritycut_engine::config::FommConfig)> {
-    let (weights, run_config) = prioritycut_engine::train::checkpoint::resolve_checkpoint(checkpoint)?;
-    let config_path = config.map(std::path::Path::to_path_buf).or(run_config).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--config is needed: {} is not inside a training run",
-            checkpoint.display()
-        )
-    })?;
-    Ok((
-        weights,
-        prioritycut_engine::config::FommConfig::from_yaml_file(&config_path)?,
-    ))
-}
-
 fn open_device(choice: BackendChoice) -> anyhow::Result<SelectedDevice> {
     let selected = backend::select(choice)?;
     eprintln!("backend: {selected}");

@@ -229,6 +229,22 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
     }
 }
 
+/// [`resolve_checkpoint`] with its config read: `config` when given, else the run's own (an
+/// official checkpoint outside a run needs one).
+pub fn resolve_checkpoint_and_config(
+    path: &Path,
+    config: Option<&Path>,
+) -> Result<(PathBuf, crate::config::FommConfig)> {
+    let (weights, run_config) = resolve_checkpoint(path)?;
+    let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "{} needs its YAML config (--config): it is not inside a training run",
+            path.display()
+        ))
+    })?;
+    Ok((weights, crate::config::FommConfig::from_yaml_file(&config_path)?))
+}
+
 fn loss_header() -> String {
     let mut header = String::from("step,epoch,lr,seconds,mixed,skipped");
     for name in LOSS_NAMES {
