@@ -1,7 +1,7 @@
 //! The desktop app, driven through egui_kittest with the real engine worker: the bundled sample
 //! animates on first start; a dropped photo loads and a broken file shows its error; the result
 //! exports; a training run shows its maps and pauses; the photo follows a video standing in for
-//! a camera.
+//! a camera; an evaluation of the bundled model shows its table row and worst cases.
 
 mod common;
 
@@ -208,4 +208,57 @@ fn the_window_starts_without_a_model_and_says_what_is_missing() {
     harness.get_by_label("🎬 Animate").click();
     harness.run_steps(2);
     assert!(harness.query_by_label("not animated yet").is_some());
+}
+
+#[test]
+fn evaluation_shows_the_table_and_the_worst_reconstructions() {
+    let dir = temp_dir("gui-eval");
+    let data = dir.join("figures");
+    generate(
+        &data,
+        &SyntheticConfig {
+            size: 64,
+            train_videos: 1,
+            test_videos: 2,
+            frames: 6,
+            seed: 12,
+        },
+        |_, _| {},
+    )
+    .expect("dataset");
+    let mut harness = app(options(Workspace::Evaluate));
+    harness.run_steps(2);
+    // The bundled model is filled in on first start.
+    assert!(harness.state().evaluate.settings.checkpoint.ends_with("model.bpk"));
+    assert!(harness.query_by_label_contains("No evaluation yet").is_some());
+    harness.state_mut().evaluate.settings.dataset = data.display().to_string();
+    harness.step();
+    harness.get_by_label("▶ Evaluate").click();
+    step_until(&mut harness, 120, "the evaluation", |app| {
+        !app.evaluate.rows.is_empty() || app.evaluate.error.is_some()
+    });
+    assert!(
+        harness.state().evaluate.error.is_none(),
+        "{:?}",
+        harness.state().evaluate.error
+    );
+    assert!(harness.query_by_label("model.bpk").is_some(), "the table row");
+    assert!(harness.query_by_label("AKD").is_some());
+    assert!(harness.query_by_label("SSIM rest").is_some());
+    assert!(harness.query_by_label_contains("joint detector").is_some());
+    assert!(harness.query_by_label("Worst reconstructions").is_some());
+    assert_eq!(
+        harness.query_all_by_label("difference").count(),
+        2,
+        "one heatmap per video"
+    );
+
+    // A folder without test videos: its error is shown, the table stays.
+    harness.state_mut().evaluate.settings.dataset = dir.join("nothing").display().to_string();
+    harness.step();
+    harness.get_by_label("▶ Evaluate").click();
+    step_until(&mut harness, 60, "the error", |app| app.evaluate.error.is_some());
+    let error = harness.state().evaluate.error.clone().unwrap_or_default();
+    assert!(error.contains("nothing"), "{error}");
+    assert_eq!(harness.state().evaluate.rows.len(), 1);
 }

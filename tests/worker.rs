@@ -1,6 +1,7 @@
 //! The engine worker headless: commands in, the expected events out; bad files become error
 //! events and the worker keeps serving; training pauses and resumes; live puppeteering runs on
-//! a video file standing in for a camera; exports decode back to what was encoded.
+//! a video file standing in for a camera; exports decode back to what was encoded; an evaluation
+//! makes its synthetic test set when asked, reports, and can be cancelled.
 
 mod common;
 
@@ -13,9 +14,12 @@ use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::data::read_video;
 use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
+use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::live::{CameraSource, CropBox};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, Variant};
-use prioritycut_engine::worker::{AnimateOptions, Command, Event, TrainRequest, TrainingState, Worker};
+use prioritycut_engine::worker::{
+    AnimateOptions, Command, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, TrainRequest, TrainingState, Worker,
+};
 
 fn spawn() -> (Worker, Receiver<Event>) {
     Worker::spawn(BackendChoice::Flex, || {}).expect("worker")
@@ -291,4 +295,75 @@ fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
     worker.send(Command::StopLive);
     let stopped = wait_for(&events, 30, |e| matches!(e, Event::LiveStopped { .. }));
     assert!(matches!(stopped, Event::LiveStopped { reason: None }), "{stopped:?}");
+}
+
+#[test]
+fn evaluation_makes_its_test_set_reports_and_cancels() {
+    let dir = temp_dir("worker-eval");
+    let data = dir.join("synthetic");
+    let (worker, events) = spawn();
+    let request = |max_videos: usize| {
+        Command::Evaluate(Box::new(EvalRequest {
+            checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+            config: Some(fixture("fomm-small/config.yaml")),
+            dataset: data.clone(),
+            options: EvalOptions {
+                max_videos: Some(max_videos),
+                ..EvalOptions::default()
+            },
+            synthetic_if_missing: true,
+        }))
+    };
+    worker.send(request(1));
+    let mut made = 0;
+    let event = wait_for(&events, 120, |e| {
+        if let Event::Progress {
+            job: Job::MakeTestSet,
+            done,
+            ..
+        } = e
+        {
+            made = *done;
+        }
+        matches!(e, Event::Evaluated { .. } | Event::Error { .. })
+    });
+    no_error(&event);
+    assert_eq!(
+        made,
+        SYNTHETIC_TEST_SET.0 + 1,
+        "every video of the test set was written"
+    );
+    let Event::Evaluated { report, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(report.videos.len(), 1);
+    assert_eq!(report.videos[0].frames.len(), SYNTHETIC_TEST_SET.1);
+    assert!(
+        report.summary().mkr.is_some(),
+        "the synthetic set brings the joint detector"
+    );
+
+    // A long one, cancelled at once; a second request while it runs is refused.
+    worker.send(request(SYNTHETIC_TEST_SET.0));
+    worker.send(request(1));
+    let event = wait_for(&events, 60, |e| matches!(e, Event::Error { .. }));
+    let Event::Error { message, .. } = event else {
+        unreachable!()
+    };
+    assert!(message.contains("already running"), "{message}");
+    worker.send(Command::CancelEvaluation);
+    wait_for(&events, 120, |e| matches!(e, Event::Cancelled(Job::Evaluate)));
+    // A missing dataset is an error event naming it, and the worker goes on.
+    worker.send(Command::Evaluate(Box::new(EvalRequest {
+        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+        config: Some(fixture("fomm-small/config.yaml")),
+        dataset: dir.join("no-dataset"),
+        options: EvalOptions::default(),
+        synthetic_if_missing: false,
+    })));
+    let event = wait_for(&events, 60, |e| matches!(e, Event::Error { .. }));
+    let Event::Error { message, .. } = event else {
+        unreachable!()
+    };
+    assert!(message.contains("no-dataset"), "{message}");
 }

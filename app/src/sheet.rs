@@ -135,27 +135,30 @@ pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
             rows.push(row);
         }
     }
+    labelled_grid(&format!("{} step {}", snapshot.variant, snapshot.step), &rows)
+}
+
+/// Labelled tiles in rows under a title; tiles are enlarged to at least 160 px wide so small
+/// frames can be seen and their labels fit. A tile with an empty label and image is left blank.
+pub fn labelled_grid(title: &str, rows: &[Vec<(String, RgbImage)>]) -> RgbImage {
     let (tile_w, tile_h) = rows
         .iter()
         .flatten()
         .map(|(_, i)| i.dimensions())
         .fold((1, 1), |(w, h), (a, b)| (w.max(a), h.max(b)));
-    // Small frames are enlarged so that they can be seen and their labels fit.
     let scale = 160u32.div_ceil(tile_w).max(1);
     let (tile_w, tile_h) = (tile_w * scale, tile_h * scale);
     let columns = rows.iter().map(Vec::len).max().unwrap_or(1) as u32;
     let width = columns * (tile_w + GAP) + GAP;
     let height = rows.len() as u32 * (tile_h + LABEL_HEIGHT + GAP) + GAP + LABEL_HEIGHT;
     let mut canvas = RgbImage::from_pixel(width, height, BACKGROUND);
-    draw_text(
-        &mut canvas,
-        GAP,
-        2,
-        &format!("{} step {}", snapshot.variant, snapshot.step),
-    );
+    draw_text(&mut canvas, GAP, 2, title);
     for (r, row) in rows.iter().enumerate() {
         let y = LABEL_HEIGHT + GAP + r as u32 * (tile_h + LABEL_HEIGHT + GAP);
         for (c, (name, image)) in row.iter().enumerate() {
+            if image.width() == 0 {
+                continue;
+            }
             let x = GAP + c as u32 * (tile_w + GAP);
             draw_text(&mut canvas, x, y, name);
             let tile = image::imageops::resize(image, tile_w, tile_h, image::imageops::FilterType::Nearest);
@@ -163,6 +166,58 @@ pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
         }
     }
     canvas
+}
+
+/// The mean absolute difference over RGB at which the difference heatmaps saturate: 0.25 is a
+/// quarter of the whole range, far past what a fair reconstruction leaves.
+pub const DIFFERENCE_RANGE: f32 = 0.25;
+
+/// |real − reconstruction| per pixel (mean over RGB), magma from 0 to [`DIFFERENCE_RANGE`].
+pub fn difference_image(real: &RgbImage, reconstruction: &RgbImage) -> RgbImage {
+    RgbImage::from_fn(real.width(), real.height(), |x, y| {
+        let (a, b) = (real.get_pixel(x, y), reconstruction.get_pixel(x, y));
+        let d = (0..3)
+            .map(|c| (f32::from(a[c]) - f32::from(b[c])).abs() / 255.0)
+            .sum::<f32>()
+            / 3.0;
+        Colormap::Magma.colour(d / DIFFERENCE_RANGE)
+    })
+}
+
+/// One example of a comparison: the source, the real frame and a model's reconstruction of it.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub source: RgbImage,
+    pub real: RgbImage,
+    pub reconstruction: RgbImage,
+}
+
+/// The ablation's picture, the paper's Figure 5: per example a row of the source, the real
+/// driving frame and each model's reconstruction, and beneath it each model's difference heatmap.
+/// `models` holds each model's name and its examples, the same examples in the same order.
+pub fn comparison_figure(title: &str, models: &[(String, Vec<Example>)]) -> RgbImage {
+    let examples = models.iter().map(|(_, e)| e.len()).min().unwrap_or(0);
+    let blank = || (String::new(), RgbImage::new(0, 0));
+    let mut rows = Vec::with_capacity(2 * examples);
+    for e in 0..examples {
+        let Some((_, first)) = models.first() else { break };
+        let mut pictures = vec![
+            ("source".to_string(), first[e].source.clone()),
+            ("driving".to_string(), first[e].real.clone()),
+        ];
+        let mut differences = vec![blank(), blank()];
+        for (name, per_example) in models {
+            let example = &per_example[e];
+            pictures.push((name.clone(), example.reconstruction.clone()));
+            differences.push((
+                format!("|diff| {name}"),
+                difference_image(&example.real, &example.reconstruction),
+            ));
+        }
+        rows.push(pictures);
+        rows.push(differences);
+    }
+    labelled_grid(title, &rows)
 }
 
 #[cfg(test)]
@@ -194,5 +249,37 @@ mod tests {
         // The first map tile starts with the map's lowest value.
         let map_top = LABEL_HEIGHT + GAP + (160 + LABEL_HEIGHT + GAP) + LABEL_HEIGHT;
         assert_eq!(sheet.get_pixel(GAP, map_top), &viridis(0.0));
+    }
+
+    #[test]
+    fn comparison_figure_puts_differences_under_reconstructions() {
+        let real = RgbImage::from_pixel(16, 16, Rgb([100, 100, 100]));
+        let exact = real.clone();
+        let off = RgbImage::from_pixel(16, 16, Rgb([255, 255, 255]));
+        let example = |reconstruction: RgbImage| Example {
+            source: real.clone(),
+            real: real.clone(),
+            reconstruction,
+        };
+        let models = vec![
+            ("A".to_string(), vec![example(exact)]),
+            ("B".to_string(), vec![example(off)]),
+        ];
+        let figure = comparison_figure("test", &models);
+        // Four columns (source, driving, A, B), two rows (pictures, differences).
+        assert_eq!(figure.width(), 4 * (160 + GAP) + GAP);
+        assert_eq!(figure.height(), 2 * (160 + LABEL_HEIGHT + GAP) + GAP + LABEL_HEIGHT);
+        let difference_top = LABEL_HEIGHT + GAP + (160 + LABEL_HEIGHT + GAP) + LABEL_HEIGHT + 80;
+        let column = |c: u32| GAP + c * (160 + GAP) + 80;
+        // A is exact (darkest), B saturates the map; under source and driving nothing is drawn.
+        assert_eq!(
+            figure.get_pixel(column(2), difference_top),
+            &Colormap::Magma.colour(0.0)
+        );
+        assert_eq!(
+            figure.get_pixel(column(3), difference_top),
+            &Colormap::Magma.colour(1.0)
+        );
+        assert_eq!(figure.get_pixel(column(0), difference_top), &BACKGROUND);
     }
 }

@@ -29,6 +29,9 @@ pub enum EngineError {
     Backend { backend: String, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// The user cancelled the work (e.g. an evaluation) before it finished.
+    #[error("{0} was cancelled")]
+    Cancelled(&'static str),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

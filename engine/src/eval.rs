@@ -5,10 +5,13 @@
 //!
 //! Salient masks come from the dataset when it has them (the synthetic figures' coverage masks,
 //! `truth/<split>/<video>/masks/NNNN.png`) or from a folder the user names in the same layout
-//! (`<dir>/<video>/NNNN.png`). AKD/MKR/AED need keypoint and identity evaluators; none ships yet,
-//! so those columns stay empty and the report says so.
+//! (`<dir>/<video>/NNNN.png`). AKD/MKR/AED come from the [`Evaluators`] given (for the synthetic
+//! figures, the colour joint detector); without one those columns stay empty and the report says
+//! so.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{Device, Tensor};
 use image::{GrayImage, RgbImage};
@@ -18,6 +21,7 @@ use crate::checkpoint::FommModels;
 use crate::config::FommConfig;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
+use crate::evaluators::{Evaluators, KeypointMetrics};
 use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_and_region_metrics};
 use crate::model::keypoints::Keypoints;
 use crate::{EngineError, Result};
@@ -31,6 +35,11 @@ pub struct EvalOptions {
     pub masks: Option<PathBuf>,
     /// Driving frames reconstructed per forward pass.
     pub batch_size: usize,
+    /// The middle frame of each of the first this many videos is kept in the report (real and
+    /// reconstructed), so that figures show the same frames for every model.
+    pub keep_middle: usize,
+    /// Raised by someone else to stop between batches ([`EngineError::Cancelled`]).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for EvalOptions {
@@ -39,6 +48,8 @@ impl Default for EvalOptions {
             max_videos: None,
             masks: None,
             batch_size: 8,
+            keep_middle: 0,
+            cancel: None,
         }
     }
 }
@@ -47,9 +58,25 @@ impl Default for EvalOptions {
 #[derive(Debug, Clone)]
 pub struct VideoEval {
     pub name: String,
+    /// The first frame: the source the protocol animates.
+    pub source: RgbImage,
     pub frames: Vec<FrameMetrics>,
     /// Per frame (salient, rest); empty when the video has no masks.
     pub regions: Vec<(RegionMetrics, RegionMetrics)>,
+    /// Per frame AKD, MKR and AED (each `None` without its evaluator).
+    pub keypoints: Vec<KeypointMetrics>,
+    /// The frame reconstructed worst (highest L1), and the middle frame when asked for
+    /// (`keep_middle`).
+    pub worst: Option<KeptFrame>,
+    pub middle: Option<KeptFrame>,
+}
+
+/// A real frame and its reconstruction, kept for showing.
+#[derive(Debug, Clone)]
+pub struct KeptFrame {
+    pub index: usize,
+    pub real: RgbImage,
+    pub reconstruction: RgbImage,
 }
 
 impl VideoEval {
@@ -74,6 +101,10 @@ pub struct EvalSummary {
     pub ssim: Option<Interval>,
     pub ssim_salient: Option<Interval>,
     pub ssim_rest: Option<Interval>,
+    /// Pixels, fraction of joints, embedding distance.
+    pub akd: Option<Interval>,
+    pub mkr: Option<Interval>,
+    pub aed: Option<Interval>,
     /// Frames evaluated, and how many of them had a salient mask.
     pub frames: usize,
     pub masked_frames: usize,
@@ -86,12 +117,15 @@ pub struct EvalReport {
     pub masks: String,
     /// The evaluators behind AKD, MKR and AED, or why those columns are empty.
     pub evaluators: String,
+    /// What the dataset skipped (unreadable or too short test videos).
+    pub warnings: Vec<String>,
 }
 
 impl EvalReport {
     pub fn summary(&self) -> EvalSummary {
         let frames: Vec<&FrameMetrics> = self.videos.iter().flat_map(|v| &v.frames).collect();
         let regions: Vec<&(RegionMetrics, RegionMetrics)> = self.videos.iter().flat_map(|v| &v.regions).collect();
+        let keypoints: Vec<&KeypointMetrics> = self.videos.iter().flat_map(|v| &v.keypoints).collect();
         let of = |values: Vec<f64>| Interval::of(&values);
         EvalSummary {
             l1: of(frames.iter().map(|f| f.l1).collect()),
@@ -101,20 +135,26 @@ impl EvalReport {
             ssim: of(frames.iter().map(|f| f.ssim).collect()),
             ssim_salient: of(regions.iter().filter_map(|r| r.0.ssim).collect()),
             ssim_rest: of(regions.iter().filter_map(|r| r.1.ssim).collect()),
+            akd: of(keypoints.iter().filter_map(|k| k.akd).collect()),
+            mkr: of(keypoints.iter().filter_map(|k| k.mkr).collect()),
+            aed: of(keypoints.iter().filter_map(|k| k.aed).collect()),
             frames: frames.len(),
             masked_frames: regions.len(),
         }
     }
 
-    /// Per-frame results as CSV: video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,ssim_rest.
+    /// Per-frame results as CSV: video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,
+    /// ssim_rest,akd,mkr,aed.
     pub fn frames_csv(&self) -> String {
-        let mut csv = String::from("video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,ssim_rest\n");
+        let mut csv =
+            String::from("video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,ssim_rest,akd,mkr,aed\n");
         let cell = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
         for video in &self.videos {
             for (i, f) in video.frames.iter().enumerate() {
                 let (salient, rest) = video.regions.get(i).copied().unzip();
+                let k = video.keypoints.get(i).copied().unwrap_or_default();
                 csv += &format!(
-                    "{},{i},{},{},{},{},{},{},{}\n",
+                    "{},{i},{},{},{},{},{},{},{},{},{},{}\n",
                     video.name,
                     f.l1,
                     f.psnr,
@@ -123,6 +163,9 @@ impl EvalReport {
                     cell(rest.and_then(|r| r.psnr)),
                     cell(salient.and_then(|r| r.ssim)),
                     cell(rest.and_then(|r| r.ssim)),
+                    cell(k.akd),
+                    cell(k.mkr),
+                    cell(k.aed),
                 );
             }
         }
@@ -135,7 +178,8 @@ impl EvalSummary {
     pub const MARKDOWN_HEADER: &'static str = "| Model | L1 ↓ | PSNR ↑ | PSNR salient ↑ | PSNR ¬salient ↑ | SSIM ↑ | SSIM salient ↑ | SSIM ¬salient ↑ | AKD ↓ | MKR ↓ | AED ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|";
     pub const CSV_HEADER: &'static str = "model,l1,l1_ci,psnr,psnr_ci,psnr_salient,psnr_salient_ci,psnr_rest,psnr_rest_ci,ssim,ssim_ci,ssim_salient,ssim_salient_ci,ssim_rest,ssim_rest_ci,akd,akd_ci,mkr,mkr_ci,aed,aed_ci";
 
-    fn columns(&self) -> [(Option<Interval>, usize); 7] {
+    /// The table's measured columns in order, each with the decimals it is printed with.
+    pub fn columns(&self) -> [(Option<Interval>, usize); 10] {
         [
             (self.l1, 4),
             (self.psnr, 2),
@@ -144,6 +188,9 @@ impl EvalSummary {
             (self.ssim, 3),
             (self.ssim_salient, 3),
             (self.ssim_rest, 3),
+            (self.akd, 3),
+            (self.mkr, 3),
+            (self.aed, 4),
         ]
     }
 
@@ -154,7 +201,7 @@ impl EvalSummary {
             .iter()
             .map(|(i, d)| i.map(|i| i.format(*d)).unwrap_or_default())
             .collect();
-        format!("| {model} | {} |  |  |  |", cells.join(" | "))
+        format!("| {model} | {} |", cells.join(" | "))
     }
 
     /// One CSV row: each metric's mean and interval half-width; unmeasured cells empty.
@@ -173,7 +220,6 @@ impl EvalSummary {
                 None => cells.extend([String::new(), String::new()]),
             }
         }
-        cells.extend(std::iter::repeat_n(String::new(), 6));
         cells.join(",")
     }
 }
@@ -194,6 +240,7 @@ pub fn evaluate(
     config: &FommConfig,
     dataset_root: &Path,
     options: &EvalOptions,
+    evaluators: &Evaluators,
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
@@ -202,7 +249,7 @@ pub fn evaluate(
             "the evaluation batch size must be at least 1".into(),
         ));
     }
-    let (dataset, _warnings) = FramesDataset::open(dataset_root, Split::Test, config.frame_shape, &config.dataset)?;
+    let (dataset, warnings) = FramesDataset::open(dataset_root, Split::Test, config.frame_shape, &config.dataset)?;
     let count = options.max_videos.unwrap_or(usize::MAX).min(dataset.videos.len());
     if count == 0 {
         return Err(EngineError::Invalid("no test video to evaluate (--videos 0?)".into()));
@@ -229,6 +276,9 @@ pub fn evaluate(
         let kp_source = models.kp_detector.forward(source.clone());
         let mut reconstructions = Vec::with_capacity(frames.len());
         for chunk in frames.chunks(options.batch_size) {
+            if options.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(EngineError::Cancelled("the evaluation"));
+            }
             let n = chunk.len();
             let driving = Tensor::cat(chunk.iter().map(|f| image_to_tensor(f, device)).collect(), 0);
             let kp_driving = models.kp_detector.forward(driving);
@@ -246,21 +296,34 @@ pub fn evaluate(
         }
         let mut metrics = Vec::with_capacity(frames.len());
         let mut regions = Vec::new();
+        let mut keypoints = Vec::with_capacity(frames.len());
         for (i, (real, fake)) in frames.iter().zip(&reconstructions).enumerate() {
             let mask = salient_mask(&mask_path(name, i), real.dimensions())?;
             let (frame, split) = frame_and_region_metrics(real, fake, mask.as_ref())?;
             metrics.push(frame);
             regions.extend(split);
+            keypoints.push(evaluators.compare(real, fake));
         }
         // Masks for some frames only would misalign the columns: all or none.
         if regions.len() != metrics.len() {
             regions.clear();
         }
-        results.push(VideoEval {
+        let keep = |i: usize| KeptFrame {
+            index: i,
+            real: frames[i].clone(),
+            reconstruction: reconstructions[i].clone(),
+        };
+        let mut video = VideoEval {
             name: name.clone(),
+            source: frames[0].clone(),
             frames: metrics,
             regions,
-        });
+            keypoints,
+            worst: None,
+            middle: (index < options.keep_middle).then(|| keep(frames.len() / 2)),
+        };
+        video.worst = video.worst_frame().map(keep);
+        results.push(video);
         progress(index + 1, count);
     }
     let masked = results.iter().filter(|v| !v.regions.is_empty()).count();
@@ -275,7 +338,8 @@ pub fn evaluate(
     Ok(EvalReport {
         videos: results,
         masks,
-        evaluators: "no keypoint or identity evaluator is available: AKD, MKR and AED are left empty".into(),
+        evaluators: evaluators.describe(),
+        warnings,
     })
 }
 
@@ -306,12 +370,19 @@ mod tests {
         let options = EvalOptions {
             max_videos: Some(2),
             batch_size: 2,
+            keep_middle: 1,
             ..EvalOptions::default()
         };
         let mut calls = Vec::new();
-        let report = evaluate(&models, &config, &root, &options, &Device::flex(), |d, t| {
-            calls.push((d, t))
-        })
+        let report = evaluate(
+            &models,
+            &config,
+            &root,
+            &options,
+            &Evaluators::for_dataset(&root),
+            &Device::flex(),
+            |d, t| calls.push((d, t)),
+        )
         .expect("evaluate");
         assert_eq!(calls, vec![(1, 2), (2, 2)]);
         assert_eq!(report.videos.len(), 2);
@@ -338,6 +409,7 @@ mod tests {
                 batch_size: 1,
                 ..EvalOptions::default()
             },
+            &Evaluators::default(),
             &Device::flex(),
             |_, _| {},
         )
@@ -348,11 +420,33 @@ mod tests {
         let row = summary.markdown_row("fixture");
         assert_eq!(row.matches('|').count(), 12, "{row}");
         assert_eq!(
+            row.matches('|').count(),
+            EvalSummary::MARKDOWN_HEADER
+                .lines()
+                .next()
+                .map_or(0, |h| h.matches('|').count())
+        );
+        assert_eq!(
             summary.csv_row("fixture").split(',').count(),
             EvalSummary::CSV_HEADER.split(',').count()
         );
         assert_eq!(report.frames_csv().lines().count(), 11);
-        assert!(report.evaluators.contains("AKD"));
+        assert!(report.frames_csv().lines().all(|l| l.split(',').count() == 12));
+        // The synthetic dataset brings the figure evaluators: every real frame has joints, so
+        // MKR is measured on every frame, whatever the model draws.
+        assert!(report.evaluators.contains("joint detector"), "{}", report.evaluators);
+        assert_eq!(summary.mkr.map(|m| m.count), Some(10));
+        assert!(single.summary().mkr.is_none() && single.evaluators.contains("left empty"));
+        // Kept frames: the middle one of the first video only, and each video's worst.
+        let middles: Vec<Option<usize>> = report
+            .videos
+            .iter()
+            .map(|v| v.middle.as_ref().map(|k| k.index))
+            .collect();
+        assert_eq!(middles, vec![Some(2), None]);
+        let worst = report.videos[0].worst.as_ref().expect("worst frame");
+        assert_eq!(Some(worst.index), report.videos[0].worst_frame());
+        assert_eq!(worst.reconstruction.dimensions(), (64, 64));
     }
 
     #[test]
@@ -372,18 +466,54 @@ mod tests {
             max_videos: Some(0),
             ..EvalOptions::default()
         };
-        assert!(evaluate(&models, &config, &root, &none, &device, |_, _| {}).is_err());
+        assert!(
+            evaluate(
+                &models,
+                &config,
+                &root,
+                &none,
+                &Evaluators::default(),
+                &device,
+                |_, _| {}
+            )
+            .is_err()
+        );
         let masks = EvalOptions {
             masks: Some(root.join("no-such-masks")),
             ..EvalOptions::default()
         };
-        let err = evaluate(&models, &config, &root, &masks, &device, |_, _| {}).expect_err("masks");
+        let err = evaluate(
+            &models,
+            &config,
+            &root,
+            &masks,
+            &Evaluators::default(),
+            &device,
+            |_, _| {},
+        )
+        .expect_err("masks");
         assert!(err.to_string().contains("no-such-masks"), "{err}");
+        let cancelled = EvalOptions {
+            cancel: Some(Arc::new(AtomicBool::new(true))),
+            ..EvalOptions::default()
+        };
+        let err = evaluate(
+            &models,
+            &config,
+            &root,
+            &cancelled,
+            &Evaluators::default(),
+            &device,
+            |_, _| {},
+        )
+        .expect_err("cancelled");
+        assert!(matches!(err, EngineError::Cancelled(_)), "{err}");
         let err = evaluate(
             &models,
             &config,
             &root.join("missing"),
             &EvalOptions::default(),
+            &Evaluators::default(),
             &device,
             |_, _| {},
         );

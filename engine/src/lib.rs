@@ -5,6 +5,7 @@
 //!
 //! The engine never depends on a UI. Devices are chosen at run time ([`backend`]).
 
+pub mod ablation;
 pub mod animate;
 pub mod augment;
 pub mod backend;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod evaluators;
 pub mod import;
 pub mod live;
 pub mod loss;

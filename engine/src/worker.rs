@@ -7,6 +7,8 @@
 //!   resume, stop and checkpoint-now between steps.
 //! - A *live* thread exists while puppeteering: a capture thread keeps only the newest camera
 //!   frame (older ones are dropped, never queued) and the live thread animates the photo by it.
+//! - An *evaluation* thread exists while a checkpoint is put through the reconstruction protocol
+//!   ([`crate::eval`]); it loads its own copy of the model, so animating goes on meanwhile.
 //!
 //! A job that fails or panics becomes an [`Event::Error`]; the worker keeps serving.
 
@@ -23,7 +25,10 @@ use crate::animate::{Animator, find_best_frame, image_to_tensor, tensor_to_image
 use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::checkpoint::FommModels;
 use crate::config::{AnimateParams, FommConfig};
+use crate::data::synthetic::{SyntheticConfig, generate};
 use crate::data::{read_image, read_video, resize_to, write_frames};
+use crate::eval::{EvalOptions, EvalReport, evaluate};
+use crate::evaluators::Evaluators;
 use crate::live::{CameraSource, CropBox, LatestFrame, RateMeter};
 use crate::train::checkpoint::resolve_checkpoint_and_config;
 use crate::train::{Finish, TrainEvent, TrainOptions, Trainer};
@@ -66,6 +71,22 @@ pub struct TrainRequest {
     pub options: TrainOptions,
 }
 
+/// What an evaluation needs.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// As `LoadModel`: a checkpoint file, a run folder or one of its checkpoints.
+    pub checkpoint: PathBuf,
+    pub config: Option<PathBuf>,
+    pub dataset: PathBuf,
+    pub options: EvalOptions,
+    /// Write a small synthetic test set (figures at the model's size) to `dataset` first, if
+    /// there is none: a user without data can still see the protocol run.
+    pub synthetic_if_missing: bool,
+}
+
+/// The synthetic test set made for an [`EvalRequest`] without data: 8 videos of 32 frames.
+pub const SYNTHETIC_TEST_SET: (usize, usize) = (8, 32);
+
 /// Commands from the UI.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -101,6 +122,9 @@ pub enum Command {
     /// The current camera frame becomes the neutral pose.
     Calibrate,
     StopLive,
+    /// Run the reconstruction protocol on a checkpoint and a dataset's test videos.
+    Evaluate(Box<EvalRequest>),
+    CancelEvaluation,
 }
 
 /// A long job, for progress.
@@ -109,6 +133,9 @@ pub enum Job {
     LoadDriving,
     Animate,
     Export,
+    /// Writing the synthetic test set of an evaluation.
+    MakeTestSet,
+    Evaluate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +201,11 @@ pub enum Event {
         path: PathBuf,
         frames: usize,
     },
+    /// An evaluation finished.
+    Evaluated {
+        checkpoint: PathBuf,
+        report: Box<EvalReport>,
+    },
     Training(TrainEvent),
     TrainingState(TrainingState),
     Live(Box<LiveFrame>),
@@ -208,6 +240,8 @@ pub struct Worker {
     cancel: Arc<AtomicBool>,
     training: Arc<Mutex<Option<Sender<TrainControl>>>>,
     live: Arc<Mutex<Option<Sender<LiveControl>>>>,
+    /// The running evaluation's cancel flag.
+    evaluation: Arc<Mutex<Option<Arc<AtomicBool>>>>,
     /// How the camera is viewed: kept here, not sent to the live thread, so that a view set
     /// before the live thread exists (right after StartLive) is not lost.
     live_view: Arc<Mutex<LiveView>>,
@@ -315,6 +349,7 @@ impl Worker {
                 studio,
                 cancel,
                 training: Arc::new(Mutex::new(None)),
+                evaluation: Arc::new(Mutex::new(None)),
                 live,
                 live_view,
                 events,
@@ -356,12 +391,63 @@ impl Worker {
                 Err(_) => self.events.error("SetLiveView", "the live state is unavailable"),
             },
             Command::Calibrate => route_live(LiveControl::Calibrate),
+            Command::Evaluate(request) => self.start_evaluation(*request),
+            Command::CancelEvaluation => {
+                if let Ok(slot) = self.evaluation.lock()
+                    && let Some(cancel) = slot.as_ref()
+                {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+            }
             Command::StopLive => route_live(LiveControl::Stop),
             other => {
                 if self.studio.send(other).is_err() {
                     self.events.error("worker", "the studio thread has stopped");
                 }
             }
+        }
+    }
+
+    fn start_evaluation(&self, request: EvalRequest) {
+        let mut slot = match self.evaluation.lock() {
+            Ok(slot) => slot,
+            Err(_) => return self.events.error("Evaluate", "the evaluation state is unavailable"),
+        };
+        if slot.is_some() {
+            return self
+                .events
+                .error("Evaluate", "an evaluation is already running: cancel it first");
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        *slot = Some(cancel.clone());
+        let events = self.events.clone();
+        let device = self.device.clone();
+        let registry = self.evaluation.clone();
+        let checkpoint_path = request.checkpoint.clone();
+        let spawned = std::thread::Builder::new()
+            .name("prioritycut-eval".into())
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    evaluate_request(request, cancel, &device, &events)
+                }));
+                // Free the slot before saying how it ended, so a new request right after works.
+                if let Ok(mut slot) = registry.lock() {
+                    *slot = None;
+                }
+                match run {
+                    Ok(Ok(report)) => events.send(Event::Evaluated {
+                        checkpoint: checkpoint_path,
+                        report: Box::new(report),
+                    }),
+                    Ok(Err(EngineError::Cancelled(_))) => events.send(Event::Cancelled(Job::Evaluate)),
+                    Ok(Err(error)) => events.error("Evaluate", error),
+                    Err(panic) => events.error("Evaluate", format!("the evaluation crashed: {}", panic_message(panic))),
+                }
+            });
+        if let Err(e) = spawned {
+            *slot = None;
+            self.events
+                .error("Evaluate", format!("cannot start the evaluation thread: {e}"));
         }
     }
 
@@ -514,6 +600,60 @@ fn train_loop(
     })();
     let _ = forwarder.join();
     outcome
+}
+
+/// Loads the checkpoint, makes the synthetic test set if asked, and evaluates.
+fn evaluate_request(
+    request: EvalRequest,
+    cancel: Arc<AtomicBool>,
+    device: &SelectedDevice,
+    events: &EventSink,
+) -> Result<EvalReport> {
+    let (weights, config) = resolve_checkpoint_and_config(&request.checkpoint, request.config.as_deref())?;
+    if request.synthetic_if_missing && !request.dataset.join("test").is_dir() {
+        let [h, w, _] = config.frame_shape;
+        if h != w {
+            return Err(EngineError::Invalid(format!(
+                "the synthetic figures are square, the model works at {h}x{w}: choose a dataset"
+            )));
+        }
+        let (videos, frames) = SYNTHETIC_TEST_SET;
+        let synthetic = SyntheticConfig {
+            size: h as u32,
+            train_videos: 1,
+            test_videos: videos,
+            frames,
+            seed: 2026,
+        };
+        generate(&request.dataset, &synthetic, |done, total| {
+            events.send(Event::Progress {
+                job: Job::MakeTestSet,
+                done,
+                total,
+            })
+        })?;
+    }
+    let models = FommModels::load(&weights, &config, &device.device)?;
+    let evaluators = Evaluators::for_dataset(&request.dataset);
+    let options = EvalOptions {
+        cancel: Some(cancel),
+        ..request.options
+    };
+    evaluate(
+        &models,
+        &config,
+        &request.dataset,
+        &options,
+        &evaluators,
+        &device.device,
+        |done, total| {
+            events.send(Event::Progress {
+                job: Job::Evaluate,
+                done,
+                total,
+            })
+        },
+    )
 }
 
 /// The studio thread's state.

@@ -9,9 +9,9 @@ mkdir -p "$out"
 bin=target/release/prioritycut
 cargo build --release --bin prioritycut
 
-# A small synthetic dataset for the Train workspace.
+# A small synthetic dataset for the Train and Evaluate workspaces.
 data="$out/figures"
-[ -d "$data/train" ] || "$bin" make-dataset --synthetic "$data" --size 64 --train-videos 4 --test-videos 1 --frames 12
+[ -d "$data/train" ] || "$bin" make-dataset --synthetic "$data" --size 64 --train-videos 4 --test-videos 3 --frames 12
 rm -rf "$out/run"
 # The bundled driving clip stands in for a camera (any video the engine reads does).
 camera=assets/sample/driving.gif
@@ -23,4 +23,5 @@ shot() {
 shot animate --workspace animate --screenshot-after 25
 shot train --workspace train --train-dataset "$data" --train-run "$out/run" --screenshot-after 60
 shot live --workspace live --live-video "$camera" --screenshot-after 30
+shot evaluate --workspace evaluate --evaluate-dataset "$data" --screenshot-after 30
 ls -l "$out"/*.png

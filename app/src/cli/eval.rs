@@ -7,6 +7,7 @@ use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::eval::{EvalOptions, EvalSummary, evaluate};
+use prioritycut_engine::evaluators::Evaluators;
 use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
 
 #[derive(Debug, Args)]
@@ -48,13 +49,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         max_videos: args.videos,
         masks: args.masks.clone(),
         batch_size: args.batch,
+        ..EvalOptions::default()
     };
+    // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic.
+    let evaluators = Evaluators::for_dataset(&args.dataset);
     let mut bar = None;
     let report = evaluate(
         &models,
         &config,
         &args.dataset,
         &options,
+        &evaluators,
         &selected.device,
         |done, total| {
             bar.get_or_insert_with(|| super::progress_bar(total, "videos"))
@@ -63,6 +68,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
     }
     let summary = report.summary();
     let name = args

@@ -1,6 +1,8 @@
 //! Command-line interface: `prioritycut` alone opens the window; subcommands
-//! `verify-reference | animate | train | make-dataset | export-model | bench` run headless.
+//! `verify-reference | animate | train | make-dataset | eval | ablate | export-model | bench`
+//! run headless.
 
+mod ablate;
 mod animate;
 mod bench;
 mod eval;
@@ -35,7 +37,7 @@ pub struct WindowArgs {
     /// auto | wgpu | cpu | flex: the device the engine computes on.
     #[arg(long, default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendChoice,
-    /// The workspace to open: animate | train | live.
+    /// The workspace to open: animate | train | live | evaluate.
     #[arg(long)]
     pub workspace: Option<crate::gui::Workspace>,
     /// Save a PNG of the window after --screenshot-after seconds, then close (for scripts).
@@ -54,6 +56,10 @@ pub struct WindowArgs {
     /// Start puppeteering at once with this video standing in for the camera.
     #[arg(long)]
     pub live_video: Option<std::path::PathBuf>,
+    /// Evaluate the Evaluate workspace's checkpoint (at first start, the bundled model) on this
+    /// dataset at once.
+    #[arg(long)]
+    pub evaluate_dataset: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +74,9 @@ pub enum Command {
     MakeDataset(make_dataset::MakeDatasetArgs),
     /// Video reconstruction metrics of a checkpoint on a dataset's test videos (the paper's table row).
     Eval(eval::EvalArgs),
+    /// The paper's ablation: train the five models alike on a dataset, evaluate each, write the
+    /// table and a side-by-side figure.
+    Ablate(ablate::AblateArgs),
     /// Write a checkpoint's keypoint detector and generator (what animation needs) with its config.
     ExportModel(export_model::ExportModelArgs),
     /// Measure speed.
@@ -91,6 +100,7 @@ where
             options.fresh = w.fresh;
             options.train = w.train_dataset.zip(w.train_run);
             options.live_video = w.live_video;
+            options.evaluate_dataset = w.evaluate_dataset;
             crate::gui::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -100,6 +110,7 @@ where
         Some(Command::MakeDataset(args)) => make_dataset::run(args),
         Some(Command::ExportModel(args)) => export_model::run(args),
         Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::Ablate(args)) => ablate::run(args),
         Some(Command::Bench(command)) => bench::run(command),
     }
 }

@@ -151,7 +151,7 @@ impl AnimatePanel {
                 self.stale = true;
                 self.status = Some(format!("driving video: {} frames at {fps:.1} fps", frames.len()));
             }
-            Event::Progress { job, done, total } if *job != Job::LoadDriving => {
+            Event::Progress { job, done, total } if matches!(job, Job::Animate | Job::Export) => {
                 self.progress = Some((*job, *done, *total));
             }
             Event::AnimationReady {
@@ -177,7 +177,7 @@ impl AnimatePanel {
                 self.progress = None;
                 self.status = Some(format!("exported {frames} frames to {}", path.display()));
             }
-            Event::Cancelled(job) => {
+            Event::Cancelled(job) if matches!(job, Job::Animate | Job::Export) => {
                 self.progress = None;
                 self.status = Some(format!("{job:?} cancelled"));
             }

@@ -1,4 +1,4 @@
-//! The eframe app: three workspaces over one engine worker. Events from the worker are drained
+//! The eframe app: four workspaces over one engine worker. Events from the worker are drained
 //! every frame (the worker wakes the UI when one arrives); the UI never waits on the engine.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::GuiOptions;
 use super::animate::{AnimatePanel, AnimateSettings};
+use super::evaluate::{EvaluatePanel, EvaluateSettings};
 use super::live::{LivePanel, LiveSettings};
 use super::maps::{MapPainter, MapResources};
 use super::train::{TrainPanel, TrainSettings};
@@ -24,16 +25,23 @@ pub enum Workspace {
     Animate,
     Train,
     Live,
+    Evaluate,
 }
 
 impl Workspace {
-    pub const ALL: [Workspace; 3] = [Workspace::Animate, Workspace::Train, Workspace::Live];
+    pub const ALL: [Workspace; 4] = [
+        Workspace::Animate,
+        Workspace::Train,
+        Workspace::Live,
+        Workspace::Evaluate,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Workspace::Animate => "🎬 Animate",
             Workspace::Train => "🏋 Train",
             Workspace::Live => "📷 Live",
+            Workspace::Evaluate => "📊 Evaluate",
         }
     }
 }
@@ -46,7 +54,8 @@ impl std::str::FromStr for Workspace {
             "animate" => Ok(Self::Animate),
             "train" => Ok(Self::Train),
             "live" => Ok(Self::Live),
-            other => Err(format!("unknown workspace '{other}' (animate, train, live)")),
+            "evaluate" | "eval" => Ok(Self::Evaluate),
+            other => Err(format!("unknown workspace '{other}' (animate, train, live, evaluate)")),
         }
     }
 }
@@ -59,6 +68,7 @@ struct Settings {
     animate: AnimateSettings,
     train: TrainSettings,
     live: LiveSettings,
+    evaluate: EvaluateSettings,
 }
 
 /// The bundled sample (assets/): a model we trained on synthetic figures, a photo of a figure
@@ -96,6 +106,7 @@ pub struct StudioApp {
     pub animate: AnimatePanel,
     pub train: TrainPanel,
     pub live: LivePanel,
+    pub evaluate: EvaluatePanel,
     dialogs: Dialogs,
     maps: MapPainter,
     pub log: Vec<String>,
@@ -151,6 +162,11 @@ impl StudioApp {
             if t.config.is_empty() {
                 t.config = bundle.dataset_config.display().to_string();
             }
+            let e = &mut settings.evaluate;
+            if e.checkpoint.is_empty() {
+                e.checkpoint = bundle.checkpoint.display().to_string();
+                e.config = bundle.config.display().to_string();
+            }
         }
         if first_run && bundle.is_none() {
             log.push(format!("no bundled sample found in {}", options.assets.display()));
@@ -172,6 +188,11 @@ impl StudioApp {
             train.settings.run = run.display().to_string();
             train.start(worker, false);
         }
+        let mut evaluate = EvaluatePanel::new(settings.evaluate);
+        if let (Some(worker), Some(dataset)) = (&worker, &options.evaluate_dataset) {
+            evaluate.settings.dataset = dataset.display().to_string();
+            evaluate.start(worker);
+        }
         let mut live = LivePanel::new(settings.live);
         if let Some(video) = &options.live_video {
             live.settings.use_file = true;
@@ -185,6 +206,7 @@ impl StudioApp {
             animate,
             train,
             live,
+            evaluate,
             dialogs: Dialogs::new(&cc.egui_ctx),
             maps: MapPainter::new(gpu),
             log,
@@ -205,6 +227,7 @@ impl StudioApp {
             animate: self.animate.settings.clone(),
             train: self.train.settings.clone(),
             live: self.live.settings.clone(),
+            evaluate: self.evaluate.settings.clone(),
         }
     }
 
@@ -224,6 +247,7 @@ impl StudioApp {
             self.animate.on_event(ctx, &event);
             self.train.on_event(ctx, &event);
             self.live.on_event(ctx, &event);
+            self.evaluate.on_event(ctx, &event);
         }
         let excess = self.log.len().saturating_sub(500);
         self.log.drain(..excess);
@@ -238,6 +262,9 @@ impl StudioApp {
             }
             Pick::Dataset | Pick::TrainConfig | Pick::RunFolder | Pick::Vgg19 => self.train.take_path(pick, path),
             Pick::CameraVideo => self.live.take_path(pick, path),
+            Pick::EvalCheckpoint | Pick::EvalConfig | Pick::EvalDataset | Pick::EvalMasks => {
+                self.evaluate.take_path(pick, path)
+            }
         }
     }
 
@@ -245,6 +272,21 @@ impl StudioApp {
     fn classify_drop(&self, path: &Path) -> Option<Pick> {
         let ext = extension(path);
         let train = self.workspace == Workspace::Train;
+        if self.workspace == Workspace::Evaluate {
+            // A folder is the dataset, a checkpoint or config the model to evaluate.
+            if path.is_dir() {
+                return Some(if path.join("test").is_dir() {
+                    Pick::EvalDataset
+                } else {
+                    Pick::EvalCheckpoint
+                });
+            }
+            match ext.as_str() {
+                "yaml" | "yml" => return Some(Pick::EvalConfig),
+                "bpk" | "tar" | "pth" => return Some(Pick::EvalCheckpoint),
+                _ => {}
+            }
+        }
         if path.is_dir() {
             return Some(if train { Pick::Dataset } else { Pick::Driving });
         }
@@ -381,6 +423,12 @@ impl eframe::App for StudioApp {
                     Workspace::Live => {
                         let ready = self.animate.model.is_some() && self.animate.source_loaded();
                         self.live.ui(ui, self.worker.as_ref(), &self.dialogs, ready)
+                    }
+                    Workspace::Evaluate => {
+                        let a = &self.animate.settings;
+                        let open_model =
+                            (!a.checkpoint.is_empty()).then_some((a.checkpoint.as_str(), a.config.as_str()));
+                        self.evaluate.ui(ui, self.worker.as_ref(), &self.dialogs, open_model)
                     }
                 });
         });

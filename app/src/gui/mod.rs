@@ -1,8 +1,9 @@
-//! The desktop window: three workspaces (Animate, Train, Live) over one engine worker. The UI
+//! The desktop window: four workspaces (Animate, Train, Live, Evaluate) over one engine worker. The UI
 //! talks to the engine only through [`prioritycut_engine::worker`]'s commands and events.
 
 mod animate;
 mod app;
+mod evaluate;
 mod live;
 mod maps;
 mod train;
@@ -31,6 +32,8 @@ pub struct GuiOptions {
     pub train: Option<(PathBuf, PathBuf)>,
     /// Start puppeteering with this video as the camera at once.
     pub live_video: Option<PathBuf>,
+    /// Evaluate on this dataset at once (with the Evaluate fields' checkpoint).
+    pub evaluate_dataset: Option<PathBuf>,
 }
 
 impl GuiOptions {
@@ -43,6 +46,7 @@ impl GuiOptions {
             fresh: false,
             train: None,
             live_video: None,
+            evaluate_dataset: None,
         }
     }
 }

@@ -105,17 +105,23 @@ pub enum Pick {
     RunFolder,
     Vgg19,
     CameraVideo,
+    EvalCheckpoint,
+    EvalConfig,
+    EvalDataset,
+    EvalMasks,
 }
 
 impl Pick {
     fn open(self) -> Option<PathBuf> {
         let dialog = rfd::FileDialog::new();
         match self {
-            Pick::Checkpoint => dialog
+            Pick::Checkpoint | Pick::EvalCheckpoint => dialog
                 .add_filter("checkpoints", &["bpk", "tar", "pth"])
                 .set_title("Open a checkpoint (.pth.tar, .bpk)")
                 .pick_file(),
-            Pick::ModelConfig | Pick::TrainConfig => dialog.add_filter("YAML", &["yaml", "yml"]).pick_file(),
+            Pick::ModelConfig | Pick::TrainConfig | Pick::EvalConfig => {
+                dialog.add_filter("YAML", &["yaml", "yml"]).pick_file()
+            }
             Pick::Source => dialog
                 .add_filter("images", &["png", "jpg", "jpeg", "bmp", "webp"])
                 .set_title("Choose the photo to animate")
@@ -132,10 +138,13 @@ impl Pick {
                 .add_filter("GIF", &["gif"])
                 .set_file_name("animation.gif")
                 .save_file(),
-            Pick::Dataset => dialog
+            Pick::Dataset | Pick::EvalDataset => dialog
                 .set_title("Choose a dataset folder (with train/ and test/)")
                 .pick_folder(),
             Pick::RunFolder => dialog.set_title("Choose the run folder").pick_folder(),
+            Pick::EvalMasks => dialog
+                .set_title("Choose the salient masks folder (<video>/NNNN.png)")
+                .pick_folder(),
             Pick::Vgg19 => dialog.add_filter("VGG19 weights", &["pth", "safetensors"]).pick_file(),
         }
     }

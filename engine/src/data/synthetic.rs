@@ -57,6 +57,40 @@ pub const JOINTS: [&str; 12] = [
     "ankle_r",
 ];
 
+/// The figure's build, in units of the frame side at scale 1 (each figure is scaled by 0.8–1.05).
+/// The generator draws with it, and the joint detector (`evaluators::FigureJoints`) knows it,
+/// as a pose network knows human anatomy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Body {
+    pub torso_length: f32,
+    pub torso_width: f32,
+    /// Head centre above the neck, along the torso.
+    pub head_above_neck: f32,
+    pub head_radius: f32,
+    /// Shoulders: across from the neck, and below it.
+    pub shoulder_across: f32,
+    pub shoulder_below: f32,
+    /// Hips: across from the pelvis.
+    pub hip_across: f32,
+    /// (length, width) of the limbs.
+    pub upper_arm: (f32, f32),
+    pub forearm: (f32, f32),
+    pub leg: (f32, f32),
+}
+
+pub const BODY: Body = Body {
+    torso_length: 0.30,
+    torso_width: 0.16,
+    head_above_neck: 0.085,
+    head_radius: 0.075,
+    shoulder_across: 0.075,
+    shoulder_below: 0.02,
+    hip_across: 0.045,
+    upper_arm: (0.16, 0.06),
+    forearm: (0.14, 0.05),
+    leg: (0.2, 0.07),
+};
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticConfig {
     /// Frame side in pixels.
@@ -214,7 +248,7 @@ impl Figure {
             self.centre[1] + self.drift[1] * (2.0 * PI * t + self.drift_phase[1]).sin(),
         ];
         let torso_angle = self.angle(TORSO, t);
-        let torso_length = 0.30 * s;
+        let torso_length = BODY.torso_length * s;
         // The torso runs from the neck down to the pelvis.
         let up = [-(torso_angle.sin()), -(torso_angle.cos())];
         let side = [torso_angle.cos(), -torso_angle.sin()];
@@ -230,7 +264,7 @@ impl Figure {
             start: neck,
             angle: torso_angle,
             length: torso_length,
-            width: 0.16 * s,
+            width: BODY.torso_width * s,
         };
         let offset = |p: [f32; 2], across: f32, along: f32| {
             [
@@ -239,30 +273,30 @@ impl Figure {
             ]
         };
         let head_angle = torso_angle + self.angle(HEAD, t);
-        let head_centre = offset(neck, 0.0, 0.085 * s);
+        let head_centre = offset(neck, 0.0, BODY.head_above_neck * s);
         let head = Part {
             start: head_centre,
             angle: head_angle,
             length: 0.0,
-            width: 0.15 * s,
+            width: 2.0 * BODY.head_radius * s,
         };
-        let shoulder_l = offset(neck, -0.075 * s, -0.02 * s);
-        let shoulder_r = offset(neck, 0.075 * s, -0.02 * s);
-        let limb = |start: [f32; 2], angle: f32, length: f32, width: f32| Part {
+        let shoulder_l = offset(neck, -BODY.shoulder_across * s, -BODY.shoulder_below * s);
+        let shoulder_r = offset(neck, BODY.shoulder_across * s, -BODY.shoulder_below * s);
+        let limb = |start: [f32; 2], angle: f32, (length, width): (f32, f32)| Part {
             start,
             angle,
             length: length * s,
             width: width * s,
         };
-        let upper_l = limb(shoulder_l, torso_angle + self.angle(UPPER_L, t), 0.16, 0.06);
-        let fore_l = limb(upper_l.end(), upper_l.angle + self.angle(FORE_L, t), 0.14, 0.05);
-        let upper_r = limb(shoulder_r, torso_angle + self.angle(UPPER_R, t), 0.16, 0.06);
-        let fore_r = limb(upper_r.end(), upper_r.angle + self.angle(FORE_R, t), 0.14, 0.05);
-        let hip_l = offset(pelvis, -0.045 * s, 0.0);
-        let hip_r = offset(pelvis, 0.045 * s, 0.0);
-        let leg_l = limb(hip_l, torso_angle + self.angle(LEG_L, t), 0.2, 0.07);
-        let leg_r = limb(hip_r, torso_angle + self.angle(LEG_R, t), 0.2, 0.07);
-        let head_top = offset(head_centre, 0.0, 0.075 * s);
+        let upper_l = limb(shoulder_l, torso_angle + self.angle(UPPER_L, t), BODY.upper_arm);
+        let fore_l = limb(upper_l.end(), upper_l.angle + self.angle(FORE_L, t), BODY.forearm);
+        let upper_r = limb(shoulder_r, torso_angle + self.angle(UPPER_R, t), BODY.upper_arm);
+        let fore_r = limb(upper_r.end(), upper_r.angle + self.angle(FORE_R, t), BODY.forearm);
+        let hip_l = offset(pelvis, -BODY.hip_across * s, 0.0);
+        let hip_r = offset(pelvis, BODY.hip_across * s, 0.0);
+        let leg_l = limb(hip_l, torso_angle + self.angle(LEG_L, t), BODY.leg);
+        let leg_r = limb(hip_r, torso_angle + self.angle(LEG_R, t), BODY.leg);
+        let head_top = offset(head_centre, 0.0, BODY.head_radius * s);
         let joints = vec![
             ("neck", neck),
             ("head_top", head_top),

@@ -1,0 +1,218 @@
+//! `prioritycut ablate --dataset DIR --config Y --steps N --out DIR`: the paper's five models
+//! trained alike, evaluated alike; the table (Markdown, CSV) and a Figure-5 style picture.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::ProgressBar;
+use prioritycut_engine::ablation::{AblationEvent, AblationOptions, AblationReport, run_ablation};
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::eval::EvalOptions;
+use prioritycut_engine::train::{TrainEvent, Variant};
+
+use crate::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
+
+#[derive(Debug, Args)]
+pub struct AblateArgs {
+    /// A dataset in FOMM's layout: trained on train/, evaluated on test/.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// FOMM YAML config shared by every variant (its prioritycut_params.variant is replaced).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Training steps per variant.
+    #[arg(long)]
+    pub steps: usize,
+    /// Output folder: a run folder per variant, table.md, table.csv, figure.png. Run again on
+    /// the same folder to resume an interrupted ablation.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The variants, comma separated (default: all five, in the paper's order).
+    #[arg(long, value_delimiter = ',', value_parser = super::train::parse_variant)]
+    pub variants: Vec<Variant>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Overrides train_params.batch_size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Overrides train_params.num_repeats.
+    #[arg(long)]
+    pub num_repeats: Option<usize>,
+    /// Checkpoint every this many steps (default: a quarter of --steps).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// torchvision VGG19 weights for FOMM's perceptual loss (else the pixel-pyramid fallback).
+    #[arg(long)]
+    pub vgg19: Option<PathBuf>,
+    /// Evaluate on the first N test videos only.
+    #[arg(long)]
+    pub videos: Option<usize>,
+    /// Salient masks as DIR/<video>/NNNN.png (default: the dataset's own truth/, if any).
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
+    /// Test videos shown in figure.png (their middle frames).
+    #[arg(long, default_value_t = 3)]
+    pub examples: usize,
+    /// auto | wgpu | cpu | flex
+    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
+    pub backend: BackendChoice,
+}
+
+pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
+    let mut config = FommConfig::from_yaml_file(&args.config)?;
+    if let Some(b) = args.batch_size {
+        anyhow::ensure!(b > 0, "--batch-size must be at least 1");
+        config.train.batch_size = b;
+    }
+    if let Some(r) = args.num_repeats {
+        anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
+        config.train.num_repeats = r;
+    }
+    anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
+    let selected = super::open_device(args.backend)?;
+    let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);
+    options.seed = args.seed;
+    if !args.variants.is_empty() {
+        options.variants = args.variants.clone();
+    }
+    options.checkpoint_every = args.checkpoint_every.unwrap_or(args.steps.div_ceil(4));
+    options.vgg19 = args.vgg19.clone();
+    options.eval = EvalOptions {
+        max_videos: args.videos,
+        masks: args.masks.clone(),
+        keep_middle: args.examples,
+        ..EvalOptions::default()
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: checkpointing the variant in training; run again to resume (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let mut bar: Option<ProgressBar> = None;
+    let report = run_ablation(&config, &options, &selected, &stop, |event| match event {
+        AblationEvent::Training { variant, index, count } => {
+            eprintln!("[{}/{count}] {} ({variant})", index + 1, variant.title());
+        }
+        AblationEvent::Train { variant, event } => match event {
+            TrainEvent::Started {
+                step,
+                total_steps,
+                resumed_from,
+                ..
+            } => {
+                // The perceptual loss in use is in the summary line (and a warning when it is
+                // the fallback).
+                if resumed_from.is_some() {
+                    eprintln!("  resuming at step {step}");
+                }
+                let b = super::progress_bar(total_steps, variant.name());
+                b.set_position(step as u64);
+                bar = Some(b);
+            }
+            TrainEvent::Step(report) => {
+                if let Some(b) = &bar {
+                    b.set_position(report.step as u64);
+                }
+            }
+            TrainEvent::Warning(message) => eprintln!("  warning: {message}"),
+            TrainEvent::RolledBack {
+                from_step,
+                to_step,
+                reason,
+            } => {
+                eprintln!("  rolled back from step {from_step} to {to_step}: {reason}");
+            }
+            TrainEvent::Finished { .. } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
+            TrainEvent::Snapshot(_) | TrainEvent::Checkpoint { .. } => {}
+        },
+        AblationEvent::Evaluating { done, total, .. } => {
+            bar.get_or_insert_with(|| super::progress_bar(total, "evaluating"))
+                .set_position(done as u64);
+        }
+        AblationEvent::Evaluated { summary, .. } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            let l1 = summary.l1.map(|i| i.format(4)).unwrap_or_default();
+            let akd = summary.akd.map(|i| i.format(3)).unwrap_or_else(|| "—".into());
+            eprintln!("  L1 {l1}, AKD {akd}");
+        }
+    })?;
+    let Some(report) = report else {
+        eprintln!("stopped; run the same command again to resume");
+        return Ok(ExitCode::from(130));
+    };
+    println!("{}", report.markdown());
+    let first = &report.rows[0].report;
+    let summary = first.summary();
+    println!(
+        "{} test videos, {} frames ({} with a salient mask), {} steps per model from seed {} | {} | {} | trained on {}",
+        first.videos.len(),
+        summary.frames,
+        summary.masked_frames,
+        args.steps,
+        args.seed,
+        first.masks,
+        first.evaluators,
+        report.trained_on
+    );
+    for warning in &first.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let figure = args.out.join("figure.png");
+    figure_of(&report, &args.dataset)
+        .save(&figure)
+        .with_context(|| format!("writing {}", figure.display()))?;
+    println!(
+        "wrote table.md, table.csv and figure.png to {} (each model's run and eval/ beside them)",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Figure 5: the kept middle frames of the first test videos, every model side by side.
+fn figure_of(report: &AblationReport, dataset: &std::path::Path) -> image::RgbImage {
+    let models: Vec<(String, Vec<_>)> = report
+        .rows
+        .iter()
+        .map(|row| {
+            let examples = row
+                .report
+                .videos
+                .iter()
+                .filter_map(|video| {
+                    let middle = video.middle.as_ref()?;
+                    Some(Example {
+                        source: video.source.clone(),
+                        real: middle.real.clone(),
+                        reconstruction: middle.reconstruction.clone(),
+                    })
+                })
+                .collect();
+            (row.variant.title().to_string(), examples)
+        })
+        .collect();
+    comparison_figure(
+        &format!(
+            "{}: source, driving, each model; below, |real - model| (magma, 0 to {DIFFERENCE_RANGE})",
+            dataset.display()
+        ),
+        &models,
+    )
+}

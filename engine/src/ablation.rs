@@ -1,0 +1,264 @@
+//! The paper's ablation (Tables 1–3): the five models trained with the same seed, data and step
+//! budget, each then put through the reconstruction protocol ([`crate::eval`]).
+//!
+//! Every variant trains in its own run folder (`OUT/<variant>/`), so an interrupted ablation
+//! resumes where it stopped: finished variants are only evaluated again, a half-trained one
+//! continues from its last checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::backend::SelectedDevice;
+use crate::checkpoint::FommModels;
+use crate::config::FommConfig;
+use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
+use crate::evaluators::Evaluators;
+use crate::train::checkpoint::resolve_checkpoint;
+use crate::train::{Finish, RunDir, TrainEvent, TrainOptions, Trainer, Variant};
+use crate::{EngineError, Result};
+
+/// What to ablate.
+#[derive(Debug, Clone)]
+pub struct AblationOptions {
+    pub dataset: PathBuf,
+    /// One run folder per variant goes in here.
+    pub out: PathBuf,
+    /// Training steps per variant.
+    pub steps: usize,
+    pub seed: u64,
+    pub variants: Vec<Variant>,
+    pub checkpoint_every: usize,
+    /// torchvision VGG19 weights for the perceptual loss; without, the pixel fallback.
+    pub vgg19: Option<PathBuf>,
+    pub eval: EvalOptions,
+}
+
+impl AblationOptions {
+    pub fn new(dataset: impl Into<PathBuf>, out: impl Into<PathBuf>, steps: usize) -> Self {
+        Self {
+            dataset: dataset.into(),
+            out: out.into(),
+            steps,
+            seed: 0,
+            variants: Variant::ALL.to_vec(),
+            checkpoint_every: 500,
+            vgg19: None,
+            eval: EvalOptions::default(),
+        }
+    }
+
+    pub fn run_dir(&self, variant: Variant) -> PathBuf {
+        self.out.join(variant.name())
+    }
+}
+
+/// Progress of an ablation, in order.
+#[derive(Debug)]
+pub enum AblationEvent {
+    /// Variant `index` of `count` starts training (or resumes, or is already trained).
+    Training {
+        variant: Variant,
+        index: usize,
+        count: usize,
+    },
+    /// What its training reported.
+    Train { variant: Variant, event: TrainEvent },
+    /// Its evaluation: test videos done of all.
+    Evaluating {
+        variant: Variant,
+        done: usize,
+        total: usize,
+    },
+    Evaluated {
+        variant: Variant,
+        summary: Box<EvalSummary>,
+    },
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct AblationRow {
+    pub variant: Variant,
+    pub run_dir: PathBuf,
+    /// Steps the evaluated checkpoint was trained for.
+    pub steps: usize,
+    pub report: EvalReport,
+}
+
+#[derive(Debug)]
+pub struct AblationReport {
+    pub rows: Vec<AblationRow>,
+    /// How the models were trained (backend, perceptual loss), as the runs reported it.
+    pub trained_on: String,
+}
+
+impl AblationReport {
+    pub fn markdown(&self) -> String {
+        let mut table = format!("{}\n", EvalSummary::MARKDOWN_HEADER);
+        for row in &self.rows {
+            table += &row.report.summary().markdown_row(row.variant.title());
+            table.push('\n');
+        }
+        table
+    }
+
+    pub fn csv(&self) -> String {
+        let mut table = format!("{},steps\n", EvalSummary::CSV_HEADER);
+        for row in &self.rows {
+            table += &format!("{},{}\n", row.report.summary().csv_row(row.variant.title()), row.steps);
+        }
+        table
+    }
+}
+
+/// Trains and evaluates every variant of `options` in turn. Returns `None` when `stop` was
+/// raised (the variant in training checkpoints first, so a rerun resumes it).
+pub fn run_ablation(
+    config: &FommConfig,
+    options: &AblationOptions,
+    selected: &SelectedDevice,
+    stop: &AtomicBool,
+    mut on_event: impl FnMut(AblationEvent),
+) -> Result<Option<AblationReport>> {
+    if options.variants.is_empty() {
+        return Err(EngineError::Invalid("an ablation needs at least one variant".into()));
+    }
+    if options.steps == 0 {
+        return Err(EngineError::Invalid(
+            "an ablation needs at least one training step".into(),
+        ));
+    }
+    // Refuse bad data before the first variant trains for an hour.
+    crate::data::dataset::FramesDataset::open(
+        &options.dataset,
+        crate::data::dataset::Split::Test,
+        config.frame_shape,
+        &config.dataset,
+    )?;
+    let evaluators = Evaluators::for_dataset(&options.dataset);
+    let mut rows = Vec::with_capacity(options.variants.len());
+    let mut trained_on = Vec::new();
+    let count = options.variants.len();
+    for (index, &variant) in options.variants.iter().enumerate() {
+        on_event(AblationEvent::Training { variant, index, count });
+        let run_dir = options.run_dir(variant);
+        let Some(steps) = train_variant(config, options, variant, &run_dir, selected, stop, &mut |event| {
+            if let TrainEvent::Started {
+                backend, perceptual, ..
+            } = &event
+            {
+                let line = format!("{backend}, perceptual loss: {perceptual}");
+                if !trained_on.contains(&line) {
+                    trained_on.push(line);
+                }
+            }
+            on_event(AblationEvent::Train { variant, event });
+        })?
+        else {
+            return Ok(None);
+        };
+        let (weights, _) = resolve_checkpoint(&run_dir)?;
+        let run_config = FommConfig::from_yaml_file(RunDir::open(&run_dir, false)?.config_path())?;
+        let models = FommModels::load(&weights, &run_config, &selected.device)?;
+        let report = evaluate(
+            &models,
+            &run_config,
+            &options.dataset,
+            &options.eval,
+            &evaluators,
+            &selected.device,
+            |done, total| on_event(AblationEvent::Evaluating { variant, done, total }),
+        )?;
+        write_eval(&run_dir.join("eval"), variant, &report)?;
+        on_event(AblationEvent::Evaluated {
+            variant,
+            summary: Box::new(report.summary()),
+        });
+        rows.push(AblationRow {
+            variant,
+            run_dir,
+            steps,
+            report,
+        });
+    }
+    let report = AblationReport {
+        rows,
+        trained_on: trained_on.join("; "),
+    };
+    for (name, text) in [("table.md", report.markdown()), ("table.csv", report.csv())] {
+        let path = options.out.join(name);
+        std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
+    }
+    Ok(Some(report))
+}
+
+/// Trains `variant` to `options.steps` in `run_dir`, resuming what is there; the steps of the
+/// checkpoint it ends on, or `None` when stopped.
+fn train_variant(
+    config: &FommConfig,
+    options: &AblationOptions,
+    variant: Variant,
+    run_dir: &Path,
+    selected: &SelectedDevice,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<Option<usize>> {
+    let mut config = config.clone();
+    config.prioritycut.variant = variant;
+    let mut train = TrainOptions::new(&options.dataset, run_dir);
+    train.steps = Some(options.steps);
+    train.seed = options.seed;
+    train.checkpoint_every = options.checkpoint_every.max(1);
+    train.keep_checkpoints = 2;
+    train.snapshot_every = None;
+    train.vgg19 = options.vgg19.clone();
+    train.resume = RunDir::open(run_dir, false)?.latest().is_some();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // The trainer runs beside this thread so that its events reach `on_event` as they happen.
+    let finish = std::thread::scope(|scope| {
+        let trainer = std::thread::Builder::new()
+            .name(format!("prioritycut-ablate-{variant}"))
+            .spawn_scoped(scope, move || -> Result<(Finish, usize)> {
+                let mut trainer = Trainer::new(config, train, selected, sender)?;
+                let finish = trainer.run(stop)?;
+                Ok((finish, trainer.step()))
+            })
+            .map_err(|e| EngineError::Invalid(format!("cannot start the training thread: {e}")))?;
+        for event in receiver {
+            on_event(event);
+        }
+        trainer
+            .join()
+            .map_err(|_| EngineError::Invalid(format!("training {variant} crashed")))?
+    })?;
+    Ok(match finish {
+        (Finish::Completed, step) => Some(step),
+        (Finish::Stopped, _) => None,
+    })
+}
+
+/// A variant's own table row and per-frame results beside its run.
+fn write_eval(dir: &Path, variant: Variant, report: &EvalReport) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    let summary = report.summary();
+    let files = [
+        (
+            "table.md",
+            format!(
+                "{}\n{}\n",
+                EvalSummary::MARKDOWN_HEADER,
+                summary.markdown_row(variant.title())
+            ),
+        ),
+        (
+            "table.csv",
+            format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(variant.title())),
+        ),
+        ("frames.csv", report.frames_csv()),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
+    }
+    Ok(())
+}
