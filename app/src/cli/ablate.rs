@@ -37,12 +37,8 @@ pub struct AblateArgs {
     pub variants: Vec<Variant>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Overrides train_params.batch_size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Overrides train_params.num_repeats.
-    #[arg(long)]
-    pub num_repeats: Option<usize>,
+    #[command(flatten)]
+    pub overrides: super::train::TrainOverrides,
     /// Checkpoint every this many steps (default: a quarter of --steps).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
@@ -65,14 +61,7 @@ pub struct AblateArgs {
 
 pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     let mut config = FommConfig::from_yaml_file(&args.config)?;
-    if let Some(b) = args.batch_size {
-        anyhow::ensure!(b > 0, "--batch-size must be at least 1");
-        config.train.batch_size = b;
-    }
-    if let Some(r) = args.num_repeats {
-        anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
-        config.train.num_repeats = r;
-    }
+    args.overrides.apply(&mut config)?;
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
     let selected = super::open_device(args.backend)?;
     let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);

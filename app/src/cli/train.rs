@@ -37,12 +37,8 @@ pub struct TrainArgs {
     /// Total steps (default: num_epochs epochs of the dataset).
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Overrides train_params.batch_size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Overrides train_params.num_repeats.
-    #[arg(long)]
-    pub num_repeats: Option<usize>,
+    #[command(flatten)]
+    pub overrides: TrainOverrides,
     /// Checkpoint every this many steps.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
@@ -61,6 +57,31 @@ pub struct TrainArgs {
     /// auto | wgpu | cpu | flex
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
+}
+
+/// Config values a command line may override, shared by `train` and `ablate`.
+#[derive(Debug, Args)]
+pub struct TrainOverrides {
+    /// Overrides train_params.batch_size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Overrides train_params.num_repeats.
+    #[arg(long)]
+    pub num_repeats: Option<usize>,
+}
+
+impl TrainOverrides {
+    pub fn apply(&self, config: &mut FommConfig) -> anyhow::Result<()> {
+        if let Some(b) = self.batch_size {
+            anyhow::ensure!(b > 0, "--batch-size must be at least 1");
+            config.train.batch_size = b;
+        }
+        if let Some(r) = self.num_repeats {
+            anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
+            config.train.num_repeats = r;
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn parse_variant(text: &str) -> Result<Variant, String> {
@@ -85,14 +106,7 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<FommConfig> {
     if let Some(variant) = args.variant {
         config.prioritycut.variant = variant;
     }
-    if let Some(b) = args.batch_size {
-        anyhow::ensure!(b > 0, "--batch-size must be at least 1");
-        config.train.batch_size = b;
-    }
-    if let Some(r) = args.num_repeats {
-        anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
-        config.train.num_repeats = r;
-    }
+    args.overrides.apply(&mut config)?;
     Ok(config)
 }
 
