@@ -237,6 +237,9 @@ fn eval_prints_the_table_row_and_writes_it() {
     assert!(all.contains("AED by"), "{all}");
     let csv = std::fs::read_to_string(out.join("table.csv")).expect("table.csv");
     assert_eq!(csv.lines().count(), 2);
+    // Both test videos' worst frames: a row each of real, reconstruction and difference.
+    let worst = image::open(out.join("worst.png")).expect("worst.png").to_rgb8();
+    assert_eq!(worst.dimensions(), (3 * (192 + 4) + 4, 2 * (192 + 12 + 4) + 4 + 12));
     assert_eq!(
         std::fs::read_to_string(out.join("frames.csv"))
             .expect("frames")

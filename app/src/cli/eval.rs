@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
-use prioritycut_engine::eval::{EvalOptions, EvalSummary, evaluate};
+use prioritycut_engine::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
 use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
+
+use crate::sheet::{DIFFERENCE_RANGE, difference_image, labelled_grid};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -33,7 +35,8 @@ pub struct EvalArgs {
     /// The row's name in the table (default: the checkpoint's path).
     #[arg(long)]
     pub name: Option<String>,
-    /// Also write table.md, table.csv and frames.csv (every frame's metrics) here.
+    /// Also write table.md, table.csv, frames.csv (every frame's metrics) and worst.png (the
+    /// worst-reconstructed frames with their difference heatmaps) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// auto | wgpu | cpu | flex
@@ -104,7 +107,40 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(&name)),
         )?;
         std::fs::write(out.join("frames.csv"), report.frames_csv())?;
-        println!("wrote table.md, table.csv and frames.csv to {}", out.display());
+        worst_sheet(&report).save(out.join("worst.png"))?;
+        println!(
+            "wrote table.md, table.csv, frames.csv and worst.png to {}",
+            out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worst-reconstructed frame of each of the (at most six) worst videos: real frame,
+/// reconstruction and their difference heatmap, a row each.
+fn worst_sheet(report: &EvalReport) -> image::RgbImage {
+    let mut videos: Vec<_> = report.videos.iter().filter(|v| v.worst.is_some()).collect();
+    videos.sort_by(|a, b| b.mean_l1().total_cmp(&a.mean_l1()));
+    let rows: Vec<Vec<(String, image::RgbImage)>> = videos
+        .iter()
+        .take(6)
+        .filter_map(|video| {
+            let worst = video.worst.as_ref()?;
+            Some(vec![
+                (format!("{} #{}", video.name, worst.index), worst.real.clone()),
+                (
+                    format!("L1 {:.4}", video.frames.get(worst.index)?.l1),
+                    worst.reconstruction.clone(),
+                ),
+                (
+                    "|difference|".to_string(),
+                    difference_image(&worst.real, &worst.reconstruction),
+                ),
+            ])
+        })
+        .collect();
+    labelled_grid(
+        &format!("worst frames: real | reconstruction | difference (magma, 0 to {DIFFERENCE_RANGE})"),
+        &rows,
+    )
 }
