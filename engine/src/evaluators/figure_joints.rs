@@ -367,38 +367,26 @@ impl KeypointEvaluator for FigureJoints {
     }
 }
 
-/// A synthetic figure's identity: its build as the joint detector measures it, in units of the
-/// frame side (scale from the head, limb lengths between joints), which no pose changes. A
-/// reconstruction that shrinks the figure or stretches a limb drifts away from the source's.
+/// A synthetic figure's identity: its build, which no pose changes: the head's radius and the
+/// length from the head's centre down to the pelvis, in units of the frame side. Both come from
+/// the head and the torso alone, which even a blurred reconstruction keeps (the thin limbs are
+/// the first thing lost, and would leave AED unmeasured exactly where it matters). A
+/// reconstruction that shrinks or stretches the figure drifts away from the real frame's build.
 #[derive(Debug, Clone, Default)]
 pub struct FigureProportions {
-    pub joints: FigureJoints,
+    pub rule: ColourRule,
 }
 
 impl IdentityEvaluator for FigureProportions {
     fn describe(&self) -> String {
-        "the synthetic figures' build (head size, upper arm and forearm lengths, per frame side)".into()
+        "the synthetic figures' build (head radius and head-to-pelvis length, per frame side)".into()
     }
 
     fn embed(&self, image: &RgbImage) -> Option<Vec<f32>> {
-        let (parts, torso_pixels) = fit_parts_and_torso(image, &self.joints.rule);
+        let (parts, torso_pixels) = fit_parts_and_torso(image, &self.rule);
         let side = image.width().max(image.height()) as f32;
         let trunk = trunk(&parts, &torso_pixels)?;
-        let joints = self.joints.joints(image);
-        let length = |a: usize, b: usize| Some(dist2(joints[a]?, joints[b]?).sqrt() / side);
-        // Each arm's segments where found; an arm hidden behind the torso contributes nothing.
-        let arms: Vec<(f32, f32)> = [(2, 3, 4), (5, 6, 7)]
-            .into_iter()
-            .filter_map(|(s, e, w)| Some((length(s, e)?, length(e, w)?)))
-            .collect();
-        let n = arms.len() as f32;
-        (n > 0.0).then(|| {
-            vec![
-                trunk.head_radius / side,
-                arms.iter().map(|a| a.0).sum::<f32>() / n,
-                arms.iter().map(|a| a.1).sum::<f32>() / n,
-            ]
-        })
+        Some(vec![trunk.head_radius / side, trunk.pelvis_below / side])
     }
 }
 
@@ -498,12 +486,12 @@ mod tests {
             .map(|video| {
                 render_video(5, video, 8, 128)
                     .iter()
-                    .filter_map(|f| identity.embed(&f.image))
+                    .map(|f| identity.embed(&f.image).expect("every frame shows a head and a torso"))
                     .collect()
             })
             .collect();
         let mean = |e: &[Vec<f32>]| -> Vec<f32> {
-            (0..3)
+            (0..2)
                 .map(|k| e.iter().map(|v| v[k]).sum::<f32>() / e.len() as f32)
                 .collect()
         };

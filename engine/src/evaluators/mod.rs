@@ -4,7 +4,7 @@
 //! Both are traits, so that a user's own detector (a pose network, a face re-identifier) plugs in.
 //! The engine ships evaluators that need no downloaded weights for the synthetic figures only:
 //! [`FigureJoints`] finds the figures' joints by their part colours, and [`FigureProportions`]
-//! describes a figure by its limb lengths. For any other dataset no evaluator is available and the
+//! describes a figure by its build. For any other dataset no evaluator is available and the
 //! columns stay empty.
 
 use std::fmt::Debug;
