@@ -13,7 +13,7 @@ use crate::checkpoint::FommModels;
 use crate::config::FommConfig;
 use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use crate::evaluators::Evaluators;
-use crate::train::checkpoint::resolve_checkpoint;
+use crate::train::checkpoint::resolve_checkpoint_and_config;
 use crate::train::{Finish, RunDir, TrainEvent, TrainOptions, Trainer, Variant};
 use crate::{EngineError, Result};
 
@@ -157,8 +157,7 @@ pub fn run_ablation(
         else {
             return Ok(None);
         };
-        let (weights, _) = resolve_checkpoint(&run_dir)?;
-        let run_config = FommConfig::from_yaml_file(RunDir::open(&run_dir, false)?.config_path())?;
+        let (weights, run_config) = resolve_checkpoint_and_config(&run_dir, None)?;
         let models = FommModels::load(&weights, &run_config, &selected.device)?;
         let report = evaluate(
             &models,
@@ -169,7 +168,7 @@ pub fn run_ablation(
             &selected.device,
             |done, total| on_event(AblationEvent::Evaluating { variant, done, total }),
         )?;
-        write_eval(&run_dir.join("eval"), variant, &report)?;
+        report.write_tables(&run_dir.join("eval"), variant.title())?;
         on_event(AblationEvent::Evaluated {
             variant,
             summary: Box::new(report.summary()),
@@ -235,30 +234,4 @@ fn train_variant(
         (Finish::Completed, step) => Some(step),
         (Finish::Stopped, _) => None,
     })
-}
-
-/// A variant's own table row and per-frame results beside its run.
-fn write_eval(dir: &Path, variant: Variant, report: &EvalReport) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-    let summary = report.summary();
-    let files = [
-        (
-            "table.md",
-            format!(
-                "{}\n{}\n",
-                EvalSummary::MARKDOWN_HEADER,
-                summary.markdown_row(variant.title())
-            ),
-        ),
-        (
-            "table.csv",
-            format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(variant.title())),
-        ),
-        ("frames.csv", report.frames_csv()),
-    ];
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
-    }
-    Ok(())
 }

@@ -143,6 +143,34 @@ impl EvalReport {
         }
     }
 
+    /// The videos reconstructed worst (highest mean L1) first, at most `count`, each with its
+    /// worst frame kept.
+    pub fn worst_videos(&self, count: usize) -> Vec<&VideoEval> {
+        let mut videos: Vec<&VideoEval> = self.videos.iter().filter(|v| v.worst.is_some()).collect();
+        videos.sort_by(|a, b| b.mean_l1().total_cmp(&a.mean_l1()));
+        videos.truncate(count);
+        videos
+    }
+
+    /// Writes `dir/table.md` and `dir/table.csv` (the row named `model`) and `dir/frames.csv`.
+    pub fn write_tables(&self, dir: &Path, model: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        let summary = self.summary();
+        let files = [
+            ("table.md", summary.markdown_table(model)),
+            (
+                "table.csv",
+                format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(model)),
+            ),
+            ("frames.csv", self.frames_csv()),
+        ];
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
     /// Per-frame results as CSV: video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,
     /// ssim_rest,akd,mkr,aed.
     pub fn frames_csv(&self) -> String {
@@ -192,6 +220,11 @@ impl EvalSummary {
             (self.mkr, 3),
             (self.aed, 4),
         ]
+    }
+
+    /// The header and this one row, Markdown.
+    pub fn markdown_table(&self, model: &str) -> String {
+        format!("{}\n{}\n", Self::MARKDOWN_HEADER, self.markdown_row(model))
     }
 
     /// One Markdown row; unmeasured columns are empty.

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -79,15 +77,10 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: checkpointing the variant in training; run again to resume (Ctrl-C again to quit now)");
-    })
-    .context("installing the Ctrl-C handler")?;
+    let stop = super::stop_on_ctrl_c(
+        "interrupt: checkpointing the variant in training; run again to resume (Ctrl-C again to quit now)",
+        "interrupted again: exiting without a final checkpoint",
+    )?;
 
     let mut bar: Option<ProgressBar> = None;
     let report = run_ablation(&config, &options, &selected, &stop, |event| match event {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::FommModels;
-use prioritycut_engine::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
+use prioritycut_engine::eval::{EvalOptions, EvalReport, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
 use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
 
@@ -80,8 +80,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .name
         .clone()
         .unwrap_or_else(|| args.checkpoint.display().to_string());
-    let table = format!("{}\n{}\n", EvalSummary::MARKDOWN_HEADER, summary.markdown_row(&name));
-    println!("{table}");
+    println!("{}", summary.markdown_table(&name));
     println!(
         "{} test videos, {} frames ({} with a salient mask) | {} | {} | backend {}",
         report.videos.len(),
@@ -100,13 +99,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(out) = &args.out {
-        std::fs::create_dir_all(out)?;
-        std::fs::write(out.join("table.md"), &table)?;
-        std::fs::write(
-            out.join("table.csv"),
-            format!("{}\n{}\n", EvalSummary::CSV_HEADER, summary.csv_row(&name)),
-        )?;
-        std::fs::write(out.join("frames.csv"), report.frames_csv())?;
+        report.write_tables(out, &name)?;
         worst_sheet(&report).save(out.join("worst.png"))?;
         println!(
             "wrote table.md, table.csv, frames.csv and worst.png to {}",
@@ -119,11 +112,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 /// The worst-reconstructed frame of each of the (at most six) worst videos: real frame,
 /// reconstruction and their difference heatmap, a row each.
 fn worst_sheet(report: &EvalReport) -> image::RgbImage {
-    let mut videos: Vec<_> = report.videos.iter().filter(|v| v.worst.is_some()).collect();
-    videos.sort_by(|a, b| b.mean_l1().total_cmp(&a.mean_l1()));
-    let rows: Vec<Vec<(String, image::RgbImage)>> = videos
-        .iter()
-        .take(6)
+    let rows: Vec<Vec<(String, image::RgbImage)>> = report
+        .worst_videos(6)
+        .into_iter()
         .filter_map(|video| {
             let worst = video.worst.as_ref()?;
             Some(vec![

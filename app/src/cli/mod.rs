@@ -13,6 +13,10 @@ mod verify;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -125,6 +129,22 @@ fn open_device(choice: BackendChoice) -> anyhow::Result<SelectedDevice> {
     let selected = backend::select(choice)?;
     eprintln!("backend: {selected}");
     Ok(selected)
+}
+
+/// A flag raised by the first Ctrl-C (saying `first`), for work that stops cleanly between steps;
+/// a second Ctrl-C says `second` and exits at once.
+fn stop_on_ctrl_c(first: &'static str, second: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\n{second}");
+            std::process::exit(130);
+        }
+        eprintln!("\n{first}");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 fn progress_bar(len: usize, message: &str) -> ProgressBar {

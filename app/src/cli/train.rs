@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -122,17 +120,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     options.resume = args.resume;
     options.snapshot_every = (args.snapshot_seconds > 0.0).then(|| Duration::from_secs_f64(args.snapshot_seconds));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
     // First Ctrl-C: finish the step, checkpoint, exit. A second one: leave at once.
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted again: exiting without a final checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: saving a checkpoint before exiting (Ctrl-C again to quit now)");
-    })
-    .context("installing the Ctrl-C handler")?;
+    let stop = super::stop_on_ctrl_c(
+        "interrupt: saving a checkpoint before exiting (Ctrl-C again to quit now)",
+        "interrupted again: exiting without a final checkpoint",
+    )?;
 
     let (sender, receiver) = std::sync::mpsc::channel();
     let worker_stop = stop.clone();

@@ -64,7 +64,6 @@ pub struct EvaluatePanel {
     pub running: bool,
     progress: Option<(Job, usize, usize)>,
     pub rows: Vec<TableRow>,
-    pub report: Option<Box<EvalReport>>,
     worst: Vec<WorstCase>,
     pub error: Option<String>,
     pub status: Option<String>,
@@ -77,7 +76,6 @@ impl EvaluatePanel {
             running: false,
             progress: None,
             rows: Vec::new(),
-            report: None,
             worst: Vec::new(),
             error: None,
             status: None,
@@ -146,7 +144,6 @@ impl EvaluatePanel {
                 }
                 self.rows.push(TableRow { name, summary });
                 self.show_worst(ctx, report);
-                self.report = Some(report.clone());
             }
             Event::Cancelled(Job::Evaluate) => {
                 self.running = false;
@@ -163,11 +160,9 @@ impl EvaluatePanel {
     }
 
     fn show_worst(&mut self, ctx: &egui::Context, report: &EvalReport) {
-        let mut videos: Vec<_> = report.videos.iter().filter(|v| v.worst.is_some()).collect();
-        videos.sort_by(|a, b| b.mean_l1().total_cmp(&a.mean_l1()));
-        self.worst = videos
+        self.worst = report
+            .worst_videos(WORST_SHOWN)
             .into_iter()
-            .take(WORST_SHOWN)
             .filter_map(|video| {
                 let worst = video.worst.as_ref()?;
                 let frame = video.frames.get(worst.index)?;
