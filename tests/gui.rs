@@ -171,6 +171,9 @@ fn training_shows_its_maps_pauses_and_stops() {
     harness.get_by_label("⏹ Stop").click();
     step_until(&mut harness, 60, "the stop", |app| !app.train.running());
     assert!(dir.join("run/losses.csv").is_file());
+    // A run started from the window is as complete as one from the CLI: its snapshot sheets too.
+    let sheets = std::fs::read_dir(dir.join("run/snapshots")).map_or(0, |d| d.count());
+    assert!(sheets > 0, "the run folder has no snapshots/");
 }
 
 #[test]

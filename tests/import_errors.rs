@@ -7,14 +7,13 @@ use std::path::Path;
 use common::{cpu, fixture, rewrite_torch_zip, temp_dir};
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
-use prioritycut_engine::import::import_fomm_checkpoint;
 
 fn small_config() -> FommConfig {
     FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config")
 }
 
 fn import_error(checkpoint: &Path, config: &FommConfig) -> String {
-    let error = import_fomm_checkpoint(checkpoint, config, &cpu()).expect_err("must be refused");
+    let error = FommModels::import(checkpoint, config, &cpu()).expect_err("must be refused");
     let message = error.to_string();
     assert!(!message.contains('\n'), "not one line: {message}");
     message
@@ -114,7 +113,7 @@ fn rename_top_level(from: &Path, to: &Path, old: &[u8], new: &[u8]) {
 #[test]
 fn truncated_own_checkpoint_is_refused() {
     let (models, _) =
-        import_fomm_checkpoint(&fixture("fomm-small/checkpoint.pth.tar"), &small_config(), &cpu()).expect("import");
+        FommModels::import(&fixture("fomm-small/checkpoint.pth.tar"), &small_config(), &cpu()).expect("import");
     let dir = temp_dir("bpk-cut");
     let whole = dir.join("whole.bpk");
     models.save(&whole).expect("save");

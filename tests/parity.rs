@@ -6,7 +6,6 @@ mod common;
 use common::{REFERENCE_DIRS, cpu, fixture, temp_dir, wgpu_device};
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
-use prioritycut_engine::import::import_fomm_checkpoint;
 use prioritycut_engine::reference::{ReferenceReport, verify_reference, verify_with_models};
 
 /// Every output the fixture README lists.
@@ -78,8 +77,8 @@ fn every_reference_output_matches_on_wgpu() {
 fn legacy_torch_format_loads_the_same_weights() {
     let dir = fixture("fomm-small");
     let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
-    let (models, report) = import_fomm_checkpoint(&fixture("fomm-small-legacy.pth.tar"), &config, &cpu())
-        .expect("legacy checkpoint loads");
+    let (models, report) =
+        FommModels::import(&fixture("fomm-small-legacy.pth.tar"), &config, &cpu()).expect("legacy checkpoint loads");
     assert!(report.discriminator);
     assert_all_within_tolerance(&verify_with_models(&dir, &models, &config, &cpu()).expect("runs"));
 }
@@ -88,7 +87,7 @@ fn legacy_torch_format_loads_the_same_weights() {
 fn own_checkpoint_format_round_trips() {
     let dir = fixture("fomm-small");
     let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
-    let (models, _) = import_fomm_checkpoint(&dir.join("checkpoint.pth.tar"), &config, &cpu()).expect("import");
+    let (models, _) = FommModels::import(&dir.join("checkpoint.pth.tar"), &config, &cpu()).expect("import");
     let out_dir = temp_dir("bpk");
     let out = out_dir.join("models.bpk");
     models.save(&out).expect("save");

@@ -10,15 +10,18 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::{fixture, temp_dir};
+use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::config::Variant;
 use prioritycut_engine::data::read_video;
 use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::live::{CameraSource, CropBox};
-use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, Variant};
+use prioritycut_engine::render::SnapshotMap;
+use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions};
 use prioritycut_engine::worker::{
-    AnimateOptions, Command, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, TrainRequest, TrainingState, Worker,
+    Command, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, TrainConfig, TrainRequest, TrainingState, Worker,
 };
 
 fn spawn() -> (Worker, Receiver<Event>) {
@@ -40,8 +43,8 @@ fn wait_for(events: &Receiver<Event>, seconds: u64, mut want: impl FnMut(&Event)
 }
 
 fn no_error(event: &Event) {
-    if let Event::Error { context, message } = event {
-        panic!("{context}: {message}");
+    if let Event::Error { job, message } = event {
+        panic!("{job:?}: {message}");
     }
 }
 
@@ -131,18 +134,38 @@ fn animate_and_export_round_trip() {
 }
 
 #[test]
+fn cameras_are_listed_off_the_callers_thread() {
+    let (worker, events) = spawn();
+    worker.send(Command::ListCameras);
+    // This machine may have none: the answer still comes, as an event.
+    let answer = wait_for(&events, 30, |e| matches!(e, Event::Cameras(_) | Event::Error { .. }));
+    assert!(matches!(answer, Event::Cameras(_)), "{answer:?}");
+}
+
+#[test]
 fn bad_files_become_error_events_and_the_worker_goes_on() {
     let dir = temp_dir("worker-bad");
     let (worker, events) = spawn();
     worker.send(Command::Animate(AnimateOptions::default()));
     let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
     assert!(format!("{error:?}").contains("load a model first"), "{error:?}");
+    assert!(matches!(error, Event::Error { job: Job::Animate, .. }), "{error:?}");
 
     let broken = dir.join("broken.png");
     std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").expect("write");
     worker.send(Command::LoadSource(broken));
     let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
     assert!(format!("{error:?}").contains("broken.png"), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Event::Error {
+                job: Job::LoadSource,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 
     let text_video = dir.join("clip.mp4");
     std::fs::write(&text_video, b"hello").expect("write");
@@ -159,12 +182,23 @@ fn bad_files_become_error_events_and_the_worker_goes_on() {
     });
     let error = wait_for(&events, 20, |e| matches!(e, Event::Error { .. }));
     assert!(format!("{error:?}").contains("cut.pth.tar"), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Event::Error {
+                job: Job::LoadModel,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
 
     // Still serving.
     load_fixture_model(&worker, &events);
     worker.send(Command::PauseTraining);
     let error = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
     assert!(format!("{error:?}").contains("no training is running"), "{error:?}");
+    assert!(matches!(error, Event::Error { job: Job::Training, .. }), "{error:?}");
 }
 
 #[test]
@@ -192,20 +226,18 @@ fn training_pauses_resumes_checkpoints_and_stops() {
     options.checkpoint_every = 100_000;
     options.snapshot_every = Some(Duration::ZERO);
     let (worker, events) = spawn();
-    worker.send(Command::StartTraining(Box::new(TrainRequest { config, options })));
+    worker.send(Command::StartTraining(Box::new(TrainRequest {
+        config: TrainConfig::Given(Box::new(config)),
+        variant: None,
+        options,
+    })));
     wait_for(&events, 60, |e| {
         matches!(e, Event::TrainingState(TrainingState::Running))
     });
     let snapshot = wait_for(&events, 60, |e| matches!(e, Event::Training(TrainEvent::Snapshot(_))));
     if let Event::Training(TrainEvent::Snapshot(s)) = &snapshot {
-        for map in [
-            "occlusion",
-            "prioritycut_mask",
-            "decoder_real",
-            "decoder_fake",
-            "decoder_mixed",
-        ] {
-            assert!(s.map(map).is_some(), "the snapshot lacks {map}");
+        for map in SnapshotMap::ALL {
+            assert!(s.map(map).is_some(), "the snapshot lacks {}", map.name());
         }
     }
     wait_for(
@@ -266,6 +298,7 @@ fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
     });
     let error = wait_for(&events, 20, |e| matches!(e, Event::Error { .. }));
     assert!(format!("{error:?}").contains("camera 99"), "{error:?}");
+    assert!(matches!(error, Event::Error { job: Job::Live, .. }), "{error:?}");
 
     worker.send(Command::StartLive {
         camera: CameraSource::VideoFile(gif),

@@ -2,6 +2,4 @@
 //! (`cli`). It drives the engine and shows results; it does no tensor math of its own.
 
 pub mod cli;
-pub mod colormap;
 pub mod gui;
-pub mod sheet;

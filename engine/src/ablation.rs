@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::backend::SelectedDevice;
-use crate::checkpoint::FommModels;
-use crate::config::FommConfig;
+use crate::checkpoint::{LoadedModel, RunDir};
+use crate::config::{FommConfig, Variant};
 use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use crate::evaluators::Evaluators;
-use crate::train::checkpoint::resolve_checkpoint_and_config;
-use crate::train::{Finish, RunDir, TrainEvent, TrainOptions, Trainer, Variant};
+use crate::render::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
+use crate::train::{Finish, TrainEvent, TrainOptions, train};
 use crate::{EngineError, Result};
 
 /// What to ablate.
@@ -93,6 +93,37 @@ pub struct AblationReport {
 }
 
 impl AblationReport {
+    /// Figure 5: the kept middle frames of the first test videos, every model side by side.
+    pub fn figure(&self, dataset: &Path) -> image::RgbImage {
+        let models: Vec<(String, Vec<_>)> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let examples = row
+                    .report
+                    .videos
+                    .iter()
+                    .filter_map(|video| {
+                        let middle = video.middle.as_ref()?;
+                        Some(Example {
+                            source: video.source.clone(),
+                            real: middle.real.clone(),
+                            reconstruction: middle.reconstruction.clone(),
+                        })
+                    })
+                    .collect();
+                (row.variant.title().to_string(), examples)
+            })
+            .collect();
+        comparison_figure(
+            &format!(
+                "{}: source, driving, each model; below, |real - model| (magma, 0 to {DIFFERENCE_RANGE})",
+                dataset.display()
+            ),
+            &models,
+        )
+    }
+
     pub fn markdown(&self) -> String {
         let mut table = format!("{}\n", EvalSummary::MARKDOWN_HEADER);
         for row in &self.rows {
@@ -157,18 +188,17 @@ pub fn run_ablation(
         else {
             return Ok(None);
         };
-        let (weights, run_config) = resolve_checkpoint_and_config(&run_dir, None)?;
-        let models = FommModels::load(&weights, &run_config, &selected.device)?;
+        let model = LoadedModel::open(&run_dir, None, &selected.device)?;
         let report = evaluate(
-            &models,
-            &run_config,
+            &model.models,
+            &model.config,
             &options.dataset,
             &options.eval,
             &evaluators,
             &selected.device,
             |done, total| on_event(AblationEvent::Evaluating { variant, done, total }),
         )?;
-        report.write_tables(&run_dir.join("eval"), variant.title())?;
+        report.write(&run_dir.join("eval"), variant.title())?;
         on_event(AblationEvent::Evaluated {
             variant,
             summary: Box::new(report.summary()),
@@ -185,9 +215,9 @@ pub fn run_ablation(
         trained_on: trained_on.join("; "),
     };
     for (name, text) in [("table.md", report.markdown()), ("table.csv", report.csv())] {
-        let path = options.out.join(name);
-        std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
+        crate::files::write_atomic(&options.out.join(name), text.as_bytes())?;
     }
+    crate::files::write_png(&options.out.join("figure.png"), &report.figure(&options.dataset))?;
     Ok(Some(report))
 }
 
@@ -204,32 +234,15 @@ fn train_variant(
 ) -> Result<Option<usize>> {
     let mut config = config.clone();
     config.prioritycut.variant = variant;
-    let mut train = TrainOptions::new(&options.dataset, run_dir);
-    train.steps = Some(options.steps);
-    train.seed = options.seed;
-    train.checkpoint_every = options.checkpoint_every.max(1);
-    train.keep_checkpoints = 2;
-    train.snapshot_every = None;
-    train.vgg19 = options.vgg19.clone();
-    train.resume = RunDir::open(run_dir, false)?.latest().is_some();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    // The trainer runs beside this thread so that its events reach `on_event` as they happen.
-    let finish = std::thread::scope(|scope| {
-        let trainer = std::thread::Builder::new()
-            .name(format!("prioritycut-ablate-{variant}"))
-            .spawn_scoped(scope, move || -> Result<(Finish, usize)> {
-                let mut trainer = Trainer::new(config, train, selected, sender)?;
-                let finish = trainer.run(stop)?;
-                Ok((finish, trainer.step()))
-            })
-            .map_err(|e| EngineError::Invalid(format!("cannot start the training thread: {e}")))?;
-        for event in receiver {
-            on_event(event);
-        }
-        trainer
-            .join()
-            .map_err(|_| EngineError::Invalid(format!("training {variant} crashed")))?
-    })?;
+    let mut train_options = TrainOptions::new(&options.dataset, run_dir);
+    train_options.steps = Some(options.steps);
+    train_options.seed = options.seed;
+    train_options.checkpoint_every = options.checkpoint_every.max(1);
+    train_options.keep_checkpoints = 2;
+    train_options.snapshot_every = None;
+    train_options.vgg19 = options.vgg19.clone();
+    train_options.resume = RunDir::open(run_dir, false)?.latest().is_some();
+    let finish = train(config, train_options, selected, stop, on_event)?;
     Ok(match finish {
         (Finish::Completed, step) => Some(step),
         (Finish::Stopped, _) => None,

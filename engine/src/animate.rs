@@ -1,17 +1,113 @@
 //! Relative motion transfer (FOMM's `animate.py` `normalize_kp`) and the animation APIs:
-//! frame by frame for a video, and streaming for a webcam.
+//! [`animate_clip`] for a whole driving video (the CLI's `animate` and the window's Animate), and
+//! [`Animator`] frame by frame for a webcam.
 //!
 //! The source keeps its own pose; what moves it is the driving frame's motion *relative to* an
 //! initial driving frame: `kp = kp_source + s · (kp_driving − kp_driving_initial)` and
 //! `J = (J_driving · J_initial⁻¹) · J_source`, with `s = √area(source hull) / √area(initial hull)`
 //! when the movement scale is adapted.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
+use image::RgbImage;
 
-use crate::checkpoint::FommModels;
+use crate::checkpoint::{FommModels, LoadedModel};
 use crate::config::AnimateParams;
+use crate::frames::{frame_tensor, tensor_to_image};
 use crate::model::keypoints::inverse_2x2;
 use crate::model::{GeneratorOutput, Keypoints};
+use crate::{EngineError, Result};
+
+/// What a user may choose about motion transfer. `None` keeps the model config's
+/// `animate_params.normalization_params`, so the CLI and the window start from the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AnimateOptions {
+    /// Relative motion (FOMM's `use_relative_movement` and `use_relative_jacobian` together, as
+    /// its demo's `--relative` sets them), or absolute.
+    pub relative: Option<bool>,
+    /// Scale the motion by the ratio of the source's and the driving frame's keypoint hulls.
+    pub adapt_scale: Option<bool>,
+    /// Start relative motion from the driving frame whose pose best matches the source.
+    pub best_frame: bool,
+}
+
+impl AnimateOptions {
+    /// The config's parameters with the user's choices laid over them.
+    pub fn params(&self, config: &AnimateParams) -> AnimateParams {
+        let mut params = config.clone();
+        if let Some(relative) = self.relative {
+            params.use_relative_movement = relative;
+            params.use_relative_jacobian = relative;
+        }
+        if let Some(adapt) = self.adapt_scale {
+            params.adapt_movement_scale = adapt;
+        }
+        params
+    }
+}
+
+/// The two passes of [`animate_clip`], for progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipStage {
+    /// Keypoints of every driving frame (needed first, for the best frame).
+    Keypoints,
+    /// The source moved by each frame.
+    Generating,
+}
+
+/// A driving video's animation of a photo.
+#[derive(Debug, Clone)]
+pub struct AnimatedClip {
+    /// One frame per driving frame, at the model's size.
+    pub frames: Vec<RgbImage>,
+    /// The driving frame relative motion started from.
+    pub initial_frame: usize,
+}
+
+/// Animates `source` by every frame of `driving` (both at any size: they are resized to the
+/// model's): keypoints of every driving frame, the initial frame (the first, or the best match
+/// to the source's pose), then the generator frame by frame. `on_progress(stage, done, total)`
+/// after each frame; `cancelled()` is asked before each, and a yes ends with
+/// [`EngineError::Cancelled`].
+pub fn animate_clip(
+    model: &LoadedModel,
+    source: &RgbImage,
+    driving: &[RgbImage],
+    options: AnimateOptions,
+    device: &Device,
+    mut on_progress: impl FnMut(ClipStage, usize, usize),
+    cancelled: impl Fn() -> bool,
+) -> Result<AnimatedClip> {
+    if driving.is_empty() {
+        return Err(EngineError::Invalid("the driving video has no frames".into()));
+    }
+    let size = model.frame_size();
+    let params = options.params(&model.config.animate);
+    let mut animator = Animator::new(&model.models, params, frame_tensor(source, size, device));
+    let total = driving.len();
+    let mut keypoints = Vec::with_capacity(total);
+    for (i, frame) in driving.iter().enumerate() {
+        if cancelled() {
+            return Err(EngineError::Cancelled("the animation"));
+        }
+        keypoints.push(animator.keypoints(frame_tensor(frame, size, device)));
+        on_progress(ClipStage::Keypoints, i + 1, total);
+    }
+    let initial_frame = if options.best_frame {
+        find_best_frame(animator.kp_source(), &keypoints).unwrap_or(0)
+    } else {
+        0
+    };
+    animator.set_initial_keypoints(keypoints[initial_frame].clone());
+    let mut frames = Vec::with_capacity(total);
+    for (i, kp) in keypoints.iter().enumerate() {
+        if cancelled() {
+            return Err(EngineError::Cancelled("the animation"));
+        }
+        frames.push(tensor_to_image(animator.animate_keypoints(kp).prediction));
+        on_progress(ClipStage::Generating, i + 1, total);
+    }
+    Ok(AnimatedClip { frames, initial_frame })
+}
 
 /// Area of the convex hull of 2-D points (Andrew's monotone chain); 0 for fewer than 3 points
 /// or collinear ones. Equals scipy's `ConvexHull(points).volume` in 2-D.
@@ -126,32 +222,6 @@ pub fn find_best_frame(kp_source: &Keypoints, kp_driving_frames: &[Keypoints]) -
         .map(|(index, _)| index)
 }
 
-/// An RGB frame as a [1, 3, h, w] tensor in [0, 1].
-pub fn image_to_tensor(image: &image::RgbImage, device: &Device) -> Tensor<4> {
-    let (w, h) = image.dimensions();
-    let (w, h) = (w as usize, h as usize);
-    let mut planar = vec![0.0f32; 3 * h * w];
-    for (i, pixel) in image.pixels().enumerate() {
-        for c in 0..3 {
-            planar[c * h * w + i] = pixel[c] as f32 / 255.0;
-        }
-    }
-    Tensor::from_data(TensorData::new(planar, [1, 3, h, w]), device)
-}
-
-/// Batch element 0 of a [b, 3, h, w] tensor in [0, 1] as an RGB image.
-pub fn tensor_to_image(tensor: Tensor<4>) -> image::RgbImage {
-    let [_, _, h, w] = tensor.dims();
-    let data = tensor.narrow(0, 0, 1).into_data().convert::<f32>();
-    let values = data.try_to_vec::<f32>().unwrap_or_default();
-    image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let i = y as usize * w + x as usize;
-        image::Rgb(std::array::from_fn(|c| {
-            (values.get(c * h * w + i).copied().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8
-        }))
-    })
-}
-
 /// Animates one source image: its keypoints are computed once, then each driving frame moves
 /// it relative to an initial driving frame (set explicitly, or the first frame seen).
 #[derive(Debug)]
@@ -215,6 +285,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn options_lay_over_the_config() {
+        let config = AnimateParams::new().with_use_relative_jacobian(false);
+        assert!(!AnimateOptions::default().params(&config).use_relative_jacobian);
+        let absolute = AnimateOptions {
+            relative: Some(false),
+            adapt_scale: Some(true),
+            best_frame: false,
+        }
+        .params(&config);
+        assert!(!absolute.use_relative_movement && !absolute.use_relative_jacobian);
+        assert!(absolute.adapt_movement_scale);
+        let relative = AnimateOptions {
+            relative: Some(true),
+            ..AnimateOptions::default()
+        };
+        assert!(relative.params(&config).use_relative_jacobian);
+        assert!(
+            !relative.params(&config).adapt_movement_scale,
+            "vox-256 does not adapt the scale"
+        );
+    }
+
+    #[test]
     fn hull_area_of_a_square_with_an_inner_point() {
         let pts = [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0], [1.0, 1.0], [1.0, 0.0]];
         assert!((convex_hull_area(&pts) - 4.0).abs() < 1e-12);
@@ -225,20 +318,15 @@ mod tests {
     fn best_frame_ignores_translation_and_scale() {
         let device = Device::flex();
         let kp = |pts: &[f32]| Keypoints {
-            value: Tensor::from_data(TensorData::new(pts.to_vec(), [1, pts.len() / 2, 2]), &device),
+            value: Tensor::from_data(
+                burn::tensor::TensorData::new(pts.to_vec(), [1, pts.len() / 2, 2]),
+                &device,
+            ),
             jacobian: None,
         };
         let source = kp(&[0.0, 0.0, 0.4, 0.0, 0.0, 0.4, 0.1, 0.1]);
         let other_pose = kp(&[0.0, 0.0, 0.4, 0.0, 0.2, 0.4, 0.3, 0.1]);
         let same_pose_moved = kp(&[-0.5, -0.5, 0.3, -0.5, -0.5, 0.3, -0.3, -0.3]);
         assert_eq!(find_best_frame(&source, &[other_pose, same_pose_moved]), Some(1));
-    }
-
-    #[test]
-    fn image_tensor_round_trip() {
-        let device = Device::flex();
-        let image = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 80, y as u8 * 200, 7]));
-        let back = tensor_to_image(image_to_tensor(&image, &device));
-        assert_eq!(image, back);
     }
 }

@@ -140,7 +140,7 @@ pub struct TrainBench {
     pub height: usize,
     pub width: usize,
     pub batch_size: usize,
-    pub variant: crate::train::Variant,
+    pub variant: crate::config::Variant,
     /// The perceptual loss timed, as described to the user.
     pub perceptual: String,
     pub warmup: usize,

@@ -13,17 +13,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use image::{GrayImage, RgbImage};
 
-use crate::animate::{image_to_tensor, tensor_to_image};
 use crate::checkpoint::FommModels;
 use crate::config::FommConfig;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
 use crate::evaluators::{Evaluators, KeypointMetrics};
+use crate::frames::{image_to_tensor, images_to_tensor, tensor_to_images};
 use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_and_region_metrics};
 use crate::model::keypoints::Keypoints;
+use crate::render::sheet::{DIFFERENCE_RANGE, difference_image, labelled_grid};
 use crate::{EngineError, Result};
 
 /// What to evaluate.
@@ -152,8 +153,36 @@ impl EvalReport {
         videos
     }
 
-    /// Writes `dir/table.md` and `dir/table.csv` (the row named `model`) and `dir/frames.csv`.
-    pub fn write_tables(&self, dir: &Path, model: &str) -> Result<()> {
+    /// The worst-reconstructed frame of each of the (at most six) worst videos: real frame,
+    /// reconstruction and their difference heatmap, a row each.
+    pub fn worst_sheet(&self) -> RgbImage {
+        let rows: Vec<Vec<(String, RgbImage)>> = self
+            .worst_videos(6)
+            .into_iter()
+            .filter_map(|video| {
+                let worst = video.worst.as_ref()?;
+                Some(vec![
+                    (format!("{} #{}", video.name, worst.index), worst.real.clone()),
+                    (
+                        format!("L1 {:.4}", video.frames.get(worst.index)?.l1),
+                        worst.reconstruction.clone(),
+                    ),
+                    (
+                        "|difference|".to_string(),
+                        difference_image(&worst.real, &worst.reconstruction),
+                    ),
+                ])
+            })
+            .collect();
+        labelled_grid(
+            &format!("worst frames: real | reconstruction | difference (magma, 0 to {DIFFERENCE_RANGE})"),
+            &rows,
+        )
+    }
+
+    /// Writes `dir/table.md` and `dir/table.csv` (the row named `model`), `dir/frames.csv` and
+    /// `dir/worst.png` ([`EvalReport::worst_sheet`]), each atomically.
+    pub fn write(&self, dir: &Path, model: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let summary = self.summary();
         let files = [
@@ -165,10 +194,9 @@ impl EvalReport {
             ("frames.csv", self.frames_csv()),
         ];
         for (name, text) in files {
-            let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|e| EngineError::io(&path, e))?;
+            crate::files::write_atomic(&dir.join(name), text.as_bytes())?;
         }
-        Ok(())
+        crate::files::write_png(&dir.join("worst.png"), &self.worst_sheet())
     }
 
     /// Per-frame results as CSV: video,frame,l1,psnr,ssim,psnr_salient,psnr_rest,ssim_salient,
@@ -313,7 +341,7 @@ pub fn evaluate(
                 return Err(EngineError::Cancelled("the evaluation"));
             }
             let n = chunk.len();
-            let driving = Tensor::cat(chunk.iter().map(|f| image_to_tensor(f, device)).collect(), 0);
+            let driving = images_to_tensor(chunk, device);
             let kp_driving = models.kp_detector.forward(driving);
             let kp_source_batch = Keypoints {
                 value: kp_source.value.clone().repeat_dim(0, n),
@@ -323,9 +351,7 @@ pub fn evaluate(
             let out = models
                 .generator
                 .forward(source.clone().repeat_dim(0, n), &kp_driving, &kp_source_batch);
-            for i in 0..n {
-                reconstructions.push(tensor_to_image(out.prediction.clone().narrow(0, i, 1)));
-            }
+            reconstructions.extend(tensor_to_images(out.prediction));
         }
         let mut metrics = Vec::with_capacity(frames.len());
         let mut regions = Vec::new();

@@ -13,10 +13,8 @@ use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchS
 use burn::tensor::Device;
 use pytorch_reader::PytorchReader;
 
-use crate::checkpoint::FommModels;
-use crate::config::FommConfig;
-use crate::model::MultiScaleDiscriminator;
 use crate::model::vgg19::{FEATURE_INDICES, Vgg19};
+use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
 use crate::{EngineError, Result};
 
 /// Which parts an import found. The discriminator is optional: animation does not need it,
@@ -28,15 +26,14 @@ pub struct ImportReport {
     pub tensors: usize,
 }
 
-/// Builds the models of `config` and loads an official checkpoint into them.
-pub fn import_fomm_checkpoint(path: &Path, config: &FommConfig, device: &Device) -> Result<(FommModels, ImportReport)> {
-    let mut models = FommModels::init(config, device);
-    let report = load_fomm_checkpoint(path, &mut models)?;
-    Ok((models, report))
-}
-
-/// Loads an official checkpoint into existing models (their shapes come from the config).
-pub fn load_fomm_checkpoint(path: &Path, models: &mut FommModels) -> Result<ImportReport> {
+/// Loads an official checkpoint into existing networks (their shapes come from the config); the
+/// discriminator only if the file has one.
+pub fn load_fomm_checkpoint(
+    path: &Path,
+    kp_detector: &mut KpDetector,
+    generator: &mut OcclusionAwareGenerator,
+    discriminator: &mut MultiScaleDiscriminator,
+) -> Result<ImportReport> {
     let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
     if !metadata.is_file() {
         return Err(EngineError::checkpoint(path, "is not a file"));
@@ -64,19 +61,22 @@ pub fn load_fomm_checkpoint(path: &Path, models: &mut FommModels) -> Result<Impo
     drop(reader);
 
     let mut tensors = 0;
-    tensors += load_part(path, "kp_detector", &mut models.kp_detector, KeyRemapper::new())?;
+    tensors += load_part(path, "kp_detector", kp_detector, KeyRemapper::new())?;
     let generator_keys = KeyRemapper::new()
         .add_pattern(r"^final\.", "final_conv.")
         .and_then(|r| r.add_pattern(r"^bottleneck\.r(\d+)\.", "bottleneck.$1."))
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
-    tensors += load_part(path, "generator", &mut models.generator, generator_keys)?;
-    let discriminator = has_part("discriminator");
-    if discriminator {
-        let remap = discriminator_remapper(&keys, &models.discriminator)
-            .map_err(|message| EngineError::checkpoint(path, message))?;
-        tensors += load_part(path, "discriminator", &mut models.discriminator, remap)?;
+    tensors += load_part(path, "generator", generator, generator_keys)?;
+    let has_discriminator = has_part("discriminator");
+    if has_discriminator {
+        let remap =
+            discriminator_remapper(&keys, discriminator).map_err(|message| EngineError::checkpoint(path, message))?;
+        tensors += load_part(path, "discriminator", discriminator, remap)?;
     }
-    Ok(ImportReport { discriminator, tensors })
+    Ok(ImportReport {
+        discriminator: has_discriminator,
+        tensors,
+    })
 }
 
 /// Loads torchvision's VGG19 weights (`vgg19-dcbb9e9d.pth`, or the same state dict as

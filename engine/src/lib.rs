@@ -16,6 +16,8 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod evaluators;
+pub mod files;
+pub mod frames;
 pub mod import;
 pub mod live;
 pub mod loss;
@@ -23,10 +25,13 @@ pub mod metrics;
 pub mod model;
 pub mod npy;
 pub mod reference;
+pub mod render;
 pub mod rng;
 pub mod train;
 pub mod worker;
 
+#[cfg(test)]
+mod layers;
 #[cfg(test)]
 mod test_support;
 

@@ -192,8 +192,8 @@ pub fn consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TransformParams;
     use crate::rng::Rng;
-    use crate::train::config::TransformParams;
     use burn::tensor::{Distribution, TensorData};
 
     fn scalar(t: Tensor<1>) -> f32 {

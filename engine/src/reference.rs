@@ -12,7 +12,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::animate::normalize_kp;
 use crate::checkpoint::FommModels;
 use crate::config::{AnimateParams, FommConfig};
-use crate::import::import_fomm_checkpoint;
 use crate::model::Keypoints;
 use crate::npy::NpyArray;
 use crate::{EngineError, Result};
@@ -116,7 +115,7 @@ impl Fixture<'_> {
 /// Runs every reference forward pass of the fixture in `dir` on `device`.
 pub fn verify_reference(dir: &Path, device: &Device) -> Result<ReferenceReport> {
     let config = FommConfig::from_yaml_file(dir.join("config.yaml"))?;
-    let (models, _) = import_fomm_checkpoint(&dir.join("checkpoint.pth.tar"), &config, device)?;
+    let (models, _) = FommModels::import(&dir.join("checkpoint.pth.tar"), &config, device)?;
     verify_with_models(dir, &models, &config, device)
 }
 

@@ -18,7 +18,7 @@ camera=assets/sample/driving.gif
 
 shot() {
   local name="$1"; shift
-  xvfb-run -a -s "-screen 0 1280x900x24" "$bin" --fresh --screenshot "$out/$name.png" "$@"
+  xvfb-run -a -s "-screen 0 1280x800x24" "$bin" --fresh --screenshot "$out/$name.png" "$@"
 }
 shot animate --workspace animate --screenshot-after 25
 shot train --workspace train --train-dataset "$data" --train-run "$out/run" --screenshot-after 60

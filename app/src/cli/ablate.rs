@@ -7,13 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
-use prioritycut_engine::ablation::{AblationEvent, AblationOptions, AblationReport, run_ablation};
+use prioritycut_engine::ablation::{AblationEvent, AblationOptions, run_ablation};
 use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::eval::EvalOptions;
-use prioritycut_engine::train::{TrainEvent, Variant};
-
-use crate::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
+use prioritycut_engine::train::TrainEvent;
 
 #[derive(Debug, Args)]
 pub struct AblateArgs {
@@ -121,7 +119,10 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
                     b.finish_and_clear();
                 }
             }
-            TrainEvent::Snapshot(_) | TrainEvent::Checkpoint { .. } => {}
+            TrainEvent::Snapshot(_)
+            | TrainEvent::Checkpoint { .. }
+            | TrainEvent::Paused { .. }
+            | TrainEvent::Resumed { .. } => {}
         },
         AblationEvent::Evaluating { done, total, .. } => {
             bar.get_or_insert_with(|| super::progress_bar(total, "evaluating"))
@@ -157,44 +158,9 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     for warning in &first.warnings {
         eprintln!("warning: {warning}");
     }
-    let figure = args.out.join("figure.png");
-    figure_of(&report, &args.dataset)
-        .save(&figure)
-        .with_context(|| format!("writing {}", figure.display()))?;
     println!(
         "wrote table.md, table.csv and figure.png to {} (each model's run and eval/ beside them)",
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Figure 5: the kept middle frames of the first test videos, every model side by side.
-fn figure_of(report: &AblationReport, dataset: &std::path::Path) -> image::RgbImage {
-    let models: Vec<(String, Vec<_>)> = report
-        .rows
-        .iter()
-        .map(|row| {
-            let examples = row
-                .report
-                .videos
-                .iter()
-                .filter_map(|video| {
-                    let middle = video.middle.as_ref()?;
-                    Some(Example {
-                        source: video.source.clone(),
-                        real: middle.real.clone(),
-                        reconstruction: middle.reconstruction.clone(),
-                    })
-                })
-                .collect();
-            (row.variant.title().to_string(), examples)
-        })
-        .collect();
-    comparison_figure(
-        &format!(
-            "{}: source, driving, each model; below, |real - model| (magma, 0 to {DIFFERENCE_RANGE})",
-            dataset.display()
-        ),
-        &models,
-    )
 }

@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use prioritycut_engine::animate::{Animator, find_best_frame, image_to_tensor, tensor_to_image};
+use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
 use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::checkpoint::FommModels;
-use prioritycut_engine::data::{read_frames, read_image, resize_to, write_frames};
-use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
+use prioritycut_engine::checkpoint::LoadedModel;
+use prioritycut_engine::data::{read_frames, read_image, write_frames};
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
@@ -23,20 +22,26 @@ pub struct AnimateArgs {
     /// Photo to animate.
     #[arg(long)]
     pub source: PathBuf,
-    /// Driving video: a folder of frames, a GIF, or a PNG strip.
+    /// Driving video: a compressed video, a folder of frames, a GIF, or a PNG strip.
     #[arg(long)]
     pub driving: PathBuf,
-    /// Output: a .gif file, or a folder for numbered PNG frames.
+    /// Output: .mp4, .gif, or a folder for numbered PNG frames.
     #[arg(long)]
     pub out: PathBuf,
-    /// Use the driving keypoints as they are instead of relative to the first frame
+    /// Use the driving keypoints as they are instead of relative to the initial frame
     /// (default: the config's `use_relative_movement`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "relative")]
     pub absolute: bool,
+    /// Move the source relative to the initial driving frame, whatever the config says.
+    #[arg(long)]
+    pub relative: bool,
     /// Scale the driving motion by the ratio of source to driving face sizes
     /// (default: the config's `adapt_movement_scale`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_adapt_scale")]
     pub adapt_scale: bool,
+    /// Do not scale the driving motion, whatever the config says.
+    #[arg(long)]
+    pub no_adapt_scale: bool,
     /// Start relative motion from the driving frame whose pose best matches the source.
     #[arg(long)]
     pub best_frame: bool,
@@ -48,63 +53,55 @@ pub struct AnimateArgs {
     pub backend: BackendChoice,
 }
 
+impl AnimateArgs {
+    /// The flags given; what is not given stays the config's.
+    fn options(&self) -> AnimateOptions {
+        let flag = |on: bool, off: bool| (on || off).then_some(on);
+        AnimateOptions {
+            relative: flag(self.relative, self.absolute),
+            adapt_scale: flag(self.adapt_scale, self.no_adapt_scale),
+            best_frame: self.best_frame,
+        }
+    }
+}
+
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
-    let (checkpoint, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     // Read the inputs before the (slower) model load so a bad file fails fast.
     let source = read_image(&args.source)?;
     let driving = read_frames(&args.driving)?;
     let selected = super::open_device(args.backend)?;
-    let device = &selected.device;
-    let models = FommModels::load(&checkpoint, &config, device)?;
-
-    let [h, w, _] = config.frame_shape;
-    let to_tensor = |image: &image::RgbImage| image_to_tensor(&resize_to(image, w as u32, h as u32), device);
-    // The config's `animate_params.normalization_params`, unless a flag says otherwise.
-    let mut params = config.animate.clone();
-    if args.absolute {
-        params.use_relative_movement = false;
-        params.use_relative_jacobian = false;
-    }
-    if args.adapt_scale {
-        params.adapt_movement_scale = true;
-    }
-    let mut animator = Animator::new(&models, params, to_tensor(&source));
+    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
+    super::report_ignored_keys(&model.ignored_config_keys);
 
     let bar = super::progress_bar(driving.len(), "keypoints");
-    let keypoints: Vec<_> = driving
-        .iter()
-        .map(|frame| {
-            let kp = animator.keypoints(to_tensor(frame));
-            bar.inc(1);
-            kp
-        })
-        .collect();
+    let clip = animate_clip(
+        &model,
+        &source,
+        &driving,
+        args.options(),
+        &selected.device,
+        |stage, done, _| {
+            if stage == ClipStage::Generating && done == 1 {
+                bar.reset();
+                bar.set_message("animating");
+            }
+            bar.set_position(done as u64);
+        },
+        || false,
+    )?;
     bar.finish_and_clear();
-    let initial = if args.best_frame {
-        find_best_frame(animator.kp_source(), &keypoints).unwrap_or(0)
-    } else {
-        0
-    };
     if args.best_frame {
-        eprintln!("relative motion from driving frame {initial} (best match to the source pose)");
+        eprintln!(
+            "relative motion from driving frame {} (best match to the source pose)",
+            clip.initial_frame
+        );
     }
-    animator.set_initial_keypoints(keypoints[initial].clone());
 
-    let bar = super::progress_bar(keypoints.len(), "animating");
-    let frames: Vec<_> = keypoints
-        .iter()
-        .map(|kp| {
-            let frame = tensor_to_image(animator.animate_keypoints(kp).prediction);
-            bar.inc(1);
-            frame
-        })
-        .collect();
-    bar.finish_and_clear();
-
-    let bar = super::progress_bar(frames.len(), "writing");
-    write_frames(&args.out, &frames, args.fps, |_| bar.inc(1))
+    let bar = super::progress_bar(clip.frames.len(), "writing");
+    write_frames(&args.out, &clip.frames, args.fps, |_| bar.inc(1))
         .with_context(|| format!("writing {}", args.out.display()))?;
     bar.finish_and_clear();
-    println!("wrote {} frames ({w}x{h}) to {}", frames.len(), args.out.display());
+    let (w, h) = model.frame_size();
+    println!("wrote {} frames ({w}x{h}) to {}", clip.frames.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }

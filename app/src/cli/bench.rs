@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::bench::{bench_animate, bench_train};
-use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::data::{read_video, write_frames};
 use prioritycut_engine::live::CameraSource;
-use prioritycut_engine::train::Variant;
-use prioritycut_engine::worker::{AnimateOptions, Command, Event, Worker};
+use prioritycut_engine::worker::{Command, Event, Worker};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -143,7 +143,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         };
         match event {
             Event::ModelLoaded { frame_size, .. } => size = frame_size,
-            Event::Error { context, message } => anyhow::bail!("{context}: {message}"),
+            Event::Error { job, message } => anyhow::bail!("{}: {message}", job.describe()),
             Event::LiveStopped { reason } => anyhow::bail!("live stopped: {}", reason.unwrap_or_default()),
             Event::Live(frame) => {
                 seen += 1;

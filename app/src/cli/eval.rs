@@ -5,12 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::checkpoint::FommModels;
-use prioritycut_engine::eval::{EvalOptions, EvalReport, evaluate};
+use prioritycut_engine::checkpoint::LoadedModel;
+use prioritycut_engine::eval::{EvalOptions, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
-use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
-
-use crate::sheet::{DIFFERENCE_RANGE, difference_image, labelled_grid};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -45,9 +42,9 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let (weights, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
     let selected = super::open_device(args.backend)?;
-    let models = FommModels::load(&weights, &config, &selected.device)?;
+    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
+    super::report_ignored_keys(&model.ignored_config_keys);
     let options = EvalOptions {
         max_videos: args.videos,
         masks: args.masks.clone(),
@@ -58,8 +55,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let evaluators = Evaluators::for_dataset(&args.dataset);
     let mut bar = None;
     let report = evaluate(
-        &models,
-        &config,
+        &model.models,
+        &model.config,
         &args.dataset,
         &options,
         &evaluators,
@@ -99,39 +96,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(out) = &args.out {
-        report.write_tables(out, &name)?;
-        worst_sheet(&report).save(out.join("worst.png"))?;
+        report.write(out, &name)?;
         println!(
             "wrote table.md, table.csv, frames.csv and worst.png to {}",
             out.display()
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The worst-reconstructed frame of each of the (at most six) worst videos: real frame,
-/// reconstruction and their difference heatmap, a row each.
-fn worst_sheet(report: &EvalReport) -> image::RgbImage {
-    let rows: Vec<Vec<(String, image::RgbImage)>> = report
-        .worst_videos(6)
-        .into_iter()
-        .filter_map(|video| {
-            let worst = video.worst.as_ref()?;
-            Some(vec![
-                (format!("{} #{}", video.name, worst.index), worst.real.clone()),
-                (
-                    format!("L1 {:.4}", video.frames.get(worst.index)?.l1),
-                    worst.reconstruction.clone(),
-                ),
-                (
-                    "|difference|".to_string(),
-                    difference_image(&worst.real, &worst.reconstruction),
-                ),
-            ])
-        })
-        .collect();
-    labelled_grid(
-        &format!("worst frames: real | reconstruction | difference (magma, 0 to {DIFFERENCE_RANGE})"),
-        &rows,
-    )
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::checkpoint::export_animation_model;
-use prioritycut_engine::train::checkpoint::resolve_checkpoint_and_config;
+use prioritycut_engine::burn::tensor::Device;
+use prioritycut_engine::checkpoint::LoadedModel;
 
 #[derive(Debug, Args)]
 pub struct ExportModelArgs {
@@ -21,8 +21,9 @@ pub struct ExportModelArgs {
 }
 
 pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
-    let (weights, config) = resolve_checkpoint_and_config(&args.checkpoint, args.config.as_deref())?;
-    let bytes = export_animation_model(&weights, &config, &args.out)?;
+    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &Device::flex())?;
+    super::report_ignored_keys(&model.ignored_config_keys);
+    let bytes = model.export_for_animation(&args.out)?;
     println!(
         "wrote {} ({:.1} MB: keypoint detector and generator) and config.yaml",
         args.out.join("model.bpk").display(),

@@ -147,6 +147,17 @@ fn stop_on_ctrl_c(first: &'static str, second: &'static str) -> anyhow::Result<A
     Ok(stop)
 }
 
+/// Says which keys of a config file the engine left unread (a typo, or an option not built).
+fn report_ignored_keys(keys: &[String]) {
+    if !keys.is_empty() {
+        let verb = if keys.len() == 1 { "is" } else { "are" };
+        eprintln!(
+            "note: {} in the config {verb} not used by this engine (a typo, or an option it does not implement)",
+            keys.join(", ")
+        );
+    }
+}
+
 fn progress_bar(len: usize, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(

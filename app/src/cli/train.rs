@@ -4,14 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::config::FommConfig;
-use prioritycut_engine::train::{Finish, RunDir, TrainEvent, TrainOptions, Trainer, Variant};
-
-use crate::sheet::snapshot_sheet;
+use prioritycut_engine::checkpoint::RunDir;
+use prioritycut_engine::config::{FommConfig, Variant};
+use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -87,20 +85,13 @@ pub(super) fn parse_variant(text: &str) -> Result<Variant, String> {
 }
 
 fn load_config(args: &TrainArgs) -> anyhow::Result<FommConfig> {
-    let run_config = RunDir::open(&args.out, false)
-        .ok()
-        .map(|run| run.config_path())
-        .filter(|p| args.resume && p.is_file());
-    let mut config = match (&run_config, &args.config) {
-        (Some(path), given) => {
-            if given.is_some() {
-                eprintln!("note: resuming with the run's own {}", path.display());
-            }
-            FommConfig::from_yaml_file(path)?
-        }
-        (None, Some(path)) => FommConfig::from_yaml_file(path)?,
-        (None, None) => anyhow::bail!("--config is needed to start a run"),
-    };
+    let (path, replaced) = RunDir::config_to_train_with(&args.out, args.resume, args.config.as_deref())?;
+    if replaced {
+        eprintln!("note: resuming with the run's own {}", path.display());
+    }
+    let file = FommConfig::read_yaml_file(&path)?;
+    super::report_ignored_keys(&file.ignored_keys);
+    let mut config = file.config;
     if let Some(variant) = args.variant {
         config.prioritycut.variant = variant;
     }
@@ -126,17 +117,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "interrupted again: exiting without a final checkpoint",
     )?;
 
-    let (sender, receiver) = std::sync::mpsc::channel();
-    let worker_stop = stop.clone();
-    let worker = std::thread::Builder::new()
-        .name("prioritycut-train".into())
-        .spawn(move || -> anyhow::Result<Finish> {
-            let mut trainer = Trainer::new(config, options, &selected, sender)?;
-            Ok(trainer.run(&worker_stop)?)
-        })
-        .context("starting the training thread")?;
-
-    let snapshots = args.out.join("snapshots");
     let mut bar: Option<ProgressBar> = None;
     let mut last_print = Instant::now() - Duration::from_secs(60);
     let print_every = if console_is_interactive() {
@@ -144,7 +124,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     } else {
         Duration::from_secs(10)
     };
-    for event in receiver {
+    let (finish, _) = train(config, options, &selected, &*stop, |event| {
         match event {
             TrainEvent::Started {
                 step,
@@ -195,15 +175,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            TrainEvent::Snapshot(snapshot) => {
-                let path = snapshots.join(format!("step-{:08}.png", snapshot.step));
-                if let Err(e) = std::fs::create_dir_all(&snapshots)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|_| snapshot_sheet(&snapshot).save(&path).map_err(anyhow::Error::from))
-                {
-                    eprintln!("warning: cannot write {}: {e}", path.display());
-                }
-            }
+            // The trainer writes the sheet into RUN/snapshots itself.
+            TrainEvent::Snapshot(_) => {}
             TrainEvent::Checkpoint { step, path } => {
                 say(&bar, format!("checkpoint at step {step}: {}", path.display()));
             }
@@ -225,11 +198,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                     Finish::Stopped => eprintln!("stopped at step {step}; resume with --resume"),
                 }
             }
+            TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {}
         }
-    }
-    let finish = worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the training thread crashed"))??;
+    })?;
     println!(
         "run folder: {} (losses.csv, checkpoints/, snapshots/, config.yaml)",
         args.out.display()

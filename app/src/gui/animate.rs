@@ -4,7 +4,9 @@
 
 use eframe::egui;
 use image::RgbImage;
-use prioritycut_engine::worker::{AnimateOptions, Command, Event, Job, Worker};
+use prioritycut_engine::animate::AnimateOptions;
+use prioritycut_engine::config::AnimateParams;
+use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
@@ -17,8 +19,9 @@ pub struct AnimateSettings {
     pub config: String,
     pub source: String,
     pub driving: String,
-    pub relative: bool,
-    pub adapt_scale: bool,
+    /// `None`: the model config's `animate_params`, as the CLI without flags.
+    pub relative: Option<bool>,
+    pub adapt_scale: Option<bool>,
     pub best_frame: bool,
     pub export: String,
 }
@@ -27,6 +30,8 @@ pub struct AnimateSettings {
 pub struct AnimatePanel {
     pub settings: AnimateSettings,
     pub model: Option<String>,
+    /// The loaded model's own motion transfer: what the options show until the user changes them.
+    model_animate: Option<AnimateParams>,
     source: Picture,
     driving: Vec<RgbImage>,
     driving_fps: f64,
@@ -60,6 +65,35 @@ impl AnimatePanel {
             adapt_scale: self.settings.adapt_scale,
             best_frame: self.settings.best_frame,
         }
+    }
+
+    /// Relative/absolute and adapt scale start as the model's config says (vox-256: relative,
+    /// not adapted); a choice the user makes is kept until "model defaults".
+    fn motion_options(&mut self, ui: &mut egui::Ui) {
+        let defaults = self.model_animate.clone().unwrap_or_else(AnimateParams::new);
+        ui.horizontal(|ui| {
+            let mut relative = self.settings.relative.unwrap_or(defaults.use_relative_movement);
+            let relative_before = relative;
+            ui.radio_value(&mut relative, true, "relative motion");
+            ui.radio_value(&mut relative, false, "absolute");
+            if relative != relative_before {
+                self.settings.relative = Some(relative);
+            }
+            let mut adapt = self.settings.adapt_scale.unwrap_or(defaults.adapt_movement_scale);
+            if ui.checkbox(&mut adapt, "adapt movement scale").changed() {
+                self.settings.adapt_scale = Some(adapt);
+            }
+            ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
+            let changed = self.settings.relative.is_some() || self.settings.adapt_scale.is_some();
+            if ui
+                .add_enabled(changed, egui::Button::new("model defaults"))
+                .on_hover_text("relative motion and movement scale as the model's config sets them")
+                .clicked()
+            {
+                self.settings.relative = None;
+                self.settings.adapt_scale = None;
+            }
+        });
     }
 
     pub fn has_result(&self) -> bool {
@@ -134,8 +168,11 @@ impl AnimatePanel {
 
     pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
         match event {
-            Event::ModelLoaded { description, .. } => {
+            Event::ModelLoaded {
+                description, animate, ..
+            } => {
                 self.model = Some(description.clone());
+                self.model_animate = Some(animate.clone());
                 self.status = Some(format!("model: {description}"));
                 self.stale = true;
             }
@@ -179,14 +216,12 @@ impl AnimatePanel {
             }
             Event::Cancelled(job) if matches!(job, Job::Animate | Job::Export) => {
                 self.progress = None;
-                self.status = Some(format!("{job:?} cancelled"));
+                self.status = Some(format!("{} cancelled", job.describe()));
             }
-            Event::Error { context, message }
-                if matches!(
-                    context.as_str(),
-                    "LoadModel" | "LoadSource" | "LoadDriving" | "Animate" | "Export"
-                ) =>
-            {
+            Event::Error {
+                job: Job::LoadModel | Job::LoadSource | Job::LoadDriving | Job::Animate | Job::Export,
+                message,
+            } => {
                 self.progress = None;
                 self.error = Some(message.clone());
             }
@@ -251,12 +286,7 @@ impl AnimatePanel {
                 }
                 ui.end_row();
             });
-        ui.horizontal(|ui| {
-            ui.radio_value(&mut self.settings.relative, true, "relative motion");
-            ui.radio_value(&mut self.settings.relative, false, "absolute");
-            ui.checkbox(&mut self.settings.adapt_scale, "adapt movement scale");
-            ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
-        });
+        self.motion_options(ui);
         ui.horizontal(|ui| {
             let busy = self.progress.is_some();
             if ui.add_enabled(!busy, egui::Button::new("▶ Animate")).clicked() {
@@ -271,7 +301,7 @@ impl AnimatePanel {
             }
         });
         if let Some((job, done, total)) = self.progress {
-            progress(ui, Some((done, total)), &format!("{job:?}"));
+            progress(ui, Some((done, total)), job.describe());
         }
         if let Some(error) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, error);

@@ -156,8 +156,6 @@ impl StudioApp {
             a.config = bundle.config.display().to_string();
             a.source = bundle.source.display().to_string();
             a.driving = bundle.driving.display().to_string();
-            a.relative = true;
-            a.adapt_scale = true;
             let t = &mut settings.train;
             if t.config.is_empty() {
                 t.config = bundle.dataset_config.display().to_string();
@@ -238,7 +236,7 @@ impl StudioApp {
         for event in events {
             match &event {
                 Event::Backend(description) => self.backend = description.clone(),
-                Event::Error { context, message } => self.log.push(format!("error ({context}): {message}")),
+                Event::Error { job, message } => self.log.push(format!("error ({}): {message}", job.describe())),
                 Event::Exported { path, frames } => {
                     self.log.push(format!("exported {frames} frames to {}", path.display()))
                 }
@@ -373,7 +371,7 @@ impl eframe::App for StudioApp {
             && self.animate.source_loaded()
             && let Some(worker) = &self.worker
         {
-            self.live.start(worker);
+            self.live.start(worker, self.animate.options());
         }
         for (pick, path) in self.dialogs.answers() {
             self.take_path(pick, path);
@@ -422,7 +420,8 @@ impl eframe::App for StudioApp {
                     Workspace::Train => self.train.ui(ui, self.worker.as_ref(), &self.dialogs, &mut self.maps),
                     Workspace::Live => {
                         let ready = self.animate.model.is_some() && self.animate.source_loaded();
-                        self.live.ui(ui, self.worker.as_ref(), &self.dialogs, ready)
+                        let options = self.animate.options();
+                        self.live.ui(ui, self.worker.as_ref(), &self.dialogs, ready, options)
                     }
                     Workspace::Evaluate => {
                         let a = &self.animate.settings;

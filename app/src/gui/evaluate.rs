@@ -11,7 +11,7 @@ use prioritycut_engine::worker::{Command, EvalRequest, Event, Job, SYNTHETIC_TES
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
-use crate::sheet::{DIFFERENCE_RANGE, difference_image};
+use prioritycut_engine::render::sheet::{DIFFERENCE_RANGE, difference_image};
 
 /// Worst videos shown.
 const WORST_SHOWN: usize = 6;
@@ -150,7 +150,10 @@ impl EvaluatePanel {
                 self.progress = None;
                 self.status = Some("evaluation cancelled".into());
             }
-            Event::Error { context, message } if context == "Evaluate" => {
+            Event::Error {
+                job: Job::Evaluate,
+                message,
+            } => {
                 self.running = false;
                 self.progress = None;
                 self.error = Some(message.clone());

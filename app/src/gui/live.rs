@@ -3,8 +3,9 @@
 //! model sees can be moved (drag) and resized; frames the model has no time for are dropped.
 
 use eframe::egui;
-use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox, list_cameras};
-use prioritycut_engine::worker::{AnimateOptions, Command, Event, Worker};
+use prioritycut_engine::animate::AnimateOptions;
+use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox};
+use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{Dialogs, Pick, Picture, path_row};
@@ -38,7 +39,9 @@ impl Default for LiveSettings {
 #[derive(Debug)]
 pub struct LivePanel {
     pub settings: LiveSettings,
+    /// The worker's answer to ListCameras; `None` until it comes.
     cameras: Option<Vec<CameraInfo>>,
+    cameras_asked: bool,
     pub running: bool,
     camera: Picture,
     result: Picture,
@@ -57,6 +60,7 @@ impl LivePanel {
         Self {
             settings,
             cameras: None,
+            cameras_asked: false,
             running: false,
             camera: Picture::default(),
             result: Picture::default(),
@@ -104,7 +108,11 @@ impl LivePanel {
                 self.running = false;
                 self.error = reason.clone();
             }
-            Event::Error { context, message } if context == "StartLive" => {
+            Event::Cameras(cameras) => self.cameras = Some(cameras.clone()),
+            Event::Error {
+                job: Job::Live,
+                message,
+            } => {
                 self.running = false;
                 self.error = Some(message.clone());
             }
@@ -114,7 +122,7 @@ impl LivePanel {
 
     /// The chosen camera, or the video file when asked for or when there is no camera.
     fn source(&mut self) -> CameraSource {
-        let cameras = self.cameras.get_or_insert_with(list_cameras);
+        let cameras = self.cameras.as_deref().unwrap_or_default();
         match (self.settings.use_file, cameras.first()) {
             (false, Some(first)) => CameraSource::Webcam {
                 index: self.settings.camera.unwrap_or(first.index),
@@ -123,16 +131,13 @@ impl LivePanel {
         }
     }
 
-    pub fn start(&mut self, worker: &Worker) {
+    /// Starts puppeteering with the Animate workspace's motion options.
+    pub fn start(&mut self, worker: &Worker, options: AnimateOptions) {
         self.error = None;
         self.frames = 0;
         worker.send(Command::StartLive {
             camera: self.source(),
-            options: AnimateOptions {
-                relative: true,
-                adapt_scale: true,
-                best_frame: false,
-            },
+            options,
         });
         self.send_view(worker);
         self.running = true;
@@ -145,7 +150,14 @@ impl LivePanel {
         });
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs, model_ready: bool) {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        worker: Option<&Worker>,
+        dialogs: &Dialogs,
+        model_ready: bool,
+        options: AnimateOptions,
+    ) {
         ui.heading("Live: puppeteer the photo");
         ui.label(
             "The photo and model of the Animate workspace follow the camera. Look straight at it and press \
@@ -158,10 +170,20 @@ impl LivePanel {
             );
             return;
         };
-        let cameras = self.cameras.get_or_insert_with(list_cameras).clone();
+        if !self.cameras_asked {
+            // The worker asks the OS; the answer comes back as Event::Cameras.
+            worker.send(Command::ListCameras);
+            self.cameras_asked = true;
+        }
+        let cameras = self.cameras.clone();
         ui.add_enabled_ui(!self.running, |ui| {
             ui.horizontal(|ui| {
                 let camera_choice = ui.radio_value(&mut self.settings.use_file, false, "Camera");
+                let Some(cameras) = cameras else {
+                    ui.spinner();
+                    ui.label("looking for cameras…");
+                    return;
+                };
                 if cameras.is_empty() {
                     ui.colored_label(
                         ui.visuals().warn_fg_color,
@@ -189,6 +211,7 @@ impl LivePanel {
                 }
                 if ui.button("⟳ look again").clicked() {
                     self.cameras = None;
+                    self.cameras_asked = false;
                 }
             });
             ui.horizontal(|ui| {
@@ -203,7 +226,7 @@ impl LivePanel {
                 .add_enabled(!self.running && model_ready, egui::Button::new("▶ Start"))
                 .clicked()
             {
-                self.start(worker);
+                self.start(worker, options);
             }
             if ui.add_enabled(self.running, egui::Button::new("⏹ Stop")).clicked() {
                 worker.send(Command::StopLive);

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use eframe::egui;
 use eframe::egui_wgpu::{self, wgpu};
 use image::RgbImage;
-use prioritycut_engine::train::Map;
+use prioritycut_engine::render::Map;
 
-use crate::colormap::Colormap;
+use prioritycut_engine::render::Colormap;
 
 /// A map to draw, what is under it and how.
 #[derive(Clone, Debug)]

@@ -2,22 +2,21 @@
 //! checkpoint / stop, and watch the batch live — images with keypoints, occlusion, background
 //! and PriorityCut masks, the CutMix image, the U-Net's per-pixel verdicts — and the loss curves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
-use prioritycut_engine::config::FommConfig;
-use prioritycut_engine::train::{RunDir, Snapshot, StepReport, TrainEvent, TrainOptions, Variant};
-use prioritycut_engine::worker::{Command, Event, TrainRequest, TrainingState, Worker};
+use prioritycut_engine::config::Variant;
+use prioritycut_engine::render::{Colormap, Snapshot, SnapshotImage, SnapshotMap};
+use prioritycut_engine::train::{StepReport, TrainEvent, TrainOptions};
+use prioritycut_engine::worker::{Command, Event, Job, TrainConfig, TrainRequest, TrainingState, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::maps::{MapLayer, MapPainter};
 use super::widgets::{Dialogs, Pick, Picture, draw_keypoints, path_row};
-use crate::colormap::Colormap;
-use crate::sheet::default_colormap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -54,21 +53,6 @@ impl Default for TrainSettings {
     }
 }
 
-/// The images of a snapshot, and the maps drawn over the right image.
-const IMAGES: [&str; 5] = ["source", "driving", "deformed", "prediction", "cutmix"];
-/// (map, image it belongs over).
-const MAPS: [(&str, &str); 9] = [
-    ("occlusion", "source"),
-    ("background", "source"),
-    ("background_binary", "source"),
-    ("foreground_occlusion", "driving"),
-    ("prioritycut_mask", "driving"),
-    ("cutmix_mask", "cutmix"),
-    ("decoder_real", "driving"),
-    ("decoder_fake", "prediction"),
-    ("decoder_mixed", "cutmix"),
-];
-
 #[derive(Debug)]
 pub struct TrainPanel {
     pub settings: TrainSettings,
@@ -85,7 +69,7 @@ pub struct TrainPanel {
     last_step_at: Option<(usize, Instant)>,
     snapshot: Option<Arc<Snapshot>>,
     snapshot_version: u64,
-    pictures: BTreeMap<&'static str, Picture>,
+    pictures: HashMap<SnapshotImage, Picture>,
     pub messages: Vec<String>,
     pub error: Option<String>,
 }
@@ -106,7 +90,7 @@ impl TrainPanel {
             last_step_at: None,
             snapshot: None,
             snapshot_version: 0,
-            pictures: BTreeMap::new(),
+            pictures: HashMap::new(),
             messages: Vec::new(),
             error: None,
         }
@@ -149,9 +133,10 @@ impl TrainPanel {
                 }
             }
             Event::Training(event) => self.on_train_event(ctx, event),
-            Event::Error { context, message }
-                if context == "training" || context.contains("Training") || context == "CheckpointNow" =>
-            {
+            Event::Error {
+                job: Job::Training,
+                message,
+            } => {
                 self.error = Some(message.clone());
             }
             _ => {}
@@ -182,11 +167,11 @@ impl TrainPanel {
             }
             TrainEvent::Step(report) => self.on_step(report),
             TrainEvent::Snapshot(snapshot) => {
-                for (name, image) in &snapshot.images {
+                for (which, image) in &snapshot.images {
                     self.pictures
-                        .entry(name)
+                        .entry(*which)
                         .or_default()
-                        .set(ctx, &format!("train-{name}"), image);
+                        .set(ctx, &format!("train-{}", which.name()), image);
                 }
                 self.snapshot = Some(Arc::new((**snapshot).clone()));
                 self.snapshot_version += 1;
@@ -201,6 +186,8 @@ impl TrainPanel {
                 reason,
             } => self.note(format!("rolled back from step {from_step} to {to_step}: {reason}")),
             TrainEvent::Finished { step, finish } => self.note(format!("{finish:?} at step {step}")),
+            // The worker turns these into training states.
+            TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {}
         }
     }
 
@@ -229,21 +216,8 @@ impl TrainPanel {
     pub fn start(&mut self, worker: &Worker, resume: bool) {
         self.error = None;
         let run = PathBuf::from(self.settings.run.trim());
-        // Resuming takes the run's own config.
-        let run_config = RunDir { root: run.clone() }.config_path();
-        let config_path = if resume && run_config.is_file() {
-            run_config
-        } else {
-            PathBuf::from(self.settings.config.trim())
-        };
-        let mut config = match FommConfig::from_yaml_file(&config_path) {
-            Ok(config) => config,
-            Err(e) => {
-                self.error = Some(e.to_string());
-                return;
-            }
-        };
-        config.prioritycut.variant = self.settings.variant;
+        // The worker reads the config (resuming, the run's own) on its training thread.
+        let config = TrainConfig::File(PathBuf::from(self.settings.config.trim()));
         let mut options = TrainOptions::new(self.settings.dataset.trim(), run);
         options.resume = resume;
         options.steps = (self.settings.steps > 0).then_some(self.settings.steps);
@@ -251,7 +225,11 @@ impl TrainPanel {
         options.snapshot_every = Some(Duration::from_secs(2));
         let vgg = self.settings.vgg19.trim();
         options.vgg19 = (!vgg.is_empty()).then(|| vgg.into());
-        worker.send(Command::StartTraining(Box::new(TrainRequest { config, options })));
+        worker.send(Command::StartTraining(Box::new(TrainRequest {
+            config,
+            variant: Some(self.settings.variant),
+            options,
+        })));
         self.state = Some(TrainingState::Starting);
     }
 
@@ -353,18 +331,34 @@ impl TrainPanel {
             ui.colored_label(ui.visuals().error_fg_color, error);
         }
         ui.separator();
-        egui::ScrollArea::vertical().id_salt("train-scroll").show(ui, |ui| {
-            self.grid(ui, maps);
+        // The batch (every image and map, the decoder's three included) beside the loss plot,
+        // both sized to the window: nothing of the paper's picture is below the fold.
+        let messages_height = 26.0;
+        let available = ui.available_size();
+        let body_height = (available.y - messages_height).max(240.0);
+        let plot_width = (available.x * 0.34).clamp(260.0, 560.0);
+        let grid_width = (available.x - plot_width - 16.0).max(200.0);
+        let column = egui::Layout::top_down(egui::Align::Min);
+        ui.horizontal_top(|ui| {
+            ui.allocate_ui_with_layout(egui::vec2(grid_width, body_height), column, |ui| {
+                ui.set_min_size(egui::vec2(grid_width, body_height));
+                self.grid(ui, maps, egui::vec2(grid_width, body_height));
+            });
             ui.separator();
-            self.plot(ui);
-            egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
-                .id_salt("train-messages")
-                .show(ui, |ui| {
-                    for message in self.messages.iter().rev().take(50) {
-                        ui.label(message);
-                    }
-                });
+            ui.allocate_ui_with_layout(egui::vec2(plot_width, body_height), column, |ui| self.plot(ui));
         });
+        egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
+            .id_salt("train-messages")
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("train-messages-scroll")
+                    .max_height(160.0)
+                    .show(ui, |ui| {
+                        for message in self.messages.iter().rev().take(50) {
+                            ui.label(message);
+                        }
+                    });
+            });
     }
 
     fn status_line(&self, ui: &mut egui::Ui) {
@@ -398,12 +392,14 @@ impl TrainPanel {
         }
     }
 
-    fn grid(&mut self, ui: &mut egui::Ui, maps: &mut MapPainter) {
+    /// Every image and map of the batch in `area`, tiles as large as fit.
+    fn grid(&mut self, ui: &mut egui::Ui, maps: &mut MapPainter, area: egui::Vec2) {
         let Some(snapshot) = self.snapshot.clone() else {
             ui.label("The current batch shows here once training runs.");
             return;
         };
-        ui.horizontal(|ui| {
+        let top = ui.max_rect().top();
+        let header = ui.horizontal(|ui| {
             ui.label(format!(
                 "Batch of step {} ({})",
                 snapshot.step,
@@ -426,39 +422,53 @@ impl TrainPanel {
                 .response
                 .labelled_by(label.id);
         });
-        let side = ((ui.available_width() - 60.0) / 5.0).clamp(80.0, 220.0);
-        ui.horizontal_wrapped(|ui| {
-            for name in IMAGES {
-                if let Some(picture) = self.pictures.get(name) {
-                    let rect = picture.show(ui, name, side, "");
-                    if let Some((_, points)) = snapshot.keypoints.iter().find(|(n, _)| *n == name) {
+        let used = header.response.rect.bottom() - top + ui.spacing().item_spacing.y;
+        let images: Vec<SnapshotImage> = SnapshotImage::ALL
+            .into_iter()
+            .filter(|which| self.pictures.contains_key(which))
+            .collect();
+        let shown_maps: Vec<SnapshotMap> = SnapshotMap::ALL
+            .into_iter()
+            .filter(|which| snapshot.map(*which).is_some())
+            .collect();
+        let (columns, side) = tile_layout(images.len(), shown_maps.len(), area - egui::vec2(0.0, used));
+        for row in images.chunks(columns) {
+            ui.horizontal(|ui| {
+                for which in row {
+                    let Some(picture) = self.pictures.get(which) else {
+                        continue;
+                    };
+                    let rect = picture.show(ui, which.name(), side, "");
+                    if let Some(points) = snapshot.keypoints(*which) {
                         draw_keypoints(ui, rect, points);
                     }
                 }
-            }
-        });
-        ui.horizontal_wrapped(|ui| {
-            for (name, under) in MAPS {
-                let Some(map) = snapshot.map(name) else { continue };
-                ui.vertical(|ui| {
-                    let layer = MapLayer {
-                        id: egui::Id::unique(("train-map", name)),
-                        version: self.snapshot_version,
-                        map: Arc::new(map.clone()),
-                        image: self
-                            .settings
-                            .overlay
-                            .then(|| snapshot.image(under).map(|i| Arc::new(i.clone())))
-                            .flatten(),
-                        colormap: self.settings.colormap.unwrap_or_else(|| default_colormap(name)),
-                        opacity: self.settings.opacity,
-                    };
-                    maps.show(ui, &layer, egui::vec2(side, side))
-                        .on_hover_text(map_help(name));
-                    ui.label(name.replace('_', " "));
-                });
-            }
-        });
+            });
+        }
+        for row in shown_maps.chunks(columns) {
+            ui.horizontal(|ui| {
+                for &which in row {
+                    let Some(map) = snapshot.map(which) else { continue };
+                    ui.vertical(|ui| {
+                        let layer = MapLayer {
+                            id: egui::Id::unique(("train-map", which.name())),
+                            version: self.snapshot_version,
+                            map: Arc::new(map.clone()),
+                            image: self
+                                .settings
+                                .overlay
+                                .then(|| snapshot.image(which.lies_over()).map(|i| Arc::new(i.clone())))
+                                .flatten(),
+                            colormap: self.settings.colormap.unwrap_or_else(|| which.default_colormap()),
+                            opacity: self.settings.opacity,
+                        };
+                        maps.show(ui, &layer, egui::vec2(side, side))
+                            .on_hover_text(which.help());
+                        ui.label(which.name().replace('_', " "));
+                    });
+                }
+            });
+        }
     }
 
     fn plot(&mut self, ui: &mut egui::Ui) {
@@ -480,7 +490,7 @@ impl TrainPanel {
         });
         let alpha = self.settings.smoothing as f64;
         Plot::new("losses")
-            .height(220.0)
+            .height((ui.available_height() - 4.0).max(160.0))
             .legend(Legend::default())
             .x_axis_label("step")
             .show(ui, |plot| {
@@ -501,19 +511,22 @@ impl TrainPanel {
     }
 }
 
-fn map_help(name: &str) -> &'static str {
-    match name {
-        "occlusion" => "Occlusion map Ô: 1 where the warped source is visible, 0 where it must be inpainted",
-        "background" => "M_bg: the dense-motion mask's background channel",
-        "background_binary" => "binary M_bg: confident background (M_bg ≥ threshold)",
-        "foreground_occlusion" => "Ô_fg = M_bg + (1 − M_bg) · Ô with the binary M_bg (Eq. 1)",
-        "prioritycut_mask" => "PriorityCut mask: the top-k% most occluded foreground pixels",
-        "cutmix_mask" => "The CutMix mask the discriminator saw (1 = real pixels)",
-        "decoder_real" => "U-Net decoder on the real frame: red = judged real, blue = fake",
-        "decoder_fake" => "U-Net decoder on the generated frame",
-        "decoder_mixed" => "U-Net decoder on the CutMix image",
-        _ => "",
-    }
+/// Columns and tile side that show `images` then `maps` (each starting a new row) largest in
+/// `area`: every tile carries a caption line under it.
+fn tile_layout(images: usize, maps: usize, area: egui::Vec2) -> (usize, f32) {
+    const CAPTION: f32 = 22.0;
+    const GAP: f32 = 8.0;
+    (3..=10)
+        .map(|columns| {
+            let rows = images.div_ceil(columns) + maps.div_ceil(columns);
+            let by_width = (area.x - GAP * columns as f32) / columns as f32;
+            let by_height = (area.y - (CAPTION + GAP) * rows as f32) / rows.max(1) as f32;
+            (columns, by_width.min(by_height).clamp(48.0, 320.0))
+        })
+        .fold(
+            (5, 0.0),
+            |best, candidate| if candidate.1 > best.1 { candidate } else { best },
+        )
 }
 
 fn format_duration(seconds: f64) -> String {

@@ -11,9 +11,9 @@
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::config::TransformParams;
 use crate::model::keypoints::coordinate_grid_xy;
 use crate::rng::Rng;
-use crate::train::config::TransformParams;
 
 const TPS_EPSILON: f64 = 1e-6;
 

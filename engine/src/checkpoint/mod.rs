@@ -1,16 +1,92 @@
-//! The three FOMM networks as one module, and the engine's own checkpoint format: a burnpack
-//! file (`.bpk`) of [`FommModels`], written atomically (temporary file, then rename).
+//! Opening a model: the one home of "what does this path hold and how is it read".
+//!
+//! [`LoadedModel::open`] takes any checkpoint a user can name (an official FOMM `.pth.tar`, our
+//! `.bpk`, a training run folder or one of its checkpoints, a folder from `export-model`), finds
+//! its config and loads the networks; the CLI, the worker, evaluation, ablation and export all
+//! go through it. [`FommModels`] holds the three networks as FOMM saves them; our own format is a
+//! burnpack file (`.bpk`), written atomically. [`run_dir`] is the layout of a training run.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
 
 use crate::config::FommConfig;
-use crate::import::load_fomm_checkpoint;
+use crate::files::{write_atomic, write_atomic_with};
+use crate::import::{ImportReport, load_fomm_checkpoint};
 use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
 use crate::{EngineError, Result};
+
+pub mod run_dir;
+
+pub use run_dir::{CONFIG_FILE, CheckpointState, LOSSES_FILE, MODEL_FILE, RunDir, STATE_FILE, resolve_checkpoint};
+
+/// A model ready to animate or evaluate: its networks, its config and where they came from.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub models: Arc<FommModels>,
+    pub config: FommConfig,
+    /// The weights file read.
+    pub weights: PathBuf,
+    /// Keys of the config file that the engine does not use (see [`crate::config::ConfigFile`]).
+    pub ignored_config_keys: Vec<String>,
+}
+
+impl LoadedModel {
+    /// Opens what `path` names (see [`resolve_checkpoint`]) with `config`, or with the config of
+    /// the run or export it belongs to; an official checkpoint outside a run needs `config`.
+    pub fn open(path: &Path, config: Option<&Path>, device: &Device) -> Result<Self> {
+        let (weights, run_config) = resolve_checkpoint(path)?;
+        let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "{} needs its YAML config (--config): it is not inside a training run",
+                path.display()
+            ))
+        })?;
+        let file = FommConfig::read_yaml_file(&config_path)?;
+        let models = FommModels::load(&weights, &file.config, device)?;
+        Ok(Self {
+            models: Arc::new(models),
+            config: file.config,
+            weights,
+            ignored_config_keys: file.ignored_keys,
+        })
+    }
+
+    /// The frame size the networks work at, (width, height).
+    pub fn frame_size(&self) -> (u32, u32) {
+        let [h, w, _] = self.config.frame_shape;
+        (w as u32, h as u32)
+    }
+
+    /// One line for a user: keypoints, size and file.
+    pub fn describe(&self) -> String {
+        let (w, h) = self.frame_size();
+        format!(
+            "{} keypoints, {w}x{h}, from {}",
+            self.config.kp_detector.num_kp,
+            self.weights.display()
+        )
+    }
+
+    /// Writes `out/model.bpk` (keypoint detector and generator) and `out/config.yaml`: what
+    /// animation needs, a fraction of a training checkpoint. Returns the model file's size.
+    pub fn export_for_animation(&self, out: &Path) -> Result<u64> {
+        std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+        let model = out.join(MODEL_FILE);
+        save_burnpack(
+            &AnimationModel {
+                kp_detector: self.models.kp_detector.clone(),
+                generator: self.models.generator.clone(),
+            },
+            &model,
+        )?;
+        write_atomic(&out.join(CONFIG_FILE), self.config.to_yaml().as_bytes())?;
+        Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
+    }
+}
 
 /// Keypoint detector, generator and discriminator, as FOMM saves them together.
 #[derive(Module, Debug)]
@@ -35,11 +111,27 @@ impl FommModels {
         let mut models = Self::init(config, device);
         match CheckpointFormat::of(path) {
             CheckpointFormat::Fomm => {
-                load_fomm_checkpoint(path, &mut models)?;
+                models.load_fomm(path)?;
             }
             CheckpointFormat::Burnpack => models.load_burnpack(path)?,
         }
         Ok(models)
+    }
+
+    /// Builds the networks of `config` and loads an official FOMM checkpoint into them.
+    pub fn import(path: &Path, config: &FommConfig, device: &Device) -> Result<(Self, ImportReport)> {
+        let mut models = Self::init(config, device);
+        let report = models.load_fomm(path)?;
+        Ok((models, report))
+    }
+
+    fn load_fomm(&mut self, path: &Path) -> Result<ImportReport> {
+        load_fomm_checkpoint(
+            path,
+            &mut self.kp_detector,
+            &mut self.generator,
+            &mut self.discriminator,
+        )
     }
 
     /// Saves to `path` (a `.bpk` file) atomically: readers see the old file or the new one.
@@ -57,19 +149,15 @@ impl FommModels {
 
 /// Writes `module` to `path` as burnpack, atomically: a temporary file, synced, then renamed.
 pub fn save_burnpack<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Result<()> {
-    let temp = temporary_sibling(path);
-    let mut store = BurnpackStore::from_file(&temp).auto_extension(false).overwrite(true);
-    // A RunningState's visible value can lag its latest update (spectral norm's u and v after a
-    // training forward); `valid()` folds pending updates in, so the file holds the live state.
-    module
-        .valid()
-        .save_into(&mut store)
-        .map_err(|e| EngineError::checkpoint(&temp, format!("cannot write: {e}")))?;
-    // On disk before the rename, so a crash never leaves a renamed but empty file.
-    std::fs::File::open(&temp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| EngineError::io(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))
+    write_atomic_with(path, |temp| {
+        let mut store = BurnpackStore::from_file(temp).auto_extension(false).overwrite(true);
+        // A RunningState's visible value can lag its latest update (spectral norm's u and v after
+        // a training forward); `valid()` folds pending updates in, so the file holds the live state.
+        module
+            .valid()
+            .save_into(&mut store)
+            .map_err(|e| EngineError::checkpoint(temp, format!("cannot write: {e}")))
+    })
 }
 
 /// Loads a burnpack file into `module`. Every parameter must be found, except under the
@@ -113,24 +201,6 @@ struct AnimationModel {
     generator: OcclusionAwareGenerator,
 }
 
-/// Writes `out/model.bpk` (keypoint detector and generator of `weights`) and `out/config.yaml`;
-/// returns the size of the model file in bytes.
-pub fn export_animation_model(weights: &Path, config: &FommConfig, out: &Path) -> Result<u64> {
-    let models = FommModels::load(weights, config, &Device::flex())?;
-    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
-    let model = out.join("model.bpk");
-    save_burnpack(
-        &AnimationModel {
-            kp_detector: models.kp_detector,
-            generator: models.generator,
-        },
-        &model,
-    )?;
-    let yaml = out.join("config.yaml");
-    std::fs::write(&yaml, config.to_yaml()).map_err(|e| EngineError::io(&yaml, e))?;
-    Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
-}
-
 /// How a checkpoint file is read, by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {
@@ -147,10 +217,4 @@ impl CheckpointFormat {
             _ => Self::Fomm,
         }
     }
-}
-
-fn temporary_sibling(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
 }

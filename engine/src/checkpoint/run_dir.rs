@@ -3,6 +3,7 @@
 //! ```text
 //! RUN/config.yaml                      the config the run trains with (variant included)
 //! RUN/losses.csv                       one row per step
+//! RUN/snapshots/step-00000100.png      the batch, its maps and keypoints, every few seconds
 //! RUN/checkpoints/step-00000100/       one complete checkpoint:
 //!     model.bpk                          networks (burnpack; `prioritycut animate` loads it)
 //!     adam-*.safetensors                 optimizer states
@@ -11,14 +12,18 @@
 //!
 //! A checkpoint is written into a hidden temporary folder, every file synced, then renamed into
 //! place: a crash leaves either the previous checkpoints or the new one, never half of one.
+//!
+//! The folder's layout lives here, below training, so that opening a model for animation
+//! ([`super::LoadedModel::open`]) can read a run without knowing how it was trained.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::Variant;
-use super::events::{LOSS_NAMES, StepReport};
+use crate::config::Variant;
+use crate::files::{TEMPORARY_PREFIX, sync_dir, sync_file, write_atomic, write_png};
+use crate::render::Snapshot;
+use crate::render::sheet::snapshot_sheet;
 use crate::{EngineError, Result};
 
 pub const MODEL_FILE: &str = "model.bpk";
@@ -26,6 +31,7 @@ pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.yaml";
 pub const LOSSES_FILE: &str = "losses.csv";
 const CHECKPOINTS: &str = "checkpoints";
+const SNAPSHOTS: &str = "snapshots";
 const PREFIX: &str = "step-";
 
 /// `state.json`: what a checkpoint needs besides tensors to continue exactly.
@@ -77,7 +83,7 @@ impl RunDir {
     fn remove_partial(&self) {
         if let Ok(entries) = std::fs::read_dir(self.checkpoints_dir()) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                if entry.file_name().to_string_lossy().starts_with(TEMPORARY_PREFIX) {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
@@ -115,12 +121,12 @@ impl RunDir {
     ) -> Result<PathBuf> {
         let dir = self.checkpoints_dir();
         let final_path = dir.join(format!("{PREFIX}{:08}", state.step));
-        let temp = dir.join(format!(".tmp-{PREFIX}{:08}-{}", state.step, std::process::id()));
+        let temp = crate::files::temporary_sibling(&final_path);
         let _ = std::fs::remove_dir_all(&temp);
         std::fs::create_dir_all(&temp).map_err(|e| EngineError::io(&temp, e))?;
         fill(&temp)?;
         let json = serde_json::to_string_pretty(state).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        write_synced(&temp.join(STATE_FILE), json.as_bytes())?;
+        std::fs::write(temp.join(STATE_FILE), json.as_bytes()).map_err(|e| EngineError::io(&temp, e))?;
         for entry in std::fs::read_dir(&temp)
             .map_err(|e| EngineError::io(&temp, e))?
             .flatten()
@@ -148,10 +154,32 @@ impl RunDir {
 
     /// Writes the run's config, atomically.
     pub fn write_config(&self, yaml: &str) -> Result<()> {
-        let path = self.root.join(CONFIG_FILE);
-        let temp = self.root.join(format!(".{CONFIG_FILE}.tmp-{}", std::process::id()));
-        write_synced(&temp, yaml.as_bytes())?;
-        std::fs::rename(&temp, &path).map_err(|e| EngineError::io(&path, e))
+        write_atomic(&self.config_path(), yaml.as_bytes())
+    }
+
+    /// The config a training run in `root` trains with: resuming, the run's own (a run never
+    /// changes its config midway), else `given`. The flag says that the run's own replaced a
+    /// `given` one, for a note to the user.
+    pub fn config_to_train_with(root: &Path, resume: bool, given: Option<&Path>) -> Result<(PathBuf, bool)> {
+        let own = root.join(CONFIG_FILE);
+        if resume && own.is_file() {
+            return Ok((own, given.is_some_and(|g| g != root.join(CONFIG_FILE))));
+        }
+        match given {
+            Some(path) => Ok((path.to_path_buf(), false)),
+            None => Err(EngineError::Invalid(
+                "a config is needed to start a run (--config, or resume a run that has one)".into(),
+            )),
+        }
+    }
+
+    /// Writes `snapshots/step-NNNNNNNN.png`, the snapshot's labelled sheet, atomically.
+    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<PathBuf> {
+        let dir = self.root.join(SNAPSHOTS);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let path = dir.join(format!("{PREFIX}{:08}.png", snapshot.step));
+        write_png(&path, &snapshot_sheet(snapshot))?;
+        Ok(path)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -160,36 +188,6 @@ impl RunDir {
 
     pub fn losses_path(&self) -> PathBuf {
         self.root.join(LOSSES_FILE)
-    }
-
-    /// Opens `losses.csv` for appending; rows after `step` (written after the checkpoint being
-    /// resumed, or half-written by a killed process) are dropped first.
-    pub fn open_losses(&self, step: usize) -> Result<LossLog> {
-        let path = self.losses_path();
-        let header = loss_header();
-        let mut kept = vec![header.clone()];
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            kept.extend(
-                text.lines()
-                    .skip(1)
-                    .filter(|line| line.split(',').count() == header.split(',').count())
-                    .filter(|line| {
-                        line.split(',')
-                            .next()
-                            .and_then(|s| s.parse::<usize>().ok())
-                            .is_some_and(|s| s <= step)
-                    })
-                    .map(str::to_string),
-            );
-        }
-        let temp = self.root.join(format!(".{LOSSES_FILE}.tmp-{}", std::process::id()));
-        write_synced(&temp, (kept.join("\n") + "\n").as_bytes())?;
-        std::fs::rename(&temp, &path).map_err(|e| EngineError::io(&path, e))?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| EngineError::io(&path, e))?;
-        Ok(LossLog { file, path })
     }
 }
 
@@ -226,83 +224,6 @@ pub fn resolve_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
             path,
             "holds no checkpoint (expected a .pth.tar/.bpk file, a run folder or one of its checkpoints)",
         )),
-    }
-}
-
-/// [`resolve_checkpoint`] with its config read: `config` when given, else the run's own (an
-/// official checkpoint outside a run needs one).
-pub fn resolve_checkpoint_and_config(
-    path: &Path,
-    config: Option<&Path>,
-) -> Result<(PathBuf, crate::config::FommConfig)> {
-    let (weights, run_config) = resolve_checkpoint(path)?;
-    let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
-        EngineError::Invalid(format!(
-            "{} needs its YAML config (--config): it is not inside a training run",
-            path.display()
-        ))
-    })?;
-    Ok((weights, crate::config::FommConfig::from_yaml_file(&config_path)?))
-}
-
-fn loss_header() -> String {
-    let mut header = String::from("step,epoch,lr,seconds,mixed,skipped");
-    for name in LOSS_NAMES {
-        header.push(',');
-        header.push_str(name);
-    }
-    header
-}
-
-/// `losses.csv`, one row per step.
-#[derive(Debug)]
-pub struct LossLog {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl LossLog {
-    pub fn append(&mut self, report: &StepReport) -> Result<()> {
-        let mut row = format!(
-            "{},{},{:e},{:.4},{},{}",
-            report.step,
-            report.epoch,
-            report.lr,
-            report.seconds,
-            u8::from(report.mixed),
-            u8::from(report.skipped)
-        );
-        for name in LOSS_NAMES {
-            row.push(',');
-            if let Some(value) = report.loss(name) {
-                row.push_str(&format!("{value:.6e}"));
-            }
-        }
-        row.push('\n');
-        self.file
-            .write_all(row.as_bytes())
-            .and_then(|_| self.file.flush())
-            .map_err(|e| EngineError::io(&self.path, e))
-    }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = std::fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| EngineError::io(path, e))
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| EngineError::io(path, e))
-}
-
-/// Makes a rename durable; not every platform can open a directory, so failures are ignored.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 
@@ -358,34 +279,22 @@ mod tests {
     }
 
     #[test]
-    fn losses_after_the_resumed_step_and_torn_rows_are_dropped() {
-        let root = temp_dir("losses");
-        let run = RunDir::open(&root, true).expect("open");
-        let mut log = run.open_losses(0).expect("log");
-        for step in 1..=6 {
-            log.append(&StepReport {
-                step,
-                epoch: 0,
-                lr: 2e-4,
-                losses: vec![("perceptual", 1.0 / step as f64), ("l1", 0.5)],
-                mixed: false,
-                skipped: false,
-                seconds: 0.1,
-            })
-            .expect("append");
-        }
-        drop(log);
-        let mut text = std::fs::read_to_string(run.losses_path()).expect("csv");
-        text.push_str("7,0,2e-4"); // a row cut short by kill -9
-        std::fs::write(run.losses_path(), text).expect("write");
-        drop(run.open_losses(4).expect("reopen"));
-        let text = std::fs::read_to_string(run.losses_path()).expect("csv");
-        let steps: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
-        assert_eq!(steps, vec!["1", "2", "3", "4"]);
-        assert!(
-            text.lines()
-                .next()
-                .is_some_and(|h| h.contains("perceptual") && h.contains("consistency"))
-        );
+    fn resuming_trains_with_the_runs_own_config() {
+        let root = temp_dir("run-config");
+        let given = root.join("other.yaml");
+        let run = RunDir::open(&root.join("run"), true).expect("open");
+        // Nothing to resume yet: the given config, and without one a clear error.
+        let (path, replaced) = RunDir::config_to_train_with(&run.root, true, Some(&given)).expect("given");
+        assert_eq!((path, replaced), (given.clone(), false));
+        let error = RunDir::config_to_train_with(&run.root, false, None).expect_err("no config");
+        assert!(error.to_string().contains("config is needed"), "{error}");
+        run.write_config("model_params: {}\n").expect("config");
+        let (path, replaced) = RunDir::config_to_train_with(&run.root, true, Some(&given)).expect("own");
+        assert_eq!((path, replaced), (run.config_path(), true));
+        let (path, replaced) = RunDir::config_to_train_with(&run.root, true, None).expect("own");
+        assert_eq!((path, replaced), (run.config_path(), false));
+        // A fresh start takes the config it is given.
+        let (path, _) = RunDir::config_to_train_with(&run.root, false, Some(&given)).expect("fresh");
+        assert_eq!(path, given);
     }
 }

@@ -8,8 +8,8 @@
 
 use image::RgbImage;
 
+use crate::config::DatasetParams;
 use crate::rng::Rng;
-use crate::train::config::DatasetParams;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Jitter {

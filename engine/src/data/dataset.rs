@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use super::augmentation::augment_clip;
-use super::video::{IMAGE_EXTENSIONS, VIDEO_CONTAINERS, extension, read_frames, read_image, resize_to};
+use super::video::{IMAGE_EXTENSIONS, VIDEO_CONTAINERS, extension, read_frames, read_image};
+use crate::config::DatasetParams;
+use crate::frames::resize_to;
 use crate::rng::Rng;
-use crate::train::config::DatasetParams;
 use crate::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use image::RgbImage;
-
 use super::dataset::FramesDataset;
+use crate::frames::planar_rgb;
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
@@ -65,23 +64,6 @@ pub struct Batch {
     pub videos: Vec<String>,
     /// Files skipped while assembling this batch.
     pub warnings: Vec<String>,
-}
-
-/// RGB images of one size → planar `[n, 3, h, w]` floats in [0, 1].
-pub fn planar_rgb<'a>(images: impl IntoIterator<Item = &'a RgbImage>) -> Vec<f32> {
-    let mut out = Vec::new();
-    for image in images {
-        let (w, h) = image.dimensions();
-        let plane = (w * h) as usize;
-        let start = out.len();
-        out.resize(start + 3 * plane, 0.0);
-        for (i, pixel) in image.pixels().enumerate() {
-            for c in 0..3 {
-                out[start + c * plane + i] = pixel[c] as f32 / 255.0;
-            }
-        }
-    }
-    out
 }
 
 /// Assembles the batch of `step`. Videos that fail to read are added to `bad`, reported in
@@ -208,6 +190,8 @@ impl Drop for Prefetcher {
 
 #[cfg(test)]
 mod tests {
+    use image::RgbImage;
+
     use super::*;
 
     #[test]

@@ -9,4 +9,4 @@ pub mod synthetic;
 pub mod video;
 
 pub use dataset::{FramesDataset, Pair, Split};
-pub use video::{read_frames, read_image, read_video, resize_to, write_frames};
+pub use video::{read_frames, read_image, read_video, write_frames};

@@ -570,8 +570,7 @@ pub fn generate(
                 let _ = writeln!(csv, "{f},{},{:.3},{:.3},{:.3}", p.name, p.x, p.y, p.visible);
             }
         }
-        let path = truth_dir.join("points.csv");
-        std::fs::write(&path, csv).map_err(|e| EngineError::io(&path, e))
+        crate::files::write_atomic(&truth_dir.join("points.csv"), csv.as_bytes())
     };
     // Videos are independent: render them on every core.
     let workers = std::thread::available_parallelism()
@@ -618,8 +617,7 @@ pub fn generate(
         parts.join(", "),
         JOINTS,
     );
-    let path = out.join("synthetic.json");
-    std::fs::write(&path, summary).map_err(|e| EngineError::io(&path, e))?;
+    crate::files::write_atomic(&out.join("synthetic.json"), summary.as_bytes())?;
     Ok(SyntheticSummary {
         root: out.to_path_buf(),
         train_videos: config.train_videos,

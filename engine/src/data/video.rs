@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
-use image::imageops::FilterType;
 use image::{AnimationDecoder, Delay, Frame, RgbImage, RgbaImage};
 
+use crate::files::write_atomic_with;
 use crate::{EngineError, Result};
 
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
@@ -29,14 +29,6 @@ pub fn read_image(path: &Path) -> Result<RgbImage> {
         .decode()
         .map_err(|e| EngineError::media(path, format!("not a readable image ({e})")))?;
     Ok(image.to_rgb8())
-}
-
-/// Resizes to exactly `width × height` (FOMM resizes frames to `frame_shape`, aspect ignored).
-pub fn resize_to(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    if image.dimensions() == (width, height) {
-        return image.clone();
-    }
-    image::imageops::resize(image, width, height, FilterType::Triangle)
 }
 
 /// Frame rate assumed where a video does not carry one (frame folders, strips).
@@ -123,24 +115,27 @@ fn split_strip(image: RgbImage) -> Vec<RgbImage> {
 /// Writes frames as an H.264 MP4 (`out` ends in `.mp4`), an animated GIF (`.gif`) or as
 /// numbered PNGs in the folder `out`. `on_frame` is called after each frame, for progress.
 pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl FnMut(usize)) -> Result<()> {
+    // A file output is written whole or not at all: an export cut short leaves no broken file.
     if extension(out) == "mp4" {
-        return super::ffmpeg::encode_mp4(out, frames, fps, on_frame);
+        return write_atomic_with(out, |temp| super::ffmpeg::encode_mp4(temp, frames, fps, on_frame));
     }
     if extension(out) == "gif" {
-        let file = std::fs::File::create(out).map_err(|e| EngineError::io(out, e))?;
-        let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
-        encoder
-            .set_repeat(Repeat::Infinite)
-            .map_err(|e| EngineError::media(out, e.to_string()))?;
-        let delay = Delay::from_numer_denom_ms((1000.0 / fps.max(1.0)).round() as u32, 1);
-        for (i, frame) in frames.iter().enumerate() {
-            let rgba: RgbaImage = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
+        return write_atomic_with(out, |temp| {
+            let file = std::fs::File::create(temp).map_err(|e| EngineError::io(temp, e))?;
+            let mut encoder = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
             encoder
-                .encode_frame(Frame::from_parts(rgba, 0, 0, delay))
-                .map_err(|e| EngineError::media(out, format!("cannot write GIF frame ({e})")))?;
-            on_frame(i);
-        }
-        return Ok(());
+                .set_repeat(Repeat::Infinite)
+                .map_err(|e| EngineError::media(out, e.to_string()))?;
+            let delay = Delay::from_numer_denom_ms((1000.0 / fps.max(1.0)).round() as u32, 1);
+            for (i, frame) in frames.iter().enumerate() {
+                let rgba: RgbaImage = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
+                encoder
+                    .encode_frame(Frame::from_parts(rgba, 0, 0, delay))
+                    .map_err(|e| EngineError::media(out, format!("cannot write GIF frame ({e})")))?;
+                on_frame(i);
+            }
+            Ok(())
+        });
     }
     std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
     for (i, frame) in frames.iter().enumerate() {

@@ -1,29 +1,17 @@
-//! A training snapshot as one labelled PNG contact sheet: the batch's images (keypoints drawn
-//! on source and driving) on the first row, the maps (colour-mapped) below. The CLI writes one
-//! every few seconds of training so a run can be looked at without the desktop window.
+//! Labelled PNG sheets. A training snapshot as one contact sheet: the batch's images (keypoints
+//! drawn on source and driving) on the first row, the maps (colour-mapped) below; training writes
+//! one every few seconds into the run folder, so a run can be looked at without the window. Also
+//! the difference heatmaps and the comparison figure of evaluation and ablation.
 
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
-use prioritycut_engine::train::{Map, Snapshot};
 
-use crate::colormap::Colormap;
+use super::colormap::Colormap;
+use super::snapshot::{Map, Snapshot, SnapshotMap};
 
 const LABEL_HEIGHT: u32 = 12;
 const GAP: u32 = 4;
 const BACKGROUND: Rgb<u8> = Rgb([24, 24, 28]);
-
-/// Maps drawn and their order; absent ones are left out.
-const MAP_ROWS: [&[&str]; 2] = [
-    &[
-        "occlusion",
-        "background",
-        "background_binary",
-        "foreground_occlusion",
-        "prioritycut_mask",
-        "cutmix_mask",
-    ],
-    &["decoder_real", "decoder_fake", "decoder_mixed"],
-];
 
 /// A map, colour-mapped over its range (decoder scores: fake ↔ real, the rest viridis).
 pub fn map_image(map: &Map, colormap: Colormap) -> RgbImage {
@@ -91,50 +79,34 @@ fn draw_text(canvas: &mut RgbImage, x: u32, y: u32, text: &str) {
     }
 }
 
-/// The colour map a map is shown with by default.
-pub fn default_colormap(name: &str) -> Colormap {
-    if name.starts_with("decoder") {
-        Colormap::FakeReal
-    } else {
-        Colormap::Viridis
-    }
-}
-
 /// The whole sheet.
 pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
-    let mut rows: Vec<Vec<(String, RgbImage)>> = Vec::new();
-    let keypoints = |name: &str| {
-        snapshot
-            .keypoints
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, k)| k.as_slice())
-    };
     let images = snapshot
         .images
         .iter()
-        .map(|(name, image)| {
+        .map(|(which, image)| {
             let mut image = image.clone();
-            if let Some(points) = keypoints(name) {
+            if let Some(points) = snapshot.keypoints(*which) {
                 draw_keypoints(&mut image, points);
             }
-            (name.to_string(), image)
+            (which.name().to_string(), image)
         })
         .collect();
-    rows.push(images);
-    for names in MAP_ROWS {
-        let row: Vec<(String, RgbImage)> = names
-            .iter()
-            .filter_map(|name| {
-                snapshot
-                    .map(name)
-                    .map(|m| (name.to_string(), map_image(m, default_colormap(name))))
+    // The masks on one row, the U-Net decoder's maps (when the variant has them) on the next.
+    let map_row = |decoder: bool| -> Vec<(String, RgbImage)> {
+        SnapshotMap::ALL
+            .into_iter()
+            .filter(|which| which.is_decoder() == decoder)
+            .filter_map(|which| {
+                let map = snapshot.map(which)?;
+                Some((which.name().to_string(), map_image(map, which.default_colormap())))
             })
-            .collect();
-        if !row.is_empty() {
-            rows.push(row);
-        }
-    }
+            .collect()
+    };
+    let rows: Vec<Vec<(String, RgbImage)>> = [images, map_row(false), map_row(true)]
+        .into_iter()
+        .filter(|row| !row.is_empty())
+        .collect();
     labelled_grid(&format!("{} step {}", snapshot.variant, snapshot.step), &rows)
 }
 
@@ -223,8 +195,9 @@ pub fn comparison_figure(title: &str, models: &[(String, Vec<Example>)]) -> RgbI
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::colormap::viridis;
-    use prioritycut_engine::train::Variant;
+    use crate::config::Variant;
+    use crate::render::SnapshotImage;
+    use crate::render::colormap::viridis;
 
     #[test]
     fn sheet_holds_every_image_and_map() {
@@ -238,9 +211,9 @@ mod tests {
         let snapshot = Snapshot {
             step: 7,
             variant: Variant::UnetPrioritycut,
-            images: vec![("source", image.clone()), ("driving", image)],
-            maps: vec![("occlusion", map.clone()), ("decoder_real", map)],
-            keypoints: vec![("source", vec![[0.0, 0.0]])],
+            images: vec![(SnapshotImage::Source, image.clone()), (SnapshotImage::Driving, image)],
+            maps: vec![(SnapshotMap::Occlusion, map.clone()), (SnapshotMap::DecoderReal, map)],
+            keypoints: vec![(SnapshotImage::Source, vec![[0.0, 0.0]])],
         };
         let sheet = snapshot_sheet(&snapshot);
         // Two columns of 160-px tiles, three rows (images, maps, decoder maps).

@@ -1,11 +1,11 @@
 //! What training reports while it runs: a step's losses, now and then a snapshot of the batch
-//! (small CPU images and maps for a monitor to draw), checkpoints, warnings and the end.
+//! ([`Snapshot`]: small CPU images and maps for a monitor to draw), checkpoints, warnings and
+//! the end.
 
 use std::path::PathBuf;
 
-use image::RgbImage;
-
-use super::config::Variant;
+use crate::config::Variant;
+use crate::render::Snapshot;
 
 /// The loss columns of `losses.csv`, in order; a step leaves the ones its variant lacks empty.
 pub const LOSS_NAMES: [&str; 11] = [
@@ -56,42 +56,6 @@ impl StepReport {
     }
 }
 
-/// A single-channel map for display, row-major, with the range its values are meant in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Map {
-    pub width: usize,
-    pub height: usize,
-    pub values: Vec<f32>,
-    /// e.g. (0, 1) for masks and occlusion; LSGAN scores are meant around (0, 1) too.
-    pub range: (f32, f32),
-}
-
-/// The first pair of a batch as a monitor shows it.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub step: usize,
-    pub variant: Variant,
-    /// "source", "driving", "deformed" (source warped by the dense motion), "prediction",
-    /// "cutmix" (the mix the discriminator saw, or the PriorityCut mix for display).
-    pub images: Vec<(&'static str, RgbImage)>,
-    /// "occlusion" (Ô), "background" (M_bg), "background_binary" (M̄_bg), "foreground_occlusion"
-    /// (Ô_fg), "prioritycut_mask", "cutmix_mask", and for the U-Net variants "decoder_real",
-    /// "decoder_fake", "decoder_mixed" (per-pixel real/fake), at image resolution.
-    pub maps: Vec<(&'static str, Map)>,
-    /// "source" and "driving" keypoints, (x, y) in [-1, 1].
-    pub keypoints: Vec<(&'static str, Vec<[f32; 2]>)>,
-}
-
-impl Snapshot {
-    pub fn image(&self, name: &str) -> Option<&RgbImage> {
-        self.images.iter().find(|(n, _)| *n == name).map(|(_, i)| i)
-    }
-
-    pub fn map(&self, name: &str) -> Option<&Map> {
-        self.maps.iter().find(|(n, _)| *n == name).map(|(_, m)| m)
-    }
-}
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
@@ -125,6 +89,13 @@ pub enum TrainEvent {
         from_step: usize,
         to_step: usize,
         reason: String,
+    },
+    /// The run waits between steps until resumed.
+    Paused {
+        step: usize,
+    },
+    Resumed {
+        step: usize,
     },
     Finished {
         step: usize,

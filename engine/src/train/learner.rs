@@ -11,13 +11,13 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::config::Variant;
-use super::events::{LOSS_NAMES, Map, Snapshot, StepReport};
+use super::events::{LOSS_NAMES, StepReport};
 use super::optim::Adam;
-use crate::animate::tensor_to_image;
 use crate::augment::{RandomTps, cutmix_mask, mix, priority_cut};
-use crate::checkpoint::{load_burnpack, save_burnpack};
+use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::FommConfig;
+use crate::config::Variant;
+use crate::frames::tensor_to_image;
 use crate::loss::{
     ImagePyramid, PerceptualLoss, consistency, decoder_on_mixed, equivariance_jacobian, equivariance_value,
     feature_matching, lsgan_fake, lsgan_real,
@@ -25,6 +25,7 @@ use crate::loss::{
 use crate::model::blocks::resize_bilinear;
 use crate::model::unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig};
 use crate::model::{GeneratorOutput, Keypoints, KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
+use crate::render::{Map, Snapshot, SnapshotImage, SnapshotMap};
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
@@ -180,7 +181,7 @@ impl Learner {
 
     /// Writes networks and optimizer states into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        save_burnpack(&self.nets, &dir.join(super::checkpoint::MODEL_FILE))?;
+        save_burnpack(&self.nets, &dir.join(MODEL_FILE))?;
         self.adam_kp_detector.save(&dir.join(ADAM_KP_DETECTOR))?;
         self.adam_generator.save(&dir.join(ADAM_GENERATOR))?;
         self.adam_discriminator.save(&dir.join(ADAM_DISCRIMINATOR))
@@ -188,7 +189,7 @@ impl Learner {
 
     /// Reads what [`Learner::save`] wrote.
     pub fn load(&mut self, dir: &Path) -> Result<()> {
-        load_burnpack(&mut self.nets, &dir.join(super::checkpoint::MODEL_FILE), &[], &[])?;
+        load_burnpack(&mut self.nets, &dir.join(MODEL_FILE), &[], &[])?;
         // Optimizer state lives outside the graph.
         let plain = self.device.clone().without_autodiff();
         self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
@@ -510,21 +511,27 @@ impl Learner {
             }
         };
         let mut images = vec![
-            ("source", tensor_to_image(source)),
-            ("driving", tensor_to_image(driving)),
-            ("deformed", tensor_to_image(first(&t.deformed))),
-            ("prediction", tensor_to_image(prediction)),
-            ("cutmix", tensor_to_image(mixed.clone())),
+            (SnapshotImage::Source, tensor_to_image(source)),
+            (SnapshotImage::Driving, tensor_to_image(driving)),
+            (SnapshotImage::Deformed, tensor_to_image(first(&t.deformed))),
+            (SnapshotImage::Prediction, tensor_to_image(prediction)),
+            (SnapshotImage::Cutmix, tensor_to_image(mixed.clone())),
         ];
         images.shrink_to_fit();
         let resize = |x: Tensor<4>| resize_bilinear(x, h, w);
         let mut out_maps = vec![
-            ("occlusion", to_map(resize(occlusion), (0.0, 1.0))),
-            ("background", to_map(resize(dense_mask.narrow(1, 0, 1)), (0.0, 1.0))),
-            ("background_binary", to_map(maps.background, (0.0, 1.0))),
-            ("foreground_occlusion", to_map(maps.foreground_occlusion, (0.0, 1.0))),
-            ("prioritycut_mask", to_map(maps.mask, (0.0, 1.0))),
-            ("cutmix_mask", to_map(mask, (0.0, 1.0))),
+            (SnapshotMap::Occlusion, to_map(resize(occlusion), (0.0, 1.0))),
+            (
+                SnapshotMap::Background,
+                to_map(resize(dense_mask.narrow(1, 0, 1)), (0.0, 1.0)),
+            ),
+            (SnapshotMap::BackgroundBinary, to_map(maps.background, (0.0, 1.0))),
+            (
+                SnapshotMap::ForegroundOcclusion,
+                to_map(maps.foreground_occlusion, (0.0, 1.0)),
+            ),
+            (SnapshotMap::PrioritycutMask, to_map(maps.mask, (0.0, 1.0))),
+            (SnapshotMap::CutmixMask, to_map(mask, (0.0, 1.0))),
         ];
         if let Some(unet) = &self.nets.unet_discriminator {
             let [real, fake, on_mix] = &t.decoder;
@@ -535,9 +542,15 @@ impl Learner {
                 Some(p) => first(p),
                 None => plain.forward(input).pixel,
             };
-            out_maps.push(("decoder_real", to_map(pixel(real, first(&t.driving)), (0.0, 1.0))));
-            out_maps.push(("decoder_fake", to_map(pixel(fake, first(&t.prediction)), (0.0, 1.0))));
-            out_maps.push(("decoder_mixed", to_map(pixel(on_mix, mixed), (0.0, 1.0))));
+            out_maps.push((
+                SnapshotMap::DecoderReal,
+                to_map(pixel(real, first(&t.driving)), (0.0, 1.0)),
+            ));
+            out_maps.push((
+                SnapshotMap::DecoderFake,
+                to_map(pixel(fake, first(&t.prediction)), (0.0, 1.0)),
+            ));
+            out_maps.push((SnapshotMap::DecoderMixed, to_map(pixel(on_mix, mixed), (0.0, 1.0))));
         }
         let points = |v: &Tensor<3>| -> Vec<[f32; 2]> {
             let data: Vec<f32> = v
@@ -554,7 +567,10 @@ impl Learner {
             variant: self.variant,
             images,
             maps: out_maps,
-            keypoints: vec![("source", points(&t.kp_source)), ("driving", points(&t.kp_driving))],
+            keypoints: vec![
+                (SnapshotImage::Source, points(&t.kp_source)),
+                (SnapshotImage::Driving, points(&t.kp_driving)),
+            ],
         }
     }
 }

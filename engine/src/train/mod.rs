@@ -6,20 +6,20 @@
 //! Every random draw of a step comes from `(seed, generation, step)` ([`crate::rng`]), so a run
 //! resumed from a checkpoint continues exactly as the uninterrupted run would have.
 
-pub mod checkpoint;
-pub mod config;
 pub mod events;
 pub mod learner;
+pub mod losses;
 pub mod optim;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::time::{Duration, Instant};
 
 use crate::backend::SelectedDevice;
-use crate::config::FommConfig;
+use crate::checkpoint::{CheckpointState, RunDir};
+use crate::config::{FommConfig, TrainParams};
 use crate::data::loader::{BatchPlan, Prefetcher};
 use crate::data::{FramesDataset, Split};
 use crate::import::load_vgg19;
@@ -27,10 +27,9 @@ use crate::loss::{PerceptualFeatures, PerceptualLoss};
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
-pub use checkpoint::{CheckpointState, LossLog, RunDir};
-pub use config::{PriorityCutParams, TrainParams, Variant};
-pub use events::{Finish, Map, Snapshot, StepReport, TrainEvent};
+pub use events::{Finish, StepReport, TrainEvent};
 pub use learner::{Learner, Networks};
+pub use losses::LossLog;
 
 /// Rollbacks tolerated before a diverging run is stopped.
 pub const MAX_ROLLBACKS: usize = 3;
@@ -211,7 +210,7 @@ impl Trainer {
             None => (0, 0, None),
         };
         run.write_config(&learner.config.to_yaml())?;
-        let losses = run.open_losses(step)?;
+        let losses = LossLog::open(&run, step)?;
         let dataset = Arc::new(dataset);
         let prefetcher = Prefetcher::start(dataset.clone(), trainer_plan.clone(), step, 2);
         let total_steps = options
@@ -340,6 +339,10 @@ impl Trainer {
         if let Some(mut snapshot) = snapshot {
             snapshot.step = self.step;
             self.last_snapshot = Some(Instant::now());
+            // The run folder keeps the sheet whoever watches; a full disk does not stop training.
+            if let Err(error) = self.run.write_snapshot(&snapshot) {
+                self.emit(TrainEvent::Warning(format!("snapshot not written: {error}")));
+            }
             self.emit(TrainEvent::Snapshot(Box::new(snapshot)));
         }
         if report.skipped {
@@ -381,7 +384,7 @@ impl Trainer {
         self.nan_streak = 0;
         self.plan.generation += 1;
         self.prefetcher = Prefetcher::start(self.dataset.clone(), self.plan.clone(), to, 2);
-        self.losses = self.run.open_losses(to)?;
+        self.losses = LossLog::open(&self.run, to)?;
         self.emit(TrainEvent::RolledBack {
             from_step: from,
             to_step: to,
@@ -427,19 +430,122 @@ impl Trainer {
         Ok(finish)
     }
 
-    /// Trains until the step count is reached or `stop` is raised; either way the last step is
-    /// checkpointed before returning.
-    pub fn run(&mut self, stop: &AtomicBool) -> Result<Finish> {
+    /// Trains until the step count is reached or `controls` says stop, obeying pause, resume
+    /// and checkpoint-now between steps; either way the last step is checkpointed before
+    /// returning. The one step loop of every driver (CLI, window, ablation).
+    pub fn run(&mut self, controls: &mut impl ControlSource) -> Result<Finish> {
         self.announce();
-        while self.step < self.total_steps {
-            if stop.load(Ordering::Relaxed) {
-                return self.finish(Finish::Stopped);
+        let mut paused = false;
+        loop {
+            let control = if paused { Some(controls.wait()) } else { controls.poll() };
+            match control {
+                Some(TrainControl::Pause) => {
+                    if !paused {
+                        paused = true;
+                        self.emit(TrainEvent::Paused { step: self.step });
+                    }
+                    continue;
+                }
+                Some(TrainControl::Resume) if paused => {
+                    paused = false;
+                    self.emit(TrainEvent::Resumed { step: self.step });
+                }
+                Some(TrainControl::CheckpointNow) => {
+                    self.save_checkpoint()?;
+                }
+                Some(TrainControl::Stop) => return self.finish(Finish::Stopped),
+                Some(TrainControl::Resume) | None => {}
+            }
+            if paused {
+                continue;
+            }
+            if self.step >= self.total_steps {
+                return self.finish(Finish::Completed);
             }
             self.train_step()?;
             self.checkpoint_if_due()?;
         }
-        self.finish(Finish::Completed)
     }
+}
+
+/// What a driver may ask of a running training; obeyed between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainControl {
+    Pause,
+    Resume,
+    CheckpointNow,
+    Stop,
+}
+
+/// Where a [`Trainer::run`] takes its controls from: a channel (the window) or a stop flag
+/// (Ctrl-C in the CLI, the ablation).
+pub trait ControlSource {
+    /// A control if one is waiting.
+    fn poll(&mut self) -> Option<TrainControl>;
+    /// Blocks until a control comes (while paused).
+    fn wait(&mut self) -> TrainControl;
+}
+
+impl ControlSource for Receiver<TrainControl> {
+    fn poll(&mut self) -> Option<TrainControl> {
+        match self.try_recv() {
+            Ok(control) => Some(control),
+            Err(TryRecvError::Empty) => None,
+            // Nobody can resume or stop the run any more: stop it cleanly.
+            Err(TryRecvError::Disconnected) => Some(TrainControl::Stop),
+        }
+    }
+
+    fn wait(&mut self) -> TrainControl {
+        self.recv().unwrap_or(TrainControl::Stop)
+    }
+}
+
+impl ControlSource for &AtomicBool {
+    fn poll(&mut self) -> Option<TrainControl> {
+        self.load(Ordering::Relaxed).then_some(TrainControl::Stop)
+    }
+
+    fn wait(&mut self) -> TrainControl {
+        while !self.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TrainControl::Stop
+    }
+}
+
+/// Trains `config` on a thread of its own and hands every event to `on_event` on the calling
+/// thread as it happens (progress bar, window, ablation). Returns how the run ended and the
+/// steps done.
+pub fn train(
+    config: FommConfig,
+    options: TrainOptions,
+    selected: &SelectedDevice,
+    mut controls: impl ControlSource + Send,
+    mut on_event: impl FnMut(TrainEvent),
+) -> Result<(Finish, usize)> {
+    let (sender, receiver) = channel();
+    std::thread::scope(|scope| {
+        let trainer = std::thread::Builder::new()
+            .name("prioritycut-train".into())
+            .spawn_scoped(scope, move || -> Result<(Finish, usize)> {
+                let mut trainer = Trainer::new(config, options, selected, sender)?;
+                let finish = trainer.run(&mut controls)?;
+                Ok((finish, trainer.step()))
+            })
+            .map_err(|e| EngineError::Invalid(format!("cannot start the training thread: {e}")))?;
+        // Ends when the trainer drops its sender: finished, failed or crashed.
+        for event in receiver {
+            on_event(event);
+        }
+        match trainer.join() {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(EngineError::Invalid(format!(
+                "the training thread crashed: {}",
+                crate::error::panic_message(panic)
+            ))),
+        }
+    })
 }
 
 /// VGG19 max-pools four times before relu5_1: every level of the perceptual pyramid must keep

@@ -1,0 +1,429 @@
+//! FOMM's YAML layout, one serde struct per section, used both to read a file and to write one.
+//!
+//! Every section lists its keys once, in [`section!`], next to the config struct they fill; the
+//! macro writes the reading (`apply`: a key given replaces the default) and the writing (`of`).
+//! The few keys that do not map one to one (`frame_shape`, `common_params`, FOMM's rule that a
+//! present `augmentation_params` disables what it leaves out) are written out below by hand.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::Value;
+
+use super::{
+    AnimateParams, ConfigFile, DatasetParams, FommConfig, LossWeights, PriorityCutParams, TrainParams, TransformParams,
+    Variant,
+};
+use crate::model::dense_motion::DenseMotionConfig;
+use crate::model::discriminator::DiscriminatorConfig;
+use crate::model::generator::GeneratorConfig;
+use crate::model::keypoint_detector::KpDetectorConfig;
+
+/// FOMM's keys that only its own scripts read (data paths, logging, the demo's output format):
+/// known, not used by the engine, and not reported.
+const FOMM_SCRIPT_KEYS: [&str; 6] = [
+    "dataset_params.root_dir",
+    "dataset_params.pairs_list",
+    "reconstruction_params",
+    "visualizer_params",
+    "animate_params.num_pairs",
+    "animate_params.format",
+];
+
+/// A section: its keys (each the name of a field of `$target` too), optionally followed by
+/// nested sections, and a catch-all for keys the engine does not know.
+macro_rules! section {
+    ($(#[$doc:meta])* $name:ident => $target:ty { $($field:ident: $ty:ty),* $(,)? }
+        $(nested { $($sub:ident: $sub_ty:ty),* $(,)? })?) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        struct $name {
+            $(#[serde(default, skip_serializing_if = "Option::is_none")]
+            $field: Option<$ty>,)*
+            $($(#[serde(default, skip_serializing_if = "Option::is_none")]
+            $sub: Option<$sub_ty>,)*)?
+            #[serde(flatten)]
+            unknown: BTreeMap<String, Value>,
+        }
+
+        // Sections that only nest others use neither half.
+        #[allow(dead_code, unused_variables)]
+        impl $name {
+            /// Every key of `target`; nested sections are left to the caller.
+            #[allow(clippy::needless_update)]
+            fn of(target: &$target) -> Self {
+                Self {
+                    $($field: Some(target.$field.clone()),)*
+                    ..Self::default()
+                }
+            }
+
+            /// Copies every key the file gives onto `target`.
+            fn apply(&mut self, target: &mut $target) {
+                $(if let Some(value) = self.$field.take() {
+                    target.$field = value;
+                })*
+            }
+        }
+    };
+}
+
+section! {
+    /// The whole file.
+    FileSection => FommConfig {}
+    nested {
+        dataset_params: DatasetSection,
+        model_params: ModelSection,
+        train_params: TrainSection,
+        animate_params: AnimateSection,
+        prioritycut_params: PriorityCutSection,
+    }
+}
+
+section! {
+    /// `dataset_params`; `frame_shape` is [h, w] or [h, w, c] and fills `FommConfig`.
+    DatasetSection => DatasetParams { id_sampling: bool }
+    nested { frame_shape: Vec<usize>, augmentation_params: AugmentationSection }
+}
+
+section! {
+    /// `dataset_params.augmentation_params`.
+    AugmentationSection => DatasetParams {}
+    nested { flip_param: FlipSection, jitter_param: JitterSection }
+}
+
+section! {
+    FlipSection => DatasetParams { horizontal_flip: bool, time_flip: bool }
+}
+
+section! {
+    JitterSection => DatasetParams { brightness: f64, contrast: f64, saturation: f64, hue: f64 }
+}
+
+section! {
+    /// `model_params`.
+    ModelSection => FommConfig {}
+    nested {
+        common_params: CommonSection,
+        kp_detector_params: KpDetectorSection,
+        generator_params: GeneratorSection,
+        discriminator_params: DiscriminatorSection,
+    }
+}
+
+section! {
+    /// `model_params.common_params`: given to every network, as FOMM's `**common_params` does.
+    CommonSection => KpDetectorConfig { num_kp: usize, num_channels: usize, estimate_jacobian: bool }
+}
+
+section! {
+    KpDetectorSection => KpDetectorConfig {
+        temperature: f64,
+        block_expansion: usize,
+        max_features: usize,
+        scale_factor: f64,
+        num_blocks: usize,
+        single_jacobian_map: bool,
+        pad: usize,
+    }
+}
+
+section! {
+    GeneratorSection => GeneratorConfig {
+        block_expansion: usize,
+        max_features: usize,
+        num_down_blocks: usize,
+        num_bottleneck_blocks: usize,
+        estimate_occlusion_map: bool,
+    }
+    nested { dense_motion_params: DenseMotionSection }
+}
+
+section! {
+    DenseMotionSection => DenseMotionConfig {
+        block_expansion: usize,
+        max_features: usize,
+        num_blocks: usize,
+        scale_factor: f64,
+        kp_variance: f64,
+    }
+}
+
+section! {
+    DiscriminatorSection => DiscriminatorConfig {
+        scales: Vec<f64>,
+        block_expansion: usize,
+        max_features: usize,
+        num_blocks: usize,
+        sn: bool,
+        use_kp: bool,
+        kp_variance: f64,
+    }
+}
+
+section! {
+    /// `train_params`.
+    TrainSection => TrainParams {
+        num_epochs: usize,
+        num_repeats: usize,
+        epoch_milestones: Vec<usize>,
+        lr_generator: f64,
+        lr_discriminator: f64,
+        lr_kp_detector: f64,
+        batch_size: usize,
+        scales: Vec<f64>,
+        checkpoint_freq: usize,
+    }
+    nested { transform_params: TransformSection, loss_weights: LossWeightsSection }
+}
+
+section! {
+    TransformSection => TransformParams { sigma_affine: f64, sigma_tps: f64, points_tps: usize }
+}
+
+section! {
+    LossWeightsSection => LossWeights {
+        generator_gan: f64,
+        discriminator_gan: f64,
+        feature_matching: Vec<f64>,
+        perceptual: Vec<f64>,
+        equivariance_value: f64,
+        equivariance_jacobian: f64,
+    }
+}
+
+section! {
+    /// `animate_params`.
+    AnimateSection => AnimateParams {}
+    nested { normalization_params: NormalizationSection }
+}
+
+section! {
+    NormalizationSection => AnimateParams {
+        adapt_movement_scale: bool,
+        use_relative_movement: bool,
+        use_relative_jacobian: bool,
+    }
+}
+
+section! {
+    /// `prioritycut_params`: the variant and PriorityCut's own choices.
+    PriorityCutSection => PriorityCutParams {
+        variant: Variant,
+        background_threshold: f64,
+        k_min: f64,
+        k_max: f64,
+        cutmix_probability: f64,
+        fake_where_occluded: bool,
+        consistency_weight: f64,
+        decoder_weight: f64,
+        adversarial_weight: f64,
+        nan_patience: usize,
+    }
+}
+
+/// Reads a config: FOMM's `vox-256.yaml` where the file is silent, then validated.
+pub(super) fn parse(text: &str) -> Result<ConfigFile, String> {
+    let mut file: FileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let mut ignored = Vec::new();
+    file.collect_unknown(&mut ignored);
+    let mut config = FommConfig::vox256();
+    if let Some(mut dataset) = file.dataset_params.take() {
+        dataset.read_into(&mut config)?;
+    }
+    if let Some(mut model) = file.model_params.take() {
+        model.read_into(&mut config);
+    }
+    if let Some(mut train) = file.train_params.take() {
+        train.apply(&mut config.train);
+        if let Some(mut transform) = train.transform_params {
+            transform.apply(&mut config.train.transform_params);
+        }
+        if let Some(mut weights) = train.loss_weights {
+            weights.apply(&mut config.train.loss_weights);
+        }
+    }
+    if let Some(mut normalization) = file.animate_params.and_then(|a| a.normalization_params) {
+        normalization.apply(&mut config.animate);
+    }
+    if let Some(mut prioritycut) = file.prioritycut_params {
+        prioritycut.apply(&mut config.prioritycut);
+    }
+    config.validate()?;
+    ignored.retain(|key| !FOMM_SCRIPT_KEYS.iter().any(|known| key == known));
+    Ok(ConfigFile {
+        config,
+        ignored_keys: ignored,
+    })
+}
+
+/// Writes every value of `config`, in FOMM's layout.
+pub(super) fn write(config: &FommConfig) -> String {
+    let generator = &config.generator;
+    let train = &config.train;
+    let dataset = &config.dataset;
+    let file = FileSection {
+        dataset_params: Some(DatasetSection {
+            frame_shape: Some(config.frame_shape.to_vec()),
+            augmentation_params: Some(AugmentationSection {
+                flip_param: Some(FlipSection::of(dataset)),
+                jitter_param: Some(JitterSection::of(dataset)),
+                ..AugmentationSection::default()
+            }),
+            ..DatasetSection::of(dataset)
+        }),
+        model_params: Some(ModelSection {
+            common_params: Some(CommonSection::of(&config.kp_detector)),
+            kp_detector_params: Some(KpDetectorSection::of(&config.kp_detector)),
+            generator_params: Some(GeneratorSection {
+                dense_motion_params: Some(DenseMotionSection::of(&generator.dense_motion)),
+                ..GeneratorSection::of(generator)
+            }),
+            discriminator_params: Some(DiscriminatorSection::of(&config.discriminator)),
+            ..ModelSection::default()
+        }),
+        train_params: Some(TrainSection {
+            transform_params: Some(TransformSection::of(&train.transform_params)),
+            loss_weights: Some(LossWeightsSection::of(&train.loss_weights)),
+            ..TrainSection::of(train)
+        }),
+        animate_params: Some(AnimateSection {
+            normalization_params: Some(NormalizationSection::of(&config.animate)),
+            ..AnimateSection::default()
+        }),
+        prioritycut_params: Some(PriorityCutSection::of(&config.prioritycut)),
+        ..FileSection::default()
+    };
+    // Every value here is a plain number, string, bool or list: serializing cannot fail.
+    serde_yaml_ng::to_string(&file).unwrap_or_default()
+}
+
+impl FileSection {
+    fn collect_unknown(&self, out: &mut Vec<String>) {
+        push_unknown("", &self.unknown, out);
+        if let Some(dataset) = &self.dataset_params {
+            push_unknown("dataset_params", &dataset.unknown, out);
+            if let Some(augmentation) = &dataset.augmentation_params {
+                let prefix = "dataset_params.augmentation_params";
+                push_unknown(prefix, &augmentation.unknown, out);
+                if let Some(flip) = &augmentation.flip_param {
+                    push_unknown(&format!("{prefix}.flip_param"), &flip.unknown, out);
+                }
+                if let Some(jitter) = &augmentation.jitter_param {
+                    push_unknown(&format!("{prefix}.jitter_param"), &jitter.unknown, out);
+                }
+            }
+        }
+        if let Some(model) = &self.model_params {
+            push_unknown("model_params", &model.unknown, out);
+            if let Some(common) = &model.common_params {
+                push_unknown("model_params.common_params", &common.unknown, out);
+            }
+            if let Some(kp) = &model.kp_detector_params {
+                push_unknown("model_params.kp_detector_params", &kp.unknown, out);
+            }
+            if let Some(generator) = &model.generator_params {
+                push_unknown("model_params.generator_params", &generator.unknown, out);
+                if let Some(dense_motion) = &generator.dense_motion_params {
+                    let prefix = "model_params.generator_params.dense_motion_params";
+                    push_unknown(prefix, &dense_motion.unknown, out);
+                }
+            }
+            if let Some(discriminator) = &model.discriminator_params {
+                push_unknown("model_params.discriminator_params", &discriminator.unknown, out);
+            }
+        }
+        if let Some(train) = &self.train_params {
+            push_unknown("train_params", &train.unknown, out);
+            if let Some(transform) = &train.transform_params {
+                push_unknown("train_params.transform_params", &transform.unknown, out);
+            }
+            if let Some(weights) = &train.loss_weights {
+                push_unknown("train_params.loss_weights", &weights.unknown, out);
+            }
+        }
+        if let Some(animate) = &self.animate_params {
+            push_unknown("animate_params", &animate.unknown, out);
+            if let Some(normalization) = &animate.normalization_params {
+                push_unknown("animate_params.normalization_params", &normalization.unknown, out);
+            }
+        }
+        if let Some(prioritycut) = &self.prioritycut_params {
+            push_unknown("prioritycut_params", &prioritycut.unknown, out);
+        }
+    }
+}
+
+fn push_unknown(prefix: &str, unknown: &BTreeMap<String, Value>, out: &mut Vec<String>) {
+    out.extend(unknown.keys().map(|key| match prefix {
+        "" => key.clone(),
+        _ => format!("{prefix}.{key}"),
+    }));
+}
+
+impl DatasetSection {
+    fn read_into(&mut self, config: &mut FommConfig) -> Result<(), String> {
+        if let Some(shape) = self.frame_shape.take() {
+            config.frame_shape = match shape.as_slice() {
+                [h, w] => [*h, *w, 3],
+                [h, w, c] => [*h, *w, *c],
+                _ => return Err(format!("dataset_params.frame_shape must be [h, w, c], got {shape:?}")),
+            };
+        }
+        let dataset = &mut config.dataset;
+        self.apply(dataset);
+        if let Some(augmentation) = self.augmentation_params.take() {
+            // A section that is present but leaves a transform out disables it, as in FOMM.
+            dataset.horizontal_flip = false;
+            dataset.time_flip = false;
+            dataset.brightness = 0.0;
+            dataset.contrast = 0.0;
+            dataset.saturation = 0.0;
+            dataset.hue = 0.0;
+            if let Some(mut flip) = augmentation.flip_param {
+                flip.apply(dataset);
+            }
+            if let Some(mut jitter) = augmentation.jitter_param {
+                jitter.apply(dataset);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ModelSection {
+    fn read_into(&mut self, config: &mut FommConfig) {
+        if let Some(mut common) = self.common_params.take() {
+            let (num_kp, num_channels, estimate_jacobian) =
+                (common.num_kp, common.num_channels, common.estimate_jacobian);
+            common.apply(&mut config.kp_detector);
+            let generator = &mut config.generator;
+            if let Some(n) = num_kp {
+                generator.num_kp = n;
+                generator.dense_motion.num_kp = n;
+                config.discriminator.num_kp = n;
+            }
+            if let Some(c) = num_channels {
+                generator.num_channels = c;
+                generator.dense_motion.num_channels = c;
+                config.discriminator.num_channels = c;
+            }
+            if let Some(jacobian) = estimate_jacobian {
+                generator.estimate_jacobian = jacobian;
+            }
+        }
+        if let Some(mut kp) = self.kp_detector_params.take() {
+            kp.apply(&mut config.kp_detector);
+        }
+        if let Some(mut generator) = self.generator_params.take() {
+            generator.apply(&mut config.generator);
+            config.generator.dense_motion.estimate_occlusion_map = config.generator.estimate_occlusion_map;
+            if let Some(mut dense_motion) = generator.dense_motion_params {
+                dense_motion.apply(&mut config.generator.dense_motion);
+            }
+        }
+        if let Some(mut discriminator) = self.discriminator_params.take() {
+            discriminator.apply(&mut config.discriminator);
+        }
+    }
+}

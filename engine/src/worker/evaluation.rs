@@ -1,0 +1,117 @@
+//! The evaluation thread: a checkpoint put through FOMM's reconstruction protocol on a dataset's
+//! test videos, with its own copy of the model so that animating goes on meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{EvalRequest, Event, EventSink, Job};
+use crate::backend::SelectedDevice;
+use crate::checkpoint::LoadedModel;
+use crate::data::synthetic::{SyntheticConfig, generate};
+use crate::eval::{EvalOptions, EvalReport, evaluate};
+use crate::evaluators::Evaluators;
+use crate::{EngineError, Result};
+
+/// The synthetic test set made for an [`EvalRequest`] without data: 8 videos of 32 frames.
+pub const SYNTHETIC_TEST_SET: (usize, usize) = (8, 32);
+
+/// The running evaluation's cancel flag, if one runs.
+#[derive(Clone, Default)]
+pub(super) struct Slot(Arc<Mutex<Option<Arc<AtomicBool>>>>);
+
+impl Slot {
+    pub(super) fn cancel(&self) {
+        if let Ok(slot) = self.0.lock()
+            && let Some(cancel) = slot.as_ref()
+        {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub(super) fn start(&self, request: EvalRequest, device: &SelectedDevice, events: &EventSink) {
+        let mut slot = match self.0.lock() {
+            Ok(slot) => slot,
+            Err(_) => return events.error(Job::Evaluate, "the evaluation state is unavailable"),
+        };
+        if slot.is_some() {
+            return events.error(Job::Evaluate, "an evaluation is already running: cancel it first");
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        *slot = Some(cancel.clone());
+        let thread_events = events.clone();
+        let device = device.clone();
+        let registry = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("prioritycut-eval".into())
+            .spawn(move || {
+                let events = thread_events;
+                let checkpoint = request.checkpoint.clone();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    evaluate_request(request, cancel, &device, &events)
+                }));
+                // Free the slot before saying how it ended, so a new request right after works.
+                if let Ok(mut slot) = registry.0.lock() {
+                    *slot = None;
+                }
+                match run {
+                    Ok(Ok(report)) => events.send(Event::Evaluated {
+                        checkpoint,
+                        report: Box::new(report),
+                    }),
+                    Ok(Err(EngineError::Cancelled(_))) => events.send(Event::Cancelled(Job::Evaluate)),
+                    Ok(Err(error)) => events.error(Job::Evaluate, error),
+                    Err(panic) => events.error(
+                        Job::Evaluate,
+                        format!("the evaluation crashed: {}", crate::error::panic_message(panic)),
+                    ),
+                }
+            });
+        if let Err(e) = spawned {
+            *slot = None;
+            events.error(Job::Evaluate, format!("cannot start the evaluation thread: {e}"));
+        }
+    }
+}
+
+/// Loads the checkpoint, makes the synthetic test set if asked, and evaluates.
+fn evaluate_request(
+    request: EvalRequest,
+    cancel: Arc<AtomicBool>,
+    device: &SelectedDevice,
+    events: &EventSink,
+) -> Result<EvalReport> {
+    let model = LoadedModel::open(&request.checkpoint, request.config.as_deref(), &device.device)?;
+    if request.synthetic_if_missing && !request.dataset.join("test").is_dir() {
+        let [h, w, _] = model.config.frame_shape;
+        if h != w {
+            return Err(EngineError::Invalid(format!(
+                "the synthetic figures are square, the model works at {h}x{w}: choose a dataset"
+            )));
+        }
+        let (videos, frames) = SYNTHETIC_TEST_SET;
+        let synthetic = SyntheticConfig {
+            size: h as u32,
+            train_videos: 1,
+            test_videos: videos,
+            frames,
+            seed: 2026,
+        };
+        generate(&request.dataset, &synthetic, |done, total| {
+            events.progress(Job::MakeTestSet, done, total)
+        })?;
+    }
+    let evaluators = Evaluators::for_dataset(&request.dataset);
+    let options = EvalOptions {
+        cancel: Some(cancel),
+        ..request.options
+    };
+    evaluate(
+        &model.models,
+        &model.config,
+        &request.dataset,
+        &options,
+        &evaluators,
+        &device.device,
+        |done, total| events.progress(Job::Evaluate, done, total),
+    )
+}

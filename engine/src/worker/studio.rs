@@ -1,0 +1,209 @@
+//! The studio thread: the loaded model, the photo, the driving video and the last animation;
+//! loading, animating and exporting, one job at a time, cancellable.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use image::RgbImage;
+
+use super::live::{self, LiveView};
+use super::{Command, Event, EventSink, Job};
+use crate::animate::{AnimateOptions, ClipStage, animate_clip};
+use crate::checkpoint::LoadedModel;
+use crate::data::{read_image, read_video, write_frames};
+use crate::live::CameraSource;
+use crate::{EngineError, Result};
+
+pub(super) struct Studio {
+    device: Device,
+    events: EventSink,
+    cancel: Arc<AtomicBool>,
+    live: live::Slot,
+    live_view: Arc<Mutex<LiveView>>,
+    model: Option<LoadedModel>,
+    /// The source as loaded (full size).
+    source: Option<RgbImage>,
+    driving: Option<(Vec<RgbImage>, f64)>,
+    result: Option<(Vec<RgbImage>, f64)>,
+}
+
+impl Studio {
+    pub(super) fn new(
+        device: Device,
+        events: EventSink,
+        cancel: Arc<AtomicBool>,
+        live: live::Slot,
+        live_view: Arc<Mutex<LiveView>>,
+    ) -> Self {
+        Self {
+            device,
+            events,
+            cancel,
+            live,
+            live_view,
+            model: None,
+            source: None,
+            driving: None,
+            result: None,
+        }
+    }
+
+    /// Starts the thread; commands go in through the returned sender.
+    pub(super) fn spawn(mut self) -> Result<Sender<Command>> {
+        let (sender, commands) = channel::<Command>();
+        std::thread::Builder::new()
+            .name("prioritycut-studio".into())
+            .spawn(move || {
+                for command in commands {
+                    let job = command.job();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(command)));
+                    match outcome {
+                        Ok(Ok(())) => {}
+                        Ok(Err(EngineError::Cancelled(_))) => self.events.send(Event::Cancelled(job)),
+                        Ok(Err(error)) => self.events.error(job, error),
+                        Err(panic) => self.events.error(
+                            job,
+                            format!(
+                                "the worker crashed and recovered: {}",
+                                crate::error::panic_message(panic)
+                            ),
+                        ),
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Invalid(format!("cannot start the worker thread: {e}")))?;
+        Ok(sender)
+    }
+
+    fn handle(&mut self, command: Command) -> Result<()> {
+        self.cancel.store(false, Ordering::SeqCst);
+        match command {
+            Command::LoadModel { checkpoint, config } => self.load_model(&checkpoint, config.as_deref()),
+            Command::LoadSource(path) => {
+                let image = read_image(&path)?;
+                self.source = Some(image.clone());
+                self.events.send(Event::SourceLoaded { path, image });
+                Ok(())
+            }
+            Command::LoadDriving(path) => {
+                self.events.progress(Job::LoadDriving, 0, 1);
+                let (frames, fps) = read_video(&path)?;
+                self.driving = Some((frames.clone(), fps));
+                self.events.send(Event::DrivingLoaded { path, frames, fps });
+                Ok(())
+            }
+            Command::Animate(options) => self.animate(options),
+            Command::Export(path) => self.export(&path),
+            Command::StartLive { camera, options } => self.start_live(camera, options),
+            other => Err(EngineError::Invalid(format!("{other:?} is not a studio command"))),
+        }
+    }
+
+    fn load_model(&mut self, checkpoint: &Path, config: Option<&Path>) -> Result<()> {
+        let model = LoadedModel::open(checkpoint, config, &self.device)?;
+        let [h, w, _] = model.config.frame_shape;
+        let mut description = model.describe();
+        if !model.ignored_config_keys.is_empty() {
+            description.push_str(&format!(
+                " (config keys not used: {})",
+                model.ignored_config_keys.join(", ")
+            ));
+        }
+        self.events.send(Event::ModelLoaded {
+            path: checkpoint.to_path_buf(),
+            frame_size: [h, w],
+            animate: model.config.animate.clone(),
+            description,
+        });
+        self.model = Some(model);
+        self.result = None;
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(LoadedModel, RgbImage)> {
+        let model = self
+            .model
+            .clone()
+            .ok_or_else(|| EngineError::Invalid("load a model first".into()))?;
+        let source = self
+            .source
+            .clone()
+            .ok_or_else(|| EngineError::Invalid("choose a source photo first".into()))?;
+        Ok((model, source))
+    }
+
+    fn animate(&mut self, options: AnimateOptions) -> Result<()> {
+        let (model, source) = self.ready()?;
+        let (driving, fps) = self
+            .driving
+            .clone()
+            .ok_or_else(|| EngineError::Invalid("choose a driving video first".into()))?;
+        let start = Instant::now();
+        let n = driving.len();
+        let clip = animate_clip(
+            &model,
+            &source,
+            &driving,
+            options,
+            &self.device,
+            |stage, done, _| {
+                // One bar over both passes.
+                let done = if stage == ClipStage::Generating { n + done } else { done };
+                self.events.progress(Job::Animate, done, 2 * n);
+            },
+            || self.cancel.load(Ordering::SeqCst),
+        )?;
+        self.result = Some((clip.frames.clone(), fps));
+        self.events.send(Event::AnimationReady {
+            frames: clip.frames,
+            fps,
+            initial_frame: clip.initial_frame,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    fn export(&mut self, path: &Path) -> Result<()> {
+        let (frames, fps) = self
+            .result
+            .clone()
+            .ok_or_else(|| EngineError::Invalid("nothing to export: animate first".into()))?;
+        let total = frames.len();
+        let mut cancelled = false;
+        write_frames(path, &frames, fps, |i| {
+            if self.cancel.load(Ordering::SeqCst) {
+                cancelled = true;
+            }
+            self.events.progress(Job::Export, i + 1, total);
+        })?;
+        if cancelled {
+            // The file is complete; cancelling an export only skips the announcement.
+            self.events.send(Event::Cancelled(Job::Export));
+        } else {
+            self.events.send(Event::Exported {
+                path: path.to_path_buf(),
+                frames: total,
+            });
+        }
+        Ok(())
+    }
+
+    fn start_live(&mut self, camera: CameraSource, options: AnimateOptions) -> Result<()> {
+        let (model, source) = self.ready()?;
+        self.live.start(
+            camera,
+            live::LiveJob {
+                model,
+                source,
+                options,
+                view: self.live_view.clone(),
+                device: self.device.clone(),
+            },
+            &self.events,
+        )
+    }
+}
