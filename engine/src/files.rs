@@ -37,8 +37,12 @@ pub fn write_atomic_with<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>)
     }
 }
 
-/// Writes `image` as a PNG, atomically.
-pub fn write_png(path: &Path, image: &image::RgbImage) -> Result<()> {
+/// Writes `image` (RGB, grey, ...) as a PNG, atomically.
+pub fn write_png<P>(path: &Path, image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Result<()>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
     write_atomic_with(path, |temp| {
         image
             .save_with_format(temp, image::ImageFormat::Png)

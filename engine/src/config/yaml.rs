@@ -31,10 +31,11 @@ const FOMM_SCRIPT_KEYS: [&str; 6] = [
 ];
 
 /// A section: its keys (each the name of a field of `$target` too), optionally followed by
-/// nested sections, and a catch-all for keys the engine does not know.
+/// nested sections and keys read by hand, and a catch-all for keys the engine does not know.
 macro_rules! section {
     ($(#[$doc:meta])* $name:ident => $target:ty { $($field:ident: $ty:ty),* $(,)? }
-        $(nested { $($sub:ident: $sub_ty:ty),* $(,)? })?) => {
+        $(nested { $($sub:ident: $sub_ty:ty),* $(,)? })?
+        $(by_hand { $($own:ident: $own_ty:ty),* $(,)? })?) => {
         $(#[$doc])*
         #[derive(Debug, Default, Serialize, Deserialize)]
         struct $name {
@@ -42,6 +43,8 @@ macro_rules! section {
             $field: Option<$ty>,)*
             $($(#[serde(default, skip_serializing_if = "Option::is_none")]
             $sub: Option<$sub_ty>,)*)?
+            $($(#[serde(default, skip_serializing_if = "Option::is_none")]
+            $own: Option<$own_ty>,)*)?
             #[serde(flatten)]
             unknown: BTreeMap<String, Value>,
         }
@@ -64,6 +67,15 @@ macro_rules! section {
                     target.$field = value;
                 })*
             }
+
+            /// The keys under `prefix` that no section knows, nested sections included.
+            fn collect_unknown(&self, prefix: &str, out: &mut Vec<String>) {
+                let path = |key: &str| if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+                out.extend(self.unknown.keys().map(|key| path(key)));
+                $($(if let Some(section) = &self.$sub {
+                    section.collect_unknown(&path(stringify!($sub)), out);
+                })*)?
+            }
         }
     };
 }
@@ -83,7 +95,8 @@ section! {
 section! {
     /// `dataset_params`; `frame_shape` is [h, w] or [h, w, c] and fills `FommConfig`.
     DatasetSection => DatasetParams { id_sampling: bool }
-    nested { frame_shape: Vec<usize>, augmentation_params: AugmentationSection }
+    nested { augmentation_params: AugmentationSection }
+    by_hand { frame_shape: Vec<usize> }
 }
 
 section! {
@@ -226,7 +239,7 @@ section! {
 pub(super) fn parse(text: &str) -> Result<ConfigFile, String> {
     let mut file: FileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     let mut ignored = Vec::new();
-    file.collect_unknown(&mut ignored);
+    file.collect_unknown("", &mut ignored);
     let mut config = FommConfig::vox256();
     if let Some(mut dataset) = file.dataset_params.take() {
         dataset.read_into(&mut config)?;
@@ -296,69 +309,6 @@ pub(super) fn write(config: &FommConfig) -> String {
     };
     // Every value here is a plain number, string, bool or list: serializing cannot fail.
     serde_yaml_ng::to_string(&file).unwrap_or_default()
-}
-
-impl FileSection {
-    fn collect_unknown(&self, out: &mut Vec<String>) {
-        push_unknown("", &self.unknown, out);
-        if let Some(dataset) = &self.dataset_params {
-            push_unknown("dataset_params", &dataset.unknown, out);
-            if let Some(augmentation) = &dataset.augmentation_params {
-                let prefix = "dataset_params.augmentation_params";
-                push_unknown(prefix, &augmentation.unknown, out);
-                if let Some(flip) = &augmentation.flip_param {
-                    push_unknown(&format!("{prefix}.flip_param"), &flip.unknown, out);
-                }
-                if let Some(jitter) = &augmentation.jitter_param {
-                    push_unknown(&format!("{prefix}.jitter_param"), &jitter.unknown, out);
-                }
-            }
-        }
-        if let Some(model) = &self.model_params {
-            push_unknown("model_params", &model.unknown, out);
-            if let Some(common) = &model.common_params {
-                push_unknown("model_params.common_params", &common.unknown, out);
-            }
-            if let Some(kp) = &model.kp_detector_params {
-                push_unknown("model_params.kp_detector_params", &kp.unknown, out);
-            }
-            if let Some(generator) = &model.generator_params {
-                push_unknown("model_params.generator_params", &generator.unknown, out);
-                if let Some(dense_motion) = &generator.dense_motion_params {
-                    let prefix = "model_params.generator_params.dense_motion_params";
-                    push_unknown(prefix, &dense_motion.unknown, out);
-                }
-            }
-            if let Some(discriminator) = &model.discriminator_params {
-                push_unknown("model_params.discriminator_params", &discriminator.unknown, out);
-            }
-        }
-        if let Some(train) = &self.train_params {
-            push_unknown("train_params", &train.unknown, out);
-            if let Some(transform) = &train.transform_params {
-                push_unknown("train_params.transform_params", &transform.unknown, out);
-            }
-            if let Some(weights) = &train.loss_weights {
-                push_unknown("train_params.loss_weights", &weights.unknown, out);
-            }
-        }
-        if let Some(animate) = &self.animate_params {
-            push_unknown("animate_params", &animate.unknown, out);
-            if let Some(normalization) = &animate.normalization_params {
-                push_unknown("animate_params.normalization_params", &normalization.unknown, out);
-            }
-        }
-        if let Some(prioritycut) = &self.prioritycut_params {
-            push_unknown("prioritycut_params", &prioritycut.unknown, out);
-        }
-    }
-}
-
-fn push_unknown(prefix: &str, unknown: &BTreeMap<String, Value>, out: &mut Vec<String>) {
-    out.extend(unknown.keys().map(|key| match prefix {
-        "" => key.clone(),
-        _ => format!("{prefix}.{key}"),
-    }));
 }
 
 impl DatasetSection {

@@ -556,16 +556,8 @@ pub fn generate(
             .iter()
             .enumerate()
         {
-            let path = frames_dir.join(format!("{f:04}.png"));
-            frame
-                .image
-                .save(&path)
-                .map_err(|e| EngineError::media(&path, format!("cannot write ({e})")))?;
-            let path = masks_dir.join(format!("{f:04}.png"));
-            frame
-                .mask
-                .save(&path)
-                .map_err(|e| EngineError::media(&path, format!("cannot write ({e})")))?;
+            crate::files::write_png(&frames_dir.join(format!("{f:04}.png")), &frame.image)?;
+            crate::files::write_png(&masks_dir.join(format!("{f:04}.png")), &frame.mask)?;
             for p in &frame.points {
                 let _ = writeln!(csv, "{f},{},{:.3},{:.3},{:.3}", p.name, p.x, p.y, p.visible);
             }

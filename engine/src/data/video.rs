@@ -139,10 +139,7 @@ pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: imp
     }
     std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
     for (i, frame) in frames.iter().enumerate() {
-        let path = out.join(format!("frame_{i:05}.png"));
-        frame
-            .save(&path)
-            .map_err(|e| EngineError::media(&path, format!("cannot write ({e})")))?;
+        crate::files::write_png(&out.join(format!("frame_{i:05}.png")), frame)?;
         on_frame(i);
     }
     Ok(())

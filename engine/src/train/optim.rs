@@ -97,8 +97,10 @@ impl Adam {
                     .map_err(|e| EngineError::Invalid(format!("optimizer state {name}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize_to_file(views, Some(metadata), file)
-            .map_err(|e| EngineError::checkpoint(file, format!("cannot write optimizer state ({e})")))
+        crate::files::write_atomic_with(file, |temp| {
+            safetensors::serialize_to_file(views, Some(metadata), temp)
+                .map_err(|e| EngineError::checkpoint(file, format!("cannot write optimizer state ({e})")))
+        })
     }
 
     /// Reads a state written by [`Adam::save`] onto `device`.
