@@ -1,6 +1,10 @@
 //! Speed measurements with freshly initialised weights (speed does not depend on their values):
 //! the animation path (keypoints of one driving frame plus the generator, dense motion
 //! included, batch 1, read back to the CPU as a frame would be) and training steps.
+//!
+//! An animation frame reuses what depends on the source alone (its keypoints, its encoding, its
+//! downsampled copy), as every animation path of the engine does; `cold` times the path that
+//! recomputes the source every frame, as the official `make_animation` does.
 
 use std::time::Instant;
 
@@ -15,6 +19,8 @@ pub struct AnimateBench {
     pub height: usize,
     pub width: usize,
     pub warmup: usize,
+    /// The source recomputed every frame (FOMM's `make_animation`), not reused.
+    pub cold: bool,
     /// Every timed run, in order.
     pub runs_ms: Vec<f64>,
     /// Median ms of the parts of a frame, timed separately: where the time goes.
@@ -51,6 +57,7 @@ pub fn bench_animate(
     device: &Device,
     warmup: usize,
     runs: usize,
+    cold: bool,
     mut on_run: impl FnMut(usize),
 ) -> AnimateBench {
     let models = FommModels::init(config, device);
@@ -59,10 +66,16 @@ pub fn bench_animate(
     let source = image();
     let driving = image();
     let kp_source = models.kp_detector.forward(source.clone());
+    let encoded = models.generator.encode_source(source.clone());
 
     let frame = || {
         let kp_driving = models.kp_detector.forward(driving.clone());
-        let out = models.generator.forward(source.clone(), &kp_driving, &kp_source);
+        let out = if cold {
+            let kp_source = models.kp_detector.forward(source.clone());
+            models.generator.forward(source.clone(), &kp_driving, &kp_source)
+        } else {
+            models.generator.forward_encoded(&encoded, &kp_driving, &kp_source)
+        };
         // Reading the frame back waits for the device and counts the copy a real frame needs.
         out.prediction.into_data()
     };
@@ -92,17 +105,21 @@ pub fn bench_animate(
     let kp_detector_ms = time(&|| {
         models.kp_detector.forward(driving.clone()).value.into_data();
     });
+    let source_ms = time(&|| {
+        models.generator.encode_source(source.clone()).features.into_data();
+    });
     let dense_motion_ms = time(&|| {
-        let dense = models
-            .generator
-            .dense_motion_network
-            .forward(source.clone(), &kp_driving, &kp_source);
+        let dense = models.generator.dense_motion_network.forward_downsampled(
+            encoded.downsampled.clone(),
+            &kp_driving,
+            &kp_source,
+        );
         dense.deformation.into_data();
     });
     let generator_ms = time(&|| {
         models
             .generator
-            .forward(source.clone(), &kp_driving, &kp_source)
+            .forward_encoded(&encoded, &kp_driving, &kp_source)
             .prediction
             .into_data();
     });
@@ -110,14 +127,13 @@ pub fn bench_animate(
         height: h,
         width: w,
         warmup,
+        cold,
         runs_ms,
         stages: vec![
             ("keypoint detector", kp_detector_ms),
             ("dense motion", dense_motion_ms),
-            (
-                "generator without dense motion",
-                (generator_ms - dense_motion_ms).max(0.0),
-            ),
+            ("warp + bottleneck + decoder", (generator_ms - dense_motion_ms).max(0.0)),
+            ("source encoding (once per photo)", source_ms),
         ],
     }
 }

@@ -335,6 +335,8 @@ pub fn evaluate(
         let frames: Vec<RgbImage> = dataset.read_video(index)?;
         let source = image_to_tensor(&frames[0], device);
         let kp_source = models.kp_detector.forward(source.clone());
+        // The source is fixed for the whole video: its encoding is computed once.
+        let encoded = models.generator.encode_source(source);
         let mut reconstructions = Vec::with_capacity(frames.len());
         for chunk in frames.chunks(options.batch_size) {
             if options.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -350,7 +352,7 @@ pub fn evaluate(
             // Absolute motion, as FOMM's reconstruction: the driving keypoints as they are.
             let out = models
                 .generator
-                .forward(source.clone().repeat_dim(0, n), &kp_driving, &kp_source_batch);
+                .forward_encoded(&encoded.repeat(n), &kp_driving, &kp_source_batch);
             reconstructions.extend(tensor_to_images(out.prediction));
         }
         let mut metrics = Vec::with_capacity(frames.len());

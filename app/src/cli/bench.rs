@@ -90,6 +90,10 @@ pub struct BenchAnimateArgs {
     /// Untimed runs first (kernel compilation, allocator warm-up).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Recompute the source (keypoints, encoding) every frame, as the official
+    /// `make_animation` does, instead of once per photo.
+    #[arg(long)]
+    pub cold: bool,
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -244,7 +248,9 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = super::open_device(args.backend)?;
     let bar = super::progress_bar(args.runs, "timing");
-    let report = bench_animate(&config, &selected.device, args.warmup, args.runs, |_| bar.inc(1));
+    let report = bench_animate(&config, &selected.device, args.warmup, args.runs, args.cold, |_| {
+        bar.inc(1)
+    });
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
     let stages: Vec<String> = report
@@ -253,9 +259,14 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         .map(|(name, ms)| format!("{name} {ms:.1} ms"))
         .collect();
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {} | runs ms: {}",
         report.width,
         report.height,
+        if report.cold {
+            "source recomputed every frame (--cold)"
+        } else {
+            "source computed once"
+        },
         selected.description,
         report.median_ms(),
         report.runs_ms.len(),

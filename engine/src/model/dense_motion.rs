@@ -140,10 +140,20 @@ impl DenseMotionNetwork {
 
     /// Source [b, c, H, W] and keypoints → dense motion at the network's resolution.
     pub fn forward(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
-        let source = match &self.down {
+        self.forward_downsampled(self.downsample(source), kp_driving, kp_source)
+    }
+
+    /// The source at the network's resolution (FOMM's anti-aliased `down`): it depends on the
+    /// source alone, so an animation computes it once.
+    pub fn downsample(&self, source: Tensor<4>) -> Tensor<4> {
+        match &self.down {
             Some(down) => down.forward(source),
             None => source,
-        };
+        }
+    }
+
+    /// [`DenseMotionNetwork::forward`] from a source already [`downsample`](Self::downsample)d.
+    pub fn forward_downsampled(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
         let [b, c, h, w] = source.dims();
         let n = self.num_kp + 1;
         let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);

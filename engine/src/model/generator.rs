@@ -99,16 +99,62 @@ pub fn deform_input(input: Tensor<4>, deformation: Tensor<4>) -> Tensor<4> {
     input.grid_sample_2d(deformation, GridSampleOptions::default())
 }
 
+/// What the generator computes of the source alone: its encoding (`first` and the down blocks,
+/// a fifth of a vox-256 frame's arithmetic) and the dense-motion network's downsampled copy.
+/// FOMM recomputes both for every driving frame; an animation holds the source fixed and
+/// computes them once ([`OcclusionAwareGenerator::encode_source`]).
+#[derive(Debug, Clone)]
+pub struct EncodedSource {
+    /// [b, c, H, W] in [0, 1].
+    pub image: Tensor<4>,
+    /// [b, features, H / 2^n, W / 2^n] after the down blocks.
+    pub features: Tensor<4>,
+    /// [b, c, h, w] at the dense motion's resolution.
+    pub downsampled: Tensor<4>,
+}
+
+impl EncodedSource {
+    /// The same source `n` times over, for a batch of driving frames.
+    pub fn repeat(&self, n: usize) -> Self {
+        Self {
+            image: self.image.clone().repeat_dim(0, n),
+            features: self.features.clone().repeat_dim(0, n),
+            downsampled: self.downsampled.clone().repeat_dim(0, n),
+        }
+    }
+}
+
 impl OcclusionAwareGenerator {
     /// Source [b, c, H, W] in [0, 1] and keypoints of the driving and source frames.
     pub fn forward(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> GeneratorOutput {
-        let mut out = self.first.forward(source.clone());
-        for block in &self.down_blocks {
-            out = block.forward(out);
-        }
+        self.forward_encoded(&self.encode_source(source), kp_driving, kp_source)
+    }
 
-        let dense = self.dense_motion_network.forward(source.clone(), kp_driving, kp_source);
-        let mut out = deform_input(out, dense.deformation.clone());
+    /// The part of [`forward`](Self::forward) that depends on the source alone.
+    pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
+        let mut features = self.first.forward(source.clone());
+        for block in &self.down_blocks {
+            features = block.forward(features);
+        }
+        EncodedSource {
+            downsampled: self.dense_motion_network.downsample(source.clone()),
+            image: source,
+            features,
+        }
+    }
+
+    /// [`forward`](Self::forward) of an [`encode_source`](Self::encode_source)d source: the same
+    /// numbers, without recomputing the source's part.
+    pub fn forward_encoded(
+        &self,
+        source: &EncodedSource,
+        kp_driving: &Keypoints,
+        kp_source: &Keypoints,
+    ) -> GeneratorOutput {
+        let dense = self
+            .dense_motion_network
+            .forward_downsampled(source.downsampled.clone(), kp_driving, kp_source);
+        let mut out = deform_input(source.features.clone(), dense.deformation.clone());
         if let Some(occlusion) = &dense.occlusion_map {
             let [_, _, h, w] = out.dims();
             let [_, _, oh, ow] = occlusion.dims();
@@ -119,7 +165,7 @@ impl OcclusionAwareGenerator {
             };
             out = out * occlusion;
         }
-        let deformed = deform_input(source, dense.deformation.clone());
+        let deformed = deform_input(source.image.clone(), dense.deformation.clone());
 
         for block in &self.bottleneck {
             out = block.forward(out);

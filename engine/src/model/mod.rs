@@ -15,7 +15,7 @@ pub mod vgg19;
 
 pub use dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
 pub use discriminator::{DiscriminatorConfig, DiscriminatorOutput, MultiScaleDiscriminator};
-pub use generator::{GeneratorConfig, GeneratorOutput, OcclusionAwareGenerator};
+pub use generator::{EncodedSource, GeneratorConfig, GeneratorOutput, OcclusionAwareGenerator};
 pub use keypoint_detector::{KpDetector, KpDetectorConfig};
 pub use keypoints::Keypoints;
 pub use unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig, UNetDiscriminatorOutput};
