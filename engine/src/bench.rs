@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::checkpoint::FommModels;
-use crate::config::FommConfig;
+use crate::config::{FommConfig, scaled};
 
 /// Milliseconds per animation frame.
 #[derive(Debug, Clone)]
@@ -23,8 +23,24 @@ pub struct AnimateBench {
     pub cold: bool,
     /// Every timed run, in order.
     pub runs_ms: Vec<f64>,
-    /// Median ms of the parts of a frame, timed separately: where the time goes.
-    pub stages: Vec<(&'static str, f64)>,
+    /// The parts of a frame, timed separately: where the time goes.
+    pub stages: Vec<Stage>,
+    /// The arithmetic counted from the config.
+    pub work: AnimationWork,
+}
+
+/// A part of a frame: its median ms and its GFLOP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: &'static str,
+    pub ms: f64,
+    pub gflop: f64,
+}
+
+impl Stage {
+    pub fn gflops_per_second(&self) -> f64 {
+        self.gflop / (self.ms / 1000.0)
+    }
 }
 
 impl AnimateBench {
@@ -34,6 +50,19 @@ impl AnimateBench {
 
     pub fn frames_per_second(&self) -> f64 {
         1000.0 / self.median_ms()
+    }
+
+    /// GFLOP of the frame timed (with the source's part when `cold`).
+    pub fn gflop_per_frame(&self) -> f64 {
+        if self.cold {
+            self.work.per_frame_cold()
+        } else {
+            self.work.per_frame()
+        }
+    }
+
+    pub fn gflops_per_second(&self) -> f64 {
+        self.gflop_per_frame() * self.frames_per_second()
     }
 }
 
@@ -123,6 +152,8 @@ pub fn bench_animate(
             .prediction
             .into_data();
     });
+    let work = AnimationWork::of(config);
+    let stage = |name, ms, gflop| Stage { name, ms, gflop };
     AnimateBench {
         height: h,
         width: w,
@@ -130,17 +161,189 @@ pub fn bench_animate(
         cold,
         runs_ms,
         stages: vec![
-            ("keypoint detector", kp_detector_ms),
-            ("dense motion", dense_motion_ms),
-            ("warp + bottleneck + decoder", (generator_ms - dense_motion_ms).max(0.0)),
-            ("source encoding (once per photo)", source_ms),
+            stage("keypoint detector", kp_detector_ms, work.kp_detector),
+            stage("dense motion", dense_motion_ms, work.dense_motion),
+            stage(
+                "warp + bottleneck + decoder",
+                (generator_ms - dense_motion_ms).max(0.0),
+                work.decoder,
+            ),
+            stage("source encoding (once per photo)", source_ms, work.source_encoding),
         ],
+        work,
+    }
+}
+
+/// The arithmetic of one animation frame, counted from the config: 2 FLOP per multiply-add of
+/// every convolution, which is all but a few percent of the work (norms, activations, softmax and
+/// grid sampling are left out).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnimationWork {
+    /// GFLOP of the keypoint detector on one frame.
+    pub kp_detector: f64,
+    pub dense_motion: f64,
+    /// `first` + the down blocks: what depends on the source alone.
+    pub source_encoding: f64,
+    /// Bottleneck, up blocks and the final convolution.
+    pub decoder: f64,
+}
+
+impl AnimationWork {
+    pub fn of(config: &FommConfig) -> Self {
+        let [h, w, c] = config.frame_shape;
+        let kp = &config.kp_detector;
+        let (kh, kw) = (scaled(h, kp.scale_factor), scaled(w, kp.scale_factor));
+        let features = kp.block_expansion + c;
+        let (oh, ow) = ((kh + 2 * kp.pad).saturating_sub(6), (kw + 2 * kp.pad).saturating_sub(6));
+        let jacobians = if kp.single_jacobian_map { 1 } else { kp.num_kp };
+        let kp_detector = hourglass(kp.block_expansion, c, kp.num_blocks, kp.max_features, kh, kw)
+            + conv(features, kp.num_kp, 7, oh, ow)
+            + if kp.estimate_jacobian {
+                conv(features, 4 * jacobians, 7, oh, ow)
+            } else {
+                0.0
+            };
+
+        let g = &config.generator;
+        let dm = &g.dense_motion;
+        let (dh, dw) = (scaled(h, dm.scale_factor), scaled(w, dm.scale_factor));
+        let inputs = (g.num_kp + 1) * (c + 1);
+        let features = dm.block_expansion + inputs;
+        let dense_motion = hourglass(dm.block_expansion, inputs, dm.num_blocks, dm.max_features, dh, dw)
+            + conv(features, g.num_kp + 1, 7, dh, dw)
+            + if g.estimate_occlusion_map {
+                conv(features, 1, 7, dh, dw)
+            } else {
+                0.0
+            };
+
+        let ch = |level: usize| g.max_features.min(g.block_expansion << level);
+        let n = g.num_down_blocks;
+        let at = |level: usize| (h >> level, w >> level);
+        let mut source_encoding = conv(c, g.block_expansion, 7, h, w);
+        let mut decoder = conv(g.block_expansion, c, 7, h, w);
+        for i in 0..n {
+            let (lh, lw) = at(i);
+            source_encoding += conv(ch(i), ch(i + 1), 3, lh, lw);
+            decoder += conv(ch(i + 1), ch(i), 3, lh, lw);
+        }
+        let (bh, bw) = at(n);
+        decoder += g.num_bottleneck_blocks as f64 * 2.0 * conv(ch(n), ch(n), 3, bh, bw);
+        let giga = |flops: f64| flops / 1e9;
+        Self {
+            kp_detector: giga(kp_detector),
+            dense_motion: giga(dense_motion),
+            source_encoding: giga(source_encoding),
+            decoder: giga(decoder),
+        }
+    }
+
+    /// A frame when the source's part is reused: driving keypoints, dense motion, decoder.
+    pub fn per_frame(&self) -> f64 {
+        self.kp_detector + self.dense_motion + self.decoder
+    }
+
+    /// A frame of FOMM's `make_animation`, which recomputes the source's part.
+    pub fn per_frame_cold(&self) -> f64 {
+        self.per_frame() + self.source_encoding
+    }
+}
+
+/// FLOP of a `k`×`k` convolution producing `cout` × `h` × `w` from `cin` channels.
+fn conv(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> f64 {
+    2.0 * (cin * cout * k * k) as f64 * (h * w) as f64
+}
+
+/// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions down (then pooled) and up (after
+/// upsampling), with the skips' channels.
+fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usize, w: usize) -> f64 {
+    let ch = |level: usize| max.min(expansion << level);
+    (0..blocks)
+        .map(|i| {
+            let (lh, lw) = (h >> i, w >> i);
+            let down_in = if i == 0 { inputs } else { ch(i) };
+            let up_in = if i == blocks - 1 { 1 } else { 2 } * ch(i + 1);
+            conv(down_in, ch(i + 1), 3, lh, lw) + conv(up_in, ch(i), 3, lh, lw)
+        })
+        .sum()
+}
+
+/// This CPU's FP32 peak, estimated as cores × SIMD lanes × FMA units × 2 FLOP × clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuPeak {
+    pub cores: usize,
+    pub lanes: usize,
+    pub fma_units: usize,
+    pub ghz: f64,
+}
+
+impl CpuPeak {
+    /// Cores and SIMD width as detected; two FMA units per core (Zen 3, and Intel since
+    /// Haswell); the clock from /proc/cpuinfo where it is readable, else 2.45 GHz.
+    pub fn estimate() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        #[cfg(target_arch = "x86_64")]
+        let lanes = if std::arch::is_x86_feature_detected!("avx512f") {
+            16
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            8
+        } else {
+            4
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let lanes = 4;
+        let ghz = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("cpu MHz"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .map_or(2.45, |mhz| mhz / 1000.0);
+        Self {
+            cores,
+            lanes,
+            fma_units: 2,
+            ghz,
+        }
+    }
+
+    pub fn gflops(&self) -> f64 {
+        (self.cores * self.lanes * self.fma_units * 2) as f64 * self.ghz
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "~{:.0} GFLOP/s FP32 peak (estimate: {} cores x {} lanes x {} FMA x 2 x {:.2} GHz)",
+            self.gflops(),
+            self.cores,
+            self.lanes,
+            self.fma_units,
+            self.ghz
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::median;
+
+    #[test]
+    fn vox256_work_matches_a_count_by_hand() {
+        let work = super::AnimationWork::of(&crate::config::FommConfig::vox256());
+        let giga = 1e-9;
+        // first 7x7 3->64 at 256^2, 3x3 64->128 at 256^2, 3x3 128->256 at 128^2.
+        let encoding =
+            2.0 * (3.0 * 64.0 * 49.0 * 65536.0 + 64.0 * 128.0 * 9.0 * 65536.0 + 128.0 * 256.0 * 9.0 * 16384.0);
+        assert!((work.source_encoding - encoding * giga).abs() < 1e-9, "{work:?}");
+        // Six ResBlocks of two 3x3 256->256 at 64^2, then the mirror of the encoding.
+        let bottleneck = 12.0 * 2.0 * 256.0 * 256.0 * 9.0 * 4096.0;
+        assert!((work.decoder - (bottleneck + encoding) * giga).abs() < 1e-9, "{work:?}");
+        assert!(work.kp_detector > 1.0 && work.kp_detector < 3.0, "{work:?}");
+        assert!(work.dense_motion > 4.0 && work.dense_motion < 9.0, "{work:?}");
+        assert!((work.per_frame_cold() - work.per_frame() - work.source_encoding).abs() < 1e-9);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

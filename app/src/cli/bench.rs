@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::bench::{bench_animate, bench_train};
+use prioritycut_engine::bench::{CpuPeak, bench_animate, bench_train};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::data::{read_video, write_frames};
 use prioritycut_engine::live::CameraSource;
@@ -256,10 +256,29 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     let stages: Vec<String> = report
         .stages
         .iter()
-        .map(|(name, ms)| format!("{name} {ms:.1} ms"))
+        .map(|s| {
+            format!(
+                "{} {:.1} ms ({:.2} GFLOP, {:.1} GFLOP/s)",
+                s.name,
+                s.ms,
+                s.gflop,
+                s.gflops_per_second()
+            )
+        })
         .collect();
+    // The share of the machine: only meaningful where the CPU computes.
+    let machine = if selected.description.starts_with("flex") || selected.description.starts_with("cpu") {
+        let peak = CpuPeak::estimate();
+        format!(
+            "{:.1}% of {}",
+            100.0 * report.gflops_per_second() / peak.gflops(),
+            peak.describe()
+        )
+    } else {
+        "GPU peak not estimated".to_string()
+    };
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame, {:.1} GFLOP/s, {machine} | {} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
@@ -272,6 +291,8 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         report.runs_ms.len(),
         report.warmup,
         report.frames_per_second(),
+        report.gflop_per_frame(),
+        report.gflops_per_second(),
         stages.join(", "),
         runs.join(" ")
     );
