@@ -275,7 +275,7 @@ impl Trainer {
     }
 
     /// Writes a checkpoint of the current step (atomically) and reports it.
-    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+    fn save_checkpoint(&mut self) -> Result<PathBuf> {
         let learner = &self.learner;
         let path = self
             .run
@@ -305,7 +305,7 @@ impl Trainer {
 
     /// One training step on the next batch. Non-finite losses skip the update; more than
     /// `nan_patience` of them in a row roll the run back to its last checkpoint.
-    pub fn train_step(&mut self) -> Result<StepReport> {
+    fn train_step(&mut self) -> Result<StepReport> {
         let batch = self.prefetcher.next_batch()?;
         if batch.step != self.step {
             return Err(EngineError::Invalid(format!(
@@ -397,7 +397,7 @@ impl Trainer {
     }
 
     /// Says what is about to train (the first event of a run).
-    pub fn announce(&self) {
+    fn announce(&self) {
         self.emit(TrainEvent::Started {
             step: self.step,
             total_steps: self.total_steps,
@@ -410,7 +410,7 @@ impl Trainer {
     }
 
     /// The periodic checkpoint, when this step is due one.
-    pub fn checkpoint_if_due(&mut self) -> Result<()> {
+    fn checkpoint_if_due(&mut self) -> Result<()> {
         if self.step.is_multiple_of(self.options.checkpoint_every) {
             self.checkpoint_if_healthy()?;
         }
@@ -419,7 +419,7 @@ impl Trainer {
 
     /// Ends the run: the last step is checkpointed (unless just done, or non-finite) and
     /// [`TrainEvent::Finished`] is sent.
-    pub fn finish(&mut self, finish: Finish) -> Result<Finish> {
+    fn finish(&mut self, finish: Finish) -> Result<Finish> {
         if self.last_checkpoint != Some(self.step) {
             self.checkpoint_if_healthy()?;
         }
