@@ -237,11 +237,11 @@ pub struct Animator<'a> {
 impl<'a> Animator<'a> {
     /// `source` [1, 3, h, w] in [0, 1] at the model's frame size.
     pub fn new(models: &'a FommModels, params: AnimateParams, source: Tensor<4>) -> Self {
-        let kp_source = models.kp_detector.forward(source.clone());
+        let kp_source = models.keypoints(source.clone());
         Self {
             models,
             params,
-            source: models.generator.encode_source(source),
+            source: models.encode_source(source),
             kp_source,
             kp_driving_initial: None,
         }
@@ -253,7 +253,7 @@ impl<'a> Animator<'a> {
 
     /// The frame whose pose counts as neutral (webcam "calibrate", or the best frame).
     pub fn set_initial_frame(&mut self, frame: Tensor<4>) {
-        self.kp_driving_initial = Some(self.models.kp_detector.forward(frame));
+        self.kp_driving_initial = Some(self.models.keypoints(frame));
     }
 
     pub fn set_initial_keypoints(&mut self, kp: Keypoints) {
@@ -262,7 +262,7 @@ impl<'a> Animator<'a> {
 
     /// Keypoints of a driving frame [1, 3, h, w].
     pub fn keypoints(&self, frame: Tensor<4>) -> Keypoints {
-        self.models.kp_detector.forward(frame)
+        self.models.keypoints(frame)
     }
 
     /// The source moved like `frame` [1, 3, h, w].
@@ -275,9 +275,7 @@ impl<'a> Animator<'a> {
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> GeneratorOutput {
         let initial = self.kp_driving_initial.get_or_insert_with(|| kp_driving.clone());
         let kp_norm = normalize_kp(&self.kp_source, kp_driving, initial, &self.params);
-        self.models
-            .generator
-            .forward_encoded(&self.source, &kp_norm, &self.kp_source)
+        self.models.generate(&self.source, &kp_norm, &self.kp_source)
     }
 }
 

@@ -21,6 +21,9 @@ pub struct AnimateBench {
     pub warmup: usize,
     /// The source recomputed every frame (FOMM's `make_animation`), not reused.
     pub cold: bool,
+    /// The networks ran in their inference form ([`crate::model::InferenceForm`]), as
+    /// animation does on the CPU; false: the training form's eval mode.
+    pub inference_form: bool,
     /// Every timed run, in order.
     pub runs_ms: Vec<f64>,
     /// The parts of a frame, timed separately: where the time goes.
@@ -87,23 +90,29 @@ pub fn bench_animate(
     warmup: usize,
     runs: usize,
     cold: bool,
+    training_form: bool,
     mut on_run: impl FnMut(usize),
 ) -> AnimateBench {
     let models = FommModels::init(config, device);
+    let models = if training_form {
+        models
+    } else {
+        models.with_inference_form()
+    };
     let [h, w, c] = config.frame_shape;
     let image = || Tensor::<4>::random([1, c, h, w], Distribution::Uniform(0.0, 1.0), device);
     let source = image();
     let driving = image();
-    let kp_source = models.kp_detector.forward(source.clone());
-    let encoded = models.generator.encode_source(source.clone());
+    let kp_source = models.keypoints(source.clone());
+    let encoded = models.encode_source(source.clone());
 
     let frame = || {
-        let kp_driving = models.kp_detector.forward(driving.clone());
+        let kp_driving = models.keypoints(driving.clone());
         let out = if cold {
-            let kp_source = models.kp_detector.forward(source.clone());
-            models.generator.forward(source.clone(), &kp_driving, &kp_source)
+            let kp_source = models.keypoints(source.clone());
+            models.generate(&models.encode_source(source.clone()), &kp_driving, &kp_source)
         } else {
-            models.generator.forward_encoded(&encoded, &kp_driving, &kp_source)
+            models.generate(&encoded, &kp_driving, &kp_source)
         };
         // Reading the frame back waits for the device and counts the copy a real frame needs.
         out.prediction.into_data()
@@ -130,25 +139,20 @@ pub fn bench_animate(
             .collect();
         median(&ms)
     };
-    let kp_driving = models.kp_detector.forward(driving.clone());
+    let kp_driving = models.keypoints(driving.clone());
     let kp_detector_ms = time(&|| {
-        models.kp_detector.forward(driving.clone()).value.into_data();
+        models.keypoints(driving.clone()).value.into_data();
     });
     let source_ms = time(&|| {
-        models.generator.encode_source(source.clone()).features.into_data();
+        models.encode_source(source.clone()).features.into_data();
     });
     let dense_motion_ms = time(&|| {
-        let dense = models.generator.dense_motion_network.forward_downsampled(
-            encoded.downsampled.clone(),
-            &kp_driving,
-            &kp_source,
-        );
+        let dense = models.dense_motion(encoded.downsampled.clone(), &kp_driving, &kp_source);
         dense.deformation.into_data();
     });
     let generator_ms = time(&|| {
         models
-            .generator
-            .forward_encoded(&encoded, &kp_driving, &kp_source)
+            .generate(&encoded, &kp_driving, &kp_source)
             .prediction
             .into_data();
     });
@@ -159,6 +163,7 @@ pub fn bench_animate(
         width: w,
         warmup,
         cold,
+        inference_form: models.inference.is_some(),
         runs_ms,
         stages: vec![
             stage("keypoint detector", kp_detector_ms, work.kp_detector),

@@ -334,9 +334,9 @@ pub fn evaluate(
         let name = &dataset.videos[index].name;
         let frames: Vec<RgbImage> = dataset.read_video(index)?;
         let source = image_to_tensor(&frames[0], device);
-        let kp_source = models.kp_detector.forward(source.clone());
+        let kp_source = models.keypoints(source.clone());
         // The source is fixed for the whole video: its encoding is computed once.
-        let encoded = models.generator.encode_source(source);
+        let encoded = models.encode_source(source);
         let mut reconstructions = Vec::with_capacity(frames.len());
         for chunk in frames.chunks(options.batch_size) {
             if options.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -344,15 +344,13 @@ pub fn evaluate(
             }
             let n = chunk.len();
             let driving = images_to_tensor(chunk, device);
-            let kp_driving = models.kp_detector.forward(driving);
+            let kp_driving = models.keypoints(driving);
             let kp_source_batch = Keypoints {
                 value: kp_source.value.clone().repeat_dim(0, n),
                 jacobian: kp_source.jacobian.clone().map(|j| j.repeat_dim(0, n)),
             };
             // Absolute motion, as FOMM's reconstruction: the driving keypoints as they are.
-            let out = models
-                .generator
-                .forward_encoded(&encoded.repeat(n), &kp_driving, &kp_source_batch);
+            let out = models.generate(&encoded.repeat(n), &kp_driving, &kp_source_batch);
             reconstructions.extend(tensor_to_images(out.prediction));
         }
         let mut metrics = Vec::with_capacity(frames.len());

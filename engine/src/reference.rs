@@ -116,7 +116,8 @@ impl Fixture<'_> {
 pub fn verify_reference(dir: &Path, device: &Device) -> Result<ReferenceReport> {
     let config = FommConfig::from_yaml_file(dir.join("config.yaml"))?;
     let (models, _) = FommModels::import(&dir.join("checkpoint.pth.tar"), &config, device)?;
-    verify_with_models(dir, &models, &config, device)
+    // The form animation runs: on the CPU, the inference form with its fast convolutions.
+    verify_with_models(dir, &models.with_inference_form(), &config, device)
 }
 
 /// As [`verify_reference`], with models already loaded.
@@ -142,7 +143,7 @@ pub fn verify_with_models(
 
     let mut comparisons = Vec::new();
     let keypoints = |name: &str, image: Tensor<4>, out: &mut Vec<Comparison>| -> Result<Keypoints> {
-        let (kp, heatmap) = models.kp_detector.forward_with_heatmap(image);
+        let (kp, heatmap) = models.keypoints_with_heatmap(image);
         out.push(fixture.compare(&format!("{name}_value"), kp.value.clone())?);
         if let Some(jacobian) = &kp.jacobian {
             out.push(fixture.compare(&format!("{name}_jacobian"), jacobian.clone())?);
@@ -156,7 +157,7 @@ pub fn verify_with_models(
     let kp_driving = keypoints("kp_driving", driving.clone(), &mut comparisons)?;
     let kp_driving_initial = keypoints("kp_driving_initial", driving_initial, &mut comparisons)?;
 
-    let out = models.generator.forward(source.clone(), &kp_driving, &kp_source);
+    let out = models.generate(&models.encode_source(source.clone()), &kp_driving, &kp_source);
     comparisons.push(fixture.compare("mask", out.mask)?);
     comparisons.push(fixture.compare("sparse_deformed", out.sparse_deformed)?);
     comparisons.push(fixture.compare("deformation", out.deformation)?);
@@ -186,7 +187,7 @@ pub fn verify_with_models(
     if let Some(jacobian) = &kp_norm.jacobian {
         comparisons.push(fixture.compare("kp_norm_jacobian", jacobian.clone())?);
     }
-    let animated = models.generator.forward(source.narrow(0, 0, 1), &kp_norm, &s0);
+    let animated = models.generate(&models.encode_source(source.narrow(0, 0, 1)), &kp_norm, &s0);
     comparisons.push(fixture.compare("animate_prediction", animated.prediction)?);
 
     Ok(ReferenceReport {

@@ -94,6 +94,10 @@ pub struct BenchAnimateArgs {
     /// `make_animation` does, instead of once per photo.
     #[arg(long)]
     pub cold: bool,
+    /// Run the networks as trained (eval-mode batch norms, burn's convolutions) instead of
+    /// their inference form (folded batch norms, Winograd on the CPU): for comparison.
+    #[arg(long)]
+    pub training_form: bool,
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -248,9 +252,15 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = super::open_device(args.backend)?;
     let bar = super::progress_bar(args.runs, "timing");
-    let report = bench_animate(&config, &selected.device, args.warmup, args.runs, args.cold, |_| {
-        bar.inc(1)
-    });
+    let report = bench_animate(
+        &config,
+        &selected.device,
+        args.warmup,
+        args.runs,
+        args.cold,
+        args.training_form,
+        |_| bar.inc(1),
+    );
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
     let stages: Vec<String> = report
@@ -278,7 +288,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         "GPU peak not estimated".to_string()
     };
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame, {:.1} GFLOP/s, {machine} | {} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s, {machine} | {} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
@@ -286,12 +296,22 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         } else {
             "source computed once"
         },
+        if report.inference_form {
+            "inference form (folded batch norms, Winograd 3x3)"
+        } else {
+            "training form (eval mode)"
+        },
         selected.description,
         report.median_ms(),
         report.runs_ms.len(),
         report.warmup,
         report.frames_per_second(),
         report.gflop_per_frame(),
+        if report.inference_form {
+            " as direct convolutions (Winograd multiplies a quarter of the 3x3 ones)"
+        } else {
+            ""
+        },
         report.gflops_per_second(),
         stages.join(", "),
         runs.join(" ")

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::config::FommConfig;
 use crate::files::{write_atomic, write_atomic_with};
 use crate::import::{ImportReport, load_fomm_checkpoint};
-use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
+use crate::model::{
+    DenseMotion, EncodedSource, GeneratorOutput, InferenceForm, Keypoints, KpDetector, MultiScaleDiscriminator,
+    OcclusionAwareGenerator,
+};
 use crate::{EngineError, Result};
 
 pub mod run_dir;
@@ -46,7 +49,7 @@ impl LoadedModel {
             ))
         })?;
         let file = FommConfig::read_yaml_file(&config_path)?;
-        let models = FommModels::load(&weights, &file.config, device)?;
+        let models = FommModels::load(&weights, &file.config, device)?.with_inference_form();
         Ok(Self {
             models: Arc::new(models),
             config: file.config,
@@ -94,6 +97,12 @@ pub struct FommModels {
     pub kp_detector: KpDetector,
     pub generator: OcclusionAwareGenerator,
     pub discriminator: MultiScaleDiscriminator,
+    /// The keypoint detector's and the generator's inference form, a snapshot of their weights
+    /// taken by [`with_inference_form`](Self::with_inference_form); `None` until then, and on
+    /// devices where burn's own kernels are the fast ones. Networks that are trained never
+    /// carry one (training runs on an autodiff device, where it is never made).
+    #[module(skip)]
+    pub inference: Option<Arc<InferenceForm>>,
 }
 
 impl FommModels {
@@ -103,6 +112,52 @@ impl FommModels {
             kp_detector: config.kp_detector.init(device),
             generator: config.generator.init(device),
             discriminator: config.discriminator.init(device),
+            inference: None,
+        }
+    }
+
+    /// Makes the inference form of the loaded weights (see [`InferenceForm`]) for the
+    /// animation methods below to use; the weights must not change afterwards.
+    pub fn with_inference_form(mut self) -> Self {
+        self.inference = InferenceForm::new(&self.kp_detector, &self.generator).map(Arc::new);
+        self
+    }
+
+    /// The keypoints of images [b, c, h, w] in [0, 1].
+    pub fn keypoints(&self, image: Tensor<4>) -> Keypoints {
+        self.keypoints_with_heatmap(image).0
+    }
+
+    /// The keypoints and their softmax heatmaps.
+    pub fn keypoints_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
+        match &self.inference {
+            Some(form) => form.keypoints_with_heatmap(&self.kp_detector, image),
+            None => self.kp_detector.forward_with_heatmap(image),
+        }
+    }
+
+    /// The generator's part of a source: computed once per photo.
+    pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
+        match &self.inference {
+            Some(form) => form.encode_source(&self.generator, source),
+            None => self.generator.encode_source(source),
+        }
+    }
+
+    /// The dense motion network's output for a downsampled source ([`EncodedSource::downsampled`]).
+    pub fn dense_motion(&self, downsampled: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
+        let network = &self.generator.dense_motion_network;
+        match &self.inference {
+            Some(form) => form.dense_motion(network, downsampled, kp_driving, kp_source),
+            None => network.forward_downsampled(downsampled, kp_driving, kp_source),
+        }
+    }
+
+    /// The generator's output for an encoded source and the keypoints of both frames.
+    pub fn generate(&self, source: &EncodedSource, kp_driving: &Keypoints, kp_source: &Keypoints) -> GeneratorOutput {
+        match &self.inference {
+            Some(form) => form.generate(&self.generator, source, kp_driving, kp_source),
+            None => self.generator.forward_encoded(source, kp_driving, kp_source),
         }
     }
 

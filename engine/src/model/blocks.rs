@@ -32,7 +32,7 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    const EPSILON: f64 = 1e-5;
+    pub const EPSILON: f64 = 1e-5;
     const MOMENTUM: f64 = 0.1;
 
     pub fn new(features: usize, device: &Device) -> Self {

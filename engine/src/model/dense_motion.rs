@@ -154,6 +154,18 @@ impl DenseMotionNetwork {
 
     /// [`DenseMotionNetwork::forward`] from a source already [`downsample`](Self::downsample)d.
     pub fn forward_downsampled(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
+        self.forward_downsampled_with(source, kp_driving, kp_source, |x| self.hourglass.forward(x))
+    }
+
+    /// [`forward_downsampled`](Self::forward_downsampled) with `hourglass` computing what
+    /// [`Hourglass::forward`] does (an inference form of it, [`super::inference`]).
+    pub fn forward_downsampled_with(
+        &self,
+        source: Tensor<4>,
+        kp_driving: &Keypoints,
+        kp_source: &Keypoints,
+        hourglass: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> DenseMotion {
         let [b, c, h, w] = source.dims();
         let n = self.num_kp + 1;
         let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
@@ -161,7 +173,7 @@ impl DenseMotionNetwork {
         let sparse_deformed = self.deformed_sources(&source, &sparse_motions);
 
         let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
-        let prediction = self.hourglass.forward(input);
+        let prediction = hourglass(input);
         let mask = softmax(self.mask.forward(prediction.clone()), 1);
 
         // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.

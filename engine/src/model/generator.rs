@@ -132,10 +132,17 @@ impl OcclusionAwareGenerator {
 
     /// The part of [`forward`](Self::forward) that depends on the source alone.
     pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
-        let mut features = self.first.forward(source.clone());
-        for block in &self.down_blocks {
-            features = block.forward(features);
-        }
+        self.encode_source_with(source, |mut features| {
+            for block in &self.down_blocks {
+                features = block.forward(features);
+            }
+            features
+        })
+    }
+
+    /// [`encode_source`](Self::encode_source) with `down` standing in for the down blocks.
+    pub fn encode_source_with(&self, source: Tensor<4>, down: impl FnOnce(Tensor<4>) -> Tensor<4>) -> EncodedSource {
+        let features = down(self.first.forward(source.clone()));
         EncodedSource {
             downsampled: self.dense_motion_network.downsample(source.clone()),
             image: source,
@@ -151,9 +158,37 @@ impl OcclusionAwareGenerator {
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
     ) -> GeneratorOutput {
-        let dense = self
-            .dense_motion_network
-            .forward_downsampled(source.downsampled.clone(), kp_driving, kp_source);
+        let dense_hourglass = |x| self.dense_motion_network.hourglass.forward(x);
+        let decode = |mut out: Tensor<4>| {
+            for block in &self.bottleneck {
+                out = block.forward(out);
+            }
+            for block in &self.up_blocks {
+                out = block.forward(out);
+            }
+            self.final_conv.forward(out)
+        };
+        self.forward_encoded_with(source, kp_driving, kp_source, dense_hourglass, decode)
+    }
+
+    /// [`forward_encoded`](Self::forward_encoded) with stand-ins for its heavy parts (an
+    /// inference form of them, [`super::inference`]): `dense_hourglass` for the dense motion
+    /// network's hourglass, `decode` for the bottleneck, the up blocks and `final` (before the
+    /// sigmoid).
+    pub fn forward_encoded_with(
+        &self,
+        source: &EncodedSource,
+        kp_driving: &Keypoints,
+        kp_source: &Keypoints,
+        dense_hourglass: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        decode: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> GeneratorOutput {
+        let dense = self.dense_motion_network.forward_downsampled_with(
+            source.downsampled.clone(),
+            kp_driving,
+            kp_source,
+            dense_hourglass,
+        );
         let mut out = deform_input(source.features.clone(), dense.deformation.clone());
         if let Some(occlusion) = &dense.occlusion_map {
             let [_, _, h, w] = out.dims();
@@ -166,14 +201,7 @@ impl OcclusionAwareGenerator {
             out = out * occlusion;
         }
         let deformed = deform_input(source.image.clone(), dense.deformation.clone());
-
-        for block in &self.bottleneck {
-            out = block.forward(out);
-        }
-        for block in &self.up_blocks {
-            out = block.forward(out);
-        }
-        let prediction = sigmoid(self.final_conv.forward(out));
+        let prediction = sigmoid(decode(out));
         GeneratorOutput {
             mask: dense.mask,
             sparse_deformed: dense.sparse_deformed,

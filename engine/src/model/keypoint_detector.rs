@@ -93,11 +93,21 @@ impl KpDetector {
 
     /// Also returns the softmax heatmaps [b, kp, h', w'].
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
+        self.forward_with(image, |x| self.predictor.forward(x))
+    }
+
+    /// [`forward_with_heatmap`](Self::forward_with_heatmap) with `predictor` computing what
+    /// [`Hourglass::forward`] does (an inference form of it, [`super::inference`]).
+    pub fn forward_with(
+        &self,
+        image: Tensor<4>,
+        predictor: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> (Keypoints, Tensor<4>) {
         let x = match &self.down {
             Some(down) => down.forward(image),
             None => image,
         };
-        let feature_map = self.predictor.forward(x);
+        let feature_map = predictor(x);
         let prediction = self.kp.forward(feature_map.clone());
         let [b, k, h, w] = prediction.dims();
         let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
