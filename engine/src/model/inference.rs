@@ -239,7 +239,7 @@ impl InferenceForm {
             for block in &self.up_blocks {
                 x = block.forward(&x, None);
             }
-            self.final_conv.forward(&x).into_tensor(&self.device)
+            self.final_conv.forward(&x, &self.device)
         };
         generator.forward_encoded_with(
             source,
