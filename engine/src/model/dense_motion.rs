@@ -154,17 +154,25 @@ impl DenseMotionNetwork {
 
     /// [`DenseMotionNetwork::forward`] from a source already [`downsample`](Self::downsample)d.
     pub fn forward_downsampled(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
-        self.forward_downsampled_with(source, kp_driving, kp_source, |x| self.hourglass.forward(x))
+        self.forward_downsampled_with(source, kp_driving, kp_source, |x| self.heads(x))
     }
 
-    /// [`forward_downsampled`](Self::forward_downsampled) with `hourglass` computing what
-    /// [`Hourglass::forward`] does (an inference form of it, [`super::inference`]).
+    /// The hourglass and the two heads on it: its input → (mask logits, occlusion logits).
+    pub fn heads(&self, input: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
+        let prediction = self.hourglass.forward(input);
+        let occlusion = self.occlusion.as_ref().map(|head| head.forward(prediction.clone()));
+        (self.mask.forward(prediction), occlusion)
+    }
+
+    /// [`forward_downsampled`](Self::forward_downsampled) with `heads` standing in for the
+    /// hourglass and the two heads on it (an inference form of them, [`super::inference`]): the
+    /// hourglass's input → (mask logits, occlusion logits).
     pub fn forward_downsampled_with(
         &self,
         source: Tensor<4>,
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
-        hourglass: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
     ) -> DenseMotion {
         let [b, c, h, w] = source.dims();
         let n = self.num_kp + 1;
@@ -173,14 +181,14 @@ impl DenseMotionNetwork {
         let sparse_deformed = self.deformed_sources(&source, &sparse_motions);
 
         let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
-        let prediction = hourglass(input);
-        let mask = softmax(self.mask.forward(prediction.clone()), 1);
+        let (mask, occlusion) = heads(input);
+        let mask = softmax(mask, 1);
 
         // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
         let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
             .sum_dim(1)
             .reshape([b, h, w, 2]);
-        let occlusion_map = self.occlusion.as_ref().map(|head| sigmoid(head.forward(prediction)));
+        let occlusion_map = occlusion.map(sigmoid);
         DenseMotion {
             mask,
             sparse_deformed,

@@ -158,7 +158,7 @@ impl OcclusionAwareGenerator {
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
     ) -> GeneratorOutput {
-        let dense_hourglass = |x| self.dense_motion_network.hourglass.forward(x);
+        let dense_heads = |x| self.dense_motion_network.heads(x);
         let decode = |mut out: Tensor<4>| {
             for block in &self.bottleneck {
                 out = block.forward(out);
@@ -168,26 +168,26 @@ impl OcclusionAwareGenerator {
             }
             self.final_conv.forward(out)
         };
-        self.forward_encoded_with(source, kp_driving, kp_source, dense_hourglass, decode)
+        self.forward_encoded_with(source, kp_driving, kp_source, dense_heads, decode)
     }
 
     /// [`forward_encoded`](Self::forward_encoded) with stand-ins for its heavy parts (an
-    /// inference form of them, [`super::inference`]): `dense_hourglass` for the dense motion
-    /// network's hourglass, `decode` for the bottleneck, the up blocks and `final` (before the
+    /// inference form of them, [`super::inference`]): `dense_heads` for the dense motion
+    /// network's [`heads`](DenseMotionNetwork::heads), `decode` for the bottleneck, the up blocks and `final` (before the
     /// sigmoid).
     pub fn forward_encoded_with(
         &self,
         source: &EncodedSource,
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
-        dense_hourglass: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        dense_heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
         decode: impl FnOnce(Tensor<4>) -> Tensor<4>,
     ) -> GeneratorOutput {
         let dense = self.dense_motion_network.forward_downsampled_with(
             source.downsampled.clone(),
             kp_driving,
             kp_source,
-            dense_hourglass,
+            dense_heads,
         );
         let mut out = deform_input(source.features.clone(), dense.deformation.clone());
         if let Some(occlusion) = &dense.occlusion_map {

@@ -128,8 +128,7 @@ impl FusedHourglass {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let device = x.device();
+    fn forward(&self, x: Tensor<4>) -> Nhwc {
         let mut skips = vec![Nhwc::from_tensor(x)];
         for block in &self.down {
             let next = block.forward(&skips[skips.len() - 1], None);
@@ -140,15 +139,32 @@ impl FusedHourglass {
             let skip = skips.pop().expect("one skip per up block");
             out = block.forward(&out, None).cat(&skip);
         }
-        out.into_tensor(&device)
+        out
+    }
+}
+
+/// An hourglass and the two 7×7 heads on its output.
+#[derive(Debug)]
+struct HourglassHeads {
+    hourglass: FusedHourglass,
+    first: DirectConv,
+    second: Option<DirectConv>,
+}
+
+impl HourglassHeads {
+    fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
+        let device = x.device();
+        let features = self.hourglass.forward(x);
+        let second = self.second.as_ref().map(|head| head.forward(&features, &device));
+        (self.first.forward(&features, &device), second)
     }
 }
 
 /// The keypoint detector's and the generator's inference form (see the module's comment).
 #[derive(Debug)]
 pub struct InferenceForm {
-    keypoint_hourglass: FusedHourglass,
-    dense_motion_hourglass: FusedHourglass,
+    keypoint_heads: HourglassHeads,
+    dense_motion_heads: HourglassHeads,
     source_down_blocks: Vec<FusedConv3x3>,
     bottleneck: Vec<FusedResBlock>,
     up_blocks: Vec<FusedConv3x3>,
@@ -183,9 +199,18 @@ impl InferenceForm {
         {
             return None;
         }
+        let dense = &generator.dense_motion_network;
         Some(Self {
-            keypoint_hourglass: FusedHourglass::new(&kp_detector.predictor),
-            dense_motion_hourglass: FusedHourglass::new(&generator.dense_motion_network.hourglass),
+            keypoint_heads: HourglassHeads {
+                hourglass: FusedHourglass::new(&kp_detector.predictor),
+                first: direct(&kp_detector.kp),
+                second: kp_detector.jacobian.as_ref().map(direct),
+            },
+            dense_motion_heads: HourglassHeads {
+                hourglass: FusedHourglass::new(&dense.hourglass),
+                first: direct(&dense.mask),
+                second: dense.occlusion.as_ref().map(direct),
+            },
             source_down_blocks: generator.down_blocks.iter().map(down_block).collect(),
             bottleneck: generator.bottleneck.iter().map(FusedResBlock::new).collect(),
             up_blocks: generator.up_blocks.iter().map(up_block).collect(),
@@ -196,7 +221,7 @@ impl InferenceForm {
 
     /// [`KpDetector::forward_with_heatmap`].
     pub fn keypoints_with_heatmap(&self, kp_detector: &KpDetector, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        kp_detector.forward_with(image, |x| self.keypoint_hourglass.forward(x))
+        kp_detector.forward_with(image, |x| self.keypoint_heads.forward(x))
     }
 
     /// [`OcclusionAwareGenerator::encode_source`].
@@ -219,7 +244,7 @@ impl InferenceForm {
         kp_source: &Keypoints,
     ) -> DenseMotion {
         network.forward_downsampled_with(downsampled, kp_driving, kp_source, |x| {
-            self.dense_motion_hourglass.forward(x)
+            self.dense_motion_heads.forward(x)
         })
     }
 
@@ -245,7 +270,7 @@ impl InferenceForm {
             source,
             kp_driving,
             kp_source,
-            |x| self.dense_motion_hourglass.forward(x),
+            |x| self.dense_motion_heads.forward(x),
             decode,
         )
     }

@@ -93,22 +93,26 @@ impl KpDetector {
 
     /// Also returns the softmax heatmaps [b, kp, h', w'].
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        self.forward_with(image, |x| self.predictor.forward(x))
+        self.forward_with(image, |x| {
+            let feature_map = self.predictor.forward(x);
+            let jacobian = self.jacobian.as_ref().map(|head| head.forward(feature_map.clone()));
+            (self.kp.forward(feature_map), jacobian)
+        })
     }
 
-    /// [`forward_with_heatmap`](Self::forward_with_heatmap) with `predictor` computing what
-    /// [`Hourglass::forward`] does (an inference form of it, [`super::inference`]).
+    /// [`forward_with_heatmap`](Self::forward_with_heatmap) with `heads` standing in for the
+    /// hourglass and the two heads on it (an inference form of them, [`super::inference`]): the
+    /// downsampled image → (keypoint logits, Jacobian maps).
     pub fn forward_with(
         &self,
         image: Tensor<4>,
-        predictor: impl FnOnce(Tensor<4>) -> Tensor<4>,
+        heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
     ) -> (Keypoints, Tensor<4>) {
         let x = match &self.down {
             Some(down) => down.forward(image),
             None => image,
         };
-        let feature_map = predictor(x);
-        let prediction = self.kp.forward(feature_map.clone());
+        let (prediction, jacobian_maps) = heads(x);
         let [b, k, h, w] = prediction.dims();
         let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
 
@@ -118,8 +122,8 @@ impl KpDetector {
         let y = (heatmap.clone() * gy.reshape([1, 1, h * w])).sum_dim(2);
         let value = Tensor::cat(vec![x, y], 2);
 
-        let jacobian = self.jacobian.as_ref().map(|head| {
-            let maps = head.forward(feature_map).reshape([b, self.num_jacobian_maps, 4, h * w]);
+        let jacobian = jacobian_maps.map(|maps| {
+            let maps = maps.reshape([b, self.num_jacobian_maps, 4, h * w]);
             let weighted = heatmap.clone().reshape([b, k, 1, h * w]) * maps;
             weighted.sum_dim(3).reshape([b, k, 2, 2])
         });

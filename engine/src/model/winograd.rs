@@ -491,31 +491,50 @@ impl FusedConv3x3 {
 
 /// A `k × k` stride-1 convolution with few output channels (FOMM's 7×7 heads: the generator's
 /// `final`, the dense motion's mask and occlusion, the keypoints and Jacobians), computed
-/// directly: the input is laid out as zero-padded planes, and each output row accumulates
-/// `C_in · k · k` shifted input rows scaled by one weight each, contiguous work that vectorizes
-/// without any horizontal sums. A GEMM would have only `C_out` columns to keep its kernel busy.
+/// directly. The input is laid out as zero-padded planes; a task computes `O` output channels
+/// × 8 neighbouring pixels of one row in registers, and every input value loaded serves `O`
+/// multiply-adds. A GEMM would have only `C_out` columns to keep its kernel busy.
 #[derive(Debug)]
 pub struct DirectConv {
     input_channels: usize,
     output_channels: usize,
     kernel: usize,
     padding: usize,
-    /// [C_out, C_in, k, k], as torch lays it out.
+    /// Output channels computed together: 4 for the 1- and 3-channel heads, else 8.
+    group: usize,
+    /// [groups, C_in, k, k, group]: the weights of a group's channels side by side per tap,
+    /// zero beyond C_out.
     weight: Vec<f32>,
     bias: Vec<f32>,
 }
+
+/// Pixels of an output row computed together: one AVX2 register.
+const PIXELS: usize = 8;
 
 impl DirectConv {
     /// `weight` [C_out, C_in, k, k], `bias` [C_out], symmetric zero `padding`.
     pub fn new(weight: Tensor<4>, bias: Option<Tensor<1>>, padding: usize) -> Self {
         let [cout, cin, k, kw] = weight.dims();
         assert_eq!(k, kw, "a square kernel");
+        let group = if cout <= 4 { 4 } else { 8 };
+        let groups = cout.div_ceil(group);
+        let raw = to_vec(weight);
+        let mut laid = vec![0.0f32; groups * cin * k * k * group];
+        for o in 0..cout {
+            for i in 0..cin {
+                for tap in 0..k * k {
+                    laid[(((o / group) * cin + i) * k * k + tap) * group + o % group] =
+                        raw[(o * cin + i) * k * k + tap];
+                }
+            }
+        }
         Self {
             input_channels: cin,
             output_channels: cout,
             kernel: k,
             padding,
-            weight: to_vec(weight),
+            group,
+            weight: laid,
             bias: bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]),
         }
     }
@@ -529,38 +548,83 @@ impl DirectConv {
         let out_h = (hp + 1).saturating_sub(k);
         let out_w = (wp + 1).saturating_sub(k);
         let mut out = vec![0.0f32; x.batch * cout * out_h * out_w];
-        if !out.is_empty() {
-            let mut planes = vec![0.0f32; x.batch * cin * hp * wp];
-            planes.par_chunks_mut(hp * wp).enumerate().for_each(|(plane, values)| {
+        if out.is_empty() {
+            return Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device);
+        }
+        // Rows padded on the right so that the last group of pixels reads zeros, not past the end.
+        let stride = out_w.div_ceil(PIXELS) * PIXELS + k - 1;
+        let mut planes = vec![0.0f32; x.batch * cin * hp * stride];
+        planes
+            .par_chunks_mut(hp * stride)
+            .enumerate()
+            .for_each(|(plane, values)| {
                 let (b, c) = (plane / cin, plane % cin);
                 for y in 0..x.height {
-                    let row = &mut values[(y + pad) * wp + pad..][..x.width];
+                    let row = &mut values[(y + pad) * stride + pad..][..x.width];
                     for (xx, v) in row.iter_mut().enumerate() {
                         *v = x.pixel(b, y, xx)[c];
                     }
                 }
             });
-            out.par_chunks_mut(out_w).enumerate().for_each(|(row, acc)| {
-                vectorized(|| {
-                    let y = row % out_h;
-                    let (b, o) = (row / out_h / cout, row / out_h % cout);
-                    acc.fill(self.bias[o]);
-                    let filters = &self.weight[o * cin * k * k..][..cin * k * k];
-                    for (c, filter) in filters.chunks_exact(k * k).enumerate() {
-                        let plane = &planes[(b * cin + c) * hp * wp..][..hp * wp];
-                        for (ky, taps) in filter.chunks_exact(k).enumerate() {
-                            let input = &plane[(y + ky) * wp..][..wp];
-                            for (kx, &w) in taps.iter().enumerate() {
-                                for (a, &v) in acc.iter_mut().zip(&input[kx..kx + out_w]) {
-                                    *a += w * v;
-                                }
-                            }
+        let groups = cout.div_ceil(self.group);
+        // One task per (image, row): it writes that row of every output channel.
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..x.batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
+        for (i, row) in out.chunks_mut(out_w).enumerate() {
+            let (b, y) = (i / (cout * out_h), i % out_h);
+            rows[b * out_h + y].push(row);
+        }
+        rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
+            let (b, y) = (task / out_h, task % out_h);
+            let planes = &planes[b * cin * hp * stride..][..cin * hp * stride];
+            for g in 0..groups {
+                let weight = &self.weight[g * cin * k * k * self.group..][..cin * k * k * self.group];
+                let first = g * self.group;
+                let outputs = &mut channels[first..(first + self.group).min(cout)];
+                let bias = &self.bias[first..(first + self.group).min(cout)];
+                vectorized(|| match self.group {
+                    4 => direct_row::<4>(planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias),
+                    _ => direct_row::<8>(planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias),
+                });
+            }
+        });
+        Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device)
+    }
+}
+
+/// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
+#[inline(always)]
+fn direct_row<const O: usize>(
+    planes: &[f32],
+    weight: &[f32],
+    (cin, k, hp, stride): (usize, usize, usize, usize),
+    y: usize,
+    out_w: usize,
+    outputs: &mut [&mut [f32]],
+    bias: &[f32],
+) {
+    for x0 in (0..out_w).step_by(PIXELS) {
+        let mut acc = [[0.0f32; PIXELS]; O];
+        for c in 0..cin {
+            let plane = &planes[c * hp * stride..][..hp * stride];
+            for ky in 0..k {
+                let row = &plane[(y + ky) * stride + x0..][..k - 1 + PIXELS];
+                let taps = &weight[(c * k + ky) * k * O..][..k * O];
+                for (kx, w) in taps.chunks_exact(O).enumerate() {
+                    let v: &[f32; PIXELS] = row[kx..kx + PIXELS].try_into().expect("PIXELS values");
+                    for (a, &w) in acc.iter_mut().zip(w) {
+                        for l in 0..PIXELS {
+                            a[l] += w * v[l];
                         }
                     }
-                })
-            });
+                }
+            }
         }
-        Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device)
+        let n = PIXELS.min(out_w - x0);
+        for ((out, a), &b) in outputs.iter_mut().zip(&acc).zip(bias) {
+            for (o, &v) in out[x0..x0 + n].iter_mut().zip(a) {
+                *o = v + b;
+            }
+        }
     }
 }
 
