@@ -132,7 +132,8 @@ impl OcclusionAwareGenerator {
 
     /// The part of [`forward`](Self::forward) that depends on the source alone.
     pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
-        self.encode_source_with(source, |mut features| {
+        self.encode_source_with(source, |image| {
+            let mut features = self.first.forward(image);
             for block in &self.down_blocks {
                 features = block.forward(features);
             }
@@ -140,9 +141,10 @@ impl OcclusionAwareGenerator {
         })
     }
 
-    /// [`encode_source`](Self::encode_source) with `down` standing in for the down blocks.
-    pub fn encode_source_with(&self, source: Tensor<4>, down: impl FnOnce(Tensor<4>) -> Tensor<4>) -> EncodedSource {
-        let features = down(self.first.forward(source.clone()));
+    /// [`encode_source`](Self::encode_source) with `encode` standing in for `first` and the
+    /// down blocks.
+    pub fn encode_source_with(&self, source: Tensor<4>, encode: impl FnOnce(Tensor<4>) -> Tensor<4>) -> EncodedSource {
+        let features = encode(source.clone());
         EncodedSource {
             downsampled: self.dense_motion_network.downsample(source.clone()),
             image: source,

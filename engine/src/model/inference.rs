@@ -18,7 +18,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{BatchNorm2d, DownBlock2d, Hourglass, ResBlock2d, UpBlock2d};
+use super::blocks::{BatchNorm2d, DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d};
 use super::dense_motion::{DenseMotion, DenseMotionNetwork};
 use super::generator::{EncodedSource, GeneratorOutput, OcclusionAwareGenerator};
 use super::keypoint_detector::KpDetector;
@@ -58,13 +58,26 @@ fn fused(conv: &Conv2d, output_norm: Option<&BatchNorm2d>, fused: Fused) -> Fuse
 
 /// A head: FOMM pads its 7×7 convolutions symmetrically.
 fn direct(conv: &Conv2d) -> DirectConv {
-    let [_, _, k, _] = conv.weight.dims();
-    let padding = match &conv.padding {
+    DirectConv::new(conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), padding(conv))
+}
+
+fn padding(conv: &Conv2d) -> usize {
+    match &conv.padding {
         PaddingConfig2d::Explicit(top, ..) => *top,
         PaddingConfig2d::Valid => 0,
-        PaddingConfig2d::Same => k / 2,
-    };
-    DirectConv::new(conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), padding)
+        PaddingConfig2d::Same => conv.weight.dims()[2] / 2,
+    }
+}
+
+/// `relu(bn(conv(x)))` with a large kernel (the generator's `first`, 7×7).
+fn same_block(block: &SameBlock2d) -> DirectConv {
+    DirectConv::with_output_norm(
+        block.conv.weight.val(),
+        block.conv.bias.as_ref().map(|b| b.val()),
+        padding(&block.conv),
+        Some(affine(&block.norm)),
+        true,
+    )
 }
 
 /// `relu(bn(conv(x)))` then 2×2 average pooling.
@@ -165,6 +178,8 @@ impl HourglassHeads {
 pub struct InferenceForm {
     keypoint_heads: HourglassHeads,
     dense_motion_heads: HourglassHeads,
+    /// `first`: 7×7, batch norm and ReLU.
+    first: DirectConv,
     source_down_blocks: Vec<FusedConv3x3>,
     bottleneck: Vec<FusedResBlock>,
     up_blocks: Vec<FusedConv3x3>,
@@ -211,6 +226,7 @@ impl InferenceForm {
                 first: direct(&dense.mask),
                 second: dense.occlusion.as_ref().map(direct),
             },
+            first: same_block(&generator.first),
             source_down_blocks: generator.down_blocks.iter().map(down_block).collect(),
             bottleneck: generator.bottleneck.iter().map(FusedResBlock::new).collect(),
             up_blocks: generator.up_blocks.iter().map(up_block).collect(),
@@ -226,8 +242,8 @@ impl InferenceForm {
 
     /// [`OcclusionAwareGenerator::encode_source`].
     pub fn encode_source(&self, generator: &OcclusionAwareGenerator, source: Tensor<4>) -> EncodedSource {
-        generator.encode_source_with(source, |features| {
-            let mut x = Nhwc::from_tensor(features);
+        generator.encode_source_with(source, |image| {
+            let mut x = Nhwc::from_tensor(self.first.forward(&Nhwc::from_tensor(image), &self.device));
             for block in &self.source_down_blocks {
                 x = block.forward(&x, None);
             }

@@ -239,15 +239,7 @@ impl FusedConv3x3 {
                 )
                 .matmul(self.transformed_weight().clone()),
             );
-            self.transform_output(
-                &products,
-                &geometry,
-                first_row,
-                tiles,
-                out_rows,
-                residual,
-                (out_h, out_w),
-            );
+            self.transform_output(&products, &geometry, first_row, out_rows, residual, (out_h, out_w));
         }
         Nhwc {
             data: output,
@@ -279,132 +271,35 @@ impl FusedConv3x3 {
         }
         let upsample = self.fused.upsample_input;
         let affine = self.fused.input_affine.as_ref();
-        let (height, width) = (geometry.height, geometry.width);
-        row_parts.into_par_iter().enumerate().for_each(|(r, mut planes)| {
-            vectorized(|| {
-                let row = first_row + r;
-                let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
-                let mut patch = vec![0.0f32; 36 * cin];
-                let mut half = vec![0.0f32; 36 * cin];
-                let mut done = vec![0.0f32; 36 * cin];
-                for tile_x in 0..geometry.columns {
-                    for i in 0..6 {
-                        for j in 0..6 {
-                            let dst = &mut patch[(i * 6 + j) * cin..][..cin];
-                            // Padding 1: the patch starts one pixel above and left of the tile.
-                            let y = (4 * tile_y + i).wrapping_sub(1);
-                            let xx = (4 * tile_x + j).wrapping_sub(1);
-                            if y >= height || xx >= width {
-                                dst.fill(0.0);
-                                continue;
-                            }
-                            let src = if upsample {
-                                x.pixel(b, y / 2, xx / 2)
-                            } else {
-                                x.pixel(b, y, xx)
-                            };
-                            match affine {
-                                None => dst.copy_from_slice(src),
-                                Some(a) => {
-                                    for (((d, &s), &k), &t) in dst.iter_mut().zip(src).zip(&a.scale).zip(&a.shift) {
-                                        *d = (k * s + t).max(0.0);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    // Along each row of the patch, then along each column.
-                    for i in 0..6 {
-                        input_transform(&patch[i * 6 * cin..], cin, &mut half[i * 6 * cin..], cin, cin);
-                    }
-                    for j in 0..6 {
-                        input_transform(&half[j * cin..], 6 * cin, &mut done[j * cin..], 6 * cin, cin);
-                    }
-                    for (p, plane) in planes.iter_mut().enumerate() {
-                        plane[tile_x * cin..][..cin].copy_from_slice(&done[p * cin..][..cin]);
-                    }
-                }
-            })
-        });
+        row_parts
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(r, planes)| vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes))));
         transformed
     }
 
     /// `Aᵀ m A` of a block's products ([36, tiles, C_out]), plus the bias, ReLU, pooling or
     /// residual, into the output rows of its rows of tiles.
-    #[allow(clippy::too_many_arguments)]
     fn transform_output(
         &self,
         products: &[f32],
         geometry: &Tiles,
         first_row: usize,
-        tiles: usize,
         out_rows: Vec<(usize, &mut [f32])>,
         residual: Option<&Nhwc>,
         (out_h, out_w): (usize, usize),
     ) {
-        let cout = self.output_channels;
-        let plane_stride = tiles * cout;
-        let (relu, pool, bias) = (self.fused.relu, self.fused.pool_output, &self.bias);
         out_rows.into_par_iter().for_each(|(row, chunk)| {
-            vectorized(|| {
-                let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
-                let mut half = vec![0.0f32; 24 * cout];
-                let mut tile = vec![0.0f32; 16 * cout];
-                for tile_x in 0..geometry.columns {
-                    let t = (row - first_row) * geometry.columns + tile_x;
-                    for i in 0..6 {
-                        let first = i * 6 * plane_stride + t * cout;
-                        output_transform(&products[first..], plane_stride, &mut half[i * 4 * cout..], cout, cout);
-                    }
-                    for j in 0..4 {
-                        output_transform(&half[j * cout..], 4 * cout, &mut tile[j * cout..], 4 * cout, cout);
-                    }
-                    for pixel in tile.chunks_exact_mut(cout) {
-                        for (value, &b) in pixel.iter_mut().zip(bias) {
-                            *value += b;
-                            if relu {
-                                *value = value.max(0.0);
-                            }
-                        }
-                    }
-                    if pool {
-                        for py in 0..2 {
-                            let xs = (0..2).map(|px| 2 * tile_x + px);
-                            for (px, xx) in xs.enumerate() {
-                                if 2 * tile_y + py >= out_h || xx >= out_w {
-                                    continue;
-                                }
-                                let dst = &mut chunk[(py * out_w + xx) * cout..][..cout];
-                                let at = |i: usize, j: usize| &tile[((2 * py + i) * 4 + 2 * px + j) * cout..][..cout];
-                                let (p, q, r, s) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                                for (k, v) in dst.iter_mut().enumerate() {
-                                    *v = 0.25 * (p[k] + q[k] + r[k] + s[k]);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    for i in 0..4 {
-                        let y = 4 * tile_y + i;
-                        for j in 0..4 {
-                            let xx = 4 * tile_x + j;
-                            if y >= out_h || xx >= out_w {
-                                continue;
-                            }
-                            let dst = &mut chunk[(i * out_w + xx) * cout..][..cout];
-                            let value = &tile[(i * 4 + j) * cout..][..cout];
-                            match residual {
-                                Some(r) => {
-                                    for ((d, &v), &r) in dst.iter_mut().zip(value).zip(r.pixel(b, y, xx)) {
-                                        *d = v + r;
-                                    }
-                                }
-                                None => dst.copy_from_slice(value),
-                            }
-                        }
-                    }
-                }
-            })
+            vectorized(OutputRow((
+                products,
+                geometry,
+                row - first_row,
+                row,
+                chunk,
+                self,
+                residual,
+                (out_h, out_w),
+            )))
         });
     }
 
@@ -506,6 +401,7 @@ pub struct DirectConv {
     /// zero beyond C_out.
     weight: Vec<f32>,
     bias: Vec<f32>,
+    relu: bool,
 }
 
 /// Pixels of an output row computed together: one AVX2 register.
@@ -514,11 +410,30 @@ const PIXELS: usize = 8;
 impl DirectConv {
     /// `weight` [C_out, C_in, k, k], `bias` [C_out], symmetric zero `padding`.
     pub fn new(weight: Tensor<4>, bias: Option<Tensor<1>>, padding: usize) -> Self {
+        Self::with_output_norm(weight, bias, padding, None, false)
+    }
+
+    /// As [`new`](Self::new), with a batch norm on the output folded into the weights and a
+    /// ReLU after it (a `SameBlock2d`).
+    pub fn with_output_norm(
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        padding: usize,
+        output_norm: Option<ChannelAffine>,
+        relu: bool,
+    ) -> Self {
         let [cout, cin, k, kw] = weight.dims();
         assert_eq!(k, kw, "a square kernel");
         let group = if cout <= 4 { 4 } else { 8 };
         let groups = cout.div_ceil(group);
-        let raw = to_vec(weight);
+        let mut raw = to_vec(weight);
+        let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]);
+        if let Some(norm) = output_norm {
+            for (o, filter) in raw.chunks_exact_mut(cin * k * k).enumerate() {
+                filter.iter_mut().for_each(|w| *w *= norm.scale[o]);
+                bias[o] = bias[o] * norm.scale[o] + norm.shift[o];
+            }
+        }
         let mut laid = vec![0.0f32; groups * cin * k * k * group];
         for o in 0..cout {
             for i in 0..cin {
@@ -535,7 +450,8 @@ impl DirectConv {
             padding,
             group,
             weight: laid,
-            bias: bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]),
+            bias,
+            relu,
         }
     }
 
@@ -554,18 +470,23 @@ impl DirectConv {
         // Rows padded on the right so that the last group of pixels reads zeros, not past the end.
         let stride = out_w.div_ceil(PIXELS) * PIXELS + k - 1;
         let mut planes = vec![0.0f32; x.batch * cin * hp * stride];
-        planes
-            .par_chunks_mut(hp * stride)
-            .enumerate()
-            .for_each(|(plane, values)| {
-                let (b, c) = (plane / cin, plane % cin);
-                for y in 0..x.height {
-                    let row = &mut values[(y + pad) * stride + pad..][..x.width];
-                    for (xx, v) in row.iter_mut().enumerate() {
-                        *v = x.pixel(b, y, xx)[c];
-                    }
+        // Row by row: each task reads one input row (contiguous) and writes it to every plane.
+        let mut plane_rows: Vec<Vec<&mut [f32]>> = (0..x.batch * x.height).map(|_| Vec::with_capacity(cin)).collect();
+        for (i, plane) in planes.chunks_mut(hp * stride).enumerate() {
+            let b = i / cin;
+            let rows = plane[pad * stride..].chunks_mut(stride).take(x.height);
+            for (y, row) in rows.enumerate() {
+                plane_rows[b * x.height + y].push(&mut row[pad..pad + x.width]);
+            }
+        }
+        plane_rows.into_par_iter().enumerate().for_each(|(i, mut rows)| {
+            let (b, y) = (i / x.height, i % x.height);
+            for xx in 0..x.width {
+                for (row, &v) in rows.iter_mut().zip(x.pixel(b, y, xx)) {
+                    row[xx] = v;
                 }
-            });
+            }
+        });
         let groups = cout.div_ceil(self.group);
         // One task per (image, row): it writes that row of every output channel.
         let mut rows: Vec<Vec<&mut [f32]>> = (0..x.batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
@@ -581,10 +502,12 @@ impl DirectConv {
                 let first = g * self.group;
                 let outputs = &mut channels[first..(first + self.group).min(cout)];
                 let bias = &self.bias[first..(first + self.group).min(cout)];
-                vectorized(|| match self.group {
-                    4 => direct_row::<4>(planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias),
-                    _ => direct_row::<8>(planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias),
-                });
+                let relu = self.relu;
+                let args = (planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu);
+                match self.group {
+                    4 => vectorized(DirectRow::<4>(args)),
+                    _ => vectorized(DirectRow::<8>(args)),
+                }
             }
         });
         Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device)
@@ -593,15 +516,7 @@ impl DirectConv {
 
 /// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
 #[inline(always)]
-fn direct_row<const O: usize>(
-    planes: &[f32],
-    weight: &[f32],
-    (cin, k, hp, stride): (usize, usize, usize, usize),
-    y: usize,
-    out_w: usize,
-    outputs: &mut [&mut [f32]],
-    bias: &[f32],
-) {
+fn direct_row<const O: usize>((planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu): DirectRowArgs) {
     for x0 in (0..out_w).step_by(PIXELS) {
         let mut acc = [[0.0f32; PIXELS]; O];
         for c in 0..cin {
@@ -609,11 +524,13 @@ fn direct_row<const O: usize>(
             for ky in 0..k {
                 let row = &plane[(y + ky) * stride + x0..][..k - 1 + PIXELS];
                 let taps = &weight[(c * k + ky) * k * O..][..k * O];
-                for (kx, w) in taps.chunks_exact(O).enumerate() {
+                // Fixed-size arrays: the loops unroll and `acc` stays in registers.
+                let (taps, _) = taps.as_chunks::<O>();
+                for (kx, w) in taps.iter().enumerate() {
                     let v: &[f32; PIXELS] = row[kx..kx + PIXELS].try_into().expect("PIXELS values");
-                    for (a, &w) in acc.iter_mut().zip(w) {
+                    for o in 0..O {
                         for l in 0..PIXELS {
-                            a[l] += w * v[l];
+                            acc[o][l] += w[o] * v[l];
                         }
                     }
                 }
@@ -622,18 +539,214 @@ fn direct_row<const O: usize>(
         let n = PIXELS.min(out_w - x0);
         for ((out, a), &b) in outputs.iter_mut().zip(&acc).zip(bias) {
             for (o, &v) in out[x0..x0 + n].iter_mut().zip(a) {
-                *o = v + b;
+                *o = if relu { (v + b).max(0.0) } else { v + b };
             }
         }
     }
 }
 
-/// Runs `f` compiled for the best vector instructions the CPU has (AVX2 on x86-64 where
-/// present; the crate itself is built for the SSE2 baseline): the loops inside are written for
-/// the compiler to vectorize, and what they call is inlined into them.
+/// Runs a kernel compiled for the best vector instructions the CPU has (AVX2 + FMA on x86-64
+/// where present; the crate itself is built for the SSE2 baseline), through macerator's safe
+/// run-time dispatch. Target features reach only code inlined into the dispatching function,
+/// so every step is `#[inline(always)]` and a method call, never a closure or `FnOnce` shim
+/// (checked with objdump and perf: those stayed separate SSE2 functions).
 #[inline(always)]
-fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    macerator::AutoArch::new().dispatch(f)
+fn vectorized<K: VectorKernel>(kernel: K) {
+    macerator::AutoArch::new().dispatch(Dispatched(kernel))
+}
+
+/// A kernel for [`vectorized`]: its arguments, and `run` inlining the kernel function.
+trait VectorKernel {
+    fn run(self);
+}
+
+struct Dispatched<K>(K);
+
+impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: macerator::Simd>(self) {
+        self.0.run()
+    }
+}
+
+type InputRowArgs<'a> = (
+    &'a Nhwc,
+    &'a Tiles,
+    Option<&'a ChannelAffine>,
+    bool,
+    usize,
+    Vec<&'a mut [f32]>,
+);
+struct InputRow<'a>(InputRowArgs<'a>);
+
+impl VectorKernel for InputRow<'_> {
+    #[inline(always)]
+    fn run(self) {
+        input_tiles_row(self.0)
+    }
+}
+
+type OutputRowArgs<'a> = (
+    &'a [f32],
+    &'a Tiles,
+    usize,
+    usize,
+    &'a mut [f32],
+    &'a FusedConv3x3,
+    Option<&'a Nhwc>,
+    (usize, usize),
+);
+struct OutputRow<'a>(OutputRowArgs<'a>);
+
+impl VectorKernel for OutputRow<'_> {
+    #[inline(always)]
+    fn run(self) {
+        output_tiles_row(self.0)
+    }
+}
+
+type DirectRowArgs<'a, 'b> = (
+    &'a [f32],
+    &'a [f32],
+    (usize, usize, usize, usize),
+    usize,
+    usize,
+    &'a mut [&'b mut [f32]],
+    &'a [f32],
+    bool,
+);
+struct DirectRow<'a, 'b, const O: usize>(DirectRowArgs<'a, 'b>);
+
+impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
+    #[inline(always)]
+    fn run(self) {
+        direct_row::<O>(self.0)
+    }
+}
+
+/// `Bᵀ d B` of one row of tiles, into its part of each of the 36 planes.
+#[inline(always)]
+fn input_tiles_row(
+    (x, geometry, affine, upsample, row, mut planes): (
+        &Nhwc,
+        &Tiles,
+        Option<&ChannelAffine>,
+        bool,
+        usize,
+        Vec<&mut [f32]>,
+    ),
+) {
+    let cin = x.channels;
+    let (height, width) = (geometry.height, geometry.width);
+    let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
+    let mut patch = vec![0.0f32; 36 * cin];
+    let mut half = vec![0.0f32; 36 * cin];
+    let mut done = vec![0.0f32; 36 * cin];
+    for tile_x in 0..geometry.columns {
+        for i in 0..6 {
+            for j in 0..6 {
+                let dst = &mut patch[(i * 6 + j) * cin..][..cin];
+                // Padding 1: the patch starts one pixel above and left of the tile.
+                let y = (4 * tile_y + i).wrapping_sub(1);
+                let xx = (4 * tile_x + j).wrapping_sub(1);
+                if y >= height || xx >= width {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = if upsample {
+                    x.pixel(b, y / 2, xx / 2)
+                } else {
+                    x.pixel(b, y, xx)
+                };
+                match affine {
+                    None => dst.copy_from_slice(src),
+                    Some(a) => {
+                        for (((d, &s), &k), &t) in dst.iter_mut().zip(src).zip(&a.scale).zip(&a.shift) {
+                            *d = (k * s + t).max(0.0);
+                        }
+                    }
+                }
+            }
+        }
+        // Along each row of the patch, then along each column.
+        for i in 0..6 {
+            input_transform(&patch[i * 6 * cin..], cin, &mut half[i * 6 * cin..], cin, cin);
+        }
+        for j in 0..6 {
+            input_transform(&half[j * cin..], 6 * cin, &mut done[j * cin..], 6 * cin, cin);
+        }
+        for (p, plane) in planes.iter_mut().enumerate() {
+            plane[tile_x * cin..][..cin].copy_from_slice(&done[p * cin..][..cin]);
+        }
+    }
+}
+
+/// `Aᵀ m A` of one row of tiles (row `block_row` of its block's products) plus the epilogue,
+/// into the output rows `chunk`.
+#[inline(always)]
+fn output_tiles_row((products, geometry, block_row, row, chunk, conv, residual, (out_h, out_w)): OutputRowArgs) {
+    let cout = conv.output_channels;
+    let plane_stride = products.len() / 36;
+    let (relu, pool, bias) = (conv.fused.relu, conv.fused.pool_output, &conv.bias);
+    let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
+    let mut half = vec![0.0f32; 24 * cout];
+    let mut tile = vec![0.0f32; 16 * cout];
+    for tile_x in 0..geometry.columns {
+        let t = block_row * geometry.columns + tile_x;
+        for i in 0..6 {
+            let first = i * 6 * plane_stride + t * cout;
+            output_transform(&products[first..], plane_stride, &mut half[i * 4 * cout..], cout, cout);
+        }
+        for j in 0..4 {
+            output_transform(&half[j * cout..], 4 * cout, &mut tile[j * cout..], 4 * cout, cout);
+        }
+        for pixel in tile.chunks_exact_mut(cout) {
+            for (value, &b) in pixel.iter_mut().zip(bias) {
+                *value += b;
+                if relu {
+                    *value = value.max(0.0);
+                }
+            }
+        }
+        if pool {
+            for py in 0..2 {
+                let xs = (0..2).map(|px| 2 * tile_x + px);
+                for (px, xx) in xs.enumerate() {
+                    if 2 * tile_y + py >= out_h || xx >= out_w {
+                        continue;
+                    }
+                    let dst = &mut chunk[(py * out_w + xx) * cout..][..cout];
+                    let at = |i: usize, j: usize| &tile[((2 * py + i) * 4 + 2 * px + j) * cout..][..cout];
+                    let (p, q, r, s) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                    for (k, v) in dst.iter_mut().enumerate() {
+                        *v = 0.25 * (p[k] + q[k] + r[k] + s[k]);
+                    }
+                }
+            }
+            continue;
+        }
+        for i in 0..4 {
+            let y = 4 * tile_y + i;
+            for j in 0..4 {
+                let xx = 4 * tile_x + j;
+                if y >= out_h || xx >= out_w {
+                    continue;
+                }
+                let dst = &mut chunk[(i * out_w + xx) * cout..][..cout];
+                let value = &tile[(i * 4 + j) * cout..][..cout];
+                match residual {
+                    Some(r) => {
+                        for ((d, &v), &r) in dst.iter_mut().zip(value).zip(r.pixel(b, y, xx)) {
+                            *d = v + r;
+                        }
+                    }
+                    None => dst.copy_from_slice(value),
+                }
+            }
+        }
+    }
 }
 
 fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
