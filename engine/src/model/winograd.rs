@@ -560,6 +560,18 @@ trait VectorKernel {
     fn run(self);
 }
 
+/// `impl VectorKernel for $kernel`, whose `run` calls `$function` on its arguments.
+macro_rules! vector_kernel {
+    ($kernel:ty => $function:expr) => {
+        impl VectorKernel for $kernel {
+            #[inline(always)]
+            fn run(self) {
+                $function(self.0)
+            }
+        }
+    };
+}
+
 struct Dispatched<K>(K);
 
 impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
@@ -580,13 +592,7 @@ type InputRowArgs<'a> = (
     Vec<&'a mut [f32]>,
 );
 struct InputRow<'a>(InputRowArgs<'a>);
-
-impl VectorKernel for InputRow<'_> {
-    #[inline(always)]
-    fn run(self) {
-        input_tiles_row(self.0)
-    }
-}
+vector_kernel!(InputRow<'_> => input_tiles_row);
 
 type OutputRowArgs<'a> = (
     &'a [f32],
@@ -599,13 +605,7 @@ type OutputRowArgs<'a> = (
     (usize, usize),
 );
 struct OutputRow<'a>(OutputRowArgs<'a>);
-
-impl VectorKernel for OutputRow<'_> {
-    #[inline(always)]
-    fn run(self) {
-        output_tiles_row(self.0)
-    }
-}
+vector_kernel!(OutputRow<'_> => output_tiles_row);
 
 type DirectRowArgs<'a, 'b> = (
     &'a [f32],
@@ -628,16 +628,7 @@ impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
 
 /// `Bᵀ d B` of one row of tiles, into its part of each of the 36 planes.
 #[inline(always)]
-fn input_tiles_row(
-    (x, geometry, affine, upsample, row, mut planes): (
-        &Nhwc,
-        &Tiles,
-        Option<&ChannelAffine>,
-        bool,
-        usize,
-        Vec<&mut [f32]>,
-    ),
-) {
+fn input_tiles_row((x, geometry, affine, upsample, row, mut planes): InputRowArgs) {
     let cin = x.channels;
     let (height, width) = (geometry.height, geometry.width);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
