@@ -1,12 +1,18 @@
 //! Typed errors of the engine. Every message names the file, key or shape at fault, on one line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything the engine can refuse.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot read {path}: {source}")]
     Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -41,6 +47,42 @@ impl EngineError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// The same error about `path` where it was about `temp`, the hidden file a write went to
+    /// ([`crate::files::write_atomic_with`]): the user named `path`, and `temp` is gone. An
+    /// I/O error there was a write.
+    pub(crate) fn about_target(self, temp: &Path, path: &Path) -> Self {
+        let rename = |p: PathBuf| if p == temp { path.to_path_buf() } else { p };
+        let text = |m: String| m.replace(&temp.display().to_string(), &path.display().to_string());
+        match self {
+            Self::Io { path: p, source } if p == temp => Self::Write {
+                path: path.to_path_buf(),
+                source,
+            },
+            Self::Write { path: p, source } => Self::Write {
+                path: rename(p),
+                source,
+            },
+            Self::Config { path: p, message } => Self::Config {
+                path: rename(p),
+                message: text(message),
+            },
+            Self::Checkpoint { path: p, message } => Self::Checkpoint {
+                path: rename(p),
+                message: text(message),
+            },
+            Self::Media { path: p, message } => Self::Media {
+                path: rename(p),
+                message: text(message),
+            },
+            Self::Backend { backend, message } => Self::Backend {
+                backend,
+                message: text(message),
+            },
+            Self::Invalid(message) => Self::Invalid(text(message)),
+            other => other,
         }
     }
 

@@ -18,13 +18,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Lets `write` fill a temporary sibling of `path` (same folder, same extension, so encoders that
 /// go by the name still work), syncs it and renames it to `path`. On failure the temporary file is
-/// removed and `path` is untouched.
+/// removed, `path` is untouched, and the error names `path` (an I/O error on the temporary file
+/// says "cannot write").
 pub fn write_atomic_with<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let temp = temporary_sibling(path);
     let written = write(&temp).and_then(|value| sync_file(&temp).map(|()| value));
     match written {
         Ok(value) => {
-            std::fs::rename(&temp, path).map_err(|e| EngineError::io(path, e))?;
+            std::fs::rename(&temp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                EngineError::Write {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            })?;
             if let Some(dir) = path.parent() {
                 sync_dir(dir);
             }
@@ -32,7 +39,7 @@ pub fn write_atomic_with<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>)
         }
         Err(error) => {
             let _ = std::fs::remove_file(&temp);
-            Err(error)
+            Err(error.about_target(&temp, path))
         }
     }
 }
@@ -101,5 +108,28 @@ mod tests {
         write_atomic(&path, b"new").expect("second write");
         assert_eq!(std::fs::read(&path).expect("read"), b"new");
         assert!(temporary_sibling(&path).to_string_lossy().ends_with("table.csv"));
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file_asked_for_not_the_temporary_one() {
+        let dir = temp_dir("atomic-error");
+        // A folder that does not exist: creating the temporary file fails.
+        let path = dir.join("missing").join("out.mp4");
+        let message = write_atomic(&path, b"x").expect_err("no folder").to_string();
+        assert!(message.starts_with("cannot write "), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(!message.contains(TEMPORARY_PREFIX), "{message}");
+
+        // An encoder's own message about the temporary file is rewritten too.
+        let path = dir.join("clip.gif");
+        let message = write_atomic_with(&path, |temp| {
+            Err::<(), _>(EngineError::media(
+                temp,
+                format!("encoder failed on {}", temp.display()),
+            ))
+        })
+        .expect_err("fails")
+        .to_string();
+        assert_eq!(message, format!("{0}: encoder failed on {0}", path.display()));
     }
 }
