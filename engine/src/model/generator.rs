@@ -175,8 +175,8 @@ impl OcclusionAwareGenerator {
 
     /// [`forward_encoded`](Self::forward_encoded) with stand-ins for its heavy parts (an
     /// inference form of them, [`super::inference`]): `dense_heads` for the dense motion
-    /// network's [`heads`](DenseMotionNetwork::heads), `decode` for the bottleneck, the up blocks and `final` (before the
-    /// sigmoid).
+    /// network's [`heads`](DenseMotionNetwork::heads), `decode` for the bottleneck, the up
+    /// blocks and `final` (before the sigmoid).
     pub fn forward_encoded_with(
         &self,
         source: &EncodedSource,

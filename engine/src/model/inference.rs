@@ -23,21 +23,14 @@ use super::dense_motion::{DenseMotion, DenseMotionNetwork};
 use super::generator::{EncodedSource, GeneratorOutput, OcclusionAwareGenerator};
 use super::keypoint_detector::KpDetector;
 use super::keypoints::Keypoints;
-use super::winograd::{ChannelAffine, DirectConv, Fused, FusedConv3x3, Nhwc};
-
-fn values(x: Tensor<1>) -> Vec<f32> {
-    x.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("converted to f32")
-}
+use super::winograd::{ChannelAffine, DirectConv, Fused, FusedConv3x3, Nhwc, to_vec};
 
 fn affine(norm: &BatchNorm2d) -> ChannelAffine {
     ChannelAffine::batch_norm(
-        &values(norm.weight.val()),
-        &values(norm.bias.val()),
-        &values(norm.running_mean.value()),
-        &values(norm.running_var.value()),
+        &to_vec(norm.weight.val()),
+        &to_vec(norm.bias.val()),
+        &to_vec(norm.running_mean.value()),
+        &to_vec(norm.running_var.value()),
         BatchNorm2d::EPSILON,
     )
 }

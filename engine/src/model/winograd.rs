@@ -33,14 +33,8 @@ impl Nhwc {
     /// From an NCHW tensor.
     pub fn from_tensor(x: Tensor<4>) -> Self {
         let [batch, channels, height, width] = x.dims();
-        let data = x
-            .permute([0, 2, 3, 1])
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("converted to f32");
         Self {
-            data,
+            data: to_vec(x.permute([0, 2, 3, 1])),
             batch,
             height,
             width,
@@ -161,14 +155,7 @@ impl FusedConv3x3 {
         let [output_channels, input_channels, kh, kw] = weight.dims();
         assert_eq!((kh, kw), (3, 3), "a 3×3 convolution");
         let device = weight.device();
-        let mut weight = to_vec(weight);
-        let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; output_channels]);
-        if let Some(norm) = output_norm {
-            for (o, filter) in weight.chunks_exact_mut(input_channels * 9).enumerate() {
-                filter.iter_mut().for_each(|w| *w *= norm.scale[o]);
-                bias[o] = bias[o] * norm.scale[o] + norm.shift[o];
-            }
-        }
+        let (weight, bias) = folded(weight, bias, output_norm);
         Self {
             input_channels,
             output_channels,
@@ -426,14 +413,7 @@ impl DirectConv {
         assert_eq!(k, kw, "a square kernel");
         let group = if cout <= 4 { 4 } else { 8 };
         let groups = cout.div_ceil(group);
-        let mut raw = to_vec(weight);
-        let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]);
-        if let Some(norm) = output_norm {
-            for (o, filter) in raw.chunks_exact_mut(cin * k * k).enumerate() {
-                filter.iter_mut().for_each(|w| *w *= norm.scale[o]);
-                bias[o] = bias[o] * norm.scale[o] + norm.shift[o];
-            }
-        }
+        let (raw, bias) = folded(weight, bias, output_norm);
         let mut laid = vec![0.0f32; groups * cin * k * k * group];
         for o in 0..cout {
             for i in 0..cin {
@@ -740,7 +720,23 @@ fn output_tiles_row((products, geometry, block_row, row, chunk, conv, residual, 
     }
 }
 
-fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+/// A convolution's weights [C_out, C_in, k, k] and bias as values, with a batch norm on its
+/// output folded in: `w' = w·s`, `b' = b·s + t` per output channel.
+fn folded(weight: Tensor<4>, bias: Option<Tensor<1>>, output_norm: Option<ChannelAffine>) -> (Vec<f32>, Vec<f32>) {
+    let [cout, cin, kh, kw] = weight.dims();
+    let mut weight = to_vec(weight);
+    let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]);
+    if let Some(norm) = output_norm {
+        for (o, filter) in weight.chunks_exact_mut(cin * kh * kw).enumerate() {
+            filter.iter_mut().for_each(|w| *w *= norm.scale[o]);
+            bias[o] = bias[o] * norm.scale[o] + norm.shift[o];
+        }
+    }
+    (weight, bias)
+}
+
+/// A tensor's values, row-major, as f32.
+pub(super) fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     x.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
