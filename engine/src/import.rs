@@ -13,6 +13,7 @@ use burn::store::{ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PytorchS
 use burn::tensor::Device;
 use pytorch_reader::PytorchReader;
 
+use crate::faces::{FaceDetector, ONet, PNet, RNet};
 use crate::model::vgg19::{FEATURE_INDICES, Vgg19};
 use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
 use crate::{EngineError, Result};
@@ -134,6 +135,37 @@ pub fn load_vgg19(path: &Path, device: &Device) -> Result<Vgg19> {
         ));
     }
     Ok(vgg.no_grad())
+}
+
+/// facenet-pytorch's MTCNN weights (`pnet.pt`, `rnet.pt`, `onet.pt` in `dir`, the state dicts
+/// its wheel ships) as a face detector. Its PReLU slopes are `weight`; burn's are `alpha`.
+pub fn load_face_detector(dir: &Path, device: &Device) -> Result<FaceDetector> {
+    let mut pnet = PNet::new(device);
+    let mut rnet = RNet::new(device);
+    let mut onet = ONet::new(device);
+    load_state_dict(&dir.join("pnet.pt"), "pnet", &mut pnet)?;
+    load_state_dict(&dir.join("rnet.pt"), "rnet", &mut rnet)?;
+    load_state_dict(&dir.join("onet.pt"), "onet", &mut onet)?;
+    Ok(FaceDetector::new(pnet.no_grad(), rnet.no_grad(), onet.no_grad(), device))
+}
+
+/// A whole file that is one network's state dict.
+fn load_state_dict<M: ModuleSnapshot>(path: &Path, name: &str, module: &mut M) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(EngineError::checkpoint(path, "is not a file"));
+    }
+    let remap = KeyRemapper::new()
+        .add_pattern(r"^(prelu\d+)\.weight$", "$1.alpha")
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let mut store = PytorchStore::from_file(path)
+        .remap(remap)
+        .allow_partial(true)
+        .validate(false);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| EngineError::checkpoint(path, format!("not readable {name} weights ({})", one_line(&e.to_string()))))?;
+    check_result(&result, name).map_err(|message| EngineError::checkpoint(path, message))
 }
 
 /// `convs.3.weight` → `features.7.weight`, for messages.

@@ -2,19 +2,20 @@
 //! imports point down and no two modules need each other. ARCHITECTURE.md explains the order.
 
 /// Bottom first.
-const LAYERS: [&str; 24] = [
+const LAYERS: [&str; 25] = [
     // Foundations.
     "error",
     "rng",
     "npy",
     "files",
+    "frames",
     // The networks, and loading tensors into them.
     "model",
+    "faces",
     "import",
     // FOMM's configs, gathering the networks' own.
     "config",
     // Data and pictures.
-    "frames",
     "backend",
     "metrics",
     "render",

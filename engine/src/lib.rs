@@ -16,6 +16,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod evaluators;
+pub mod faces;
 pub mod files;
 pub mod frames;
 pub mod import;

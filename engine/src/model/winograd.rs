@@ -736,7 +736,7 @@ fn folded(weight: Tensor<4>, bias: Option<Tensor<1>>, output_norm: Option<Channe
 }
 
 /// A tensor's values, row-major, as f32.
-pub(super) fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+pub(crate) fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     x.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
