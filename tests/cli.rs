@@ -68,9 +68,11 @@ fn animate_writes_gif_and_png_frames() {
     let small = fixture("fomm-small");
     let checkpoint = small.join("checkpoint.pth.tar");
     let config = small.join("config.yaml");
-    for (out, extra) in [
-        (dir.join("out.gif"), "--best-frame"),
-        (dir.join("pngs"), "--adapt-scale"),
+    for (out, extra, face) in [
+        (dir.join("out.gif"), "--best-frame", "--face=off"),
+        (dir.join("pngs"), "--adapt-scale", "--face=off"),
+        // No face in this photo: `auto` animates the whole photo, scaled back to its size.
+        (dir.join("auto"), "--relative", "--face=auto"),
     ] {
         let run = prioritycut(&[
             "animate",
@@ -87,9 +89,15 @@ fn animate_writes_gif_and_png_frames() {
             "--backend",
             "flex",
             extra,
+            face,
         ]);
         assert!(run.status.success(), "{}", text(&run));
-        assert!(text(&run).contains("wrote 3 frames (64x64)"), "{}", text(&run));
+        if face == "--face=auto" {
+            assert!(text(&run).contains("wrote 3 frames (120x100)"), "{}", text(&run));
+            assert!(text(&run).contains("no face found in the photo"), "{}", text(&run));
+        } else {
+            assert!(text(&run).contains("wrote 3 frames (64x64)"), "{}", text(&run));
+        }
     }
     let gif = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(
         std::fs::File::open(dir.join("out.gif")).expect("gif"),
@@ -259,4 +267,139 @@ fn eval_prints_the_table_row_and_writes_it() {
     ]);
     assert!(!missing.status.success());
     assert!(text(&missing).contains("nothing-here"), "{}", text(&missing));
+}
+
+#[test]
+fn faces_lists_mtcnn_s_faces_as_json_lines() {
+    let mtcnn = fixture("mtcnn");
+    let run = prioritycut(&["faces", path(&mtcnn.join("two-faces.png")), "--json"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["frame"], 0);
+    let faces = lines[0]["faces"].as_array().expect("faces");
+    assert_eq!(faces.len(), 2, "{stdout}");
+    // Largest first: the clip's face, right half of the image.
+    let first = faces[0]["box"].as_array().expect("box");
+    assert!(first[0].as_f64().expect("x0") > 200.0, "{stdout}");
+    assert_eq!(faces[0]["landmarks"].as_array().expect("landmarks").len(), 5);
+
+    // A video (here a folder of frames): one line per frame, and a summary without --json.
+    let frames = temp_dir("faces-frames");
+    for name in ["carphone-000.png", "carphone-060.png", "no-face.png"] {
+        let image = image::open(mtcnn.join(name)).expect("fixture").to_rgb8();
+        image::imageops::resize(&image, 176, 144, image::imageops::FilterType::Triangle)
+            .save(frames.join(name))
+            .expect("frame");
+    }
+    let run = prioritycut(&["faces", path(&frames), "--json"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(String::from_utf8_lossy(&run.stdout).lines().count(), 3);
+    let run = prioritycut(&["faces", path(&frames)]);
+    let all = text(&run);
+    assert!(all.contains("a face in 2 of them"), "{all}");
+    assert!(all.contains("no face in frames 2"), "{all}");
+}
+
+/// `--face auto` on a real photo: the output has the photo's size, and outside the animated
+/// square every pixel is the photo's own.
+#[test]
+fn face_auto_pastes_the_animated_face_back_into_the_photo() {
+    let mtcnn = fixture("mtcnn");
+    let dir = temp_dir("face-auto");
+    let driving = dir.join("driving");
+    std::fs::create_dir_all(&driving).expect("dir");
+    for name in ["carphone-000.png", "carphone-060.png", "carphone-119.png"] {
+        std::fs::copy(mtcnn.join(name), driving.join(name)).expect("copy");
+    }
+    let photo = mtcnn.join("astronaut.png");
+    let out = dir.join("out");
+    let run = prioritycut(&[
+        "animate",
+        "--checkpoint",
+        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
+        "--source",
+        path(&photo),
+        "--driving",
+        path(&driving),
+        "--out",
+        path(&out),
+        "--backend",
+        "flex",
+    ]);
+    let all = text(&run);
+    assert!(run.status.success(), "{all}");
+    assert!(all.contains("wrote 3 frames (512x512)"), "{all}");
+    assert!(all.contains("driving: face tracked in 3 frames"), "{all}");
+    // "animating the 132x132 square at (158, 51)"
+    let square = all
+        .split("animating the ")
+        .nth(1)
+        .expect("the photo's face square")
+        .split(" square at (")
+        .collect::<Vec<_>>();
+    let side: u32 = square[0].split('x').next().and_then(|s| s.parse().ok()).expect("side");
+    let corner: Vec<u32> = square[1]
+        .split(')')
+        .next()
+        .expect("corner")
+        .split(", ")
+        .map(|v| v.parse().expect("number"))
+        .collect();
+    let photo = image::open(&photo).expect("photo").to_rgb8();
+    let frame = image::open(out.join("frame_00001.png")).expect("frame").to_rgb8();
+    assert_eq!(frame.dimensions(), photo.dimensions());
+    let mut changed_inside = 0;
+    for (x, y, pixel) in frame.enumerate_pixels() {
+        let inside = (corner[0]..corner[0] + side).contains(&x) && (corner[1]..corner[1] + side).contains(&y);
+        if inside {
+            changed_inside += usize::from(pixel != photo.get_pixel(x, y));
+        } else {
+            assert_eq!(pixel, photo.get_pixel(x, y), "outside the face square at ({x}, {y})");
+        }
+    }
+    assert!(
+        changed_inside > (side * side / 2) as usize,
+        "{changed_inside} pixels animated"
+    );
+
+    // `crop`: only the square, at the model's size.
+    let run = prioritycut(&[
+        "animate",
+        "--checkpoint",
+        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
+        "--source",
+        path(&mtcnn.join("astronaut.png")),
+        "--driving",
+        path(&driving),
+        "--out",
+        path(&dir.join("crop.gif")),
+        "--face",
+        "crop",
+        "--backend",
+        "flex",
+    ]);
+    assert!(text(&run).contains("wrote 3 frames (64x64)"), "{}", text(&run));
+    // `crop` needs a face.
+    let run = prioritycut(&[
+        "animate",
+        "--checkpoint",
+        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
+        "--source",
+        path(&mtcnn.join("no-face.png")),
+        "--driving",
+        path(&driving),
+        "--out",
+        path(&dir.join("none.gif")),
+        "--face",
+        "crop",
+        "--backend",
+        "flex",
+    ]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("no face found in the photo"), "{}", text(&run));
 }

@@ -102,6 +102,47 @@ fn the_bundled_sample_animates_on_first_start_and_exports() {
     assert!(harness.query_by_label("▶").is_some());
 }
 
+/// A real photo and a real clip with sound: `auto` finds both faces, animates the photo's face
+/// square and pastes it back at the photo's size; the boxes are drawn; the MP4 keeps the sound.
+#[test]
+fn a_face_photo_animates_at_its_own_size_and_exports_with_sound() {
+    let mut harness = app(options(Workspace::Animate));
+    step_until(&mut harness, 180, "the bundled animation", |app| {
+        app.animate.has_result()
+    });
+    let photo = fixture("mtcnn").join("astronaut.png");
+    drop_file(&mut harness, photo);
+    drop_file(&mut harness, fixture("media").join("carphone-audio.mp4"));
+    step_until(&mut harness, 60, "the photo and the clip", |app| {
+        app.animate.driving_frames() == 45
+    });
+    assert!(harness.query_by_label("auto").is_some(), "the face modes are offered");
+    harness.get_by_label("▶ Animate").click();
+    step_until(&mut harness, 180, "the face animation", |app| {
+        app.animate.result_frames() == 45
+    });
+    let app = harness.state();
+    assert_eq!(app.animate.result_size(), Some((512, 512)));
+    let framing = app.animate.framing().expect("framing");
+    let (face, crop) = framing.source_face.expect("the photo's face");
+    assert!(face.score > 0.99 && crop.side > 100, "{face:?} {crop:?}");
+    assert!(framing.driving_face.is_some(), "the clip's face");
+
+    let out = temp_dir("gui-face-export").join("face.mp4");
+    harness.state_mut().animate.settings.export = out.display().to_string();
+    harness.step();
+    harness.get_by_label("Export").click();
+    step_until(&mut harness, 60, "the export", |app| {
+        app.animate.status.as_deref().is_some_and(|s| s.contains("exported"))
+    });
+    let status = harness.state().animate.status.clone().unwrap_or_default();
+    assert!(status.contains("aac sound"), "{status}");
+    let audio = prioritycut_engine::data::ffmpeg::decode_audio(&out)
+        .expect("decodes")
+        .expect("the export has sound");
+    assert!((audio.seconds() - 45.0 / 29.97).abs() < 0.07, "{audio:?}");
+}
+
 #[test]
 fn dropped_files_load_and_a_broken_one_is_reported() {
     let dir = temp_dir("gui-drop");

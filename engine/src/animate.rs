@@ -12,7 +12,8 @@ use image::RgbImage;
 
 use crate::checkpoint::{FommModels, LoadedModel};
 use crate::config::AnimateParams;
-use crate::frames::{frame_tensor, tensor_to_image};
+use crate::faces::{FaceDetector, FaceMode, Framing};
+use crate::frames::{image_to_tensor, tensor_to_image};
 use crate::model::keypoints::inverse_2x2;
 use crate::model::{EncodedSource, GeneratorOutput, Keypoints};
 use crate::{EngineError, Result};
@@ -28,6 +29,9 @@ pub struct AnimateOptions {
     pub adapt_scale: Option<bool>,
     /// Start relative motion from the driving frame whose pose best matches the source.
     pub best_frame: bool,
+    /// Find the faces and animate the photo's face square (`auto`, `crop`), or the whole
+    /// photo (`off`).
+    pub face: FaceMode,
 }
 
 impl AnimateOptions {
@@ -48,6 +52,8 @@ impl AnimateOptions {
 /// The two passes of [`animate_clip`], for progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClipStage {
+    /// Faces of the driving frames (face-aware framing only).
+    Faces,
     /// Keypoints of every driving frame (needed first, for the best frame).
     Keypoints,
     /// The source moved by each frame.
@@ -57,19 +63,24 @@ pub enum ClipStage {
 /// A driving video's animation of a photo.
 #[derive(Debug, Clone)]
 pub struct AnimatedClip {
-    /// One frame per driving frame, at the model's size.
+    /// One frame per driving frame: the photo's size under `--face auto`, else the model's.
     pub frames: Vec<RgbImage>,
     /// The driving frame relative motion started from.
     pub initial_frame: usize,
+    /// Where the faces were and what went into the model.
+    pub framing: Framing,
 }
 
-/// Animates `source` by every frame of `driving` (both at any size: they are resized to the
-/// model's): keypoints of every driving frame, the initial frame (the first, or the best match
-/// to the source's pose), then the generator frame by frame. `on_progress(stage, done, total)`
-/// after each frame; `cancelled()` is asked before each, and a yes ends with
-/// [`EngineError::Cancelled`].
+/// Animates `source` by every frame of `driving` (both at any size): the faces framed as
+/// `options.face` says (with `faces`, the detector; without one, `auto` animates the whole
+/// photo), keypoints of every driving frame, the initial frame (the first, or the best match to
+/// the source's pose), then the generator frame by frame, each result composed back into the
+/// photo. `on_progress(stage, done, total)` after each frame; `cancelled()` is asked before
+/// each, and a yes ends with [`EngineError::Cancelled`].
+#[allow(clippy::too_many_arguments)]
 pub fn animate_clip(
     model: &LoadedModel,
+    faces: Option<&FaceDetector>,
     source: &RgbImage,
     driving: &[RgbImage],
     options: AnimateOptions,
@@ -80,16 +91,42 @@ pub fn animate_clip(
     if driving.is_empty() {
         return Err(EngineError::Invalid("the driving video has no frames".into()));
     }
+    let framing = match (options.face, faces) {
+        (FaceMode::Off, _) => Framing::whole(source),
+        (mode, Some(detector)) => Framing::plan(
+            detector,
+            mode,
+            source,
+            driving,
+            |done, total| on_progress(ClipStage::Faces, done, total),
+            &cancelled,
+        )?,
+        (FaceMode::Crop, None) => {
+            return Err(EngineError::Invalid(
+                "--face crop needs the face detector's weights".into(),
+            ));
+        }
+        (FaceMode::Auto, None) => {
+            let mut framing = Framing::whole(source);
+            framing.mode = FaceMode::Auto;
+            framing
+                .notes
+                .push("no face detector loaded: animating the whole photo".into());
+            framing
+        }
+    };
     let size = model.frame_size();
     let params = options.params(&model.config.animate);
-    let mut animator = Animator::new(&model.models, params, frame_tensor(source, size, device));
+    let source_input = framing.source_input(source, size);
+    let mut animator = Animator::new(&model.models, params, image_to_tensor(&source_input, device));
     let total = driving.len();
     let mut keypoints = Vec::with_capacity(total);
     for (i, frame) in driving.iter().enumerate() {
         if cancelled() {
             return Err(EngineError::Cancelled("the animation"));
         }
-        keypoints.push(animator.keypoints(frame_tensor(frame, size, device)));
+        let input = framing.driving_input(frame, size);
+        keypoints.push(animator.keypoints(image_to_tensor(&input, device)));
         on_progress(ClipStage::Keypoints, i + 1, total);
     }
     let initial_frame = if options.best_frame {
@@ -103,10 +140,15 @@ pub fn animate_clip(
         if cancelled() {
             return Err(EngineError::Cancelled("the animation"));
         }
-        frames.push(tensor_to_image(animator.animate_keypoints(kp).prediction));
+        let animated = tensor_to_image(animator.animate_keypoints(kp).prediction);
+        frames.push(framing.compose(source, animated));
         on_progress(ClipStage::Generating, i + 1, total);
     }
-    Ok(AnimatedClip { frames, initial_frame })
+    Ok(AnimatedClip {
+        frames,
+        initial_frame,
+        framing,
+    })
 }
 
 /// Area of the convex hull of 2-D points (Andrew's monotone chain); 0 for fewer than 3 points
@@ -290,7 +332,7 @@ mod tests {
         let absolute = AnimateOptions {
             relative: Some(false),
             adapt_scale: Some(true),
-            best_frame: false,
+            ..AnimateOptions::default()
         }
         .params(&config);
         assert!(!absolute.use_relative_movement && !absolute.use_relative_jacobian);

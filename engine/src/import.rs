@@ -146,7 +146,12 @@ pub fn load_face_detector(dir: &Path, device: &Device) -> Result<FaceDetector> {
     load_state_dict(&dir.join("pnet.pt"), "pnet", &mut pnet)?;
     load_state_dict(&dir.join("rnet.pt"), "rnet", &mut rnet)?;
     load_state_dict(&dir.join("onet.pt"), "onet", &mut onet)?;
-    Ok(FaceDetector::new(pnet.no_grad(), rnet.no_grad(), onet.no_grad(), device))
+    Ok(FaceDetector::new(
+        pnet.no_grad(),
+        rnet.no_grad(),
+        onet.no_grad(),
+        device,
+    ))
 }
 
 /// A whole file that is one network's state dict.
@@ -162,9 +167,12 @@ fn load_state_dict<M: ModuleSnapshot>(path: &Path, name: &str, module: &mut M) -
         .remap(remap)
         .allow_partial(true)
         .validate(false);
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| EngineError::checkpoint(path, format!("not readable {name} weights ({})", one_line(&e.to_string()))))?;
+    let result = module.load_from(&mut store).map_err(|e| {
+        EngineError::checkpoint(
+            path,
+            format!("not readable {name} weights ({})", one_line(&e.to_string())),
+        )
+    })?;
     check_result(&result, name).map_err(|message| EngineError::checkpoint(path, message))
 }
 

@@ -8,7 +8,8 @@ use clap::Args;
 use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::LoadedModel;
-use prioritycut_engine::data::{read_frames, read_image, write_frames};
+use prioritycut_engine::data::{Soundtrack, read_image, read_video, write_frames_with_audio};
+use prioritycut_engine::faces::{FaceMode, Framing};
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
@@ -45,9 +46,22 @@ pub struct AnimateArgs {
     /// Start relative motion from the driving frame whose pose best matches the source.
     #[arg(long)]
     pub best_frame: bool,
-    /// Frames per second of a GIF output.
-    #[arg(long, default_value_t = 25.0)]
-    pub fps: f64,
+    /// auto: find the face, animate the square around it (as FOMM's crop-video.py frames
+    /// VoxCeleb) and paste it back into the photo, at the photo's size (no face: the whole
+    /// photo, scaled back to its size); crop: only the animated face square, at the model's
+    /// size; off: the whole photo and frames squeezed to the model's size.
+    #[arg(long, default_value = "auto")]
+    pub face: FaceMode,
+    /// Folder with MTCNN's weights (pnet.pt, rnet.pt, onet.pt); default: the bundled ones.
+    #[arg(long)]
+    pub face_weights: Option<PathBuf>,
+    /// Frames per second of the output (default: the driving video's own, which keeps an MP4's
+    /// sound in sync; 25 for a folder of frames).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Leave the driving video's sound out of an MP4 output.
+    #[arg(long)]
+    pub no_audio: bool,
     /// auto | wgpu | cpu | flex
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
@@ -61,6 +75,7 @@ impl AnimateArgs {
             relative: flag(self.relative, self.absolute),
             adapt_scale: flag(self.adapt_scale, self.no_adapt_scale),
             best_frame: self.best_frame,
+            face: self.face,
         }
     }
 }
@@ -68,28 +83,44 @@ impl AnimateArgs {
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
     // Read the inputs before the (slower) model load so a bad file fails fast.
     let source = read_image(&args.source)?;
-    let driving = read_frames(&args.driving)?;
+    let (driving, driving_fps) = read_video(&args.driving)?;
     let selected = super::open_device(args.backend)?;
     let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
     super::report_ignored_keys(&model.ignored_config_keys);
 
+    let faces = match args.face {
+        FaceMode::Off => None,
+        _ => Some(super::faces::face_detector(
+            args.face_weights.as_deref(),
+            &selected.device,
+        )?),
+    };
+
     let bar = super::progress_bar(driving.len(), "keypoints");
+    let mut stage_now = None;
     let clip = animate_clip(
         &model,
+        faces.as_ref(),
         &source,
         &driving,
         args.options(),
         &selected.device,
         |stage, done, _| {
-            if stage == ClipStage::Generating && done == 1 {
+            if stage_now != Some(stage) {
+                stage_now = Some(stage);
                 bar.reset();
-                bar.set_message("animating");
+                bar.set_message(match stage {
+                    ClipStage::Faces => "faces",
+                    ClipStage::Keypoints => "keypoints",
+                    ClipStage::Generating => "animating",
+                });
             }
             bar.set_position(done as u64);
         },
         || false,
     )?;
     bar.finish_and_clear();
+    describe_framing(&clip.framing);
     if args.best_frame {
         eprintln!(
             "relative motion from driving frame {} (best match to the source pose)",
@@ -97,11 +128,43 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let fps = args.fps.unwrap_or(driving_fps);
+    // Sound only plays in sync at the clip's own rate.
+    let same_rate = (fps - driving_fps).abs() <= 1e-3 * driving_fps;
+    let audio = (!args.no_audio && same_rate && args.driving.is_file()).then_some(args.driving.as_path());
     let bar = super::progress_bar(clip.frames.len(), "writing");
-    write_frames(&args.out, &clip.frames, args.fps, |_| bar.inc(1))
+    let soundtrack = write_frames_with_audio(&args.out, &clip.frames, fps, audio, |_| bar.inc(1))
         .with_context(|| format!("writing {}", args.out.display()))?;
     bar.finish_and_clear();
-    let (w, h) = model.frame_size();
+    match soundtrack {
+        Soundtrack::Copied { codec, seconds } => {
+            eprintln!("sound: {seconds:.2} s of the driving video's {codec} audio")
+        }
+        Soundtrack::LeftOut(why) => eprintln!("note: no sound: {why}"),
+        Soundtrack::NotAsked if !same_rate && !args.no_audio && args.driving.is_file() => eprintln!(
+            "note: no sound: --fps {fps} differs from the driving video's {driving_fps:.3} frames/s, so its audio would not be in sync"
+        ),
+        Soundtrack::NotAsked => {}
+    }
+    let (w, h) = clip.frames[0].dimensions();
     println!("wrote {} frames ({w}x{h}) to {}", clip.frames.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the faces were found, on stderr.
+fn describe_framing(framing: &Framing) {
+    if let Some((face, crop)) = &framing.source_face {
+        let [x0, y0, x1, y1] = face.bbox;
+        let (side, x, y) = (crop.side, crop.x0, crop.y0);
+        eprintln!(
+            "photo: face at ({x0:.0}, {y0:.0})-({x1:.0}, {y1:.0}); animating the {side}x{side} square at ({x}, {y})"
+        );
+    }
+    if let Some((track, crop)) = &framing.driving_face {
+        let (frames, side, x, y) = (track.frames_tracked, crop.side, crop.x0, crop.y0);
+        eprintln!("driving: face tracked in {frames} frames; one {side}x{side} square at ({x}, {y}) for the clip");
+    }
+    for note in &framing.notes {
+        eprintln!("note: {note}");
+    }
 }

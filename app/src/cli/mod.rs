@@ -7,6 +7,7 @@ mod animate;
 mod bench;
 mod eval;
 mod export_model;
+mod faces;
 mod make_dataset;
 mod train;
 mod verify;
@@ -83,6 +84,8 @@ pub enum Command {
     Ablate(ablate::AblateArgs),
     /// Write a checkpoint's keypoint detector and generator (what animation needs) with its config.
     ExportModel(export_model::ExportModelArgs),
+    /// Find faces (MTCNN: boxes, scores, five landmarks) in a photo or every frame of a video.
+    Faces(faces::FacesArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -115,6 +118,7 @@ where
         Some(Command::ExportModel(args)) => export_model::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Ablate(args)) => ablate::run(args),
+        Some(Command::Faces(args)) => faces::run(args),
         Some(Command::Bench(command)) => bench::run(command),
     }
 }

@@ -6,6 +6,8 @@ use eframe::egui;
 use image::RgbImage;
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::config::AnimateParams;
+use prioritycut_engine::data::Soundtrack;
+use prioritycut_engine::faces::{FaceMode, Framing};
 use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,8 @@ pub struct AnimateSettings {
     pub relative: Option<bool>,
     pub adapt_scale: Option<bool>,
     pub best_frame: bool,
+    /// Face-aware framing (`--face`).
+    pub face: FaceMode,
     pub export: String,
 }
 
@@ -49,6 +53,8 @@ pub struct AnimatePanel {
     pub error: Option<String>,
     /// The photo and video have changed since the last animation.
     stale: bool,
+    /// Where the last animation found the faces.
+    framing: Option<Framing>,
 }
 
 impl AnimatePanel {
@@ -64,6 +70,7 @@ impl AnimatePanel {
             relative: self.settings.relative,
             adapt_scale: self.settings.adapt_scale,
             best_frame: self.settings.best_frame,
+            face: self.settings.face,
         }
     }
 
@@ -84,6 +91,17 @@ impl AnimatePanel {
                 self.settings.adapt_scale = Some(adapt);
             }
             ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
+            ui.label("face:");
+            for (mode, hint) in [
+                (
+                    FaceMode::Auto,
+                    "find the face, animate the square around it and paste it back into the photo (its own size); no face: the whole photo",
+                ),
+                (FaceMode::Crop, "only the animated face square, at the model's size"),
+                (FaceMode::Off, "the whole photo and frames, squeezed to the model's size"),
+            ] {
+                ui.radio_value(&mut self.settings.face, mode, mode.name()).on_hover_text(hint);
+            }
             let changed = self.settings.relative.is_some() || self.settings.adapt_scale.is_some();
             if ui
                 .add_enabled(changed, egui::Button::new("model defaults"))
@@ -102,6 +120,16 @@ impl AnimatePanel {
 
     pub fn result_frames(&self) -> usize {
         self.result.len()
+    }
+
+    /// The result's frame size.
+    pub fn result_size(&self) -> Option<(u32, u32)> {
+        self.result.first().map(RgbImage::dimensions)
+    }
+
+    /// Where the last animation found the faces.
+    pub fn framing(&self) -> Option<&Framing> {
+        self.framing.as_ref()
     }
 
     pub fn driving_frames(&self) -> usize {
@@ -195,8 +223,10 @@ impl AnimatePanel {
                 frames,
                 fps,
                 initial_frame,
+                framing,
                 seconds,
             } => {
+                self.framing = Some(framing.clone());
                 self.result = frames.clone();
                 self.result_fps = *fps;
                 self.frame = 0;
@@ -205,14 +235,29 @@ impl AnimatePanel {
                 self.progress = None;
                 self.stale = false;
                 self.error = None;
-                self.status = Some(format!(
+                let mut status = format!(
                     "animated {} frames in {seconds:.1} s (relative motion from driving frame {initial_frame})",
                     frames.len()
-                ));
+                );
+                for note in &framing.notes {
+                    status.push_str(&format!("; {note}"));
+                }
+                self.status = Some(status);
             }
-            Event::Exported { path, frames } => {
+            Event::Exported {
+                path,
+                frames,
+                soundtrack,
+            } => {
                 self.progress = None;
-                self.status = Some(format!("exported {frames} frames to {}", path.display()));
+                let sound = match soundtrack {
+                    Soundtrack::Copied { codec, seconds } => {
+                        format!(", with {seconds:.1} s of the driving video's {codec} sound")
+                    }
+                    Soundtrack::LeftOut(why) => format!(" (no sound: {why})"),
+                    Soundtrack::NotAsked => String::new(),
+                };
+                self.status = Some(format!("exported {frames} frames to {}{sound}", path.display()));
             }
             Event::Cancelled(job) if matches!(job, Job::Animate | Job::Export) => {
                 self.progress = None;
@@ -364,10 +409,31 @@ impl AnimatePanel {
         }
         let side = ((ui.available_width() - 40.0) / 3.0).clamp(96.0, 320.0);
         ui.horizontal(|ui| {
-            self.source.show(ui, "photo", side, "no photo");
-            self.driving_picture.show(ui, "driving", side, "no driving video");
+            let photo = self.source.show(ui, "photo", side, "no photo");
+            let driving = self.driving_picture.show(ui, "driving", side, "no driving video");
             self.result_picture.show(ui, "result", side, "not animated yet");
+            // The faces the last animation found (green) and the squares it animated (yellow).
+            if let Some(framing) = self.framing.as_ref().filter(|_| !self.stale) {
+                if let Some((face, crop)) = &framing.source_face {
+                    self.source.outline(ui, photo, face.bbox, egui::Color32::GREEN);
+                    self.source.outline(ui, photo, crop.bbox(), egui::Color32::YELLOW);
+                }
+                if let Some((track, crop)) = &framing.driving_face {
+                    self.driving_picture
+                        .outline(ui, driving, track.bbox, egui::Color32::GREEN);
+                    self.driving_picture
+                        .outline(ui, driving, crop.bbox(), egui::Color32::YELLOW);
+                }
+            }
         });
+        if self
+            .framing
+            .as_ref()
+            .is_some_and(|f| f.source_face.is_some() || f.driving_face.is_some())
+            && !self.stale
+        {
+            ui.label(egui::RichText::new("green: the face found; yellow: the square the model animated").weak());
+        }
         if count > 0 {
             ui.horizontal(|ui| {
                 if ui.button(if self.playing { "⏸" } else { "▶" }).clicked() {

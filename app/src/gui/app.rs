@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use eframe::egui;
 use prioritycut_engine::data::video::{IMAGE_EXTENSIONS, VIDEO_CONTAINERS, extension};
-use prioritycut_engine::worker::{Event, Worker};
+use prioritycut_engine::worker::{Command, Event, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::GuiOptions;
@@ -148,6 +148,10 @@ impl StudioApp {
                 (None, None)
             }
         };
+        if let Some(worker) = &worker {
+            // Face-aware animation's detector, bundled; sent first so Animate has it.
+            worker.send(Command::LoadFaceDetector(options.assets.join("models/mtcnn")));
+        }
         let bundle = Bundle::in_assets(&options.assets);
         let first_run = settings.animate.checkpoint.is_empty();
         if first_run && let Some(bundle) = &bundle {
@@ -237,7 +241,7 @@ impl StudioApp {
             match &event {
                 Event::Backend(description) => self.backend = description.clone(),
                 Event::Error { job, message } => self.log.push(format!("error ({}): {message}", job.describe())),
-                Event::Exported { path, frames } => {
+                Event::Exported { path, frames, .. } => {
                     self.log.push(format!("exported {frames} frames to {}", path.display()))
                 }
                 _ => {}

@@ -41,6 +41,23 @@ impl Picture {
         self.handle.is_some()
     }
 
+    /// Outlines `bbox` (`[x0, y0, x1, y1]` in the picture's pixels) over the picture drawn in
+    /// `rect` (what [`Picture::show`] returned).
+    pub fn outline(&self, ui: &egui::Ui, rect: egui::Rect, bbox: [f32; 4], colour: egui::Color32) {
+        let [w, h] = self.size;
+        if self.handle.is_none() || w == 0 || h == 0 {
+            return;
+        }
+        let at = |x: f32, y: f32| rect.min + egui::vec2(x / w as f32 * rect.width(), y / h as f32 * rect.height());
+        let outline = egui::Rect::from_two_pos(at(bbox[0], bbox[1]), at(bbox[2], bbox[3]));
+        ui.painter().with_clip_rect(rect).rect_stroke(
+            outline,
+            0.0,
+            egui::Stroke::new(1.5, colour),
+            egui::StrokeKind::Middle,
+        );
+    }
+
     /// Draws the picture fitted in `side × side` (aspect kept), with `caption` under it; a grey
     /// box saying `empty` when there is no picture.
     pub fn show(&self, ui: &mut egui::Ui, caption: &str, side: f32, empty: &str) -> egui::Rect {

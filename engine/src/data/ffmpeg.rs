@@ -1,6 +1,7 @@
 //! Compressed video in and out through the system's FFmpeg libraries (libavformat, libavcodec,
 //! libswscale; Debian: `libavformat-dev libavcodec-dev libswscale-dev`): decoding any container
-//! and codec FFmpeg knows (MP4, MOV, WebM, MKV, AVI, ...), encoding H.264 in MP4.
+//! and codec FFmpeg knows (MP4, MOV, WebM, MKV, AVI, ...), encoding H.264 in MP4, with the
+//! driving video's sound copied in (not re-encoded) when its codec fits MP4.
 
 use std::path::Path;
 use std::sync::Once;
@@ -8,6 +9,7 @@ use std::sync::Once;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling::{Context as Scaler, Flags};
 use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg::util::mathematics::Rescale;
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
@@ -174,8 +176,165 @@ pub fn decode_video(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
 
 /// Writes `frames` as H.264 (yuv420p) in an MP4 at `fps`; `on_frame(i)` reports progress. Odd
 /// sizes lose their last row or column (4:2:0 needs even sizes).
-pub fn encode_mp4(path: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl FnMut(usize)) -> Result<()> {
+pub fn encode_mp4(path: &Path, frames: &[RgbImage], fps: f64, on_frame: impl FnMut(usize)) -> Result<()> {
+    encode_mp4_with_audio(path, frames, fps, None, on_frame).map(|_| ())
+}
+
+/// What an MP4 export did about sound.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Soundtrack {
+    /// No sound was asked for.
+    NotAsked,
+    /// The audio stream was copied: its codec, and the seconds written.
+    Copied { codec: String, seconds: f64 },
+    /// The export has no sound, and why.
+    LeftOut(String),
+}
+
+/// Audio codecs the MP4 muxer takes as they are.
+const MP4_AUDIO: [ffmpeg::codec::Id; 6] = [
+    ffmpeg::codec::Id::AAC,
+    ffmpeg::codec::Id::MP3,
+    ffmpeg::codec::Id::AC3,
+    ffmpeg::codec::Id::EAC3,
+    ffmpeg::codec::Id::OPUS,
+    ffmpeg::codec::Id::FLAC,
+];
+
+/// An audio stream to copy into an export: aligned to the first video frame of its file, and
+/// cut at `seconds`.
+struct AudioSource {
+    input: ffmpeg::format::context::Input,
+    stream: usize,
+    parameters: ffmpeg::codec::Parameters,
+    time_base: ffmpeg::Rational,
+    codec: String,
+    /// The video stream's start, in the audio's time base: audio at that time plays with
+    /// frame 0.
+    offset: i64,
+    /// The export's length, in the audio's time base.
+    end: i64,
+}
+
+impl AudioSource {
+    /// The best audio stream of `path`; `Err(reason)` when there is none to copy.
+    fn open(path: &Path, seconds: f64) -> std::result::Result<Self, String> {
+        let input = ffmpeg::format::input(&path).map_err(|e| format!("cannot open {} ({e})", path.display()))?;
+        let audio = input
+            .streams()
+            .best(ffmpeg::media::Type::Audio)
+            .ok_or_else(|| format!("{} has no audio track", path.display()))?;
+        let parameters = audio.parameters();
+        let id = parameters.id();
+        let codec = format!("{id:?}").to_lowercase();
+        if !MP4_AUDIO.contains(&id) {
+            return Err(format!("its {codec} audio does not go into an MP4 without re-encoding"));
+        }
+        let time_base = audio.time_base();
+        let stream = audio.index();
+        let to_audio = |ts: i64, tb: ffmpeg::Rational| ts.rescale(tb, time_base);
+        let video_start = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .map(|v| {
+                if v.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
+                    0
+                } else {
+                    to_audio(v.start_time(), v.time_base())
+                }
+            })
+            .unwrap_or(0);
+        let end =
+            (seconds * f64::from(time_base.denominator()) / f64::from(time_base.numerator().max(1))).round() as i64;
+        Ok(Self {
+            input,
+            stream,
+            parameters,
+            time_base,
+            codec,
+            offset: video_start,
+            end,
+        })
+    }
+
+    /// Copies the packets that start within the export into `output`'s stream `index`; the
+    /// seconds written.
+    fn copy_into(&mut self, output: &mut ffmpeg::format::context::Output, index: usize, path: &Path) -> Result<f64> {
+        let out_time_base = output.stream(index).map(|s| s.time_base()).unwrap_or(self.time_base);
+        let mut last_end = 0i64;
+        for (stream, mut packet) in self.input.packets() {
+            if stream.index() != self.stream {
+                continue;
+            }
+            let Some(pts) = packet.pts().or(packet.dts()) else {
+                continue;
+            };
+            let start = pts - self.offset;
+            if start < 0 {
+                continue;
+            }
+            if start >= self.end {
+                break;
+            }
+            let dts = packet.dts().map(|d| d - self.offset);
+            packet.set_pts(Some(start));
+            packet.set_dts(dts);
+            last_end = last_end.max(start + packet.duration());
+            packet.set_stream(index);
+            packet.set_position(-1);
+            packet.rescale_ts(self.time_base, out_time_base);
+            packet
+                .write_interleaved(output)
+                .map_err(|e| bad(path, "cannot write audio data", e))?;
+        }
+        Ok(last_end as f64 * f64::from(self.time_base))
+    }
+}
+
+/// [`encode_mp4`], with the audio of `audio` (the driving video) copied in: aligned to its
+/// first video frame and trimmed to the export's length (`frames / fps`, to within one audio
+/// packet). When the file has no audio, or audio MP4 cannot hold as it is, the export is
+/// written without sound and [`Soundtrack::LeftOut`] says why.
+pub fn encode_mp4_with_audio(
+    path: &Path,
+    frames: &[RgbImage],
+    fps: f64,
+    audio: Option<&Path>,
+    mut on_frame: impl FnMut(usize),
+) -> Result<Soundtrack> {
     init();
+    let seconds = frames.len() as f64 / fps.clamp(1.0, 240.0);
+    let mut source = match audio.map(|a| AudioSource::open(a, seconds)) {
+        None => None,
+        Some(Ok(source)) => Some(source),
+        Some(Err(reason)) => {
+            let _ = encode(path, frames, fps, None, &mut on_frame)?;
+            return Ok(Soundtrack::LeftOut(reason));
+        }
+    };
+    match encode(path, frames, fps, source.as_mut(), &mut on_frame)? {
+        Ok(Some(written)) => Ok(Soundtrack::Copied {
+            codec: source.map(|s| s.codec).unwrap_or_default(),
+            seconds: written,
+        }),
+        Ok(None) => Ok(Soundtrack::NotAsked),
+        // The muxer refused the audio stream: the video alone.
+        Err(reason) => {
+            let _ = encode(path, frames, fps, None, &mut on_frame)?;
+            Ok(Soundtrack::LeftOut(reason))
+        }
+    }
+}
+
+/// The export itself. `Ok(Err(reason))`: the muxer would not take the audio stream (nothing
+/// useful was written; write again without it). `Ok(Ok(seconds))`: done, with the audio's length.
+fn encode(
+    path: &Path,
+    frames: &[RgbImage],
+    fps: f64,
+    audio: Option<&mut AudioSource>,
+    on_frame: &mut impl FnMut(usize),
+) -> Result<std::result::Result<Option<f64>, String>> {
     let first = frames
         .first()
         .ok_or_else(|| EngineError::media(path, "nothing to write: no frames"))?;
@@ -212,9 +371,22 @@ pub fn encode_mp4(path: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl
         .open_as_with(codec, options)
         .map_err(|e| fail("cannot open the H.264 encoder", e))?;
     stream.set_parameters(&encoder);
-    output
-        .write_header()
-        .map_err(|e| fail("cannot write the video header", e))?;
+    let audio_index = match audio.as_deref() {
+        Some(source) => {
+            let mut added = output
+                .add_stream(ffmpeg::encoder::find(ffmpeg::codec::Id::None))
+                .map_err(|e| fail("cannot add an audio stream", e))?;
+            added.set_parameters(source.parameters.clone());
+            Some(added.index())
+        }
+        None => None,
+    };
+    if let Err(e) = output.write_header() {
+        if let Some(source) = audio.as_deref() {
+            return Ok(Err(format!("the MP4 writer refused its {} audio ({e})", source.codec)));
+        }
+        return Err(fail("cannot write the video header", e));
+    }
     let stream_time_base = output
         .stream(stream_index)
         .map(|s| s.time_base())
@@ -268,9 +440,70 @@ pub fn encode_mp4(path: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl
     }
     encoder.send_eof().map_err(|e| fail("cannot finish encoding", e))?;
     write_packets(&mut encoder, &mut output)?;
+    let written = match (audio, audio_index) {
+        (Some(source), Some(index)) => Some(source.copy_into(&mut output, index, path)?),
+        _ => None,
+    };
     output
         .write_trailer()
-        .map_err(|e| fail("cannot finish the video file", e))
+        .map_err(|e| fail("cannot finish the video file", e))?;
+    Ok(Ok(written))
+}
+
+/// A file's audio as decoded: codec, sample rate and samples per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedAudio {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub samples: usize,
+}
+
+impl DecodedAudio {
+    pub fn seconds(&self) -> f64 {
+        self.samples as f64 / f64::from(self.sample_rate.max(1))
+    }
+}
+
+/// Decodes `path`'s best audio stream to count its samples (what a player would play);
+/// `None` when it has no audio.
+pub fn decode_audio(path: &Path) -> Result<Option<DecodedAudio>> {
+    init();
+    let mut input = ffmpeg::format::input(&path).map_err(|e| bad(path, "not a readable video", e))?;
+    let Some(stream) = input.streams().best(ffmpeg::media::Type::Audio) else {
+        return Ok(None);
+    };
+    let index = stream.index();
+    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| bad(path, "unsupported audio stream", e))?;
+    let mut decoder = context
+        .decoder()
+        .audio()
+        .map_err(|e| bad(path, "no decoder for its audio codec", e))?;
+    let codec = format!("{:?}", decoder.id()).to_lowercase();
+    let mut frame = ffmpeg::util::frame::audio::Audio::empty();
+    let mut samples = 0;
+    let mut sample_rate = decoder.rate();
+    for (stream, packet) in input.packets() {
+        if stream.index() != index {
+            continue;
+        }
+        decoder
+            .send_packet(&packet)
+            .map_err(|e| bad(path, "broken audio data", e))?;
+        while decoder.receive_frame(&mut frame).is_ok() {
+            samples += frame.samples();
+            sample_rate = frame.rate();
+        }
+    }
+    let _ = decoder.send_eof();
+    while decoder.receive_frame(&mut frame).is_ok() {
+        samples += frame.samples();
+    }
+    Ok(Some(DecodedAudio {
+        codec,
+        sample_rate,
+        samples,
+    }))
 }
 
 #[cfg(test)]
@@ -307,6 +540,48 @@ mod tests {
             .sum::<f64>()
             / (48.0 * 32.0 * 3.0);
         assert!(diff < 6.0, "mean difference {diff}");
+    }
+
+    /// The driving clip's sound (3 s of a 440 Hz tone under 45 frames, 1.5 s): an export of 30
+    /// frames at its rate keeps 1 s of it, in AAC as it was.
+    #[test]
+    fn mp4_export_copies_the_driving_audio_trimmed_to_the_video() {
+        let driving = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/media/carphone-audio.mp4");
+        let source = decode_audio(&driving).expect("decodes").expect("has audio");
+        assert!((source.seconds() - 3.0).abs() < 0.05, "{source:?}");
+        let (clip, fps) = decode_video(&driving).expect("video");
+        assert_eq!(clip.len(), 45);
+        let dir = crate::test_support::temp_dir("mp4-audio");
+        let out = dir.join("out.mp4");
+        let soundtrack = encode_mp4_with_audio(&out, &clip[..30], fps, Some(&driving), |_| {}).expect("encode");
+        let Soundtrack::Copied { codec, seconds } = &soundtrack else {
+            panic!("{soundtrack:?}");
+        };
+        assert_eq!(codec, "aac");
+        let video_seconds = 30.0 / fps;
+        // Whole packets: within one AAC frame (1024 samples, 64 ms at 16 kHz) of the video.
+        assert!(
+            (seconds - video_seconds).abs() < 0.07,
+            "{seconds} s of audio, {video_seconds} s of video"
+        );
+        let back = decode_audio(&out).expect("decodes").expect("the export has audio");
+        assert_eq!(back.codec, "aac");
+        assert!((back.seconds() - video_seconds).abs() < 0.07, "{back:?}");
+        let (exported, back_fps) = decode_video(&out).expect("video");
+        assert_eq!(exported.len(), 30);
+        assert!((back_fps - fps).abs() < 1e-3);
+
+        // A driving video without sound: the export is written, silent, and says why.
+        let silent = dir.join("silent.mp4");
+        encode_mp4(&silent, &frames(5), 10.0, |_| {}).expect("encode");
+        let out = dir.join("from-silent.mp4");
+        let soundtrack = encode_mp4_with_audio(&out, &frames(5), 10.0, Some(&silent), |_| {}).expect("encode");
+        assert!(
+            matches!(&soundtrack, Soundtrack::LeftOut(why) if why.contains("no audio")),
+            "{soundtrack:?}"
+        );
+        assert_eq!(decode_audio(&out).expect("decodes"), None);
+        assert_eq!(decode_video(&out).expect("video").0.len(), 5);
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod synthetic;
 pub mod video;
 
 pub use dataset::{FramesDataset, Pair, Split};
-pub use video::{read_frames, read_image, read_video, write_frames};
+pub use ffmpeg::Soundtrack;
+pub use video::{read_frames, read_image, read_video, write_frames, write_frames_with_audio};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
 use image::{AnimationDecoder, Delay, Frame, RgbImage, RgbaImage};
 
+use super::ffmpeg::Soundtrack;
 use crate::files::write_atomic_with;
 use crate::{EngineError, Result};
 
@@ -114,11 +115,29 @@ fn split_strip(image: RgbImage) -> Vec<RgbImage> {
 
 /// Writes frames as an H.264 MP4 (`out` ends in `.mp4`), an animated GIF (`.gif`) or as
 /// numbered PNGs in the folder `out`. `on_frame` is called after each frame, for progress.
-pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: impl FnMut(usize)) -> Result<()> {
+pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, on_frame: impl FnMut(usize)) -> Result<()> {
+    write_frames_with_audio(out, frames, fps, None, on_frame).map(|_| ())
+}
+
+/// [`write_frames`], an MP4 with the sound of `audio` (the driving video) copied in; a GIF or a
+/// PNG folder has none, and the [`Soundtrack`] says so.
+pub fn write_frames_with_audio(
+    out: &Path,
+    frames: &[RgbImage],
+    fps: f64,
+    audio: Option<&Path>,
+    mut on_frame: impl FnMut(usize),
+) -> Result<Soundtrack> {
     // A file output is written whole or not at all: an export cut short leaves no broken file.
     if extension(out) == "mp4" {
-        return write_atomic_with(out, |temp| super::ffmpeg::encode_mp4(temp, frames, fps, on_frame));
+        return write_atomic_with(out, |temp| {
+            super::ffmpeg::encode_mp4_with_audio(temp, frames, fps, audio, on_frame)
+        });
     }
+    let silent = |what: &str| match audio {
+        Some(_) => Soundtrack::LeftOut(format!("{what} has no sound")),
+        None => Soundtrack::NotAsked,
+    };
     if extension(out) == "gif" {
         return write_atomic_with(out, |temp| {
             let file = std::fs::File::create(temp).map_err(|e| EngineError::io(temp, e))?;
@@ -135,14 +154,15 @@ pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, mut on_frame: imp
                 on_frame(i);
             }
             Ok(())
-        });
+        })
+        .map(|()| silent("a GIF"));
     }
     std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
     for (i, frame) in frames.iter().enumerate() {
         crate::files::write_png(&out.join(format!("frame_{i:05}.png")), frame)?;
         on_frame(i);
     }
-    Ok(())
+    Ok(silent("a folder of PNG frames"))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use image::imageops::FilterType;
 use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use super::Face;
 
@@ -25,7 +26,8 @@ pub const INCREASE_AREA: f32 = 0.1;
 pub const IOU_WITH_INITIAL: f32 = 0.25;
 
 /// What face-aware animation does with the photo and the driving video (`--face`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FaceMode {
     /// Animate the face square and paste it back: the output has the photo's size. With no
     /// face in the photo, the whole photo is animated and scaled back to its size.
@@ -240,7 +242,14 @@ mod tests {
     fn the_square_is_crop_video_s_increase_of_the_longer_side() {
         // 40 × 60 box centred on (120, 80): side 1.2 · 60 = 72.
         let crop = FaceCrop::around([100.0, 50.0, 140.0, 110.0], INCREASE_AREA);
-        assert_eq!(crop, FaceCrop { x0: 84, y0: 44, side: 72 });
+        assert_eq!(
+            crop,
+            FaceCrop {
+                x0: 84,
+                y0: 44,
+                side: 72
+            }
+        );
         // crop-video.py's own arithmetic on the same box gives the same square.
         let (w, h, inc) = (40.0f32, 60.0f32, 0.1f32);
         let wi = inc.max(((1.0 + 2.0 * inc) * h - w) / (2.0 * w));
@@ -258,14 +267,22 @@ mod tests {
     #[test]
     fn cut_takes_the_square_and_repeats_the_border_outside() {
         let photo = photo();
-        let inside = FaceCrop { x0: 20, y0: 30, side: 40 };
+        let inside = FaceCrop {
+            x0: 20,
+            y0: 30,
+            side: 40,
+        };
         let cut = inside.cut(&photo);
         assert_eq!(cut.dimensions(), (40, 40));
         assert_eq!(*cut.get_pixel(0, 0), Rgb([20, 30, 50]));
         assert_eq!(*cut.get_pixel(39, 39), Rgb([59, 69, 50]));
         assert!(!inside.passes_border(200, 150));
         // A face at the top-left corner: the square passes the border and is padded.
-        let corner = FaceCrop { x0: -10, y0: -5, side: 30 };
+        let corner = FaceCrop {
+            x0: -10,
+            y0: -5,
+            side: 30,
+        };
         assert!(corner.passes_border(200, 150));
         let cut = corner.cut(&photo);
         assert_eq!(*cut.get_pixel(0, 0), Rgb([0, 0, 50]));
@@ -276,7 +293,11 @@ mod tests {
     #[test]
     fn paste_back_changes_only_the_square_and_feathers_its_inner_edges() {
         let photo = photo();
-        let crop = FaceCrop { x0: 60, y0: 40, side: 50 };
+        let crop = FaceCrop {
+            x0: 60,
+            y0: 40,
+            side: 50,
+        };
         let white = RgbImage::from_pixel(50, 50, Rgb([255, 255, 255]));
         let out = paste_back(&photo, &crop, &white);
         assert_eq!(out.dimensions(), photo.dimensions());
@@ -298,7 +319,11 @@ mod tests {
     #[test]
     fn paste_back_at_the_border_needs_no_band_there() {
         let photo = photo();
-        let crop = FaceCrop { x0: -10, y0: 0, side: 60 };
+        let crop = FaceCrop {
+            x0: -10,
+            y0: 0,
+            side: 60,
+        };
         let animated = RgbImage::from_pixel(30, 30, Rgb([255, 255, 255]));
         let out = paste_back(&photo, &crop, &animated);
         // The photo's left border is inside the square's padded part: fully animated there.

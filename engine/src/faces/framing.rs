@@ -64,10 +64,9 @@ impl Framing {
             Some(face) => {
                 let crop = FaceCrop::around(face.bbox, INCREASE_AREA);
                 if faces.len() > 1 {
-                    framing.notes.push(format!(
-                        "the photo has {} faces: animating the largest",
-                        faces.len()
-                    ));
+                    framing
+                        .notes
+                        .push(format!("the photo has {} faces: animating the largest", faces.len()));
                 }
                 if crop.passes_border(w, h) {
                     framing

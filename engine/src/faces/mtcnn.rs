@@ -445,7 +445,12 @@ mod tests {
                 let bbox: [f32; 4] = floats(&want["box"]).try_into().expect("box");
                 let landmarks = floats(&want["landmarks"]);
                 let score = want["score"].as_f64().expect("score") as f32;
-                let corner = face.bbox.iter().zip(&bbox).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                let corner = face
+                    .bbox
+                    .iter()
+                    .zip(&bbox)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
                 let landmark = face
                     .landmarks
                     .iter()

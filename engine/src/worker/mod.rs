@@ -30,7 +30,9 @@ use crate::Result;
 use crate::animate::AnimateOptions;
 use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::config::{AnimateParams, FommConfig, Variant};
+use crate::data::Soundtrack;
 use crate::eval::{EvalOptions, EvalReport};
+use crate::faces::Framing;
 use crate::live::{CameraInfo, CameraSource, CropBox};
 use crate::train::{Finish, TrainControl, TrainEvent, TrainOptions};
 
@@ -78,6 +80,8 @@ pub enum Command {
     },
     LoadSource(PathBuf),
     LoadDriving(PathBuf),
+    /// MTCNN's weights (a folder with `pnet.pt`, `rnet.pt`, `onet.pt`) for face-aware animation.
+    LoadFaceDetector(PathBuf),
     /// Animate the source by the driving video with the loaded model.
     Animate(AnimateOptions),
     /// Write the last animation: `.mp4` (H.264), `.gif`, or a folder of PNG frames.
@@ -113,7 +117,7 @@ impl Command {
     /// The job a command belongs to, for its progress and its errors.
     pub fn job(&self) -> Job {
         match self {
-            Command::LoadModel { .. } => Job::LoadModel,
+            Command::LoadModel { .. } | Command::LoadFaceDetector(_) => Job::LoadModel,
             Command::LoadSource(_) => Job::LoadSource,
             Command::LoadDriving(_) => Job::LoadDriving,
             Command::Animate(_) | Command::Cancel => Job::Animate,
@@ -225,11 +229,15 @@ pub enum Event {
         fps: f64,
         /// The driving frame relative motion started from.
         initial_frame: usize,
+        /// Where the faces were, and what it said about them.
+        framing: Framing,
         seconds: f64,
     },
     Exported {
         path: PathBuf,
         frames: usize,
+        /// The sound the export kept, or why it has none.
+        soundtrack: Soundtrack,
     },
     /// An evaluation finished.
     Evaluated {

@@ -1,7 +1,7 @@
 //! The studio thread: the loaded model, the photo, the driving video and the last animation;
 //! loading, animating and exporting, one job at a time, cancellable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,9 @@ use super::live::{self, LiveView};
 use super::{Command, Event, EventSink, Job};
 use crate::animate::{AnimateOptions, ClipStage, animate_clip};
 use crate::checkpoint::LoadedModel;
-use crate::data::{read_image, read_video, write_frames};
+use crate::data::{read_image, read_video, write_frames_with_audio};
+use crate::faces::FaceDetector;
+use crate::import::load_face_detector;
 use crate::live::CameraSource;
 use crate::{EngineError, Result};
 
@@ -25,10 +27,13 @@ pub(super) struct Studio {
     live: live::Slot,
     live_view: Arc<Mutex<LiveView>>,
     model: Option<LoadedModel>,
+    faces: Option<FaceDetector>,
     /// The source as loaded (full size).
     source: Option<RgbImage>,
-    driving: Option<(Vec<RgbImage>, f64)>,
-    result: Option<(Vec<RgbImage>, f64)>,
+    /// The driving video's frames, frame rate and file (whose sound an MP4 export keeps).
+    driving: Option<(Vec<RgbImage>, f64, PathBuf)>,
+    /// The last animation, its frame rate, and the driving file it followed.
+    result: Option<(Vec<RgbImage>, f64, PathBuf)>,
 }
 
 impl Studio {
@@ -46,6 +51,7 @@ impl Studio {
             live,
             live_view,
             model: None,
+            faces: None,
             source: None,
             driving: None,
             result: None,
@@ -92,8 +98,12 @@ impl Studio {
             Command::LoadDriving(path) => {
                 self.events.progress(Job::LoadDriving, 0, 1);
                 let (frames, fps) = read_video(&path)?;
-                self.driving = Some((frames.clone(), fps));
+                self.driving = Some((frames.clone(), fps, path.clone()));
                 self.events.send(Event::DrivingLoaded { path, frames, fps });
+                Ok(())
+            }
+            Command::LoadFaceDetector(dir) => {
+                self.faces = Some(load_face_detector(&dir, &self.device)?);
                 Ok(())
             }
             Command::Animate(options) => self.animate(options),
@@ -138,7 +148,7 @@ impl Studio {
 
     fn animate(&mut self, options: AnimateOptions) -> Result<()> {
         let (model, source) = self.ready()?;
-        let (driving, fps) = self
+        let (driving, fps, driving_path) = self
             .driving
             .clone()
             .ok_or_else(|| EngineError::Invalid("choose a driving video first".into()))?;
@@ -146,35 +156,42 @@ impl Studio {
         let n = driving.len();
         let clip = animate_clip(
             &model,
+            self.faces.as_ref(),
             &source,
             &driving,
             options,
             &self.device,
             |stage, done, _| {
-                // One bar over both passes.
-                let done = if stage == ClipStage::Generating { n + done } else { done };
-                self.events.progress(Job::Animate, done, 2 * n);
+                // One bar over the three passes.
+                let done = match stage {
+                    ClipStage::Faces => done,
+                    ClipStage::Keypoints => n + done,
+                    ClipStage::Generating => 2 * n + done,
+                };
+                self.events.progress(Job::Animate, done, 3 * n);
             },
             || self.cancel.load(Ordering::SeqCst),
         )?;
-        self.result = Some((clip.frames.clone(), fps));
+        self.result = Some((clip.frames.clone(), fps, driving_path));
         self.events.send(Event::AnimationReady {
             frames: clip.frames,
             fps,
             initial_frame: clip.initial_frame,
+            framing: clip.framing,
             seconds: start.elapsed().as_secs_f64(),
         });
         Ok(())
     }
 
     fn export(&mut self, path: &Path) -> Result<()> {
-        let (frames, fps) = self
+        let (frames, fps, driving) = self
             .result
             .clone()
             .ok_or_else(|| EngineError::Invalid("nothing to export: animate first".into()))?;
         let total = frames.len();
         let mut cancelled = false;
-        write_frames(path, &frames, fps, |i| {
+        let audio = driving.is_file().then_some(driving.as_path());
+        let soundtrack = write_frames_with_audio(path, &frames, fps, audio, |i| {
             if self.cancel.load(Ordering::SeqCst) {
                 cancelled = true;
             }
@@ -187,6 +204,7 @@ impl Studio {
             self.events.send(Event::Exported {
                 path: path.to_path_buf(),
                 frames: total,
+                soundtrack,
             });
         }
         Ok(())
