@@ -403,3 +403,110 @@ fn face_auto_pastes_the_animated_face_back_into_the_photo() {
     assert!(!run.status.success());
     assert!(text(&run).contains("no face found in the photo"), "{}", text(&run));
 }
+
+/// Reads one HTTP response's headers, then `count` JPEGs of its multipart body.
+fn read_mjpeg(stream: &mut std::net::TcpStream, count: usize) -> (String, Vec<image::RgbImage>) {
+    use std::io::{BufRead, Read};
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut headers = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        headers.push_str(&line);
+    }
+    let mut frames = Vec::new();
+    while frames.len() < count {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("part") > 0, "the stream ended");
+        if let Some(length) = line.strip_prefix("Content-Length: ") {
+            let mut blank = String::new();
+            reader.read_line(&mut blank).expect("blank line");
+            let mut jpeg = vec![0; length.trim().parse().expect("length")];
+            reader.read_exact(&mut jpeg).expect("jpeg");
+            frames.push(image::load_from_memory(&jpeg).expect("a JPEG").to_rgb8());
+        }
+    }
+    (headers, frames)
+}
+
+/// `prioritycut live --stream` without a window: two HTTP clients read the puppet's frames, one
+/// that connects and never reads does not stop them; a port in use is a clear error.
+#[test]
+fn live_streams_mjpeg_to_several_clients() {
+    use std::io::{BufRead, Write};
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prioritycut"))
+        .args([
+            "live",
+            "--camera-video",
+            path(&assets.join("sample/driving.gif")),
+            "--source",
+            path(&assets.join("sample/source.png")),
+            "--stream",
+            "127.0.0.1:0",
+            "--seconds",
+            "120",
+            "--backend",
+            "flex",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start live");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut url = None;
+    let mut said = String::new();
+    for _ in 0..20 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        said.push_str(&line);
+        if let Some(rest) = line.strip_prefix("streaming MJPEG at http://") {
+            url = Some(rest.trim().trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    let address = url.unwrap_or_else(|| panic!("no stream address in: {said}"));
+    // Keep reading stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let connect = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").expect("request");
+        stream
+    };
+    let stalled = connect("/");
+    let mut first = connect("/");
+    let mut second = connect("/");
+    let (headers, frames) = read_mjpeg(&mut first, 3);
+    assert!(headers.contains("multipart/x-mixed-replace"), "{headers}");
+    assert_eq!(frames[0].dimensions(), (64, 64));
+    let (_, frames) = read_mjpeg(&mut second, 3);
+    assert_eq!(frames.len(), 3);
+
+    // The same port again: refused with the address named.
+    let run = prioritycut(&[
+        "live",
+        "--camera-video",
+        path(&assets.join("sample/driving.gif")),
+        "--source",
+        path(&assets.join("sample/source.png")),
+        "--stream",
+        &address,
+    ]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run).contains(&format!("cannot listen on {address}")),
+        "{}",
+        text(&run)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stalled);
+}

@@ -2,7 +2,7 @@
 //! imports point down and no two modules need each other. ARCHITECTURE.md explains the order.
 
 /// Bottom first.
-const LAYERS: [&str; 25] = [
+const LAYERS: [&str; 26] = [
     // Foundations.
     "error",
     "rng",
@@ -30,6 +30,7 @@ const LAYERS: [&str; 25] = [
     "reference",
     "eval",
     "live",
+    "stream",
     "train",
     "bench",
     "ablation",

@@ -28,6 +28,7 @@ pub mod npy;
 pub mod reference;
 pub mod render;
 pub mod rng;
+pub mod stream;
 pub mod train;
 pub mod worker;
 

@@ -8,6 +8,7 @@ mod bench;
 mod eval;
 mod export_model;
 mod faces;
+mod live;
 mod make_dataset;
 mod train;
 mod verify;
@@ -86,6 +87,9 @@ pub enum Command {
     ExportModel(export_model::ExportModelArgs),
     /// Find faces (MTCNN: boxes, scores, five landmarks) in a photo or every frame of a video.
     Faces(faces::FacesArgs),
+    /// Puppeteer a photo with a camera (or a video standing in for one) without a window;
+    /// `--stream` serves the frames as MJPEG over HTTP (OBS, VLC, ffmpeg).
+    Live(live::LiveArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -119,6 +123,7 @@ where
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::Ablate(args)) => ablate::run(args),
         Some(Command::Faces(args)) => faces::run(args),
+        Some(Command::Live(args)) => live::run(args),
         Some(Command::Bench(command)) => bench::run(command),
     }
 }

@@ -1,0 +1,130 @@
+//! `prioritycut live --camera N | --camera-video V --source PHOTO [--stream ADDR]`: puppeteering
+//! without a window, the frames served as MJPEG over HTTP for OBS, VLC or ffmpeg.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use prioritycut_engine::animate::AnimateOptions;
+use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::live::CameraSource;
+use prioritycut_engine::stream::{MjpegServer, stream_address};
+use prioritycut_engine::worker::{Command, Event, Worker};
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// The webcam to use (see the window's Live workspace for the list).
+    #[arg(long, conflicts_with = "camera_video", required_unless_present = "camera_video")]
+    pub camera: Option<u32>,
+    /// A video file standing in for the camera, looped at its frame rate.
+    #[arg(long)]
+    pub camera_video: Option<PathBuf>,
+    /// The photo to puppeteer.
+    #[arg(long)]
+    pub source: PathBuf,
+    /// A model: .pth.tar (with --config), .bpk, a run folder (default: the bundled one).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Serve the animated frames as MJPEG at http://ADDR/ (PORT alone: 127.0.0.1:PORT; port 0:
+    /// any free one). Without it, only the frame rate is reported.
+    #[arg(long, value_name = "ADDR")]
+    pub stream: Option<String>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// auto | wgpu | cpu | flex
+    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
+    pub backend: BackendChoice,
+}
+
+pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
+    let camera = match (&args.camera_video, args.camera) {
+        (Some(video), _) => CameraSource::VideoFile(video.clone()),
+        (None, Some(index)) => CameraSource::Webcam { index },
+        (None, None) => anyhow::bail!("give --camera N or --camera-video FILE"),
+    };
+    // Bind first: a port in use is reported before the model loads.
+    let server = match &args.stream {
+        Some(address) => Some(MjpegServer::bind(stream_address(address)?)?),
+        None => None,
+    };
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| crate::gui::default_assets().join("models/figures-64"));
+    let stop = super::stop_on_ctrl_c("stopping (Ctrl-C again to quit at once)", "quitting")?;
+    let (worker, events) = Worker::spawn(args.backend, || {})?;
+    eprintln!("backend: {}", worker.device());
+    worker.send(Command::LoadModel {
+        checkpoint,
+        config: args.config.clone(),
+    });
+    worker.send(Command::LoadSource(args.source.clone()));
+    worker.send(Command::StartLive {
+        camera,
+        options: AnimateOptions::default(),
+    });
+    if let Some(server) = &server {
+        // Scripts read the address from this line (port 0 picks one).
+        eprintln!("streaming MJPEG at {}", server.url());
+        eprintln!(
+            "  open it in OBS (Media Source, input {0}), VLC or `ffplay {0}`",
+            server.url()
+        );
+    }
+    let started = Instant::now();
+    let mut frames = 0u64;
+    let mut last_report = Instant::now();
+    let mut last_frames = 0u64;
+    let result = loop {
+        if stop.load(Ordering::SeqCst) || args.seconds.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+            break Ok(());
+        }
+        let event = match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(event) => event,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Err(anyhow::anyhow!("the engine stopped")),
+        };
+        match event {
+            Event::Error { job, message } => break Err(anyhow::anyhow!("{}: {message}", job.describe())),
+            Event::LiveStopped { reason } => {
+                break Err(anyhow::anyhow!("live stopped: {}", reason.unwrap_or_default()));
+            }
+            Event::ModelLoaded { description, .. } => eprintln!("model: {description}"),
+            Event::Live(frame) => {
+                frames += 1;
+                if let Some(server) = &server {
+                    server.publish(&frame.result)?;
+                }
+                if last_report.elapsed() >= Duration::from_secs(2) {
+                    let rate = (frames - last_frames) as f64 / last_report.elapsed().as_secs_f64();
+                    let clients = server
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", {} client(s)", s.clients()));
+                    eprintln!(
+                        "{rate:.1} frames/s, latency {:.0} ms, {} camera frames dropped{clients}",
+                        frame.latency.as_secs_f64() * 1000.0,
+                        frame.dropped
+                    );
+                    last_report = Instant::now();
+                    last_frames = frames;
+                }
+            }
+            _ => {}
+        }
+    };
+    worker.send(Command::StopLive);
+    result?;
+    println!(
+        "live: {frames} frames in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        server
+            .as_ref()
+            .map_or(String::new(), |s| format!(", streamed at {}", s.url()))
+    );
+    Ok(ExitCode::SUCCESS)
+}
