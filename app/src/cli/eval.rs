@@ -37,6 +37,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// auto | wgpu | cpu | flex
+    /// Leave AKD and MKR empty on a dataset of real videos instead of measuring them over
+    /// MTCNN's five face landmarks.
+    #[arg(long)]
+    pub no_face_keypoints: bool,
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
 }
@@ -51,8 +55,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         batch_size: args.batch,
         ..EvalOptions::default()
     };
-    // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic.
-    let evaluators = Evaluators::for_dataset(&args.dataset);
+    // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic; otherwise
+    // faces' landmarks (MTCNN) for AKD/MKR, unless --no-face-keypoints.
+    let mut evaluators = Evaluators::for_dataset(&args.dataset);
+    if evaluators.keypoints.is_none() && !args.no_face_keypoints {
+        evaluators = evaluators.with_faces(super::faces::face_detector(None, &selected.device)?);
+    }
+    eprintln!("evaluators: {}", evaluators.describe());
     let mut bar = None;
     let report = evaluate(
         &model.models,

@@ -4,16 +4,21 @@
 //! Both are traits, so that a user's own detector (a pose network, a face re-identifier) plugs in.
 //! The engine ships evaluators that need no downloaded weights for the synthetic figures only:
 //! [`FigureJoints`] finds the figures' joints by their part colours, and [`FigureProportions`]
-//! describes a figure by its build. For any other dataset no evaluator is available and the
-//! columns stay empty.
+//! describes a figure by its build. For faces, [`FaceLandmarks`] gives AKD and MKR over MTCNN's
+//! five landmarks (the bundled face detector); AED needs an identity network this project does
+//! not ship, so that column stays empty outside the synthetic figures.
 
 use std::fmt::Debug;
 use std::path::Path;
 
 use image::RgbImage;
 
+use crate::faces::FaceDetector;
+
+mod face_landmarks;
 mod figure_joints;
 
+pub use face_landmarks::FaceLandmarks;
 pub use figure_joints::{FigureJoints, FigureProportions, PartFit, fit_parts};
 
 /// Finds a fixed list of keypoints in any image (real or generated).
@@ -53,6 +58,15 @@ impl Evaluators {
         } else {
             Self::default()
         }
+    }
+
+    /// Faces' landmarks for AKD and MKR where the dataset brings no keypoint evaluator of its
+    /// own (real talking-head videos).
+    pub fn with_faces(mut self, detector: FaceDetector) -> Self {
+        if self.keypoints.is_none() {
+            self.keypoints = Some(Box::new(FaceLandmarks::new(detector)));
+        }
+        self
     }
 
     /// One line for the report: which columns are measured and by what.
