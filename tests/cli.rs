@@ -318,19 +318,25 @@ fn face_auto_pastes_the_animated_face_back_into_the_photo() {
     }
     let photo = mtcnn.join("astronaut.png");
     let out = dir.join("out");
-    let run = prioritycut(&[
-        "animate",
-        "--checkpoint",
-        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
-        "--source",
-        path(&photo),
-        "--driving",
-        path(&driving),
-        "--out",
-        path(&out),
-        "--backend",
-        "flex",
-    ]);
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64");
+    let animate = |photo: &Path, out: &Path, face: &str| {
+        prioritycut(&[
+            "animate",
+            "--checkpoint",
+            path(&model),
+            "--source",
+            path(photo),
+            "--driving",
+            path(&driving),
+            "--out",
+            path(out),
+            "--face",
+            face,
+            "--backend",
+            "flex",
+        ])
+    };
+    let run = animate(&photo, &out, "auto");
     let all = text(&run);
     assert!(run.status.success(), "{all}");
     assert!(all.contains("wrote 3 frames (512x512)"), "{all}");
@@ -368,38 +374,10 @@ fn face_auto_pastes_the_animated_face_back_into_the_photo() {
     );
 
     // `crop`: only the square, at the model's size.
-    let run = prioritycut(&[
-        "animate",
-        "--checkpoint",
-        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
-        "--source",
-        path(&mtcnn.join("astronaut.png")),
-        "--driving",
-        path(&driving),
-        "--out",
-        path(&dir.join("crop.gif")),
-        "--face",
-        "crop",
-        "--backend",
-        "flex",
-    ]);
+    let run = animate(&mtcnn.join("astronaut.png"), &dir.join("crop.gif"), "crop");
     assert!(text(&run).contains("wrote 3 frames (64x64)"), "{}", text(&run));
     // `crop` needs a face.
-    let run = prioritycut(&[
-        "animate",
-        "--checkpoint",
-        path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/figures-64")),
-        "--source",
-        path(&mtcnn.join("no-face.png")),
-        "--driving",
-        path(&driving),
-        "--out",
-        path(&dir.join("none.gif")),
-        "--face",
-        "crop",
-        "--backend",
-        "flex",
-    ]);
+    let run = animate(&mtcnn.join("no-face.png"), &dir.join("none.gif"), "crop");
     assert!(!run.status.success());
     assert!(text(&run).contains("no face found in the photo"), "{}", text(&run));
 }
