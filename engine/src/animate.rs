@@ -91,30 +91,14 @@ pub fn animate_clip(
     if driving.is_empty() {
         return Err(EngineError::Invalid("the driving video has no frames".into()));
     }
-    let framing = match (options.face, faces) {
-        (FaceMode::Off, _) => Framing::whole(source),
-        (mode, Some(detector)) => Framing::plan(
-            detector,
-            mode,
-            source,
-            driving,
-            |done, total| on_progress(ClipStage::Faces, done, total),
-            &cancelled,
-        )?,
-        (FaceMode::Crop, None) => {
-            return Err(EngineError::Invalid(
-                "--face crop needs the face detector's weights".into(),
-            ));
-        }
-        (FaceMode::Auto, None) => {
-            let mut framing = Framing::whole(source);
-            framing.mode = FaceMode::Auto;
-            framing
-                .notes
-                .push("no face detector loaded: animating the whole photo".into());
-            framing
-        }
-    };
+    let framing = Framing::plan(
+        faces,
+        options.face,
+        source,
+        driving,
+        |done, total| on_progress(ClipStage::Faces, done, total),
+        &cancelled,
+    )?;
     let size = model.frame_size();
     let params = options.params(&model.config.animate);
     let source_input = framing.source_input(source, size);

@@ -201,6 +201,11 @@ const MP4_AUDIO: [ffmpeg::codec::Id; 6] = [
     ffmpeg::codec::Id::FLAC,
 ];
 
+/// `aac`, `mp3`, ...: how messages name a codec.
+fn codec_name(id: ffmpeg::codec::Id) -> String {
+    format!("{id:?}").to_lowercase()
+}
+
 /// An audio stream to copy into an export: aligned to the first video frame of its file, and
 /// cut at `seconds`.
 struct AudioSource {
@@ -226,7 +231,7 @@ impl AudioSource {
             .ok_or_else(|| format!("{} has no audio track", path.display()))?;
         let parameters = audio.parameters();
         let id = parameters.id();
-        let codec = format!("{id:?}").to_lowercase();
+        let codec = codec_name(id);
         if !MP4_AUDIO.contains(&id) {
             return Err(format!("its {codec} audio does not go into an MP4 without re-encoding"));
         }
@@ -244,8 +249,7 @@ impl AudioSource {
                 }
             })
             .unwrap_or(0);
-        let end =
-            (seconds * f64::from(time_base.denominator()) / f64::from(time_base.numerator().max(1))).round() as i64;
+        let end = to_audio((seconds * 1e6).round() as i64, ffmpeg::Rational(1, 1_000_000));
         Ok(Self {
             input,
             stream,
@@ -479,7 +483,7 @@ pub fn decode_audio(path: &Path) -> Result<Option<DecodedAudio>> {
         .decoder()
         .audio()
         .map_err(|e| bad(path, "no decoder for its audio codec", e))?;
-    let codec = format!("{:?}", decoder.id()).to_lowercase();
+    let codec = codec_name(decoder.id());
     let mut frame = ffmpeg::util::frame::audio::Audio::empty();
     let mut samples = 0;
     let mut sample_rate = decoder.rate();

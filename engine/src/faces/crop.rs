@@ -17,6 +17,7 @@ use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use super::Face;
+use crate::frames::resize_to;
 
 /// `crop-video.py`'s `--increase` default.
 pub const INCREASE_AREA: f32 = 0.1;
@@ -116,11 +117,7 @@ impl FaceCrop {
 
     /// The square cut out and resized to the model's input (`size` = (width, height)).
     pub fn cut_resized(&self, image: &RgbImage, size: (u32, u32)) -> RgbImage {
-        let cut = self.cut(image);
-        if cut.dimensions() == size {
-            return cut;
-        }
-        image::imageops::resize(&cut, size.0, size.1, FilterType::Triangle)
+        resize_to(&self.cut(image), size.0, size.1)
     }
 }
 

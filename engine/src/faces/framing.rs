@@ -43,10 +43,10 @@ impl Framing {
     }
 
     /// Finds the photo's face and the driving clip's track. `Auto` falls back to the whole
-    /// photo (or frame) when there is no face and says so; `Crop` needs a face in the photo.
+    /// photo (or frame) when there is no face, or no detector, and says so; `Crop` needs both.
     /// `on_frame(done, total)` after each driving frame's detection.
     pub fn plan(
-        detector: &FaceDetector,
+        detector: Option<&FaceDetector>,
         mode: FaceMode,
         photo: &RgbImage,
         driving: &[RgbImage],
@@ -55,9 +55,21 @@ impl Framing {
     ) -> Result<Self> {
         let mut framing = Self::whole(photo);
         framing.mode = mode;
-        if mode == FaceMode::Off {
-            return Ok(framing);
-        }
+        let detector = match (mode, detector) {
+            (FaceMode::Off, _) => return Ok(framing),
+            (_, Some(detector)) => detector,
+            (FaceMode::Crop, None) => {
+                return Err(EngineError::Invalid(
+                    "--face crop needs the face detector's weights".into(),
+                ));
+            }
+            (FaceMode::Auto, None) => {
+                framing
+                    .notes
+                    .push("no face detector loaded: animating the whole photo".into());
+                return Ok(framing);
+            }
+        };
         let (w, h) = photo.dimensions();
         let faces = detect_scaled(detector, photo);
         match largest(&faces) {
@@ -140,14 +152,6 @@ impl Framing {
             _ => animated,
         }
     }
-
-    /// The result's size for a model of `size`.
-    pub fn output_size(&self, size: (u32, u32)) -> (u32, u32) {
-        match self.mode {
-            FaceMode::Auto => self.photo_size,
-            FaceMode::Off | FaceMode::Crop => size,
-        }
-    }
 }
 
 /// Faces of `image`, found on a copy no larger than [`DETECTION_SIDE`], in `image`'s pixels.
@@ -158,11 +162,10 @@ pub fn detect_scaled(detector: &FaceDetector, image: &RgbImage) -> Vec<Face> {
         return detector.detect(image);
     }
     let scale = longer as f32 / DETECTION_SIDE as f32;
-    let small = image::imageops::resize(
+    let small = resize_to(
         image,
         ((w as f32 / scale) as u32).max(1),
         ((h as f32 / scale) as u32).max(1),
-        FilterType::Triangle,
     );
     detector
         .detect(&small)

@@ -74,11 +74,6 @@ impl FaceDetector {
         }
     }
 
-    pub fn with_config(mut self, config: MtcnnConfig) -> Self {
-        self.config = config;
-        self
-    }
-
     /// Every face in `image`, largest first.
     pub fn detect(&self, image: &RgbImage) -> Vec<Face> {
         let planar = Planar::from_image(image);
