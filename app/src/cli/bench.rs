@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::bench::{CpuPeak, bench_animate, bench_train};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::data::{read_video, write_frames};
 use prioritycut_engine::live::CameraSource;
-use prioritycut_engine::worker::{Command, Event, Worker};
+use prioritycut_engine::worker::{Command, Event};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -110,7 +109,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 
 fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let assets = crate::gui::default_assets();
-    let checkpoint = args.checkpoint.unwrap_or_else(|| assets.join("models/figures-64"));
+    let checkpoint = args.checkpoint.unwrap_or_else(super::bundled_model);
     let source = args.source.unwrap_or_else(|| assets.join("sample/source.png"));
     let clip = args.camera_video.unwrap_or_else(|| assets.join("sample/driving.gif"));
     anyhow::ensure!(
@@ -124,17 +123,13 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let camera = dir.join("camera.mp4");
     write_frames(&camera, &frames, args.camera_fps, |_| {})?;
 
-    let (worker, events) = Worker::spawn(args.backend, || {})?;
-    eprintln!("backend: {}", worker.device());
-    worker.send(Command::LoadModel {
-        checkpoint: checkpoint.clone(),
-        config: args.config.clone(),
-    });
-    worker.send(Command::LoadSource(source));
-    worker.send(Command::StartLive {
-        camera: CameraSource::VideoFile(camera),
-        options: AnimateOptions::default(),
-    });
+    let (worker, events) = super::start_live(
+        args.backend,
+        checkpoint.clone(),
+        args.config.clone(),
+        source,
+        CameraSource::VideoFile(camera),
+    )?;
     let mut size = [0, 0];
     let warmup = 3;
     let mut seen = 0usize;

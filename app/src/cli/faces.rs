@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::data::video::{IMAGE_EXTENSIONS, extension};
 use prioritycut_engine::data::{read_frames, read_image};
 use prioritycut_engine::faces::{Face, FaceDetector};
 use serde::Serialize;
@@ -46,7 +47,10 @@ pub(super) fn face_detector(
     weights: Option<&Path>,
     device: &prioritycut_engine::burn::tensor::Device,
 ) -> anyhow::Result<FaceDetector> {
-    let dir = weights.map_or_else(|| crate::gui::default_assets().join("models/mtcnn"), Path::to_path_buf);
+    let dir = weights.map_or_else(
+        || crate::gui::default_assets().join(crate::gui::FACE_DETECTOR_WEIGHTS),
+        Path::to_path_buf,
+    );
     prioritycut_engine::import::load_face_detector(&dir, device)
         .with_context(|| format!("loading the face detector from {}", dir.display()))
 }
@@ -66,13 +70,8 @@ pub fn run(args: FacesArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn report(args: FacesArgs) -> anyhow::Result<ExitCode> {
-    let extension = args
-        .input
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
     // A .png is a photo here, not FOMM's strip of frames side by side.
-    let is_image = matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg")) && args.input.is_file();
+    let is_image = IMAGE_EXTENSIONS.contains(&extension(&args.input).as_str()) && args.input.is_file();
     let frames = if is_image {
         vec![read_image(&args.input)?]
     } else {

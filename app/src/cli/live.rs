@@ -7,11 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::stream::{MjpegServer, stream_address};
-use prioritycut_engine::worker::{Command, Event, Worker};
+use prioritycut_engine::worker::{Command, Event};
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
@@ -52,22 +51,14 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
         Some(address) => Some(MjpegServer::bind(stream_address(address)?)?),
         None => None,
     };
-    let checkpoint = args
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| crate::gui::default_assets().join("models/figures-64"));
     let stop = super::stop_on_ctrl_c("stopping (Ctrl-C again to quit at once)", "quitting")?;
-    let (worker, events) = Worker::spawn(args.backend, || {})?;
-    eprintln!("backend: {}", worker.device());
-    worker.send(Command::LoadModel {
-        checkpoint,
-        config: args.config.clone(),
-    });
-    worker.send(Command::LoadSource(args.source.clone()));
-    worker.send(Command::StartLive {
+    let (worker, events) = super::start_live(
+        args.backend,
+        args.checkpoint.clone().unwrap_or_else(super::bundled_model),
+        args.config.clone(),
+        args.source.clone(),
         camera,
-        options: AnimateOptions::default(),
-    });
+    )?;
     if let Some(server) = &server {
         // Scripts read the address from this line (port 0 picks one).
         eprintln!("streaming MJPEG at {}", server.url());

@@ -14,15 +14,20 @@ mod train;
 mod verify;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
+use prioritycut_engine::live::CameraSource;
+use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +53,7 @@ pub struct WindowArgs {
     pub workspace: Option<crate::gui::Workspace>,
     /// Save a PNG of the window after --screenshot-after seconds, then close (for scripts).
     #[arg(long)]
-    pub screenshot: Option<std::path::PathBuf>,
+    pub screenshot: Option<PathBuf>,
     #[arg(long, default_value_t = 20.0)]
     pub screenshot_after: f64,
     /// Start as on a fresh machine: ignore remembered files and settings.
@@ -56,16 +61,16 @@ pub struct WindowArgs {
     pub fresh: bool,
     /// Start training this dataset at once (with --train-run; the Train workspace's config).
     #[arg(long, requires = "train_run")]
-    pub train_dataset: Option<std::path::PathBuf>,
+    pub train_dataset: Option<PathBuf>,
     #[arg(long)]
-    pub train_run: Option<std::path::PathBuf>,
+    pub train_run: Option<PathBuf>,
     /// Start puppeteering at once with this video standing in for the camera.
     #[arg(long)]
-    pub live_video: Option<std::path::PathBuf>,
+    pub live_video: Option<PathBuf>,
     /// Evaluate the Evaluate workspace's checkpoint (at first start, the bundled model) on this
     /// dataset at once.
     #[arg(long)]
-    pub evaluate_dataset: Option<std::path::PathBuf>,
+    pub evaluate_dataset: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +143,31 @@ fn open_device(choice: BackendChoice) -> anyhow::Result<SelectedDevice> {
     let selected = backend::select(choice)?;
     eprintln!("backend: {selected}");
     Ok(selected)
+}
+
+/// The bundled model, what commands animate with when no `--checkpoint` is given.
+fn bundled_model() -> PathBuf {
+    crate::gui::default_assets().join("models/figures-64")
+}
+
+/// A worker puppeteering `source` with `camera` as the window's Live does; the backend is said
+/// on stderr.
+fn start_live(
+    backend: BackendChoice,
+    checkpoint: PathBuf,
+    config: Option<PathBuf>,
+    source: PathBuf,
+    camera: CameraSource,
+) -> anyhow::Result<(Worker, Receiver<Event>)> {
+    let (worker, events) = Worker::spawn(backend, || {})?;
+    eprintln!("backend: {}", worker.device());
+    worker.send(WorkerCommand::LoadModel { checkpoint, config });
+    worker.send(WorkerCommand::LoadSource(source));
+    worker.send(WorkerCommand::StartLive {
+        camera,
+        options: AnimateOptions::default(),
+    });
+    Ok((worker, events))
 }
 
 /// A flag raised by the first Ctrl-C (saying `first`), for work that stops cleanly between steps;

@@ -408,30 +408,24 @@ impl AnimatePanel {
             self.shown = Some(self.frame);
         }
         let side = ((ui.available_width() - 40.0) / 3.0).clamp(96.0, 320.0);
+        // The faces the last animation found (green) and the squares it animated (yellow).
+        let framing = self.framing.as_ref().filter(|_| !self.stale);
         ui.horizontal(|ui| {
             let photo = self.source.show(ui, "photo", side, "no photo");
             let driving = self.driving_picture.show(ui, "driving", side, "no driving video");
             self.result_picture.show(ui, "result", side, "not animated yet");
-            // The faces the last animation found (green) and the squares it animated (yellow).
-            if let Some(framing) = self.framing.as_ref().filter(|_| !self.stale) {
-                if let Some((face, crop)) = &framing.source_face {
-                    self.source.outline(ui, photo, face.bbox, egui::Color32::GREEN);
-                    self.source.outline(ui, photo, crop.bbox(), egui::Color32::YELLOW);
-                }
-                if let Some((track, crop)) = &framing.driving_face {
-                    self.driving_picture
-                        .outline(ui, driving, track.bbox, egui::Color32::GREEN);
-                    self.driving_picture
-                        .outline(ui, driving, crop.bbox(), egui::Color32::YELLOW);
-                }
+            if let Some((face, crop)) = framing.and_then(|f| f.source_face.as_ref()) {
+                self.source.outline(ui, photo, face.bbox, egui::Color32::GREEN);
+                self.source.outline(ui, photo, crop.bbox(), egui::Color32::YELLOW);
+            }
+            if let Some((track, crop)) = framing.and_then(|f| f.driving_face.as_ref()) {
+                self.driving_picture
+                    .outline(ui, driving, track.bbox, egui::Color32::GREEN);
+                self.driving_picture
+                    .outline(ui, driving, crop.bbox(), egui::Color32::YELLOW);
             }
         });
-        if self
-            .framing
-            .as_ref()
-            .is_some_and(|f| f.source_face.is_some() || f.driving_face.is_some())
-            && !self.stale
-        {
+        if framing.is_some_and(|f| f.source_face.is_some() || f.driving_face.is_some()) {
             ui.label(egui::RichText::new("green: the face found; yellow: the square the model animated").weak());
         }
         if count > 0 {

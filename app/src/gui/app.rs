@@ -150,7 +150,9 @@ impl StudioApp {
         };
         if let Some(worker) = &worker {
             // Face-aware animation's detector, bundled; sent first so Animate has it.
-            worker.send(Command::LoadFaceDetector(options.assets.join("models/mtcnn")));
+            worker.send(Command::LoadFaceDetector(
+                options.assets.join(super::FACE_DETECTOR_WEIGHTS),
+            ));
         }
         let bundle = Bundle::in_assets(&options.assets);
         let first_run = settings.animate.checkpoint.is_empty();

@@ -51,6 +51,9 @@ impl GuiOptions {
     }
 }
 
+/// The bundled MTCNN weights (facenet-pytorch's), under the assets folder.
+pub const FACE_DETECTOR_WEIGHTS: &str = "models/mtcnn";
+
 /// `assets/` of the working directory (`cargo run` from the checkout), else of the source tree
 /// the binary was built from.
 pub fn default_assets() -> PathBuf {
