@@ -413,8 +413,9 @@ fn read_mjpeg(stream: &mut std::net::TcpStream, count: usize) -> (String, Vec<im
     (headers, frames)
 }
 
-/// `prioritycut live --stream` without a window: two HTTP clients read the puppet's frames, one
-/// that connects and never reads does not stop them; a port in use is a clear error.
+/// `prioritycut live --stream` without a window: two HTTP clients read the puppet's frames (the
+/// photo's face pasted back, the photo's size), one that connects and never reads does not stop
+/// them; a port in use is a clear error.
 #[test]
 fn live_streams_mjpeg_to_several_clients() {
     use std::io::{BufRead, Write};
@@ -425,7 +426,8 @@ fn live_streams_mjpeg_to_several_clients() {
             "--camera-video",
             path(&assets.join("sample/driving.gif")),
             "--source",
-            path(&assets.join("sample/source.png")),
+            path(&fixture("mtcnn").join("astronaut.png")),
+            "--follow-face",
             "--stream",
             "127.0.0.1:0",
             "--seconds",
@@ -464,7 +466,8 @@ fn live_streams_mjpeg_to_several_clients() {
     let mut second = connect("/");
     let (headers, frames) = read_mjpeg(&mut first, 3);
     assert!(headers.contains("multipart/x-mixed-replace"), "{headers}");
-    assert_eq!(frames[0].dimensions(), (64, 64));
+    // `--face auto`: the animated face pasted back into the photo, at the photo's size.
+    assert_eq!(frames[0].dimensions(), (512, 512));
     let (_, frames) = read_mjpeg(&mut second, 3);
     assert_eq!(frames.len(), 3);
 

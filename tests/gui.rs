@@ -1,7 +1,7 @@
 //! The desktop app, driven through egui_kittest with the real engine worker: the bundled sample
 //! animates on first start; a dropped photo loads and a broken file shows its error; the result
 //! exports; a training run shows its maps and pauses; the photo follows a video standing in for
-//! a camera; an evaluation of the bundled model shows its table row and worst cases.
+//! a camera and is streamed as MJPEG; an evaluation of the bundled model shows its table row and worst cases.
 
 mod common;
 
@@ -231,15 +231,43 @@ fn the_photo_follows_a_video_standing_in_for_the_camera() {
         let live = &mut harness.state_mut().live.settings;
         live.use_file = true;
         live.file = video.display().to_string();
+        live.stream_address = "127.0.0.1:0".into();
     }
     harness.step();
+    assert!(harness.query_by_label("follow the face").is_some());
+    harness.get_by_label("stream to other apps (MJPEG) at").click();
+    step_until(&mut harness, 20, "the stream", |app| app.live.stream_url.is_some());
+    let url = harness.state().live.stream_url.clone().unwrap_or_default();
+    assert!(harness.query_by_label(&url).is_some(), "the address is shown");
     harness.get_by_label("▶ Start").click();
     step_until(&mut harness, 120, "live frames", |app| app.live.frames >= 5);
     assert!(harness.query_by_label_contains("fps").is_some());
+    // An HTTP client gets the puppet's frames while the window shows them.
+    let address = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let reader = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        write!(stream, "GET / HTTP/1.1\r\nHost: {address}\r\n\r\n").expect("request");
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Two JPEG starts: one whole frame has come.
+        while seen.windows(3).filter(|w| *w == [0xFF, 0xD8, 0xFF]).count() < 2 {
+            let n = stream.read(&mut chunk).expect("read");
+            assert!(n > 0, "the stream ended");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        seen
+    });
+    step_until(&mut harness, 60, "an MJPEG client's frames", |_| reader.is_finished());
+    let seen = reader.join().expect("the client");
+    assert!(String::from_utf8_lossy(&seen).contains("multipart/x-mixed-replace"));
     harness.get_by_label("🎯 Calibrate").click();
     harness.get_by_label("⏹ Stop").click();
     step_until(&mut harness, 60, "the stop", |app| !app.live.running);
     assert!(harness.state().live.error.is_none(), "{:?}", harness.state().live.error);
+    harness.get_by_label("stream to other apps (MJPEG) at").click();
+    step_until(&mut harness, 20, "the stream off", |app| app.live.stream_url.is_none());
 }
 
 #[test]

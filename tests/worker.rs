@@ -21,7 +21,7 @@ use prioritycut_engine::live::{CameraSource, CropBox};
 use prioritycut_engine::render::SnapshotMap;
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions};
 use prioritycut_engine::worker::{
-    Command, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, TrainConfig, TrainRequest, TrainingState, Worker,
+    Command, EvalFaces, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, TrainConfig, TrainRequest, TrainingState, Worker,
 };
 
 fn spawn() -> (Worker, Receiver<Event>) {
@@ -310,6 +310,7 @@ fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
             size: 0.5,
             ..CropBox::default()
         },
+        follow_face: false,
     });
     let mut frames = 0;
     let last = wait_for(&events, 120, |e| {
@@ -330,6 +331,102 @@ fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
     assert!(matches!(stopped, Event::LiveStopped { reason: None }), "{stopped:?}");
 }
 
+/// Live with faces: the photo's face square is animated and pasted back (the result has the
+/// photo's size and its pixels outside the square), the camera's square follows the face, and
+/// the results are served as MJPEG until the stream is switched off.
+#[test]
+fn live_follows_the_face_pastes_it_back_and_streams() {
+    let (worker, events) = spawn();
+    worker.send(Command::SetLiveStream(Some("127.0.0.1:0".into())));
+    let Event::LiveStream { url: Some(url), .. } = wait_for(&events, 10, |e| matches!(e, Event::LiveStream { .. }))
+    else {
+        panic!("no stream")
+    };
+    // Switched off, the port is free; held by another listener, it is refused, named.
+    let address = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    worker.send(Command::SetLiveStream(None));
+    let off = wait_for(&events, 10, |e| matches!(e, Event::LiveStream { .. }));
+    assert!(matches!(off, Event::LiveStream { url: None, error: None }), "{off:?}");
+    let holder = std::net::TcpListener::bind(&address).expect("the port is free again");
+    worker.send(Command::SetLiveStream(Some(address.clone())));
+    let refused = wait_for(&events, 10, |e| matches!(e, Event::LiveStream { .. }));
+    let Event::LiveStream {
+        url: None,
+        error: Some(error),
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert!(error.contains(&address), "{error}");
+    drop(holder);
+    worker.send(Command::SetLiveStream(Some("127.0.0.1:0".into())));
+    wait_for(&events, 10, |e| matches!(e, Event::LiveStream { url: Some(_), .. }));
+
+    worker.send(Command::LoadFaceDetector(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/mtcnn"),
+    ));
+    load_fixture_model(&worker, &events);
+    let photo_path = fixture("mtcnn/astronaut.png");
+    let photo = image::open(&photo_path).expect("photo").to_rgb8();
+    worker.send(Command::LoadSource(photo_path));
+    no_error(&wait_for(&events, 30, |e| {
+        matches!(e, Event::SourceLoaded { .. } | Event::Error { .. })
+    }));
+    worker.send(Command::StartLive {
+        camera: CameraSource::VideoFile(fixture("media/carphone-audio.mp4")),
+        options: AnimateOptions::default(),
+    });
+    worker.send(Command::SetLiveView {
+        mirror: false,
+        crop: CropBox::default(),
+        follow_face: true,
+    });
+    let started = wait_for(&events, 60, |e| {
+        no_error(e);
+        matches!(e, Event::LiveStarted { .. })
+    });
+    let Event::LiveStarted { framing } = started else {
+        unreachable!()
+    };
+    let (_, square) = framing.source_face.expect("the astronaut's face");
+    let mut frames = 0;
+    let last = wait_for(&events, 120, |e| {
+        no_error(e);
+        if let Event::Live(frame) = e {
+            frames += 1;
+            assert_eq!(frame.result.dimensions(), (512, 512), "the photo's size");
+            assert_eq!(frame.stream_clients, Some(0));
+        }
+        frames >= 5
+    });
+    let Event::Live(frame) = last else { unreachable!() };
+    assert!(frame.following, "the camera's face is found");
+    let face = frame.face.expect("a face box");
+    let (x, y, side) = frame.crop;
+    let (fx, fy) = ((face[0] + face[2]) / 2.0, (face[1] + face[3]) / 2.0);
+    assert!(
+        (fx - (x as f32 + side as f32 / 2.0)).abs() < side as f32 * 0.2
+            && (fy - (y as f32 + side as f32 / 2.0)).abs() < side as f32 * 0.2,
+        "the square {:?} is around the face {face:?}",
+        frame.crop
+    );
+    assert!(side < 144, "a face square, not the whole 176×144 frame: {side}");
+    let outside = |px: u32, py: u32| {
+        let (px, py) = (i64::from(px), i64::from(py));
+        px < square.x0
+            || py < square.y0
+            || px >= square.x0 + i64::from(square.side)
+            || py >= square.y0 + i64::from(square.side)
+    };
+    for (px, py, pixel) in frame.result.enumerate_pixels() {
+        if outside(px, py) {
+            assert_eq!(pixel, photo.get_pixel(px, py), "outside the square at ({px}, {py})");
+        }
+    }
+    worker.send(Command::StopLive);
+    wait_for(&events, 30, |e| matches!(e, Event::LiveStopped { .. }));
+}
+
 #[test]
 fn evaluation_makes_its_test_set_reports_and_cancels() {
     let dir = temp_dir("worker-eval");
@@ -345,6 +442,7 @@ fn evaluation_makes_its_test_set_reports_and_cancels() {
                 ..EvalOptions::default()
             },
             synthetic_if_missing: true,
+            faces: None,
         }))
     };
     worker.send(request(1));
@@ -393,10 +491,50 @@ fn evaluation_makes_its_test_set_reports_and_cancels() {
         dataset: dir.join("no-dataset"),
         options: EvalOptions::default(),
         synthetic_if_missing: false,
+        faces: None,
     })));
     let event = wait_for(&events, 60, |e| matches!(e, Event::Error { .. }));
     let Event::Error { message, .. } = event else {
         unreachable!()
     };
     assert!(message.contains("no-dataset"), "{message}");
+
+    // Real frames (a dataset with no evaluator of its own): faces' landmarks give AKD and MKR.
+    let real = dir.join("real");
+    for split in ["train", "test"] {
+        let clip = real.join(split).join("carphone");
+        std::fs::create_dir_all(&clip).expect("dir");
+        for (i, name) in ["carphone-000.png", "carphone-060.png", "carphone-119.png"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::copy(fixture("mtcnn").join(name), clip.join(format!("{i:04}.png"))).expect("frame");
+        }
+    }
+    worker.send(Command::Evaluate(Box::new(EvalRequest {
+        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+        config: Some(fixture("fomm-small/config.yaml")),
+        dataset: real,
+        options: EvalOptions::default(),
+        synthetic_if_missing: false,
+        faces: Some(EvalFaces {
+            weights: Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/mtcnn"),
+            landmarks: true,
+            crop: true,
+        }),
+    })));
+    let event = wait_for(&events, 120, |e| {
+        matches!(e, Event::Evaluated { .. } | Event::Error { .. })
+    });
+    no_error(&event);
+    let Event::Evaluated { report, .. } = event else {
+        unreachable!()
+    };
+    assert!(report.evaluators.contains("MTCNN"), "{}", report.evaluators);
+    assert!(report.summary().mkr.is_some(), "MKR is measured");
+    assert!(
+        report.warnings.iter().all(|w| !w.contains("no face")),
+        "the clip was cut around its face: {:?}",
+        report.warnings
+    );
 }

@@ -31,6 +31,9 @@ pub struct AblationOptions {
     /// torchvision VGG19 weights for the perceptual loss; without, the pixel fallback.
     pub vgg19: Option<PathBuf>,
     pub eval: EvalOptions,
+    /// MTCNN's weights, for AKD and MKR by faces' landmarks on datasets with no evaluator of
+    /// their own.
+    pub face_weights: Option<PathBuf>,
 }
 
 impl AblationOptions {
@@ -44,6 +47,7 @@ impl AblationOptions {
             checkpoint_every: 500,
             vgg19: None,
             eval: EvalOptions::default(),
+            face_weights: None,
         }
     }
 
@@ -166,7 +170,8 @@ pub fn run_ablation(
         config.frame_shape,
         &config.dataset,
     )?;
-    let evaluators = Evaluators::for_dataset(&options.dataset);
+    let evaluators =
+        Evaluators::for_dataset_or_faces(&options.dataset, options.face_weights.as_deref(), &selected.device)?;
     let mut rows = Vec::with_capacity(options.variants.len());
     let mut trained_on = Vec::new();
     let count = options.variants.len();

@@ -21,6 +21,7 @@ use crate::config::FommConfig;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
 use crate::evaluators::{Evaluators, KeypointMetrics};
+use crate::faces::{FaceCrop, FaceDetector, track_clip};
 use crate::frames::{image_to_tensor, images_to_tensor, tensor_to_images};
 use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_and_region_metrics};
 use crate::model::keypoints::Keypoints;
@@ -41,6 +42,10 @@ pub struct EvalOptions {
     pub keep_middle: usize,
     /// Raised by someone else to stop between batches ([`EngineError::Cancelled`]).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Cut each test video around its face track (`crop-video.py`'s square for the whole
+    /// clip) before the protocol: for talking-head clips that are not cropped as VoxCeleb's
+    /// are. A video with no face is evaluated whole, with a warning.
+    pub face_crop: Option<FaceDetector>,
 }
 
 impl Default for EvalOptions {
@@ -51,6 +56,7 @@ impl Default for EvalOptions {
             batch_size: 8,
             keep_middle: 0,
             cancel: None,
+            face_crop: None,
         }
     }
 }
@@ -286,13 +292,63 @@ impl EvalSummary {
 }
 
 /// The salient mask at `path` at `size`, if there is one.
-fn salient_mask(path: &Path, size: (u32, u32)) -> Result<Option<GrayImage>> {
+fn salient_mask(path: &Path, framing: Option<&VideoFraming>, size: (u32, u32)) -> Result<Option<GrayImage>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let mask = read_image(path)?;
-    let mask = image::imageops::resize(&mask, size.0, size.1, image::imageops::FilterType::Nearest);
+    let nearest = image::imageops::FilterType::Nearest;
+    let mut mask = read_image(path)?;
+    if let Some(VideoFraming {
+        crop,
+        stored_size: (w, h),
+    }) = framing
+    {
+        // The mask belongs to the stored frame: cut it with the frame's square.
+        mask = crop.cut(&image::imageops::resize(&mask, *w, *h, nearest));
+    }
+    let mask = image::imageops::resize(&mask, size.0, size.1, nearest);
     Ok(Some(image::DynamicImage::ImageRgb8(mask).to_luma8()))
+}
+
+/// A test video cut around its face track: the square, in the stored frames' pixels.
+struct VideoFraming {
+    crop: FaceCrop,
+    stored_size: (u32, u32),
+}
+
+/// Video `index`'s frames at the model's size, cut around its face track when asked.
+fn read_test_video(
+    dataset: &FramesDataset,
+    index: usize,
+    options: &EvalOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<RgbImage>, Option<VideoFraming>)> {
+    let Some(detector) = &options.face_crop else {
+        return Ok((dataset.read_video(index)?, None));
+    };
+    let name = &dataset.videos[index].name;
+    let stored = dataset.read_video_as_stored(index)?;
+    let cancelled = || options.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+    let [h, w, _] = dataset.frame_shape;
+    let size = (w as u32, h as u32);
+    match track_clip(detector, &stored, |_, _| {}, cancelled)? {
+        Some((track, crop)) => {
+            if track.frames_tracked < stored.len() {
+                warnings.push(format!(
+                    "{name}: the face was found in {} of {} frames; its square holds where it is not",
+                    track.frames_tracked,
+                    stored.len()
+                ));
+            }
+            let frames = stored.iter().map(|frame| crop.cut_resized(frame, size)).collect();
+            let stored_size = stored.first().map_or((0, 0), RgbImage::dimensions);
+            Ok((frames, Some(VideoFraming { crop, stored_size })))
+        }
+        None => {
+            warnings.push(format!("{name}: no face found, evaluated as whole frames"));
+            Ok((dataset.read_video(index)?, None))
+        }
+    }
 }
 
 /// Runs the protocol over the test split of `dataset_root`; `progress(videos done, videos)`.
@@ -310,7 +366,7 @@ pub fn evaluate(
             "the evaluation batch size must be at least 1".into(),
         ));
     }
-    let (dataset, warnings) = FramesDataset::open(dataset_root, Split::Test, config.frame_shape, &config.dataset)?;
+    let (dataset, mut warnings) = FramesDataset::open(dataset_root, Split::Test, config.frame_shape, &config.dataset)?;
     let count = options.max_videos.unwrap_or(usize::MAX).min(dataset.videos.len());
     if count == 0 {
         return Err(EngineError::Invalid("no test video to evaluate (--videos 0?)".into()));
@@ -332,7 +388,7 @@ pub fn evaluate(
     let mut results = Vec::with_capacity(count);
     for index in 0..count {
         let name = &dataset.videos[index].name;
-        let frames: Vec<RgbImage> = dataset.read_video(index)?;
+        let (frames, framing) = read_test_video(&dataset, index, options, &mut warnings)?;
         let source = image_to_tensor(&frames[0], device);
         let kp_source = models.keypoints(source.clone());
         // The source is fixed for the whole video: its encoding is computed once.
@@ -357,7 +413,7 @@ pub fn evaluate(
         let mut regions = Vec::new();
         let mut keypoints = Vec::with_capacity(frames.len());
         for (i, (real, fake)) in frames.iter().zip(&reconstructions).enumerate() {
-            let mask = salient_mask(&mask_path(name, i), real.dimensions())?;
+            let mask = salient_mask(&mask_path(name, i), framing.as_ref(), real.dimensions())?;
             let (frame, split) = frame_and_region_metrics(real, fake, mask.as_ref())?;
             metrics.push(frame);
             regions.extend(split);
@@ -412,6 +468,84 @@ mod tests {
         let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
         let models = FommModels::load(&dir.join("checkpoint.pth.tar"), &config, &Device::flex()).expect("model");
         (models, config)
+    }
+
+    /// `face_crop`: the protocol sees each video cut to its face track's square, and the
+    /// masks are cut with it (a mask that is the square itself covers the whole cut frame).
+    #[test]
+    fn face_crop_cuts_the_frames_and_their_masks_around_the_face_track() {
+        let root = crate::test_support::temp_dir("eval-face-crop");
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mtcnn");
+        let detector = crate::import::load_face_detector(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/mtcnn"),
+            &Device::flex(),
+        )
+        .expect("detector");
+        let names = ["carphone-000.png", "carphone-060.png", "carphone-119.png"];
+        let stored: Vec<RgbImage> = names
+            .iter()
+            .map(|n| image::open(fixtures.join(n)).expect("frame").to_rgb8())
+            .collect();
+        let (_, crop) = track_clip(&detector, &stored, |_, _| {}, || false)
+            .expect("track")
+            .expect("a face");
+        let masks = root.join("masks/carphone");
+        std::fs::create_dir_all(&masks).expect("dir");
+        for split in ["train", "test"] {
+            let dir = root.join(split).join("carphone");
+            std::fs::create_dir_all(&dir).expect("dir");
+            for (i, frame) in stored.iter().enumerate() {
+                frame.save(dir.join(format!("{i:04}.png"))).expect("frame");
+            }
+        }
+        let (w, h) = stored[0].dimensions();
+        let square = RgbImage::from_fn(w, h, |x, y| {
+            let (x, y) = (i64::from(x), i64::from(y));
+            let inside = x >= crop.x0
+                && y >= crop.y0
+                && x < crop.x0 + i64::from(crop.side)
+                && y < crop.y0 + i64::from(crop.side);
+            image::Rgb(if inside { [255; 3] } else { [0; 3] })
+        });
+        for i in 0..stored.len() {
+            square.save(masks.join(format!("{i:04}.png"))).expect("mask");
+        }
+        let (models, config) = fixture_model();
+        let run = |face_crop: Option<FaceDetector>| {
+            let options = EvalOptions {
+                masks: Some(root.join("masks")),
+                face_crop,
+                ..EvalOptions::default()
+            };
+            evaluate(
+                &models,
+                &config,
+                &root,
+                &options,
+                &Evaluators::default(),
+                &Device::flex(),
+                |_, _| {},
+            )
+            .expect("evaluate")
+        };
+        let [fh, fw, _] = config.frame_shape;
+        let cropped = run(Some(detector));
+        let video = &cropped.videos[0];
+        assert_eq!(video.source, crop.cut_resized(&stored[0], (fw as u32, fh as u32)));
+        assert!(
+            cropped.warnings.iter().all(|w| !w.contains("no face")),
+            "{:?}",
+            cropped.warnings
+        );
+        // The mask was the square: after the cut, nothing is left outside the salient region.
+        let (salient, rest) = video.regions[0];
+        assert!(salient.psnr.is_some() && rest.psnr.is_none(), "{salient:?} {rest:?}");
+        let whole = run(None);
+        assert_eq!(
+            whole.videos[0].source,
+            crate::frames::resize_to(&stored[0], fw as u32, fh as u32)
+        );
+        assert!(whole.videos[0].regions[0].1.psnr.is_some(), "whole frames have a rest");
     }
 
     #[test]

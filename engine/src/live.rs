@@ -14,6 +14,8 @@ use image::RgbImage;
 use crate::data::ffmpeg::VideoReader;
 use crate::data::read_video;
 use crate::data::video::{VIDEO_CONTAINERS, extension};
+use crate::faces::crop::INCREASE_AREA;
+use crate::faces::{Face, FaceCrop};
 use crate::{EngineError, Result};
 
 /// A camera attached to this machine.
@@ -316,15 +318,116 @@ impl CropBox {
         (x, y, side)
     }
 
-    /// The crop of `frame`, mirrored left-right first if asked (as a selfie view is).
-    pub fn apply(&self, frame: &RgbImage, mirror: bool) -> RgbImage {
-        let view = if mirror {
-            image::imageops::flip_horizontal(frame)
-        } else {
-            frame.clone()
-        };
+    /// The square cut out of `view` (the camera frame as shown, mirrored or not).
+    pub fn cut(&self, view: &RgbImage) -> RgbImage {
         let (x, y, side) = self.pixels(view.width(), view.height());
-        image::imageops::crop_imm(&view, x, y, side, side).to_image()
+        image::imageops::crop_imm(view, x, y, side, side).to_image()
+    }
+
+    /// The box whose square is centred on (`centre_x`, `centre_y`) with side `side`, all in
+    /// pixels of a `width × height` frame.
+    pub fn from_pixels(centre_x: f32, centre_y: f32, side: f32, width: u32, height: u32) -> Self {
+        let shorter = width.min(height).max(1) as f32;
+        Self {
+            centre_x: centre_x / width.max(1) as f32,
+            centre_y: centre_y / height.max(1) as f32,
+            size: (side / shorter).clamp(0.05, 1.0),
+        }
+    }
+}
+
+/// The camera frame as the user sees it: mirrored left-right if asked (as a selfie view is).
+pub fn camera_view(frame: RgbImage, mirror: bool) -> RgbImage {
+    if mirror {
+        image::imageops::flip_horizontal(&frame)
+    } else {
+        frame
+    }
+}
+
+/// The crop square following the face in the camera (Live's "follow the face"): the square
+/// `crop-video.py` would cut around the largest face, eased towards where the face is so
+/// that it glides rather than jumps, and held still against detection noise and while the face
+/// is lost. Detection runs a few times a second, not every frame: a head moves slowly next
+/// to the frame rate, and MTCNN costs as much as a small model's frame.
+#[derive(Debug, Clone, Default)]
+pub struct FaceFollower {
+    /// Where the square goes: centre x, centre y, side, in camera pixels.
+    target: Option<[f32; 3]>,
+    /// Where it is now.
+    square: Option<[f32; 3]>,
+    face: Option<Face>,
+    last_detection: Option<Instant>,
+    last_step: Option<Instant>,
+}
+
+impl FaceFollower {
+    /// Faces are looked for at most this often.
+    pub const DETECTION_INTERVAL: Duration = Duration::from_millis(200);
+    /// Detection runs on a copy of the camera frame no larger than this (longer side): a face
+    /// in front of a webcam is large, and the pyramid is four times cheaper than at 640.
+    pub const DETECTION_SIDE: u32 = 320;
+    /// The square covers this share of the distance to the face per [`FaceFollower::EASE`].
+    const EASE: Duration = Duration::from_millis(250);
+    /// A face that moved less than this share of the square's side is where it was: MTCNN's
+    /// boxes wobble by a few pixels from frame to frame.
+    const DEAD_ZONE: f32 = 0.05;
+
+    pub fn detection_due(&self, now: Instant) -> bool {
+        self.last_detection
+            .is_none_or(|last| now.duration_since(last) >= Self::DETECTION_INTERVAL)
+    }
+
+    /// A detection's faces: the largest one's square becomes the target, unless it is within
+    /// the dead zone of the current one. No face: the square holds.
+    pub fn observe(&mut self, faces: &[Face], now: Instant) {
+        self.last_detection = Some(now);
+        let Some(face) = crate::faces::largest(faces) else {
+            return;
+        };
+        self.face = Some(*face);
+        let crop = FaceCrop::around(face.bbox, INCREASE_AREA);
+        let side = crop.side as f32;
+        let found = [crop.x0 as f32 + side / 2.0, crop.y0 as f32 + side / 2.0, side];
+        let moved = |from: [f32; 3]| {
+            let limit = Self::DEAD_ZONE * from[2];
+            (found[0] - from[0]).abs() > limit
+                || (found[1] - from[1]).abs() > limit
+                || (found[2] - from[2]).abs() > limit
+        };
+        if self.target.is_none_or(moved) {
+            self.target = Some(found);
+        }
+        if self.square.is_none() {
+            self.square = self.target;
+            self.last_step = Some(now);
+        }
+    }
+
+    /// Moves the square towards the target for the time since the last step.
+    pub fn step(&mut self, now: Instant) {
+        let (Some(target), Some(square)) = (self.target, self.square.as_mut()) else {
+            return;
+        };
+        let dt = self
+            .last_step
+            .map_or(0.0, |last| now.duration_since(last).as_secs_f32());
+        self.last_step = Some(now);
+        let share = 1.0 - (-dt / Self::EASE.as_secs_f32()).exp();
+        for (value, goal) in square.iter_mut().zip(target) {
+            *value += share * (goal - *value);
+        }
+    }
+
+    /// The square as a crop of a `width × height` frame; `None` until a face was found.
+    pub fn crop_box(&self, width: u32, height: u32) -> Option<CropBox> {
+        self.square
+            .map(|[x, y, side]| CropBox::from_pixels(x, y, side, width, height))
+    }
+
+    /// The face last found.
+    pub fn face(&self) -> Option<&Face> {
+        self.face.as_ref()
     }
 }
 
@@ -365,11 +468,57 @@ mod tests {
             size: 0.5,
         };
         assert_eq!(corner.pixels(40, 20), (0, 0, 10));
-        let crop = CropBox::default().apply(&frame, false);
+        let crop = CropBox::default().cut(&frame);
         assert_eq!(crop.dimensions(), (20, 20));
         assert_eq!(crop.get_pixel(0, 0)[0], 10);
-        let mirrored = CropBox::default().apply(&frame, true);
+        let mirrored = CropBox::default().cut(&camera_view(frame, true));
         assert_eq!(mirrored.get_pixel(0, 0)[0], 29);
+    }
+
+    fn face_at(x0: f32, y0: f32, side: f32) -> Face {
+        Face {
+            bbox: [x0, y0, x0 + side, y0 + side],
+            score: 0.99,
+            landmarks: [[x0 + side / 2.0, y0 + side / 2.0]; 5],
+        }
+    }
+
+    #[test]
+    fn the_followed_square_jumps_to_the_first_face_then_eases_and_ignores_wobble() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut follower = FaceFollower::default();
+        assert!(follower.detection_due(start));
+        assert_eq!(follower.crop_box(640, 480), None, "no square before a face");
+        follower.observe(&[], start);
+        assert_eq!(follower.crop_box(640, 480), None);
+        let interval = FaceFollower::DETECTION_INTERVAL;
+        assert!(!follower.detection_due(start + interval / 2));
+        assert!(follower.detection_due(start + interval));
+
+        // A 100 px face at (270, 190): crop-video's square of 120 px on its centre (320, 240).
+        follower.observe(&[face_at(270.0, 190.0, 100.0)], at(100));
+        let first = follower.crop_box(640, 480).expect("a square");
+        assert_eq!(first.pixels(640, 480), (260, 180, 120));
+
+        // A few pixels of wobble: the square keeps still.
+        follower.observe(&[face_at(273.0, 188.0, 102.0)], at(200));
+        follower.step(at(200));
+        assert_eq!(follower.crop_box(640, 480), Some(first));
+
+        // The face moves 100 px right: the square follows, part of the way at first.
+        follower.observe(&[face_at(370.0, 190.0, 100.0)], at(300));
+        follower.step(at(300));
+        let (x, _, _) = follower.crop_box(640, 480).expect("square").pixels(640, 480);
+        assert!(x > 260 && x < 360, "eased part of the way: {x}");
+        // Lost for a while: it holds its target and arrives there.
+        for t in 4..40 {
+            follower.observe(&[], at(t * 100));
+            follower.step(at(t * 100));
+        }
+        let (x, y, side) = follower.crop_box(640, 480).expect("square").pixels(640, 480);
+        assert!((359..=361).contains(&x) && y == 180 && side == 120, "{x} {y} {side}");
+        assert_eq!(follower.face().map(|f| f.bbox[0]), Some(370.0));
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct AblateArgs {
     /// Test videos shown in figure.png (their middle frames).
     #[arg(long, default_value_t = 3)]
     pub examples: usize,
+    /// Leave AKD and MKR empty on a dataset of real videos instead of measuring them over
+    /// MTCNN's five face landmarks.
+    #[arg(long)]
+    pub no_face_keypoints: bool,
     /// auto | wgpu | cpu | flex
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
@@ -67,6 +71,7 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     }
     options.checkpoint_every = args.checkpoint_every.unwrap_or(args.steps.div_ceil(4));
     options.vgg19 = args.vgg19.clone();
+    options.face_weights = (!args.no_face_keypoints).then(super::bundled_face_weights);
     options.eval = EvalOptions {
         max_videos: args.videos,
         masks: args.masks.clone(),

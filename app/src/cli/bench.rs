@@ -10,6 +10,7 @@ use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::bench::{CpuPeak, bench_animate, bench_train};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::data::{read_video, write_frames};
+use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
 
@@ -123,12 +124,18 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let camera = dir.join("camera.mp4");
     write_frames(&camera, &frames, args.camera_fps, |_| {})?;
 
-    let (worker, events) = super::start_live(
+    // The model's own square, as before faces: the figure the bench measures is the model's.
+    let framing = super::LiveFraming {
+        face: FaceMode::Off,
+        ..Default::default()
+    };
+    let (worker, events, _) = super::start_live(
         args.backend,
         checkpoint.clone(),
         args.config.clone(),
         source,
         CameraSource::VideoFile(camera),
+        framing,
     )?;
     let mut size = [0, 0];
     let warmup = 3;

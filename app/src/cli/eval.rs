@@ -41,6 +41,10 @@ pub struct EvalArgs {
     /// MTCNN's five face landmarks.
     #[arg(long)]
     pub no_face_keypoints: bool,
+    /// Cut each test video around its face track (crop-video.py's square for the clip) before
+    /// reconstructing it: for talking-head clips not cropped as VoxCeleb's are.
+    #[arg(long)]
+    pub face_crop: bool,
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
 }
@@ -53,14 +57,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         max_videos: args.videos,
         masks: args.masks.clone(),
         batch_size: args.batch,
+        face_crop: match args.face_crop {
+            true => Some(super::faces::face_detector(None, &selected.device)?),
+            false => None,
+        },
         ..EvalOptions::default()
     };
+    if args.face_crop {
+        eprintln!("cropping each test video around its face track");
+    }
     // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic; otherwise
     // faces' landmarks (MTCNN) for AKD/MKR, unless --no-face-keypoints.
-    let mut evaluators = Evaluators::for_dataset(&args.dataset);
-    if evaluators.keypoints.is_none() && !args.no_face_keypoints {
-        evaluators = evaluators.with_faces(super::faces::face_detector(None, &selected.device)?);
-    }
+    let face_weights = (!args.no_face_keypoints).then(super::bundled_face_weights);
+    let evaluators = Evaluators::for_dataset_or_faces(&args.dataset, face_weights.as_deref(), &selected.device)?;
     eprintln!("evaluators: {}", evaluators.describe());
     let mut bar = None;
     let report = evaluate(

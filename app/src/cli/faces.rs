@@ -47,10 +47,7 @@ pub(super) fn face_detector(
     weights: Option<&Path>,
     device: &prioritycut_engine::burn::tensor::Device,
 ) -> anyhow::Result<FaceDetector> {
-    let dir = weights.map_or_else(
-        || crate::gui::default_assets().join(crate::gui::FACE_DETECTOR_WEIGHTS),
-        Path::to_path_buf,
-    );
+    let dir = weights.map_or_else(super::bundled_face_weights, Path::to_path_buf);
     prioritycut_engine::import::load_face_detector(&dir, device)
         .with_context(|| format!("loading the face detector from {}", dir.display()))
 }

@@ -1,5 +1,6 @@
-//! `prioritycut live --camera N | --camera-video V --source PHOTO [--stream ADDR]`: puppeteering
-//! without a window, the frames served as MJPEG over HTTP for OBS, VLC or ffmpeg.
+//! `prioritycut live --camera N | --camera-video V --source PHOTO [--face M] [--follow-face]
+//! [--stream ADDR]`: puppeteering without a window, the frames served as MJPEG over HTTP for
+//! OBS, VLC or ffmpeg.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use prioritycut_engine::backend::BackendChoice;
+use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
-use prioritycut_engine::stream::{MjpegServer, stream_address};
 use prioritycut_engine::worker::{Command, Event};
 
 #[derive(Debug, Args)]
@@ -32,6 +33,14 @@ pub struct LiveArgs {
     /// any free one). Without it, only the frame rate is reported.
     #[arg(long, value_name = "ADDR")]
     pub stream: Option<String>,
+    /// auto: the photo's face square is animated and pasted back into the photo (the stream
+    /// has the photo's size); crop: the face square alone; off: the whole photo.
+    #[arg(long, default_value = "auto")]
+    pub face: FaceMode,
+    /// The camera's crop square follows the face (smoothed), so the puppet keeps its place
+    /// when the head moves across the frame.
+    #[arg(long)]
+    pub follow_face: bool,
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     pub seconds: Option<f64>,
@@ -46,26 +55,24 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
         (None, Some(index)) => CameraSource::Webcam { index },
         (None, None) => anyhow::bail!("give --camera N or --camera-video FILE"),
     };
-    // Bind first: a port in use is reported before the model loads.
-    let server = match &args.stream {
-        Some(address) => Some(MjpegServer::bind(stream_address(address)?)?),
-        None => None,
-    };
     let stop = super::stop_on_ctrl_c("stopping (Ctrl-C again to quit at once)", "quitting")?;
-    let (worker, events) = super::start_live(
+    let framing = super::LiveFraming {
+        face: args.face,
+        follow_face: args.follow_face,
+        stream: args.stream.clone(),
+    };
+    let (worker, events, url) = super::start_live(
         args.backend,
         args.checkpoint.clone().unwrap_or_else(super::bundled_model),
         args.config.clone(),
         args.source.clone(),
         camera,
+        framing,
     )?;
-    if let Some(server) = &server {
+    if let Some(url) = &url {
         // Scripts read the address from this line (port 0 picks one).
-        eprintln!("streaming MJPEG at {}", server.url());
-        eprintln!(
-            "  open it in OBS (Media Source, input {0}), VLC or `ffplay {0}`",
-            server.url()
-        );
+        eprintln!("streaming MJPEG at {url}");
+        eprintln!("  open it in OBS (Media Source, input {url}), VLC or `ffplay {url}`");
     }
     let started = Instant::now();
     let mut frames = 0u64;
@@ -86,18 +93,34 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
                 break Err(anyhow::anyhow!("live stopped: {}", reason.unwrap_or_default()));
             }
             Event::ModelLoaded { description, .. } => eprintln!("model: {description}"),
+            Event::LiveStarted { framing } => {
+                match &framing.source_face {
+                    Some((_, crop)) => eprintln!(
+                        "photo: the face square {0}x{0} at ({1}, {2}) ({3})",
+                        crop.side, crop.x0, crop.y0, framing.mode
+                    ),
+                    None => eprintln!("photo: the whole photo ({})", framing.mode),
+                }
+                for note in &framing.notes {
+                    eprintln!("note: {note}");
+                }
+            }
             Event::Live(frame) => {
                 frames += 1;
-                if let Some(server) = &server {
-                    server.publish(&frame.result)?;
-                }
                 if last_report.elapsed() >= Duration::from_secs(2) {
                     let rate = (frames - last_frames) as f64 / last_report.elapsed().as_secs_f64();
-                    let clients = server
-                        .as_ref()
-                        .map_or(String::new(), |s| format!(", {} client(s)", s.clients()));
+                    let clients = frame
+                        .stream_clients
+                        .map_or(String::new(), |n| format!(", {n} client(s)"));
+                    let follow = if !args.follow_face {
+                        ""
+                    } else if frame.following {
+                        ", following the face"
+                    } else {
+                        ", no face found"
+                    };
                     eprintln!(
-                        "{rate:.1} frames/s, latency {:.0} ms, {} camera frames dropped{clients}",
+                        "{rate:.1} frames/s, latency {:.0} ms, {} camera frames dropped{follow}{clients}",
                         frame.latency.as_secs_f64() * 1000.0,
                         frame.dropped
                     );
@@ -113,9 +136,7 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
     println!(
         "live: {frames} frames in {:.1} s{}",
         started.elapsed().as_secs_f64(),
-        server
-            .as_ref()
-            .map_or(String::new(), |s| format!(", streamed at {}", s.url()))
+        url.map_or(String::new(), |url| format!(", streamed at {url}"))
     );
     Ok(ExitCode::SUCCESS)
 }

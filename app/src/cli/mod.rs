@@ -150,24 +150,71 @@ fn bundled_model() -> PathBuf {
     crate::gui::default_assets().join("models/figures-64")
 }
 
+/// The bundled face detector's weights (MTCNN, from facenet-pytorch).
+fn bundled_face_weights() -> PathBuf {
+    crate::gui::default_assets().join(crate::gui::FACE_DETECTOR_WEIGHTS)
+}
+
+/// How a headless live run frames the photo and the camera, and where it streams.
+#[derive(Debug, Clone, Default)]
+struct LiveFraming {
+    /// The photo: its face square pasted back (`auto`), the square alone (`crop`), or whole.
+    face: prioritycut_engine::faces::FaceMode,
+    /// The camera's crop square follows the face.
+    follow_face: bool,
+    /// `PORT` or `HOST:PORT` to serve MJPEG at.
+    stream: Option<String>,
+}
+
 /// A worker puppeteering `source` with `camera` as the window's Live does; the backend is said
-/// on stderr.
+/// on stderr. A stream is bound first, so that a port in use is reported before the model
+/// loads; its URL is returned.
 fn start_live(
     backend: BackendChoice,
     checkpoint: PathBuf,
     config: Option<PathBuf>,
     source: PathBuf,
     camera: CameraSource,
-) -> anyhow::Result<(Worker, Receiver<Event>)> {
+    framing: LiveFraming,
+) -> anyhow::Result<(Worker, Receiver<Event>, Option<String>)> {
     let (worker, events) = Worker::spawn(backend, || {})?;
     eprintln!("backend: {}", worker.device());
+    let mut url = None;
+    if let Some(address) = &framing.stream {
+        worker.send(WorkerCommand::SetLiveStream(Some(address.clone())));
+        // Wait for the answer before loading anything: a port in use is said at once.
+        loop {
+            match events.recv_timeout(std::time::Duration::from_secs(10)) {
+                Ok(Event::LiveStream { error: Some(error), .. } | Event::Error { message: error, .. }) => {
+                    anyhow::bail!(error)
+                }
+                Ok(Event::LiveStream { url: served, .. }) => {
+                    url = served;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => anyhow::bail!("the engine did not answer the stream request"),
+            }
+        }
+    }
+    if framing.face != prioritycut_engine::faces::FaceMode::Off || framing.follow_face {
+        worker.send(WorkerCommand::LoadFaceDetector(bundled_face_weights()));
+    }
     worker.send(WorkerCommand::LoadModel { checkpoint, config });
     worker.send(WorkerCommand::LoadSource(source));
+    worker.send(WorkerCommand::SetLiveView {
+        mirror: false,
+        crop: prioritycut_engine::live::CropBox::default(),
+        follow_face: framing.follow_face,
+    });
     worker.send(WorkerCommand::StartLive {
         camera,
-        options: AnimateOptions::default(),
+        options: AnimateOptions {
+            face: framing.face,
+            ..AnimateOptions::default()
+        },
     });
-    Ok((worker, events))
+    Ok((worker, events, url))
 }
 
 /// A flag raised by the first Ctrl-C (saying `first`), for work that stops cleanly between steps;

@@ -192,7 +192,7 @@ impl StudioApp {
             train.settings.run = run.display().to_string();
             train.start(worker, false);
         }
-        let mut evaluate = EvaluatePanel::new(settings.evaluate);
+        let mut evaluate = EvaluatePanel::new(settings.evaluate, options.assets.join(super::FACE_DETECTOR_WEIGHTS));
         if let (Some(worker), Some(dataset)) = (&worker, &options.evaluate_dataset) {
             evaluate.settings.dataset = dataset.display().to_string();
             evaluate.start(worker);
@@ -427,7 +427,9 @@ impl eframe::App for StudioApp {
                     Workspace::Live => {
                         let ready = self.animate.model.is_some() && self.animate.source_loaded();
                         let options = self.animate.options();
-                        self.live.ui(ui, self.worker.as_ref(), &self.dialogs, ready, options)
+                        let face = &mut self.animate.settings.face;
+                        self.live
+                            .ui(ui, self.worker.as_ref(), &self.dialogs, ready, options, face)
                     }
                     Workspace::Evaluate => {
                         let a = &self.animate.settings;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use eframe::egui;
 use prioritycut_engine::eval::{EvalOptions, EvalReport, EvalSummary};
 use prioritycut_engine::metrics::Interval;
-use prioritycut_engine::worker::{Command, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, Worker};
+use prioritycut_engine::worker::{Command, EvalFaces, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
@@ -25,6 +25,10 @@ pub struct EvaluateSettings {
     pub masks: String,
     /// 0: every test video.
     pub videos: usize,
+    /// AKD and MKR by faces' landmarks (MTCNN) on datasets with no evaluator of their own.
+    pub face_keypoints: bool,
+    /// Each test video cut around its face track first (raw talking-head clips).
+    pub face_crop: bool,
 }
 
 impl Default for EvaluateSettings {
@@ -35,6 +39,8 @@ impl Default for EvaluateSettings {
             dataset: synthetic_test_set().display().to_string(),
             masks: String::new(),
             videos: 0,
+            face_keypoints: true,
+            face_crop: false,
         }
     }
 }
@@ -67,12 +73,15 @@ pub struct EvaluatePanel {
     worst: Vec<WorstCase>,
     pub error: Option<String>,
     pub status: Option<String>,
+    /// The bundled face detector's weights, for the face landmark evaluator.
+    face_weights: PathBuf,
 }
 
 impl EvaluatePanel {
-    pub fn new(settings: EvaluateSettings) -> Self {
+    pub fn new(settings: EvaluateSettings, face_weights: PathBuf) -> Self {
         Self {
             settings,
+            face_weights,
             running: false,
             progress: None,
             rows: Vec::new(),
@@ -111,6 +120,11 @@ impl EvaluatePanel {
                 ..EvalOptions::default()
             },
             synthetic_if_missing,
+            faces: (self.settings.face_keypoints || self.settings.face_crop).then(|| EvalFaces {
+                weights: self.face_weights.clone(),
+                landmarks: self.settings.face_keypoints,
+                crop: self.settings.face_crop,
+            }),
         })));
         self.running = true;
         self.error = None;
@@ -274,6 +288,16 @@ impl EvaluatePanel {
                 let label = ui.label("test videos (0: all)");
                 ui.add(egui::DragValue::new(&mut self.settings.videos).range(0..=100_000))
                     .labelled_by(label.id);
+                ui.checkbox(&mut self.settings.face_keypoints, "face landmarks for AKD/MKR")
+                    .on_hover_text(
+                        "on real videos (datasets that bring no evaluator of their own), AKD and MKR over \
+                         MTCNN's five landmarks of the largest face; not the paper's 68-point detector",
+                    );
+                ui.checkbox(&mut self.settings.face_crop, "crop each video around its face")
+                    .on_hover_text(
+                        "for talking-head clips not cropped as VoxCeleb's are: each test video is cut to \
+                         the square around its face track (crop-video.py's) before reconstruction",
+                    );
             });
         });
         ui.horizontal(|ui| {

@@ -1,9 +1,12 @@
 //! The Live workspace: the photo of the Animate workspace follows a webcam (or a video file
 //! standing in for one) in real time. Calibrate takes the current pose as neutral; the square the
-//! model sees can be moved (drag) and resized; frames the model has no time for are dropped.
+//! model sees can be moved (drag) and resized, or follow the face; the animated face can be pasted
+//! back into the photo; the result can be streamed to other apps as MJPEG. Frames the model has
+//! no time for are dropped.
 
 use eframe::egui;
 use prioritycut_engine::animate::AnimateOptions;
+use prioritycut_engine::faces::{FaceMode, Framing};
 use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox};
 use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,11 @@ pub struct LiveSettings {
     pub crop_x: f32,
     pub crop_y: f32,
     pub crop_size: f32,
+    /// The crop square follows the face in the camera.
+    pub follow_face: bool,
+    /// Where the MJPEG stream listens when switched on (the switch itself is not kept: a
+    /// port is never opened without asking).
+    pub stream_address: String,
 }
 
 impl Default for LiveSettings {
@@ -32,6 +40,8 @@ impl Default for LiveSettings {
             crop_x: 0.5,
             crop_y: 0.5,
             crop_size: 0.8,
+            follow_face: true,
+            stream_address: "127.0.0.1:8765".into(),
         }
     }
 }
@@ -51,8 +61,18 @@ pub struct LivePanel {
     latency_ms: f64,
     dropped: u64,
     calibrated: bool,
+    /// The face the square follows, in camera pixels, and whether it did this frame.
+    face: Option<[f32; 4]>,
+    following: bool,
+    /// How the photo is framed in this run.
+    framing: Option<Framing>,
     pub frames: u64,
     pub error: Option<String>,
+    /// The stream switch, the URL served and its clients, or why it could not start.
+    stream_on: bool,
+    pub stream_url: Option<String>,
+    stream_clients: usize,
+    stream_error: Option<String>,
 }
 
 impl LivePanel {
@@ -70,8 +90,15 @@ impl LivePanel {
             latency_ms: 0.0,
             dropped: 0,
             calibrated: false,
+            face: None,
+            following: false,
+            framing: None,
             frames: 0,
             error: None,
+            stream_on: false,
+            stream_url: None,
+            stream_clients: 0,
+            stream_error: None,
         }
     }
 
@@ -102,7 +129,17 @@ impl LivePanel {
                 self.latency_ms = frame.latency.as_secs_f64() * 1000.0;
                 self.dropped = frame.dropped;
                 self.calibrated = frame.calibrated;
+                self.face = frame.face;
+                self.following = frame.following;
+                self.stream_clients = frame.stream_clients.unwrap_or(0);
                 self.frames += 1;
+            }
+            Event::LiveStarted { framing } => self.framing = Some(framing.clone()),
+            Event::LiveStream { url, error } => {
+                self.stream_url = url.clone();
+                self.stream_error = error.clone();
+                self.stream_on = url.is_some();
+                self.stream_clients = 0;
             }
             Event::LiveStopped { reason } => {
                 self.running = false;
@@ -135,6 +172,7 @@ impl LivePanel {
     pub fn start(&mut self, worker: &Worker, options: AnimateOptions) {
         self.error = None;
         self.frames = 0;
+        self.framing = None;
         worker.send(Command::StartLive {
             camera: self.source(),
             options,
@@ -147,7 +185,15 @@ impl LivePanel {
         worker.send(Command::SetLiveView {
             mirror: self.settings.mirror,
             crop: self.crop(),
+            follow_face: self.settings.follow_face,
         });
+    }
+
+    /// Starts or stops serving results as MJPEG, as the switch says.
+    fn send_stream(&self, worker: &Worker) {
+        worker.send(Command::SetLiveStream(
+            self.stream_on.then(|| self.settings.stream_address.trim().to_string()),
+        ));
     }
 
     pub fn ui(
@@ -157,6 +203,7 @@ impl LivePanel {
         dialogs: &Dialogs,
         model_ready: bool,
         options: AnimateOptions,
+        face: &mut FaceMode,
     ) {
         ui.heading("Live: puppeteer the photo");
         ui.label(
@@ -241,12 +288,48 @@ impl LivePanel {
                 self.send_view(worker);
             }
             if ui
-                .add(egui::Slider::new(&mut self.settings.crop_size, 0.2..=1.0).text("crop size"))
+                .checkbox(&mut self.settings.follow_face, "follow the face")
+                .on_hover_text("the square the model sees moves with your face (smoothed), so the puppet stays put when you move across the camera")
+                .changed()
+            {
+                self.send_view(worker);
+            }
+            let following = self.settings.follow_face && self.following;
+            if ui
+                .add_enabled(
+                    !following,
+                    egui::Slider::new(&mut self.settings.crop_size, 0.2..=1.0).text("crop size"),
+                )
                 .changed()
             {
                 self.send_view(worker);
             }
         });
+        ui.add_enabled_ui(!self.running, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("photo:");
+                for (mode, text, hint) in [
+                    (
+                        FaceMode::Auto,
+                        "face pasted back",
+                        "the face square is animated and pasted back into the photo, at the photo's size",
+                    ),
+                    (
+                        FaceMode::Crop,
+                        "face square only",
+                        "only the animated face square, at the model's size",
+                    ),
+                    (
+                        FaceMode::Off,
+                        "whole photo",
+                        "the whole photo, squeezed to the model's size",
+                    ),
+                ] {
+                    ui.radio_value(face, mode, text).on_hover_text(hint);
+                }
+            });
+        });
+        self.stream_ui(ui, worker);
         if !model_ready {
             ui.label("Load a model and a photo in the Animate workspace first.");
         }
@@ -266,14 +349,61 @@ impl LivePanel {
                 }
             ));
         }
+        if let Some(framing) = &self.framing {
+            let said = match &framing.source_face {
+                Some((_, crop)) => format!("photo: the face square, {0}×{0} px", crop.side),
+                None => "photo: the whole photo".to_string(),
+            };
+            ui.label(egui::RichText::new(said).weak());
+            for note in &framing.notes {
+                ui.colored_label(ui.visuals().warn_fg_color, note);
+            }
+        }
         let side = ((ui.available_width() - 30.0) / 2.0).clamp(120.0, 420.0);
         ui.horizontal(|ui| {
-            let rect = self
-                .camera
-                .show(ui, "camera (drag the square)", side, "no camera frame yet");
+            let caption = if self.settings.follow_face {
+                if self.following {
+                    "camera (the square follows the face)"
+                } else {
+                    "camera (looking for a face)"
+                }
+            } else {
+                "camera (drag the square)"
+            };
+            let rect = self.camera.show(ui, caption, side, "no camera frame yet");
             self.crop_overlay(ui, rect, worker);
             self.result.show(ui, "the photo, moving", side, "not started");
         });
+    }
+
+    /// The stream switch: results served as MJPEG for OBS, VLC or a video call's virtual camera.
+    fn stream_ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
+        ui.horizontal(|ui| {
+            if ui
+                .checkbox(&mut self.stream_on, "stream to other apps (MJPEG) at")
+                .on_hover_text("OBS: Sources → Media Source, untick Local File, input the address; OBS's virtual camera then feeds Zoom or Meet")
+                .changed()
+            {
+                self.send_stream(worker);
+            }
+            ui.add_enabled(
+                !self.stream_on,
+                egui::TextEdit::singleline(&mut self.settings.stream_address)
+                    .desired_width(140.0)
+                    .hint_text("PORT or HOST:PORT"),
+            )
+            .on_hover_text("127.0.0.1 keeps the stream on this machine; 0.0.0.0 opens it to the network");
+            if let Some(url) = self.stream_url.clone() {
+                ui.hyperlink_to(&url, &url);
+                if ui.small_button("copy").clicked() {
+                    ui.ctx().copy_text(url);
+                }
+                ui.label(format!("{} client(s)", self.stream_clients));
+            }
+        });
+        if let Some(error) = &self.stream_error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
     }
 
     /// Draws the crop square over the camera picture and lets the user drag it.
@@ -294,6 +424,12 @@ impl LivePanel {
             egui::Stroke::new(2.0, egui::Color32::YELLOW),
             egui::StrokeKind::Inside,
         );
+        if let Some(face) = self.face {
+            self.camera.outline(ui, rect, face, egui::Color32::GREEN);
+        }
+        if self.settings.follow_face && self.following {
+            return;
+        }
         let response = ui.interact(rect, ui.scope_id().with("crop-drag"), egui::Sense::drag());
         if response.dragged() {
             let delta = response.drag_delta();

@@ -159,12 +159,20 @@ impl FramesDataset {
 
     /// Every frame of video `video`, resized to the frame shape (evaluation).
     pub fn read_video(&self, video: usize) -> Result<Vec<RgbImage>> {
+        Ok(self
+            .read_video_as_stored(video)?
+            .iter()
+            .map(|f| self.resized(f))
+            .collect())
+    }
+
+    /// Every frame of video `video` at the size it is stored at (to crop before resizing).
+    pub fn read_video_as_stored(&self, video: usize) -> Result<Vec<RgbImage>> {
         let v = &self.videos[video];
-        let frames = match &v.kind {
-            VideoKind::Frames(files) => files.iter().map(|f| read_image(f)).collect::<Result<Vec<_>>>()?,
-            VideoKind::File => read_frames(&v.path)?,
-        };
-        Ok(frames.iter().map(|f| self.resized(f)).collect())
+        match &v.kind {
+            VideoKind::Frames(files) => files.iter().map(|f| read_image(f)).collect(),
+            VideoKind::File => read_frames(&v.path),
+        }
     }
 
     fn resized(&self, frame: &RgbImage) -> RgbImage {

@@ -48,9 +48,38 @@ mod tests {
     use super::*;
     use crate::evaluators::Evaluators;
 
+    fn weights() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/mtcnn")
+    }
+
     fn evaluator() -> FaceLandmarks {
-        let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/mtcnn");
-        FaceLandmarks::new(crate::import::load_face_detector(&weights, &Device::flex()).expect("weights"))
+        FaceLandmarks::new(crate::import::load_face_detector(&weights(), &Device::flex()).expect("weights"))
+    }
+
+    #[test]
+    fn faces_stand_in_only_where_the_dataset_has_no_evaluator() {
+        let device = Device::flex();
+        let dir = crate::test_support::temp_dir("evaluators-choice");
+        let real = dir.join("real");
+        std::fs::create_dir_all(&real).expect("dir");
+        let chosen = Evaluators::for_dataset_or_faces(&real, Some(&weights()), &device).expect("faces");
+        assert!(
+            chosen.describe().starts_with("AKD/MKR by MTCNN"),
+            "{}",
+            chosen.describe()
+        );
+        let none = Evaluators::for_dataset_or_faces(&real, None, &device).expect("none");
+        assert!(none.keypoints.is_none());
+        // Bad weights are an error naming them, where they are needed...
+        let missing = dir.join("no-weights");
+        let error = Evaluators::for_dataset_or_faces(&real, Some(&missing), &device).expect_err("missing");
+        assert!(error.to_string().contains("no-weights"), "{error}");
+        // ...and not read where the dataset brings its own (synthetic figures).
+        let synthetic = dir.join("synthetic");
+        std::fs::create_dir_all(&synthetic).expect("dir");
+        std::fs::write(synthetic.join("synthetic.json"), "{}").expect("marker");
+        let figures = Evaluators::for_dataset_or_faces(&synthetic, Some(&missing), &device).expect("figures");
+        assert!(figures.describe().contains("joint"), "{}", figures.describe());
     }
 
     #[test]

@@ -11,8 +11,10 @@
 use std::fmt::Debug;
 use std::path::Path;
 
+use burn::tensor::Device;
 use image::RgbImage;
 
+use crate::Result;
 use crate::faces::FaceDetector;
 
 mod face_landmarks;
@@ -67,6 +69,20 @@ impl Evaluators {
             self.keypoints = Some(Box::new(FaceLandmarks::new(detector)));
         }
         self
+    }
+
+    /// [`Evaluators::for_dataset`], and where that brings no keypoint evaluator, faces'
+    /// landmarks by the face detector in `face_weights` (a folder with MTCNN's `pnet.pt`,
+    /// `rnet.pt`, `onet.pt`), loaded only then. What `eval`, the window's Evaluate and `ablate`
+    /// use.
+    pub fn for_dataset_or_faces(root: &Path, face_weights: Option<&Path>, device: &Device) -> Result<Self> {
+        let evaluators = Self::for_dataset(root);
+        match face_weights {
+            Some(weights) if evaluators.keypoints.is_none() => {
+                Ok(evaluators.with_faces(crate::import::load_face_detector(weights, device)?))
+            }
+            _ => Ok(evaluators),
+        }
     }
 
     /// One line for the report: which columns are measured and by what.

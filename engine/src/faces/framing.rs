@@ -53,6 +53,31 @@ impl Framing {
         mut on_frame: impl FnMut(usize, usize),
         cancelled: impl Fn() -> bool,
     ) -> Result<Self> {
+        let mut framing = Self::plan_photo(detector, mode, photo)?;
+        let Some(detector) = detector.filter(|_| mode != FaceMode::Off) else {
+            return Ok(framing);
+        };
+        match track_clip(detector, driving, &mut on_frame, &cancelled)? {
+            Some((track, crop)) => {
+                if track.frames_tracked < driving.len() {
+                    framing.notes.push(format!(
+                        "the driving face was found in {} of {} frames; the square holds where it is not",
+                        track.frames_tracked,
+                        driving.len()
+                    ));
+                }
+                framing.driving_face = Some((track, crop));
+            }
+            None => framing
+                .notes
+                .push("no face found in the driving video: using whole frames".into()),
+        }
+        Ok(framing)
+    }
+
+    /// The photo's side of [`Framing::plan`]: its face and square, the whole photo where
+    /// there is none. Live puppeteering frames the camera itself.
+    pub fn plan_photo(detector: Option<&FaceDetector>, mode: FaceMode, photo: &RgbImage) -> Result<Self> {
         let mut framing = Self::whole(photo);
         framing.mode = mode;
         let detector = match (mode, detector) {
@@ -96,30 +121,6 @@ impl Framing {
                 .notes
                 .push("no face found in the photo: animating the whole photo".into()),
         }
-        let mut per_frame = Vec::with_capacity(driving.len());
-        for (i, frame) in driving.iter().enumerate() {
-            if cancelled() {
-                return Err(EngineError::Cancelled("the face search"));
-            }
-            per_frame.push(detect_scaled(detector, frame));
-            on_frame(i + 1, driving.len());
-        }
-        match clip_face_box(&per_frame) {
-            Some(track) => {
-                let crop = FaceCrop::around(track.bbox, INCREASE_AREA);
-                if track.frames_tracked < driving.len() {
-                    framing.notes.push(format!(
-                        "the driving face was found in {} of {} frames; the square holds where it is not",
-                        track.frames_tracked,
-                        driving.len()
-                    ));
-                }
-                framing.driving_face = Some((track, crop));
-            }
-            None => framing
-                .notes
-                .push("no face found in the driving video: using whole frames".into()),
-        }
         Ok(framing)
     }
 
@@ -154,14 +155,38 @@ impl Framing {
     }
 }
 
+/// A clip's face track ([`clip_face_box`]) and the square that frames the whole clip, `None`
+/// when no frame has a face. `on_frame(done, total)` after each frame's detection.
+pub fn track_clip(
+    detector: &FaceDetector,
+    frames: &[RgbImage],
+    mut on_frame: impl FnMut(usize, usize),
+    cancelled: impl Fn() -> bool,
+) -> Result<Option<(ClipFaceBox, FaceCrop)>> {
+    let mut per_frame = Vec::with_capacity(frames.len());
+    for (i, frame) in frames.iter().enumerate() {
+        if cancelled() {
+            return Err(EngineError::Cancelled("the face search"));
+        }
+        per_frame.push(detect_scaled(detector, frame));
+        on_frame(i + 1, frames.len());
+    }
+    Ok(clip_face_box(&per_frame).map(|track| (track, FaceCrop::around(track.bbox, INCREASE_AREA))))
+}
+
 /// Faces of `image`, found on a copy no larger than [`DETECTION_SIDE`], in `image`'s pixels.
 pub fn detect_scaled(detector: &FaceDetector, image: &RgbImage) -> Vec<Face> {
+    detect_within(detector, image, DETECTION_SIDE)
+}
+
+/// Faces of `image`, found on a copy whose longer side is at most `side`, in `image`'s pixels.
+pub fn detect_within(detector: &FaceDetector, image: &RgbImage, side: u32) -> Vec<Face> {
     let (w, h) = image.dimensions();
     let longer = w.max(h);
-    if longer <= DETECTION_SIDE {
+    if longer <= side {
         return detector.detect(image);
     }
-    let scale = longer as f32 / DETECTION_SIDE as f32;
+    let scale = longer as f32 / side.max(1) as f32;
     let small = resize_to(
         image,
         ((w as f32 / scale) as u32).max(1),

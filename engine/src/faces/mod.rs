@@ -19,7 +19,7 @@ use burn::nn::{Linear, LinearConfig, PRelu, PReluConfig};
 use burn::tensor::{Device, Tensor};
 
 pub use crop::{ClipFaceBox, FaceCrop, FaceMode, clip_face_box, paste_back};
-pub use framing::{Framing, detect_scaled};
+pub use framing::{Framing, detect_scaled, detect_within, track_clip};
 pub use mtcnn::{FaceDetector, MtcnnConfig};
 pub use onet::ONet;
 pub use pnet::PNet;

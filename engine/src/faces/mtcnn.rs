@@ -37,7 +37,7 @@ pub struct MtcnnConfig {
 }
 
 /// The three networks and the cascade's settings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FaceDetector {
     pub pnet: PNet,
     pub rnet: RNet,

@@ -10,6 +10,7 @@ use crate::checkpoint::LoadedModel;
 use crate::data::synthetic::{SyntheticConfig, generate};
 use crate::eval::{EvalOptions, EvalReport, evaluate};
 use crate::evaluators::Evaluators;
+use crate::import::load_face_detector;
 use crate::{EngineError, Result};
 
 /// The synthetic test set made for an [`EvalRequest`] without data: 8 videos of 32 frames.
@@ -100,9 +101,16 @@ fn evaluate_request(
             events.progress(Job::MakeTestSet, done, total)
         })?;
     }
-    let evaluators = Evaluators::for_dataset(&request.dataset);
+    let faces = request.faces.as_ref();
+    let landmarks = faces.filter(|f| f.landmarks).map(|f| f.weights.as_path());
+    let evaluators = Evaluators::for_dataset_or_faces(&request.dataset, landmarks, &device.device)?;
+    let face_crop = match faces.filter(|f| f.crop) {
+        Some(faces) => Some(load_face_detector(&faces.weights, &device.device)?),
+        None => request.options.face_crop,
+    };
     let options = EvalOptions {
         cancel: Some(cancel),
+        face_crop,
         ..request.options
     };
     evaluate(

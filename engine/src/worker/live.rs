@@ -1,9 +1,11 @@
 //! The live thread: the photo puppeteered by the newest camera frame, over and over, until
 //! stopped. Frames the model has no time for are dropped by the capture thread, never queued.
+//! The crop of the camera can follow the face; the animated face can be pasted back into the
+//! photo; each result can be served as MJPEG to other apps.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
 use image::RgbImage;
@@ -11,15 +13,60 @@ use image::RgbImage;
 use super::{Event, EventSink, LiveFrame};
 use crate::animate::{AnimateOptions, Animator};
 use crate::checkpoint::LoadedModel;
+use crate::faces::{FaceDetector, Framing, detect_within};
 use crate::frames::{frame_tensor, tensor_to_image};
-use crate::live::{CameraSource, CropBox, LatestFrame, RateMeter};
+use crate::live::{CameraSource, CropBox, FaceFollower, LatestFrame, RateMeter, camera_view};
+use crate::stream::MjpegServer;
 use crate::{EngineError, Result};
 
-/// Mirroring and the square of the camera frame the model sees.
+/// Mirroring, the square of the camera frame the model sees, and whether that square follows
+/// the face.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct LiveView {
     pub(super) mirror: bool,
     pub(super) crop: CropBox,
+    pub(super) follow_face: bool,
+}
+
+/// What the UI sets while the live thread runs (or before it starts): kept by the worker, read
+/// by the live thread each frame.
+#[derive(Default)]
+pub(super) struct LiveSettings {
+    pub(super) view: Mutex<LiveView>,
+    /// Where results are served, if anywhere.
+    pub(super) stream: Mutex<Option<MjpegServer>>,
+}
+
+impl LiveSettings {
+    /// Stops the stream served now, then serves at `address` if given; the answer to
+    /// [`super::Command::SetLiveStream`].
+    pub(super) fn set_stream(&self, address: Option<&str>) -> Event {
+        let Ok(mut stream) = self.stream.lock() else {
+            return Event::LiveStream {
+                url: None,
+                error: Some("the stream state is unavailable".into()),
+            };
+        };
+        // The old server lets go of its port first, so the same address can be bound again.
+        *stream = None;
+        let Some(address) = address else {
+            return Event::LiveStream { url: None, error: None };
+        };
+        match crate::stream::stream_address(address).and_then(MjpegServer::bind) {
+            Ok(server) => {
+                let url = server.url();
+                *stream = Some(server);
+                Event::LiveStream {
+                    url: Some(url),
+                    error: None,
+                }
+            }
+            Err(error) => Event::LiveStream {
+                url: None,
+                error: Some(error.to_string()),
+            },
+        }
+    }
 }
 
 pub(super) enum LiveControl {
@@ -32,7 +79,9 @@ pub(super) struct LiveJob {
     pub(super) model: LoadedModel,
     pub(super) source: RgbImage,
     pub(super) options: AnimateOptions,
-    pub(super) view: Arc<Mutex<LiveView>>,
+    /// For the photo's face square and for following the camera's face.
+    pub(super) faces: Option<FaceDetector>,
+    pub(super) settings: Arc<LiveSettings>,
     pub(super) device: Device,
 }
 
@@ -92,7 +141,14 @@ impl Slot {
 fn live_loop(job: &LiveJob, latest: &LatestFrame, controls: &Receiver<LiveControl>, events: &EventSink) -> Result<()> {
     let size = job.model.frame_size();
     let params = job.options.params(&job.model.config.animate);
-    let mut animator = Animator::new(&job.model.models, params, frame_tensor(&job.source, size, &job.device));
+    // The photo is framed once: its face square (or the whole photo) is what the model moves.
+    let framing = Framing::plan_photo(job.faces.as_ref(), job.options.face, &job.source)?;
+    let source = framing.source_input(&job.source, size);
+    events.send(Event::LiveStarted {
+        framing: framing.clone(),
+    });
+    let mut animator = Animator::new(&job.model.models, params, frame_tensor(&source, size, &job.device));
+    let mut follower = FaceFollower::default();
     let mut calibrate = true;
     let mut calibrated = false;
     let mut rate = RateMeter::default();
@@ -107,29 +163,52 @@ fn live_loop(job: &LiveJob, latest: &LatestFrame, controls: &Receiver<LiveContro
         let Some(captured) = latest.wait(Duration::from_millis(200))? else {
             continue;
         };
-        let LiveView { mirror, crop } = job.view.lock().map(|v| *v).unwrap_or_default();
-        let seen = crop.apply(&captured.image, mirror);
-        let camera = if mirror {
-            image::imageops::flip_horizontal(&captured.image)
-        } else {
-            captured.image
+        let LiveView {
+            mirror,
+            crop,
+            follow_face,
+        } = job.settings.view.lock().map(|v| *v).unwrap_or_default();
+        let camera = camera_view(captured.image, mirror);
+        let (width, height) = camera.dimensions();
+        let following = match (&job.faces, follow_face) {
+            (Some(detector), true) => {
+                let now = Instant::now();
+                if follower.detection_due(now) {
+                    follower.observe(&detect_within(detector, &camera, FaceFollower::DETECTION_SIDE), now);
+                }
+                follower.step(now);
+                follower.crop_box(width, height)
+            }
+            _ => None,
         };
+        let crop = following.unwrap_or(crop);
+        let seen = crop.cut(&camera);
         let kp = animator.keypoints(frame_tensor(&seen, size, &job.device));
         if calibrate {
             animator.set_initial_keypoints(kp.clone());
             calibrate = false;
             calibrated = true;
         }
-        let result = tensor_to_image(animator.animate_keypoints(&kp).prediction);
-        let crop = crop.pixels(camera.width(), camera.height());
+        let animated = tensor_to_image(animator.animate_keypoints(&kp).prediction);
+        let result = framing.compose(&job.source, animated);
+        let stream_clients = match job.settings.stream.lock().as_deref() {
+            Ok(Some(server)) => {
+                server.publish(&result)?;
+                Some(server.clients())
+            }
+            _ => None,
+        };
         events.send(Event::Live(Box::new(LiveFrame {
+            crop: crop.pixels(width, height),
+            face: follow_face.then(|| follower.face().map(|f| f.bbox)).flatten(),
+            following: following.is_some(),
             camera,
-            crop,
             result,
             fps: rate.tick(),
             latency: captured.at.elapsed(),
             dropped: latest.dropped(),
             calibrated,
+            stream_clients,
         })));
     }
 }

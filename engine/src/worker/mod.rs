@@ -19,9 +19,9 @@ mod studio;
 mod training;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use image::RgbImage;
@@ -67,6 +67,20 @@ pub struct EvalRequest {
     /// Write a small synthetic test set (figures at the model's size) to `dataset` first, if
     /// there is none: a user without data can still see the protocol run.
     pub synthetic_if_missing: bool,
+    /// What the evaluation does with faces, if anything.
+    pub faces: Option<EvalFaces>,
+}
+
+/// Faces in an evaluation, by the face detector whose weights are given.
+#[derive(Debug, Clone)]
+pub struct EvalFaces {
+    /// MTCNN's weights (a folder with `pnet.pt`, `rnet.pt`, `onet.pt`).
+    pub weights: PathBuf,
+    /// AKD and MKR by faces' landmarks on datasets with no evaluator of their own (see
+    /// [`crate::evaluators::Evaluators::for_dataset_or_faces`]).
+    pub landmarks: bool,
+    /// Each test video cut around its face track first ([`EvalOptions::face_crop`]).
+    pub crop: bool,
 }
 
 /// Commands from the UI.
@@ -100,11 +114,17 @@ pub enum Command {
         camera: CameraSource,
         options: AnimateOptions,
     },
-    /// Mirror the camera image, and the square of it the model sees.
+    /// Mirror the camera image, and the square of it the model sees: `crop`, or the square
+    /// around the face when `follow_face` (and a face detector is loaded).
     SetLiveView {
         mirror: bool,
         crop: CropBox,
+        follow_face: bool,
     },
+    /// Serve live results as MJPEG at this address (`PORT` or `HOST:PORT`; see
+    /// [`crate::stream::stream_address`]), or stop serving (`None`). Answered by
+    /// [`Event::LiveStream`]; the stream outlives a live run until switched off.
+    SetLiveStream(Option<String>),
     /// The current camera frame becomes the neutral pose.
     Calibrate,
     StopLive,
@@ -128,9 +148,11 @@ impl Command {
             | Command::StopTraining
             | Command::CheckpointNow => Job::Training,
             Command::ListCameras => Job::Cameras,
-            Command::StartLive { .. } | Command::SetLiveView { .. } | Command::Calibrate | Command::StopLive => {
-                Job::Live
-            }
+            Command::StartLive { .. }
+            | Command::SetLiveView { .. }
+            | Command::SetLiveStream(_)
+            | Command::Calibrate
+            | Command::StopLive => Job::Live,
             Command::Evaluate(_) | Command::CancelEvaluation => Job::Evaluate,
         }
     }
@@ -186,6 +208,10 @@ pub struct LiveFrame {
     pub camera: RgbImage,
     /// The square the model saw, in `camera`'s pixels: (x, y, side).
     pub crop: (u32, u32, u32),
+    /// The face the square follows (`[x0, y0, x1, y1]` in `camera`'s pixels), when following.
+    pub face: Option<[f32; 4]>,
+    /// Whether the square followed a face this frame (asked, and one was found).
+    pub following: bool,
     /// The photo moved like the camera.
     pub result: RgbImage,
     /// Frames produced per second (recent average).
@@ -195,6 +221,8 @@ pub struct LiveFrame {
     /// Camera frames dropped so far because the model was busy.
     pub dropped: u64,
     pub calibrated: bool,
+    /// Clients of the MJPEG stream, when one is served.
+    pub stream_clients: Option<usize>,
 }
 
 /// What the worker reports.
@@ -248,7 +276,17 @@ pub enum Event {
     TrainingState(TrainingState),
     /// The cameras of this machine (empty: none, or no camera support).
     Cameras(Vec<CameraInfo>),
+    /// Puppeteering began: how the photo is framed (its face square, or why not).
+    LiveStarted {
+        framing: Framing,
+    },
     Live(Box<LiveFrame>),
+    /// The MJPEG stream's state after [`Command::SetLiveStream`]: its URL when serving;
+    /// `error` when the address could not be used (the previous stream, if any, is stopped).
+    LiveStream {
+        url: Option<String>,
+        error: Option<String>,
+    },
     LiveStopped {
         reason: Option<String>,
     },
@@ -269,9 +307,10 @@ pub struct Worker {
     training: training::Slot,
     live: live::Slot,
     evaluation: evaluation::Slot,
-    /// How the camera is viewed: kept here, not sent to the live thread, so that a view set
-    /// before the live thread exists (right after StartLive) is not lost.
-    live_view: Arc<Mutex<live::LiveView>>,
+    /// How the camera is viewed and where results are streamed: kept here, not sent to the
+    /// live thread, so that what is set before the live thread exists (right after StartLive)
+    /// is not lost.
+    live_settings: Arc<live::LiveSettings>,
     events: EventSink,
     device: SelectedDevice,
 }
@@ -341,13 +380,13 @@ impl Worker {
         events.send(Event::Backend(device.to_string()));
         let cancel = Arc::new(AtomicBool::new(false));
         let live = live::Slot::default();
-        let live_view = Arc::new(Mutex::new(live::LiveView::default()));
+        let live_settings = Arc::new(live::LiveSettings::default());
         let studio = studio::Studio::new(
             device.device.clone(),
             events.clone(),
             cancel.clone(),
             live.clone(),
-            live_view.clone(),
+            live_settings.clone(),
         )
         .spawn()?;
         Ok((
@@ -357,7 +396,7 @@ impl Worker {
                 training: training::Slot::default(),
                 evaluation: evaluation::Slot::default(),
                 live,
-                live_view,
+                live_settings,
                 events,
                 device,
             },
@@ -386,10 +425,27 @@ impl Worker {
                     events.send(Event::Cameras(crate::live::list_cameras()));
                 });
             }
-            Command::SetLiveView { mirror, crop } => match self.live_view.lock() {
-                Ok(mut view) => *view = live::LiveView { mirror, crop },
+            Command::SetLiveView {
+                mirror,
+                crop,
+                follow_face,
+            } => match self.live_settings.view.lock() {
+                Ok(mut view) => {
+                    *view = live::LiveView {
+                        mirror,
+                        crop,
+                        follow_face,
+                    }
+                }
                 Err(_) => self.events.error(job, "the live state is unavailable"),
             },
+            Command::SetLiveStream(address) => {
+                let (settings, events) = (self.live_settings.clone(), self.events.clone());
+                // Letting go of the old port waits for its thread: never on the caller's.
+                spawn_job("stream", job, &self.events, move || {
+                    events.send(settings.set_stream(address.as_deref()));
+                });
+            }
             Command::Calibrate => self.live.control(live::LiveControl::Calibrate),
             Command::StopLive => self.live.control(live::LiveControl::Stop),
             Command::Evaluate(request) => self.evaluation.start(*request, &self.device, &self.events),

@@ -2,15 +2,15 @@
 //! loading, animating and exporting, one job at a time, cancellable.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::tensor::Device;
 use image::RgbImage;
 
-use super::live::{self, LiveView};
+use super::live::{self, LiveSettings};
 use super::{Command, Event, EventSink, Job};
 use crate::animate::{AnimateOptions, ClipStage, animate_clip};
 use crate::checkpoint::LoadedModel;
@@ -25,7 +25,7 @@ pub(super) struct Studio {
     events: EventSink,
     cancel: Arc<AtomicBool>,
     live: live::Slot,
-    live_view: Arc<Mutex<LiveView>>,
+    live_settings: Arc<LiveSettings>,
     model: Option<LoadedModel>,
     faces: Option<FaceDetector>,
     /// The source as loaded (full size).
@@ -42,14 +42,14 @@ impl Studio {
         events: EventSink,
         cancel: Arc<AtomicBool>,
         live: live::Slot,
-        live_view: Arc<Mutex<LiveView>>,
+        live_settings: Arc<LiveSettings>,
     ) -> Self {
         Self {
             device,
             events,
             cancel,
             live,
-            live_view,
+            live_settings,
             model: None,
             faces: None,
             source: None,
@@ -218,7 +218,8 @@ impl Studio {
                 model,
                 source,
                 options,
-                view: self.live_view.clone(),
+                faces: self.faces.clone(),
+                settings: self.live_settings.clone(),
                 device: self.device.clone(),
             },
             &self.events,
