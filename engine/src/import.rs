@@ -134,7 +134,7 @@ pub fn load_vgg19(path: &Path, device: &Device) -> Result<Vgg19> {
             ),
         ));
     }
-    Ok(vgg.no_grad())
+    Ok(vgg.no_grad().frozen())
 }
 
 /// facenet-pytorch's MTCNN weights (`pnet.pt`, `rnet.pt`, `onet.pt` in `dir`, the state dicts

@@ -11,6 +11,7 @@ pub mod generator;
 pub mod inference;
 pub mod keypoint_detector;
 pub mod keypoints;
+pub mod training_conv;
 pub mod unet_discriminator;
 pub mod vgg19;
 pub mod winograd;

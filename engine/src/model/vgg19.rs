@@ -13,6 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::conv;
+use super::training_conv::{FrozenConv3x3, conv3x3};
 
 /// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
@@ -46,6 +47,10 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub struct Vgg19 {
     /// conv1_1 … conv5_1 (torchvision features 0, 2, 5, …, 28).
     pub convs: Vec<Conv2d>,
+    /// The same convolutions with their weights transformed once, made by [`Vgg19::frozen`]
+    /// once the weights are loaded and fixed; empty until then.
+    #[module(skip)]
+    pub frozen: Vec<FrozenConv3x3>,
 }
 
 impl Vgg19 {
@@ -53,7 +58,18 @@ impl Vgg19 {
     pub fn new(device: &Device) -> Self {
         Self {
             convs: CHANNELS.iter().map(|&(i, o)| conv(i, o, 3, 1, device)).collect(),
+            frozen: Vec::new(),
         }
+    }
+
+    /// The network with its weights fixed for good (`no_grad` first): each convolution's
+    /// Winograd transform is made here, once, instead of at every call of a training step.
+    pub fn frozen(mut self) -> Self {
+        self.frozen = self.convs.iter().map_while(FrozenConv3x3::new).collect();
+        if self.frozen.len() != self.convs.len() {
+            self.frozen.clear();
+        }
+        self
     }
 
     /// Images [b, 3, h, w] in [0, 1] → the five slice outputs, relu1_1 first.
@@ -63,7 +79,10 @@ impl Vgg19 {
         let mut out = (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD);
         let mut slices = Vec::with_capacity(OUTPUT_AFTER.len());
         for (i, conv) in self.convs.iter().enumerate() {
-            out = relu(conv.forward(out));
+            out = relu(match self.frozen.get(i) {
+                Some(frozen) => frozen.forward(out),
+                None => conv3x3(conv, out),
+            });
             if OUTPUT_AFTER.contains(&i) {
                 slices.push(out.clone());
             }

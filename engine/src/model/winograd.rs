@@ -247,22 +247,15 @@ impl FusedConv3x3 {
     /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row`: 36 planes of
     /// [tiles, C_in], one task per row of tiles.
     fn transform_input(&self, x: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
-        let cin = self.input_channels;
-        let tiles = rows * geometry.columns;
-        let mut transformed = vec![0.0f32; 36 * tiles * cin];
-        let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
-        for plane in transformed.chunks_mut(tiles * cin) {
-            for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * cin)) {
-                parts.push(part);
-            }
-        }
-        let upsample = self.fused.upsample_input;
-        let affine = self.fused.input_affine.as_ref();
-        row_parts
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(r, planes)| vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes))));
-        transformed
+        let fused = &self.fused;
+        transform_input_rows(
+            x,
+            geometry,
+            fused.input_affine.as_ref(),
+            fused.upsample_input,
+            first_row,
+            rows,
+        )
     }
 
     /// `Aᵀ m A` of a block's products ([36, tiles, C_out]), plus the bias, ReLU, pooling or
@@ -357,18 +350,122 @@ impl FusedConv3x3 {
     fn transformed_weight(&self) -> &Tensor<3> {
         self.transformed.get_or_init(|| {
             let (cin, cout) = (self.input_channels, self.output_channels);
-            let mut u = vec![0.0f32; 36 * cin * cout];
-            for (o, filter) in self.weight.chunks_exact(cin * 9).enumerate() {
-                for (i, g) in filter.chunks_exact(9).enumerate() {
-                    let transformed = weight_transform(g);
-                    for (p, value) in transformed.iter().enumerate() {
-                        u[(p * cin + i) * cout + o] = *value as f32;
+            // Each filter's 36 values, then laid out as [36, C_in, C_out] row by row, both on
+            // every core: a training step transforms its weights at every call.
+            let mut per_filter = vec![0.0f32; cout * cin * 36];
+            per_filter
+                .par_chunks_mut(36)
+                .zip(self.weight.par_chunks_exact(9))
+                .for_each(|(dst, g)| {
+                    for (d, v) in dst.iter_mut().zip(weight_transform(g)) {
+                        *d = v as f32;
                     }
+                });
+            let mut u = vec![0.0f32; 36 * cin * cout];
+            u.par_chunks_mut(cout).enumerate().for_each(|(row, dst)| {
+                let (p, i) = (row / cin, row % cin);
+                for (o, d) in dst.iter_mut().enumerate() {
+                    *d = per_filter[(o * cin + i) * 36 + p];
                 }
-            }
+            });
             Tensor::from_data(TensorData::new(u, [36, cin, cout]), &self.device)
         })
     }
+}
+
+/// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row` of `x` (optionally through
+/// `affine` and a ×2 upsampling first): 36 planes of [tiles, C_in], one task per row of tiles.
+fn transform_input_rows(
+    x: &Nhwc,
+    geometry: &Tiles,
+    affine: Option<&ChannelAffine>,
+    upsample: bool,
+    first_row: usize,
+    rows: usize,
+) -> Vec<f32> {
+    let cin = x.channels;
+    let tiles = rows * geometry.columns;
+    let mut transformed = vec![0.0f32; 36 * tiles * cin];
+    let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
+    for plane in transformed.chunks_mut(tiles * cin) {
+        for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * cin)) {
+            parts.push(part);
+        }
+    }
+    row_parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(r, planes)| vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes))));
+    transformed
+}
+
+/// `A dy Aᵀ` of the 4×4 tiles of an output gradient, the tiles of `rows` rows of tiles from
+/// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map).
+fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
+    let cout = dy.channels;
+    let tiles = rows * geometry.columns;
+    let mut transformed = vec![0.0f32; 36 * tiles * cout];
+    let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
+    for plane in transformed.chunks_mut(tiles * cout) {
+        for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * cout)) {
+            parts.push(part);
+        }
+    }
+    row_parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(r, planes)| vectorized(GradientRow((dy, geometry, first_row + r, planes))));
+    transformed
+}
+
+/// Transformed input (or gradient) per block of [`weight_gradient`].
+const WEIGHT_GRADIENT_BLOCK_BYTES: usize = 32 << 20;
+
+/// `∂L/∂W` [C_out, C_in, 3, 3] of the 3×3, stride-1, padding-1 convolution of `x` whose output
+/// gradient is `dy`, by the same F(4×4, 3×3): the forward pass is `Y = Aᵀ [U ⊙ V] A` with
+/// `U = G g Gᵀ`, so `∂L/∂U = Σ_tiles (A ∂L/∂Y Aᵀ) ⊙ V` (36 GEMMs `[C_out × tiles] · [tiles ×
+/// C_in]`) and `∂L/∂g = Gᵀ (∂L/∂U) G`: a quarter of the direct correlation's multiplies.
+pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
+    assert_eq!(
+        (x.batch, x.height, x.width),
+        (dy.batch, dy.height, dy.width),
+        "a stride-1 convolution's input and output gradient have one size"
+    );
+    let (cin, cout) = (x.channels, dy.channels);
+    let geometry = Tiles {
+        height: x.height,
+        width: x.width,
+        rows: x.height.div_ceil(4),
+        columns: x.width.div_ceil(4),
+    };
+    // Tiles are the GEMMs' inner dimension here: large blocks keep them long.
+    let per_row = 36 * geometry.columns * cin.max(cout) * 4;
+    let rows_per_block = ((WEIGHT_GRADIENT_BLOCK_BYTES) / per_row.max(1)).max(1);
+    let all_rows = x.batch * geometry.rows;
+    let mut sum: Option<Tensor<3>> = None;
+    for first_row in (0..all_rows).step_by(rows_per_block) {
+        let rows = rows_per_block.min(all_rows - first_row);
+        let tiles = rows * geometry.columns;
+        let v = transform_input_rows(x, &geometry, None, false, first_row, rows);
+        let g = transform_gradient_rows(dy, &geometry, first_row, rows);
+        let v = Tensor::<3>::from_data(TensorData::new(v, [36, tiles, cin]), device);
+        let g = Tensor::<3>::from_data(TensorData::new(g, [36, tiles, cout]), device);
+        let products = g.swap_dims(1, 2).matmul(v);
+        sum = Some(match sum {
+            Some(total) => total + products,
+            None => products,
+        });
+    }
+    let du = sum.map_or_else(|| vec![0.0; 36 * cout * cin], to_vec);
+    let mut dw = vec![0.0f32; cout * cin * 9];
+    dw.par_chunks_mut(9).enumerate().for_each(|(k, filter)| {
+        let mut u = [0.0f64; 36];
+        for (p, value) in u.iter_mut().enumerate() {
+            *value = f64::from(du[p * cout * cin + k]);
+        }
+        filter.copy_from_slice(&weight_gradient_transform(&u));
+    });
+    Tensor::from_data(TensorData::new(dw, [cout, cin, 3, 3]), device)
 }
 
 /// A `k × k` stride-1 convolution with few output channels (FOMM's 7×7 heads: the generator's
@@ -574,6 +671,10 @@ type InputRowArgs<'a> = (
 struct InputRow<'a>(InputRowArgs<'a>);
 vector_kernel!(InputRow<'_> => input_tiles_row);
 
+type GradientRowArgs<'a> = (&'a Nhwc, &'a Tiles, usize, Vec<&'a mut [f32]>);
+struct GradientRow<'a>(GradientRowArgs<'a>);
+vector_kernel!(GradientRow<'_> => gradient_tiles_row);
+
 type OutputRowArgs<'a> = (
     &'a [f32],
     &'a Tiles,
@@ -650,6 +751,40 @@ fn input_tiles_row((x, geometry, affine, upsample, row, mut planes): InputRowArg
         }
         for (p, plane) in planes.iter_mut().enumerate() {
             plane[tile_x * cin..][..cin].copy_from_slice(&done[p * cin..][..cin]);
+        }
+    }
+}
+
+/// `A dy Aᵀ` of one row of 4×4 output-gradient tiles, into its part of each of the 36 planes.
+#[inline(always)]
+fn gradient_tiles_row((dy, geometry, row, mut planes): GradientRowArgs) {
+    let cout = dy.channels;
+    let (height, width) = (geometry.height, geometry.width);
+    let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
+    let mut patch = vec![0.0f32; 16 * cout];
+    let mut half = vec![0.0f32; 24 * cout];
+    let mut done = vec![0.0f32; 36 * cout];
+    for tile_x in 0..geometry.columns {
+        for i in 0..4 {
+            for j in 0..4 {
+                let dst = &mut patch[(i * 4 + j) * cout..][..cout];
+                let (y, xx) = (4 * tile_y + i, 4 * tile_x + j);
+                if y >= height || xx >= width {
+                    dst.fill(0.0);
+                } else {
+                    dst.copy_from_slice(dy.pixel(b, y, xx));
+                }
+            }
+        }
+        // Along each row of the tile (4 → 6 values), then along each column (4 → 6 rows).
+        for i in 0..4 {
+            gradient_transform(&patch[i * 4 * cout..], cout, &mut half[i * 6 * cout..], cout, cout);
+        }
+        for j in 0..6 {
+            gradient_transform(&half[j * cout..], 6 * cout, &mut done[j * cout..], 6 * cout, cout);
+        }
+        for (p, plane) in planes.iter_mut().enumerate() {
+            plane[tile_x * cout..][..cout].copy_from_slice(&done[p * cout..][..cout]);
         }
     }
 }
@@ -781,16 +916,58 @@ fn output_transform(m: &[f32], stride: usize, out: &mut [f32], out_stride: usize
     }
 }
 
+/// `A y`: four rows of `n` values `stride` apart → six rows `out_stride` apart (the transpose of
+/// [`output_transform`]'s `Aᵀ`).
+#[inline(always)]
+fn gradient_transform(y: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+    let row = |k: usize| &y[k * stride..k * stride + n];
+    let (y0, y1, y2, y3) = (row(0), row(1), row(2), row(3));
+    let mut rows = out.chunks_mut(out_stride);
+    let mut next = || rows.next().map(|r| &mut r[..n]).expect("six output rows");
+    let (o0, o1, o2, o3, o4, o5) = (next(), next(), next(), next(), next(), next());
+    for c in 0..n {
+        let (a0, a1, a2, a3) = (y0[c], y1[c], y2[c], y3[c]);
+        let (even, odd) = (a0 + a2, a1 + a3);
+        let (even4, odd2) = (a0 + 4.0 * a2, 2.0 * a1 + 8.0 * a3);
+        o0[c] = a0;
+        o1[c] = even + odd;
+        o2[c] = even - odd;
+        o3[c] = even4 + odd2;
+        o4[c] = even4 - odd2;
+        o5[c] = a3;
+    }
+}
+
+/// `Gᵀ u G` of one 6×6 gradient (row-major) → the 3×3 filter's gradient.
+fn weight_gradient_transform(u: &[f64; 36]) -> [f32; 9] {
+    let mut half = [[0.0f64; 6]; 3];
+    for (k, half_row) in half.iter_mut().enumerate() {
+        for (c, value) in half_row.iter_mut().enumerate() {
+            *value = (0..6).map(|r| WINOGRAD_G[r][k] * u[r * 6 + c]).sum();
+        }
+    }
+    let mut out = [0.0f32; 9];
+    for k in 0..3 {
+        for l in 0..3 {
+            out[k * 3 + l] = (0..6).map(|c| half[k][c] * WINOGRAD_G[c][l]).sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+/// F(4, 3)'s `G` [6 × 3].
+const WINOGRAD_G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
 /// `G g Gᵀ` of one 3×3 filter (row-major), in f64: [6 × 6] row-major.
 fn weight_transform(g: &[f32]) -> [f64; 36] {
-    const G: [[f64; 3]; 6] = [
-        [1.0 / 4.0, 0.0, 0.0],
-        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-        [0.0, 0.0, 1.0],
-    ];
+    const G: [[f64; 3]; 6] = WINOGRAD_G;
     let mut half = [[0.0f64; 3]; 6];
     for (r, row) in G.iter().enumerate() {
         for c in 0..3 {

@@ -1,0 +1,444 @@
+//! The training step's 3×3 convolutions on the CPU: one autodiff operation whose forward pass,
+//! input gradient and weight gradient all run Winograd F(4×4, 3×3) ([`FusedConv3x3`], the
+//! inference form's kernel, and [`weight_gradient`]). Plugged in through burn's extension API: the operation
+//! takes the `Autodiff<Flex>` primitives of its tensors and records its own backward step, so
+//! the model code calls [`conv3x3`] on any device and only flex training takes this path.
+//!
+//! A 3×3, stride-1, padding-1 convolution's input gradient is itself such a convolution:
+//! `∂L/∂x = conv(∂L/∂y, W')` with `W'[i, o] = rot180(W[o, i])`, so Winograd serves both.
+//! The weight gradient `∂L/∂W[o, i] = Σ ∂L/∂y[o] ⋆ x[i]` is computed by the same F(4×4, 3×3)
+//! ([`weight_gradient`]); the bias gradient is the sum of `∂L/∂y` per channel.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+use super::winograd::{Fused, FusedConv3x3, Nhwc, to_vec, weight_gradient};
+
+/// Maps smaller than this (pixels per image) keep burn's convolution.
+const MIN_PIXELS: usize = 32 * 32;
+/// Nor does a layer whose map has fewer pixels than this many times its channels: its weights
+/// are transformed at every call (they change every step), and on small maps that costs more
+/// than it saves (measured: 512 channels at 32² took 2.3× burn's time, 256 at 64² 0.75×).
+const PIXELS_PER_CHANNEL: usize = 16;
+
+type FlexPrimitive = FloatTensor<Flex>;
+/// The autodiff graph's tensor over flex.
+type Tracked = FloatTensor<Autodiff<Flex>>;
+
+/// `conv.forward(x)`, by the fast path where it applies: a 3×3, stride-1, padding-1
+/// convolution of a large enough map whose tensors are on flex with autodiff.
+pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let applies = is_3x3_same(conv)
+        && h * w >= MIN_PIXELS
+        && h * w >= PIXELS_PER_CHANNEL * conv.weight.dims()[0].max(conv.weight.dims()[1]);
+    if !applies {
+        return conv.forward(x);
+    }
+    let weight = conv.weight.val();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(&x, &weight, bias.as_ref()) {
+        return y;
+    }
+    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(&x, &weight, bias.as_ref()) {
+        return y;
+    }
+    conv.forward(x)
+}
+
+/// The operation on `Autodiff<Flex, C>`, or `None` when the tensors live elsewhere.
+fn on_autodiff_flex<C>(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>) -> Option<Tensor<4>>
+where
+    C: CheckpointStrategy,
+    DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+{
+    let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+    let weight = weight.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+    let bias = match bias {
+        Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?),
+        None => None,
+    };
+    let y = record::<C>(x, weight, bias);
+    Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+}
+
+/// The backward step: Winograd for the input, burn for the weight, a sum for the bias.
+#[derive(Debug)]
+struct Conv3x3Backward;
+
+impl Backward<Flex, 3> for Conv3x3Backward {
+    /// The checkpointed input and weight; whether there is a bias.
+    type State = (NodeId, NodeId, bool);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, has_bias) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FlexPrimitive>(weight_state);
+        let device: Device = flex::<4>(grad.clone()).device();
+        let dy = to_nhwc(flex(grad.clone()));
+        if let Some(node) = node_x {
+            // conv(∂L/∂y, W') with W'[i, o] = rot180(W[o, i]).
+            let flipped = flex::<4>(weight).swap_dims(0, 1).flip([2, 3]);
+            let dx = to_nchw(
+                &FusedConv3x3::new(flipped, None, None, Fused::default()).forward(&dy, None),
+                &device,
+            );
+            grads.register::<Flex>(node.id, primitive(dx));
+        }
+        if let Some(node) = node_weight {
+            let dw = weight_gradient(&to_nhwc(flex(x)), &dy, &device);
+            grads.register::<Flex>(node.id, primitive(dw));
+        }
+        if let Some(node) = node_bias.filter(|_| has_bias) {
+            let db = flex::<4>(grad).sum_dims_squeeze::<1, usize>(&[0, 2, 3]);
+            grads.register::<Flex>(node.id, primitive(db));
+        }
+    }
+}
+
+/// Records the operation on the autodiff graph and computes its output.
+fn record<C: CheckpointStrategy>(x: Tracked, weight: Tracked, bias: Option<Tracked>) -> Tracked {
+    let forward = |x: &Tracked, weight: &Tracked, bias: Option<&Tracked>| {
+        primitive(winograd(
+            flex(x.primitive().clone()),
+            flex(weight.primitive().clone()),
+            bias.map(|b| flex(b.primitive().clone())),
+        ))
+    };
+    // A convolution without a bias gets a node for a zero one, so that one operation of
+    // three parents serves both (its gradient is computed but reaches no parameter).
+    let bias_node = bias.as_ref().map_or_else(|| weight.node(), Tracked::node);
+    match Conv3x3Backward
+        .prepare::<C>([x.node(), weight.node(), bias_node])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let weight_state = prep.checkpoint(&weight);
+            let output = forward(&x, &weight, bias.as_ref());
+            prep.finish((x_state, weight_state, bias.is_some()), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x, &weight, bias.as_ref())),
+    }
+}
+
+fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
+    Tensor::from_primitive::<Flex>(primitive)
+}
+
+fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
+    tensor
+        .try_into_primitive::<Flex>()
+        .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))
+}
+
+/// A 3×3 convolution whose weights are not trained (the perceptual loss's VGG19): its Winograd
+/// weights, and the flipped ones of its input gradient, are transformed once, so it takes the
+/// fast path on every map size ([`FusedConv3x3`] itself turns to one patch GEMM on small maps).
+#[derive(Debug, Clone)]
+pub struct FrozenConv3x3 {
+    conv: Conv2d,
+    forward: Arc<FusedConv3x3>,
+    input_gradient: Arc<FusedConv3x3>,
+}
+
+impl FrozenConv3x3 {
+    /// `None` for a convolution that is not 3×3, stride 1, padding 1, or whose weights are trained.
+    pub fn new(conv: &Conv2d) -> Option<Self> {
+        if !is_3x3_same(conv) || conv.weight.val().is_require_grad() {
+            return None;
+        }
+        let weight = conv.weight.val().inner();
+        let bias = conv.bias.as_ref().map(|b| b.val().inner());
+        let flipped = weight.clone().swap_dims(0, 1).flip([2, 3]);
+        Some(Self {
+            conv: conv.clone(),
+            forward: Arc::new(FusedConv3x3::new(weight, bias, None, Fused::default())),
+            input_gradient: Arc::new(FusedConv3x3::new(flipped, None, None, Fused::default())),
+        })
+    }
+
+    /// `conv.forward(x)`; on flex (with autodiff or without) by the transformed weights.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(y) = self.on_autodiff_flex::<NoCheckpointing>(&x) {
+            return y;
+        }
+        if let Some(y) = self.on_autodiff_flex::<BalancedCheckpointing>(&x) {
+            return y;
+        }
+        match x.clone().try_into_primitive::<Flex>() {
+            Ok(plain) => {
+                let x = flex::<4>(plain);
+                let device = x.device();
+                to_nchw(&self.forward.forward(&to_nhwc(x), None), &device)
+            }
+            Err(_) => self.conv.forward(x),
+        }
+    }
+
+    fn on_autodiff_flex<C>(&self, x: &Tensor<4>) -> Option<Tensor<4>>
+    where
+        C: CheckpointStrategy,
+        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+    {
+        let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+        let compute = |x: &Tracked| {
+            let x = flex::<4>(x.primitive().clone());
+            let device = x.device();
+            primitive(to_nchw(&self.forward.forward(&to_nhwc(x), None), &device))
+        };
+        let y = match FrozenConv3x3Backward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = compute(&x);
+                prep.finish(FrozenGradient(self.input_gradient.clone()), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(compute(&x)),
+        };
+        Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+    }
+}
+
+/// The input gradient's convolution, kept by the graph until the backward pass.
+#[derive(Clone)]
+struct FrozenGradient(Arc<FusedConv3x3>);
+
+impl std::fmt::Debug for FrozenGradient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrozenGradient")
+    }
+}
+
+/// The backward step of a frozen convolution: only `∂L/∂x`.
+#[derive(Debug)]
+struct FrozenConv3x3Backward;
+
+impl Backward<Flex, 1> for FrozenConv3x3Backward {
+    type State = FrozenGradient;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let grad = flex::<4>(grad);
+            let device = grad.device();
+            let dx = to_nchw(&ops.state.0.forward(&to_nhwc(grad), None), &device);
+            grads.register::<Flex>(node.id, primitive(dx));
+        }
+    }
+}
+
+fn is_3x3_same(conv: &Conv2d) -> bool {
+    conv.kernel_size == [3, 3]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && matches!(
+            conv.padding,
+            PaddingConfig2d::Explicit(1, 1, 1, 1) | PaddingConfig2d::Same
+        )
+}
+
+/// `x` [b, C_in, h, w] by `weight` [C_out, C_in, 3, 3] with padding 1, on flex.
+fn winograd(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+    let device: Device = x.device();
+    let y = FusedConv3x3::new(weight, bias, None, Fused::default()).forward(&to_nhwc(x), None);
+    to_nchw(&y, &device)
+}
+
+/// NCHW → channels-last, a row of pixels per task (flex's permuted copy runs on one core, and
+/// on 256² maps took as long as the convolution's arithmetic).
+fn to_nhwc(x: Tensor<4>) -> Nhwc {
+    let [batch, channels, height, width] = x.dims();
+    let planes = to_vec(x);
+    let mut data = vec![0.0f32; planes.len()];
+    data.par_chunks_mut(width * channels)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (b, y) = (row / height, row % height);
+            for c in 0..channels {
+                let src = &planes[((b * channels + c) * height + y) * width..][..width];
+                for (x, &value) in src.iter().enumerate() {
+                    dst[x * channels + c] = value;
+                }
+            }
+        });
+    Nhwc {
+        data,
+        batch,
+        height,
+        width,
+        channels,
+    }
+}
+
+/// Channels-last → a contiguous NCHW tensor, a plane per task, so that the ops after it (batch
+/// norms, ReLUs, pooling) read contiguous planes.
+fn to_nchw(x: &Nhwc, device: &Device) -> Tensor<4> {
+    let (channels, pixels) = (x.channels, x.height * x.width);
+    let mut data = vec![0.0f32; x.data.len()];
+    data.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, dst)| {
+        let (b, c) = (plane / channels, plane % channels);
+        let image = &x.data[b * pixels * channels..][..pixels * channels];
+        for (value, pixel) in dst.iter_mut().zip(image.chunks_exact(channels)) {
+            *value = pixel[c];
+        }
+    });
+    Tensor::from_data(TensorData::new(data, [x.batch, channels, x.height, x.width]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::{Module, Param};
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    fn largest_difference(a: Tensor<4>, b: Tensor<4>) -> (f32, f32) {
+        let scale = b.clone().abs().max().into_scalar();
+        ((a - b).abs().max().into_scalar(), scale)
+    }
+
+    /// Output and all three gradients of the fast path against burn's convolution, through a
+    /// loss that weighs every output differently.
+    #[test]
+    fn forward_and_gradients_match_burns_convolution() {
+        let device = Device::flex().autodiff();
+        for (batch, cin, cout, h, w, with_bias) in [
+            (1, 3, 8, 32, 32, true),
+            (2, 16, 24, 36, 40, true),
+            (1, 64, 64, 33, 35, false),
+            (2, 128, 3, 48, 50, true),
+            (1, 256, 16, 64, 64, true),
+        ] {
+            let config = Conv2dConfig::new([cin, cout], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(with_bias);
+            let conv = config.init(&device);
+            let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let weighting = Tensor::<4>::random([batch, cout, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let run = |fast: bool| {
+                let x = Tensor::from_data(x.to_data(), &device).require_grad();
+                let conv = Conv2d {
+                    weight: Param::from_tensor(Tensor::from_data(conv.weight.val().to_data(), &device)),
+                    bias: conv
+                        .bias
+                        .as_ref()
+                        .map(|b| Param::from_tensor(Tensor::from_data(b.val().to_data(), &device))),
+                    ..conv.clone()
+                };
+                let y = if fast {
+                    conv3x3(&conv, x.clone())
+                } else {
+                    conv.forward(x.clone())
+                };
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                let dx = x.grad(&grads).expect("dx");
+                let dw = conv.weight.val().grad(&grads).expect("dw");
+                let db = conv.bias.as_ref().map(|b| b.val().grad(&grads).expect("db"));
+                (y.inner(), dx, dw, db)
+            };
+            let (y_fast, dx_fast, dw_fast, db_fast) = run(true);
+            let (y_ref, dx_ref, dw_ref, db_ref) = run(false);
+            let shape = format!("{batch}×{cin}→{cout} at {h}×{w}");
+            // Winograd sums in another order: equal to the last bit would mean it did not run.
+            let (rounding, _) = largest_difference(y_fast.clone(), y_ref.clone());
+            assert!(rounding > 0.0, "{shape}: the fast path did not run");
+            for (name, (difference, scale)) in [
+                ("output", largest_difference(y_fast, y_ref)),
+                ("input gradient", largest_difference(dx_fast, dx_ref)),
+                ("weight gradient", largest_difference(dw_fast, dw_ref)),
+            ] {
+                assert!(
+                    difference <= 6e-5 * scale.max(1.0),
+                    "{name} {shape}: {difference} of {scale}"
+                );
+            }
+            if let (Some(fast), Some(reference)) = (db_fast, db_ref) {
+                let (difference, scale) = largest_difference(fast.unsqueeze::<4>(), reference.unsqueeze::<4>());
+                assert!(
+                    difference <= 6e-5 * scale.max(1.0),
+                    "bias gradient {shape}: {difference}"
+                );
+            }
+        }
+    }
+
+    /// A frozen convolution (VGG19's): output and input gradient as burn's, on large maps
+    /// (Winograd) and small ones (the patch GEMM), and only for weights that are not trained.
+    #[test]
+    fn a_frozen_convolution_matches_burns_and_refuses_trained_weights() {
+        let device = Device::flex().autodiff();
+        for (cin, cout, size) in [(8, 16, 40), (64, 32, 6)] {
+            let trained = Conv2dConfig::new([cin, cout], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(&device);
+            assert!(FrozenConv3x3::new(&trained).is_none(), "trained weights are not frozen");
+            let conv = trained.no_grad();
+            let frozen = FrozenConv3x3::new(&conv).expect("frozen");
+            let x = Tensor::<4>::random([2, cin, size, size], Distribution::Uniform(-1.0, 1.0), &device);
+            let weighting = Tensor::<4>::random([2, cout, size, size], Distribution::Uniform(-1.0, 1.0), &device);
+            let run = |fast: bool| {
+                let x = Tensor::<4>::from_data(x.to_data(), &device).require_grad();
+                let y = if fast {
+                    frozen.forward(x.clone())
+                } else {
+                    conv.forward(x.clone())
+                };
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                (y.inner(), x.grad(&grads).expect("dx"))
+            };
+            let ((y_fast, dx_fast), (y_ref, dx_ref)) = (run(true), run(false));
+            for (name, (difference, scale)) in [
+                ("output", largest_difference(y_fast, y_ref)),
+                ("input gradient", largest_difference(dx_fast, dx_ref)),
+            ] {
+                assert!(
+                    difference <= 6e-5 * scale.max(1.0),
+                    "{name} {cin}→{cout} at {size}²: {difference}"
+                );
+            }
+        }
+    }
+
+    /// Off flex with autodiff, or for other shapes, it is burn's convolution.
+    #[test]
+    fn other_devices_and_shapes_take_burns_convolution() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([4, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &device);
+        let (difference, _) = largest_difference(conv3x3(&conv, x.clone()), conv.forward(x));
+        assert_eq!(difference, 0.0);
+        let autodiff = device.autodiff();
+        let strided = Conv2dConfig::new([4, 4], [3, 3]).with_stride([2, 2]).init(&autodiff);
+        let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
+        let (difference, _) = largest_difference(conv3x3(&strided, x.clone()).inner(), strided.forward(x).inner());
+        assert_eq!(difference, 0.0);
+        // Many channels on a small map: burn's (the weights' transform would cost more).
+        let wide = Conv2dConfig::new([128, 128], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&autodiff);
+        let x = Tensor::<4>::random([1, 128, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
+        let (difference, _) = largest_difference(conv3x3(&wide, x.clone()).inner(), wide.forward(x).inner());
+        assert_eq!(difference, 0.0);
+    }
+}
