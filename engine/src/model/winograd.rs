@@ -383,39 +383,40 @@ fn transform_input_rows(
     first_row: usize,
     rows: usize,
 ) -> Vec<f32> {
-    let cin = x.channels;
+    transform_by_row(x.channels, geometry, rows, |r, planes| {
+        vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes)))
+    })
+}
+
+/// 36 planes of [tiles, channels] for `rows` rows of tiles, filled by `row(r, its 36 parts)`
+/// on every core.
+fn transform_by_row(
+    channels: usize,
+    geometry: &Tiles,
+    rows: usize,
+    row: impl Fn(usize, Vec<&mut [f32]>) + Send + Sync,
+) -> Vec<f32> {
     let tiles = rows * geometry.columns;
-    let mut transformed = vec![0.0f32; 36 * tiles * cin];
+    let mut transformed = vec![0.0f32; 36 * tiles * channels];
     let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
-    for plane in transformed.chunks_mut(tiles * cin) {
-        for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * cin)) {
+    for plane in transformed.chunks_mut(tiles * channels) {
+        for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * channels)) {
             parts.push(part);
         }
     }
     row_parts
         .into_par_iter()
         .enumerate()
-        .for_each(|(r, planes)| vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes))));
+        .for_each(|(r, planes)| row(r, planes));
     transformed
 }
 
 /// `A dy Aᵀ` of the 4×4 tiles of an output gradient, the tiles of `rows` rows of tiles from
 /// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map).
 fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
-    let cout = dy.channels;
-    let tiles = rows * geometry.columns;
-    let mut transformed = vec![0.0f32; 36 * tiles * cout];
-    let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
-    for plane in transformed.chunks_mut(tiles * cout) {
-        for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * cout)) {
-            parts.push(part);
-        }
-    }
-    row_parts
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(r, planes)| vectorized(GradientRow((dy, geometry, first_row + r, planes))));
-    transformed
+    transform_by_row(dy.channels, geometry, rows, |r, planes| {
+        vectorized(GradientRow((dy, geometry, first_row + r, planes)))
+    })
 }
 
 /// Transformed input (or gradient) per block of [`weight_gradient`].
