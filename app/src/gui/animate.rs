@@ -11,7 +11,7 @@ use prioritycut_engine::faces::{FaceMode, Framing};
 use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
-use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
+use super::widgets::{Dialogs, Pick, Picture, face_mode_choice, path_row, progress};
 
 /// What is remembered between sessions.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -92,16 +92,7 @@ impl AnimatePanel {
             }
             ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
             ui.label("face:");
-            for (mode, hint) in [
-                (
-                    FaceMode::Auto,
-                    "find the face, animate the square around it and paste it back into the photo (its own size); no face: the whole photo",
-                ),
-                (FaceMode::Crop, "only the animated face square, at the model's size"),
-                (FaceMode::Off, "the whole photo and frames, squeezed to the model's size"),
-            ] {
-                ui.radio_value(&mut self.settings.face, mode, mode.name()).on_hover_text(hint);
-            }
+            face_mode_choice(ui, &mut self.settings.face);
             let changed = self.settings.relative.is_some() || self.settings.adapt_scale.is_some();
             if ui
                 .add_enabled(changed, egui::Button::new("model defaults"))

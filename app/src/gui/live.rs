@@ -11,7 +11,7 @@ use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox};
 use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
-use super::widgets::{Dialogs, Pick, Picture, path_row};
+use super::widgets::{Dialogs, Pick, Picture, face_mode_choice, path_row};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -308,25 +308,7 @@ impl LivePanel {
         ui.add_enabled_ui(!self.running, |ui| {
             ui.horizontal(|ui| {
                 ui.label("photo:");
-                for (mode, text, hint) in [
-                    (
-                        FaceMode::Auto,
-                        "face pasted back",
-                        "the face square is animated and pasted back into the photo, at the photo's size",
-                    ),
-                    (
-                        FaceMode::Crop,
-                        "face square only",
-                        "only the animated face square, at the model's size",
-                    ),
-                    (
-                        FaceMode::Off,
-                        "whole photo",
-                        "the whole photo, squeezed to the model's size",
-                    ),
-                ] {
-                    ui.radio_value(face, mode, text).on_hover_text(hint);
-                }
+                face_mode_choice(ui, face);
             });
         });
         self.stream_ui(ui, worker);

@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 
 use eframe::egui;
 use image::RgbImage;
+use prioritycut_engine::faces::FaceMode;
 
 /// An image shown as a texture, uploaded again only when it changes.
 #[derive(Default)]
@@ -221,5 +222,22 @@ pub fn progress(ui: &mut egui::Ui, progress: Option<(usize, usize)>, what: &str)
                 .text(format!("{what} {done}/{total}"))
                 .animate(true),
         );
+    }
+}
+
+/// The face modes (`--face`) as radio buttons, for Animate and Live alike.
+pub fn face_mode_choice(ui: &mut egui::Ui, face: &mut FaceMode) {
+    for (mode, hint) in [
+        (
+            FaceMode::Auto,
+            "find the face, animate the square around it and paste it back into the photo (its own size); no face: the whole photo",
+        ),
+        (FaceMode::Crop, "only the animated face square, at the model's size"),
+        (
+            FaceMode::Off,
+            "the whole photo (and frames), squeezed to the model's size",
+        ),
+    ] {
+        ui.radio_value(face, mode, mode.name()).on_hover_text(hint);
     }
 }

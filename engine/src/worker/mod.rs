@@ -210,7 +210,8 @@ pub struct LiveFrame {
     pub crop: (u32, u32, u32),
     /// The face the square follows (`[x0, y0, x1, y1]` in `camera`'s pixels), when following.
     pub face: Option<[f32; 4]>,
-    /// Whether the square followed a face this frame (asked, and one was found).
+    /// Whether the square follows a face (asked, and one has been found; it holds while the
+    /// face is lost).
     pub following: bool,
     /// The photo moved like the camera.
     pub result: RgbImage,
