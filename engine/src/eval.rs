@@ -346,7 +346,7 @@ fn read_test_video(
         }
         None => {
             warnings.push(format!("{name}: no face found, evaluated as whole frames"));
-            Ok((dataset.read_video(index)?, None))
+            Ok((stored.iter().map(|frame| dataset.resized(frame)).collect(), None))
         }
     }
 }

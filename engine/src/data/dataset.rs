@@ -175,7 +175,8 @@ impl FramesDataset {
         }
     }
 
-    fn resized(&self, frame: &RgbImage) -> RgbImage {
+    /// A frame at the frame shape.
+    pub fn resized(&self, frame: &RgbImage) -> RgbImage {
         let [h, w, _] = self.frame_shape;
         resize_to(frame, w as u32, h as u32)
     }

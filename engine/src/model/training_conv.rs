@@ -72,7 +72,7 @@ where
     Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
 }
 
-/// The backward step: Winograd for the input, burn for the weight, a sum for the bias.
+/// The backward step: Winograd for the input and the weight, a sum for the bias.
 #[derive(Debug)]
 struct Conv3x3Backward;
 
@@ -89,12 +89,7 @@ impl Backward<Flex, 3> for Conv3x3Backward {
         let device: Device = flex::<4>(grad.clone()).device();
         let dy = to_nhwc(flex(grad.clone()));
         if let Some(node) = node_x {
-            // conv(∂L/∂y, W') with W'[i, o] = rot180(W[o, i]).
-            let flipped = flex::<4>(weight).swap_dims(0, 1).flip([2, 3]);
-            let dx = to_nchw(
-                &FusedConv3x3::new(flipped, None, None, Fused::default()).forward(&dy, None),
-                &device,
-            );
+            let dx = to_nchw(&input_gradient_conv(flex(weight)).forward(&dy, None), &device);
             grads.register::<Flex>(node.id, primitive(dx));
         }
         if let Some(node) = node_weight {
@@ -111,11 +106,13 @@ impl Backward<Flex, 3> for Conv3x3Backward {
 /// Records the operation on the autodiff graph and computes its output.
 fn record<C: CheckpointStrategy>(x: Tracked, weight: Tracked, bias: Option<Tracked>) -> Tracked {
     let forward = |x: &Tracked, weight: &Tracked, bias: Option<&Tracked>| {
-        primitive(winograd(
-            flex(x.primitive().clone()),
+        let conv = FusedConv3x3::new(
             flex(weight.primitive().clone()),
             bias.map(|b| flex(b.primitive().clone())),
-        ))
+            None,
+            Fused::default(),
+        );
+        primitive(apply(&conv, flex(x.primitive().clone())))
     };
     // A convolution without a bias gets a node for a zero one, so that one operation of
     // three parents serves both (its gradient is computed but reaches no parameter).
@@ -163,11 +160,10 @@ impl FrozenConv3x3 {
         }
         let weight = conv.weight.val().inner();
         let bias = conv.bias.as_ref().map(|b| b.val().inner());
-        let flipped = weight.clone().swap_dims(0, 1).flip([2, 3]);
         Some(Self {
             conv: conv.clone(),
+            input_gradient: Arc::new(input_gradient_conv(weight.clone())),
             forward: Arc::new(FusedConv3x3::new(weight, bias, None, Fused::default())),
-            input_gradient: Arc::new(FusedConv3x3::new(flipped, None, None, Fused::default())),
         })
     }
 
@@ -180,11 +176,7 @@ impl FrozenConv3x3 {
             return y;
         }
         match x.clone().try_into_primitive::<Flex>() {
-            Ok(plain) => {
-                let x = flex::<4>(plain);
-                let device = x.device();
-                to_nchw(&self.forward.forward(&to_nhwc(x), None), &device)
-            }
+            Ok(plain) => apply(&self.forward, flex(plain)),
             Err(_) => self.conv.forward(x),
         }
     }
@@ -195,11 +187,7 @@ impl FrozenConv3x3 {
         DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
     {
         let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-        let compute = |x: &Tracked| {
-            let x = flex::<4>(x.primitive().clone());
-            let device = x.device();
-            primitive(to_nchw(&self.forward.forward(&to_nhwc(x), None), &device))
-        };
+        let compute = |x: &Tracked| primitive(apply(&self.forward, flex(x.primitive().clone())));
         let y = match FrozenConv3x3Backward
             .prepare::<C>([x.node()])
             .compute_bound()
@@ -236,10 +224,7 @@ impl Backward<Flex, 1> for FrozenConv3x3Backward {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = node_x {
-            let grad = flex::<4>(grad);
-            let device = grad.device();
-            let dx = to_nchw(&ops.state.0.forward(&to_nhwc(grad), None), &device);
-            grads.register::<Flex>(node.id, primitive(dx));
+            grads.register::<Flex>(node.id, primitive(apply(&ops.state.0, flex(grad))));
         }
     }
 }
@@ -255,11 +240,15 @@ fn is_3x3_same(conv: &Conv2d) -> bool {
         )
 }
 
-/// `x` [b, C_in, h, w] by `weight` [C_out, C_in, 3, 3] with padding 1, on flex.
-fn winograd(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+/// `conv` on an NCHW flex tensor [b, C_in, h, w] → [b, C_out, h, w].
+fn apply(conv: &FusedConv3x3, x: Tensor<4>) -> Tensor<4> {
     let device: Device = x.device();
-    let y = FusedConv3x3::new(weight, bias, None, Fused::default()).forward(&to_nhwc(x), None);
-    to_nchw(&y, &device)
+    to_nchw(&conv.forward(&to_nhwc(x), None), &device)
+}
+
+/// The convolution that gives `∂L/∂x` from `∂L/∂y`: by `W'[i, o] = rot180(W[o, i])`.
+fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
+    FusedConv3x3::new(weight.swap_dims(0, 1).flip([2, 3]), None, None, Fused::default())
 }
 
 /// NCHW → channels-last, a row of pixels per task (flex's permuted copy runs on one core, and
