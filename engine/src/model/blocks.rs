@@ -13,7 +13,7 @@ use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, int
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::training_conv::conv3x3;
+use super::training_conv::convolve;
 
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
@@ -120,8 +120,8 @@ impl ResBlock2d {
 
     /// [b, c, h, w] → [b, c, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = conv3x3(&self.conv1, relu(self.norm1.forward(x.clone())));
-        let out = conv3x3(&self.conv2, relu(self.norm2.forward(out)));
+        let out = convolve(&self.conv1, relu(self.norm1.forward(x.clone())));
+        let out = convolve(&self.conv2, relu(self.norm2.forward(out)));
         out + x
     }
 }
@@ -143,7 +143,7 @@ impl UpBlock2d {
 
     /// [b, in, h, w] → [b, out, 2h, 2w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(conv3x3(&self.conv, upsample2(x))))
+        relu(self.norm.forward(convolve(&self.conv, upsample2(x))))
     }
 }
 
@@ -164,7 +164,7 @@ impl DownBlock2d {
 
     /// [b, in, h, w] → [b, out, h/2, w/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.norm.forward(conv3x3(&self.conv, x)));
+        let out = relu(self.norm.forward(convolve(&self.conv, x)));
         avg_pool2d(out, AvgPoolOptions::new([2, 2]))
     }
 }
@@ -186,7 +186,7 @@ impl SameBlock2d {
 
     /// [b, in, h, w] → [b, out, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(conv3x3(&self.conv, x)))
+        relu(self.norm.forward(convolve(&self.conv, x)))
     }
 }
 

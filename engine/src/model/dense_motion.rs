@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
 use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
+use super::training_conv::convolve;
 
 /// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -160,8 +161,8 @@ impl DenseMotionNetwork {
     /// The hourglass and the two heads on it: its input → (mask logits, occlusion logits).
     pub fn heads(&self, input: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
         let prediction = self.hourglass.forward(input);
-        let occlusion = self.occlusion.as_ref().map(|head| head.forward(prediction.clone()));
-        (self.mask.forward(prediction), occlusion)
+        let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
+        (convolve(&self.mask, prediction), occlusion)
     }
 
     /// [`forward_downsampled`](Self::forward_downsampled) with `heads` standing in for the

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 use super::blocks::{DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
 use super::dense_motion::{DenseMotionConfig, DenseMotionNetwork};
 use super::keypoints::Keypoints;
+use super::training_conv::convolve;
 
 /// `model_params.generator_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -168,7 +169,7 @@ impl OcclusionAwareGenerator {
             for block in &self.up_blocks {
                 out = block.forward(out);
             }
-            self.final_conv.forward(out)
+            convolve(&self.final_conv, out)
         };
         self.forward_encoded_with(source, kp_driving, kp_source, dense_heads, decode)
     }

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
 use super::keypoints::{Keypoints, make_coordinate_grid};
+use super::training_conv::convolve;
 
 /// `model_params.kp_detector_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -95,8 +96,8 @@ impl KpDetector {
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
         self.forward_with(image, |x| {
             let feature_map = self.predictor.forward(x);
-            let jacobian = self.jacobian.as_ref().map(|head| head.forward(feature_map.clone()));
-            (self.kp.forward(feature_map), jacobian)
+            let jacobian = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
+            (convolve(&self.kp, feature_map), jacobian)
         })
     }
 

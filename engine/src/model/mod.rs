@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod dense_motion;
+pub mod direct_conv;
 pub mod discriminator;
 pub mod generator;
 pub mod inference;

@@ -1,13 +1,18 @@
-//! The training step's 3×3 convolutions on the CPU: one autodiff operation whose forward pass,
-//! input gradient and weight gradient all run Winograd F(4×4, 3×3) ([`FusedConv3x3`], the
-//! inference form's kernel, and [`weight_gradient`]). Plugged in through burn's extension API: the operation
-//! takes the `Autodiff<Flex>` primitives of its tensors and records its own backward step, so
-//! the model code calls [`conv3x3`] on any device and only flex training takes this path.
+//! The training step's convolutions on the CPU, each one autodiff operation whose forward pass,
+//! input gradient and weight gradient run the inference form's kernels. Plugged in through
+//! burn's extension API: the operation takes the `Autodiff<Flex>` primitives of its tensors and
+//! records its own backward step, so the model code calls [`convolve`] on any device and only
+//! flex training takes these paths; elsewhere it is burn's convolution.
 //!
-//! A 3×3, stride-1, padding-1 convolution's input gradient is itself such a convolution:
-//! `∂L/∂x = conv(∂L/∂y, W')` with `W'[i, o] = rot180(W[o, i])`, so Winograd serves both.
-//! The weight gradient `∂L/∂W[o, i] = Σ ∂L/∂y[o] ⋆ x[i]` is computed by the same F(4×4, 3×3)
-//! ([`weight_gradient`]); the bias gradient is the sum of `∂L/∂y` per channel.
+//! - 3×3, stride 1, padding 1 (the blocks and VGG19): Winograd F(4×4, 3×3) ([`FusedConv3x3`]).
+//!   The input gradient is itself such a convolution: `∂L/∂x = conv(∂L/∂y, W')` with
+//!   `W'[i, o] = rot180(W[o, i])`. The weight gradient `∂L/∂W[o, i] = Σ ∂L/∂y[o] ⋆ x[i]` is
+//!   computed by the same F(4×4, 3×3) ([`weight_gradient`]).
+//! - 5×5 and 7×7, stride 1 (the generator's `first` and `final`, the 7×7 heads): the direct
+//!   kernel ([`DirectConv`]) for the output and for `∂L/∂x` (the same flipped filters, padded by
+//!   `k − 1 − p`), [`direct_weight_gradient`] for `∂L/∂W`.
+//!
+//! The bias gradient is the sum of `∂L/∂y` per channel.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -22,9 +27,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, to_vec, weight_gradient};
 
-/// Maps smaller than this (pixels per image) keep burn's convolution.
+/// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
 const MIN_PIXELS: usize = 32 * 32;
 /// Nor does a layer whose map has fewer pixels than this many times its channels: its weights
 /// are transformed at every call (they change every step), and on small maps that costs more
@@ -35,29 +41,39 @@ type FlexPrimitive = FloatTensor<Flex>;
 /// The autodiff graph's tensor over flex.
 type Tracked = FloatTensor<Autodiff<Flex>>;
 
-/// `conv.forward(x)`, by the fast path where it applies: a 3×3, stride-1, padding-1
-/// convolution of a large enough map whose tensors are on flex with autodiff.
-pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// The kernels an operation runs: which fast path, and its padding.
+#[derive(Debug, Clone, Copy)]
+enum Kernel {
+    Winograd,
+    Direct { padding: usize },
+}
+
+/// `conv.forward(x)`, by a fast path where one applies and the tensors are on flex with autodiff.
+pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    let applies = is_3x3_same(conv)
-        && h * w >= MIN_PIXELS
-        && h * w >= PIXELS_PER_CHANNEL * conv.weight.dims()[0].max(conv.weight.dims()[1]);
-    if !applies {
+    let kernel = if is_3x3_same(conv) {
+        let large =
+            h * w >= MIN_PIXELS && h * w >= PIXELS_PER_CHANNEL * conv.weight.dims()[0].max(conv.weight.dims()[1]);
+        large.then_some(Kernel::Winograd)
+    } else {
+        direct_padding(conv).map(|padding| Kernel::Direct { padding })
+    };
+    let Some(kernel) = kernel else {
         return conv.forward(x);
-    }
+    };
     let weight = conv.weight.val();
     let bias = conv.bias.as_ref().map(|b| b.val());
-    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(&x, &weight, bias.as_ref()) {
+    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(kernel, &x, &weight, bias.as_ref()) {
         return y;
     }
-    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(&x, &weight, bias.as_ref()) {
+    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(kernel, &x, &weight, bias.as_ref()) {
         return y;
     }
     conv.forward(x)
 }
 
 /// The operation on `Autodiff<Flex, C>`, or `None` when the tensors live elsewhere.
-fn on_autodiff_flex<C>(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>) -> Option<Tensor<4>>
+fn on_autodiff_flex<C>(kernel: Kernel, x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>) -> Option<Tensor<4>>
 where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
@@ -68,56 +84,83 @@ where
         Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?),
         None => None,
     };
-    let y = record::<C>(x, weight, bias);
+    let y = record::<C>(kernel, x, weight, bias);
     Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
 }
 
-/// The backward step: Winograd for the input and the weight, a sum for the bias.
+/// The backward step: the kernel's input and weight gradients, a sum for the bias.
 #[derive(Debug)]
-struct Conv3x3Backward;
+struct ConvBackward;
 
-impl Backward<Flex, 3> for Conv3x3Backward {
-    /// The checkpointed input and weight; whether there is a bias.
-    type State = (NodeId, NodeId, bool);
+impl Backward<Flex, 3> for ConvBackward {
+    /// The kernel, the checkpointed input and weight, and whether there is a bias.
+    type State = (Kernel, NodeId, NodeId, bool);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, weight_state, has_bias) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexPrimitive>(x_state);
-        let weight = checkpointer.retrieve_node_output::<FlexPrimitive>(weight_state);
-        let device: Device = flex::<4>(grad.clone()).device();
-        let dy = to_nhwc(flex(grad.clone()));
-        if let Some(node) = node_x {
-            let dx = to_nchw(&input_gradient_conv(flex(weight)).forward(&dy, None), &device);
+        let (kernel, x_state, weight_state, has_bias) = ops.state;
+        let x = flex::<4>(checkpointer.retrieve_node_output::<FlexPrimitive>(x_state));
+        let weight = flex::<4>(checkpointer.retrieve_node_output::<FlexPrimitive>(weight_state));
+        let dy = flex::<4>(grad);
+        let device: Device = dy.device();
+        let (dx, dw) = match kernel {
+            Kernel::Winograd => {
+                let dy_nhwc = to_nhwc(dy.clone());
+                let dx = node_x
+                    .as_ref()
+                    .map(|_| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
+                let dw = node_weight
+                    .as_ref()
+                    .map(|_| weight_gradient(&to_nhwc(x), &dy_nhwc, &device));
+                (dx, dw)
+            }
+            Kernel::Direct { padding } => {
+                let [cout, _, k, _] = weight.dims();
+                let (x_dims, dy_dims) = (x.dims(), dy.dims());
+                let dy_values = to_vec(dy.clone());
+                let dx = node_x.as_ref().map(|_| {
+                    let flipped = weight.swap_dims(0, 1).flip([2, 3]);
+                    DirectConv::new(flipped, None, k - 1 - padding).forward_nchw(&dy_values, dy_dims, &device)
+                });
+                let dw = node_weight.as_ref().map(|_| {
+                    let values = direct_weight_gradient(&to_vec(x), x_dims, &dy_values, cout, k, padding);
+                    Tensor::from_data(TensorData::new(values, [cout, x_dims[1], k, k]), &device)
+                });
+                (dx, dw)
+            }
+        };
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, primitive(dx));
         }
-        if let Some(node) = node_weight {
-            let dw = weight_gradient(&to_nhwc(flex(x)), &dy, &device);
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
             grads.register::<Flex>(node.id, primitive(dw));
         }
         if let Some(node) = node_bias.filter(|_| has_bias) {
-            let db = flex::<4>(grad).sum_dims_squeeze::<1, usize>(&[0, 2, 3]);
+            let db = dy.sum_dims_squeeze::<1, usize>(&[0, 2, 3]);
             grads.register::<Flex>(node.id, primitive(db));
         }
     }
 }
 
 /// Records the operation on the autodiff graph and computes its output.
-fn record<C: CheckpointStrategy>(x: Tracked, weight: Tracked, bias: Option<Tracked>) -> Tracked {
+fn record<C: CheckpointStrategy>(kernel: Kernel, x: Tracked, weight: Tracked, bias: Option<Tracked>) -> Tracked {
     let forward = |x: &Tracked, weight: &Tracked, bias: Option<&Tracked>| {
-        let conv = FusedConv3x3::new(
-            flex(weight.primitive().clone()),
-            bias.map(|b| flex(b.primitive().clone())),
-            None,
-            Fused::default(),
-        );
-        primitive(apply(&conv, flex(x.primitive().clone())))
+        let (x, weight) = (flex::<4>(x.primitive().clone()), flex(weight.primitive().clone()));
+        let bias = bias.map(|b| flex(b.primitive().clone()));
+        let y = match kernel {
+            Kernel::Winograd => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
+            Kernel::Direct { padding } => {
+                let (dims, device) = (x.dims(), x.device());
+                DirectConv::new(weight, bias, padding).forward_nchw(&to_vec(x), dims, &device)
+            }
+        };
+        primitive(y)
     };
     // A convolution without a bias gets a node for a zero one, so that one operation of
     // three parents serves both (its gradient is computed but reaches no parameter).
     let bias_node = bias.as_ref().map_or_else(|| weight.node(), Tracked::node);
-    match Conv3x3Backward
+    match ConvBackward
         .prepare::<C>([x.node(), weight.node(), bias_node])
         .compute_bound()
         .stateful()
@@ -126,7 +169,7 @@ fn record<C: CheckpointStrategy>(x: Tracked, weight: Tracked, bias: Option<Track
             let x_state = prep.checkpoint(&x);
             let weight_state = prep.checkpoint(&weight);
             let output = forward(&x, &weight, bias.as_ref());
-            prep.finish((x_state, weight_state, bias.is_some()), output)
+            prep.finish((kernel, x_state, weight_state, bias.is_some()), output)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(&x, &weight, bias.as_ref())),
     }
@@ -240,6 +283,23 @@ fn is_3x3_same(conv: &Conv2d) -> bool {
         )
 }
 
+/// The padding of a convolution the direct kernel takes: square, odd, 5×5 or 7×7, stride 1,
+/// no dilation or groups, the same zero padding on every side.
+fn direct_padding(conv: &Conv2d) -> Option<usize> {
+    let [k, kw] = conv.kernel_size;
+    let square = k == kw && WEIGHT_GRADIENT_KERNELS.contains(&k);
+    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right)
+            if square && plain && top == left && left == bottom && bottom == right && top < k =>
+        {
+            Some(top)
+        }
+        PaddingConfig2d::Valid if square && plain => Some(0),
+        _ => None,
+    }
+}
+
 /// `conv` on an NCHW flex tensor [b, C_in, h, w] → [b, C_out, h, w].
 fn apply(conv: &FusedConv3x3, x: Tensor<4>) -> Tensor<4> {
     let device: Device = x.device();
@@ -310,19 +370,27 @@ mod tests {
     #[test]
     fn forward_and_gradients_match_burns_convolution() {
         let device = Device::flex().autodiff();
-        for (batch, cin, cout, h, w, with_bias) in [
-            (1, 3, 8, 32, 32, true),
-            (2, 16, 24, 36, 40, true),
-            (1, 64, 64, 33, 35, false),
-            (2, 128, 3, 48, 50, true),
-            (1, 256, 16, 64, 64, true),
+        // (batch, C_in, C_out, h, w, kernel, padding, bias): Winograd's 3×3 shapes, then the
+        // direct kernel's (the generator's `first` and `final`, the keypoint and mask heads).
+        for (batch, cin, cout, h, w, k, pad, with_bias) in [
+            (1, 3, 8, 32, 32, 3, 1, true),
+            (2, 16, 24, 36, 40, 3, 1, true),
+            (1, 64, 64, 33, 35, 3, 1, false),
+            (2, 128, 3, 48, 50, 3, 1, true),
+            (1, 256, 16, 64, 64, 3, 1, true),
+            (1, 3, 64, 40, 37, 7, 3, false),
+            (2, 64, 3, 33, 30, 7, 3, true),
+            (1, 35, 10, 20, 21, 7, 0, true),
+            (1, 108, 11, 16, 16, 7, 3, true),
+            (2, 6, 5, 12, 13, 5, 2, false),
         ] {
-            let config = Conv2dConfig::new([cin, cout], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            let config = Conv2dConfig::new([cin, cout], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                 .with_bias(with_bias);
             let conv = config.init(&device);
+            let (out_h, out_w) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
             let x = Tensor::<4>::random([batch, cin, h, w], Distribution::Uniform(-1.0, 1.0), &device);
-            let weighting = Tensor::<4>::random([batch, cout, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let weighting = Tensor::<4>::random([batch, cout, out_h, out_w], Distribution::Uniform(-1.0, 1.0), &device);
             let run = |fast: bool| {
                 let x = Tensor::from_data(x.to_data(), &device).require_grad();
                 let conv = Conv2d {
@@ -334,7 +402,7 @@ mod tests {
                     ..conv.clone()
                 };
                 let y = if fast {
-                    conv3x3(&conv, x.clone())
+                    convolve(&conv, x.clone())
                 } else {
                     conv.forward(x.clone())
                 };
@@ -346,8 +414,8 @@ mod tests {
             };
             let (y_fast, dx_fast, dw_fast, db_fast) = run(true);
             let (y_ref, dx_ref, dw_ref, db_ref) = run(false);
-            let shape = format!("{batch}×{cin}→{cout} at {h}×{w}");
-            // Winograd sums in another order: equal to the last bit would mean it did not run.
+            let shape = format!("{batch}×{cin}→{cout} {k}×{k} at {h}×{w}");
+            // Both kernels sum in another order: equal to the last bit would mean it did not run.
             let (rounding, _) = largest_difference(y_fast.clone(), y_ref.clone());
             assert!(rounding > 0.0, "{shape}: the fast path did not run");
             for (name, (difference, scale)) in [
@@ -415,19 +483,19 @@ mod tests {
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
         let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &device);
-        let (difference, _) = largest_difference(conv3x3(&conv, x.clone()), conv.forward(x));
+        let (difference, _) = largest_difference(convolve(&conv, x.clone()), conv.forward(x));
         assert_eq!(difference, 0.0);
         let autodiff = device.autodiff();
         let strided = Conv2dConfig::new([4, 4], [3, 3]).with_stride([2, 2]).init(&autodiff);
         let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
-        let (difference, _) = largest_difference(conv3x3(&strided, x.clone()).inner(), strided.forward(x).inner());
+        let (difference, _) = largest_difference(convolve(&strided, x.clone()).inner(), strided.forward(x).inner());
         assert_eq!(difference, 0.0);
         // Many channels on a small map: burn's (the weights' transform would cost more).
         let wide = Conv2dConfig::new([128, 128], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&autodiff);
         let x = Tensor::<4>::random([1, 128, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
-        let (difference, _) = largest_difference(conv3x3(&wide, x.clone()).inner(), wide.forward(x).inner());
+        let (difference, _) = largest_difference(convolve(&wide, x.clone()).inner(), wide.forward(x).inner());
         assert_eq!(difference, 0.0);
     }
 }

@@ -13,7 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::conv;
-use super::training_conv::{FrozenConv3x3, conv3x3};
+use super::training_conv::{FrozenConv3x3, convolve};
 
 /// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
@@ -81,7 +81,7 @@ impl Vgg19 {
         for (i, conv) in self.convs.iter().enumerate() {
             out = relu(match self.frozen.get(i) {
                 Some(frozen) => frozen.forward(out),
-                None => conv3x3(conv, out),
+                None => convolve(conv, out),
             });
             if OUTPUT_AFTER.contains(&i) {
                 slices.push(out.clone());

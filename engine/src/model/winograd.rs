@@ -469,172 +469,18 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(dw, [cout, cin, 3, 3]), device)
 }
 
-/// A `k × k` stride-1 convolution with few output channels (FOMM's 7×7 heads: the generator's
-/// `final`, the dense motion's mask and occlusion, the keypoints and Jacobians), computed
-/// directly. The input is laid out as zero-padded planes; a task computes `O` output channels
-/// × 8 neighbouring pixels of one row in registers, and every input value loaded serves `O`
-/// multiply-adds. A GEMM would have only `C_out` columns to keep its kernel busy.
-#[derive(Debug)]
-pub struct DirectConv {
-    input_channels: usize,
-    output_channels: usize,
-    kernel: usize,
-    padding: usize,
-    /// Output channels computed together: 4 for the 1- and 3-channel heads, else 8.
-    group: usize,
-    /// [groups, C_in, k, k, group]: the weights of a group's channels side by side per tap,
-    /// zero beyond C_out.
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    relu: bool,
-}
-
-/// Pixels of an output row computed together: one AVX2 register.
-const PIXELS: usize = 8;
-
-impl DirectConv {
-    /// `weight` [C_out, C_in, k, k], `bias` [C_out], symmetric zero `padding`.
-    pub fn new(weight: Tensor<4>, bias: Option<Tensor<1>>, padding: usize) -> Self {
-        Self::with_output_norm(weight, bias, padding, None, false)
-    }
-
-    /// As [`new`](Self::new), with a batch norm on the output folded into the weights and a
-    /// ReLU after it (a `SameBlock2d`).
-    pub fn with_output_norm(
-        weight: Tensor<4>,
-        bias: Option<Tensor<1>>,
-        padding: usize,
-        output_norm: Option<ChannelAffine>,
-        relu: bool,
-    ) -> Self {
-        let [cout, cin, k, kw] = weight.dims();
-        assert_eq!(k, kw, "a square kernel");
-        let group = if cout <= 4 { 4 } else { 8 };
-        let groups = cout.div_ceil(group);
-        let (raw, bias) = folded(weight, bias, output_norm);
-        let mut laid = vec![0.0f32; groups * cin * k * k * group];
-        for o in 0..cout {
-            for i in 0..cin {
-                for tap in 0..k * k {
-                    laid[(((o / group) * cin + i) * k * k + tap) * group + o % group] =
-                        raw[(o * cin + i) * k * k + tap];
-                }
-            }
-        }
-        Self {
-            input_channels: cin,
-            output_channels: cout,
-            kernel: k,
-            padding,
-            group,
-            weight: laid,
-            bias,
-            relu,
-        }
-    }
-
-    /// [b, h, w, C_in] → NCHW [b, C_out, h + 2p − k + 1, w + 2p − k + 1], what burn's
-    /// operations after a head take.
-    pub fn forward(&self, x: &Nhwc, device: &Device) -> Tensor<4> {
-        assert_eq!(x.channels, self.input_channels, "input channels");
-        let (cin, cout, k, pad) = (self.input_channels, self.output_channels, self.kernel, self.padding);
-        let (hp, wp) = (x.height + 2 * pad, x.width + 2 * pad);
-        let out_h = (hp + 1).saturating_sub(k);
-        let out_w = (wp + 1).saturating_sub(k);
-        let mut out = vec![0.0f32; x.batch * cout * out_h * out_w];
-        if out.is_empty() {
-            return Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device);
-        }
-        // Rows padded on the right so that the last group of pixels reads zeros, not past the end.
-        let stride = out_w.div_ceil(PIXELS) * PIXELS + k - 1;
-        let mut planes = vec![0.0f32; x.batch * cin * hp * stride];
-        // Row by row: each task reads one input row (contiguous) and writes it to every plane.
-        let mut plane_rows: Vec<Vec<&mut [f32]>> = (0..x.batch * x.height).map(|_| Vec::with_capacity(cin)).collect();
-        for (i, plane) in planes.chunks_mut(hp * stride).enumerate() {
-            let b = i / cin;
-            let rows = plane[pad * stride..].chunks_mut(stride).take(x.height);
-            for (y, row) in rows.enumerate() {
-                plane_rows[b * x.height + y].push(&mut row[pad..pad + x.width]);
-            }
-        }
-        plane_rows.into_par_iter().enumerate().for_each(|(i, mut rows)| {
-            let (b, y) = (i / x.height, i % x.height);
-            for xx in 0..x.width {
-                for (row, &v) in rows.iter_mut().zip(x.pixel(b, y, xx)) {
-                    row[xx] = v;
-                }
-            }
-        });
-        let groups = cout.div_ceil(self.group);
-        // One task per (image, row): it writes that row of every output channel.
-        let mut rows: Vec<Vec<&mut [f32]>> = (0..x.batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
-        for (i, row) in out.chunks_mut(out_w).enumerate() {
-            let (b, y) = (i / (cout * out_h), i % out_h);
-            rows[b * out_h + y].push(row);
-        }
-        rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
-            let (b, y) = (task / out_h, task % out_h);
-            let planes = &planes[b * cin * hp * stride..][..cin * hp * stride];
-            for g in 0..groups {
-                let weight = &self.weight[g * cin * k * k * self.group..][..cin * k * k * self.group];
-                let first = g * self.group;
-                let outputs = &mut channels[first..(first + self.group).min(cout)];
-                let bias = &self.bias[first..(first + self.group).min(cout)];
-                let relu = self.relu;
-                let args = (planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu);
-                match self.group {
-                    4 => vectorized(DirectRow::<4>(args)),
-                    _ => vectorized(DirectRow::<8>(args)),
-                }
-            }
-        });
-        Tensor::from_data(TensorData::new(out, [x.batch, cout, out_h, out_w]), device)
-    }
-}
-
-/// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
-#[inline(always)]
-fn direct_row<const O: usize>((planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu): DirectRowArgs) {
-    for x0 in (0..out_w).step_by(PIXELS) {
-        let mut acc = [[0.0f32; PIXELS]; O];
-        for c in 0..cin {
-            let plane = &planes[c * hp * stride..][..hp * stride];
-            for ky in 0..k {
-                let row = &plane[(y + ky) * stride + x0..][..k - 1 + PIXELS];
-                let taps = &weight[(c * k + ky) * k * O..][..k * O];
-                // Fixed-size arrays: the loops unroll and `acc` stays in registers.
-                let (taps, _) = taps.as_chunks::<O>();
-                for (kx, w) in taps.iter().enumerate() {
-                    let v: &[f32; PIXELS] = row[kx..kx + PIXELS].try_into().expect("PIXELS values");
-                    for o in 0..O {
-                        for l in 0..PIXELS {
-                            acc[o][l] += w[o] * v[l];
-                        }
-                    }
-                }
-            }
-        }
-        let n = PIXELS.min(out_w - x0);
-        for ((out, a), &b) in outputs.iter_mut().zip(&acc).zip(bias) {
-            for (o, &v) in out[x0..x0 + n].iter_mut().zip(a) {
-                *o = if relu { (v + b).max(0.0) } else { v + b };
-            }
-        }
-    }
-}
-
 /// Runs a kernel compiled for the best vector instructions the CPU has (AVX2 + FMA on x86-64
 /// where present; the crate itself is built for the SSE2 baseline), through macerator's safe
 /// run-time dispatch. Target features reach only code inlined into the dispatching function,
 /// so every step is `#[inline(always)]` and a method call, never a closure or `FnOnce` shim
 /// (checked with objdump and perf: those stayed separate SSE2 functions).
 #[inline(always)]
-fn vectorized<K: VectorKernel>(kernel: K) {
+pub(super) fn vectorized<K: VectorKernel>(kernel: K) {
     macerator::AutoArch::new().dispatch(Dispatched(kernel))
 }
 
 /// A kernel for [`vectorized`]: its arguments, and `run` inlining the kernel function.
-trait VectorKernel {
+pub(super) trait VectorKernel {
     fn run(self);
 }
 
@@ -688,25 +534,6 @@ type OutputRowArgs<'a> = (
 );
 struct OutputRow<'a>(OutputRowArgs<'a>);
 vector_kernel!(OutputRow<'_> => output_tiles_row);
-
-type DirectRowArgs<'a, 'b> = (
-    &'a [f32],
-    &'a [f32],
-    (usize, usize, usize, usize),
-    usize,
-    usize,
-    &'a mut [&'b mut [f32]],
-    &'a [f32],
-    bool,
-);
-struct DirectRow<'a, 'b, const O: usize>(DirectRowArgs<'a, 'b>);
-
-impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
-    #[inline(always)]
-    fn run(self) {
-        direct_row::<O>(self.0)
-    }
-}
 
 /// `Bᵀ d B` of one row of tiles, into its part of each of the 36 planes.
 #[inline(always)]
@@ -858,7 +685,11 @@ fn output_tiles_row((products, geometry, block_row, row, chunk, conv, residual, 
 
 /// A convolution's weights [C_out, C_in, k, k] and bias as values, with a batch norm on its
 /// output folded in: `w' = w·s`, `b' = b·s + t` per output channel.
-fn folded(weight: Tensor<4>, bias: Option<Tensor<1>>, output_norm: Option<ChannelAffine>) -> (Vec<f32>, Vec<f32>) {
+pub(super) fn folded(
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    output_norm: Option<ChannelAffine>,
+) -> (Vec<f32>, Vec<f32>) {
     let [cout, cin, kh, kw] = weight.dims();
     let mut weight = to_vec(weight);
     let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; cout]);
@@ -1179,26 +1010,6 @@ mod tests {
         };
         check(2, 20, 40, 33, 30, down.clone(), true, false);
         check(1, 20, 40, 7, 9, down, true, false);
-    }
-
-    #[test]
-    fn direct_heads_match_burns_convolution() {
-        for &(batch, cin, cout, h, w, k, pad) in &[
-            (1, 64, 3, 20, 17, 7, 3),
-            (2, 35, 10, 16, 16, 7, 0),
-            (1, 108, 1, 9, 12, 7, 3),
-            (1, 5, 4, 6, 5, 3, 1),
-        ] {
-            let x = random([batch, cin, h, w], 1.0);
-            let weight = random([cout, cin, k, k], (1.0 / (k * k * cin) as f64).sqrt());
-            let bias = random([cout], 0.1);
-            let options = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
-            let expected = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options);
-            let ours = DirectConv::new(weight, Some(bias), pad).forward(&Nhwc::from_tensor(x), &device());
-            assert_eq!(ours.dims(), expected.dims());
-            let error = relative_error(ours, expected);
-            assert!(error < 1e-5, "{cin}→{cout} {k}×{k}: relative error {error}");
-        }
     }
 
     #[test]

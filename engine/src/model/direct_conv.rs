@@ -1,0 +1,485 @@
+//! The CPU's direct `k × k` convolution for FOMM's 7×7 layers: the generator's `first` (3 → 64
+//! channels) and `final` (64 → 3), the dense motion's mask and occlusion heads and the keypoint
+//! and Jacobian heads. One side of each has few channels, so a GEMM (im2col or Winograd) would
+//! keep its kernel mostly idle; these loops keep a strip of 8 pixels × a group of channels in
+//! registers instead.
+//!
+//! Training needs the three products of `y = W ⋆ x + b`: the output, the input gradient
+//! `∂L/∂x = rot180(Wᵀ) ⋆ ∂L/∂y` (the same direct convolution, padded by `k − 1 − p`) and the
+//! weight gradient `∂L/∂W[o, i, ky, kx] = Σ_{b, y, x} ∂L/∂y[b, o, y, x] · x_pad[b, i, y + ky, x + kx]`
+//! ([`weight_gradient`]).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::winograd::{ChannelAffine, Nhwc, VectorKernel, folded, vectorized};
+
+/// Pixels of an output row computed together: one AVX2 register.
+const PIXELS: usize = 8;
+
+/// A `k × k` stride-1 convolution with few channels on one side, computed directly. The input
+/// is laid out as zero-padded planes; a task computes `O` output channels × 8 neighbouring
+/// pixels of one row in registers, and every input value loaded serves `O` multiply-adds.
+#[derive(Debug)]
+pub struct DirectConv {
+    input_channels: usize,
+    output_channels: usize,
+    kernel: usize,
+    padding: usize,
+    /// Output channels computed together: 4 for the 1- and 3-channel heads, else 8.
+    group: usize,
+    /// [groups, C_in, k, k, group]: the weights of a group's channels side by side per tap,
+    /// zero beyond C_out.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl DirectConv {
+    /// `weight` [C_out, C_in, k, k], `bias` [C_out], symmetric zero `padding`.
+    pub fn new(weight: Tensor<4>, bias: Option<Tensor<1>>, padding: usize) -> Self {
+        Self::with_output_norm(weight, bias, padding, None, false)
+    }
+
+    /// As [`new`](Self::new), with a batch norm on the output folded into the weights and a
+    /// ReLU after it (a `SameBlock2d`).
+    pub fn with_output_norm(
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        padding: usize,
+        output_norm: Option<ChannelAffine>,
+        relu: bool,
+    ) -> Self {
+        let [cout, cin, k, kw] = weight.dims();
+        assert_eq!(k, kw, "a square kernel");
+        let group = if cout <= 4 { 4 } else { 8 };
+        let groups = cout.div_ceil(group);
+        let (raw, bias) = folded(weight, bias, output_norm);
+        let mut laid = vec![0.0f32; groups * cin * k * k * group];
+        for o in 0..cout {
+            for i in 0..cin {
+                for tap in 0..k * k {
+                    laid[(((o / group) * cin + i) * k * k + tap) * group + o % group] =
+                        raw[(o * cin + i) * k * k + tap];
+                }
+            }
+        }
+        Self {
+            input_channels: cin,
+            output_channels: cout,
+            kernel: k,
+            padding,
+            group,
+            weight: laid,
+            bias,
+            relu,
+        }
+    }
+
+    /// [b, h, w, C_in] → NCHW [b, C_out, h + 2p − k + 1, w + 2p − k + 1], what burn's
+    /// operations after a head take.
+    pub fn forward(&self, x: &Nhwc, device: &Device) -> Tensor<4> {
+        assert_eq!(x.channels, self.input_channels, "input channels");
+        let planes = Planes::from_nhwc(x, self.padding, self.row_stride(x.width));
+        self.forward_planes(&planes, device)
+    }
+
+    /// As [`forward`](Self::forward), from NCHW values [b, C_in, h, w] (the training form's layout).
+    pub fn forward_nchw(&self, x: &[f32], dims: [usize; 4], device: &Device) -> Tensor<4> {
+        assert_eq!(dims[1], self.input_channels, "input channels");
+        let planes = Planes::from_nchw(x, dims, self.padding, self.row_stride(dims[3]));
+        self.forward_planes(&planes, device)
+    }
+
+    /// The padded rows' stride: the last group of pixels reads zeros, not past the end.
+    fn row_stride(&self, width: usize) -> usize {
+        let out_w = (width + 2 * self.padding + 1).saturating_sub(self.kernel);
+        out_w.div_ceil(PIXELS) * PIXELS + self.kernel - 1
+    }
+
+    fn forward_planes(&self, planes: &Planes, device: &Device) -> Tensor<4> {
+        let (cin, cout, k) = (self.input_channels, self.output_channels, self.kernel);
+        let (batch, hp, stride) = (planes.batch, planes.height, planes.stride);
+        let out_h = (hp + 1).saturating_sub(k);
+        let out_w = (planes.width + 1).saturating_sub(k);
+        let mut out = vec![0.0f32; batch * cout * out_h * out_w];
+        if out.is_empty() {
+            return Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device);
+        }
+        let groups = cout.div_ceil(self.group);
+        // One task per (image, row): it writes that row of every output channel.
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
+        for (i, row) in out.chunks_mut(out_w).enumerate() {
+            let (b, y) = (i / (cout * out_h), i % out_h);
+            rows[b * out_h + y].push(row);
+        }
+        rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
+            let (b, y) = (task / out_h, task % out_h);
+            let planes = &planes.data[b * cin * hp * stride..][..cin * hp * stride];
+            for g in 0..groups {
+                let weight = &self.weight[g * cin * k * k * self.group..][..cin * k * k * self.group];
+                let first = g * self.group;
+                let outputs = &mut channels[first..(first + self.group).min(cout)];
+                let bias = &self.bias[first..(first + self.group).min(cout)];
+                let relu = self.relu;
+                let args = (planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu);
+                match self.group {
+                    4 => vectorized(DirectRow::<4>(args)),
+                    _ => vectorized(DirectRow::<8>(args)),
+                }
+            }
+        });
+        Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device)
+    }
+}
+
+/// Zero-padded planes [b, C, h + 2p, stride], the image at column `p` of each row.
+struct Planes {
+    data: Vec<f32>,
+    batch: usize,
+    /// Padded height.
+    height: usize,
+    /// Padded width (the columns that hold the image and its padding).
+    width: usize,
+    stride: usize,
+}
+
+impl Planes {
+    fn empty([batch, channels, h, w]: [usize; 4], pad: usize, stride: usize) -> Self {
+        let height = h + 2 * pad;
+        Self {
+            data: vec![0.0f32; batch * channels * height * stride],
+            batch,
+            height,
+            width: w + 2 * pad,
+            stride,
+        }
+    }
+
+    /// The rows of every plane that hold image row `y` of image `b`, one `Vec` per (b, y).
+    fn image_rows(&mut self, channels: usize, h: usize, w: usize, pad: usize) -> Vec<Vec<&mut [f32]>> {
+        let (height, stride) = (self.height, self.stride);
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..self.batch * h).map(|_| Vec::with_capacity(channels)).collect();
+        for (i, plane) in self.data.chunks_mut(height * stride).enumerate() {
+            let b = i / channels;
+            for (y, row) in plane[pad * stride..].chunks_mut(stride).take(h).enumerate() {
+                rows[b * h + y].push(&mut row[pad..pad + w]);
+            }
+        }
+        rows
+    }
+
+    fn from_nhwc(x: &Nhwc, pad: usize, stride: usize) -> Self {
+        let (c, h, w) = (x.channels, x.height, x.width);
+        let mut planes = Self::empty([x.batch, c, h, w], pad, stride);
+        // Row by row: each task reads one input row (contiguous) and writes it to every plane.
+        planes
+            .image_rows(c, h, w, pad)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut rows)| {
+                let source = &x.data[i * w * c..][..w * c];
+                for (xx, pixel) in source.chunks_exact(c).enumerate() {
+                    for (row, &v) in rows.iter_mut().zip(pixel) {
+                        row[xx] = v;
+                    }
+                }
+            });
+        planes
+    }
+
+    fn from_nchw(x: &[f32], dims: [usize; 4], pad: usize, stride: usize) -> Self {
+        let [batch, c, h, w] = dims;
+        assert_eq!(x.len(), batch * c * h * w, "NCHW values of the stated shape");
+        let mut planes = Self::empty(dims, pad, stride);
+        planes
+            .image_rows(c, h, w, pad)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, rows)| {
+                let (b, y) = (i / h, i % h);
+                for (channel, row) in rows.into_iter().enumerate() {
+                    row.copy_from_slice(&x[((b * c + channel) * h + y) * w..][..w]);
+                }
+            });
+        planes
+    }
+}
+
+/// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
+#[inline(always)]
+fn direct_row<const O: usize>((planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu): DirectRowArgs) {
+    for x0 in (0..out_w).step_by(PIXELS) {
+        let mut acc = [[0.0f32; PIXELS]; O];
+        for c in 0..cin {
+            let plane = &planes[c * hp * stride..][..hp * stride];
+            for ky in 0..k {
+                let row = &plane[(y + ky) * stride + x0..][..k - 1 + PIXELS];
+                let taps = &weight[(c * k + ky) * k * O..][..k * O];
+                // Fixed-size arrays: the loops unroll and `acc` stays in registers.
+                let (taps, _) = taps.as_chunks::<O>();
+                for (kx, w) in taps.iter().enumerate() {
+                    let v: &[f32; PIXELS] = row[kx..kx + PIXELS].try_into().expect("PIXELS values");
+                    for o in 0..O {
+                        for l in 0..PIXELS {
+                            acc[o][l] += w[o] * v[l];
+                        }
+                    }
+                }
+            }
+        }
+        let n = PIXELS.min(out_w - x0);
+        for ((out, a), &b) in outputs.iter_mut().zip(&acc).zip(bias) {
+            for (o, &v) in out[x0..x0 + n].iter_mut().zip(a) {
+                *o = if relu { (v + b).max(0.0) } else { v + b };
+            }
+        }
+    }
+}
+
+type DirectRowArgs<'a, 'b> = (
+    &'a [f32],
+    &'a [f32],
+    (usize, usize, usize, usize),
+    usize,
+    usize,
+    &'a mut [&'b mut [f32]],
+    &'a [f32],
+    bool,
+);
+struct DirectRow<'a, 'b, const O: usize>(DirectRowArgs<'a, 'b>);
+
+impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
+    #[inline(always)]
+    fn run(self) {
+        direct_row::<O>(self.0)
+    }
+}
+
+/// Kernel sizes [`weight_gradient`] computes (its loops are unrolled per size).
+pub const WEIGHT_GRADIENT_KERNELS: [usize; 2] = [5, 7];
+
+/// `∂L/∂W` [C_out, C_in, k, k] of a `k × k` stride-1 convolution with zero padding `pad`, from
+/// its input `x` [b, C_in, h, w] and output gradient `dy` [b, C_out, h', w'], both NCHW
+/// values. `k` is one of [`WEIGHT_GRADIENT_KERNELS`].
+///
+/// A task takes two output channels and one input channel and sums, for each of their `k²`
+/// taps, 8 pixels at a time: `k` shifted input vectors serve `2k` multiply-adds. The sum of a
+/// row goes into the total once per row, which keeps f32's rounding that of a few hundred terms.
+pub fn weight_gradient(
+    x: &[f32],
+    [batch, cin, h, w]: [usize; 4],
+    dy: &[f32],
+    cout: usize,
+    k: usize,
+    pad: usize,
+) -> Vec<f32> {
+    assert!(
+        WEIGHT_GRADIENT_KERNELS.contains(&k),
+        "a {k}×{k} kernel is not unrolled here"
+    );
+    let (out_h, out_w) = ((h + 2 * pad + 1).saturating_sub(k), (w + 2 * pad + 1).saturating_sub(k));
+    assert_eq!(
+        dy.len(),
+        batch * cout * out_h * out_w,
+        "output gradient of the stated shape"
+    );
+    let mut gradient = vec![0.0f32; cout * cin * k * k];
+    if out_h == 0 || out_w == 0 || batch == 0 {
+        return gradient;
+    }
+    let dy_stride = out_w.div_ceil(PIXELS) * PIXELS;
+    let planes = Planes::from_nchw(x, [batch, cin, h, w], pad, dy_stride + k - 1);
+    // The output gradient's rows padded with zeros to whole strips, plus one zero channel
+    // to pair with the last when C_out is odd.
+    let pairs = cout.div_ceil(2);
+    let mut rows = vec![0.0f32; batch * 2 * pairs * out_h * dy_stride];
+    rows.par_chunks_mut(out_h * dy_stride)
+        .enumerate()
+        .for_each(|(plane, dst)| {
+            let (b, o) = (plane / (2 * pairs), plane % (2 * pairs));
+            if o < cout {
+                let src = &dy[(b * cout + o) * out_h * out_w..][..out_h * out_w];
+                for (d, s) in dst.chunks_exact_mut(dy_stride).zip(src.chunks_exact(out_w)) {
+                    d[..out_w].copy_from_slice(s);
+                }
+            }
+        });
+    let taps = k * k;
+    let sums: Vec<Vec<f32>> = (0..pairs * cin)
+        .into_par_iter()
+        .map(|task| {
+            let (pair, i) = (task / cin, task % cin);
+            let mut sums = vec![0.0f32; 2 * taps];
+            let geometry = (batch, cin, 2 * pairs, out_h, dy_stride, planes.height, planes.stride);
+            let args = (&planes.data[..], &rows[..], geometry, pair, i, &mut sums[..]);
+            match k {
+                5 => vectorized(WeightGradientTask::<5>(args)),
+                _ => vectorized(WeightGradientTask::<7>(args)),
+            }
+            sums
+        })
+        .collect();
+    for (task, sums) in sums.iter().enumerate() {
+        let (pair, i) = (task / cin, task % cin);
+        for (half, sums) in sums.chunks_exact(taps).enumerate() {
+            let o = 2 * pair + half;
+            if o < cout {
+                gradient[(o * cin + i) * taps..][..taps].copy_from_slice(sums);
+            }
+        }
+    }
+    gradient
+}
+
+/// (batch, C_in, channels of `rows`, out_h, row stride of `rows`, padded height, plane stride)
+type GradientGeometry = (usize, usize, usize, usize, usize, usize, usize);
+type WeightGradientArgs<'a> = (&'a [f32], &'a [f32], GradientGeometry, usize, usize, &'a mut [f32]);
+struct WeightGradientTask<'a, const K: usize>(WeightGradientArgs<'a>);
+
+impl<const K: usize> VectorKernel for WeightGradientTask<'_, K> {
+    #[inline(always)]
+    fn run(self) {
+        weight_gradient_task::<K>(self.0)
+    }
+}
+
+/// The `2 × K²` sums of output channels `2 pair`, `2 pair + 1` against input channel `i`.
+#[inline(always)]
+fn weight_gradient_task<const K: usize>((planes, rows, geometry, pair, i, sums): WeightGradientArgs) {
+    let (batch, cin, row_channels, out_h, dy_stride, hp, stride) = geometry;
+    let strips = dy_stride / PIXELS;
+    let mut total0 = [[[0.0f32; PIXELS]; K]; K];
+    let mut total1 = [[[0.0f32; PIXELS]; K]; K];
+    for b in 0..batch {
+        let plane = &planes[(b * cin + i) * hp * stride..][..hp * stride];
+        let first = &rows[(b * row_channels + 2 * pair) * out_h * dy_stride..][..out_h * dy_stride];
+        let second = &rows[(b * row_channels + 2 * pair + 1) * out_h * dy_stride..][..out_h * dy_stride];
+        for y in 0..out_h {
+            let d0 = &first[y * dy_stride..][..dy_stride];
+            let d1 = &second[y * dy_stride..][..dy_stride];
+            for (ky, (total0, total1)) in total0.iter_mut().zip(total1.iter_mut()).enumerate() {
+                let row = &plane[(y + ky) * stride..][..stride];
+                let mut acc0 = [[0.0f32; PIXELS]; K];
+                let mut acc1 = [[0.0f32; PIXELS]; K];
+                for s in 0..strips {
+                    let x0 = s * PIXELS;
+                    let g0: &[f32; PIXELS] = d0[x0..x0 + PIXELS].try_into().expect("a strip");
+                    let g1: &[f32; PIXELS] = d1[x0..x0 + PIXELS].try_into().expect("a strip");
+                    for kx in 0..K {
+                        let v: &[f32; PIXELS] = row[x0 + kx..x0 + kx + PIXELS].try_into().expect("a strip");
+                        for l in 0..PIXELS {
+                            acc0[kx][l] += g0[l] * v[l];
+                            acc1[kx][l] += g1[l] * v[l];
+                        }
+                    }
+                }
+                for kx in 0..K {
+                    for l in 0..PIXELS {
+                        total0[kx][l] += acc0[kx][l];
+                        total1[kx][l] += acc1[kx][l];
+                    }
+                }
+            }
+        }
+    }
+    for (half, channel) in [total0, total1].iter().enumerate() {
+        for (ky, taps) in channel.iter().enumerate() {
+            for (kx, lanes) in taps.iter().enumerate() {
+                sums[half * K * K + ky * K + kx] = lanes.iter().sum();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+
+    use super::*;
+    use crate::model::winograd::to_vec;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn random<const D: usize>(shape: [usize; D], scale: f64) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Uniform(-scale, scale), &device())
+    }
+
+    /// Largest |ours − burn| over the largest |burn|.
+    fn relative_error(ours: &[f32], expected: &[f32]) -> f32 {
+        assert_eq!(ours.len(), expected.len());
+        let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+        ours.iter().zip(expected).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    #[test]
+    fn direct_heads_match_burns_convolution() {
+        for &(batch, cin, cout, h, w, k, pad) in &[
+            (1, 64, 3, 20, 17, 7, 3),
+            (2, 35, 10, 16, 16, 7, 0),
+            (1, 108, 1, 9, 12, 7, 3),
+            (1, 5, 4, 6, 5, 3, 1),
+        ] {
+            let x = random([batch, cin, h, w], 1.0);
+            let weight = random([cout, cin, k, k], (1.0 / (k * k * cin) as f64).sqrt());
+            let bias = random([cout], 0.1);
+            let options = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
+            let expected = to_vec(conv2d(x.clone(), weight.clone(), Some(bias.clone()), options));
+            let conv = DirectConv::new(weight, Some(bias), pad);
+            let dims = x.dims();
+            let from_nchw = conv.forward_nchw(&to_vec(x.clone()), dims, &device());
+            let ours = conv.forward(&Nhwc::from_tensor(x), &device());
+            assert_eq!(ours.dims(), from_nchw.dims());
+            let (ours, from_nchw) = (to_vec(ours), to_vec(from_nchw));
+            let error = relative_error(&ours, &expected);
+            assert!(error < 1e-5, "{cin}→{cout} {k}×{k}: relative error {error}");
+            assert_eq!(ours, from_nchw, "one convolution from either layout");
+        }
+    }
+
+    /// The weight gradient against `Σ dy · x` summed in f64 straight from its definition.
+    #[test]
+    fn weight_gradient_matches_its_definition() {
+        for &(batch, cin, cout, h, w, k, pad) in &[
+            (1, 3, 8, 21, 19, 7, 3),
+            (2, 5, 3, 16, 13, 7, 0),
+            (1, 4, 1, 9, 12, 5, 2),
+            (2, 2, 4, 7, 30, 7, 3),
+        ] {
+            let (out_h, out_w) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+            let x = to_vec(random([batch, cin, h, w], 1.0));
+            let dy = to_vec(random([batch, cout, out_h, out_w], 1.0));
+            let ours = weight_gradient(&x, [batch, cin, h, w], &dy, cout, k, pad);
+            let mut expected = vec![0.0f32; cout * cin * k * k];
+            for o in 0..cout {
+                for i in 0..cin {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let mut sum = 0.0f64;
+                            for b in 0..batch {
+                                for y in 0..out_h {
+                                    for xx in 0..out_w {
+                                        let (sy, sx) =
+                                            ((y + ky) as isize - pad as isize, (xx + kx) as isize - pad as isize);
+                                        if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                            continue;
+                                        }
+                                        let input = x[((b * cin + i) * h + sy as usize) * w + sx as usize];
+                                        sum += (dy[((b * cout + o) * out_h + y) * out_w + xx] * input) as f64;
+                                    }
+                                }
+                            }
+                            expected[((o * cin + i) * k + ky) * k + kx] = sum as f32;
+                        }
+                    }
+                }
+            }
+            let error = relative_error(&ours, &expected);
+            assert!(error < 1e-5, "{cin}→{cout} {k}×{k} pad {pad}: relative error {error}");
+        }
+    }
+}
