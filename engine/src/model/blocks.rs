@@ -14,6 +14,7 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, Interpolat
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::training_conv::convolve;
+use super::training_norm::batch_norm_relu_train;
 
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
@@ -59,14 +60,30 @@ impl BatchNorm2d {
                 Self::EPSILON,
             );
         }
-        let [b, _, h, w] = x.dims();
-        let count = (b * h * w) as f64;
         let result = batch_norm_train(x, self.weight.val(), self.bias.val(), Self::EPSILON);
-        let unbiased = result.variance * (count / (count - 1.0).max(1.0));
+        self.update_running_statistics(result.mean, result.variance, count(&result.output));
+        result.output
+    }
+
+    /// `relu(self.forward(x))`, what every FOMM block applies; one operation in flex training.
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        match batch_norm_relu_train(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON) {
+            Some((output, mean, variance)) => {
+                self.update_running_statistics(mean, variance, count(&output));
+                output
+            }
+            None => relu(self.forward(x)),
+        }
+    }
+
+    /// torch's momentum update, with the unbiased variance of `count` values per channel.
+    fn update_running_statistics(&self, batch_mean: Tensor<1>, batch_variance: Tensor<1>, count: f64) {
+        let device = batch_mean.device();
+        let unbiased = batch_variance * (count / (count - 1.0).max(1.0));
         let momentum = Self::MOMENTUM;
         let old_mean = self.running_mean.value_sync().to_device(&device);
         let old_var = self.running_var.value_sync().to_device(&device);
-        let mean = old_mean.clone() * (1.0 - momentum) + result.mean * momentum;
+        let mean = old_mean.clone() * (1.0 - momentum) + batch_mean * momentum;
         let var = old_var.clone() * (1.0 - momentum) + unbiased * momentum;
         // A non-finite batch (a step the trainer will skip) must not poison the statistics
         // that inference uses.
@@ -76,8 +93,13 @@ impl BatchNorm2d {
         };
         self.running_mean.update(keep(mean, old_mean));
         self.running_var.update(keep(var, old_var));
-        result.output
     }
+}
+
+/// Values per channel of an NCHW batch: b · h · w.
+fn count(x: &Tensor<4>) -> f64 {
+    let [b, _, h, w] = x.dims();
+    (b * h * w) as f64
 }
 
 /// Nearest-neighbour ×2 upsampling (`F.interpolate(x, scale_factor=2)`).
@@ -120,8 +142,8 @@ impl ResBlock2d {
 
     /// [b, c, h, w] → [b, c, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = convolve(&self.conv1, relu(self.norm1.forward(x.clone())));
-        let out = convolve(&self.conv2, relu(self.norm2.forward(out)));
+        let out = convolve(&self.conv1, self.norm1.forward_relu(x.clone()));
+        let out = convolve(&self.conv2, self.norm2.forward_relu(out));
         out + x
     }
 }
@@ -143,7 +165,7 @@ impl UpBlock2d {
 
     /// [b, in, h, w] → [b, out, 2h, 2w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(convolve(&self.conv, upsample2(x))))
+        self.norm.forward_relu(convolve(&self.conv, upsample2(x)))
     }
 }
 
@@ -164,7 +186,7 @@ impl DownBlock2d {
 
     /// [b, in, h, w] → [b, out, h/2, w/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.norm.forward(convolve(&self.conv, x)));
+        let out = self.norm.forward_relu(convolve(&self.conv, x));
         avg_pool2d(out, AvgPoolOptions::new([2, 2]))
     }
 }
@@ -186,7 +208,7 @@ impl SameBlock2d {
 
     /// [b, in, h, w] → [b, out, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(convolve(&self.conv, x)))
+        self.norm.forward_relu(convolve(&self.conv, x))
     }
 }
 
