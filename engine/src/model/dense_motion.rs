@@ -14,6 +14,7 @@ use burn::tensor::{Device, Tensor};
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
 use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
 use super::training_conv::convolve;
+use super::training_grid_sample::grid_sample;
 
 /// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -134,9 +135,7 @@ impl DenseMotionNetwork {
             .repeat_dim(1, n)
             .reshape([b * n, c, h, w]);
         let grid = sparse_motions.clone().reshape([b * n, h, w, 2]);
-        repeated
-            .grid_sample_2d(grid, burn::tensor::ops::GridSampleOptions::default())
-            .reshape([b, n, c, h, w])
+        grid_sample(repeated, grid).reshape([b, n, c, h, w])
     }
 
     /// Source [b, c, H, W] and keypoints → dense motion at the network's resolution.

@@ -6,13 +6,13 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::ops::GridSampleOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
 use super::dense_motion::{DenseMotionConfig, DenseMotionNetwork};
 use super::keypoints::Keypoints;
 use super::training_conv::convolve;
+use super::training_grid_sample::grid_sample;
 
 /// `model_params.generator_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -97,7 +97,7 @@ pub fn deform_input(input: Tensor<4>, deformation: Tensor<4>) -> Tensor<4> {
     } else {
         deformation
     };
-    input.grid_sample_2d(deformation, GridSampleOptions::default())
+    grid_sample(input, deformation)
 }
 
 /// What the generator computes of the source alone: its encoding (`first` and the down blocks,

@@ -25,6 +25,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
@@ -179,7 +180,23 @@ fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(primitive)
 }
 
-fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
+/// A flex tensor's values without a copy where they are contiguous f32.
+pub(super) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(
+            tensor
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}")),
+        ),
+    }
+}
+
+/// The flex primitive of a tensor made on flex here.
+pub(super) fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
     tensor
         .try_into_primitive::<Flex>()
         .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))

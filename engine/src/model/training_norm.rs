@@ -20,7 +20,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
-use std::borrow::Cow;
+
+use super::training_conv::{primitive as flex_primitive, values};
 
 type FlexPrimitive = FloatTensor<Flex>;
 
@@ -80,27 +81,6 @@ where
         Tensor::from_data(TensorData::new(mean, [channels]), &device),
         Tensor::from_data(TensorData::new(variance, [channels]), &device),
     ))
-}
-
-/// A flex tensor's values without a copy where they are contiguous f32.
-fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(slice) => Cow::Borrowed(slice),
-        None => Cow::Owned(
-            tensor
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}")),
-        ),
-    }
-}
-
-fn flex_primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
-    tensor
-        .try_into_primitive::<Flex>()
-        .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))
 }
 
 /// Per channel: the batch mean and `1 / √(σ² + ε)`, and the biased variance σ².

@@ -1,0 +1,295 @@
+//! The training step's bilinear `grid_sample` on the CPU (zero padding, `align_corners=False`,
+//! torch's defaults and FOMM's), as one autodiff operation. FOMM samples the source's 256
+//! features at 64² by the dense motion, and the downsampled source by each sparse motion; on
+//! `Autodiff<Flex>` burn composes the sampling of slices, gathers and clamps (and their
+//! scatters backward), 140–160 ms for the features forward and backward.
+//!
+//! Per output pixel, with `ix = (x + 1) W/2 − 1/2` (likewise `iy`) and its four neighbours:
+//!
+//! `out = Σ_corners w_corner · in[corner]`, `w_nw = (1 − fx)(1 − fy)`, … (`fx = ix − ⌊ix⌋`),
+//!
+//! `∂L/∂in[corner] += w_corner · ∂L/∂out`, and `∂L/∂x = W/2 · Σ_c ∂L/∂out · ∂out/∂ix`
+//! (likewise `y`), corners outside the image counting as zeros, as torch's kernel computes it.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
+use burn::tensor::ops::GridSampleOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::training_conv::{primitive as flex_primitive, values};
+
+type FlexPrimitive = FloatTensor<Flex>;
+
+/// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
+/// [b, h, w, 2] of (x, y) in [−1, 1] → [b, c, h, w]; by this operation on flex with autodiff.
+pub fn grid_sample(input: Tensor<4>, grid: Tensor<4>) -> Tensor<4> {
+    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(&input, &grid) {
+        return y;
+    }
+    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(&input, &grid) {
+        return y;
+    }
+    input.grid_sample_2d(grid, GridSampleOptions::default())
+}
+
+fn on_autodiff_flex<C>(input: &Tensor<4>, grid: &Tensor<4>) -> Option<Tensor<4>>
+where
+    C: CheckpointStrategy,
+    DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+{
+    let [batch, channels, height, width] = input.dims();
+    let [grid_batch, out_h, out_w, two] = grid.dims();
+    if grid_batch != batch || two != 2 {
+        return None;
+    }
+    let input = input.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+    let grid = grid.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+    let geometry = Geometry {
+        batch,
+        channels,
+        height,
+        width,
+        out_pixels: out_h * out_w,
+    };
+    let taps = Taps::new(&values(grid.primitive()), &geometry);
+    let output = taps.sample(&values(input.primitive()), &geometry);
+    let output = flex_primitive(Tensor::<4>::from_data(
+        TensorData::new(output, [batch, channels, out_h, out_w]),
+        &Device::flex(),
+    ));
+    let y = match GridSampleBackward
+        .prepare::<C>([input.node(), grid.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = GridSampleState {
+                input: input.primitive().clone(),
+                grid_dims: [batch, out_h, out_w, 2],
+                taps,
+                geometry,
+            };
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    };
+    Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_pixels: usize,
+}
+
+/// Per (image, output pixel): the four neighbours' flat indices in the input plane (`None`
+/// outside it), their bilinear weights, and the fractional offsets the gradients need.
+#[derive(Debug, Clone)]
+struct Taps {
+    /// [b · pixels] × (x0 y0, x0 y1, x1 y0, x1 y1), `x0 = ⌊ix⌋`, `x1 = x0 + 1`
+    index: Vec<[Option<u32>; 4]>,
+    weight: Vec<[f32; 4]>,
+    /// `ix − ⌊ix⌋`, `iy − ⌊iy⌋`
+    fraction: Vec<[f32; 2]>,
+}
+
+impl Taps {
+    fn new(grid: &[f32], g: &Geometry) -> Self {
+        let (w, h) = (g.width as f32, g.height as f32);
+        let (half_w, half_h) = (w / 2.0, h / 2.0);
+        let taps: Vec<([Option<u32>; 4], [f32; 4], [f32; 2])> = grid
+            .par_chunks_exact(2)
+            .map(|xy| {
+                // torch's unnormalisation for align_corners=False.
+                let ix = (xy[0] + 1.0) * half_w - 0.5;
+                let iy = (xy[1] + 1.0) * half_h - 0.5;
+                let (x0, y0) = (ix.floor(), iy.floor());
+                let (fx, fy) = (ix - x0, iy - y0);
+                let at = |x: f32, y: f32| {
+                    let inside = x >= 0.0 && y >= 0.0 && x < w && y < h;
+                    inside.then(|| (y as usize * g.width + x as usize) as u32)
+                };
+                // Corners in the order burn's composed grid_sample sums them, so that the
+                // forward pass rounds exactly as that one did (FOMM's feature-matching
+                // gradients are L1 signs, and the parity fixtures see a last-bit change).
+                let index = [at(x0, y0), at(x0, y0 + 1.0), at(x0 + 1.0, y0), at(x0 + 1.0, y0 + 1.0)];
+                let weight = [(1.0 - fx) * (1.0 - fy), (1.0 - fx) * fy, fx * (1.0 - fy), fx * fy];
+                (index, weight, [fx, fy])
+            })
+            .collect();
+        let mut result = Self {
+            index: Vec::with_capacity(taps.len()),
+            weight: Vec::with_capacity(taps.len()),
+            fraction: Vec::with_capacity(taps.len()),
+        };
+        for (index, weight, fraction) in taps {
+            result.index.push(index);
+            result.weight.push(weight);
+            result.fraction.push(fraction);
+        }
+        result
+    }
+
+    /// The output, a plane per task.
+    fn sample(&self, input: &[f32], g: &Geometry) -> Vec<f32> {
+        let plane = g.height * g.width;
+        let mut out = vec![0.0f32; g.batch * g.channels * g.out_pixels];
+        out.par_chunks_mut(g.out_pixels.max(1))
+            .enumerate()
+            .for_each(|(task, out)| {
+                let b = task / g.channels;
+                let source = &input[task * plane..][..plane];
+                let pixels = b * g.out_pixels..(b + 1) * g.out_pixels;
+                for ((out, index), weight) in out
+                    .iter_mut()
+                    .zip(&self.index[pixels.clone()])
+                    .zip(&self.weight[pixels])
+                {
+                    *out = index
+                        .iter()
+                        .zip(weight)
+                        .map(|(i, w)| i.map_or(0.0, |i| source[i as usize]) * w)
+                        .sum();
+                }
+            });
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GridSampleState {
+    input: FlexPrimitive,
+    grid_dims: [usize; 4],
+    taps: Taps,
+    geometry: Geometry,
+}
+
+#[derive(Debug)]
+struct GridSampleBackward;
+
+impl Backward<Flex, 2> for GridSampleBackward {
+    type State = GridSampleState;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_input, node_grid] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let GridSampleState {
+            input,
+            grid_dims,
+            taps,
+            geometry: g,
+        } = ops.state;
+        let dy = values(&grad);
+        let device = Device::flex();
+        let plane = g.height * g.width;
+        if let Some(node) = node_input {
+            // Each plane's gradient is scattered by its own task: no two tasks write one value.
+            let mut dx = vec![0.0f32; g.batch * g.channels * plane];
+            dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(task, dx)| {
+                let b = task / g.channels;
+                let dy = &dy[task * g.out_pixels..][..g.out_pixels];
+                let pixels = b * g.out_pixels..(b + 1) * g.out_pixels;
+                for ((&dy, index), weight) in dy.iter().zip(&taps.index[pixels.clone()]).zip(&taps.weight[pixels]) {
+                    for (i, w) in index.iter().zip(weight) {
+                        if let Some(i) = i {
+                            dx[*i as usize] += w * dy;
+                        }
+                    }
+                }
+            });
+            let dims = [g.batch, g.channels, g.height, g.width];
+            let dx = Tensor::<4>::from_data(TensorData::new(dx, dims), &device);
+            grads.register::<Flex>(node.id, flex_primitive(dx));
+        }
+        if let Some(node) = node_grid {
+            let input = values(&input);
+            let (half_w, half_h) = (g.width as f32 / 2.0, g.height as f32 / 2.0);
+            // A pixel per item, summing over the channels.
+            let mut dgrid = vec![0.0f32; g.batch * g.out_pixels * 2];
+            dgrid.par_chunks_mut(2).enumerate().for_each(|(pixel, out)| {
+                let (b, p) = (pixel / g.out_pixels.max(1), pixel % g.out_pixels.max(1));
+                let index = taps.index[pixel];
+                let [fx, fy] = taps.fraction[pixel];
+                let (mut gx, mut gy) = (0.0f32, 0.0f32);
+                for c in 0..g.channels {
+                    let source = &input[(b * g.channels + c) * plane..][..plane];
+                    let value = |k: usize| index[k].map_or(0.0, |i| source[i as usize]);
+                    let (nw, sw, ne, se) = (value(0), value(1), value(2), value(3));
+                    let dy = dy[(b * g.channels + c) * g.out_pixels + p];
+                    gx += dy * ((ne - nw) * (1.0 - fy) + (se - sw) * fy);
+                    gy += dy * ((sw - nw) * (1.0 - fx) + (se - ne) * fx);
+                }
+                out[0] = gx * half_w;
+                out[1] = gy * half_h;
+            });
+            let dgrid = Tensor::<4>::from_data(TensorData::new(dgrid, grid_dims), &device);
+            grads.register::<Flex>(node.id, flex_primitive(dgrid));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    fn largest_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> (f32, f32) {
+        let scale = b.clone().abs().max().into_scalar();
+        ((a - b).abs().max().into_scalar(), scale)
+    }
+
+    /// Output and both gradients against burn's composed `grid_sample_2d`, with grids that
+    /// reach past the image (zero padding) and an output of another size than the input.
+    #[test]
+    fn grid_sample_matches_burns_with_gradients() {
+        let device = Device::flex().autodiff();
+        for ([batch, channels, h, w], [out_h, out_w]) in [
+            ([1, 3, 16, 16], [16, 16]),
+            ([2, 5, 9, 13], [11, 7]),
+            ([3, 1, 4, 4], [6, 6]),
+        ] {
+            let input = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let grid = Tensor::<4>::random([batch, out_h, out_w, 2], Distribution::Uniform(-1.2, 1.2), &device);
+            let weighting = Tensor::<4>::random(
+                [batch, channels, out_h, out_w],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            );
+            let run = |ours: bool| {
+                let input = Tensor::<4>::from_data(input.to_data(), &device).require_grad();
+                let grid = Tensor::<4>::from_data(grid.to_data(), &device).require_grad();
+                let y = if ours {
+                    grid_sample(input.clone(), grid.clone())
+                } else {
+                    input.clone().grid_sample_2d(grid.clone(), GridSampleOptions::default())
+                };
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                (
+                    y.inner(),
+                    input.grad(&grads).expect("d input"),
+                    grid.grad(&grads).expect("d grid"),
+                )
+            };
+            let ((y, d_input, d_grid), (y_ref, d_input_ref, d_grid_ref)) = (run(true), run(false));
+            for (name, (difference, scale)) in [
+                ("output", largest_difference(y, y_ref)),
+                ("input gradient", largest_difference(d_input, d_input_ref)),
+                ("grid gradient", largest_difference(d_grid, d_grid_ref)),
+            ] {
+                assert!(
+                    difference <= 1e-4 * scale.max(1.0),
+                    "{name} {batch}×{channels}×{h}×{w}: {difference} of {scale}"
+                );
+            }
+        }
+    }
+}
