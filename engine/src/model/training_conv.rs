@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
-use super::winograd::{Fused, FusedConv3x3, Nhwc, to_vec, weight_gradient};
+use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
 const MIN_PIXELS: usize = 32 * 32;
@@ -119,13 +119,14 @@ impl Backward<Flex, 3> for ConvBackward {
             Kernel::Direct { padding } => {
                 let [cout, _, k, _] = weight.dims();
                 let (x_dims, dy_dims) = (x.dims(), dy.dims());
-                let dy_values = to_vec(dy.clone());
+                let dy_primitive = primitive(dy.clone());
+                let dy_values = values(&dy_primitive);
                 let dx = node_x.as_ref().map(|_| {
                     let flipped = weight.swap_dims(0, 1).flip([2, 3]);
                     DirectConv::new(flipped, None, k - 1 - padding).forward_nchw(&dy_values, dy_dims, &device)
                 });
                 let dw = node_weight.as_ref().map(|_| {
-                    let values = direct_weight_gradient(&to_vec(x), x_dims, &dy_values, cout, k, padding);
+                    let values = direct_weight_gradient(&values(&primitive(x)), x_dims, &dy_values, cout, k, padding);
                     Tensor::from_data(TensorData::new(values, [cout, x_dims[1], k, k]), &device)
                 });
                 (dx, dw)
@@ -153,7 +154,7 @@ fn record<C: CheckpointStrategy>(kernel: Kernel, x: Tracked, weight: Tracked, bi
             Kernel::Winograd => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
             Kernel::Direct { padding } => {
                 let (dims, device) = (x.dims(), x.device());
-                DirectConv::new(weight, bias, padding).forward_nchw(&to_vec(x), dims, &device)
+                DirectConv::new(weight, bias, padding).forward_nchw(&values(&primitive(x)), dims, &device)
             }
         };
         primitive(y)
@@ -181,7 +182,7 @@ fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
 }
 
 /// A flex tensor's values without a copy where they are contiguous f32.
-pub(super) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
+pub(crate) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => Cow::Borrowed(slice),
         None => Cow::Owned(
@@ -332,7 +333,9 @@ fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
 /// on 256² maps took as long as the convolution's arithmetic).
 fn to_nhwc(x: Tensor<4>) -> Nhwc {
     let [batch, channels, height, width] = x.dims();
-    let planes = to_vec(x);
+    // Borrowed from the tensor's buffer: the graph shares most inputs, and `into_data` would copy.
+    let x = primitive(x);
+    let planes = values(&x);
     let mut data = vec![0.0f32; planes.len()];
     data.par_chunks_mut(width * channels)
         .enumerate()
