@@ -203,17 +203,19 @@ pub(super) fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
         .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))
 }
 
-/// A 3×3 convolution whose weights are not trained (the perceptual loss's VGG19): its Winograd
-/// weights, and the flipped ones of its input gradient, are transformed once, so it takes the
-/// fast path on every map size ([`FusedConv3x3`] itself turns to one patch GEMM on small maps).
+/// `relu(conv(x))` for a 3×3 convolution whose weights are not trained (the perceptual loss's
+/// VGG19, which follows every convolution by a ReLU): its Winograd weights, and the flipped ones
+/// of its input gradient, are transformed once, so it takes the fast path on every map size
+/// ([`FusedConv3x3`] itself turns to one patch GEMM on small maps). The ReLU is applied in the
+/// output transform, and its mask folded into the gradient's transpose.
 #[derive(Debug, Clone)]
-pub struct FrozenConv3x3 {
+pub struct FrozenConv3x3Relu {
     conv: Conv2d,
     forward: Arc<FusedConv3x3>,
     input_gradient: Arc<FusedConv3x3>,
 }
 
-impl FrozenConv3x3 {
+impl FrozenConv3x3Relu {
     /// `None` for a convolution that is not 3×3, stride 1, padding 1, or whose weights are trained.
     pub fn new(conv: &Conv2d) -> Option<Self> {
         if !is_3x3_same(conv) || conv.weight.val().is_require_grad() {
@@ -221,14 +223,18 @@ impl FrozenConv3x3 {
         }
         let weight = conv.weight.val().inner();
         let bias = conv.bias.as_ref().map(|b| b.val().inner());
+        let with_relu = Fused {
+            relu: true,
+            ..Fused::default()
+        };
         Some(Self {
             conv: conv.clone(),
             input_gradient: Arc::new(input_gradient_conv(weight.clone())),
-            forward: Arc::new(FusedConv3x3::new(weight, bias, None, Fused::default())),
+            forward: Arc::new(FusedConv3x3::new(weight, bias, None, with_relu)),
         })
     }
 
-    /// `conv.forward(x)`; on flex (with autodiff or without) by the transformed weights.
+    /// `relu(conv.forward(x))`; on flex (with autodiff or without) by the transformed weights.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(y) = self.on_autodiff_flex::<NoCheckpointing>(&x) {
             return y;
@@ -238,7 +244,7 @@ impl FrozenConv3x3 {
         }
         match x.clone().try_into_primitive::<Flex>() {
             Ok(plain) => apply(&self.forward, flex(plain)),
-            Err(_) => self.conv.forward(x),
+            Err(_) => burn::tensor::activation::relu(self.conv.forward(x)),
         }
     }
 
@@ -248,25 +254,32 @@ impl FrozenConv3x3 {
         DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
     {
         let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-        let compute = |x: &Tracked| primitive(apply(&self.forward, flex(x.primitive().clone())));
-        let y = match FrozenConv3x3Backward
+        let output = primitive(apply(&self.forward, flex(x.primitive().clone())));
+        let y = match FrozenConv3x3ReluBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let output = compute(&x);
-                prep.finish(FrozenGradient(self.input_gradient.clone()), output)
+                let state = FrozenGradient {
+                    input_gradient: self.input_gradient.clone(),
+                    output: output.clone(),
+                };
+                prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(compute(&x)),
+            OpsKind::UnTracked(prep) => prep.finish(output),
         };
         Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
     }
 }
 
-/// The input gradient's convolution, kept by the graph until the backward pass.
+/// The input gradient's convolution and the output (for the ReLU's mask), kept by the graph
+/// until the backward pass.
 #[derive(Clone)]
-struct FrozenGradient(Arc<FusedConv3x3>);
+struct FrozenGradient {
+    input_gradient: Arc<FusedConv3x3>,
+    output: FlexPrimitive,
+}
 
 impl std::fmt::Debug for FrozenGradient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,18 +287,22 @@ impl std::fmt::Debug for FrozenGradient {
     }
 }
 
-/// The backward step of a frozen convolution: only `∂L/∂x`.
+/// The backward step of a frozen convolution + ReLU: only `∂L/∂x`, from `∂L/∂y · [y > 0]`.
 #[derive(Debug)]
-struct FrozenConv3x3Backward;
+struct FrozenConv3x3ReluBackward;
 
-impl Backward<Flex, 1> for FrozenConv3x3Backward {
+impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
     type State = FrozenGradient;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, primitive(apply(&ops.state.0, flex(grad))));
+            let dims = flex::<4>(grad.clone()).dims();
+            let dy = to_nhwc_masked(&values(&grad), &values(&ops.state.output), dims);
+            let device = Device::flex();
+            let dx = to_nchw(&ops.state.input_gradient.forward(&dy, None), &device);
+            grads.register::<Flex>(node.id, primitive(dx));
         }
     }
 }
@@ -332,19 +349,38 @@ fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
 /// NCHW → channels-last, a row of pixels per task (flex's permuted copy runs on one core, and
 /// on 256² maps took as long as the convolution's arithmetic).
 fn to_nhwc(x: Tensor<4>) -> Nhwc {
-    let [batch, channels, height, width] = x.dims();
+    let dims = x.dims();
     // Borrowed from the tensor's buffer: the graph shares most inputs, and `into_data` would copy.
     let x = primitive(x);
-    let planes = values(&x);
+    transposed(&values(&x), None, dims)
+}
+
+/// `dy · [y > 0]` (a ReLU's backward) made channels-last in the same pass.
+fn to_nhwc_masked(dy: &[f32], y: &[f32], dims: [usize; 4]) -> Nhwc {
+    transposed(dy, Some(y), dims)
+}
+
+/// NCHW values → channels-last, zero where `mask` is not positive.
+fn transposed(planes: &[f32], mask: Option<&[f32]>, [batch, channels, height, width]: [usize; 4]) -> Nhwc {
     let mut data = vec![0.0f32; planes.len()];
-    data.par_chunks_mut(width * channels)
+    data.par_chunks_mut((width * channels).max(1))
         .enumerate()
         .for_each(|(row, dst)| {
             let (b, y) = (row / height, row % height);
             for c in 0..channels {
-                let src = &planes[((b * channels + c) * height + y) * width..][..width];
-                for (x, &value) in src.iter().enumerate() {
-                    dst[x * channels + c] = value;
+                let at = ((b * channels + c) * height + y) * width;
+                let src = &planes[at..][..width];
+                match mask {
+                    None => {
+                        for (x, &value) in src.iter().enumerate() {
+                            dst[x * channels + c] = value;
+                        }
+                    }
+                    Some(mask) => {
+                        for (x, (&value, &m)) in src.iter().zip(&mask[at..][..width]).enumerate() {
+                            dst[x * channels + c] = if m > 0.0 { value } else { 0.0 };
+                        }
+                    }
                 }
             }
         });
@@ -458,8 +494,8 @@ mod tests {
         }
     }
 
-    /// A frozen convolution (VGG19's): output and input gradient as burn's, on large maps
-    /// (Winograd) and small ones (the patch GEMM), and only for weights that are not trained.
+    /// A frozen convolution + ReLU (VGG19's): output and input gradient as burn's, on large
+    /// maps (Winograd) and small ones (the patch GEMM), and only for weights that are not trained.
     #[test]
     fn a_frozen_convolution_matches_burns_and_refuses_trained_weights() {
         let device = Device::flex().autodiff();
@@ -467,9 +503,12 @@ mod tests {
             let trained = Conv2dConfig::new([cin, cout], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(&device);
-            assert!(FrozenConv3x3::new(&trained).is_none(), "trained weights are not frozen");
+            assert!(
+                FrozenConv3x3Relu::new(&trained).is_none(),
+                "trained weights are not frozen"
+            );
             let conv = trained.no_grad();
-            let frozen = FrozenConv3x3::new(&conv).expect("frozen");
+            let frozen = FrozenConv3x3Relu::new(&conv).expect("frozen");
             let x = Tensor::<4>::random([2, cin, size, size], Distribution::Uniform(-1.0, 1.0), &device);
             let weighting = Tensor::<4>::random([2, cout, size, size], Distribution::Uniform(-1.0, 1.0), &device);
             let run = |fast: bool| {
@@ -477,7 +516,7 @@ mod tests {
                 let y = if fast {
                     frozen.forward(x.clone())
                 } else {
-                    conv.forward(x.clone())
+                    burn::tensor::activation::relu(conv.forward(x.clone()))
                 };
                 let grads = (y.clone() * weighting.clone()).sum().backward();
                 (y.inner(), x.grad(&grads).expect("dx"))

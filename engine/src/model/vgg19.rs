@@ -13,7 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::conv;
-use super::training_conv::{FrozenConv3x3, convolve};
+use super::training_conv::{FrozenConv3x3Relu, convolve};
 
 /// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
@@ -50,7 +50,7 @@ pub struct Vgg19 {
     /// The same convolutions with their weights transformed once, made by [`Vgg19::frozen`]
     /// once the weights are loaded and fixed; empty until then.
     #[module(skip)]
-    pub frozen: Vec<FrozenConv3x3>,
+    pub frozen: Vec<FrozenConv3x3Relu>,
 }
 
 impl Vgg19 {
@@ -65,7 +65,7 @@ impl Vgg19 {
     /// The network with its weights fixed for good (`no_grad` first): each convolution's
     /// Winograd transform is made here, once, instead of at every call of a training step.
     pub fn frozen(mut self) -> Self {
-        self.frozen = self.convs.iter().map_while(FrozenConv3x3::new).collect();
+        self.frozen = self.convs.iter().map_while(FrozenConv3x3Relu::new).collect();
         if self.frozen.len() != self.convs.len() {
             self.frozen.clear();
         }
@@ -79,10 +79,10 @@ impl Vgg19 {
         let mut out = (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD);
         let mut slices = Vec::with_capacity(OUTPUT_AFTER.len());
         for (i, conv) in self.convs.iter().enumerate() {
-            out = relu(match self.frozen.get(i) {
+            out = match self.frozen.get(i) {
                 Some(frozen) => frozen.forward(out),
-                None => convolve(conv, out),
-            });
+                None => relu(convolve(conv, out)),
+            };
             if OUTPUT_AFTER.contains(&i) {
                 slices.push(out.clone());
             }

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::backend::Flex;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
-use burn::backend::Flex;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
@@ -200,7 +200,13 @@ impl ModuleMapper for AdamMapper<'_> {
 }
 
 /// One update of a flattened parameter by tensor operations, on any device.
-fn composed_update(value: Tensor<1>, grad: Tensor<1>, previous: Option<Moments>, lr: f64, adam: &Adam) -> (Tensor<1>, Moments) {
+fn composed_update(
+    value: Tensor<1>,
+    grad: Tensor<1>,
+    previous: Option<Moments>,
+    lr: f64,
+    adam: &Adam,
+) -> (Tensor<1>, Moments) {
     let device = value.device();
     let (b1, b2) = (adam.beta1, adam.beta2);
     let moments = match previous {
@@ -262,7 +268,10 @@ fn fused_update(
             for i in 0..p_out.len() {
                 let g = grad[at + i];
                 let (m, v) = match &moments {
-                    Some((m, v)) => (m[at + i] * beta1 + g * one_minus_b1, v[at + i] * beta2 + g * g * one_minus_b2),
+                    Some((m, v)) => (
+                        m[at + i] * beta1 + g * one_minus_b1,
+                        v[at + i] * beta2 + g * g * one_minus_b2,
+                    ),
                     None => (g * one_minus_b1, g * g * one_minus_b2),
                 };
                 let denominator = v.sqrt() / bias2_sqrt + epsilon;
@@ -335,7 +344,9 @@ mod tests {
     fn the_fused_update_equals_the_composed_one() {
         let device = Device::flex();
         let random = |seed: f64| {
-            let values: Vec<f32> = (0..40_000).map(|i| ((i as f64 * 0.37 + seed).sin() * 0.01) as f32).collect();
+            let values: Vec<f32> = (0..40_000)
+                .map(|i| ((i as f64 * 0.37 + seed).sin() * 0.01) as f32)
+                .collect();
             Tensor::<1>::from_data(TensorData::new(values, [40_000]), &device)
         };
         let adam = Adam::fomm();
@@ -343,11 +354,20 @@ mod tests {
         let mut previous: Option<Moments> = None;
         for _ in 0..3 {
             let (fused, fused_moments) = fused_update(&param, &grad, previous.as_ref(), 2e-4, &adam).expect("on flex");
-            let (composed, composed_moments) = composed_update(param.clone(), grad.clone(), previous.clone(), 2e-4, &adam);
+            let (composed, composed_moments) =
+                composed_update(param.clone(), grad.clone(), previous.clone(), 2e-4, &adam);
             let bits = |t: &Tensor<1>| t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
             assert_eq!(bits(&fused), bits(&composed), "parameters");
-            assert_eq!(bits(&fused_moments.exp_avg), bits(&composed_moments.exp_avg), "first moments");
-            assert_eq!(bits(&fused_moments.exp_avg_sq), bits(&composed_moments.exp_avg_sq), "second moments");
+            assert_eq!(
+                bits(&fused_moments.exp_avg),
+                bits(&composed_moments.exp_avg),
+                "first moments"
+            );
+            assert_eq!(
+                bits(&fused_moments.exp_avg_sq),
+                bits(&composed_moments.exp_avg_sq),
+                "second moments"
+            );
             assert_eq!(fused_moments.step, composed_moments.step);
             previous = Some(fused_moments);
         }
