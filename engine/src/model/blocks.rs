@@ -14,7 +14,7 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, Interpolat
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::training_conv::convolve;
-use super::training_norm::batch_norm_relu_train;
+use super::training_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
 
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
@@ -73,6 +73,19 @@ impl BatchNorm2d {
                 output
             }
             None => relu(self.forward(x)),
+        }
+    }
+
+    /// `avg_pool2d(relu(self.forward(x)), 2)`, a `DownBlock2d`'s tail; one operation in flex
+    /// training.
+    pub fn forward_relu_pool(&self, x: Tensor<4>) -> Tensor<4> {
+        let count = count(&x);
+        match batch_norm_relu_pool_train(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON) {
+            Some((output, mean, variance)) => {
+                self.update_running_statistics(mean, variance, count);
+                output
+            }
+            None => avg_pool2d(relu(self.forward(x)), AvgPoolOptions::new([2, 2])),
         }
     }
 
@@ -186,8 +199,7 @@ impl DownBlock2d {
 
     /// [b, in, h, w] → [b, out, h/2, w/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = self.norm.forward_relu(convolve(&self.conv, x));
-        avg_pool2d(out, AvgPoolOptions::new([2, 2]))
+        self.norm.forward_relu_pool(convolve(&self.conv, x))
     }
 }
 

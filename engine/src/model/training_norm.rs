@@ -9,8 +9,10 @@
 //!
 //! burn's `batch_norm_train` composes it of about ten tensor passes forward and fifteen
 //! backward, and the ReLU adds its own; here the forward pass reads the input twice and writes
-//! the output once, the backward pass reads its three inputs twice and writes once. The sums
-//! are taken in f64.
+//! the output once, the backward pass reads the input and the output gradient twice and writes
+//! once. A `DownBlock2d`'s 2×2 average pooling after it is folded in too. The ReLU's mask is
+//! recomputed from the input, so the operation keeps no output of its own. The sums are taken
+//! in f64.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
@@ -33,8 +35,20 @@ pub fn batch_norm_relu_train(
     beta: &Tensor<1>,
     epsilon: f64,
 ) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
-    on_autodiff_flex::<NoCheckpointing>(x, gamma, beta, epsilon)
-        .or_else(|| on_autodiff_flex::<BalancedCheckpointing>(x, gamma, beta, epsilon))
+    on_autodiff_flex::<NoCheckpointing>(x, gamma, beta, epsilon, false)
+        .or_else(|| on_autodiff_flex::<BalancedCheckpointing>(x, gamma, beta, epsilon, false))
+}
+
+/// As [`batch_norm_relu_train`], followed by a 2×2 average pooling (a `DownBlock2d`): the
+/// full-size output is never written, and the pooling's gradient is spread in the same pass.
+pub fn batch_norm_relu_pool_train(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    epsilon: f64,
+) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
+    on_autodiff_flex::<NoCheckpointing>(x, gamma, beta, epsilon, true)
+        .or_else(|| on_autodiff_flex::<BalancedCheckpointing>(x, gamma, beta, epsilon, true))
 }
 
 fn on_autodiff_flex<C>(
@@ -42,6 +56,7 @@ fn on_autodiff_flex<C>(
     gamma: &Tensor<1>,
     beta: &Tensor<1>,
     epsilon: f64,
+    pool: bool,
 ) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)>
 where
     C: CheckpointStrategy,
@@ -52,11 +67,13 @@ where
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let gamma = gamma.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let beta = beta.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let gamma_values = values(gamma.primitive()).into_owned();
-    let beta_values = values(beta.primitive());
     let statistics = Statistics::of(&values(x.primitive()), dims, epsilon);
-    let output = statistics.forward(&values(x.primitive()), dims, &gamma_values, &beta_values);
-    let output = flex_primitive(Tensor::<4>::from_data(TensorData::new(output, dims), &Device::flex()));
+    let affine = statistics.affine(&values(gamma.primitive()), &values(beta.primitive()));
+    let (output, output_dims) = affine.forward(&values(x.primitive()), dims, pool);
+    let output = flex_primitive(Tensor::<4>::from_data(
+        TensorData::new(output, output_dims),
+        &Device::flex(),
+    ));
     let (mean, variance) = (statistics.mean_f32(), statistics.variance_f32());
     let y = match BatchNormReluBackward
         .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -66,10 +83,11 @@ where
         OpsKind::Tracked(prep) => {
             let state = BatchNormState {
                 x: x.primitive().clone(),
-                y: output.clone(),
-                gamma: gamma_values,
+                gamma: values(gamma.primitive()).into_owned(),
+                affine,
                 statistics,
                 dims,
+                pool,
             };
             prep.finish(state, output)
         }
@@ -127,22 +145,55 @@ impl Statistics {
         (scale as f32, (-self.mean[c] * scale) as f32)
     }
 
-    /// `max(0, γ x̂ + β)`, a plane per task.
-    fn forward(&self, x: &[f32], [_, channels, h, w]: [usize; 4], gamma: &[f32], beta: &[f32]) -> Vec<f32> {
-        let pixels = (h * w).max(1);
-        let mut y = vec![0.0f32; x.len()];
-        y.par_chunks_mut(pixels)
-            .zip(x.par_chunks(pixels))
-            .enumerate()
-            .for_each(|(plane, (y, x))| {
-                let c = plane % channels;
+    /// `z = γ x̂ + β` as `scale · x + shift` per channel.
+    fn affine(&self, gamma: &[f32], beta: &[f32]) -> Affine {
+        let (scale, shift) = (0..gamma.len())
+            .map(|c| {
                 let (norm_scale, norm_shift) = self.normalization(c);
-                let (scale, shift) = (gamma[c] * norm_scale, gamma[c] * norm_shift + beta[c]);
+                (gamma[c] * norm_scale, gamma[c] * norm_shift + beta[c])
+            })
+            .unzip();
+        Affine { scale, shift }
+    }
+}
+
+/// The batch norm as one multiply-add per channel; the forward pass and the backward pass's
+/// ReLU mask both compute `z` by it, so that they agree on every sign.
+#[derive(Debug, Clone)]
+struct Affine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl Affine {
+    /// `max(0, z)` — pooled 2×2 when `pool` — a plane per task, and the output's dims.
+    fn forward(&self, x: &[f32], [batch, channels, h, w]: [usize; 4], pool: bool) -> (Vec<f32>, [usize; 4]) {
+        let pixels = h * w;
+        let (out_h, out_w) = if pool { (h / 2, w / 2) } else { (h, w) };
+        let mut y = vec![0.0f32; batch * channels * out_h * out_w];
+        if y.is_empty() {
+            return (y, [batch, channels, out_h, out_w]);
+        }
+        y.par_chunks_mut(out_h * out_w).enumerate().for_each(|(plane, y)| {
+            let c = plane % channels;
+            let (scale, shift) = (self.scale[c], self.shift[c]);
+            let x = &x[plane * pixels..][..pixels];
+            let z = |v: f32| (v * scale + shift).max(0.0);
+            if !pool {
                 for (out, &v) in y.iter_mut().zip(x) {
-                    *out = (v * scale + shift).max(0.0);
+                    *out = z(v);
                 }
-            });
-        y
+                return;
+            }
+            for (oy, row) in y.chunks_exact_mut(out_w).enumerate() {
+                let (top, bottom) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
+                for (ox, out) in row.iter_mut().enumerate() {
+                    let sum = z(top[2 * ox]) + z(top[2 * ox + 1]) + z(bottom[2 * ox]) + z(bottom[2 * ox + 1]);
+                    *out = sum / 4.0;
+                }
+            }
+        });
+        (y, [batch, channels, out_h, out_w])
     }
 }
 
@@ -158,15 +209,46 @@ fn squared_deviations(values: &[f32], mean: f32) -> f64 {
         .sum()
 }
 
-/// What the backward step needs: the input and output (shared with the graph, not copied),
-/// γ and the statistics.
+/// What the backward step needs: the input (shared with the graph, not copied), γ, the
+/// per-channel affine and the statistics.
 #[derive(Debug, Clone)]
 struct BatchNormState {
     x: FlexPrimitive,
-    y: FlexPrimitive,
     gamma: Vec<f32>,
+    affine: Affine,
     statistics: Statistics,
     dims: [usize; 4],
+    pool: bool,
+}
+
+impl BatchNormState {
+    /// `dz = ∂L/∂z` of one input plane: the output gradient (spread over its 2×2 block when
+    /// pooled), zero where the ReLU was off.
+    fn plane_gradient(&self, plane: usize, x: &[f32], dy: &[f32], out: &mut [f32]) {
+        let [_, channels, h, w] = self.dims;
+        let c = plane % channels;
+        let (scale, shift) = (self.affine.scale[c], self.affine.shift[c]);
+        let on = |v: f32| v * scale + shift > 0.0;
+        if !self.pool {
+            let dy = &dy[plane * h * w..][..h * w];
+            for ((out, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+                *out = if on(v) { g } else { 0.0 };
+            }
+            return;
+        }
+        let (out_h, out_w) = (h / 2, w / 2);
+        let dy = &dy[plane * out_h * out_w..][..out_h * out_w];
+        for (y, (row, x_row)) in out.chunks_exact_mut(w).zip(x.chunks_exact(w)).enumerate() {
+            let pooled = (y / 2 < out_h).then(|| &dy[(y / 2) * out_w..][..out_w]);
+            for (xx, (out, &v)) in row.iter_mut().zip(x_row).enumerate() {
+                let g = match pooled {
+                    Some(pooled) if xx / 2 < out_w => pooled[xx / 2] / 4.0,
+                    _ => 0.0,
+                };
+                *out = if on(v) { g } else { 0.0 };
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -180,10 +262,14 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let state = ops.state;
         let [batch, channels, h, w] = state.dims;
-        let pixels = (h * w).max(1);
-        let (x, y, dy) = (values(&state.x), values(&state.y), values(&grad));
+        let pixels = h * w;
+        let (x, dy) = (values(&state.x), values(&grad));
         let stats = &state.statistics;
-        // ∂L/∂β and ∂L/∂γ per channel.
+        // dz, a plane per task; then ∂L/∂β and ∂L/∂γ per channel.
+        let mut dz = vec![0.0f32; x.len()];
+        dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, out)| {
+            state.plane_gradient(plane, &x[plane * pixels..][..pixels], &dy, out);
+        });
         let (beta_grad, gamma_grad): (Vec<f64>, Vec<f64>) = (0..channels)
             .into_par_iter()
             .map(|c| {
@@ -191,11 +277,10 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
                 let (mut d_beta, mut d_gamma) = (0.0f64, 0.0f64);
                 for b in 0..batch {
                     let at = (b * channels + c) * pixels;
-                    let (x, y, dy) = (&x[at..][..pixels], &y[at..][..pixels], &dy[at..][..pixels]);
-                    for ((x, y), dy) in x.chunks(256).zip(y.chunks(256)).zip(dy.chunks(256)) {
+                    let (x, dz) = (&x[at..][..pixels], &dz[at..][..pixels]);
+                    for (x, dz) in x.chunks(256).zip(dz.chunks(256)) {
                         let (mut block_beta, mut block_gamma) = (0.0f32, 0.0f32);
-                        for ((&x, &y), &dy) in x.iter().zip(y).zip(dy) {
-                            let dz = if y > 0.0 { dy } else { 0.0 };
+                        for (&x, &dz) in x.iter().zip(dz) {
                             block_beta += dz;
                             block_gamma += dz * (x * scale + shift);
                         }
@@ -209,20 +294,18 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let device = Device::flex();
         if let Some(node) = node_x {
             let count = (batch * pixels) as f64;
-            let mut dx = vec![0.0f32; x.len()];
-            dx.par_chunks_mut(pixels).enumerate().for_each(|(plane, dx)| {
+            // ∂L/∂x overwrites dz in place.
+            dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, dz)| {
                 let c = plane % channels;
                 let (scale, shift) = stats.normalization(c);
                 let factor = (state.gamma[c] as f64 * stats.inverse_std[c]) as f32;
                 let (mean_beta, mean_gamma) = ((beta_grad[c] / count) as f32, (gamma_grad[c] / count) as f32);
-                let at = plane * pixels;
-                let (x, y, dy) = (&x[at..][..pixels], &y[at..][..pixels], &dy[at..][..pixels]);
-                for (((out, &x), &y), &dy) in dx.iter_mut().zip(x).zip(y).zip(dy) {
-                    let dz = if y > 0.0 { dy } else { 0.0 };
-                    *out = factor * (dz - mean_beta - (x * scale + shift) * mean_gamma);
+                let x = &x[plane * pixels..][..pixels];
+                for (out, &x) in dz.iter_mut().zip(x) {
+                    *out = factor * (*out - mean_beta - (x * scale + shift) * mean_gamma);
                 }
             });
-            let dx = Tensor::<4>::from_data(TensorData::new(dx, state.dims), &device);
+            let dx = Tensor::<4>::from_data(TensorData::new(dz, state.dims), &device);
             grads.register::<Flex>(node.id, flex_primitive(dx));
         }
         let per_channel = |v: Vec<f64>| {
@@ -242,7 +325,8 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
 mod tests {
     use burn::tensor::Distribution;
     use burn::tensor::activation::relu;
-    use burn::tensor::module::batch_norm_train;
+    use burn::tensor::module::{avg_pool2d, batch_norm_train};
+    use burn::tensor::ops::AvgPoolOptions;
 
     use super::*;
 
@@ -305,11 +389,73 @@ mod tests {
         }
     }
 
+    /// With the 2×2 average pooling folded in, against burn's batch norm, ReLU and pooling;
+    /// odd sizes leave the last row and column out of the pooling but not out of the statistics.
+    #[test]
+    fn fused_batch_norm_relu_pool_matches_burns_composition() {
+        let device = Device::flex().autodiff();
+        for [batch, channels, h, w] in [[1, 8, 16, 18], [2, 4, 9, 7]] {
+            let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Normal(0.3, 2.0), &device);
+            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(-1.5, 1.5), &device);
+            let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
+            let weighting = Tensor::<4>::random(
+                [batch, channels, h / 2, w / 2],
+                Distribution::Uniform(-1.0, 1.0),
+                &device,
+            );
+            let run = |fused: bool| {
+                let leaf = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), &device).require_grad();
+                let (x, gamma, beta) = (
+                    Tensor::<4>::from_data(x.to_data(), &device).require_grad(),
+                    leaf(&gamma),
+                    leaf(&beta),
+                );
+                let y = if fused {
+                    batch_norm_relu_pool_train(&x, &gamma, &beta, 1e-5)
+                        .expect("on flex with autodiff")
+                        .0
+                } else {
+                    let result = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+                    avg_pool2d(relu(result.output), AvgPoolOptions::new([2, 2]))
+                };
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).expect("dx"),
+                    gamma.grad(&grads).expect("dγ"),
+                    beta.grad(&grads).expect("dβ"),
+                )
+            };
+            let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
+            let shape = format!("{batch}×{channels}×{h}×{w}");
+            assert_eq!(y.dims(), y_ref.dims(), "{shape}");
+            for (name, (difference, scale)) in [
+                ("output", largest_difference(y, y_ref)),
+                ("input gradient", largest_difference(dx, dx_ref)),
+            ] {
+                assert!(
+                    difference <= 1e-4 * scale.max(1.0),
+                    "{name} {shape}: {difference} of {scale}"
+                );
+            }
+            for (name, (difference, scale)) in [
+                ("γ gradient", largest_difference(dgamma, dgamma_ref)),
+                ("β gradient", largest_difference(dbeta, dbeta_ref)),
+            ] {
+                assert!(
+                    difference <= 1e-4 * scale.max(1.0),
+                    "{name} {shape}: {difference} of {scale}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn off_flex_autodiff_it_declines() {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 2, 3, 3], &device);
         let gamma = Tensor::<1>::ones([2], &device);
         assert!(batch_norm_relu_train(&x, &gamma, &gamma.clone().zeros_like(), 1e-5).is_none());
+        assert!(batch_norm_relu_pool_train(&x, &gamma, &gamma.clone().zeros_like(), 1e-5).is_none());
     }
 }
