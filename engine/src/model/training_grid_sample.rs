@@ -90,6 +90,9 @@ struct Geometry {
     out_pixels: usize,
 }
 
+/// One output pixel's neighbours, weights and fractions (see [`Taps`]).
+type PixelTaps = ([Option<u32>; 4], [f32; 4], [f32; 2]);
+
 /// Per (image, output pixel): the four neighbours' flat indices in the input plane (`None`
 /// outside it), their bilinear weights, and the fractional offsets the gradients need.
 #[derive(Debug, Clone)]
@@ -105,7 +108,7 @@ impl Taps {
     fn new(grid: &[f32], g: &Geometry) -> Self {
         let (w, h) = (g.width as f32, g.height as f32);
         let (half_w, half_h) = (w / 2.0, h / 2.0);
-        let taps: Vec<([Option<u32>; 4], [f32; 4], [f32; 2])> = grid
+        let taps: Vec<PixelTaps> = grid
             .par_chunks_exact(2)
             .map(|xy| {
                 // torch's unnormalisation for align_corners=False.
