@@ -415,11 +415,7 @@ mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
-
-    fn largest_difference(a: Tensor<4>, b: Tensor<4>) -> (f32, f32) {
-        let scale = b.clone().abs().max().into_scalar();
-        ((a - b).abs().max().into_scalar(), scale)
-    }
+    use crate::test_support::{assert_close, largest_difference};
 
     /// Output and all three gradients of the fast path against burn's convolution, through a
     /// loss that weighs every output differently.
@@ -474,22 +470,11 @@ mod tests {
             // Both kernels sum in another order: equal to the last bit would mean it did not run.
             let (rounding, _) = largest_difference(y_fast.clone(), y_ref.clone());
             assert!(rounding > 0.0, "{shape}: the fast path did not run");
-            for (name, (difference, scale)) in [
-                ("output", largest_difference(y_fast, y_ref)),
-                ("input gradient", largest_difference(dx_fast, dx_ref)),
-                ("weight gradient", largest_difference(dw_fast, dw_ref)),
-            ] {
-                assert!(
-                    difference <= 6e-5 * scale.max(1.0),
-                    "{name} {shape}: {difference} of {scale}"
-                );
-            }
+            assert_close(&format!("output {shape}"), y_fast, y_ref, 6e-5);
+            assert_close(&format!("input gradient {shape}"), dx_fast, dx_ref, 6e-5);
+            assert_close(&format!("weight gradient {shape}"), dw_fast, dw_ref, 6e-5);
             if let (Some(fast), Some(reference)) = (db_fast, db_ref) {
-                let (difference, scale) = largest_difference(fast.unsqueeze::<4>(), reference.unsqueeze::<4>());
-                assert!(
-                    difference <= 6e-5 * scale.max(1.0),
-                    "bias gradient {shape}: {difference}"
-                );
+                assert_close(&format!("bias gradient {shape}"), fast, reference, 6e-5);
             }
         }
     }
@@ -522,15 +507,9 @@ mod tests {
                 (y.inner(), x.grad(&grads).expect("dx"))
             };
             let ((y_fast, dx_fast), (y_ref, dx_ref)) = (run(true), run(false));
-            for (name, (difference, scale)) in [
-                ("output", largest_difference(y_fast, y_ref)),
-                ("input gradient", largest_difference(dx_fast, dx_ref)),
-            ] {
-                assert!(
-                    difference <= 6e-5 * scale.max(1.0),
-                    "{name} {cin}→{cout} at {size}²: {difference}"
-                );
-            }
+            let shape = format!("{cin}→{cout} at {size}²");
+            assert_close(&format!("output {shape}"), y_fast, y_ref, 6e-5);
+            assert_close(&format!("input gradient {shape}"), dx_fast, dx_ref, 6e-5);
         }
     }
 

@@ -139,30 +139,62 @@ impl Statistics {
         self.variance.iter().map(|&v| v as f32).collect()
     }
 
-    /// `x̂ = scale · x + shift` per channel.
-    fn normalization(&self, c: usize) -> (f32, f32) {
-        let scale = self.inverse_std[c];
-        (scale as f32, (-self.mean[c] * scale) as f32)
+    /// `x̂ = (x − mean) · inverse_std` per channel: the mean and `1 / √(σ² + ε)` in f32.
+    /// (Not folded into one multiply-add: when σ² ≈ 0 the factor is ~1/√ε and would scale
+    /// the rounding of `x · scale` and `mean · scale` up with it.)
+    fn normalization(&self, c: usize) -> Normalization {
+        Normalization {
+            mean: self.mean[c] as f32,
+            inverse_std: self.inverse_std[c] as f32,
+        }
     }
 
-    /// `z = γ x̂ + β` as `scale · x + shift` per channel.
+    /// `z = γ x̂ + β` per channel.
     fn affine(&self, gamma: &[f32], beta: &[f32]) -> Affine {
-        let (scale, shift) = (0..gamma.len())
-            .map(|c| {
-                let (norm_scale, norm_shift) = self.normalization(c);
-                (gamma[c] * norm_scale, gamma[c] * norm_shift + beta[c])
+        let channels = (0..gamma.len())
+            .map(|c| ChannelAffine {
+                normalization: self.normalization(c),
+                gamma: gamma[c],
+                beta: beta[c],
             })
-            .unzip();
-        Affine { scale, shift }
+            .collect();
+        Affine { channels }
     }
 }
 
-/// The batch norm as one multiply-add per channel; the forward pass and the backward pass's
-/// ReLU mask both compute `z` by it, so that they agree on every sign.
+#[derive(Debug, Clone, Copy)]
+struct Normalization {
+    mean: f32,
+    inverse_std: f32,
+}
+
+impl Normalization {
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        (x - self.mean) * self.inverse_std
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChannelAffine {
+    normalization: Normalization,
+    gamma: f32,
+    beta: f32,
+}
+
+impl ChannelAffine {
+    /// `z = γ x̂ + β`.
+    #[inline(always)]
+    fn apply(self, x: f32) -> f32 {
+        self.gamma * self.normalization.apply(x) + self.beta
+    }
+}
+
+/// The batch norm per channel; the forward pass and the backward pass's ReLU mask both compute
+/// `z` by it, so that they agree on every sign.
 #[derive(Debug, Clone)]
 struct Affine {
-    scale: Vec<f32>,
-    shift: Vec<f32>,
+    channels: Vec<ChannelAffine>,
 }
 
 impl Affine {
@@ -176,9 +208,9 @@ impl Affine {
         }
         y.par_chunks_mut(out_h * out_w).enumerate().for_each(|(plane, y)| {
             let c = plane % channels;
-            let (scale, shift) = (self.scale[c], self.shift[c]);
+            let affine = self.channels[c];
             let x = &x[plane * pixels..][..pixels];
-            let z = |v: f32| (v * scale + shift).max(0.0);
+            let z = |v: f32| affine.apply(v).max(0.0);
             if !pool {
                 for (out, &v) in y.iter_mut().zip(x) {
                     *out = z(v);
@@ -227,8 +259,8 @@ impl BatchNormState {
     fn plane_gradient(&self, plane: usize, x: &[f32], dy: &[f32], out: &mut [f32]) {
         let [_, channels, h, w] = self.dims;
         let c = plane % channels;
-        let (scale, shift) = (self.affine.scale[c], self.affine.shift[c]);
-        let on = |v: f32| v * scale + shift > 0.0;
+        let affine = self.affine.channels[c];
+        let on = |v: f32| affine.apply(v) > 0.0;
         if !self.pool {
             let dy = &dy[plane * h * w..][..h * w];
             for ((out, &v), &g) in out.iter_mut().zip(x).zip(dy) {
@@ -273,7 +305,7 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let (beta_grad, gamma_grad): (Vec<f64>, Vec<f64>) = (0..channels)
             .into_par_iter()
             .map(|c| {
-                let (scale, shift) = stats.normalization(c);
+                let normalization = stats.normalization(c);
                 let (mut d_beta, mut d_gamma) = (0.0f64, 0.0f64);
                 for b in 0..batch {
                     let at = (b * channels + c) * pixels;
@@ -282,7 +314,7 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
                         let (mut block_beta, mut block_gamma) = (0.0f32, 0.0f32);
                         for (&x, &dz) in x.iter().zip(dz) {
                             block_beta += dz;
-                            block_gamma += dz * (x * scale + shift);
+                            block_gamma += dz * normalization.apply(x);
                         }
                         d_beta += block_beta as f64;
                         d_gamma += block_gamma as f64;
@@ -297,12 +329,12 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
             // ∂L/∂x overwrites dz in place.
             dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, dz)| {
                 let c = plane % channels;
-                let (scale, shift) = stats.normalization(c);
+                let normalization = stats.normalization(c);
                 let factor = (state.gamma[c] as f64 * stats.inverse_std[c]) as f32;
                 let (mean_beta, mean_gamma) = ((beta_grad[c] / count) as f32, (gamma_grad[c] / count) as f32);
                 let x = &x[plane * pixels..][..pixels];
                 for (out, &x) in dz.iter_mut().zip(x) {
-                    *out = factor * (*out - mean_beta - (x * scale + shift) * mean_gamma);
+                    *out = factor * (*out - mean_beta - normalization.apply(x) * mean_gamma);
                 }
             });
             let dx = Tensor::<4>::from_data(TensorData::new(dz, state.dims), &device);
@@ -329,11 +361,7 @@ mod tests {
     use burn::tensor::ops::AvgPoolOptions;
 
     use super::*;
-
-    fn largest_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> (f32, f32) {
-        let scale = b.clone().abs().max().into_scalar();
-        ((a - b).abs().max().into_scalar(), scale)
-    }
+    use crate::test_support::assert_close;
 
     /// Output, statistics and the three gradients against burn's `batch_norm_train` + `relu`.
     #[test]
@@ -366,26 +394,12 @@ mod tests {
             let (y, mean, variance, dx, dgamma, dbeta) = run(true);
             let (y_ref, mean_ref, variance_ref, dx_ref, dgamma_ref, dbeta_ref) = run(false);
             let shape = format!("{batch}×{channels}×{h}×{w}");
-            for (name, (difference, scale)) in [
-                ("output", largest_difference(y, y_ref)),
-                ("input gradient", largest_difference(dx, dx_ref)),
-            ] {
-                assert!(
-                    difference <= 1e-4 * scale.max(1.0),
-                    "{name} {shape}: {difference} of {scale}"
-                );
-            }
-            for (name, (difference, scale)) in [
-                ("mean", largest_difference(mean, mean_ref)),
-                ("variance", largest_difference(variance, variance_ref)),
-                ("γ gradient", largest_difference(dgamma, dgamma_ref)),
-                ("β gradient", largest_difference(dbeta, dbeta_ref)),
-            ] {
-                assert!(
-                    difference <= 1e-4 * scale.max(1.0),
-                    "{name} {shape}: {difference} of {scale}"
-                );
-            }
+            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
+            assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
+            assert_close(&format!("mean {shape}"), mean, mean_ref, 1e-4);
+            assert_close(&format!("variance {shape}"), variance, variance_ref, 1e-4);
+            assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
+            assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
         }
     }
 
@@ -429,24 +443,10 @@ mod tests {
             let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
             let shape = format!("{batch}×{channels}×{h}×{w}");
             assert_eq!(y.dims(), y_ref.dims(), "{shape}");
-            for (name, (difference, scale)) in [
-                ("output", largest_difference(y, y_ref)),
-                ("input gradient", largest_difference(dx, dx_ref)),
-            ] {
-                assert!(
-                    difference <= 1e-4 * scale.max(1.0),
-                    "{name} {shape}: {difference} of {scale}"
-                );
-            }
-            for (name, (difference, scale)) in [
-                ("γ gradient", largest_difference(dgamma, dgamma_ref)),
-                ("β gradient", largest_difference(dbeta, dbeta_ref)),
-            ] {
-                assert!(
-                    difference <= 1e-4 * scale.max(1.0),
-                    "{name} {shape}: {difference} of {scale}"
-                );
-            }
+            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
+            assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
+            assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
+            assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
         }
     }
 
