@@ -26,3 +26,9 @@ pub fn assert_close<const D: usize>(what: &str, ours: Tensor<D>, reference: Tens
         "{what}: {difference} of {scale}"
     );
 }
+
+/// A flex tensor of values drawn uniformly from [−scale, scale].
+pub fn uniform<const D: usize>(shape: [usize; D], scale: f64) -> Tensor<D> {
+    use burn::tensor::{Device, Distribution};
+    Tensor::random(shape, Distribution::Uniform(-scale, scale), &Device::flex())
+}

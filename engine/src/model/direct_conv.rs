@@ -394,20 +394,12 @@ fn weight_gradient_task<const K: usize>((planes, rows, geometry, pair, i, sums):
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
 
     use super::*;
     use crate::model::winograd::to_vec;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn random<const D: usize>(shape: [usize; D], scale: f64) -> Tensor<D> {
-        Tensor::random(shape, Distribution::Uniform(-scale, scale), &device())
-    }
+    use crate::test_support::uniform;
 
     /// Largest |ours − burn| over the largest |burn|.
     fn relative_error(ours: &[f32], expected: &[f32]) -> f32 {
@@ -424,15 +416,15 @@ mod tests {
             (1, 108, 1, 9, 12, 7, 3),
             (1, 5, 4, 6, 5, 3, 1),
         ] {
-            let x = random([batch, cin, h, w], 1.0);
-            let weight = random([cout, cin, k, k], (1.0 / (k * k * cin) as f64).sqrt());
-            let bias = random([cout], 0.1);
+            let x = uniform([batch, cin, h, w], 1.0);
+            let weight = uniform([cout, cin, k, k], (1.0 / (k * k * cin) as f64).sqrt());
+            let bias = uniform([cout], 0.1);
             let options = ConvOptions::new([1, 1], [pad, pad], [1, 1], 1);
             let expected = to_vec(conv2d(x.clone(), weight.clone(), Some(bias.clone()), options));
             let conv = DirectConv::new(weight, Some(bias), pad);
             let dims = x.dims();
-            let from_nchw = conv.forward_nchw(&to_vec(x.clone()), dims, &device());
-            let ours = conv.forward(&Nhwc::from_tensor(x), &device());
+            let from_nchw = conv.forward_nchw(&to_vec(x.clone()), dims, &Device::flex());
+            let ours = conv.forward(&Nhwc::from_tensor(x), &Device::flex());
             assert_eq!(ours.dims(), from_nchw.dims());
             let (ours, from_nchw) = (to_vec(ours), to_vec(from_nchw));
             let error = relative_error(&ours, &expected);
@@ -451,8 +443,8 @@ mod tests {
             (2, 2, 4, 7, 30, 7, 3),
         ] {
             let (out_h, out_w) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-            let x = to_vec(random([batch, cin, h, w], 1.0));
-            let dy = to_vec(random([batch, cout, out_h, out_w], 1.0));
+            let x = to_vec(uniform([batch, cin, h, w], 1.0));
+            let dy = to_vec(uniform([batch, cout, out_h, out_w], 1.0));
             let ours = weight_gradient(&x, [batch, cin, h, w], &dy, cout, k, pad);
             let mut expected = vec![0.0f32; cout * cin * k * k];
             for o in 0..cout {

@@ -869,14 +869,7 @@ mod tests {
 
     use super::*;
     use crate::model::blocks::upsample2 as upsample_tensor;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn random<const D: usize>(shape: [usize; D], scale: f64) -> Tensor<D> {
-        Tensor::random(shape, Distribution::Uniform(-scale, scale), &device())
-    }
+    use crate::test_support::uniform;
 
     /// The block as burn computes it from the unfused parts.
     fn reference(
@@ -889,8 +882,8 @@ mod tests {
     ) -> Tensor<4> {
         let affine = |t: Tensor<4>, a: &ChannelAffine| {
             let c = a.scale.len();
-            let scale = Tensor::<1>::from_data(TensorData::new(a.scale.clone(), [c]), &device());
-            let shift = Tensor::<1>::from_data(TensorData::new(a.shift.clone(), [c]), &device());
+            let scale = Tensor::<1>::from_data(TensorData::new(a.scale.clone(), [c]), &Device::flex());
+            let shift = Tensor::<1>::from_data(TensorData::new(a.shift.clone(), [c]), &Device::flex());
             t * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
         };
         let mut input = x.clone();
@@ -922,7 +915,7 @@ mod tests {
     }
 
     fn random_affine(c: usize) -> ChannelAffine {
-        let v = |lo: f64, hi: f64| to_vec(Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device()));
+        let v = |lo: f64, hi: f64| to_vec(Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &Device::flex()));
         ChannelAffine::batch_norm(&v(0.5, 1.5), &v(-0.5, 0.5), &v(-0.2, 0.2), &v(0.5, 2.0), 1e-5)
     }
 
@@ -936,19 +929,19 @@ mod tests {
 
     #[allow(clippy::too_many_arguments)]
     fn check(batch: usize, cin: usize, cout: usize, h: usize, w: usize, fused: Fused, out_norm: bool, residual: bool) {
-        let x = random([batch, cin, h, w], 1.0);
+        let x = uniform([batch, cin, h, w], 1.0);
         let k = (1.0 / (9.0 * cin as f64)).sqrt();
-        let weight = random([cout, cin, 3, 3], k);
-        let bias = random([cout], 0.1);
+        let weight = uniform([cout, cin, 3, 3], k);
+        let bias = uniform([cout], 0.1);
         let norm = out_norm.then(|| random_affine(cout));
         let scale = if fused.upsample_input { 2 } else { 1 };
-        let res = residual.then(|| random([batch, cout, h * scale, w * scale], 1.0));
+        let res = residual.then(|| uniform([batch, cout, h * scale, w * scale], 1.0));
         let expected = reference(&x, &weight, &bias, &fused, norm.as_ref(), res.as_ref());
         let conv = FusedConv3x3::new(weight, Some(bias), norm, fused.clone());
         let res_nhwc = res.map(Nhwc::from_tensor);
         let ours = conv
             .forward(&Nhwc::from_tensor(x), res_nhwc.as_ref())
-            .into_tensor(&device());
+            .into_tensor(&Device::flex());
         assert_eq!(ours.dims(), expected.dims(), "{fused:?}");
         let error = relative_error(ours, expected);
         // F(4×4, 3×3) in f32: its transforms scale values by up to 8 (Aᵀ) and 5 (Bᵀ), so the
@@ -1014,13 +1007,13 @@ mod tests {
 
     #[test]
     fn channels_last_round_trips_and_concatenates() {
-        let a = random([2, 3, 5, 4], 1.0);
-        let b = random([2, 2, 5, 4], 1.0);
-        let back = Nhwc::from_tensor(a.clone()).into_tensor(&device());
+        let a = uniform([2, 3, 5, 4], 1.0);
+        let b = uniform([2, 2, 5, 4], 1.0);
+        let back = Nhwc::from_tensor(a.clone()).into_tensor(&Device::flex());
         assert_eq!(to_vec(back), to_vec(a.clone()));
         let cat = Nhwc::from_tensor(a.clone())
             .cat(&Nhwc::from_tensor(b.clone()))
-            .into_tensor(&device());
+            .into_tensor(&Device::flex());
         assert_eq!(to_vec(cat), to_vec(Tensor::cat(vec![a, b], 1)));
     }
 }
