@@ -363,22 +363,29 @@ mod tests {
     use super::*;
     use crate::test_support::assert_close;
 
+    /// A batch x ~ N(0.3, 2) with γ ~ U(−1.5, 1.5) and β ~ U(−0.5, 0.5) per channel.
+    fn inputs([batch, channels, h, w]: [usize; 4], device: &Device) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        (
+            Tensor::random([batch, channels, h, w], Distribution::Normal(0.3, 2.0), device),
+            Tensor::random([channels], Distribution::Uniform(-1.5, 1.5), device),
+            Tensor::random([channels], Distribution::Uniform(-0.5, 0.5), device),
+        )
+    }
+
+    /// A fresh leaf of the same values that records its gradient, so each run has its own graph.
+    fn leaf<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
+        Tensor::from_data(t.to_data(), &t.device()).require_grad()
+    }
+
     /// Output, statistics and the three gradients against burn's `batch_norm_train` + `relu`.
     #[test]
     fn fused_batch_norm_relu_matches_burns_composition() {
         let device = Device::flex().autodiff();
         for [batch, channels, h, w] in [[1, 8, 17, 19], [2, 64, 32, 32], [3, 5, 4, 300], [1, 16, 1, 1]] {
-            let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Normal(0.3, 2.0), &device);
-            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(-1.5, 1.5), &device);
-            let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
+            let (x, gamma, beta) = inputs([batch, channels, h, w], &device);
             let weighting = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-1.0, 1.0), &device);
             let run = |fused: bool| {
-                let leaf = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), &device).require_grad();
-                let (x, gamma, beta) = (
-                    Tensor::<4>::from_data(x.to_data(), &device).require_grad(),
-                    leaf(&gamma),
-                    leaf(&beta),
-                );
+                let (x, gamma, beta) = (leaf(&x), leaf(&gamma), leaf(&beta));
                 let (y, mean, variance) = if fused {
                     batch_norm_relu_train(&x, &gamma, &beta, 1e-5).expect("on flex with autodiff")
                 } else {
@@ -409,21 +416,14 @@ mod tests {
     fn fused_batch_norm_relu_pool_matches_burns_composition() {
         let device = Device::flex().autodiff();
         for [batch, channels, h, w] in [[1, 8, 16, 18], [2, 4, 9, 7]] {
-            let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Normal(0.3, 2.0), &device);
-            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(-1.5, 1.5), &device);
-            let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
+            let (x, gamma, beta) = inputs([batch, channels, h, w], &device);
             let weighting = Tensor::<4>::random(
                 [batch, channels, h / 2, w / 2],
                 Distribution::Uniform(-1.0, 1.0),
                 &device,
             );
             let run = |fused: bool| {
-                let leaf = |t: &Tensor<1>| Tensor::<1>::from_data(t.to_data(), &device).require_grad();
-                let (x, gamma, beta) = (
-                    Tensor::<4>::from_data(x.to_data(), &device).require_grad(),
-                    leaf(&gamma),
-                    leaf(&beta),
-                );
+                let (x, gamma, beta) = (leaf(&x), leaf(&gamma), leaf(&beta));
                 let y = if fused {
                     batch_norm_relu_pool_train(&x, &gamma, &beta, 1e-5)
                         .expect("on flex with autodiff")
