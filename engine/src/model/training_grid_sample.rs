@@ -90,9 +90,6 @@ struct Geometry {
     out_pixels: usize,
 }
 
-/// One output pixel's neighbours, weights and fractions (see [`Taps`]).
-type PixelTaps = ([Option<u32>; 4], [f32; 4], [f32; 2]);
-
 /// Per (image, output pixel): the four neighbours' flat indices in the input plane (`None`
 /// outside it), their bilinear weights, and the fractional offsets the gradients need.
 #[derive(Debug, Clone)]
@@ -108,7 +105,7 @@ impl Taps {
     fn new(grid: &[f32], g: &Geometry) -> Self {
         let (w, h) = (g.width as f32, g.height as f32);
         let (half_w, half_h) = (w / 2.0, h / 2.0);
-        let taps: Vec<PixelTaps> = grid
+        let ((index, weight), fraction) = grid
             .par_chunks_exact(2)
             .map(|xy| {
                 // torch's unnormalisation for align_corners=False.
@@ -125,20 +122,14 @@ impl Taps {
                 // gradients are L1 signs, and the parity fixtures see a last-bit change).
                 let index = [at(x0, y0), at(x0, y0 + 1.0), at(x0 + 1.0, y0), at(x0 + 1.0, y0 + 1.0)];
                 let weight = [(1.0 - fx) * (1.0 - fy), (1.0 - fx) * fy, fx * (1.0 - fy), fx * fy];
-                (index, weight, [fx, fy])
+                ((index, weight), [fx, fy])
             })
-            .collect();
-        let mut result = Self {
-            index: Vec::with_capacity(taps.len()),
-            weight: Vec::with_capacity(taps.len()),
-            fraction: Vec::with_capacity(taps.len()),
-        };
-        for (index, weight, fraction) in taps {
-            result.index.push(index);
-            result.weight.push(weight);
-            result.fraction.push(fraction);
+            .unzip();
+        Self {
+            index,
+            weight,
+            fraction,
         }
-        result
     }
 
     /// The output, a plane per task.
