@@ -199,6 +199,13 @@ impl ModuleMapper for AdamMapper<'_> {
     }
 }
 
+/// torch's bias corrections at `step` (from 1): `p -= lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)`
+/// takes `(1 − β1^t, √(1 − β2^t))`.
+fn bias_corrections(adam: &Adam, step: u64) -> (f64, f64) {
+    let t = step as i32;
+    (1.0 - adam.beta1.powi(t), (1.0 - adam.beta2.powi(t)).sqrt())
+}
+
 /// One update of a flattened parameter by tensor operations, on any device.
 fn composed_update(
     value: Tensor<1>,
@@ -221,10 +228,7 @@ fn composed_update(
             exp_avg_sq: grad.square() * (1.0 - b2),
         },
     };
-    // torch: p -= lr / (1 - β1^t) · m / (√v / √(1 - β2^t) + ε)
-    let t = moments.step as i32;
-    let bias1 = 1.0 - b1.powi(t);
-    let bias2_sqrt = (1.0 - b2.powi(t)).sqrt();
+    let (bias1, bias2_sqrt) = bias_corrections(adam, moments.step);
     let denominator = moments.exp_avg_sq.clone().sqrt() / bias2_sqrt + adam.epsilon;
     let update = (moments.exp_avg.clone() / denominator) * (lr / bias1);
     (value - update, moments)
@@ -250,9 +254,8 @@ fn fused_update(
     let moments = moments_primitives.as_ref().map(|(m, v)| (values(m), values(v)));
     let step = previous.map_or(1, |m| m.step + 1);
     let (b1, b2) = (adam.beta1, adam.beta2);
-    let t = step as i32;
-    let bias1 = 1.0 - b1.powi(t);
-    let bias2_sqrt = ((1.0 - b2.powi(t)).sqrt()) as f32;
+    let (bias1, bias2_sqrt) = bias_corrections(adam, step);
+    let bias2_sqrt = bias2_sqrt as f32;
     let (beta1, beta2, one_minus_b1, one_minus_b2) = (b1 as f32, b2 as f32, (1.0 - b1) as f32, (1.0 - b2) as f32);
     let (epsilon, step_size) = (adam.epsilon as f32, (lr / bias1) as f32);
     let n = param.len();
