@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::backend::Flex;
+use burn::backend::tensor::FloatTensor;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -188,11 +189,9 @@ impl ModuleMapper for AdamMapper<'_> {
         let grad = grad.to_device(&device).reshape([n]);
         let previous = self.adam.state.remove(&path);
         let flat = value.reshape([n]);
-        let fused = on_flex(&flat) && on_flex(&grad) && previous.as_ref().is_none_or(|m| on_flex(&m.exp_avg));
-        let (updated, moments) = if fused {
-            fused_update(flat, &grad, previous, self.lr, self.adam)
-        } else {
-            composed_update(flat, grad, previous, self.lr, self.adam)
+        let (updated, moments) = match grad.clone().try_into_primitive::<Flex>() {
+            Ok(flex_grad) if on_flex(&flat) => fused_update(flat, &flex_grad, previous, self.lr, self.adam),
+            _ => composed_update(flat, grad, previous, self.lr, self.adam),
         };
         self.adam.state.insert(path, moments);
         let mut updated = Tensor::from_inner(updated.reshape(shape));
@@ -238,7 +237,7 @@ fn composed_update(
     (value - update, moments)
 }
 
-/// Whether a tensor lives on flex (the fused update's device).
+/// Whether a tensor lives on flex (the fused update's device; its moments may be anywhere).
 fn on_flex(tensor: &Tensor<1>) -> bool {
     tensor.clone().try_into_primitive::<Flex>().is_ok()
 }
@@ -257,20 +256,16 @@ fn into_values(tensor: Tensor<1>) -> Vec<f32> {
 /// (composed of tensor operations it is about twelve single-threaded passes: 0.3 s of a vox-256
 /// step), in place in the parameter's and the moments' buffers where nothing else holds them
 /// (three fresh buffers per parameter were 1.5 GB of writes per step). The arithmetic is the
-/// composition's, operation for operation in f32. For flex tensors ([`on_flex`]).
+/// composition's, operation for operation in f32. For a parameter on flex ([`on_flex`]).
 fn fused_update(
     value: Tensor<1>,
-    grad: &Tensor<1>,
+    grad: &FloatTensor<Flex>,
     previous: Option<Moments>,
     lr: f64,
     adam: &Adam,
 ) -> (Tensor<1>, Moments) {
     let device = value.device();
-    let grad_primitive = grad
-        .clone()
-        .try_into_primitive::<Flex>()
-        .unwrap_or_else(|e| unreachable!("the caller checked the gradient is on flex: {e:?}"));
-    let grad = values(&grad_primitive);
+    let grad = values(grad);
     let step = previous.as_ref().map_or(1, |m| m.step + 1);
     let first = previous.is_none();
     let mut param = into_values(value);
@@ -376,9 +371,10 @@ mod tests {
         // place in its buffers (the parameter, made afresh per step, too).
         let (mut fused_previous, mut composed_previous): (Option<Moments>, Option<Moments>) = (None, None);
         for _ in 0..3 {
-            assert!(on_flex(&param) && on_flex(&grad));
+            assert!(on_flex(&param));
+            let flex_grad = grad.clone().try_into_primitive::<Flex>().expect("on flex");
             let fresh_param = Tensor::<1>::from_data(param.to_data(), &device);
-            let (fused, fused_moments) = fused_update(fresh_param, &grad, fused_previous.take(), 2e-4, &adam);
+            let (fused, fused_moments) = fused_update(fresh_param, &flex_grad, fused_previous.take(), 2e-4, &adam);
             let (composed, composed_moments) =
                 composed_update(param.clone(), grad.clone(), composed_previous.take(), 2e-4, &adam);
             let bits = |t: &Tensor<1>| t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
