@@ -107,7 +107,9 @@ impl PerceptualLoss {
         {
             match &self.features {
                 PerceptualFeatures::Vgg19 { net, .. } => {
-                    let (fp, fr) = (net.forward(p), net.forward(r));
+                    // The L1 means do not depend on the layout, which both images' slices share.
+                    let ((fp, layout), (fr, real_layout)) = (net.slices(p), net.slices(r));
+                    debug_assert_eq!(layout, real_layout, "one device, one layout");
                     for ((a, b), &w) in fp.into_iter().zip(fr).zip(&self.weights) {
                         if w != 0.0 {
                             total = total + (a - b.detach()).abs().mean() * w;

@@ -115,7 +115,7 @@ impl FusedResBlock {
         }
     }
 
-    fn forward(&self, x: &Nhwc) -> Nhwc {
+    fn forward(&self, x: &Nhwc<'_>) -> Nhwc<'static> {
         self.second.forward(&self.first.forward(x, None), Some(x))
     }
 }
@@ -135,7 +135,7 @@ impl FusedHourglass {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Nhwc {
+    fn forward(&self, x: Tensor<4>) -> Nhwc<'static> {
         let mut skips = vec![Nhwc::from_tensor(x)];
         for block in &self.down {
             let next = block.forward(&skips[skips.len() - 1], None);

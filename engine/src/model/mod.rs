@@ -15,6 +15,7 @@ pub mod keypoints;
 pub mod training_conv;
 pub mod training_grid_sample;
 pub mod training_norm;
+pub mod training_pool;
 pub mod unet_discriminator;
 pub mod vgg19;
 pub mod winograd;

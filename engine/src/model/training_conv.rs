@@ -203,14 +203,48 @@ pub(super) fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
         .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))
 }
 
+/// The values' layout of a 4-D activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[batch, channels, height, width]`, burn's.
+    Nchw,
+    /// `[batch, height, width, channels]`, the fast kernels' own.
+    ChannelsLast,
+}
+
+/// An operation of one input on flex, recorded on `Autodiff<Flex, C>` by [`on_flex`].
+pub(super) trait FlexUnaryOp {
+    /// Computes the operation and records its backward step on the graph.
+    fn record<C: CheckpointStrategy>(&self, x: FloatTensor<Autodiff<Flex, C>>) -> FloatTensor<Autodiff<Flex, C>>;
+    /// Computes it without autodiff.
+    fn plain(&self, x: FlexPrimitive) -> FlexPrimitive;
+}
+
+/// `op(x)` where `x` is on flex, with autodiff (either checkpointing strategy) or without;
+/// `None` on any other device.
+pub(super) fn on_flex<O: FlexUnaryOp, const D: usize>(op: &O, x: &Tensor<D>) -> Option<Tensor<D>> {
+    if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, NoCheckpointing>>() {
+        return Some(Tensor::from_primitive::<Autodiff<Flex, NoCheckpointing>>(
+            op.record::<NoCheckpointing>(x),
+        ));
+    }
+    if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, BalancedCheckpointing>>() {
+        return Some(Tensor::from_primitive::<Autodiff<Flex, BalancedCheckpointing>>(
+            op.record::<BalancedCheckpointing>(x),
+        ));
+    }
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    Some(Tensor::from_primitive::<Flex>(op.plain(x)))
+}
+
 /// `relu(conv(x))` for a 3×3 convolution whose weights are not trained (the perceptual loss's
 /// VGG19, which follows every convolution by a ReLU): its Winograd weights, and the flipped ones
 /// of its input gradient, are transformed once, so it takes the fast path on every map size
-/// ([`FusedConv3x3`] itself turns to one patch GEMM on small maps). The ReLU is applied in the
-/// output transform, and its mask folded into the gradient's transpose.
+/// ([`FusedConv3x3`] itself turns to one patch GEMM on small maps). It runs on channels-last
+/// maps, so a network of them copies no layouts between its layers. The ReLU is applied in the
+/// output transform, and its mask to the gradient before the input gradient's convolution.
 #[derive(Debug, Clone)]
 pub struct FrozenConv3x3Relu {
-    conv: Conv2d,
     forward: Arc<FusedConv3x3>,
     input_gradient: Arc<FusedConv3x3>,
 }
@@ -228,34 +262,31 @@ impl FrozenConv3x3Relu {
             ..Fused::default()
         };
         Some(Self {
-            conv: conv.clone(),
             input_gradient: Arc::new(input_gradient_conv(weight.clone())),
             forward: Arc::new(FusedConv3x3::new(weight, bias, None, with_relu)),
         })
     }
 
-    /// `relu(conv.forward(x))`; on flex (with autodiff or without) by the transformed weights.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if let Some(y) = self.on_autodiff_flex::<NoCheckpointing>(&x) {
-            return y;
-        }
-        if let Some(y) = self.on_autodiff_flex::<BalancedCheckpointing>(&x) {
-            return y;
-        }
-        match x.clone().try_into_primitive::<Flex>() {
-            Ok(plain) => apply(&self.forward, flex(plain)),
-            Err(_) => burn::tensor::activation::relu(self.conv.forward(x)),
-        }
+    /// `relu(conv.forward(x))` on channels-last maps, `[b, h, w, C_in]` → `[b, h, w, C_out]`,
+    /// on flex (with autodiff or without); `None` elsewhere.
+    pub fn forward_channels_last(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+        on_flex(self, x)
     }
 
-    fn on_autodiff_flex<C>(&self, x: &Tensor<4>) -> Option<Tensor<4>>
-    where
-        C: CheckpointStrategy,
-        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
-    {
-        let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-        let output = primitive(apply(&self.forward, flex(x.primitive().clone())));
-        let y = match FrozenConv3x3ReluBackward
+    /// The output's values.
+    fn compute(&self, x: &FlexPrimitive) -> FlexPrimitive {
+        let x = flex::<4>(x.clone());
+        let (dims, device) = (x.dims(), x.device());
+        let x = primitive(x);
+        let y = self.forward.forward(&Nhwc::borrowed(&values(&x), dims), None);
+        primitive(y.into_channels_last(&device))
+    }
+}
+
+impl FlexUnaryOp for FrozenConv3x3Relu {
+    fn record<C: CheckpointStrategy>(&self, x: FloatTensor<Autodiff<Flex, C>>) -> FloatTensor<Autodiff<Flex, C>> {
+        let output = self.compute(x.primitive());
+        match FrozenConv3x3ReluBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
@@ -268,8 +299,11 @@ impl FrozenConv3x3Relu {
                 prep.finish(state, output)
             }
             OpsKind::UnTracked(prep) => prep.finish(output),
-        };
-        Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+        }
+    }
+
+    fn plain(&self, x: FlexPrimitive) -> FlexPrimitive {
+        self.compute(&x)
     }
 }
 
@@ -297,13 +331,26 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node_x {
-            let dims = flex::<4>(grad.clone()).dims();
-            let dy = to_nhwc_masked(&values(&grad), &values(&ops.state.output), dims);
-            let device = Device::flex();
-            let dx = to_nchw(&ops.state.input_gradient.forward(&dy, None), &device);
-            grads.register::<Flex>(node.id, primitive(dx));
-        }
+        let Some(node) = node_x else {
+            return;
+        };
+        let dims = flex::<4>(grad.clone()).dims();
+        let (dy, y) = (values(&grad), values(&ops.state.output));
+        let mut masked = vec![0.0f32; dy.len()];
+        masked
+            .par_chunks_mut(1 << 14)
+            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+            .for_each(|(out, (dy, y))| {
+                for (o, (&d, &v)) in out.iter_mut().zip(dy.iter().zip(y)) {
+                    *o = if v > 0.0 { d } else { 0.0 };
+                }
+            });
+        let dx = ops
+            .state
+            .input_gradient
+            .forward(&Nhwc::borrowed(&masked, dims), None)
+            .into_channels_last(&Device::flex());
+        grads.register::<Flex>(node.id, primitive(dx));
     }
 }
 
@@ -348,32 +395,25 @@ fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
 
 /// NCHW → channels-last, a row of pixels per task (flex's permuted copy runs on one core, and
 /// on 256² maps took as long as the convolution's arithmetic).
-fn to_nhwc(x: Tensor<4>) -> Nhwc {
+fn to_nhwc(x: Tensor<4>) -> Nhwc<'static> {
     let dims = x.dims();
     // Borrowed from the tensor's buffer: the graph shares most inputs, and `into_data` would copy.
     let x = primitive(x);
-    transposed(&values(&x), None, dims)
+    transposed(&values(&x), dims)
 }
 
-/// `dy · [y > 0]` (a ReLU's backward) made channels-last in the same pass.
-fn to_nhwc_masked(dy: &[f32], y: &[f32], dims: [usize; 4]) -> Nhwc {
-    transposed(dy, Some(y), dims)
-}
-
-/// NCHW values → channels-last, zero where `mask` is not positive.
-fn transposed(planes: &[f32], mask: Option<&[f32]>, [batch, channels, height, width]: [usize; 4]) -> Nhwc {
+/// NCHW values → channels-last.
+fn transposed(planes: &[f32], [batch, channels, height, width]: [usize; 4]) -> Nhwc<'static> {
     let pixels = height * width;
     let mut data = vec![0.0f32; planes.len()];
     if pixels > 0 && channels > 0 {
         for (b, image) in data.chunks_mut(pixels * channels).enumerate() {
             let at = b * pixels * channels;
-            let source = &planes[at..][..pixels * channels];
-            let mask = mask.map(|m| &m[at..][..pixels * channels]);
-            transpose(source, mask, [channels, pixels], image);
+            transpose(&planes[at..][..pixels * channels], [channels, pixels], image);
         }
     }
     Nhwc {
-        data,
+        data: data.into(),
         batch,
         height,
         width,
@@ -383,7 +423,7 @@ fn transposed(planes: &[f32], mask: Option<&[f32]>, [batch, channels, height, wi
 
 /// Channels-last → a contiguous NCHW tensor, so that the ops after it (batch norms, ReLUs,
 /// pooling) read contiguous planes.
-fn to_nchw(x: &Nhwc, device: &Device) -> Tensor<4> {
+fn to_nchw(x: &Nhwc<'_>, device: &Device) -> Tensor<4> {
     let (channels, pixels) = (x.channels, x.height * x.width);
     let mut data = vec![0.0f32; x.data.len()];
     if pixels > 0 && channels > 0 {
@@ -391,7 +431,7 @@ fn to_nchw(x: &Nhwc, device: &Device) -> Tensor<4> {
             .chunks_mut(pixels * channels)
             .zip(x.data.chunks_exact(pixels * channels))
         {
-            transpose(image, None, [pixels, channels], planes);
+            transpose(image, [pixels, channels], planes);
         }
     }
     Tensor::from_data(TensorData::new(data, [x.batch, channels, x.height, x.width]), device)
@@ -400,12 +440,11 @@ fn to_nchw(x: &Nhwc, device: &Device) -> Tensor<4> {
 /// The side of [`transpose`]'s tiles: a cache line of f32.
 const TILE: usize = 16;
 
-/// `destination = sourceᵀ` for a row-major `source` [rows, columns], zero where `mask` (laid
-/// out as `source`) is not positive. By 16×16 tiles, a band of 16 destination rows per task,
+/// `destination = sourceᵀ` for a row-major `source` [rows, columns]. By 16×16 tiles, a band of 16 destination rows per task,
 /// each destination line written whole: the maps' planes lie a power of two apart, and
 /// writing them a value at a time (or gathering a plane from every pixel) thrashed the caches'
 /// sets (1.5 GB/s on 256² maps).
-fn transpose(source: &[f32], mask: Option<&[f32]>, [rows, columns]: [usize; 2], destination: &mut [f32]) {
+fn transpose(source: &[f32], [rows, columns]: [usize; 2], destination: &mut [f32]) {
     destination
         .par_chunks_mut(TILE * rows)
         .enumerate()
@@ -419,18 +458,8 @@ fn transpose(source: &[f32], mask: Option<&[f32]>, [rows, columns]: [usize; 2], 
                     .map(|row| row * columns + first_column)
                     .enumerate()
                 {
-                    let values = &source[at..][..count];
-                    match mask {
-                        None => {
-                            for (line, &v) in tile.iter_mut().zip(values) {
-                                line[r] = v;
-                            }
-                        }
-                        Some(mask) => {
-                            for (line, (&v, &m)) in tile.iter_mut().zip(values.iter().zip(&mask[at..][..count])) {
-                                line[r] = if m > 0.0 { v } else { 0.0 };
-                            }
-                        }
+                    for (line, &v) in tile.iter_mut().zip(&source[at..][..count]) {
+                        line[r] = v;
                     }
                 }
                 for (c, line) in tile.iter().enumerate().take(count) {
@@ -531,7 +560,10 @@ mod tests {
             let run = |fast: bool| {
                 let x = Tensor::<4>::from_data(x.to_data(), &device).require_grad();
                 let y = if fast {
-                    frozen.forward(x.clone())
+                    frozen
+                        .forward_channels_last(&x.clone().permute([0, 2, 3, 1]))
+                        .expect("on flex")
+                        .permute([0, 3, 1, 2])
                 } else {
                     burn::tensor::activation::relu(conv.forward(x.clone()))
                 };

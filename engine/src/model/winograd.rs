@@ -13,28 +13,42 @@
 //! F(4×4, 3×3) computes the same sums in a different order, so results differ from the direct
 //! convolution by float rounding only (tested against burn's `conv2d` below).
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a
-/// pixel's channels are contiguous: what the transforms stream through.
+/// pixel's channels are contiguous: what the transforms stream through. The values are owned,
+/// or borrowed from a tensor that is already channels-last (the training step's VGG19).
 #[derive(Debug, Clone)]
-pub struct Nhwc {
-    pub data: Vec<f32>,
+pub struct Nhwc<'a> {
+    pub data: Cow<'a, [f32]>,
     pub batch: usize,
     pub height: usize,
     pub width: usize,
     pub channels: usize,
 }
 
-impl Nhwc {
+impl<'a> Nhwc<'a> {
     /// From an NCHW tensor.
-    pub fn from_tensor(x: Tensor<4>) -> Self {
+    pub fn from_tensor(x: Tensor<4>) -> Nhwc<'static> {
         let [batch, channels, height, width] = x.dims();
+        Nhwc {
+            data: to_vec(x.permute([0, 2, 3, 1])).into(),
+            batch,
+            height,
+            width,
+            channels,
+        }
+    }
+
+    /// Channels-last values `[batch, height, width, channels]` borrowed, not copied.
+    pub fn borrowed(data: &'a [f32], [batch, height, width, channels]: [usize; 4]) -> Self {
+        assert_eq!(data.len(), batch * height * width * channels, "values for the shape");
         Self {
-            data: to_vec(x.permute([0, 2, 3, 1])),
+            data: Cow::Borrowed(data),
             batch,
             height,
             width,
@@ -44,12 +58,17 @@ impl Nhwc {
 
     /// Back to an NCHW tensor (a permuted view of the channels-last data).
     pub fn into_tensor(self, device: &Device) -> Tensor<4> {
+        self.into_channels_last(device).permute([0, 3, 1, 2])
+    }
+
+    /// The channels-last tensor `[batch, height, width, channels]` itself.
+    pub fn into_channels_last(self, device: &Device) -> Tensor<4> {
         let shape = [self.batch, self.height, self.width, self.channels];
-        Tensor::<4>::from_data(TensorData::new(self.data, shape), device).permute([0, 3, 1, 2])
+        Tensor::<4>::from_data(TensorData::new(self.data.into_owned(), shape), device)
     }
 
     /// Channels of `self` then of `other`, pixel by pixel (`torch.cat(dim=1)`).
-    pub fn cat(&self, other: &Nhwc) -> Nhwc {
+    pub fn cat(&self, other: &Nhwc<'_>) -> Nhwc<'static> {
         assert_eq!(
             (self.batch, self.height, self.width),
             (other.batch, other.height, other.width),
@@ -66,7 +85,7 @@ impl Nhwc {
             data.extend_from_slice(b);
         }
         Nhwc {
-            data,
+            data: data.into(),
             channels,
             ..*self
         }
@@ -173,7 +192,7 @@ impl FusedConv3x3 {
     }
 
     /// `x` [b, h, w, C_in] → [b, h', w', C_out]; `residual` (of the output's shape) is added last.
-    pub fn forward(&self, x: &Nhwc, residual: Option<&Nhwc>) -> Nhwc {
+    pub fn forward(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         assert_eq!(x.channels, self.input_channels, "input channels");
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
@@ -185,7 +204,13 @@ impl FusedConv3x3 {
         }
     }
 
-    fn forward_winograd(&self, x: &Nhwc, height: usize, width: usize, residual: Option<&Nhwc>) -> Nhwc {
+    fn forward_winograd(
+        &self,
+        x: &Nhwc<'_>,
+        height: usize,
+        width: usize,
+        residual: Option<&Nhwc<'_>>,
+    ) -> Nhwc<'static> {
         let cout = self.output_channels;
         let geometry = Tiles {
             height,
@@ -229,7 +254,7 @@ impl FusedConv3x3 {
             self.transform_output(&products, &geometry, first_row, out_rows, residual, (out_h, out_w));
         }
         Nhwc {
-            data: output,
+            data: output.into(),
             batch: x.batch,
             height: out_h,
             width: out_w,
@@ -285,10 +310,10 @@ impl FusedConv3x3 {
 
     /// Small maps: the same fused block as one GEMM of the maps' 3×3 patches
     /// `[pixels, 9·C_in]` by the weights laid out once as `[9·C_in, C_out]`.
-    fn forward_direct(&self, x: &Nhwc, residual: Option<&Nhwc>) -> Nhwc {
+    fn forward_direct(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         let mut input = x.clone();
         if let Some(a) = &self.fused.input_affine {
-            for pixel in input.data.chunks_exact_mut(input.channels) {
+            for pixel in input.data.to_mut().chunks_exact_mut(input.channels) {
                 for ((v, &k), &t) in pixel.iter_mut().zip(&a.scale).zip(&a.shift) {
                     *v = (k * *v + t).max(0.0);
                 }
@@ -324,13 +349,13 @@ impl FusedConv3x3 {
         });
         let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
         let mut y = Nhwc {
-            data: to_vec(patches.matmul(weight.clone())),
+            data: to_vec(patches.matmul(weight.clone())).into(),
             batch: input.batch,
             height: h,
             width: w,
             channels: cout,
         };
-        for pixel in y.data.chunks_exact_mut(cout) {
+        for pixel in y.data.to_mut().chunks_exact_mut(cout) {
             for (v, &b) in pixel.iter_mut().zip(&self.bias) {
                 *v += b;
                 if self.fused.relu {
@@ -339,7 +364,7 @@ impl FusedConv3x3 {
             }
         }
         if let Some(r) = residual {
-            y.data.iter_mut().zip(&r.data).for_each(|(v, r)| *v += r);
+            y.data.to_mut().iter_mut().zip(r.data.iter()).for_each(|(v, r)| *v += r);
         }
         if self.fused.pool_output {
             y = avg_pool2(&y);
@@ -519,7 +544,7 @@ impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
 }
 
 type InputRowArgs<'a> = (
-    &'a Nhwc,
+    &'a Nhwc<'a>,
     &'a Tiles,
     Option<&'a ChannelAffine>,
     bool,
@@ -529,7 +554,7 @@ type InputRowArgs<'a> = (
 struct InputRow<'a>(InputRowArgs<'a>);
 vector_kernel!(InputRow<'_> => input_tiles_row);
 
-type GradientRowArgs<'a> = (&'a Nhwc, &'a Tiles, usize, Vec<&'a mut [f32]>);
+type GradientRowArgs<'a> = (&'a Nhwc<'a>, &'a Tiles, usize, Vec<&'a mut [f32]>);
 struct GradientRow<'a>(GradientRowArgs<'a>);
 vector_kernel!(GradientRow<'_> => gradient_tiles_row);
 
@@ -540,7 +565,7 @@ type OutputRowArgs<'a> = (
     usize,
     &'a mut [f32],
     &'a FusedConv3x3,
-    Option<&'a Nhwc>,
+    Option<&'a Nhwc<'a>>,
     (usize, usize),
 );
 struct OutputRow<'a>(OutputRowArgs<'a>);
@@ -827,7 +852,7 @@ fn weight_transform(g: &[f32]) -> [f64; 36] {
 }
 
 /// Nearest-neighbour ×2 upsampling of channels-last maps.
-pub fn upsample2(x: &Nhwc) -> Nhwc {
+pub fn upsample2(x: &Nhwc<'_>) -> Nhwc<'static> {
     let (h, w, c) = (2 * x.height, 2 * x.width, x.channels);
     let mut data = Vec::with_capacity(x.batch * h * w * c);
     for b in 0..x.batch {
@@ -838,7 +863,7 @@ pub fn upsample2(x: &Nhwc) -> Nhwc {
         }
     }
     Nhwc {
-        data,
+        data: data.into(),
         batch: x.batch,
         height: h,
         width: w,
@@ -847,7 +872,7 @@ pub fn upsample2(x: &Nhwc) -> Nhwc {
 }
 
 /// 2×2 average pooling, stride 2, of channels-last maps (odd edges dropped, as torch's).
-pub fn avg_pool2(x: &Nhwc) -> Nhwc {
+pub fn avg_pool2(x: &Nhwc<'_>) -> Nhwc<'static> {
     let (h, w, c) = (x.height / 2, x.width / 2, x.channels);
     let mut data = vec![0.0f32; x.batch * h * w * c];
     for (i, dst) in data.chunks_exact_mut(c.max(1)).enumerate() {
@@ -863,7 +888,7 @@ pub fn avg_pool2(x: &Nhwc) -> Nhwc {
         }
     }
     Nhwc {
-        data,
+        data: data.into(),
         batch: x.batch,
         height: h,
         width: w,
