@@ -4,6 +4,10 @@
 //! `flex` (burn's pure-Rust CPU backend): wgpu on a software adapter (llvmpipe) works but is
 //! tens of times slower, so it is used only when asked for. burn's CubeCL `cpu` backend is not
 //! built: its build script downloads a prebuilt LLVM, which offline builds cannot do.
+//!
+//! The description names the language CubeCL compiles the kernels to. Only WGSL is built: burn's
+//! `vulkan` feature (SPIR-V on Vulkan adapters) makes Mesa's llvmpipe crash while compiling a
+//! reduction kernel, and CubeCL 0.11 cannot keep one Vulkan adapter on WGSL.
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,7 +64,7 @@ pub enum BackendKind {
 pub struct SelectedDevice {
     pub device: Device,
     pub kind: BackendKind,
-    /// e.g. "wgpu (Vulkan) on NVIDIA H100 [discrete GPU]" or "flex (CPU, pure Rust)".
+    /// e.g. "wgpu (Vulkan, WGSL kernels) on NVIDIA H100 [discrete GPU]" or "flex (CPU, pure Rust)".
     pub description: String,
     /// Why the choice fell where it did, when it was not what was asked for.
     pub note: Option<String>,
@@ -109,7 +113,21 @@ fn open_wgpu_with(api: WgpuBackend) -> std::result::Result<(Device, wgpu::Adapte
     }
 }
 
-fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+/// The language CubeCL compiles this device's kernels to, read off its runtime's name
+/// ("wgpu<spirv>"): SPIR-V on a Vulkan adapter that has SPIR-V's required features, MSL on
+/// Metal, WGSL otherwise.
+fn kernel_language(device: &Device) -> Option<&'static str> {
+    let name = <burn::backend::Dispatch as burn::backend::Backend>::name(device.as_dispatch());
+    [("wgpu<spirv>", "SPIR-V"), ("wgpu<msl>", "MSL"), ("wgpu<wgsl>", "WGSL")]
+        .into_iter()
+        .find_map(|(runtime, language)| name.contains(runtime).then_some(language))
+}
+
+fn describe_adapter(info: &wgpu::AdapterInfo, device: &Device) -> String {
+    let api = match kernel_language(device) {
+        Some(language) => format!("{:?}, {language} kernels", info.backend),
+        None => format!("{:?}", info.backend),
+    };
     let kind = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",
@@ -117,7 +135,7 @@ fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
         wgpu::DeviceType::Cpu => "software rasterizer on the CPU",
         wgpu::DeviceType::Other => "other adapter",
     };
-    format!("wgpu ({:?}) on {} [{kind}]", info.backend, info.name)
+    format!("wgpu ({api}) on {} [{kind}]", info.name)
 }
 
 /// Picks and opens the device for `choice`.
@@ -131,17 +149,17 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
                 message: format!("no usable adapter: {message}"),
             })?;
             Ok(SelectedDevice {
+                description: describe_adapter(&info, &device),
                 device,
                 kind: BackendKind::Wgpu,
-                description: describe_adapter(&info),
                 note: None,
             })
         }
         BackendChoice::Auto => match open_wgpu() {
             Ok((device, info)) if info.device_type != wgpu::DeviceType::Cpu => Ok(SelectedDevice {
+                description: describe_adapter(&info, &device),
                 device,
                 kind: BackendKind::Wgpu,
-                description: describe_adapter(&info),
                 note: None,
             }),
             Ok((_, info)) => Ok(flex(Some(format!(

@@ -34,6 +34,12 @@ pub fn wgpu_device() -> Option<Device> {
     match backend::select(BackendChoice::Wgpu) {
         Ok(selected) => {
             eprintln!("wgpu test device: {}", selected.description);
+            // Read off CubeCL's runtime name: a burn upgrade that renames it must not go unseen.
+            assert!(
+                selected.description.contains(" kernels)"),
+                "the description names the kernels' language: {}",
+                selected.description
+            );
             Some(selected.device)
         }
         Err(error) => {
