@@ -181,6 +181,11 @@ fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(primitive)
 }
 
+/// The shape of a 4-D flex primitive.
+pub(super) fn dims4(primitive: &FlexPrimitive) -> [usize; 4] {
+    flex::<4>(primitive.clone()).dims()
+}
+
 /// A flex tensor's values without a copy where they are contiguous f32.
 pub(crate) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
@@ -275,11 +280,8 @@ impl FrozenConv3x3Relu {
 
     /// The output's values.
     fn compute(&self, x: &FlexPrimitive) -> FlexPrimitive {
-        let x = flex::<4>(x.clone());
-        let (dims, device) = (x.dims(), x.device());
-        let x = primitive(x);
-        let y = self.forward.forward(&Nhwc::borrowed(&values(&x), dims), None);
-        primitive(y.into_channels_last(&device))
+        let y = self.forward.forward(&Nhwc::borrowed(&values(x), dims4(x)), None);
+        primitive(y.into_channels_last(&Device::flex()))
     }
 }
 
@@ -334,7 +336,7 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
         let Some(node) = node_x else {
             return;
         };
-        let dims = flex::<4>(grad.clone()).dims();
+        let dims = dims4(&grad);
         let (dy, y) = (values(&grad), values(&ops.state.output));
         let mut masked = vec![0.0f32; dy.len()];
         masked

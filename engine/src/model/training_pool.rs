@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::training_conv::{FlexUnaryOp, on_flex, primitive, values};
+use super::training_conv::{FlexUnaryOp, dims4, on_flex, primitive, values};
 
 type FlexPrimitive = FloatTensor<Flex>;
 
@@ -31,7 +31,7 @@ struct MaxPool2;
 
 impl FlexUnaryOp for MaxPool2 {
     fn record<C: CheckpointStrategy>(&self, x: FloatTensor<Autodiff<Flex, C>>) -> FloatTensor<Autodiff<Flex, C>> {
-        let dims = Tensor::<4>::from_primitive::<Flex>(x.primitive().clone()).dims();
+        let dims = dims4(x.primitive());
         match MaxPool2Backward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (output, winners) = pool(&values(x.primitive()), dims, true);
@@ -46,7 +46,7 @@ impl FlexUnaryOp for MaxPool2 {
     }
 
     fn plain(&self, x: FlexPrimitive) -> FlexPrimitive {
-        let dims = Tensor::<4>::from_primitive::<Flex>(x.clone()).dims();
+        let dims = dims4(&x);
         pool(&values(&x), dims, false).0
     }
 }
