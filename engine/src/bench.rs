@@ -277,18 +277,21 @@ fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usiz
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuPeak {
     pub cores: usize,
+    /// FP32 lanes one FMA unit retires per cycle: the vector width the CPU actually executes.
     pub lanes: usize,
     pub fma_units: usize,
     pub ghz: f64,
+    /// Zen 4 decodes AVX-512 but runs it on 256-bit units, so it counts 8 lanes, not 16.
+    pub avx512_half_rate: bool,
 }
 
 impl CpuPeak {
-    /// Cores and SIMD width as detected; two FMA units per core (Zen 3, and Intel since
+    /// Cores and SIMD width as detected; two FMA units per core (Zen 3–5, and Intel since
     /// Haswell); the clock from /proc/cpuinfo where it is readable, else 2.45 GHz.
     pub fn estimate() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         #[cfg(target_arch = "x86_64")]
-        let lanes = if std::arch::is_x86_feature_detected!("avx512f") {
+        let vector_lanes = if std::arch::is_x86_feature_detected!("avx512f") {
             16
         } else if std::arch::is_x86_feature_detected!("avx2") {
             8
@@ -296,21 +299,33 @@ impl CpuPeak {
             4
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let lanes = 4;
-        let ghz = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find(|l| l.starts_with("cpu MHz"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            })
+        let vector_lanes = 4;
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Self::from_cpuinfo(cores, vector_lanes, &cpuinfo)
+    }
+
+    /// The estimate from the detected vector width and the text of /proc/cpuinfo (its first
+    /// processor's `vendor_id`, `cpu family` and `cpu MHz`).
+    pub fn from_cpuinfo(cores: usize, vector_lanes: usize, cpuinfo: &str) -> Self {
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().is_some_and(|key| key.trim() == name))
+                .and_then(|l| l.split(':').nth(1))
+                .map(str::trim)
+        };
+        let ghz = field("cpu MHz")
+            .and_then(|v| v.parse::<f64>().ok())
             .map_or(2.45, |mhz| mhz / 1000.0);
+        // AMD family 25 (0x19) is Zen 3 and Zen 4; only Zen 4 has AVX-512, double-pumped.
+        let zen4 = field("vendor_id") == Some("AuthenticAMD") && field("cpu family") == Some("25");
+        let avx512_half_rate = zen4 && vector_lanes == 16;
         Self {
             cores,
-            lanes,
+            lanes: if avx512_half_rate { 8 } else { vector_lanes },
             fma_units: 2,
             ghz,
+            avx512_half_rate,
         }
     }
 
@@ -320,10 +335,15 @@ impl CpuPeak {
 
     pub fn describe(&self) -> String {
         format!(
-            "~{:.0} GFLOP/s FP32 peak (estimate: {} cores x {} lanes x {} FMA x 2 x {:.2} GHz)",
+            "~{:.0} GFLOP/s FP32 peak (estimate: {} cores x {} lanes{} x {} FMA x 2 x {:.2} GHz)",
             self.gflops(),
             self.cores,
             self.lanes,
+            if self.avx512_half_rate {
+                " (Zen 4: AVX-512 on 256-bit units)"
+            } else {
+                ""
+            },
             self.fma_units,
             self.ghz
         )
@@ -332,7 +352,28 @@ impl CpuPeak {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{CpuPeak, median};
+
+    #[test]
+    fn peak_counts_the_width_the_cpu_executes() {
+        let info = |family: &str| {
+            format!(
+                "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: 17\ncpu MHz\t\t: 2600.000\n"
+            )
+        };
+        // Zen 3 (AVX2): 2 cores x 8 lanes x 2 FMA x 2 x 2.6 GHz.
+        let zen3 = CpuPeak::from_cpuinfo(2, 8, &info("25"));
+        assert!((zen3.gflops() - 166.4).abs() < 1e-9, "{zen3:?}");
+        // Zen 4 decodes AVX-512 but retires 8 lanes per FMA unit: the same peak as Zen 3's.
+        let zen4 = CpuPeak::from_cpuinfo(2, 16, &info("25"));
+        assert_eq!((zen4.lanes, zen4.avx512_half_rate), (8, true));
+        assert!(zen4.describe().contains("Zen 4"), "{}", zen4.describe());
+        // Zen 5 (family 26) has full-width AVX-512 units.
+        let zen5 = CpuPeak::from_cpuinfo(2, 16, &info("26"));
+        assert!((zen5.gflops() - 332.8).abs() < 1e-9, "{zen5:?}");
+        // No clock readable: the documented 2.45 GHz fallback.
+        assert!((CpuPeak::from_cpuinfo(1, 8, "").ghz - 2.45).abs() < 1e-12);
+    }
 
     #[test]
     fn vox256_work_matches_a_count_by_hand() {
