@@ -13,6 +13,7 @@ pub mod inference;
 pub mod keypoint_detector;
 pub mod keypoints;
 pub mod training_conv;
+pub mod training_flex;
 pub mod training_grid_sample;
 pub mod training_norm;
 pub mod training_pool;

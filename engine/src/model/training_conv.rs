@@ -16,7 +16,7 @@
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
@@ -25,10 +25,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
+use super::training_flex::{AutodiffFlexOp, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
@@ -38,7 +38,7 @@ const MIN_PIXELS: usize = 32 * 32;
 /// than it saves (measured: 512 channels at 32² took 2.3× burn's time, 256 at 64² 0.75×).
 const PIXELS_PER_CHANNEL: usize = 16;
 
-type FlexPrimitive = FloatTensor<Flex>;
+use super::training_flex::FlexPrimitive;
 /// The autodiff graph's tensor over flex.
 type Tracked = FloatTensor<Autodiff<Flex>>;
 
@@ -62,31 +62,41 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let Some(kernel) = kernel else {
         return conv.forward(x);
     };
-    let weight = conv.weight.val();
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(kernel, &x, &weight, bias.as_ref()) {
-        return y;
-    }
-    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(kernel, &x, &weight, bias.as_ref()) {
-        return y;
-    }
-    conv.forward(x)
+    let (weight, bias) = (conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
+    let call = ConvCall {
+        kernel,
+        x: &x,
+        weight: &weight,
+        bias: bias.as_ref(),
+    };
+    on_autodiff_flex(&call).unwrap_or_else(|| conv.forward(x))
 }
 
-/// The operation on `Autodiff<Flex, C>`, or `None` when the tensors live elsewhere.
-fn on_autodiff_flex<C>(kernel: Kernel, x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>) -> Option<Tensor<4>>
-where
-    C: CheckpointStrategy,
-    DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
-{
-    let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let weight = weight.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let bias = match bias {
-        Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?),
-        None => None,
-    };
-    let y = record::<C>(kernel, x, weight, bias);
-    Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+/// One fast-path convolution's arguments, for [`on_autodiff_flex`].
+struct ConvCall<'a> {
+    kernel: Kernel,
+    x: &'a Tensor<4>,
+    weight: &'a Tensor<4>,
+    bias: Option<&'a Tensor<1>>,
+}
+
+impl AutodiffFlexOp for ConvCall<'_> {
+    type Output = Tensor<4>;
+
+    fn on_autodiff<C>(&self) -> Option<Tensor<4>>
+    where
+        C: CheckpointStrategy,
+        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+    {
+        let x = self.x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+        let weight = self.weight.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
+        let bias = match self.bias {
+            Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?),
+            None => None,
+        };
+        let y = record::<C>(self.kernel, x, weight, bias);
+        Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+    }
 }
 
 /// The backward step: the kernel's input and weight gradients, a sum for the bias.
@@ -177,37 +187,6 @@ fn record<C: CheckpointStrategy>(kernel: Kernel, x: Tracked, weight: Tracked, bi
     }
 }
 
-fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
-    Tensor::from_primitive::<Flex>(primitive)
-}
-
-/// The shape of a 4-D flex primitive.
-pub(super) fn dims4(primitive: &FlexPrimitive) -> [usize; 4] {
-    flex::<4>(primitive.clone()).dims()
-}
-
-/// A flex tensor's values without a copy where they are contiguous f32.
-pub(crate) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(slice) => Cow::Borrowed(slice),
-        None => Cow::Owned(
-            tensor
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}")),
-        ),
-    }
-}
-
-/// The flex primitive of a tensor made on flex here.
-pub(super) fn primitive<const D: usize>(tensor: Tensor<D>) -> FlexPrimitive {
-    tensor
-        .try_into_primitive::<Flex>()
-        .unwrap_or_else(|e| unreachable!("a flex tensor made here: {e:?}"))
-}
-
 /// The values' layout of a 4-D activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -215,31 +194,6 @@ pub enum Layout {
     Nchw,
     /// `[batch, height, width, channels]`, the fast kernels' own.
     ChannelsLast,
-}
-
-/// An operation of one input on flex, recorded on `Autodiff<Flex, C>` by [`on_flex`].
-pub(super) trait FlexUnaryOp {
-    /// Computes the operation and records its backward step on the graph.
-    fn record<C: CheckpointStrategy>(&self, x: FloatTensor<Autodiff<Flex, C>>) -> FloatTensor<Autodiff<Flex, C>>;
-    /// Computes it without autodiff.
-    fn plain(&self, x: FlexPrimitive) -> FlexPrimitive;
-}
-
-/// `op(x)` where `x` is on flex, with autodiff (either checkpointing strategy) or without;
-/// `None` on any other device.
-pub(super) fn on_flex<O: FlexUnaryOp, const D: usize>(op: &O, x: &Tensor<D>) -> Option<Tensor<D>> {
-    if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, NoCheckpointing>>() {
-        return Some(Tensor::from_primitive::<Autodiff<Flex, NoCheckpointing>>(
-            op.record::<NoCheckpointing>(x),
-        ));
-    }
-    if let Ok(x) = x.clone().try_into_primitive::<Autodiff<Flex, BalancedCheckpointing>>() {
-        return Some(Tensor::from_primitive::<Autodiff<Flex, BalancedCheckpointing>>(
-            op.record::<BalancedCheckpointing>(x),
-        ));
-    }
-    let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    Some(Tensor::from_primitive::<Flex>(op.plain(x)))
 }
 
 /// `relu(conv(x))` for a 3×3 convolution whose weights are not trained (the perceptual loss's

@@ -12,32 +12,45 @@
 //! (likewise `y`), corners outside the image counting as zeros, as torch's kernel computes it.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::tensor::ops::GridSampleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::training_conv::{primitive as flex_primitive, values};
-
-type FlexPrimitive = FloatTensor<Flex>;
+use super::training_flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
 /// [b, h, w, 2] of (x, y) in [−1, 1] → [b, c, h, w]; by this operation on flex with autodiff.
 pub fn grid_sample(input: Tensor<4>, grid: Tensor<4>) -> Tensor<4> {
-    if let Some(y) = on_autodiff_flex::<NoCheckpointing>(&input, &grid) {
-        return y;
-    }
-    if let Some(y) = on_autodiff_flex::<BalancedCheckpointing>(&input, &grid) {
-        return y;
-    }
-    input.grid_sample_2d(grid, GridSampleOptions::default())
+    on_autodiff_flex(&GridSampleCall {
+        input: &input,
+        grid: &grid,
+    })
+    .unwrap_or_else(|| input.grid_sample_2d(grid, GridSampleOptions::default()))
 }
 
-fn on_autodiff_flex<C>(input: &Tensor<4>, grid: &Tensor<4>) -> Option<Tensor<4>>
+/// One sampling's arguments, for [`on_autodiff_flex`].
+struct GridSampleCall<'a> {
+    input: &'a Tensor<4>,
+    grid: &'a Tensor<4>,
+}
+
+impl AutodiffFlexOp for GridSampleCall<'_> {
+    type Output = Tensor<4>;
+
+    fn on_autodiff<C>(&self) -> Option<Tensor<4>>
+    where
+        C: CheckpointStrategy,
+        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+    {
+        grid_sample_on::<C>(self.input, self.grid)
+    }
+}
+
+fn grid_sample_on<C>(input: &Tensor<4>, grid: &Tensor<4>) -> Option<Tensor<4>>
 where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,

@@ -15,17 +15,14 @@
 //! in f64.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::training_conv::{primitive as flex_primitive, values};
-
-type FlexPrimitive = FloatTensor<Flex>;
+use super::training_flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `relu(batch_norm_train(x))` and the batch's mean and biased variance (detached), or `None`
 /// when the tensors are not on flex with autodiff (the caller then composes burn's operations).
@@ -35,8 +32,13 @@ pub fn batch_norm_relu_train(
     beta: &Tensor<1>,
     epsilon: f64,
 ) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
-    on_autodiff_flex::<NoCheckpointing>(x, gamma, beta, epsilon, false)
-        .or_else(|| on_autodiff_flex::<BalancedCheckpointing>(x, gamma, beta, epsilon, false))
+    on_autodiff_flex(&BatchNormReluCall {
+        x,
+        gamma,
+        beta,
+        epsilon,
+        pool: false,
+    })
 }
 
 /// As [`batch_norm_relu_train`], followed by a 2×2 average pooling (a `DownBlock2d`): the
@@ -47,11 +49,45 @@ pub fn batch_norm_relu_pool_train(
     beta: &Tensor<1>,
     epsilon: f64,
 ) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)> {
-    on_autodiff_flex::<NoCheckpointing>(x, gamma, beta, epsilon, true)
-        .or_else(|| on_autodiff_flex::<BalancedCheckpointing>(x, gamma, beta, epsilon, true))
+    on_autodiff_flex(&BatchNormReluCall {
+        x,
+        gamma,
+        beta,
+        epsilon,
+        pool: true,
+    })
 }
 
-fn on_autodiff_flex<C>(
+/// One batch norm + ReLU's arguments, for [`on_autodiff_flex`].
+struct BatchNormReluCall<'a> {
+    x: &'a Tensor<4>,
+    gamma: &'a Tensor<1>,
+    beta: &'a Tensor<1>,
+    epsilon: f64,
+    /// Followed by a `DownBlock2d`'s 2×2 average pooling.
+    pool: bool,
+}
+
+impl AutodiffFlexOp for BatchNormReluCall<'_> {
+    type Output = (Tensor<4>, Tensor<1>, Tensor<1>);
+
+    fn on_autodiff<C>(&self) -> Option<Self::Output>
+    where
+        C: CheckpointStrategy,
+        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
+    {
+        let BatchNormReluCall {
+            x,
+            gamma,
+            beta,
+            epsilon,
+            pool,
+        } = *self;
+        batch_norm_relu_on::<C>(x, gamma, beta, epsilon, pool)
+    }
+}
+
+fn batch_norm_relu_on<C>(
     x: &Tensor<4>,
     gamma: &Tensor<1>,
     beta: &Tensor<1>,
