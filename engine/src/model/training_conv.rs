@@ -28,7 +28,9 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
-use super::training_flex::{AutodiffFlexOp, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values};
+use super::training_flex::{
+    AutodiffFlexOp, FlexPrimitive, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values,
+};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
@@ -38,7 +40,6 @@ const MIN_PIXELS: usize = 32 * 32;
 /// than it saves (measured: 512 channels at 32² took 2.3× burn's time, 256 at 64² 0.75×).
 const PIXELS_PER_CHANNEL: usize = 16;
 
-use super::training_flex::FlexPrimitive;
 /// The autodiff graph's tensor over flex.
 type Tracked = FloatTensor<Autodiff<Flex>>;
 

@@ -72,6 +72,7 @@ impl<O: FlexUnaryOp, const D: usize> AutodiffFlexOp for Unary<'_, O, D> {
 pub(super) fn flex<const D: usize>(primitive: FlexPrimitive) -> Tensor<D> {
     Tensor::from_primitive::<Flex>(primitive)
 }
+
 /// The shape of a 4-D flex primitive.
 pub(super) fn dims4(primitive: &FlexPrimitive) -> [usize; 4] {
     flex::<4>(primitive.clone()).dims()
