@@ -171,6 +171,147 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
     }
 }
 
+/// The GPU kernels launched while some work ran: how many, and how many of each kernel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Launches {
+    pub total: usize,
+    /// (kernel name, launches), most launched first.
+    pub by_kernel: Vec<(String, usize)>,
+}
+
+impl Launches {
+    /// The `n` most launched kernels as `name ×count`, names shortened to their last part.
+    pub fn top(&self, n: usize) -> String {
+        self.by_kernel
+            .iter()
+            .take(n)
+            .map(|(name, count)| format!("{} x{count}", short_kernel_name(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `cubek_convolution::kernels::forward::direct::DirectConv<f32, ...>` → `DirectConv`.
+fn short_kernel_name(name: &str) -> &str {
+    let without_generics = name.split('<').next().unwrap_or(name);
+    without_generics.rsplit("::").next().unwrap_or(without_generics)
+}
+
+/// Counts every kernel CubeCL launches on the thread-independent, process-wide observer.
+#[derive(Default)]
+struct LaunchCounter {
+    by_kernel: std::sync::Mutex<std::collections::HashMap<&'static str, usize>>,
+}
+
+impl cubecl::logging::LaunchObserver for LaunchCounter {
+    fn launched(&self, kernel: &'static str) {
+        // Called on the launching thread under CubeCL's lock: a map update, nothing more.
+        if let Ok(mut counts) = self.by_kernel.lock() {
+            *counts.entry(kernel).or_default() += 1;
+        }
+    }
+}
+
+/// Runs `work` on `device` and counts the GPU kernels it launches (each a `dispatch_workgroups`
+/// on wgpu), fused kernels included: the device is synchronised before and after, since fused
+/// work is launched lazily on burn's fusion thread. `None` on devices without GPU kernels
+/// (flex). Autotuning's trial launches count too: run the work once before counting.
+pub fn count_launches<T>(device: &Device, work: impl FnOnce() -> T) -> (T, Option<Launches>) {
+    let on_gpu = matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Cube(_)
+    );
+    if !on_gpu {
+        return (work(), None);
+    }
+    let _ = device.sync();
+    let counter = std::sync::Arc::new(LaunchCounter::default());
+    let observation = cubecl::logging::LaunchObservation::new(counter.clone());
+    let output = work();
+    let _ = device.sync();
+    drop(observation);
+    let counts = counter.by_kernel.lock().map(|c| c.clone()).unwrap_or_default();
+    let mut by_kernel: Vec<(String, usize)> = counts.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+    by_kernel.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let total = by_kernel.iter().map(|(_, n)| n).sum();
+    (output, Some(Launches { total, by_kernel }))
+}
+
+/// A wgpu adapter of this machine, as `prioritycut devices` lists it.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub info: wgpu::AdapterInfo,
+    /// Half-precision arithmetic in shaders (`SHADER_F16`).
+    pub shader_f16: bool,
+    /// Subgroup (warp/wave) operations.
+    pub subgroups: bool,
+    /// Atomic float adds in storage buffers (`SHADER_FLOAT32_ATOMIC`).
+    pub float32_atomics: bool,
+    /// The largest storage buffer a kernel may bind, in bytes.
+    pub max_storage_buffer_bytes: u64,
+}
+
+impl AdapterSummary {
+    /// One line: name, API, kind, driver and what matters to the engine's kernels.
+    pub fn describe(&self) -> String {
+        let info = &self.info;
+        let flag = |on: bool| if on { "yes" } else { "no" };
+        format!(
+            "{} | {:?} | {:?} | driver {} {} | f16 {} | subgroups {} | f32 atomics {} | max storage buffer {} MiB",
+            info.name,
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            flag(self.shader_f16),
+            flag(self.subgroups),
+            flag(self.float32_atomics),
+            self.max_storage_buffer_bytes >> 20
+        )
+    }
+}
+
+/// The adapters wgpu finds on its native APIs (Vulkan, Metal, DX12; OpenGL is left out, as
+/// [`open_wgpu`] leaves it out where Vulkan is there). Empty when there are none: no GPU, no
+/// Vulkan loader, or no driver (ICD) for it.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    descriptor.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(descriptor);
+    // Driver code: a broken driver must not take the process down.
+    // The instance is dropped, not used again, after a panic.
+    let adapters = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+    }))
+    .unwrap_or_default();
+    adapters
+        .iter()
+        .map(|adapter| {
+            let features = adapter.features();
+            AdapterSummary {
+                info: adapter.get_info(),
+                shader_f16: features.contains(wgpu::Features::SHADER_F16),
+                subgroups: features.contains(wgpu::Features::SUBGROUP),
+                float32_atomics: features.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
+                max_storage_buffer_bytes: adapter.limits().max_storage_buffer_binding_size as u64,
+            }
+        })
+        .collect()
+}
+
+/// Runs a future that completes without waiting on anything else, as wgpu's native adapter
+/// queries do (no executor needed).
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }

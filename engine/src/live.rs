@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
+#[cfg(feature = "ffmpeg")]
 use crate::data::ffmpeg::VideoReader;
 use crate::data::read_video;
+#[cfg(feature = "ffmpeg")]
 use crate::data::video::{VIDEO_CONTAINERS, extension};
 use crate::faces::crop::INCREASE_AREA;
 use crate::faces::{Face, FaceCrop};
@@ -41,13 +43,19 @@ pub fn list_cameras() -> Vec<CameraInfo> {
 }
 
 /// Where live frames come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CameraSource {
     Webcam {
         index: u32,
     },
     /// A video (any format the engine reads), looped and paced at its frame rate.
     VideoFile(PathBuf),
+    /// A video looped and paced at `fps` instead of its own rate: a camera of that rate for a
+    /// benchmark, from a clip of any rate and format.
+    Clip {
+        path: PathBuf,
+        fps: f64,
+    },
 }
 
 /// Frames one at a time.
@@ -77,8 +85,15 @@ impl FrameSource for Webcam {
     }
 }
 
+/// The time between frames at `fps`, kept to the 1–120 frames/s a camera delivers.
+fn frame_interval(fps: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / fps.clamp(1.0, 120.0))
+}
+
 /// A video file played like a camera: frames at the file's rate, from the start again at the end.
 struct VideoCamera {
+    /// Opened again at the end of a compressed video.
+    #[cfg_attr(not(feature = "ffmpeg"), allow(dead_code))]
     path: PathBuf,
     frames: VideoFrames,
     interval: Duration,
@@ -87,6 +102,7 @@ struct VideoCamera {
 
 enum VideoFrames {
     /// Compressed videos are decoded as they play.
+    #[cfg(feature = "ffmpeg")]
     Stream(Box<VideoReader>),
     /// GIFs, strips, frame folders.
     Decoded { frames: Vec<RgbImage>, position: usize },
@@ -94,20 +110,23 @@ enum VideoFrames {
 
 impl VideoCamera {
     fn open(path: &std::path::Path) -> Result<Self> {
-        let (frames, fps) = if VIDEO_CONTAINERS.contains(&extension(path).as_str()) {
+        #[cfg(feature = "ffmpeg")]
+        if VIDEO_CONTAINERS.contains(&extension(path).as_str()) {
             let reader = VideoReader::open(path)?;
             let fps = reader.fps();
-            (VideoFrames::Stream(Box::new(reader)), fps)
-        } else {
-            let (frames, fps) = read_video(path)?;
-            (VideoFrames::Decoded { frames, position: 0 }, fps)
-        };
-        Ok(Self {
+            return Ok(Self::playing(path, VideoFrames::Stream(Box::new(reader)), fps));
+        }
+        let (frames, fps) = read_video(path)?;
+        Ok(Self::playing(path, VideoFrames::Decoded { frames, position: 0 }, fps))
+    }
+
+    fn playing(path: &std::path::Path, frames: VideoFrames, fps: f64) -> Self {
+        Self {
             path: path.to_path_buf(),
             frames,
-            interval: Duration::from_secs_f64(1.0 / fps.clamp(1.0, 120.0)),
+            interval: frame_interval(fps),
             next_due: Instant::now(),
-        })
+        }
     }
 
     fn read(&mut self) -> Result<RgbImage> {
@@ -117,6 +136,7 @@ impl VideoCamera {
                 *position += 1;
                 Ok(frame)
             }
+            #[cfg(feature = "ffmpeg")]
             VideoFrames::Stream(reader) => match reader.next_frame()? {
                 Some(frame) => Ok(frame),
                 None => {
@@ -146,6 +166,11 @@ impl CameraSource {
     pub fn open(&self) -> Result<Box<dyn FrameSource>> {
         match self {
             CameraSource::VideoFile(path) => Ok(Box::new(VideoCamera::open(path)?)),
+            CameraSource::Clip { path, fps } => {
+                let mut camera = VideoCamera::open(path)?;
+                camera.interval = frame_interval(*fps);
+                Ok(Box::new(camera))
+            }
             CameraSource::Webcam { index } => {
                 let name = PathBuf::from(format!("camera {index}"));
                 if !list_cameras().iter().any(|c| c.index == *index) {
@@ -535,6 +560,29 @@ mod tests {
         let later = latest.wait(Duration::from_secs(5)).expect("ok").expect("a frame");
         assert!(later.at > first.at);
         assert!(latest.dropped() >= 5, "dropped {}", latest.dropped());
+    }
+
+    #[test]
+    fn a_clip_plays_at_the_rate_asked_not_its_own() {
+        let dir = crate::test_support::temp_dir("live-clip");
+        let clip = dir.join("clip.gif");
+        let frames: Vec<RgbImage> = (0..3)
+            .map(|i| RgbImage::from_pixel(8, 8, image::Rgb([i * 20, 0, 0])))
+            .collect();
+        crate::data::write_frames(&clip, &frames, 100.0, |_| {}).expect("gif");
+        let mut camera = CameraSource::Clip { path: clip, fps: 20.0 }.open().expect("open");
+        let start = Instant::now();
+        // Five frames at 20 frames/s: four intervals of 50 ms after the first; looped past the
+        // clip's three frames.
+        let seen: Vec<u8> = (0..5)
+            .map(|_| camera.next_frame().expect("frame").get_pixel(0, 0)[0])
+            .collect();
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(195),
+            "{elapsed:?}: paced at the clip's 100 frames/s"
+        );
+        assert_eq!(seen, [0, 20, 40, 0, 20]);
     }
 
     #[test]

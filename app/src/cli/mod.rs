@@ -1,10 +1,11 @@
 //! Command-line interface: `prioritycut` alone opens the window; subcommands
-//! `verify-reference | animate | train | make-dataset | eval | ablate | export-model | bench`
-//! run headless.
+//! `verify-reference | animate | train | make-dataset | eval | ablate | export-model | faces |
+//! live | bench | devices` run headless.
 
 mod ablate;
 mod animate;
 mod bench;
+mod devices;
 mod eval;
 mod export_model;
 mod faces;
@@ -22,6 +23,8 @@ use std::sync::mpsc::Receiver;
 
 use anyhow::Context;
 
+use crate::assets::Bundle;
+
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::animate::AnimateOptions;
@@ -38,11 +41,13 @@ use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[cfg(feature = "window")]
     #[command(flatten)]
     pub window: WindowArgs,
 }
 
 /// Options of the desktop window (no subcommand).
+#[cfg(feature = "window")]
 #[derive(Debug, clap::Args)]
 pub struct WindowArgs {
     /// auto | wgpu | cpu | flex: the device the engine computes on.
@@ -98,6 +103,8 @@ pub enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// List the GPU adapters wgpu finds and say which device `--backend auto` chooses.
+    Devices(devices::DevicesArgs),
 }
 
 /// Parses `args` and runs the command.
@@ -108,6 +115,13 @@ where
 {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
     match cli.command {
+        #[cfg(not(feature = "window"))]
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            anyhow::bail!("this build has no window (built without the `window` feature): give a subcommand")
+        }
+        #[cfg(feature = "window")]
         None => {
             let w = cli.window;
             let mut options = crate::gui::GuiOptions::new(w.backend);
@@ -130,6 +144,7 @@ where
         Some(Command::Faces(args)) => faces::run(args),
         Some(Command::Live(args)) => live::run(args),
         Some(Command::Bench(command)) => bench::run(command),
+        Some(Command::Devices(args)) => devices::run(args),
     }
 }
 
@@ -147,12 +162,12 @@ fn open_device(choice: BackendChoice) -> anyhow::Result<SelectedDevice> {
 
 /// The bundled model, what commands animate with when no `--checkpoint` is given.
 fn bundled_model() -> PathBuf {
-    crate::gui::default_assets().join("models/figures-64")
+    Bundle::bundled().model_dir
 }
 
 /// The bundled face detector's weights (MTCNN, from facenet-pytorch).
 fn bundled_face_weights() -> PathBuf {
-    crate::gui::default_assets().join(crate::gui::FACE_DETECTOR_WEIGHTS)
+    Bundle::bundled().face_weights
 }
 
 /// How a headless live run frames the photo and the camera, and where it streams.

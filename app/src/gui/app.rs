@@ -18,6 +18,7 @@ use super::live::{LivePanel, LiveSettings};
 use super::maps::{MapPainter, MapResources};
 use super::train::{TrainPanel, TrainSettings};
 use super::widgets::{Dialogs, Pick};
+use crate::assets::Bundle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Workspace {
@@ -69,33 +70,6 @@ struct Settings {
     train: TrainSettings,
     live: LiveSettings,
     evaluate: EvaluateSettings,
-}
-
-/// The bundled sample (assets/): a model we trained on synthetic figures, a photo of a figure
-/// and a clip of another one moving.
-#[derive(Debug)]
-pub struct Bundle {
-    pub checkpoint: PathBuf,
-    pub config: PathBuf,
-    pub source: PathBuf,
-    pub driving: PathBuf,
-    pub dataset_config: PathBuf,
-}
-
-impl Bundle {
-    pub fn in_assets(assets: &Path) -> Option<Self> {
-        let bundle = Self {
-            checkpoint: assets.join("models/figures-64/model.bpk"),
-            config: assets.join("models/figures-64/config.yaml"),
-            source: assets.join("sample/source.png"),
-            driving: assets.join("sample/driving.gif"),
-            dataset_config: assets.join("configs/synthetic-64.yaml"),
-        };
-        [&bundle.checkpoint, &bundle.config, &bundle.source, &bundle.driving]
-            .iter()
-            .all(|p| p.is_file())
-            .then_some(bundle)
-    }
 }
 
 pub struct StudioApp {
@@ -150,11 +124,9 @@ impl StudioApp {
         };
         if let Some(worker) = &worker {
             // Face-aware animation's detector, bundled; sent first so Animate has it.
-            worker.send(Command::LoadFaceDetector(
-                options.assets.join(super::FACE_DETECTOR_WEIGHTS),
-            ));
+            worker.send(Command::LoadFaceDetector(Bundle::at(&options.assets).face_weights));
         }
-        let bundle = Bundle::in_assets(&options.assets);
+        let bundle = Bundle::found_in(&options.assets);
         let first_run = settings.animate.checkpoint.is_empty();
         if first_run && let Some(bundle) = &bundle {
             let a = &mut settings.animate;
@@ -192,7 +164,7 @@ impl StudioApp {
             train.settings.run = run.display().to_string();
             train.start(worker, false);
         }
-        let mut evaluate = EvaluatePanel::new(settings.evaluate, options.assets.join(super::FACE_DETECTOR_WEIGHTS));
+        let mut evaluate = EvaluatePanel::new(settings.evaluate, Bundle::at(&options.assets).face_weights);
         if let (Some(worker), Some(dataset)) = (&worker, &options.evaluate_dataset) {
             evaluate.settings.dataset = dataset.display().to_string();
             evaluate.start(worker);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use eframe::egui;
 use prioritycut_engine::backend::BackendChoice;
 
-pub use app::{Bundle, StudioApp, Workspace};
+pub use app::{StudioApp, Workspace};
 pub use maps::{MapLayer, render_on_cpu};
 
 /// How the window starts.
@@ -42,26 +42,12 @@ impl GuiOptions {
             backend,
             workspace: None,
             screenshot: None,
-            assets: default_assets(),
+            assets: crate::assets::default_assets(),
             fresh: false,
             train: None,
             live_video: None,
             evaluate_dataset: None,
         }
-    }
-}
-
-/// The bundled MTCNN weights (facenet-pytorch's), under the assets folder.
-pub const FACE_DETECTOR_WEIGHTS: &str = "models/mtcnn";
-
-/// `assets/` of the working directory (`cargo run` from the checkout), else of the source tree
-/// the binary was built from.
-pub fn default_assets() -> PathBuf {
-    let here = PathBuf::from("assets");
-    if here.join("models").is_dir() {
-        here
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
     }
 }
 

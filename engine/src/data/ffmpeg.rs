@@ -13,6 +13,7 @@ use ffmpeg::util::mathematics::Rescale;
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
+use super::video::Soundtrack;
 use crate::{EngineError, Result};
 
 fn init() {
@@ -178,17 +179,6 @@ pub fn decode_video(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
 /// sizes lose their last row or column (4:2:0 needs even sizes).
 pub fn encode_mp4(path: &Path, frames: &[RgbImage], fps: f64, on_frame: impl FnMut(usize)) -> Result<()> {
     encode_mp4_with_audio(path, frames, fps, None, on_frame).map(|_| ())
-}
-
-/// What an MP4 export did about sound.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Soundtrack {
-    /// No sound was asked for.
-    NotAsked,
-    /// The audio stream was copied: its codec, and the seconds written.
-    Copied { codec: String, seconds: f64 },
-    /// The export has no sound, and why.
-    LeftOut(String),
 }
 
 /// Audio codecs the MP4 muxer takes as they are.

@@ -3,11 +3,11 @@
 
 pub mod augmentation;
 pub mod dataset;
+#[cfg(feature = "ffmpeg")]
 pub mod ffmpeg;
 pub mod loader;
 pub mod synthetic;
 pub mod video;
 
 pub use dataset::{FramesDataset, Pair, Split};
-pub use ffmpeg::Soundtrack;
-pub use video::{read_frames, read_image, read_video, write_frames, write_frames_with_audio};
+pub use video::{Soundtrack, read_frames, read_image, read_video, write_frames, write_frames_with_audio};

@@ -1,18 +1,50 @@
 //! Frames of a video in FOMM's layouts: a folder of frame images, a GIF, a `.png`/`.jpg` strip
 //! of frames side by side, or a compressed video (MP4, MOV, WebM, MKV, AVI, through FFmpeg).
-//! Out: a GIF, an H.264 MP4, or a folder of PNG frames.
+//! Out: a GIF, an H.264 MP4, or a folder of PNG frames. Compressed video needs the `ffmpeg`
+//! feature (on by default); a build without it says so when asked for one.
 
 use std::path::{Path, PathBuf};
 
 use image::codecs::gif::{GifDecoder, GifEncoder, Repeat};
 use image::{AnimationDecoder, Delay, Frame, RgbImage, RgbaImage};
 
-use super::ffmpeg::Soundtrack;
 use crate::files::write_atomic_with;
 use crate::{EngineError, Result};
 
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "bmp", "webp"];
 pub const VIDEO_CONTAINERS: [&str; 5] = ["mp4", "mov", "webm", "mkv", "avi"];
+
+/// What an MP4 export did about sound.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Soundtrack {
+    /// No sound was asked for.
+    NotAsked,
+    /// The audio stream was copied: its codec, and the seconds written.
+    Copied { codec: String, seconds: f64 },
+    /// The export has no sound, and why.
+    LeftOut(String),
+}
+
+/// The error for compressed video in a build without FFmpeg (the portable headless build).
+#[cfg(not(feature = "ffmpeg"))]
+fn no_ffmpeg(path: &Path) -> EngineError {
+    EngineError::media(
+        path,
+        "this build has no FFmpeg (built without the `ffmpeg` feature): use a GIF, a PNG strip or a folder of frames",
+    )
+}
+
+/// Decodes a compressed video (MP4, MOV, WebM, MKV, AVI) whole.
+#[cfg(feature = "ffmpeg")]
+pub fn decode_compressed(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
+    super::ffmpeg::decode_video(path)
+}
+
+/// Decodes a compressed video: not in a build without FFmpeg.
+#[cfg(not(feature = "ffmpeg"))]
+pub fn decode_compressed(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
+    Err(no_ffmpeg(path))
+}
 
 /// The lower-case extension of `path`, or "".
 pub fn extension(path: &Path) -> String {
@@ -53,7 +85,7 @@ pub fn read_video(path: &Path) -> Result<(Vec<RgbImage>, f64)> {
         } else if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
             (split_strip(read_image(path)?), DEFAULT_FPS)
         } else if VIDEO_CONTAINERS.contains(&ext.as_str()) {
-            super::ffmpeg::decode_video(path)?
+            decode_compressed(path)?
         } else {
             return Err(EngineError::media(
                 path,
@@ -130,9 +162,12 @@ pub fn write_frames_with_audio(
 ) -> Result<Soundtrack> {
     // A file output is written whole or not at all: an export cut short leaves no broken file.
     if extension(out) == "mp4" {
+        #[cfg(feature = "ffmpeg")]
         return write_atomic_with(out, |temp| {
             super::ffmpeg::encode_mp4_with_audio(temp, frames, fps, audio, on_frame)
         });
+        #[cfg(not(feature = "ffmpeg"))]
+        return Err(no_ffmpeg(out));
     }
     let silent = |what: &str| match audio {
         Some(_) => Soundtrack::LeftOut(format!("{what} has no sound")),
