@@ -201,6 +201,119 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
 }
 
 #[test]
+fn bench_animate_counts_the_gpu_launches_of_each_stage_on_wgpu() {
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    let config = fixture("fomm-small/config.yaml");
+    let out = prioritycut(&[
+        "bench",
+        "animate",
+        "--config",
+        path(&config),
+        "--backend",
+        "wgpu",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("bench animate"))
+        .expect("result line");
+    let launches: usize = line
+        .split(" kernel launches/frame")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("launches per frame");
+    // Every stage launched kernels; a frame runs the first three stages, so launches at least
+    // as many as any of them.
+    let stage_launches: Vec<usize> = line
+        .split(" launches)")
+        .filter_map(|s| s.rsplit(' ').next().and_then(|n| n.parse().ok()))
+        .collect();
+    assert_eq!(stage_launches.len(), 4, "{line}");
+    assert!(stage_launches.iter().all(|&n| n > 0), "{line}");
+    assert!(stage_launches[..3].iter().all(|&n| launches >= n), "{line}");
+    assert!(line.contains("MB/frame logical"), "{line}");
+}
+
+#[test]
+fn bench_live_and_train_need_no_file_but_the_config() {
+    // Seeded weights from the config alone: nothing that cannot travel to a GPU machine.
+    let config = fixture("fomm-small/config.yaml");
+    let out = prioritycut(&[
+        "bench",
+        "live",
+        "--config",
+        path(&config),
+        "--backend",
+        "flex",
+        "--seconds",
+        "1",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all.lines().find(|l| l.starts_with("bench live")).expect("result line");
+    assert!(
+        line.contains("seeded random weights") && line.contains("64x64"),
+        "{line}"
+    );
+    let fps: f64 = line
+        .split(" frames/s over")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|s| s.parse().ok())
+        .expect("frames/s");
+    assert!(fps > 0.0 && fps.is_finite(), "{line}");
+
+    // VGG19 needs 16x16 at the smallest scale: 128x128 at 1/8.
+    let out = prioritycut(&[
+        "bench",
+        "train",
+        "--config",
+        path(&config),
+        "--size",
+        "128",
+        "--batch",
+        "1",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--backend",
+        "flex",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all.lines().find(|l| l.starts_with("bench train")).expect("result line");
+    assert!(
+        line.contains("VGG19 perceptual pyramid (seeded random weights"),
+        "{line}"
+    );
+    // At 64x64 the 1/8 scale is too small for VGG19: said, not a panic.
+    let out = prioritycut(&["bench", "train", "--config", path(&config), "--backend", "flex"]);
+    let all = text(&out);
+    assert!(!out.status.success() && all.contains("too small for VGG19"), "{all}");
+}
+
+#[test]
+fn devices_lists_the_adapters_and_the_automatic_choice() {
+    let out = prioritycut(&["devices"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("--backend auto: "), "{all}");
+    if std::env::var_os("PRIORITYCUT_REQUIRE_WGPU").is_some() {
+        // CI has Mesa's llvmpipe: a software adapter, listed with what the kernels may use.
+        assert!(all.contains("adapter 0: ") && all.contains("| f16 "), "{all}");
+    }
+}
+
+#[test]
 fn eval_prints_the_table_row_and_writes_it() {
     let dir = temp_dir("cli-eval");
     let data = dir.join("figures");

@@ -57,7 +57,7 @@ fn fixture_learner() -> (Learner, Tensor<4>, Tensor<4>, RandomTps) {
     let perceptual = PerceptualLoss::new(
         PerceptualFeatures::Vgg19 {
             net: vgg,
-            source: vgg_file,
+            weights: vgg_file.display().to_string(),
         },
         &config.train.scales,
         &config.train.loss_weights.perceptual,

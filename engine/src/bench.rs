@@ -6,10 +6,13 @@
 //! downsampled copy), as every animation path of the engine does; `cold` times the path that
 //! recomputes the source every frame, as the official `make_animation` does.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
+use crate::backend::{Launches, count_launches};
 use crate::checkpoint::FommModels;
 use crate::config::{FommConfig, scaled};
 
@@ -30,19 +33,28 @@ pub struct AnimateBench {
     pub stages: Vec<Stage>,
     /// The arithmetic counted from the config.
     pub work: AnimationWork,
+    /// GPU kernel launches of one whole frame (`None` on the CPU).
+    pub launches: Option<Launches>,
 }
 
-/// A part of a frame: its median ms and its GFLOP.
+/// A part of a frame: its median ms, its work, and on a GPU the kernels it launches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
     pub name: &'static str,
     pub ms: f64,
-    pub gflop: f64,
+    pub work: Work,
+    /// GPU kernel launches of one run of the stage (`None` on the CPU).
+    pub launches: Option<Launches>,
 }
 
 impl Stage {
     pub fn gflops_per_second(&self) -> f64 {
-        self.gflop / (self.ms / 1000.0)
+        self.work.gflop / (self.ms / 1000.0)
+    }
+
+    /// The logical traffic's rate: what the stage must move, over its time.
+    pub fn gigabytes_per_second(&self) -> f64 {
+        self.work.megabytes / self.ms
     }
 }
 
@@ -57,6 +69,11 @@ impl AnimateBench {
 
     /// GFLOP of the frame timed (with the source's part when `cold`).
     pub fn gflop_per_frame(&self) -> f64 {
+        self.work_per_frame().gflop
+    }
+
+    /// The work of the frame timed (with the source's part when `cold`).
+    pub fn work_per_frame(&self) -> Work {
         if self.cold {
             self.work.per_frame_cold()
         } else {
@@ -83,6 +100,22 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// Writes an animation model of `config` with seeded random weights to `dir` (`model.bpk` and
+/// `config.yaml`, as `export-model` does), for benches that load a model as users do but must
+/// not need a file that cannot travel. Returns `dir`.
+pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<PathBuf> {
+    let device = Device::flex();
+    device.seed(BENCH_SEED);
+    let model = crate::checkpoint::LoadedModel {
+        models: std::sync::Arc::new(FommModels::init(config, &device)),
+        config: config.clone(),
+        weights: dir.join(crate::checkpoint::MODEL_FILE),
+        ignored_config_keys: Vec::new(),
+    };
+    model.export_for_animation(dir)?;
+    Ok(dir.to_path_buf())
+}
+
 /// Times `runs` animation frames after `warmup` untimed ones; `on_run(i)` reports progress.
 pub fn bench_animate(
     config: &FommConfig,
@@ -93,6 +126,7 @@ pub fn bench_animate(
     training_form: bool,
     mut on_run: impl FnMut(usize),
 ) -> AnimateBench {
+    device.seed(BENCH_SEED);
     let models = FommModels::init(config, device);
     let models = if training_form {
         models
@@ -117,7 +151,8 @@ pub fn bench_animate(
         // Reading the frame back waits for the device and counts the copy a real frame needs.
         out.prediction.into_data()
     };
-    for _ in 0..warmup {
+    // At least one untimed frame before launches are counted: autotuning's trials launch too.
+    for _ in 0..warmup.max(1) {
         frame();
     }
     let mut runs_ms = Vec::with_capacity(runs);
@@ -127,8 +162,10 @@ pub fn bench_animate(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
+    let (_, launches) = count_launches(device, &frame);
 
     let stage_runs = runs.clamp(1, 3);
+    // A stage's median ms over `stage_runs`, and the launches of one more run.
     let time = |f: &dyn Fn()| {
         let ms: Vec<f64> = (0..stage_runs)
             .map(|_| {
@@ -137,27 +174,39 @@ pub fn bench_animate(
                 start.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
-        median(&ms)
+        (median(&ms), count_launches(device, f).1)
     };
     let kp_driving = models.keypoints(driving.clone());
-    let kp_detector_ms = time(&|| {
+    let (kp_detector_ms, kp_detector_launches) = time(&|| {
         models.keypoints(driving.clone()).value.into_data();
     });
-    let source_ms = time(&|| {
+    let (source_ms, source_launches) = time(&|| {
         models.encode_source(source.clone()).features.into_data();
     });
-    let dense_motion_ms = time(&|| {
+    let (dense_motion_ms, dense_motion_launches) = time(&|| {
         let dense = models.dense_motion(encoded.downsampled.clone(), &kp_driving, &kp_source);
         dense.deformation.into_data();
     });
-    let generator_ms = time(&|| {
+    let (generator_ms, generator_launches) = time(&|| {
         models
             .generate(&encoded, &kp_driving, &kp_source)
             .prediction
             .into_data();
     });
+    // The generator's launches include dense motion's: the rest is the warp and the decoder.
+    let decoder_launches = generator_launches.map(|g| Launches {
+        total: g
+            .total
+            .saturating_sub(dense_motion_launches.as_ref().map_or(0, |d| d.total)),
+        by_kernel: Vec::new(),
+    });
     let work = AnimationWork::of(config);
-    let stage = |name, ms, gflop| Stage { name, ms, gflop };
+    let stage = |name, ms, work, launches| Stage {
+        name,
+        ms,
+        work,
+        launches,
+    };
     AnimateBench {
         height: h,
         width: w,
@@ -166,31 +215,85 @@ pub fn bench_animate(
         inference_form: models.inference.is_some(),
         runs_ms,
         stages: vec![
-            stage("keypoint detector", kp_detector_ms, work.kp_detector),
-            stage("dense motion", dense_motion_ms, work.dense_motion),
+            stage(
+                "keypoint detector",
+                kp_detector_ms,
+                work.kp_detector,
+                kp_detector_launches,
+            ),
+            stage(
+                "dense motion",
+                dense_motion_ms,
+                work.dense_motion,
+                dense_motion_launches,
+            ),
             stage(
                 "warp + bottleneck + decoder",
                 (generator_ms - dense_motion_ms).max(0.0),
                 work.decoder,
+                decoder_launches,
             ),
-            stage("source encoding (once per photo)", source_ms, work.source_encoding),
+            stage(
+                "source encoding (once per photo)",
+                source_ms,
+                work.source_encoding,
+                source_launches,
+            ),
         ],
         work,
+        launches,
     }
 }
 
-/// The arithmetic of one animation frame, counted from the config: 2 FLOP per multiply-add of
-/// every convolution, which is all but a few percent of the work (norms, activations, softmax and
-/// grid sampling are left out).
+/// The work of a part of a frame, counted from the config: its arithmetic (2 FLOP per
+/// multiply-add of every convolution, which is all but a few percent of it: norms, activations,
+/// softmax and grid sampling are left out) and the logical bytes its convolutions must move
+/// at least (input and weights read once, output written once, f32), against which a device's
+/// bandwidth is measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Work {
+    pub gflop: f64,
+    pub megabytes: f64,
+}
+
+impl std::ops::Add for Work {
+    type Output = Work;
+
+    fn add(self, other: Work) -> Work {
+        Work {
+            gflop: self.gflop + other.gflop,
+            megabytes: self.megabytes + other.megabytes,
+        }
+    }
+}
+
+impl std::ops::Mul<f64> for Work {
+    type Output = Work;
+
+    fn mul(self, times: f64) -> Work {
+        Work {
+            gflop: self.gflop * times,
+            megabytes: self.megabytes * times,
+        }
+    }
+}
+
+impl std::iter::Sum for Work {
+    fn sum<I: Iterator<Item = Work>>(iter: I) -> Work {
+        iter.fold(Work::default(), |a, b| a + b)
+    }
+}
+
+/// The work of one animation frame, by part, counted from the config.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnimationWork {
-    /// GFLOP of the keypoint detector on one frame.
-    pub kp_detector: f64,
-    pub dense_motion: f64,
+    /// The keypoint detector on one frame.
+    pub kp_detector: Work,
+    pub dense_motion: Work,
     /// `first` + the down blocks: what depends on the source alone.
-    pub source_encoding: f64,
+    pub source_encoding: Work,
     /// Bottleneck, up blocks and the final convolution.
-    pub decoder: f64,
+    pub decoder: Work,
 }
 
 impl AnimationWork {
@@ -206,7 +309,7 @@ impl AnimationWork {
             + if kp.estimate_jacobian {
                 conv(features, 4 * jacobians, 7, oh, ow)
             } else {
-                0.0
+                Work::default()
             };
 
         let g = &config.generator;
@@ -219,7 +322,7 @@ impl AnimationWork {
             + if g.estimate_occlusion_map {
                 conv(features, 1, 7, dh, dw)
             } else {
-                0.0
+                Work::default()
             };
 
         let ch = |level: usize| g.max_features.min(g.block_expansion << level);
@@ -229,39 +332,42 @@ impl AnimationWork {
         let mut decoder = conv(g.block_expansion, c, 7, h, w);
         for i in 0..n {
             let (lh, lw) = at(i);
-            source_encoding += conv(ch(i), ch(i + 1), 3, lh, lw);
-            decoder += conv(ch(i + 1), ch(i), 3, lh, lw);
+            source_encoding = source_encoding + conv(ch(i), ch(i + 1), 3, lh, lw);
+            decoder = decoder + conv(ch(i + 1), ch(i), 3, lh, lw);
         }
         let (bh, bw) = at(n);
-        decoder += g.num_bottleneck_blocks as f64 * 2.0 * conv(ch(n), ch(n), 3, bh, bw);
-        let giga = |flops: f64| flops / 1e9;
+        decoder = decoder + conv(ch(n), ch(n), 3, bh, bw) * (2 * g.num_bottleneck_blocks) as f64;
         Self {
-            kp_detector: giga(kp_detector),
-            dense_motion: giga(dense_motion),
-            source_encoding: giga(source_encoding),
-            decoder: giga(decoder),
+            kp_detector,
+            dense_motion,
+            source_encoding,
+            decoder,
         }
     }
 
     /// A frame when the source's part is reused: driving keypoints, dense motion, decoder.
-    pub fn per_frame(&self) -> f64 {
+    pub fn per_frame(&self) -> Work {
         self.kp_detector + self.dense_motion + self.decoder
     }
 
     /// A frame of FOMM's `make_animation`, which recomputes the source's part.
-    pub fn per_frame_cold(&self) -> f64 {
+    pub fn per_frame_cold(&self) -> Work {
         self.per_frame() + self.source_encoding
     }
 }
 
-/// FLOP of a `k`×`k` convolution producing `cout` × `h` × `w` from `cin` channels.
-fn conv(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> f64 {
-    2.0 * (cin * cout * k * k) as f64 * (h * w) as f64
+/// A `k`×`k` convolution producing `cout` × `h` × `w` from `cin` channels (same size).
+fn conv(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> Work {
+    let (pixels, weights) = ((h * w) as f64, (cin * cout * k * k) as f64);
+    Work {
+        gflop: 2.0 * weights * pixels / 1e9,
+        megabytes: 4.0 * ((cin + cout) as f64 * pixels + weights) / 1e6,
+    }
 }
 
 /// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions down (then pooled) and up (after
 /// upsampling), with the skips' channels.
-fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usize, w: usize) -> f64 {
+fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usize, w: usize) -> Work {
     let ch = |level: usize| max.min(expansion << level);
     (0..blocks)
         .map(|i| {
@@ -382,13 +488,27 @@ mod tests {
         // first 7x7 3->64 at 256^2, 3x3 64->128 at 256^2, 3x3 128->256 at 128^2.
         let encoding =
             2.0 * (3.0 * 64.0 * 49.0 * 65536.0 + 64.0 * 128.0 * 9.0 * 65536.0 + 128.0 * 256.0 * 9.0 * 16384.0);
-        assert!((work.source_encoding - encoding * giga).abs() < 1e-9, "{work:?}");
+        assert!((work.source_encoding.gflop - encoding * giga).abs() < 1e-9, "{work:?}");
         // Six ResBlocks of two 3x3 256->256 at 64^2, then the mirror of the encoding.
         let bottleneck = 12.0 * 2.0 * 256.0 * 256.0 * 9.0 * 4096.0;
-        assert!((work.decoder - (bottleneck + encoding) * giga).abs() < 1e-9, "{work:?}");
-        assert!(work.kp_detector > 1.0 && work.kp_detector < 3.0, "{work:?}");
-        assert!(work.dense_motion > 4.0 && work.dense_motion < 9.0, "{work:?}");
-        assert!((work.per_frame_cold() - work.per_frame() - work.source_encoding).abs() < 1e-9);
+        assert!(
+            (work.decoder.gflop - (bottleneck + encoding) * giga).abs() < 1e-9,
+            "{work:?}"
+        );
+        assert!(work.kp_detector.gflop > 1.0 && work.kp_detector.gflop < 3.0, "{work:?}");
+        assert!(
+            work.dense_motion.gflop > 4.0 && work.dense_motion.gflop < 9.0,
+            "{work:?}"
+        );
+        let cold = work.per_frame_cold();
+        let warm = work.per_frame() + work.source_encoding;
+        assert!((cold.gflop - warm.gflop).abs() < 1e-9 && (cold.megabytes - warm.megabytes).abs() < 1e-9);
+        // The first 7x7 convolution's bytes: 3 + 64 maps of 256^2 and 3*64*49 weights, f32.
+        let first = 4.0 * (67.0 * 65536.0 + 3.0 * 64.0 * 49.0) / 1e6;
+        let rest = 4.0
+            * ((64.0 + 128.0) * 65536.0 + 64.0 * 128.0 * 9.0 + (128.0 + 256.0) * 16384.0 + 128.0 * 256.0 * 9.0)
+            / 1e6;
+        assert!((work.source_encoding.megabytes - first - rest).abs() < 1e-9, "{work:?}");
     }
 
     #[test]
@@ -411,6 +531,8 @@ pub struct TrainBench {
     pub warmup: usize,
     /// Every timed step, in order, in milliseconds.
     pub runs_ms: Vec<f64>,
+    /// GPU kernel launches of one step (`None` on the CPU).
+    pub launches: Option<Launches>,
 }
 
 impl TrainBench {
@@ -423,13 +545,27 @@ impl TrainBench {
     }
 }
 
+/// The perceptual loss a training bench times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BenchPerceptual {
+    /// VGG19 with torchvision's weights from this file.
+    Vgg19File(PathBuf),
+    /// VGG19 with seeded random weights: the same work as real weights, no file needed.
+    Vgg19Seeded,
+    /// The pixel-pyramid fallback (training without VGG19 weights): much cheaper.
+    PixelPyramid,
+}
+
+/// The seed of the random weights that benches without a weights file use.
+pub const BENCH_SEED: u64 = 2022;
+
 /// Times `runs` training steps of `config`'s variant on random frames after `warmup` untimed
-/// ones; the perceptual loss is VGG19 from `vgg19` (any weights time the same) or the pixel
-/// fallback. `on_run(i)` reports progress.
+/// ones with the `perceptual` loss (any VGG19 weights time the same). `on_run(i)` reports
+/// progress.
 pub fn bench_train(
     config: &FommConfig,
     device: &Device,
-    vgg19: Option<&std::path::Path>,
+    perceptual: &BenchPerceptual,
     warmup: usize,
     runs: usize,
     mut on_run: impl FnMut(usize),
@@ -437,12 +573,22 @@ pub fn bench_train(
     use crate::loss::{PerceptualFeatures, PerceptualLoss};
     use crate::rng::Rng;
     let train_device = device.clone().autodiff();
-    let features = match vgg19 {
-        Some(path) => PerceptualFeatures::Vgg19 {
+    if *perceptual != BenchPerceptual::PixelPyramid {
+        crate::train::check_vgg_sizes(config)?;
+    }
+    let features = match perceptual {
+        BenchPerceptual::Vgg19File(path) => PerceptualFeatures::Vgg19 {
             net: crate::import::load_vgg19(path, &train_device)?,
-            source: path.to_path_buf(),
+            weights: path.display().to_string(),
         },
-        None => PerceptualFeatures::PixelPyramid,
+        BenchPerceptual::Vgg19Seeded => {
+            train_device.seed(BENCH_SEED);
+            PerceptualFeatures::Vgg19 {
+                net: crate::model::vgg19::Vgg19::new(&train_device).no_grad().frozen(),
+                weights: format!("seeded random weights, seed {BENCH_SEED}"),
+            }
+        }
+        BenchPerceptual::PixelPyramid => PerceptualFeatures::PixelPyramid,
     };
     let perceptual = PerceptualLoss::new(
         features,
@@ -470,6 +616,7 @@ pub fn bench_train(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
+    let (_, launches) = count_launches(device, || step(warmup + runs));
     Ok(TrainBench {
         height: h,
         width: w,
@@ -478,5 +625,6 @@ pub fn bench_train(
         perceptual: described,
         warmup,
         runs_ms,
+        launches,
     })
 }

@@ -11,8 +11,6 @@
 //! - CutMix on the U-Net decoder: `mean(D_dec(mix) − M)²` and the consistency loss
 //!   `mean(D_dec(mix(x, x̂, M)) − mix(D_dec(x), D_dec(x̂), M))²`.
 
-use std::path::PathBuf;
-
 use burn::tensor::{Device, Tensor};
 
 use crate::augment::{RandomTps, mix};
@@ -51,8 +49,9 @@ impl ImagePyramid {
 /// What the perceptual loss compares.
 #[derive(Debug, Clone)]
 pub enum PerceptualFeatures {
-    /// torchvision's VGG19, from the file named.
-    Vgg19 { net: Vgg19, source: PathBuf },
+    /// torchvision's VGG19; `weights` says where its weights came from (the file, or seeded
+    /// random weights where only speed is measured).
+    Vgg19 { net: Vgg19, weights: String },
     /// No VGG19 weights were given: the pyramid's pixels themselves (an L1 pyramid).
     PixelPyramid,
 }
@@ -81,7 +80,7 @@ impl PerceptualLoss {
     /// One line for logs, the UI and the checkpoint.
     pub fn describe(&self) -> String {
         match &self.features {
-            PerceptualFeatures::Vgg19 { source, .. } => format!("VGG19 perceptual pyramid ({})", source.display()),
+            PerceptualFeatures::Vgg19 { weights, .. } => format!("VGG19 perceptual pyramid ({weights})"),
             PerceptualFeatures::PixelPyramid => {
                 "pixel-pyramid L1 FALLBACK (no VGG19 weights given: pass --vgg19 vgg19-dcbb9e9d.pth for FOMM's loss)"
                     .to_string()

@@ -1,18 +1,18 @@
 //! `prioritycut bench animate | train | live`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use prioritycut_engine::backend::BackendChoice;
-use prioritycut_engine::bench::{CpuPeak, bench_animate, bench_train};
+use prioritycut_engine::backend::{BackendChoice, Launches};
+use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, bench_animate, bench_train, write_seeded_model};
 use prioritycut_engine::config::{FommConfig, Variant};
-use prioritycut_engine::data::{read_video, write_frames};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
+
+use crate::assets::Bundle;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -27,9 +27,11 @@ pub enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub struct BenchLiveArgs {
-    /// A model: .pth.tar (with --config), .bpk, a run folder (default: the bundled one).
+    /// A model: .pth.tar (with --config), .bpk, a run folder (default: a model of --config
+    /// with seeded random weights: speed does not depend on their values).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// FOMM YAML config (default: FOMM's vox-256 at 256x256).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The photo to animate (default: the bundled sample photo).
@@ -63,10 +65,13 @@ pub struct BenchTrainArgs {
     /// fomm | fomm-adv | unet | unet-cutmix | unet-prioritycut
     #[arg(long, default_value = "unet-prioritycut", value_parser = super::train::parse_variant)]
     pub variant: Variant,
-    /// Time FOMM's VGG19 perceptual loss with these torchvision weights (default: the pixel
-    /// fallback, which is much cheaper).
-    #[arg(long)]
+    /// Time FOMM's VGG19 perceptual loss with these torchvision weights (default: VGG19 with
+    /// seeded random weights, which times the same).
+    #[arg(long, conflicts_with = "pixel_loss")]
     pub vgg19: Option<PathBuf>,
+    /// Time the pixel-pyramid fallback (training without VGG19 weights) instead of VGG19.
+    #[arg(long)]
+    pub pixel_loss: bool,
     /// auto | wgpu | cpu | flex
     #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
@@ -100,6 +105,19 @@ pub struct BenchAnimateArgs {
     pub training_form: bool,
 }
 
+/// ", N launches" where the GPU's launches were counted.
+fn launch_count(launches: Option<&Launches>) -> String {
+    launches.map_or_else(String::new, |l| format!(", {} launches", l.total))
+}
+
+/// The config file given, or FOMM's vox-256; and how to name it.
+fn config_or_vox256(path: Option<&Path>) -> anyhow::Result<(FommConfig, String)> {
+    Ok(match path {
+        Some(path) => (FommConfig::from_yaml_file(path)?, path.display().to_string()),
+        None => (FommConfig::vox256(), "vox-256 (built in)".to_string()),
+    })
+}
+
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Animate(args) => animate(args),
@@ -108,21 +126,36 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A scratch folder, removed however the bench ends.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
-    let assets = crate::gui::default_assets();
-    let checkpoint = args.checkpoint.unwrap_or_else(super::bundled_model);
-    let source = args.source.unwrap_or_else(|| assets.join("sample/source.png"));
-    let clip = args.camera_video.unwrap_or_else(|| assets.join("sample/driving.gif"));
+    let bundle = Bundle::bundled();
+    let source = args.source.unwrap_or(bundle.source);
+    let clip = args.camera_video.unwrap_or(bundle.driving);
     anyhow::ensure!(
         args.camera_fps > 0.0 && args.seconds > 0.0,
         "--camera-fps and --seconds must be positive"
     );
-    // The clip re-timed to the camera's rate: the live loop plays a file at the rate it carries.
-    let (frames, _) = read_video(&clip)?;
-    let dir = std::env::temp_dir().join(format!("prioritycut-bench-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let camera = dir.join("camera.mp4");
-    write_frames(&camera, &frames, args.camera_fps, |_| {})?;
+    // Without a checkpoint, the config's networks with seeded weights, loaded as a user's are.
+    let seeded_dir = RemovedOnDrop(std::env::temp_dir().join(format!("prioritycut-bench-live-{}", std::process::id())));
+    let (checkpoint, config, model_name) = match args.checkpoint {
+        Some(checkpoint) => {
+            let name = checkpoint.display().to_string();
+            (checkpoint, args.config, name)
+        }
+        None => {
+            let (config, name) = config_or_vox256(args.config.as_deref())?;
+            write_seeded_model(&config, &seeded_dir.0)?;
+            (seeded_dir.0.clone(), None, format!("{name}, seeded random weights"))
+        }
+    };
 
     // The model's own square, as before faces: the figure the bench measures is the model's.
     let framing = super::LiveFraming {
@@ -131,10 +164,13 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     };
     let (worker, events, _) = super::start_live(
         args.backend,
-        checkpoint.clone(),
-        args.config.clone(),
+        checkpoint,
+        config,
         source,
-        CameraSource::VideoFile(camera),
+        CameraSource::Clip {
+            path: clip,
+            fps: args.camera_fps,
+        },
         framing,
     )?;
     let mut size = [0, 0];
@@ -174,7 +210,6 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
     worker.send(Command::StopLive);
-    let _ = std::fs::remove_dir_all(&dir);
     let Some((at, dropped_at_start)) = started else {
         anyhow::bail!("no live frames came")
     };
@@ -183,8 +218,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
     let dropped = dropped_at_end.saturating_sub(dropped_at_start);
     println!(
-        "bench live | model {} | {}x{} | backend {} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
-        checkpoint.display(),
+        "bench live | model {model_name} | {}x{} | backend {} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
         size[1],
         size[0],
         worker.device(),
@@ -199,10 +233,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
-    let (mut config, name) = match &args.config {
-        Some(path) => (FommConfig::from_yaml_file(path)?, path.display().to_string()),
-        None => (FommConfig::vox256(), "vox-256 (built in)".to_string()),
-    };
+    let (mut config, name) = config_or_vox256(args.config.as_deref())?;
     if let Some(size) = args.size {
         config.frame_shape = [size, size, 3];
         // Same checks as a config file with that frame size.
@@ -218,18 +249,18 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     config.prioritycut.variant = args.variant;
     let selected = super::open_device(args.backend)?;
     let bar = super::progress_bar(args.runs, "timing");
-    let report = bench_train(
-        &config,
-        &selected.device,
-        args.vgg19.as_deref(),
-        args.warmup,
-        args.runs,
-        |_| bar.inc(1),
-    )?;
+    let perceptual = match (args.vgg19, args.pixel_loss) {
+        (Some(path), _) => BenchPerceptual::Vgg19File(path),
+        (None, true) => BenchPerceptual::PixelPyramid,
+        (None, false) => BenchPerceptual::Vgg19Seeded,
+    };
+    let report = bench_train(&config, &selected.device, &perceptual, args.warmup, args.runs, |_| {
+        bar.inc(1)
+    })?;
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{:.0}", ms)).collect();
     println!(
-        "bench train | config {name} | variant {} | {}x{} batch {} | backend {} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {} | runs ms: {}",
+        "bench train | config {name} | variant {} | {}x{} batch {} | backend {} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
         report.variant,
         report.width,
         report.height,
@@ -241,16 +272,17 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         report.steps_per_second(),
         report.steps_per_second() * report.batch_size as f64,
         report.perceptual,
+        match &report.launches {
+            Some(launches) => format!(" | {} kernel launches/step", launches.total),
+            None => String::new(),
+        },
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
-    let (config, name) = match &args.config {
-        Some(path) => (FommConfig::from_yaml_file(path)?, path.display().to_string()),
-        None => (FommConfig::vox256(), "vox-256 (built in)".to_string()),
-    };
+    let (config, name) = config_or_vox256(args.config.as_deref())?;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = super::open_device(args.backend)?;
     let bar = super::progress_bar(args.runs, "timing");
@@ -270,14 +302,25 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| {
             format!(
-                "{} {:.1} ms ({:.2} GFLOP, {:.1} GFLOP/s)",
+                "{} {:.1} ms ({:.2} GFLOP, {:.1} GFLOP/s, {:.0} MB, {:.1} GB/s{})",
                 s.name,
                 s.ms,
-                s.gflop,
-                s.gflops_per_second()
+                s.work.gflop,
+                s.gflops_per_second(),
+                s.work.megabytes,
+                s.gigabytes_per_second(),
+                launch_count(s.launches.as_ref())
             )
         })
         .collect();
+    let launches = match &report.launches {
+        Some(launches) => format!(
+            " | {} kernel launches/frame, most launched: {}",
+            launches.total,
+            launches.top(6)
+        ),
+        None => String::new(),
+    };
     // The share of the machine: only meaningful where the CPU computes.
     let machine = if selected.description.starts_with("flex") || selected.description.starts_with("cpu") {
         let peak = CpuPeak::estimate();
@@ -292,7 +335,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         "GPU peak not estimated".to_string()
     };
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.0} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
@@ -317,6 +360,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
             ""
         },
         report.gflops_per_second(),
+        report.work_per_frame().megabytes,
         stages.join(", "),
         runs.join(" ")
     );

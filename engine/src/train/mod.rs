@@ -143,7 +143,7 @@ impl Trainer {
                 check_vgg_sizes(&config)?;
                 PerceptualFeatures::Vgg19 {
                     net: load_vgg19(path, &selected.device.clone().autodiff())?,
-                    source: path.clone(),
+                    weights: path.display().to_string(),
                 }
             }
             None => PerceptualFeatures::PixelPyramid,
@@ -550,7 +550,7 @@ pub fn train(
 
 /// VGG19 max-pools four times before relu5_1: every level of the perceptual pyramid must keep
 /// at least 16 pixels a side.
-fn check_vgg_sizes(config: &FommConfig) -> Result<()> {
+pub(crate) fn check_vgg_sizes(config: &FommConfig) -> Result<()> {
     let [h, w, _] = config.frame_shape;
     for &scale in &config.train.scales {
         let (sh, sw) = (crate::config::scaled(h, scale), crate::config::scaled(w, scale));
