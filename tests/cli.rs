@@ -191,13 +191,18 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
         .find(|l| l.starts_with("bench animate"))
         .expect("result line");
     assert!(line.contains("64x64") && line.contains("backend flex"), "{line}");
-    let ms: f64 = line
-        .split(" ms/frame")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|s| s.parse().ok())
-        .expect("a number of ms");
+    let ms: f64 = number_before(line, " ms/frame");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
+}
+
+/// The number just before the first `marker` of a bench's result line.
+fn number_before<T: std::str::FromStr>(line: &str, marker: &str) -> T {
+    line.split(marker)
+        .next()
+        .filter(|before| before.len() < line.len())
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no number before '{marker}' in {line}"))
 }
 
 #[test]
@@ -224,12 +229,7 @@ fn bench_animate_counts_the_gpu_launches_of_each_stage_on_wgpu() {
         .lines()
         .find(|l| l.starts_with("bench animate"))
         .expect("result line");
-    let launches: usize = line
-        .split(" kernel launches/frame")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|s| s.parse().ok())
-        .expect("launches per frame");
+    let launches: usize = number_before(line, " kernel launches/frame");
     // Every stage launched kernels; a frame runs the first three stages, so launches at least
     // as many as any of them.
     let stage_launches: Vec<usize> = line
@@ -263,12 +263,7 @@ fn bench_live_and_train_need_no_file_but_the_config() {
         line.contains("seeded random weights") && line.contains("64x64"),
         "{line}"
     );
-    let fps: f64 = line
-        .split(" frames/s over")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|s| s.parse().ok())
-        .expect("frames/s");
+    let fps: f64 = number_before(line, " frames/s over");
     assert!(fps > 0.0 && fps.is_finite(), "{line}");
 
     // VGG19 needs 16x16 at the smallest scale: 128x128 at 1/8.

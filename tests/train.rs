@@ -403,12 +403,13 @@ fn bench_train_reports_steps_per_second_with_backend_and_size() {
         "0",
         "--backend",
         "flex",
+        "--pixel-loss",
     ]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     let line = all.lines().find(|l| l.starts_with("bench train")).expect("result line");
     assert!(
-        line.contains("64x64 batch 2") && line.contains("backend flex"),
+        line.contains("64x64 batch 2") && line.contains("backend flex") && line.contains("pixel-pyramid"),
         "{line}"
     );
     let rate: f64 = line

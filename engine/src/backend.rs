@@ -293,7 +293,7 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
                 shader_f16: features.contains(wgpu::Features::SHADER_F16),
                 subgroups: features.contains(wgpu::Features::SUBGROUP),
                 float32_atomics: features.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
-                max_storage_buffer_bytes: adapter.limits().max_storage_buffer_binding_size as u64,
+                max_storage_buffer_bytes: adapter.limits().max_storage_buffer_binding_size,
             }
         })
         .collect()

@@ -162,7 +162,7 @@ pub fn bench_animate(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
-    let (_, launches) = count_launches(device, &frame);
+    let (_, launches) = count_launches(device, frame);
 
     let stage_runs = runs.clamp(1, 3);
     // A stage's median ms over `stage_runs`, and the launches of one more run.

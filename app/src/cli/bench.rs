@@ -302,7 +302,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| {
             format!(
-                "{} {:.1} ms ({:.2} GFLOP, {:.1} GFLOP/s, {:.0} MB, {:.1} GB/s{})",
+                "{} {:.1} ms ({:.2} GFLOP, {:.1} GFLOP/s, {:.1} MB, {:.2} GB/s{})",
                 s.name,
                 s.ms,
                 s.work.gflop,
@@ -335,7 +335,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         "GPU peak not estimated".to_string()
     };
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.0} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
