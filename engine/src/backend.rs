@@ -212,29 +212,34 @@ impl cubecl::logging::LaunchObserver for LaunchCounter {
     }
 }
 
-/// Runs `work` on `device` and counts the GPU kernels it launches (each a `dispatch_workgroups`
-/// on wgpu), fused kernels included: the device is synchronised before and after, since fused
-/// work is launched lazily on burn's fusion thread. `None` on devices without GPU kernels
-/// (flex). Autotuning's trial launches count too: run the work once before counting.
-pub fn count_launches<T>(device: &Device, work: impl FnOnce() -> T) -> (T, Option<Launches>) {
-    let on_gpu = matches!(
+/// Whether work on `device` runs as CubeCL kernel launches (wgpu), not on the CPU (flex).
+pub fn launches_kernels(device: &Device) -> bool {
+    matches!(
         device.clone().without_autodiff().as_dispatch(),
         burn::backend::DispatchDevice::Cube(_)
-    );
-    if !on_gpu {
-        return (work(), None);
+    )
+}
+
+/// Runs `work` on `device` and counts the GPU kernels it launches (each a `dispatch_workgroups`
+/// on wgpu), fused kernels included: the device is synchronised before and after, since fused
+/// work is launched lazily on burn's fusion thread. On devices without GPU kernels (flex) the
+/// work is not run and the answer is `None`. Autotuning's trial launches count too: run the work
+/// once before counting.
+pub fn count_launches(device: &Device, work: impl FnOnce()) -> Option<Launches> {
+    if !launches_kernels(device) {
+        return None;
     }
     let _ = device.sync();
     let counter = std::sync::Arc::new(LaunchCounter::default());
     let observation = cubecl::logging::LaunchObservation::new(counter.clone());
-    let output = work();
+    work();
     let _ = device.sync();
     drop(observation);
     let counts = counter.by_kernel.lock().map(|c| c.clone()).unwrap_or_default();
     let mut by_kernel: Vec<(String, usize)> = counts.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
     by_kernel.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let total = by_kernel.iter().map(|(_, n)| n).sum();
-    (output, Some(Launches { total, by_kernel }))
+    Some(Launches { total, by_kernel })
 }
 
 /// A wgpu adapter of this machine, as `prioritycut devices` lists it.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::backend::{Launches, count_launches};
+use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::{FommConfig, scaled};
 
@@ -102,8 +102,8 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// Writes an animation model of `config` with seeded random weights to `dir` (`model.bpk` and
 /// `config.yaml`, as `export-model` does), for benches that load a model as users do but must
-/// not need a file that cannot travel. Returns `dir`.
-pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<PathBuf> {
+/// not need a file that cannot travel.
+pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<()> {
     let device = Device::flex();
     device.seed(BENCH_SEED);
     let model = crate::checkpoint::LoadedModel {
@@ -112,8 +112,7 @@ pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<Path
         weights: dir.join(crate::checkpoint::MODEL_FILE),
         ignored_config_keys: Vec::new(),
     };
-    model.export_for_animation(dir)?;
-    Ok(dir.to_path_buf())
+    model.export_for_animation(dir).map(|_| ())
 }
 
 /// Times `runs` animation frames after `warmup` untimed ones; `on_run(i)` reports progress.
@@ -151,8 +150,14 @@ pub fn bench_animate(
         // Reading the frame back waits for the device and counts the copy a real frame needs.
         out.prediction.into_data()
     };
-    // At least one untimed frame before launches are counted: autotuning's trials launch too.
-    for _ in 0..warmup.max(1) {
+    // At least one untimed frame before launches are counted (autotuning's trials launch too);
+    // the report says how many ran.
+    let warmup = if launches_kernels(device) {
+        warmup.max(1)
+    } else {
+        warmup
+    };
+    for _ in 0..warmup {
         frame();
     }
     let mut runs_ms = Vec::with_capacity(runs);
@@ -162,7 +167,9 @@ pub fn bench_animate(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
-    let (_, launches) = count_launches(device, frame);
+    let launches = count_launches(device, || {
+        frame();
+    });
 
     let stage_runs = runs.clamp(1, 3);
     // A stage's median ms over `stage_runs`, and the launches of one more run.
@@ -174,7 +181,7 @@ pub fn bench_animate(
                 start.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
-        (median(&ms), count_launches(device, f).1)
+        (median(&ms), count_launches(device, f))
     };
     let kp_driving = models.keypoints(driving.clone());
     let (kp_detector_ms, kp_detector_launches) = time(&|| {
@@ -616,7 +623,9 @@ pub fn bench_train(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
-    let (_, launches) = count_launches(device, || step(warmup + runs));
+    let launches = count_launches(device, || {
+        step(warmup + runs);
+    });
     Ok(TrainBench {
         height: h,
         width: w,
