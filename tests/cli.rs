@@ -193,6 +193,9 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
     assert!(line.contains("64x64") && line.contains("backend flex"), "{line}");
     let ms: f64 = number_before(line, " ms/frame");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
+    let mean: f64 = number_before(line, " ms/frame (");
+    assert!(mean > 0.0 && mean.is_finite(), "{line}");
+    assert!(!line.contains("read-back check"), "the CPU computes eagerly: {line}");
 }
 
 /// The number just before the first `marker` of a bench's result line.
@@ -240,6 +243,10 @@ fn bench_animate_counts_the_gpu_launches_of_each_stage_on_wgpu() {
     assert!(stage_launches.iter().all(|&n| n > 0), "{line}");
     assert!(stage_launches[..3].iter().all(|&n| launches >= n), "{line}");
     assert!(line.contains("MB/frame logical"), "{line}");
+    // Reads that return before their frame is computed would make every speed figure a lie.
+    assert!(line.contains("read-back check: PASS"), "{line}");
+    let waiting: f64 = number_before(line, " ms, reading back");
+    assert!(waiting >= 0.0, "{line}");
 }
 
 #[test]

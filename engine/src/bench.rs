@@ -29,12 +29,56 @@ pub struct AnimateBench {
     pub inference_form: bool,
     /// Every timed run, in order.
     pub runs_ms: Vec<f64>,
+    /// Every timed run split where the host waits: recording the frame's operations (on a GPU:
+    /// launching kernels as the queue fills), waiting for the device to finish, reading the
+    /// frame back. On the CPU the first holds the arithmetic.
+    pub phases_ms: Vec<RunPhases>,
     /// The parts of a frame, timed separately: where the time goes.
     pub stages: Vec<Stage>,
     /// The arithmetic counted from the config.
     pub work: AnimationWork,
     /// GPU kernel launches of one whole frame (`None` on the CPU).
     pub launches: Option<Launches>,
+    /// On a GPU: whether frames read back without waiting for the device are the frames just
+    /// computed (`None` on the CPU, which computes eagerly).
+    pub read_back: Option<ReadBackCheck>,
+}
+
+/// Frames of two driving images, alternately, each read back as soon as it is recorded and
+/// compared with the same frame read after the device has finished everything. A read must wait
+/// for the work its frame depends on; if it ever returns a stale or half-written frame, the first
+/// difference is not zero. The second says whether the two frames differ at all (with seeded
+/// weights they differ little), without which the check could not tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadBackCheck {
+    pub unsynced_vs_synced: f32,
+    pub between_drivings: f32,
+}
+
+impl ReadBackCheck {
+    pub fn passed(&self) -> bool {
+        self.unsynced_vs_synced == 0.0 && self.between_drivings > 0.0
+    }
+}
+
+/// Where one timed run's time went, in ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunPhases {
+    pub record: f64,
+    pub wait: f64,
+    pub read: f64,
+}
+
+impl RunPhases {
+    /// The mean of each phase over `runs`.
+    pub fn mean(runs: &[RunPhases]) -> RunPhases {
+        let n = runs.len().max(1) as f64;
+        runs.iter().fold(RunPhases::default(), |sum, run| RunPhases {
+            record: sum.record + run.record / n,
+            wait: sum.wait + run.wait / n,
+            read: sum.read + run.read / n,
+        })
+    }
 }
 
 /// A part of a frame: its median ms, its work, and on a GPU the kernels it launches.
@@ -67,6 +111,18 @@ impl AnimateBench {
         1000.0 / self.median_ms()
     }
 
+    /// The mean is what a video's frames cost together: unlike the median, it counts the
+    /// occasional stall.
+    pub fn mean_ms(&self) -> f64 {
+        mean(&self.runs_ms)
+    }
+
+    /// Runs over twice the median: stalls the median does not show.
+    pub fn stalled_runs(&self) -> usize {
+        let median = self.median_ms();
+        self.runs_ms.iter().filter(|&&ms| ms > 2.0 * median).count()
+    }
+
     /// GFLOP of the frame timed (with the source's part when `cold`).
     pub fn gflop_per_frame(&self) -> f64 {
         self.work_per_frame().gflop
@@ -84,6 +140,10 @@ impl AnimateBench {
     pub fn gflops_per_second(&self) -> f64 {
         self.gflop_per_frame() * self.frames_per_second()
     }
+}
+
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -140,6 +200,7 @@ pub fn bench_animate(
     let encoded = models.encode_source(source.clone());
 
     let frame = || {
+        let start = Instant::now();
         let kp_driving = models.keypoints(driving.clone());
         let out = if cold {
             let kp_source = models.keypoints(source.clone());
@@ -147,8 +208,17 @@ pub fn bench_animate(
         } else {
             models.generate(&encoded, &kp_driving, &kp_source)
         };
-        // Reading the frame back waits for the device and counts the copy a real frame needs.
-        out.prediction.into_data()
+        let recorded = Instant::now();
+        let _ = device.sync();
+        let finished = Instant::now();
+        // Reading the frame back counts the copy a real frame needs.
+        out.prediction.into_data();
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        RunPhases {
+            record: ms(start, recorded),
+            wait: ms(recorded, finished),
+            read: ms(finished, Instant::now()),
+        }
     };
     // At least one untimed frame before launches are counted (autotuning's trials launch too);
     // the report says how many ran.
@@ -161,14 +231,37 @@ pub fn bench_animate(
         frame();
     }
     let mut runs_ms = Vec::with_capacity(runs);
+    let mut phases_ms = Vec::with_capacity(runs);
     for i in 0..runs {
         let start = Instant::now();
-        frame();
+        phases_ms.push(frame());
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
     let launches = count_launches(device, || {
         frame();
+    });
+    let read_back = launches_kernels(device).then(|| {
+        let other = driving.clone().neg().add_scalar(1.0);
+        let predict = |driving: &Tensor<4>| {
+            let kp_driving = models.keypoints(driving.clone());
+            models.generate(&encoded, &kp_driving, &kp_source).prediction
+        };
+        let synced = |driving: &Tensor<4>| {
+            let prediction = predict(driving);
+            let _ = device.sync();
+            prediction.into_data()
+        };
+        let expected = [synced(&driving), synced(&other)];
+        let mut unsynced_vs_synced = 0.0f32;
+        for i in 0..4 {
+            let read = predict(if i % 2 == 0 { &driving } else { &other }).into_data();
+            unsynced_vs_synced = unsynced_vs_synced.max(largest_difference(&read, &expected[i % 2]));
+        }
+        ReadBackCheck {
+            unsynced_vs_synced,
+            between_drivings: largest_difference(&expected[0], &expected[1]),
+        }
     });
 
     let stage_runs = runs.clamp(1, 3);
@@ -178,6 +271,8 @@ pub fn bench_animate(
             .map(|_| {
                 let start = Instant::now();
                 f();
+                // A read can return before work its output does not need has run.
+                let _ = device.sync();
                 start.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
@@ -221,6 +316,7 @@ pub fn bench_animate(
         cold,
         inference_form: models.inference.is_some(),
         runs_ms,
+        phases_ms,
         stages: vec![
             stage(
                 "keypoint detector",
@@ -249,6 +345,16 @@ pub fn bench_animate(
         ],
         work,
         launches,
+        read_back,
+    }
+}
+
+/// The largest absolute difference between two frames' values (infinite if either cannot be
+/// read as f32 or their sizes differ).
+fn largest_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData) -> f32 {
+    match (a.as_slice::<f32>(), b.as_slice::<f32>()) {
+        (Ok(a), Ok(b)) if a.len() == b.len() => a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max),
+        _ => f32::INFINITY,
     }
 }
 
@@ -465,7 +571,7 @@ impl CpuPeak {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuPeak, median};
+    use super::{CpuPeak, RunPhases, mean, median};
 
     #[test]
     fn peak_counts_the_width_the_cpu_executes() {
@@ -523,6 +629,33 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn mean_counts_the_stalls_the_median_hides() {
+        let runs = [7.0, 150.0, 7.0, 160.0, 8.0];
+        assert_eq!(median(&runs), 8.0);
+        assert_eq!(mean(&runs), 66.4);
+        let phases = [
+            RunPhases {
+                record: 1.0,
+                wait: 4.0,
+                read: 1.0,
+            },
+            RunPhases {
+                record: 3.0,
+                wait: 2.0,
+                read: 1.0,
+            },
+        ];
+        assert_eq!(
+            RunPhases::mean(&phases),
+            RunPhases {
+                record: 2.0,
+                wait: 3.0,
+                read: 1.0
+            }
+        );
     }
 }
 
@@ -610,7 +743,6 @@ pub fn bench_train(
     let frames = || Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 1.0), &train_device);
     let mut step = |i: usize| {
         let mut rng = Rng::derive(&[0, i as u64]);
-        // The losses are read back inside the step, which waits for the device.
         learner.step(frames(), frames(), 1.0, &mut rng, false)
     };
     for i in 0..warmup {
@@ -620,6 +752,8 @@ pub fn bench_train(
     for i in 0..runs {
         let start = Instant::now();
         step(warmup + i);
+        // The losses are read inside the step, but the optimiser's updates may still be queued.
+        let _ = device.sync();
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }

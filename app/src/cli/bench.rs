@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use prioritycut_engine::backend::{BackendChoice, Launches};
-use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, bench_animate, bench_train, write_seeded_model};
+use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
@@ -321,6 +321,18 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         ),
         None => String::new(),
     };
+    let read_back = match &report.read_back {
+        Some(check) if check.passed() => format!(
+            " | read-back check: PASS (frames read without waiting equal the synced ones; the two driving frames' outputs differ by {:.1e})",
+            check.between_drivings
+        ),
+        Some(check) if check.unsynced_vs_synced != 0.0 => format!(
+            " | read-back check: FAILED (a frame read without waiting differs from the synced one by {:.3e}: reads can return stale frames)",
+            check.unsynced_vs_synced
+        ),
+        Some(_) => " | read-back check: inconclusive (the two driving frames gave the same output)".to_string(),
+        None => String::new(),
+    };
     // The share of the machine: only meaningful where the CPU computes.
     let machine = if selected.description.starts_with("flex") || selected.description.starts_with("cpu") {
         let peak = CpuPeak::estimate();
@@ -334,8 +346,21 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     } else {
         "GPU peak not estimated".to_string()
     };
+    let phases = RunPhases::mean(&report.phases_ms);
+    let stalls = match report.stalled_runs() {
+        0 => String::new(),
+        n => format!(", {n} of {} runs over twice the median", report.runs_ms.len()),
+    };
+    let timing = format!(
+        "mean {:.1} ms/frame ({:.2} frames/s){stalls}; a run's mean: recording {:.1} ms, waiting for the device {:.1} ms, reading back {:.1} ms",
+        report.mean_ms(),
+        1000.0 / report.mean_ms(),
+        phases.record,
+        phases.wait,
+        phases.read
+    );
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
