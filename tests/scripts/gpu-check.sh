@@ -140,11 +140,41 @@ fi
 
 animate_row() { # NAME
   local log="$OUT/$1.log"
-  row "$1" "$(field "$log" ' ([0-9.]+) ms/frame') ms/frame ($(field "$log" '\(([0-9.]+) frames/s\)') frames/s)" \
-    "$(field "$log" '\| ([0-9]+ kernel launches/frame)'); $(field "$log" '\| ([0-9.]+ MB/frame) logical')"
+  local stalls
+  stalls=$(field "$log" ', ([0-9]+ of [0-9]+ runs over twice the median)')
+  row "$1" "$(field "$log" ' ([0-9.]+) ms/frame median') ms median ($(field "$log" '\(([0-9.]+) frames/s\) \| mean') f/s), mean $(field "$log" 'mean ([0-9.]+) ms/frame') ms" \
+    "$(field "$log" '\| ([0-9]+ kernel launches/frame)'); $(field "$log" '\| ([0-9.]+ MB/frame) logical'); waiting for the device $(field "$log" 'waiting for the device ([0-9.]+ ms)')${stalls:+; $stalls}"
 }
-if step animate 300 "$BIN" bench animate --backend wgpu "${ANIMATE[@]}"; then animate_row animate; else fail_row animate $? animate; fi
+if step animate 300 "$BIN" bench animate --backend wgpu "${ANIMATE[@]}"; then
+  animate_row animate
+  # A frame read back without waiting must be the frame just computed (see bench animate).
+  check=$(field "$OUT/animate.log" 'read-back check: ([A-Za-z]+)')
+  [ "$check" = PASS ] || FAILED=1
+  row "read-back check" "${check:-not run}" "$(field "$OUT/animate.log" 'read-back check: [A-Za-z]+ \(([^)]*)\)' | cut -c1-100)"
+else
+  fail_row animate $? animate
+fi
 if step animate-cold 300 "$BIN" bench animate --backend wgpu --cold "${ANIMATE[@]}"; then animate_row animate-cold; else fail_row animate-cold $? animate-cold; fi
+if [ $QUICK = 0 ]; then
+  # burn's own path (eval-mode batch norms, burn's convolutions): what our kernels are measured against.
+  if step animate-training-form 300 "$BIN" bench animate --backend wgpu --training-form "${ANIMATE[@]}"; then
+    animate_row animate-training-form
+  else
+    fail_row animate-training-form $? animate-training-form
+  fi
+fi
+
+# --- The official code on the same card, right after ours ---------------------------------------
+if [ -n "$FOMM" ] && [ $QUICK = 0 ] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  if step torch 240 python3 tests/scripts/time_fomm_gpu.py "$FOMM" "${TORCH[@]}"; then
+    row "official FOMM, PyTorch CUDA" "$(field "$OUT/torch.log" 'official animation frame ms: ([0-9.]+)') ms/frame ($(field "$OUT/torch.log" '\(([0-9.]+) frames/s') frames/s)" \
+      "$(field "$OUT/torch.log" '(cuDNN TF32 [A-Za-z]+)')"
+  else
+    fail_row "official FOMM, PyTorch CUDA" $? torch
+  fi
+elif [ -n "$FOMM" ]; then
+  row "official FOMM, PyTorch CUDA" "skipped" "no CUDA in python3's torch (or --quick)"
+fi
 
 if step live 240 "$BIN" bench live --backend wgpu "${LIVE[@]}"; then
   row live "$(field "$OUT/live.log" ' ([0-9.]+ frames/s) over') (camera 30 fps)" \
@@ -155,24 +185,12 @@ fi
 
 train_row() { # NAME
   local log="$OUT/$1.log"
-  row "$1" "$(field "$log" ' ([0-9]+) ms/step') ms/step, $(field "$log" '([0-9]+x[0-9]+ batch [0-9]+)')" \
+  row "$1" "$(field "$log" ' ([0-9]+) ms/step median') ms/step, $(field "$log" ' ([0-9]+x[0-9]+ batch [0-9]+)')" \
     "$(field "$log" '\| ([0-9]+ kernel launches/step)')"
 }
 if step train-64 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_64[@]}"; then train_row train-64; else fail_row train-64 $? train-64; fi
 if [ ${#TRAIN_256[@]} -gt 0 ]; then
   if step train-256 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_256[@]}"; then train_row train-256; else fail_row train-256 $? train-256; fi
-fi
-
-# --- The official code on the same card -------------------------------------------------------
-if [ -n "$FOMM" ] && [ $QUICK = 0 ] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  if step torch 240 python3 tests/scripts/time_fomm_gpu.py "$FOMM" "${TORCH[@]}"; then
-    row "official FOMM, PyTorch CUDA" "$(field "$OUT/torch.log" 'official animation frame ms: ([0-9.]+)') ms/frame ($(field "$OUT/torch.log" '\(([0-9.]+) frames/s') frames/s)" \
-      "$(field "$OUT/torch.log" '(cuDNN TF32 [A-Za-z]+)')"
-  else
-    fail_row "official FOMM, PyTorch CUDA" $? torch
-  fi
-elif [ -n "$FOMM" ]; then
-  row "official FOMM, PyTorch CUDA" "skipped" "no CUDA in python3's torch (or --quick)"
 fi
 
 # --- The table --------------------------------------------------------------------------------
