@@ -15,8 +15,8 @@
 # verify-reference on wgpu on every fixture, bench animate (source once, then --cold), bench live
 # (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256), then PyTorch, and
 # prints one table. Every step has a time limit; a failed step is a row of the table, not the end.
-# On a GPU the whole run takes under 5 minutes: CubeCL's autotune level is `minimal` unless
-# CUBECL_AUTOTUNE_LEVEL says otherwise.
+# On an H200 the whole run took 6 minutes (3 of them bench train's first steps compiling and
+# autotuning): CubeCL's autotune level is `minimal` unless CUBECL_AUTOTUNE_LEVEL says otherwise.
 #
 # What travels to a GPU machine, within the device tool's 64 MiB: the tracked tree (~29 MiB, the
 # fixtures and assets this script uses), the compressed binary (<= 25 MB), Vulkan's loader
