@@ -260,6 +260,32 @@ fn training_pauses_resumes_checkpoints_and_stops() {
             );
         }
     }
+    // Start while paused: refused with the reason, and the run stays paused.
+    worker.send(Command::StartTraining(Box::new(TrainRequest {
+        config: TrainConfig::Given(Box::new(
+            FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config"),
+        )),
+        variant: None,
+        options: TrainOptions::new(&data, dir.join("another-run")),
+    })));
+    let refused = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
+    assert!(
+        matches!(&refused, Event::Error { job: Job::Training, message } if message.contains("already going")),
+        "{refused:?}"
+    );
+    let quiet_until = Instant::now() + Duration::from_millis(1500);
+    while let Some(left) = quiet_until.checked_duration_since(Instant::now()) {
+        if let Ok(event) = events.recv_timeout(left) {
+            assert!(
+                !matches!(
+                    event,
+                    Event::Training(TrainEvent::Step(_)) | Event::TrainingState(TrainingState::Running)
+                ),
+                "a refused start resumed the paused run: {event:?}"
+            );
+        }
+    }
+    assert!(!dir.join("another-run").exists(), "the refused run touched its folder");
     worker.send(Command::CheckpointNow);
     let checkpoint = wait_for(&events, 60, |e| {
         matches!(e, Event::Training(TrainEvent::Checkpoint { .. }))

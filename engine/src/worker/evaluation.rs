@@ -1,9 +1,10 @@
 //! The evaluation thread: a checkpoint put through FOMM's reconstruction protocol on a dataset's
 //! test videos, with its own copy of the model so that animating goes on meanwhile.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
+use super::slot::{JobSlot, NotStarted};
 use super::{EvalRequest, Event, EventSink, Job};
 use crate::backend::SelectedDevice;
 use crate::checkpoint::LoadedModel;
@@ -18,58 +19,43 @@ pub const SYNTHETIC_TEST_SET: (usize, usize) = (8, 32);
 
 /// The running evaluation's cancel flag, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(Arc<Mutex<Option<Arc<AtomicBool>>>>);
+pub(super) struct Slot(JobSlot<Arc<AtomicBool>>);
 
 impl Slot {
     pub(super) fn cancel(&self) {
-        if let Ok(slot) = self.0.lock()
-            && let Some(cancel) = slot.as_ref()
-        {
+        if let Some(cancel) = self.0.controls() {
             cancel.store(true, Ordering::SeqCst);
         }
     }
 
     pub(super) fn start(&self, request: EvalRequest, device: &SelectedDevice, events: &EventSink) {
-        let mut slot = match self.0.lock() {
-            Ok(slot) => slot,
-            Err(_) => return events.error(Job::Evaluate, "the evaluation state is unavailable"),
-        };
-        if slot.is_some() {
-            return events.error(Job::Evaluate, "an evaluation is already running: cancel it first");
-        }
         let cancel = Arc::new(AtomicBool::new(false));
-        *slot = Some(cancel.clone());
-        let thread_events = events.clone();
         let device = device.clone();
-        let registry = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("prioritycut-eval".into())
-            .spawn(move || {
-                let events = thread_events;
-                let checkpoint = request.checkpoint.clone();
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    evaluate_request(request, cancel, &device, &events)
-                }));
-                // Free the slot before saying how it ended, so a new request right after works.
-                if let Ok(mut slot) = registry.0.lock() {
-                    *slot = None;
-                }
-                match run {
-                    Ok(Ok(report)) => events.send(Event::Evaluated {
-                        checkpoint,
-                        report: Box::new(report),
-                    }),
-                    Ok(Err(EngineError::Cancelled(_))) => events.send(Event::Cancelled(Job::Evaluate)),
-                    Ok(Err(error)) => events.error(Job::Evaluate, error),
-                    Err(panic) => events.error(
-                        Job::Evaluate,
-                        format!("the evaluation crashed: {}", crate::error::panic_message(panic)),
-                    ),
-                }
-            });
-        if let Err(e) = spawned {
-            *slot = None;
-            events.error(Job::Evaluate, format!("cannot start the evaluation thread: {e}"));
+        let checkpoint = request.checkpoint.clone();
+        let (work_events, finish_events) = (events.clone(), events.clone());
+        let started = self.0.start(
+            "evaluation",
+            cancel.clone(),
+            move || evaluate_request(request, cancel, &device, &work_events),
+            move |outcome| match outcome {
+                Ok(Ok(report)) => finish_events.send(Event::Evaluated {
+                    checkpoint,
+                    report: Box::new(report),
+                }),
+                Ok(Err(EngineError::Cancelled(_))) => finish_events.send(Event::Cancelled(Job::Evaluate)),
+                Ok(Err(error)) => finish_events.error(Job::Evaluate, error),
+                Err(crashed) => finish_events.error(Job::Evaluate, crashed),
+            },
+        );
+        match started {
+            Ok(()) => {}
+            Err(NotStarted::Running) => {
+                events.error(Job::Evaluate, "an evaluation is already running: cancel it first")
+            }
+            Err(NotStarted::Unavailable) => events.error(Job::Evaluate, "the evaluation state is unavailable"),
+            Err(NotStarted::Thread(e)) => {
+                events.error(Job::Evaluate, format!("cannot start the evaluation thread: {e}"))
+            }
         }
     }
 }

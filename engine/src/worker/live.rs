@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use image::RgbImage;
 
+use super::slot::{JobSlot, NotStarted};
 use super::{Event, EventSink, LiveFrame};
 use crate::animate::{AnimateOptions, Animator};
 use crate::checkpoint::LoadedModel;
@@ -87,13 +88,11 @@ pub(super) struct LiveJob {
 
 /// The running live thread's controls, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(Arc<Mutex<Option<Sender<LiveControl>>>>);
+pub(super) struct Slot(JobSlot<Sender<LiveControl>>);
 
 impl Slot {
     pub(super) fn control(&self, control: LiveControl) {
-        if let Ok(slot) = self.0.lock()
-            && let Some(sender) = slot.as_ref()
-        {
+        if let Some(sender) = self.0.controls() {
             let _ = sender.send(control);
         }
     }
@@ -101,39 +100,32 @@ impl Slot {
     /// Stops a live thread that runs, opens the camera (a missing one is this command's error)
     /// and starts the thread.
     pub(super) fn start(&self, camera: CameraSource, job: LiveJob, events: &EventSink) -> Result<()> {
-        let mut slot = self
-            .0
-            .lock()
-            .map_err(|_| EngineError::Invalid("the live state is unavailable".into()))?;
-        if let Some(old) = slot.take() {
+        if let Some(old) = self.0.take() {
             let _ = old.send(LiveControl::Stop);
         }
         let latest = LatestFrame::start(camera)?;
         let (control, controls) = channel();
-        *slot = Some(control);
-        let events = events.clone();
-        let registry = self.clone();
-        std::thread::Builder::new()
-            .name("prioritycut-live".into())
-            .spawn(move || {
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    live_loop(&job, &latest, &controls, &events)
-                }));
-                let reason = match run {
+        let (work_events, finish_events) = (events.clone(), events.clone());
+        let started = self.0.start(
+            "live",
+            control,
+            move || live_loop(&job, &latest, &controls, &work_events),
+            move |outcome| {
+                let reason = match outcome {
                     Ok(Ok(())) => None,
                     Ok(Err(error)) => Some(error.to_string()),
-                    Err(panic) => Some(format!(
-                        "the live thread crashed: {}",
-                        crate::error::panic_message(panic)
-                    )),
+                    Err(crashed) => Some(crashed),
                 };
-                if let Ok(mut slot) = registry.0.lock() {
-                    *slot = None;
-                }
-                events.send(Event::LiveStopped { reason });
+                finish_events.send(Event::LiveStopped { reason });
+            },
+        );
+        started.map_err(|not_started| {
+            EngineError::Invalid(match not_started {
+                NotStarted::Running => "a live session is already running".into(),
+                NotStarted::Unavailable => "the live state is unavailable".into(),
+                NotStarted::Thread(e) => format!("cannot start the live thread: {e}"),
             })
-            .map_err(|e| EngineError::Invalid(format!("cannot start the live thread: {e}")))?;
-        Ok(())
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod evaluation;
 mod live;
+mod slot;
 mod studio;
 mod training;
 
@@ -353,14 +354,13 @@ impl EventSink {
 /// Starts a named thread whose panics become an error of `job`.
 fn spawn_job(name: &'static str, job: Job, events: &EventSink, work: impl FnOnce() + Send + 'static) {
     let on_panic = events.clone();
-    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-            on_panic.error(
-                job,
-                format!("the {name} thread crashed: {}", crate::error::panic_message(panic)),
-            );
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("prioritycut-{name}"))
+        .spawn(move || {
+            if let Err(crashed) = slot::run_catching(name, work) {
+                on_panic.error(job, crashed);
+            }
+        });
     if let Err(e) = spawned {
         events.error(job, format!("cannot start the {name} thread: {e}"));
     }

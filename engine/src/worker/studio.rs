@@ -66,18 +66,13 @@ impl Studio {
             .spawn(move || {
                 for command in commands {
                     let job = command.job();
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(command)));
-                    match outcome {
+                    match super::slot::run_catching("studio", || self.handle(command)) {
                         Ok(Ok(())) => {}
                         Ok(Err(EngineError::Cancelled(_))) => self.events.send(Event::Cancelled(job)),
                         Ok(Err(error)) => self.events.error(job, error),
-                        Err(panic) => self.events.error(
-                            job,
-                            format!(
-                                "the worker crashed and recovered: {}",
-                                crate::error::panic_message(panic)
-                            ),
-                        ),
+                        // The thread goes on serving: the next command finds the studio as the
+                        // crash left it.
+                        Err(crashed) => self.events.error(job, format!("{crashed}; it serves on")),
                     }
                 }
             })

@@ -3,8 +3,8 @@
 //! they come, state changes in order with them.
 
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
 
+use super::slot::{JobSlot, NotStarted};
 use super::{Event, EventSink, Job, TrainConfig, TrainRequest, TrainingState};
 use crate::Result;
 use crate::backend::SelectedDevice;
@@ -14,65 +14,54 @@ use crate::train::{TrainControl, TrainEvent, train};
 
 /// The running training's controls, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(Arc<Mutex<Option<Sender<TrainControl>>>>);
+pub(super) struct Slot(JobSlot<Sender<TrainControl>>);
 
 impl Slot {
     pub(super) fn control(&self, control: TrainControl, events: &EventSink) {
-        match self.0.lock() {
-            Ok(slot) => match slot.as_ref() {
-                Some(sender) if sender.send(control).is_ok() => {}
-                _ => events.error(Job::Training, "no training is running"),
-            },
-            Err(_) => events.error(Job::Training, "the training state is unavailable"),
+        match self.0.controls() {
+            Some(sender) if sender.send(control).is_ok() => {}
+            _ => events.error(Job::Training, "no training is running"),
         }
     }
 
     pub(super) fn start(&self, request: TrainRequest, device: &SelectedDevice, events: &EventSink) {
-        let mut slot = match self.0.lock() {
-            Ok(slot) => slot,
-            Err(_) => return events.error(Job::Training, "the training state is unavailable"),
-        };
-        if slot.as_ref().is_some_and(|s| s.send(TrainControl::Resume).is_ok()) {
-            return events.error(Job::Training, "a training run is already going: stop it first");
-        }
         let (control, controls) = channel();
-        *slot = Some(control);
-        let thread_events = events.clone();
         let device = device.clone();
-        let registry = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("prioritycut-training".into())
-            .spawn(move || {
-                let events = thread_events;
-                events.send(Event::TrainingState(TrainingState::Starting));
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let config = resolve_config(&request)?;
-                    train(config, request.options, &device, controls, |event| {
-                        forward(&events, event)
-                    })
-                }));
-                let state = match run {
+        let (work_events, finish_events) = (events.clone(), events.clone());
+        let started = self.0.start(
+            "training",
+            control,
+            move || {
+                work_events.send(Event::TrainingState(TrainingState::Starting));
+                let config = resolve_config(&request)?;
+                train(config, request.options, &device, controls, |event| {
+                    forward(&work_events, event)
+                })
+            },
+            move |outcome| {
+                let state = match outcome {
                     Ok(Ok((finish, _))) => TrainingState::Finished(finish),
                     Ok(Err(error)) => {
-                        events.error(Job::Training, error);
+                        finish_events.error(Job::Training, error);
                         TrainingState::Failed
                     }
-                    Err(panic) => {
-                        events.error(
-                            Job::Training,
-                            format!("the training thread crashed: {}", crate::error::panic_message(panic)),
-                        );
+                    Err(crashed) => {
+                        finish_events.error(Job::Training, crashed);
                         TrainingState::Failed
                     }
                 };
-                if let Ok(mut slot) = registry.0.lock() {
-                    *slot = None;
-                }
-                events.send(Event::TrainingState(state));
-            });
-        if let Err(e) = spawned {
-            *slot = None;
-            events.error(Job::Training, format!("cannot start the training thread: {e}"));
+                finish_events.send(Event::TrainingState(state));
+            },
+        );
+        match started {
+            Ok(()) => {}
+            // Asked, not probed: a paused run stays paused.
+            Err(NotStarted::Running) => events.error(
+                Job::Training,
+                "a training run is already going (running or paused): stop it first",
+            ),
+            Err(NotStarted::Unavailable) => events.error(Job::Training, "the training state is unavailable"),
+            Err(NotStarted::Thread(e)) => events.error(Job::Training, format!("cannot start the training thread: {e}")),
         }
     }
 }
