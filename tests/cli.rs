@@ -167,6 +167,34 @@ fn bad_inputs_give_one_line_errors() {
         assert!(error_lines[0].contains(expected), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+
+    // An output it cannot write is refused before anything is read (the checkpoint is the cut
+    // one), and nothing is written under that name.
+    let webm = dir.join("clip.webm");
+    let run = prioritycut(&[
+        "animate",
+        "--checkpoint",
+        path(&truncated),
+        "--config",
+        path(&small.join("config.yaml")),
+        "--source",
+        path(&source),
+        "--driving",
+        path(&source),
+        "--out",
+        path(&webm),
+        "--backend",
+        "flex",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(
+        error_lines[0].contains("clip.webm") && error_lines[0].contains("choose .mp4, .gif, or a folder"),
+        "{stderr}"
+    );
+    assert!(!webm.exists());
 }
 
 #[test]
@@ -586,13 +614,11 @@ fn live_streams_mjpeg_to_several_clients() {
     let (_, frames) = read_mjpeg(&mut second, 3);
     assert_eq!(frames.len(), 3);
 
-    // The same port again: refused with the address named.
+    // The same port again (and no --source: the bundled photo): refused with the address named.
     let run = prioritycut(&[
         "live",
         "--camera-video",
         path(&assets.join("sample/driving.gif")),
-        "--source",
-        path(&assets.join("sample/source.png")),
         "--stream",
         &address,
     ]);

@@ -1,6 +1,7 @@
 //! `prioritycut ablate --dataset DIR --config Y --steps N --out DIR`: the paper's five models
 //! trained alike, evaluated alike; the table (Markdown, CSV) and a Figure-5 style picture.
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +9,6 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use prioritycut_engine::ablation::{AblationEvent, AblationOptions, run_ablation};
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::train::TrainEvent;
@@ -31,6 +31,7 @@ pub struct AblateArgs {
     /// The variants, comma separated (default: all five, in the paper's order).
     #[arg(long, value_delimiter = ',', value_parser = super::train::parse_variant)]
     pub variants: Vec<Variant>,
+    /// Random seed every variant starts from, so that they differ only by the variant.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
@@ -54,16 +55,15 @@ pub struct AblateArgs {
     /// MTCNN's five face landmarks.
     #[arg(long)]
     pub no_face_keypoints: bool,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     let mut config = FommConfig::from_yaml_file(&args.config)?;
     args.overrides.apply(&mut config)?;
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);
     options.seed = args.seed;
     if !args.variants.is_empty() {

@@ -1,14 +1,14 @@
 //! `prioritycut animate --checkpoint C --config Y --source IMG --driving VIDEO --out OUT`
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::LoadedModel;
-use prioritycut_engine::data::{Soundtrack, read_image, read_video, write_frames_with_audio};
+use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
 use prioritycut_engine::faces::{FaceMode, Framing};
 
 #[derive(Debug, Args)]
@@ -62,9 +62,8 @@ pub struct AnimateArgs {
     /// Leave the driving video's sound out of an MP4 output.
     #[arg(long)]
     pub no_audio: bool,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl AnimateArgs {
@@ -81,10 +80,11 @@ impl AnimateArgs {
 }
 
 pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
-    // Read the inputs before the (slower) model load so a bad file fails fast.
+    // Check the output and read the inputs before the (slower) model load: a bad path fails fast.
+    check_output(&args.out)?;
     let source = read_image(&args.source)?;
     let (driving, driving_fps) = read_video(&args.driving)?;
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
     super::report_ignored_keys(&model.ignored_config_keys);
 

@@ -1,11 +1,12 @@
 //! `prioritycut bench animate | train | live`
 
+use super::DeviceArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use prioritycut_engine::backend::{BackendChoice, Launches};
+use prioritycut_engine::backend::Launches;
 use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
@@ -46,9 +47,8 @@ pub struct BenchLiveArgs {
     /// How long to measure, after the first frames.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Debug, Args)]
@@ -72,11 +72,12 @@ pub struct BenchTrainArgs {
     /// Time the pixel-pyramid fallback (training without VGG19 weights) instead of VGG19.
     #[arg(long)]
     pub pixel_loss: bool,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Timed steps; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Untimed steps first (kernel compilation, autotuning, allocator warm-up).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
 }
@@ -86,9 +87,8 @@ pub struct BenchAnimateArgs {
     /// FOMM YAML config (default: FOMM's vox-256 at 256x256).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Timed runs; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -163,7 +163,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let (worker, events, _) = super::start_live(
-        args.backend,
+        args.device.choice,
         checkpoint,
         config,
         source,
@@ -247,7 +247,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         "--runs and --batch must be at least 1"
     );
     config.prioritycut.variant = args.variant;
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let bar = super::progress_bar(args.runs, "timing");
     let perceptual = match (args.vgg19, args.pixel_loss) {
         (Some(path), _) => BenchPerceptual::Vgg19File(path),
@@ -284,7 +284,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
 fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     let (config, name) = config_or_vox256(args.config.as_deref())?;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let bar = super::progress_bar(args.runs, "timing");
     let report = bench_animate(
         &config,

@@ -1,10 +1,10 @@
 //! `prioritycut eval --checkpoint C [--config Y] --dataset DIR [--videos N] [--out DIR]`
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::LoadedModel;
 use prioritycut_engine::eval::{EvalOptions, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
@@ -36,7 +36,6 @@ pub struct EvalArgs {
     /// worst-reconstructed frames with their difference heatmaps) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto | wgpu | cpu | flex
     /// Leave AKD and MKR empty on a dataset of real videos instead of measuring them over
     /// MTCNN's five face landmarks.
     #[arg(long)]
@@ -45,12 +44,12 @@ pub struct EvalArgs {
     /// reconstructing it: for talking-head clips not cropped as VoxCeleb's are.
     #[arg(long)]
     pub face_crop: bool,
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
     super::report_ignored_keys(&model.ignored_config_keys);
     let options = EvalOptions {

@@ -2,13 +2,13 @@
 //! [--stream ADDR]`: puppeteering without a window, the frames served as MJPEG over HTTP for
 //! OBS, VLC or ffmpeg.
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
@@ -21,12 +21,13 @@ pub struct LiveArgs {
     /// A video file standing in for the camera, looped at its frame rate.
     #[arg(long)]
     pub camera_video: Option<PathBuf>,
-    /// The photo to puppeteer.
+    /// The photo to puppeteer (default: the bundled one, as the window opens on).
     #[arg(long)]
-    pub source: PathBuf,
+    pub source: Option<PathBuf>,
     /// A model: .pth.tar (with --config), .bpk, a run folder (default: the bundled one).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// The FOMM YAML config of a .pth.tar checkpoint (a .bpk or a run folder carries its own).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Serve the animated frames as MJPEG at http://ADDR/ (PORT alone: 127.0.0.1:PORT; port 0:
@@ -44,9 +45,8 @@ pub struct LiveArgs {
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     pub seconds: Option<f64>,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
@@ -62,10 +62,12 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
         stream: args.stream.clone(),
     };
     let (worker, events, url) = super::start_live(
-        args.backend,
+        args.device.choice,
         args.checkpoint.clone().unwrap_or_else(super::bundled_model),
         args.config.clone(),
-        args.source.clone(),
+        args.source
+            .clone()
+            .unwrap_or_else(|| crate::assets::Bundle::bundled().source),
         camera,
         framing,
     )?;

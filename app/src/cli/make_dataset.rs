@@ -14,13 +14,16 @@ pub struct MakeDatasetArgs {
     /// Frame side in pixels.
     #[arg(long, default_value_t = 64)]
     pub size: u32,
+    /// Videos in train/.
     #[arg(long, default_value_t = 24)]
     pub train_videos: usize,
+    /// Videos in test/.
     #[arg(long, default_value_t = 6)]
     pub test_videos: usize,
     /// Frames per video.
     #[arg(long, default_value_t = 32)]
     pub frames: usize,
+    /// Random seed of the figures and their motion: same seed, same dataset.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

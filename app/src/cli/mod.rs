@@ -50,15 +50,15 @@ pub struct Cli {
 #[cfg(feature = "window")]
 #[derive(Debug, clap::Args)]
 pub struct WindowArgs {
-    /// auto | wgpu | cpu | flex: the device the engine computes on.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// The workspace to open: animate | train | live | evaluate.
     #[arg(long)]
     pub workspace: Option<crate::gui::Workspace>,
     /// Save a PNG of the window after --screenshot-after seconds, then close (for scripts).
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// Seconds before --screenshot is taken (the window settles, a run gets going).
     #[arg(long, default_value_t = 20.0)]
     pub screenshot_after: f64,
     /// Start as on a fresh machine: ignore remembered files and settings.
@@ -67,6 +67,7 @@ pub struct WindowArgs {
     /// Start training this dataset at once (with --train-run; the Train workspace's config).
     #[arg(long, requires = "train_run")]
     pub train_dataset: Option<PathBuf>,
+    /// The run folder --train-dataset trains into (a new run).
     #[arg(long)]
     pub train_run: Option<PathBuf>,
     /// Start puppeteering at once with this video standing in for the camera.
@@ -124,7 +125,7 @@ where
         #[cfg(feature = "window")]
         None => {
             let w = cli.window;
-            let mut options = crate::gui::GuiOptions::new(w.backend);
+            let mut options = crate::gui::GuiOptions::new(w.device.choice);
             options.workspace = w.workspace;
             options.screenshot = w.screenshot.map(|path| (path, w.screenshot_after));
             options.fresh = w.fresh;
@@ -145,6 +146,22 @@ where
         Some(Command::Live(args)) => live::run(args),
         Some(Command::Bench(command)) => bench::run(command),
         Some(Command::Devices(args)) => devices::run(args),
+    }
+}
+
+/// Where the engine computes: flattened into every subcommand that computes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// auto | wgpu | cpu | flex: the device the engine computes on (auto: wgpu on a hardware
+    /// GPU, else flex on the CPU).
+    #[arg(long = "backend", default_value = "auto", value_parser = parse_backend)]
+    pub choice: BackendChoice,
+}
+
+impl DeviceArgs {
+    /// Opens the device and says which one it is, on stderr so stdout stays for results.
+    pub fn open(&self) -> anyhow::Result<SelectedDevice> {
+        open_device(self.choice)
     }
 }
 
@@ -268,4 +285,45 @@ fn progress_bar(len: usize, message: &str) -> ProgressBar {
     );
     bar.set_message(message.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag of every subcommand says what it is for (`--help` is the CLI's manual).
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "prioritycut", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
+
+    /// `--backend` is one argument group, the same everywhere it is taken.
+    #[test]
+    fn the_backend_flag_reads_the_same_everywhere() {
+        let command = Cli::command();
+        let helps: std::collections::BTreeSet<String> = command
+            .get_subcommands()
+            .flat_map(|sub| std::iter::once(sub).chain(sub.get_subcommands()))
+            .filter(|sub| sub.get_name() != "faces")
+            .flat_map(|sub| sub.get_arguments())
+            .filter(|arg| arg.get_long() == Some("backend"))
+            .map(|arg| arg.get_help().map(ToString::to_string).unwrap_or_default())
+            .collect();
+        assert_eq!(helps.len(), 1, "{helps:#?}");
+    }
 }

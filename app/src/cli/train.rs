@@ -1,12 +1,12 @@
 //! `prioritycut train --config C --dataset DIR --variant V --out RUN [--resume]`
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::checkpoint::RunDir;
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
@@ -44,15 +44,15 @@ pub struct TrainArgs {
     /// Seconds between snapshot sheets written to RUN/snapshots (0: none).
     #[arg(long, default_value_t = 30.0)]
     pub snapshot_seconds: f64,
+    /// Random seed of the run (initial weights, data order, augmentation): same seed, same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// torchvision VGG19 weights (vgg19-dcbb9e9d.pth or .safetensors) for FOMM's perceptual
     /// loss. Without them a pixel-pyramid L1 stands in, and the run says so.
     #[arg(long)]
     pub vgg19: Option<PathBuf>,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Config values a command line may override, shared by `train` and `ablate`.
@@ -101,7 +101,7 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<FommConfig> {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args)?;
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let mut options = TrainOptions::new(&args.dataset, &args.out);
     options.steps = args.steps;
     options.checkpoint_every = args.checkpoint_every;

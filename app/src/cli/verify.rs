@@ -1,23 +1,22 @@
 //! `prioritycut verify-reference DIR`
 
+use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::reference::verify_reference;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Folder with config.yaml, checkpoint.pth.tar and the reference .npy tensors.
     pub dir: PathBuf,
-    /// auto | wgpu | cpu | flex
-    #[arg(long, default_value = "auto", value_parser = super::parse_backend)]
-    pub backend: BackendChoice,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let selected = super::open_device(args.backend)?;
+    let selected = args.device.open()?;
     let report = verify_reference(&args.dir, &selected.device)?;
     println!("reference: {}", report.dir.display());
     for c in &report.comparisons {

@@ -10,4 +10,4 @@ pub mod synthetic;
 pub mod video;
 
 pub use dataset::{FramesDataset, Pair, Split};
-pub use video::{Soundtrack, read_frames, read_image, read_video, write_frames, write_frames_with_audio};
+pub use video::{Soundtrack, check_output, read_frames, read_image, read_video, write_frames, write_frames_with_audio};

@@ -145,6 +145,22 @@ fn split_strip(image: RgbImage) -> Vec<RgbImage> {
         .collect()
 }
 
+/// Whether `out` names something [`write_frames`] can write: an `.mp4`, a `.gif`, or a folder (a
+/// path without an extension, or a folder that exists). Checked before any work, so that a typo
+/// such as `clip.webm` is not an hour of animating followed by a folder named `clip.webm`.
+pub fn check_output(out: &Path) -> Result<()> {
+    match extension(out).as_str() {
+        "mp4" | "gif" | "" => Ok(()),
+        _ if out.is_dir() => Ok(()),
+        other => Err(EngineError::media(
+            out,
+            format!(
+                "cannot write a '.{other}' video: choose .mp4, .gif, or a folder path with no extension (numbered PNG frames)"
+            ),
+        )),
+    }
+}
+
 /// Writes frames as an H.264 MP4 (`out` ends in `.mp4`), an animated GIF (`.gif`) or as
 /// numbered PNGs in the folder `out`. `on_frame` is called after each frame, for progress.
 pub fn write_frames(out: &Path, frames: &[RgbImage], fps: f64, on_frame: impl FnMut(usize)) -> Result<()> {
@@ -160,6 +176,7 @@ pub fn write_frames_with_audio(
     audio: Option<&Path>,
     mut on_frame: impl FnMut(usize),
 ) -> Result<Soundtrack> {
+    check_output(out)?;
     // A file output is written whole or not at all: an export cut short leaves no broken file.
     if extension(out) == "mp4" {
         #[cfg(feature = "ffmpeg")]
