@@ -8,7 +8,7 @@ use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::config::AnimateParams;
 use prioritycut_engine::data::Soundtrack;
 use prioritycut_engine::faces::{FaceMode, Framing};
-use prioritycut_engine::worker::{Command, Event, Job, Worker};
+use prioritycut_engine::worker::{Command, Event, Frames, Job, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::widgets::{Dialogs, Pick, Picture, face_mode_choice, path_row, progress};
@@ -37,9 +37,9 @@ pub struct AnimatePanel {
     /// The loaded model's own motion transfer: what the options show until the user changes them.
     model_animate: Option<AnimateParams>,
     source: Picture,
-    driving: Vec<RgbImage>,
+    driving: Frames,
     driving_fps: f64,
-    result: Vec<RgbImage>,
+    result: Frames,
     result_fps: f64,
     driving_picture: Picture,
     result_picture: Picture,

@@ -227,6 +227,10 @@ pub struct LiveFrame {
     pub stream_clients: Option<usize>,
 }
 
+/// A video's frames, shared between the studio thread and the window: an event hands them over
+/// without copying a video (on the UI thread least of all).
+pub type Frames = Arc<[RgbImage]>;
+
 /// What the worker reports.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -246,7 +250,7 @@ pub enum Event {
     },
     DrivingLoaded {
         path: PathBuf,
-        frames: Vec<RgbImage>,
+        frames: Frames,
         fps: f64,
     },
     Progress {
@@ -255,7 +259,7 @@ pub enum Event {
         total: usize,
     },
     AnimationReady {
-        frames: Vec<RgbImage>,
+        frames: Frames,
         fps: f64,
         /// The driving frame relative motion started from.
         initial_frame: usize,

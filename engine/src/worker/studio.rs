@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use image::RgbImage;
 
 use super::live::{self, LiveSettings};
-use super::{Command, Event, EventSink, Job};
+use super::{Command, Event, EventSink, Frames, Job};
 use crate::animate::{AnimateOptions, ClipStage, animate_clip};
 use crate::checkpoint::LoadedModel;
 use crate::data::{read_image, read_video, write_frames_with_audio};
@@ -31,9 +31,9 @@ pub(super) struct Studio {
     /// The source as loaded (full size).
     source: Option<RgbImage>,
     /// The driving video's frames, frame rate and file (whose sound an MP4 export keeps).
-    driving: Option<(Vec<RgbImage>, f64, PathBuf)>,
+    driving: Option<(Frames, f64, PathBuf)>,
     /// The last animation, its frame rate, and the driving file it followed.
-    result: Option<(Vec<RgbImage>, f64, PathBuf)>,
+    result: Option<(Frames, f64, PathBuf)>,
 }
 
 impl Studio {
@@ -93,6 +93,7 @@ impl Studio {
             Command::LoadDriving(path) => {
                 self.events.progress(Job::LoadDriving, 0, 1);
                 let (frames, fps) = read_video(&path)?;
+                let frames = Frames::from(frames);
                 self.driving = Some((frames.clone(), fps, path.clone()));
                 self.events.send(Event::DrivingLoaded { path, frames, fps });
                 Ok(())
@@ -167,9 +168,10 @@ impl Studio {
             },
             || self.cancel.load(Ordering::SeqCst),
         )?;
-        self.result = Some((clip.frames.clone(), fps, driving_path));
+        let frames = Frames::from(clip.frames);
+        self.result = Some((frames.clone(), fps, driving_path));
         self.events.send(Event::AnimationReady {
-            frames: clip.frames,
+            frames,
             fps,
             initial_frame: clip.initial_frame,
             framing: clip.framing,
