@@ -8,14 +8,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{fixture, temp_dir};
+use common::{figures, fixture, temp_dir};
 use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use prioritycut::gui::{GuiOptions, StudioApp, Workspace};
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::data::read_video;
-use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
@@ -170,19 +169,7 @@ fn dropped_files_load_and_a_broken_one_is_reported() {
 #[test]
 fn training_shows_its_maps_pauses_and_stops() {
     let dir = temp_dir("gui-train");
-    let data = dir.join("figures");
-    generate(
-        &data,
-        &SyntheticConfig {
-            size: 64,
-            train_videos: 4,
-            test_videos: 1,
-            frames: 8,
-            seed: 9,
-        },
-        |_, _| {},
-    )
-    .expect("dataset");
+    let data = figures(&dir, 4, 1, 8, 9);
     let mut harness = app(options(Workspace::Train));
     {
         let train = &mut harness.state_mut().train.settings;
@@ -285,19 +272,7 @@ fn the_window_starts_without_a_model_and_says_what_is_missing() {
 #[test]
 fn evaluation_shows_the_table_and_the_worst_reconstructions() {
     let dir = temp_dir("gui-eval");
-    let data = dir.join("figures");
-    generate(
-        &data,
-        &SyntheticConfig {
-            size: 64,
-            train_videos: 1,
-            test_videos: 2,
-            frames: 6,
-            seed: 12,
-        },
-        |_, _| {},
-    )
-    .expect("dataset");
+    let data = figures(&dir, 1, 2, 6, 12);
     let mut harness = app(options(Workspace::Evaluate));
     harness.run_steps(2);
     // The bundled model is filled in on first start.

@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::{fixture, temp_dir};
+use common::{figures, fixture, temp_dir};
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::BackendChoice;
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::config::Variant;
 use prioritycut_engine::data::read_video;
-use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::live::{CameraSource, CropBox};
 use prioritycut_engine::render::SnapshotMap;
@@ -50,19 +49,7 @@ fn no_error(event: &Event) {
 
 /// A small clip of synthetic figures at 64×64 as a GIF, and a photo of another figure.
 fn clip(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("figures");
-    generate(
-        &data,
-        &SyntheticConfig {
-            size: 64,
-            train_videos: 2,
-            test_videos: 1,
-            frames: 8,
-            seed: 5,
-        },
-        |_, _| {},
-    )
-    .expect("dataset");
+    let data = figures(dir, 2, 1, 8, 5);
     let frames = read_video(&data.join("test/fig-0000")).expect("frames").0;
     let gif = dir.join("driving.gif");
     prioritycut_engine::data::write_frames(&gif, &frames, 10.0, |_| {}).expect("gif");
@@ -204,19 +191,7 @@ fn bad_files_become_error_events_and_the_worker_goes_on() {
 #[test]
 fn training_pauses_resumes_checkpoints_and_stops() {
     let dir = temp_dir("worker-train");
-    let data = dir.join("figures");
-    generate(
-        &data,
-        &SyntheticConfig {
-            size: 64,
-            train_videos: 4,
-            test_videos: 1,
-            frames: 8,
-            seed: 2,
-        },
-        |_, _| {},
-    )
-    .expect("dataset");
+    let data = figures(&dir, 4, 1, 8, 2);
     let mut config = FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config");
     config.prioritycut.variant = Variant::UnetPrioritycut;
     config.train.batch_size = 2;

@@ -28,6 +28,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A dataset of synthetic figures at 64×64 in `dir/figures` (FOMM's layout: train/ and test/,
+/// one folder of PNG frames per video), made from `seed`; returns its folder.
+pub fn figures(dir: &Path, train_videos: usize, test_videos: usize, frames: usize, seed: u64) -> PathBuf {
+    use prioritycut_engine::data::synthetic::{SyntheticConfig, generate};
+    let data = dir.join("figures");
+    let config = SyntheticConfig {
+        size: 64,
+        train_videos,
+        test_videos,
+        frames,
+        seed,
+    };
+    generate(&data, &config, |_, _| {}).expect("synthetic dataset");
+    data
+}
+
 /// wgpu when an adapter exists. With `PRIORITYCUT_REQUIRE_WGPU=1` (CI, which installs Mesa's
 /// software Vulkan driver) a missing adapter fails the test instead of skipping it.
 pub fn wgpu_device() -> Option<Device> {

@@ -187,15 +187,18 @@ struct Figure {
     stripe_phase: [f32; 8],
 }
 
-/// Angle indices of `Figure::motion`.
-const TORSO: usize = 0;
-const HEAD: usize = 1;
-const UPPER_L: usize = 2;
-const FORE_L: usize = 3;
-const UPPER_R: usize = 4;
-const FORE_R: usize = 5;
-const LEG_L: usize = 6;
-const LEG_R: usize = 7;
+/// Indices of `Figure::motion`'s joint angles (not of `PARTS`, which the joint detector counts
+/// in its own order).
+mod angle {
+    pub(super) const TORSO: usize = 0;
+    pub(super) const HEAD: usize = 1;
+    pub(super) const UPPER_L: usize = 2;
+    pub(super) const FORE_L: usize = 3;
+    pub(super) const UPPER_R: usize = 4;
+    pub(super) const FORE_R: usize = 5;
+    pub(super) const LEG_L: usize = 6;
+    pub(super) const LEG_R: usize = 7;
+}
 
 impl Figure {
     fn random(rng: &mut Rng) -> Self {
@@ -247,7 +250,7 @@ impl Figure {
             self.centre[0] + self.drift[0] * (2.0 * PI * t + self.drift_phase[0]).sin(),
             self.centre[1] + self.drift[1] * (2.0 * PI * t + self.drift_phase[1]).sin(),
         ];
-        let torso_angle = self.angle(TORSO, t);
+        let torso_angle = self.angle(angle::TORSO, t);
         let torso_length = BODY.torso_length * s;
         // The torso runs from the neck down to the pelvis.
         let up = [-(torso_angle.sin()), -(torso_angle.cos())];
@@ -272,7 +275,7 @@ impl Figure {
                 p[1] + side[1] * across + up[1] * along,
             ]
         };
-        let head_angle = torso_angle + self.angle(HEAD, t);
+        let head_angle = torso_angle + self.angle(angle::HEAD, t);
         let head_centre = offset(neck, 0.0, BODY.head_above_neck * s);
         let head = Part {
             start: head_centre,
@@ -288,14 +291,22 @@ impl Figure {
             length: length * s,
             width: width * s,
         };
-        let upper_l = limb(shoulder_l, torso_angle + self.angle(UPPER_L, t), BODY.upper_arm);
-        let fore_l = limb(upper_l.end(), upper_l.angle + self.angle(FORE_L, t), BODY.forearm);
-        let upper_r = limb(shoulder_r, torso_angle + self.angle(UPPER_R, t), BODY.upper_arm);
-        let fore_r = limb(upper_r.end(), upper_r.angle + self.angle(FORE_R, t), BODY.forearm);
+        let upper_l = limb(shoulder_l, torso_angle + self.angle(angle::UPPER_L, t), BODY.upper_arm);
+        let fore_l = limb(
+            upper_l.end(),
+            upper_l.angle + self.angle(angle::FORE_L, t),
+            BODY.forearm,
+        );
+        let upper_r = limb(shoulder_r, torso_angle + self.angle(angle::UPPER_R, t), BODY.upper_arm);
+        let fore_r = limb(
+            upper_r.end(),
+            upper_r.angle + self.angle(angle::FORE_R, t),
+            BODY.forearm,
+        );
         let hip_l = offset(pelvis, -BODY.hip_across * s, 0.0);
         let hip_r = offset(pelvis, BODY.hip_across * s, 0.0);
-        let leg_l = limb(hip_l, torso_angle + self.angle(LEG_L, t), BODY.leg);
-        let leg_r = limb(hip_r, torso_angle + self.angle(LEG_R, t), BODY.leg);
+        let leg_l = limb(hip_l, torso_angle + self.angle(angle::LEG_L, t), BODY.leg);
+        let leg_r = limb(hip_r, torso_angle + self.angle(angle::LEG_R, t), BODY.leg);
         let head_top = offset(head_centre, 0.0, BODY.head_radius * s);
         let joints = vec![
             ("neck", neck),

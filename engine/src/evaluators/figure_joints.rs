@@ -12,15 +12,17 @@ use image::RgbImage;
 use super::{IdentityEvaluator, KeypointEvaluator};
 use crate::data::synthetic::{BODY, JOINTS, PART_SATURATION, PARTS};
 
-/// Indices into `PARTS`.
-const LEG_L: usize = 0;
-const LEG_R: usize = 1;
-const UPPER_ARM_L: usize = 2;
-const FOREARM_L: usize = 3;
-const TORSO: usize = 4;
-const HEAD: usize = 5;
-const UPPER_ARM_R: usize = 6;
-const FOREARM_R: usize = 7;
+/// Indices into `PARTS` (not the generator's joint angles, `synthetic::angle`).
+mod part {
+    pub(super) const LEG_L: usize = 0;
+    pub(super) const LEG_R: usize = 1;
+    pub(super) const UPPER_ARM_L: usize = 2;
+    pub(super) const FOREARM_L: usize = 3;
+    pub(super) const TORSO: usize = 4;
+    pub(super) const HEAD: usize = 5;
+    pub(super) const UPPER_ARM_R: usize = 6;
+    pub(super) const FOREARM_R: usize = 7;
+}
 
 /// One part's pixels, summarised along and across their principal axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,7 +144,7 @@ pub fn fit_parts(image: &RgbImage, rule: &ColourRule) -> [Option<PartFit>; 8] {
 }
 
 fn trunk(parts: &[Option<PartFit>; 8], torso_pixels: &[[f32; 2]]) -> Option<Trunk> {
-    Trunk::find(parts[HEAD].as_ref()?, parts[TORSO].as_ref()?, torso_pixels)
+    Trunk::find(parts[part::HEAD].as_ref()?, parts[part::TORSO].as_ref()?, torso_pixels)
 }
 
 /// [`fit_parts`], and the torso's pixels (x, y).
@@ -180,7 +182,10 @@ fn fit_parts_and_torso(image: &RgbImage, rule: &ColourRule) -> ([Option<PartFit>
             best[part] = piece;
         }
     }
-    let torso = best[TORSO].iter().map(|&i| [(i % w) as f32, (i / w) as f32]).collect();
+    let torso = best[part::TORSO]
+        .iter()
+        .map(|&i| [(i % w) as f32, (i / w) as f32])
+        .collect();
     (
         best.map(|pixels| (pixels.len() >= min_area).then(|| fit(&pixels, w))),
         torso,
@@ -325,9 +330,10 @@ impl FigureJoints {
         }
         // Arms: the elbow is the forearm's end nearer the shoulder (the forearm is drawn over the
         // upper arm there), else the upper arm's far end; the wrist is the forearm's far end.
-        for (upper, fore, shoulder, elbow, wrist) in
-            [(UPPER_ARM_L, FOREARM_L, 2, 3, 4), (UPPER_ARM_R, FOREARM_R, 5, 6, 7)]
-        {
+        for (upper, fore, shoulder, elbow, wrist) in [
+            (part::UPPER_ARM_L, part::FOREARM_L, 2, 3, 4),
+            (part::UPPER_ARM_R, part::FOREARM_R, 5, 6, 7),
+        ] {
             let anchor = joints[shoulder].or(parts[upper].map(|u| u.centroid));
             match (parts[fore], anchor) {
                 (Some(f), Some(anchor)) => {
@@ -344,7 +350,7 @@ impl FigureJoints {
             }
         }
         // Ankles: the leg's end away from the hip.
-        for (leg, hip, ankle) in [(LEG_L, 8, 9), (LEG_R, 10, 11)] {
+        for (leg, hip, ankle) in [(part::LEG_L, 8, 9), (part::LEG_R, 10, 11)] {
             if let (Some(l), Some(h)) = (parts[leg], joints[hip]) {
                 joints[ankle] = Some(l.ends_from(h).1);
             }
@@ -474,7 +480,7 @@ mod tests {
             }
         }
         let parts = fit_parts(&image, &ColourRule::default());
-        assert!(parts[TORSO].is_some_and(|t| t.area == 160));
+        assert!(parts[part::TORSO].is_some_and(|t| t.area == 160));
         assert!(detector.joints(&image).iter().all(Option::is_none));
         assert!(FigureProportions::default().embed(&image).is_none());
     }
