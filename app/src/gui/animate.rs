@@ -11,7 +11,8 @@ use prioritycut_engine::faces::{FaceMode, Framing};
 use prioritycut_engine::worker::{Command, Event, Frames, Job, Worker};
 use serde::{Deserialize, Serialize};
 
-use super::widgets::{Dialogs, Pick, Picture, face_mode_choice, path_row, progress};
+use super::panel::{Panel, PanelContext, PhotoContext};
+use super::widgets::{Pick, Picture, face_mode_choice, path_row, progress};
 
 /// What is remembered between sessions.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -127,6 +128,17 @@ impl AnimatePanel {
         self.driving.len()
     }
 
+    /// What the other workspaces share of this one, for a frame.
+    pub fn photo_context(&self) -> PhotoContext {
+        PhotoContext {
+            ready: self.model.is_some() && self.source_loaded(),
+            options: self.options(),
+            face: self.settings.face,
+            model: (!self.settings.checkpoint.is_empty())
+                .then(|| (self.settings.checkpoint.clone(), self.settings.config.clone())),
+        }
+    }
+
     pub fn source_loaded(&self) -> bool {
         self.source.is_set()
     }
@@ -185,7 +197,72 @@ impl AnimatePanel {
         }
     }
 
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+    fn preview(&mut self, ui: &mut egui::Ui) {
+        let count = self.result.len().max(self.driving.len());
+        if self.playing && count > 0 {
+            let now = ui.input(|i| i.time);
+            let fps = if self.result.is_empty() {
+                self.driving_fps
+            } else {
+                self.result_fps
+            }
+            .max(1.0);
+            if now - self.last_advance >= 1.0 / fps {
+                self.frame = (self.frame + 1) % count;
+                self.last_advance = now;
+            }
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs_f64(1.0 / fps));
+        }
+        if self.shown != Some(self.frame) {
+            if let Some(frame) = self.driving.get(self.frame) {
+                self.driving_picture.set(ui.ctx(), "animate-driving", frame);
+            }
+            match self.result.get(self.frame) {
+                Some(frame) => self.result_picture.set(ui.ctx(), "animate-result", frame),
+                None => self.result_picture.clear(),
+            }
+            self.shown = Some(self.frame);
+        }
+        let side = ((ui.available_width() - 40.0) / 3.0).clamp(96.0, 320.0);
+        // The faces the last animation found (green) and the squares it animated (yellow).
+        let framing = self.framing.as_ref().filter(|_| !self.stale);
+        ui.horizontal(|ui| {
+            let photo = self.source.show(ui, "photo", side, "no photo");
+            let driving = self.driving_picture.show(ui, "driving", side, "no driving video");
+            self.result_picture.show(ui, "result", side, "not animated yet");
+            if let Some((face, crop)) = framing.and_then(|f| f.source_face.as_ref()) {
+                self.source.outline(ui, photo, face.bbox, egui::Color32::GREEN);
+                self.source.outline(ui, photo, crop.bbox(), egui::Color32::YELLOW);
+            }
+            if let Some((track, crop)) = framing.and_then(|f| f.driving_face.as_ref()) {
+                self.driving_picture
+                    .outline(ui, driving, track.bbox, egui::Color32::GREEN);
+                self.driving_picture
+                    .outline(ui, driving, crop.bbox(), egui::Color32::YELLOW);
+            }
+        });
+        if framing.is_some_and(|f| f.source_face.is_some() || f.driving_face.is_some()) {
+            ui.label(egui::RichText::new("green: the face found; yellow: the square the model animated").weak());
+        }
+        if count > 0 {
+            ui.horizontal(|ui| {
+                if ui.button(if self.playing { "⏸" } else { "▶" }).clicked() {
+                    self.playing = !self.playing;
+                }
+                let mut frame = self.frame;
+                ui.add(egui::Slider::new(&mut frame, 0..=count - 1).text("frame"));
+                if frame != self.frame {
+                    self.frame = frame;
+                    self.playing = false;
+                }
+            });
+        }
+    }
+}
+
+impl Panel for AnimatePanel {
+    fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
         match event {
             Event::ModelLoaded {
                 description, animate, ..
@@ -265,17 +342,11 @@ impl AnimatePanel {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs) {
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        let (worker, dialogs) = (cx.worker, cx.dialogs);
         ui.heading("Animate a photo");
         ui.label("Drop a photo and a driving video on the window, or choose them; then Animate.");
         ui.add_space(4.0);
-        let Some(worker) = worker else {
-            ui.colored_label(
-                ui.visuals().error_fg_color,
-                "The engine is not running (see the log below).",
-            );
-            return;
-        };
         egui::Grid::new("animate-inputs")
             .num_columns(2)
             .spacing([8.0, 4.0])
@@ -369,68 +440,5 @@ impl AnimatePanel {
                 dialogs.open(Pick::ExportGif);
             }
         });
-    }
-
-    fn preview(&mut self, ui: &mut egui::Ui) {
-        let count = self.result.len().max(self.driving.len());
-        if self.playing && count > 0 {
-            let now = ui.input(|i| i.time);
-            let fps = if self.result.is_empty() {
-                self.driving_fps
-            } else {
-                self.result_fps
-            }
-            .max(1.0);
-            if now - self.last_advance >= 1.0 / fps {
-                self.frame = (self.frame + 1) % count;
-                self.last_advance = now;
-            }
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_secs_f64(1.0 / fps));
-        }
-        if self.shown != Some(self.frame) {
-            if let Some(frame) = self.driving.get(self.frame) {
-                self.driving_picture.set(ui.ctx(), "animate-driving", frame);
-            }
-            match self.result.get(self.frame) {
-                Some(frame) => self.result_picture.set(ui.ctx(), "animate-result", frame),
-                None => self.result_picture.clear(),
-            }
-            self.shown = Some(self.frame);
-        }
-        let side = ((ui.available_width() - 40.0) / 3.0).clamp(96.0, 320.0);
-        // The faces the last animation found (green) and the squares it animated (yellow).
-        let framing = self.framing.as_ref().filter(|_| !self.stale);
-        ui.horizontal(|ui| {
-            let photo = self.source.show(ui, "photo", side, "no photo");
-            let driving = self.driving_picture.show(ui, "driving", side, "no driving video");
-            self.result_picture.show(ui, "result", side, "not animated yet");
-            if let Some((face, crop)) = framing.and_then(|f| f.source_face.as_ref()) {
-                self.source.outline(ui, photo, face.bbox, egui::Color32::GREEN);
-                self.source.outline(ui, photo, crop.bbox(), egui::Color32::YELLOW);
-            }
-            if let Some((track, crop)) = framing.and_then(|f| f.driving_face.as_ref()) {
-                self.driving_picture
-                    .outline(ui, driving, track.bbox, egui::Color32::GREEN);
-                self.driving_picture
-                    .outline(ui, driving, crop.bbox(), egui::Color32::YELLOW);
-            }
-        });
-        if framing.is_some_and(|f| f.source_face.is_some() || f.driving_face.is_some()) {
-            ui.label(egui::RichText::new("green: the face found; yellow: the square the model animated").weak());
-        }
-        if count > 0 {
-            ui.horizontal(|ui| {
-                if ui.button(if self.playing { "⏸" } else { "▶" }).clicked() {
-                    self.playing = !self.playing;
-                }
-                let mut frame = self.frame;
-                ui.add(egui::Slider::new(&mut frame, 0..=count - 1).text("frame"));
-                if frame != self.frame {
-                    self.frame = frame;
-                    self.playing = false;
-                }
-            });
-        }
     }
 }

@@ -16,6 +16,7 @@ use super::animate::{AnimatePanel, AnimateSettings};
 use super::evaluate::{EvaluatePanel, EvaluateSettings};
 use super::live::{LivePanel, LiveSettings};
 use super::maps::{MapPainter, MapResources};
+use super::panel::{Panel, PanelContext};
 use super::train::{TrainPanel, TrainSettings};
 use super::widgets::{Dialogs, Pick};
 use crate::assets::Bundle;
@@ -220,10 +221,10 @@ impl StudioApp {
                 }
                 _ => {}
             }
-            self.animate.on_event(ctx, &event);
-            self.train.on_event(ctx, &event);
-            self.live.on_event(ctx, &event);
-            self.evaluate.on_event(ctx, &event);
+            let panels: [&mut dyn Panel; 4] = [&mut self.animate, &mut self.train, &mut self.live, &mut self.evaluate];
+            for panel in panels {
+                panel.on_event(ctx, &event);
+            }
         }
         let excess = self.log.len().saturating_sub(500);
         self.log.drain(..excess);
@@ -391,25 +392,33 @@ impl eframe::App for StudioApp {
             });
         });
         egui::CentralPanel::default().show(ui, |ui| {
+            let Some(worker) = self.worker.as_ref() else {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    "The engine is not running (see the log below).",
+                );
+                return;
+            };
+            let mut cx = PanelContext {
+                worker,
+                dialogs: &self.dialogs,
+                maps: &mut self.maps,
+                photo: self.animate.photo_context(),
+            };
+            let face = cx.photo.face;
+            let panel: &mut dyn Panel = match self.workspace {
+                Workspace::Animate => &mut self.animate,
+                Workspace::Train => &mut self.train,
+                Workspace::Live => &mut self.live,
+                Workspace::Evaluate => &mut self.evaluate,
+            };
             egui::ScrollArea::vertical()
                 .id_salt("workspace")
-                .show(ui, |ui| match self.workspace {
-                    Workspace::Animate => self.animate.ui(ui, self.worker.as_ref(), &self.dialogs),
-                    Workspace::Train => self.train.ui(ui, self.worker.as_ref(), &self.dialogs, &mut self.maps),
-                    Workspace::Live => {
-                        let ready = self.animate.model.is_some() && self.animate.source_loaded();
-                        let options = self.animate.options();
-                        let face = &mut self.animate.settings.face;
-                        self.live
-                            .ui(ui, self.worker.as_ref(), &self.dialogs, ready, options, face)
-                    }
-                    Workspace::Evaluate => {
-                        let a = &self.animate.settings;
-                        let open_model =
-                            (!a.checkpoint.is_empty()).then_some((a.checkpoint.as_str(), a.config.as_str()));
-                        self.evaluate.ui(ui, self.worker.as_ref(), &self.dialogs, open_model)
-                    }
-                });
+                .show(ui, |ui| panel.ui(ui, &mut cx));
+            // Live chooses the photo's framing for the Animate workspace too.
+            if cx.photo.face != face {
+                self.animate.settings.face = cx.photo.face;
+            }
         });
     }
 

@@ -10,6 +10,7 @@ use prioritycut_engine::metrics::Interval;
 use prioritycut_engine::worker::{Command, EvalFaces, EvalRequest, Event, Job, SYNTHETIC_TEST_SET, Worker};
 use serde::{Deserialize, Serialize};
 
+use super::panel::{Panel, PanelContext};
 use super::widgets::{Dialogs, Pick, Picture, path_row, progress};
 use prioritycut_engine::render::sheet::{DIFFERENCE_RANGE, difference_image};
 
@@ -132,50 +133,6 @@ impl EvaluatePanel {
         self.progress = None;
     }
 
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
-        match event {
-            Event::Progress { job, done, total } if matches!(job, Job::Evaluate | Job::MakeTestSet) => {
-                self.progress = Some((*job, *done, *total));
-            }
-            Event::Evaluated { checkpoint, report } => {
-                self.running = false;
-                self.progress = None;
-                let name = checkpoint
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| checkpoint.display().to_string());
-                let summary = report.summary();
-                self.status = Some(format!(
-                    "{} test videos, {} frames ({} with a salient mask) | {} | {}",
-                    report.videos.len(),
-                    summary.frames,
-                    summary.masked_frames,
-                    report.masks,
-                    report.evaluators
-                ));
-                if !report.warnings.is_empty() {
-                    self.error = Some(format!("skipped: {}", report.warnings.join("; ")));
-                }
-                self.rows.push(TableRow { name, summary });
-                self.show_worst(ctx, report);
-            }
-            Event::Cancelled(Job::Evaluate) => {
-                self.running = false;
-                self.progress = None;
-                self.status = Some("evaluation cancelled".into());
-            }
-            Event::Error {
-                job: Job::Evaluate,
-                message,
-            } => {
-                self.running = false;
-                self.progress = None;
-                self.error = Some(message.clone());
-            }
-            _ => {}
-        }
-    }
-
     fn show_worst(&mut self, ctx: &egui::Context, report: &EvalReport) {
         self.worst = report
             .worst_videos(WORST_SHOWN)
@@ -208,25 +165,52 @@ impl EvaluatePanel {
             .collect();
     }
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        worker: Option<&Worker>,
-        dialogs: &Dialogs,
-        open_model: Option<(&str, &str)>,
-    ) {
-        ui.heading("Evaluate");
-        ui.label(
-            "FOMM's video reconstruction: the first frame of each test video is animated by every \
-             frame of it, and each result is compared with the real frame (the paper's Tables 1-3).",
-        );
-        let Some(worker) = worker else {
-            ui.colored_label(
-                ui.visuals().error_fg_color,
-                "The engine is not running (see the log below).",
+    fn table(&self, ui: &mut egui::Ui) {
+        if self.rows.is_empty() {
+            ui.label(
+                egui::RichText::new("No evaluation yet: choose a checkpoint and a dataset, then Evaluate.").weak(),
             );
             return;
-        };
+        }
+        let header: Vec<&str> = EvalSummary::MARKDOWN_HEADER
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split('|')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        egui::Grid::new("eval-table")
+            .striped(true)
+            .spacing([14.0, 4.0])
+            .show(ui, |ui| {
+                // The window's fonts have no arrows: which way is better goes in the hover text.
+                for cell in &header {
+                    let (name, better) = match cell.strip_suffix(" ↓") {
+                        Some(name) => (name, "lower is better"),
+                        None => (cell.strip_suffix(" ↑").unwrap_or(cell), "higher is better"),
+                    };
+                    let name = name.replace("¬salient", "rest");
+                    let hover = if name == "Model" { "the checkpoint" } else { better };
+                    ui.strong(name).on_hover_text(hover);
+                }
+                ui.end_row();
+                for row in &self.rows {
+                    ui.label(&row.name);
+                    for (interval, decimals) in row.summary.columns() {
+                        match interval {
+                            Some(i) => ui.label(i.format(decimals)),
+                            None => ui.label(egui::RichText::new("—").weak()),
+                        }
+                        .on_hover_text(describe(interval));
+                    }
+                    ui.end_row();
+                }
+            });
+    }
+
+    /// The checkpoint, the dataset and how to measure (fixed while running).
+    fn inputs_ui(&mut self, ui: &mut egui::Ui, dialogs: &Dialogs, open_model: Option<(&str, &str)>) {
         ui.add_enabled_ui(!self.running, |ui| {
             egui::Grid::new("eval-inputs")
                 .num_columns(1)
@@ -300,6 +284,10 @@ impl EvaluatePanel {
                     );
             });
         });
+    }
+
+    /// Evaluate / Cancel, progress, and what the last run said.
+    fn run_ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         ui.horizontal(|ui| {
             if ui.add_enabled(!self.running, egui::Button::new("▶ Evaluate")).clicked() {
                 self.start(worker);
@@ -325,8 +313,10 @@ impl EvaluatePanel {
         if let Some(status) = &self.status {
             ui.label(status);
         }
-        ui.separator();
-        self.table(ui);
+    }
+
+    /// The worst-reconstructed frames beside their real ones and the difference.
+    fn worst_ui(&self, ui: &mut egui::Ui) {
         if !self.worst.is_empty() {
             ui.separator();
             ui.strong("Worst reconstructions");
@@ -344,49 +334,70 @@ impl EvaluatePanel {
             }
         }
     }
+}
 
-    fn table(&self, ui: &mut egui::Ui) {
-        if self.rows.is_empty() {
-            ui.label(
-                egui::RichText::new("No evaluation yet: choose a checkpoint and a dataset, then Evaluate.").weak(),
-            );
-            return;
+impl Panel for EvaluatePanel {
+    fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::Progress { job, done, total } if matches!(job, Job::Evaluate | Job::MakeTestSet) => {
+                self.progress = Some((*job, *done, *total));
+            }
+            Event::Evaluated { checkpoint, report } => {
+                self.running = false;
+                self.progress = None;
+                let name = checkpoint
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| checkpoint.display().to_string());
+                let summary = report.summary();
+                self.status = Some(format!(
+                    "{} test videos, {} frames ({} with a salient mask) | {} | {}",
+                    report.videos.len(),
+                    summary.frames,
+                    summary.masked_frames,
+                    report.masks,
+                    report.evaluators
+                ));
+                if !report.warnings.is_empty() {
+                    self.error = Some(format!("skipped: {}", report.warnings.join("; ")));
+                }
+                self.rows.push(TableRow { name, summary });
+                self.show_worst(ctx, report);
+            }
+            Event::Cancelled(Job::Evaluate) => {
+                self.running = false;
+                self.progress = None;
+                self.status = Some("evaluation cancelled".into());
+            }
+            Event::Error {
+                job: Job::Evaluate,
+                message,
+            } => {
+                self.running = false;
+                self.progress = None;
+                self.error = Some(message.clone());
+            }
+            _ => {}
         }
-        let header: Vec<&str> = EvalSummary::MARKDOWN_HEADER
-            .lines()
-            .next()
-            .unwrap_or("")
-            .split('|')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .collect();
-        egui::Grid::new("eval-table")
-            .striped(true)
-            .spacing([14.0, 4.0])
-            .show(ui, |ui| {
-                // The window's fonts have no arrows: which way is better goes in the hover text.
-                for cell in &header {
-                    let (name, better) = match cell.strip_suffix(" ↓") {
-                        Some(name) => (name, "lower is better"),
-                        None => (cell.strip_suffix(" ↑").unwrap_or(cell), "higher is better"),
-                    };
-                    let name = name.replace("¬salient", "rest");
-                    let hover = if name == "Model" { "the checkpoint" } else { better };
-                    ui.strong(name).on_hover_text(hover);
-                }
-                ui.end_row();
-                for row in &self.rows {
-                    ui.label(&row.name);
-                    for (interval, decimals) in row.summary.columns() {
-                        match interval {
-                            Some(i) => ui.label(i.format(decimals)),
-                            None => ui.label(egui::RichText::new("—").weak()),
-                        }
-                        .on_hover_text(describe(interval));
-                    }
-                    ui.end_row();
-                }
-            });
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        let (worker, dialogs) = (cx.worker, cx.dialogs);
+        let open_model = cx
+            .photo
+            .model
+            .as_ref()
+            .map(|(checkpoint, config)| (checkpoint.as_str(), config.as_str()));
+        ui.heading("Evaluate");
+        ui.label(
+            "FOMM's video reconstruction: the first frame of each test video is animated by every \
+             frame of it, and each result is compared with the real frame (the paper's Tables 1-3).",
+        );
+        self.inputs_ui(ui, dialogs, open_model);
+        self.run_ui(ui, worker);
+        ui.separator();
+        self.table(ui);
+        self.worst_ui(ui);
     }
 }
 

@@ -6,11 +6,12 @@
 
 use eframe::egui;
 use prioritycut_engine::animate::AnimateOptions;
-use prioritycut_engine::faces::{FaceMode, Framing};
+use prioritycut_engine::faces::Framing;
 use prioritycut_engine::live::{CameraInfo, CameraSource, CropBox};
 use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
+use super::panel::{Panel, PanelContext};
 use super::widgets::{Dialogs, Pick, Picture, face_mode_choice, path_row};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,46 +118,6 @@ impl LivePanel {
         }
     }
 
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
-        match event {
-            Event::Live(frame) => {
-                self.running = true;
-                self.camera.set(ctx, "live-camera", &frame.camera);
-                self.result.set(ctx, "live-result", &frame.result);
-                self.camera_size = frame.camera.dimensions();
-                self.crop_px = frame.crop;
-                self.fps = frame.fps;
-                self.latency_ms = frame.latency.as_secs_f64() * 1000.0;
-                self.dropped = frame.dropped;
-                self.calibrated = frame.calibrated;
-                self.face = frame.face;
-                self.following = frame.following;
-                self.stream_clients = frame.stream_clients.unwrap_or(0);
-                self.frames += 1;
-            }
-            Event::LiveStarted { framing } => self.framing = Some(framing.clone()),
-            Event::LiveStream { url, error } => {
-                self.stream_url = url.clone();
-                self.stream_error = error.clone();
-                self.stream_on = url.is_some();
-                self.stream_clients = 0;
-            }
-            Event::LiveStopped { reason } => {
-                self.running = false;
-                self.error = reason.clone();
-            }
-            Event::Cameras(cameras) => self.cameras = Some(cameras.clone()),
-            Event::Error {
-                job: Job::Live,
-                message,
-            } => {
-                self.running = false;
-                self.error = Some(message.clone());
-            }
-            _ => {}
-        }
-    }
-
     /// The chosen camera, or the video file when asked for or when there is no camera.
     fn source(&mut self) -> CameraSource {
         let cameras = self.cameras.as_deref().unwrap_or_default();
@@ -196,32 +157,8 @@ impl LivePanel {
         ));
     }
 
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        worker: Option<&Worker>,
-        dialogs: &Dialogs,
-        model_ready: bool,
-        options: AnimateOptions,
-        face: &mut FaceMode,
-    ) {
-        ui.heading("Live: puppeteer the photo");
-        ui.label(
-            "The photo and model of the Animate workspace follow the camera. Look straight at it and press \
-             Calibrate: that pose becomes neutral.",
-        );
-        let Some(worker) = worker else {
-            ui.colored_label(
-                ui.visuals().error_fg_color,
-                "The engine is not running (see the log below).",
-            );
-            return;
-        };
-        if !self.cameras_asked {
-            // The worker asks the OS; the answer comes back as Event::Cameras.
-            worker.send(Command::ListCameras);
-            self.cameras_asked = true;
-        }
+    /// The camera, or a video file standing in for one (fixed while running).
+    fn camera_choice_ui(&mut self, ui: &mut egui::Ui, dialogs: &Dialogs) {
         let cameras = self.cameras.clone();
         ui.add_enabled_ui(!self.running, |ui| {
             ui.horizontal(|ui| {
@@ -268,6 +205,10 @@ impl LivePanel {
                 }
             });
         });
+    }
+
+    /// Start, stop, calibrate, and how the camera is seen.
+    fn controls_ui(&mut self, ui: &mut egui::Ui, worker: &Worker, model_ready: bool, options: AnimateOptions) {
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(!self.running && model_ready, egui::Button::new("▶ Start"))
@@ -305,13 +246,10 @@ impl LivePanel {
                 self.send_view(worker);
             }
         });
-        ui.add_enabled_ui(!self.running, |ui| {
-            ui.horizontal(|ui| {
-                ui.label("photo:");
-                face_mode_choice(ui, face);
-            });
-        });
-        self.stream_ui(ui, worker);
+    }
+
+    /// What is missing, the rate and latency, and how the photo was framed.
+    fn status_ui(&self, ui: &mut egui::Ui, model_ready: bool) {
         if !model_ready {
             ui.label("Load a model and a photo in the Animate workspace first.");
         }
@@ -341,6 +279,10 @@ impl LivePanel {
                 ui.colored_label(ui.visuals().warn_fg_color, note);
             }
         }
+    }
+
+    /// The camera with its crop square beside the moving photo.
+    fn pictures_ui(&mut self, ui: &mut egui::Ui, worker: &Worker) {
         let side = ((ui.available_width() - 30.0) / 2.0).clamp(120.0, 420.0);
         ui.horizontal(|ui| {
             let caption = if self.settings.follow_face {
@@ -419,5 +361,75 @@ impl LivePanel {
             self.settings.crop_y = (self.settings.crop_y + delta.y / rect.height()).clamp(0.0, 1.0);
             self.send_view(worker);
         }
+    }
+}
+
+impl Panel for LivePanel {
+    fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::Live(frame) => {
+                self.running = true;
+                self.camera.set(ctx, "live-camera", &frame.camera);
+                self.result.set(ctx, "live-result", &frame.result);
+                self.camera_size = frame.camera.dimensions();
+                self.crop_px = frame.crop;
+                self.fps = frame.fps;
+                self.latency_ms = frame.latency.as_secs_f64() * 1000.0;
+                self.dropped = frame.dropped;
+                self.calibrated = frame.calibrated;
+                self.face = frame.face;
+                self.following = frame.following;
+                self.stream_clients = frame.stream_clients.unwrap_or(0);
+                self.frames += 1;
+            }
+            Event::LiveStarted { framing } => self.framing = Some(framing.clone()),
+            Event::LiveStream { url, error } => {
+                self.stream_url = url.clone();
+                self.stream_error = error.clone();
+                self.stream_on = url.is_some();
+                self.stream_clients = 0;
+            }
+            Event::LiveStopped { reason } => {
+                self.running = false;
+                self.error = reason.clone();
+            }
+            Event::Cameras(cameras) => self.cameras = Some(cameras.clone()),
+            Event::Error {
+                job: Job::Live,
+                message,
+            } => {
+                self.running = false;
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        let (worker, dialogs) = (cx.worker, cx.dialogs);
+        let model_ready = cx.photo.ready;
+        let options = cx.photo.options;
+        let face = &mut cx.photo.face;
+        ui.heading("Live: puppeteer the photo");
+        ui.label(
+            "The photo and model of the Animate workspace follow the camera. Look straight at it and press \
+             Calibrate: that pose becomes neutral.",
+        );
+        if !self.cameras_asked {
+            // The worker asks the OS; the answer comes back as Event::Cameras.
+            worker.send(Command::ListCameras);
+            self.cameras_asked = true;
+        }
+        self.camera_choice_ui(ui, dialogs);
+        self.controls_ui(ui, worker, model_ready, options);
+        ui.add_enabled_ui(!self.running, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("photo:");
+                face_mode_choice(ui, face);
+            });
+        });
+        self.stream_ui(ui, worker);
+        self.status_ui(ui, model_ready);
+        self.pictures_ui(ui, worker);
     }
 }

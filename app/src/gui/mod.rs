@@ -6,6 +6,7 @@ mod app;
 mod evaluate;
 mod live;
 mod maps;
+mod panel;
 mod train;
 mod widgets;
 

@@ -16,6 +16,7 @@ use prioritycut_engine::worker::{Command, Event, Job, TrainConfig, TrainRequest,
 use serde::{Deserialize, Serialize};
 
 use super::maps::{MapLayer, MapPainter};
+use super::panel::{Panel, PanelContext};
 use super::widgets::{Dialogs, Pick, Picture, draw_keypoints, path_row};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,25 +125,6 @@ impl TrainPanel {
         self.messages.drain(..excess);
     }
 
-    pub fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
-        match event {
-            Event::TrainingState(state) => {
-                self.state = Some(*state);
-                if matches!(state, TrainingState::Running) {
-                    self.last_step_at = None;
-                }
-            }
-            Event::Training(event) => self.on_train_event(ctx, event),
-            Event::Error {
-                job: Job::Training,
-                message,
-            } => {
-                self.error = Some(message.clone());
-            }
-            _ => {}
-        }
-    }
-
     fn on_train_event(&mut self, ctx: &egui::Context, event: &TrainEvent) {
         match event {
             TrainEvent::Started {
@@ -231,134 +213,6 @@ impl TrainPanel {
             options,
         })));
         self.state = Some(TrainingState::Starting);
-    }
-
-    pub fn ui(&mut self, ui: &mut egui::Ui, worker: Option<&Worker>, dialogs: &Dialogs, maps: &mut MapPainter) {
-        ui.heading("Train");
-        let Some(worker) = worker else {
-            ui.colored_label(
-                ui.visuals().error_fg_color,
-                "The engine is not running (see the log below).",
-            );
-            return;
-        };
-        let running = self.running();
-        ui.add_enabled_ui(!running, |ui| {
-            egui::Grid::new("train-inputs")
-                .num_columns(1)
-                .spacing([8.0, 4.0])
-                .show(ui, |ui| {
-                    if path_row(
-                        ui,
-                        "Dataset",
-                        &mut self.settings.dataset,
-                        "a folder with train/ and test/",
-                    ) {
-                        dialogs.open(Pick::Dataset);
-                    }
-                    ui.end_row();
-                    if path_row(
-                        ui,
-                        "Config",
-                        &mut self.settings.config,
-                        "assets/configs/synthetic-64.yaml",
-                    ) {
-                        dialogs.open(Pick::TrainConfig);
-                    }
-                    ui.end_row();
-                    if path_row(ui, "Run folder", &mut self.settings.run, "where checkpoints go") {
-                        dialogs.open(Pick::RunFolder);
-                    }
-                    ui.end_row();
-                    if path_row(
-                        ui,
-                        "VGG19 weights",
-                        &mut self.settings.vgg19,
-                        "optional: vgg19-dcbb9e9d.pth",
-                    ) {
-                        dialogs.open(Pick::Vgg19);
-                    }
-                    ui.end_row();
-                });
-            ui.horizontal(|ui| {
-                let label = ui.label("Variant");
-                egui::ComboBox::from_id_salt("variant")
-                    .selected_text(self.settings.variant.title())
-                    .show_ui(ui, |ui| {
-                        for v in Variant::ALL {
-                            ui.selectable_value(&mut self.settings.variant, v, v.title());
-                        }
-                    })
-                    .response
-                    .labelled_by(label.id);
-                let label = ui.label("steps (0: the config's)");
-                ui.add(egui::DragValue::new(&mut self.settings.steps).range(0..=10_000_000))
-                    .labelled_by(label.id);
-                let label = ui.label("checkpoint every");
-                ui.add(egui::DragValue::new(&mut self.settings.checkpoint_every).range(1..=1_000_000))
-                    .labelled_by(label.id);
-            });
-        });
-        ui.horizontal(|ui| {
-            if ui.add_enabled(!running, egui::Button::new("▶ Start")).clicked() {
-                self.start(worker, false);
-            }
-            if ui.add_enabled(!running, egui::Button::new("⟳ Resume run")).clicked() {
-                self.start(worker, true);
-            }
-            let paused = self.state == Some(TrainingState::Paused);
-            if ui
-                .add_enabled(running && !paused, egui::Button::new("⏸ Pause"))
-                .clicked()
-            {
-                worker.send(Command::PauseTraining);
-            }
-            if ui.add_enabled(paused, egui::Button::new("▶ Continue")).clicked() {
-                worker.send(Command::ResumeTraining);
-            }
-            if ui
-                .add_enabled(running, egui::Button::new("💾 Checkpoint now"))
-                .clicked()
-            {
-                worker.send(Command::CheckpointNow);
-            }
-            if ui.add_enabled(running, egui::Button::new("⏹ Stop")).clicked() {
-                worker.send(Command::StopTraining);
-            }
-        });
-        self.status_line(ui);
-        if let Some(error) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, error);
-        }
-        ui.separator();
-        // The batch (every image and map, the decoder's three included) beside the loss plot,
-        // both sized to the window: nothing of the paper's picture is below the fold.
-        let messages_height = 26.0;
-        let available = ui.available_size();
-        let body_height = (available.y - messages_height).max(240.0);
-        let plot_width = (available.x * 0.34).clamp(260.0, 560.0);
-        let grid_width = (available.x - plot_width - 16.0).max(200.0);
-        let column = egui::Layout::top_down(egui::Align::Min);
-        ui.horizontal_top(|ui| {
-            ui.allocate_ui_with_layout(egui::vec2(grid_width, body_height), column, |ui| {
-                ui.set_min_size(egui::vec2(grid_width, body_height));
-                self.grid(ui, maps, egui::vec2(grid_width, body_height));
-            });
-            ui.separator();
-            ui.allocate_ui_with_layout(egui::vec2(plot_width, body_height), column, |ui| self.plot(ui));
-        });
-        egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
-            .id_salt("train-messages")
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("train-messages-scroll")
-                    .max_height(160.0)
-                    .show(ui, |ui| {
-                        for message in self.messages.iter().rev().take(50) {
-                            ui.label(message);
-                        }
-                    });
-            });
     }
 
     fn status_line(&self, ui: &mut egui::Ui) {
@@ -508,6 +362,170 @@ impl TrainPanel {
                     plot.line(Line::new(*name, PlotPoints::from(smoothed)));
                 }
             });
+    }
+
+    /// Dataset, config, run folder, weights, variant and schedule (fixed while running).
+    fn inputs_ui(&mut self, ui: &mut egui::Ui, dialogs: &Dialogs, running: bool) {
+        ui.add_enabled_ui(!running, |ui| {
+            egui::Grid::new("train-inputs")
+                .num_columns(1)
+                .spacing([8.0, 4.0])
+                .show(ui, |ui| {
+                    if path_row(
+                        ui,
+                        "Dataset",
+                        &mut self.settings.dataset,
+                        "a folder with train/ and test/",
+                    ) {
+                        dialogs.open(Pick::Dataset);
+                    }
+                    ui.end_row();
+                    if path_row(
+                        ui,
+                        "Config",
+                        &mut self.settings.config,
+                        "assets/configs/synthetic-64.yaml",
+                    ) {
+                        dialogs.open(Pick::TrainConfig);
+                    }
+                    ui.end_row();
+                    if path_row(ui, "Run folder", &mut self.settings.run, "where checkpoints go") {
+                        dialogs.open(Pick::RunFolder);
+                    }
+                    ui.end_row();
+                    if path_row(
+                        ui,
+                        "VGG19 weights",
+                        &mut self.settings.vgg19,
+                        "optional: vgg19-dcbb9e9d.pth",
+                    ) {
+                        dialogs.open(Pick::Vgg19);
+                    }
+                    ui.end_row();
+                });
+            ui.horizontal(|ui| {
+                let label = ui.label("Variant");
+                egui::ComboBox::from_id_salt("variant")
+                    .selected_text(self.settings.variant.title())
+                    .show_ui(ui, |ui| {
+                        for v in Variant::ALL {
+                            ui.selectable_value(&mut self.settings.variant, v, v.title());
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                let label = ui.label("steps (0: the config's)");
+                ui.add(egui::DragValue::new(&mut self.settings.steps).range(0..=10_000_000))
+                    .labelled_by(label.id);
+                let label = ui.label("checkpoint every");
+                ui.add(egui::DragValue::new(&mut self.settings.checkpoint_every).range(1..=1_000_000))
+                    .labelled_by(label.id);
+            });
+        });
+    }
+
+    /// Start, resume, pause, continue, checkpoint, stop.
+    fn controls_ui(&mut self, ui: &mut egui::Ui, worker: &Worker, running: bool) {
+        ui.horizontal(|ui| {
+            if ui.add_enabled(!running, egui::Button::new("▶ Start")).clicked() {
+                self.start(worker, false);
+            }
+            if ui.add_enabled(!running, egui::Button::new("⟳ Resume run")).clicked() {
+                self.start(worker, true);
+            }
+            let paused = self.state == Some(TrainingState::Paused);
+            if ui
+                .add_enabled(running && !paused, egui::Button::new("⏸ Pause"))
+                .clicked()
+            {
+                worker.send(Command::PauseTraining);
+            }
+            if ui.add_enabled(paused, egui::Button::new("▶ Continue")).clicked() {
+                worker.send(Command::ResumeTraining);
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("💾 Checkpoint now"))
+                .clicked()
+            {
+                worker.send(Command::CheckpointNow);
+            }
+            if ui.add_enabled(running, egui::Button::new("⏹ Stop")).clicked() {
+                worker.send(Command::StopTraining);
+            }
+        });
+    }
+
+    /// The batch's images and maps beside the loss plot.
+    fn batch_and_losses_ui(&mut self, ui: &mut egui::Ui, maps: &mut MapPainter) {
+        // The batch (every image and map, the decoder's three included) beside the loss plot,
+        // both sized to the window: nothing of the paper's picture is below the fold.
+        let messages_height = 26.0;
+        let available = ui.available_size();
+        let body_height = (available.y - messages_height).max(240.0);
+        let plot_width = (available.x * 0.34).clamp(260.0, 560.0);
+        let grid_width = (available.x - plot_width - 16.0).max(200.0);
+        let column = egui::Layout::top_down(egui::Align::Min);
+        ui.horizontal_top(|ui| {
+            ui.allocate_ui_with_layout(egui::vec2(grid_width, body_height), column, |ui| {
+                ui.set_min_size(egui::vec2(grid_width, body_height));
+                self.grid(ui, maps, egui::vec2(grid_width, body_height));
+            });
+            ui.separator();
+            ui.allocate_ui_with_layout(egui::vec2(plot_width, body_height), column, |ui| self.plot(ui));
+        });
+    }
+
+    /// The run's messages, newest first.
+    fn messages_ui(&self, ui: &mut egui::Ui) {
+        egui::CollapsingHeader::new(format!("Messages ({})", self.messages.len()))
+            .id_salt("train-messages")
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("train-messages-scroll")
+                    .max_height(160.0)
+                    .show(ui, |ui| {
+                        for message in self.messages.iter().rev().take(50) {
+                            ui.label(message);
+                        }
+                    });
+            });
+    }
+}
+
+impl Panel for TrainPanel {
+    fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
+        match event {
+            Event::TrainingState(state) => {
+                self.state = Some(*state);
+                if matches!(state, TrainingState::Running) {
+                    self.last_step_at = None;
+                }
+            }
+            Event::Training(event) => self.on_train_event(ctx, event),
+            Event::Error {
+                job: Job::Training,
+                message,
+            } => {
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        let (worker, dialogs) = (cx.worker, cx.dialogs);
+        let maps = &mut *cx.maps;
+        ui.heading("Train");
+        let running = self.running();
+        self.inputs_ui(ui, dialogs, running);
+        self.controls_ui(ui, worker, running);
+        self.status_line(ui);
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+        ui.separator();
+        self.batch_and_losses_ui(ui, maps);
+        self.messages_ui(ui);
     }
 }
 

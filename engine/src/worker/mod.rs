@@ -11,7 +11,7 @@
 //!   protocol ([`crate::eval`]); it loads its own copy of the model, so animating goes on.
 //!
 //! A job that fails or panics becomes an [`Event::Error`] naming its [`Job`]; the worker keeps
-//! serving.
+//! serving. Training, evaluation and live each hold a `slot::JobSlot`: one of a kind at a time.
 
 mod evaluation;
 mod live;
