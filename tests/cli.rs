@@ -112,6 +112,27 @@ fn animate_writes_gif_and_png_frames() {
 }
 
 #[test]
+fn animate_defaults_to_the_bundled_model() {
+    let dir = temp_dir("bundled-model");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let out = dir.join("result.gif");
+    let run = prioritycut(&[
+        "animate",
+        "--source",
+        path(&assets.join("sample/source.png")),
+        "--driving",
+        path(&assets.join("sample/driving.gif")),
+        "--out",
+        path(&out),
+        "--backend",
+        "flex",
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("wrote 32 frames (64x64)"), "{}", text(&run));
+    assert!(out.is_file());
+}
+
+#[test]
 fn bad_inputs_give_one_line_errors() {
     let dir = temp_dir("bad-inputs");
     let small = fixture("fomm-small");

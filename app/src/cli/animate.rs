@@ -1,25 +1,19 @@
 //! `prioritycut animate --checkpoint C --config Y --source IMG --driving VIDEO --out OUT`
 
-use super::DeviceArgs;
+use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
-use prioritycut_engine::checkpoint::LoadedModel;
 use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
 use prioritycut_engine::faces::{FaceMode, Framing};
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {
-    /// Official FOMM checkpoint (.pth.tar), our own (.bpk), or a training run folder (its
-    /// latest checkpoint) or one of its checkpoint folders.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// FOMM YAML config the checkpoint was trained with (default: the run's own config.yaml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Photo to animate.
     #[arg(long)]
     pub source: PathBuf,
@@ -85,7 +79,7 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
     let source = read_image(&args.source)?;
     let (driving, driving_fps) = read_video(&args.driving)?;
     let selected = args.device.open()?;
-    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
+    let model = args.model.open(&selected.device)?;
     super::report_ignored_keys(&model.ignored_config_keys);
 
     let faces = match args.face {

@@ -1,22 +1,17 @@
 //! `prioritycut eval --checkpoint C [--config Y] --dataset DIR [--videos N] [--out DIR]`
 
-use super::DeviceArgs;
+use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::checkpoint::LoadedModel;
 use prioritycut_engine::eval::{EvalOptions, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A checkpoint: official .pth.tar (with --config), our .bpk, a run folder or one of its checkpoints.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Its config (default: the run's own).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// A dataset in FOMM's layout: its test/ videos are reconstructed.
     #[arg(long)]
     pub dataset: PathBuf,
@@ -50,7 +45,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let selected = args.device.open()?;
-    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &selected.device)?;
+    let model = args.model.open(&selected.device)?;
     super::report_ignored_keys(&model.ignored_config_keys);
     let options = EvalOptions {
         max_videos: args.videos,
@@ -93,7 +88,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| args.checkpoint.display().to_string());
+        .unwrap_or_else(|| args.model.checkpoint().display().to_string());
     println!("{}", summary.markdown_table(&name));
     println!(
         "{} test videos, {} frames ({} with a salient mask) | {} | {} | backend {}",

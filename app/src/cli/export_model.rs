@@ -1,27 +1,23 @@
 //! `prioritycut export-model --checkpoint C --out DIR`
 
+use super::ModelArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::burn::tensor::Device;
-use prioritycut_engine::checkpoint::LoadedModel;
 
 #[derive(Debug, Args)]
 pub struct ExportModelArgs {
-    /// A checkpoint: official .pth.tar, our .bpk, a run folder or one of its checkpoints.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Its config (default: the run's own).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Folder to write model.bpk and config.yaml into.
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
-    let model = LoadedModel::open(&args.checkpoint, args.config.as_deref(), &Device::flex())?;
+    let model = args.model.open(&Device::flex())?;
     super::report_ignored_keys(&model.ignored_config_keys);
     let bytes = model.export_for_animation(&args.out)?;
     println!(

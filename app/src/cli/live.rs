@@ -2,7 +2,7 @@
 //! [--stream ADDR]`: puppeteering without a window, the frames served as MJPEG over HTTP for
 //! OBS, VLC or ffmpeg.
 
-use super::DeviceArgs;
+use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -24,12 +24,8 @@ pub struct LiveArgs {
     /// The photo to puppeteer (default: the bundled one, as the window opens on).
     #[arg(long)]
     pub source: Option<PathBuf>,
-    /// A model: .pth.tar (with --config), .bpk, a run folder (default: the bundled one).
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// The FOMM YAML config of a .pth.tar checkpoint (a .bpk or a run folder carries its own).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Serve the animated frames as MJPEG at http://ADDR/ (PORT alone: 127.0.0.1:PORT; port 0:
     /// any free one). Without it, only the frame rate is reported.
     #[arg(long, value_name = "ADDR")]
@@ -63,8 +59,8 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
     };
     let (worker, events, url) = super::start_live(
         args.device.choice,
-        args.checkpoint.clone().unwrap_or_else(super::bundled_model),
-        args.config.clone(),
+        args.model.checkpoint(),
+        args.model.config.clone(),
         args.source
             .clone()
             .unwrap_or_else(|| crate::assets::Bundle::bundled().source),

@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
+use prioritycut_engine::checkpoint::LoadedModel;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
 
@@ -149,12 +150,37 @@ where
     }
 }
 
+/// The model a subcommand loads: flattened into each that loads one.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// An official FOMM checkpoint (.pth.tar, with --config), our own (.bpk), a training run
+    /// folder (its latest checkpoint) or one of its checkpoint folders (default: the bundled
+    /// model).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The FOMM YAML config the checkpoint was trained with (a .bpk or a run folder carries its
+    /// own).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The checkpoint given, else the bundled model.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.checkpoint.clone().unwrap_or_else(bundled_model)
+    }
+
+    pub fn open(&self, device: &prioritycut_engine::burn::tensor::Device) -> anyhow::Result<LoadedModel> {
+        Ok(LoadedModel::open(&self.checkpoint(), self.config.as_deref(), device)?)
+    }
+}
+
 /// Where the engine computes: flattened into every subcommand that computes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceArgs {
     /// auto | wgpu | cpu | flex: the device the engine computes on (auto: wgpu on a hardware
     /// GPU, else flex on the CPU).
-    #[arg(long = "backend", default_value = "auto", value_parser = parse_backend)]
+    #[arg(long = "backend", value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub choice: BackendChoice,
 }
 
