@@ -15,6 +15,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::{FommConfig, scaled};
+use crate::reference::{max_abs_error, worse};
 
 /// Milliseconds per animation frame.
 #[derive(Debug, Clone)]
@@ -70,6 +71,11 @@ pub struct RunPhases {
 }
 
 impl RunPhases {
+    /// The whole run.
+    pub fn total(&self) -> f64 {
+        self.record + self.wait + self.read
+    }
+
     /// The mean of each phase over `runs`.
     pub fn mean(runs: &[RunPhases]) -> RunPhases {
         let n = runs.len().max(1) as f64;
@@ -233,9 +239,9 @@ pub fn bench_animate(
     let mut runs_ms = Vec::with_capacity(runs);
     let mut phases_ms = Vec::with_capacity(runs);
     for i in 0..runs {
-        let start = Instant::now();
-        phases_ms.push(frame());
-        runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        let phases = frame();
+        runs_ms.push(phases.total());
+        phases_ms.push(phases);
         on_run(i);
     }
     let launches = count_launches(device, || {
@@ -256,7 +262,7 @@ pub fn bench_animate(
         let mut unsynced_vs_synced = 0.0f32;
         for i in 0..4 {
             let read = predict(if i % 2 == 0 { &driving } else { &other }).into_data();
-            unsynced_vs_synced = unsynced_vs_synced.max(largest_difference(&read, &expected[i % 2]));
+            unsynced_vs_synced = worse(unsynced_vs_synced, largest_difference(&read, &expected[i % 2]));
         }
         ReadBackCheck {
             unsynced_vs_synced,
@@ -349,11 +355,11 @@ pub fn bench_animate(
     }
 }
 
-/// The largest absolute difference between two frames' values (infinite if either cannot be
-/// read as f32 or their sizes differ).
+/// The largest absolute difference between two frames' values, as verify-reference measures it
+/// (NaN for a non-finite value; infinite if either cannot be read as f32 or their sizes differ).
 fn largest_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData) -> f32 {
     match (a.as_slice::<f32>(), b.as_slice::<f32>()) {
-        (Ok(a), Ok(b)) if a.len() == b.len() => a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max),
+        (Ok(a), Ok(b)) if a.len() == b.len() => max_abs_error(a, b),
         _ => f32::INFINITY,
     }
 }

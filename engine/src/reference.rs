@@ -93,17 +93,7 @@ impl Fixture<'_> {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| EngineError::Invalid(format!("{e:?}")))?;
-        let max_abs_error = ours
-            .iter()
-            .zip(&expected.data)
-            .map(|(a, b)| if a.is_finite() { (a - b).abs() } else { f32::NAN })
-            .fold(0.0f32, |acc, e| {
-                if e.is_nan() || acc.is_nan() {
-                    f32::NAN
-                } else {
-                    acc.max(e)
-                }
-            });
+        let max_abs_error = max_abs_error(&ours, &expected.data);
         Ok(Comparison {
             name: name.to_string(),
             shape,
@@ -195,4 +185,18 @@ pub fn verify_with_models(
         comparisons,
         tolerance: DEFAULT_TOLERANCE,
     })
+}
+
+/// The largest |ours - expected| over paired values; NaN if any of ours is not finite or any
+/// difference is NaN (`f32::max` would drop a NaN and call garbage a match).
+pub fn max_abs_error(ours: &[f32], expected: &[f32]) -> f32 {
+    ours.iter()
+        .zip(expected)
+        .map(|(a, b)| if a.is_finite() { (a - b).abs() } else { f32::NAN })
+        .fold(0.0f32, worse)
+}
+
+/// The worse of two errors, NaN winning.
+pub fn worse(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
 }

@@ -1,7 +1,6 @@
 //! `prioritycut ablate --dataset DIR --config Y --steps N --out DIR`: the paper's five models
 //! trained alike, evaluated alike; the table (Markdown, CSV) and a Figure-5 style picture.
 
-use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +11,8 @@ use prioritycut_engine::ablation::{AblationEvent, AblationOptions, run_ablation}
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::train::TrainEvent;
+
+use super::DeviceArgs;
 
 #[derive(Debug, Args)]
 pub struct AblateArgs {

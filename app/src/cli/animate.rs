@@ -1,6 +1,5 @@
 //! `prioritycut animate --checkpoint C --config Y --source IMG --driving VIDEO --out OUT`
 
-use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,6 +8,8 @@ use clap::Args;
 use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
 use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
 use prioritycut_engine::faces::{FaceMode, Framing};
+
+use super::{DeviceArgs, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct AnimateArgs {

@@ -1,6 +1,5 @@
 //! `prioritycut bench animate | train | live`
 
-use super::DeviceArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -14,6 +13,8 @@ use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
 
 use crate::assets::Bundle;
+
+use super::DeviceArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {

@@ -1,12 +1,13 @@
 //! `prioritycut eval --checkpoint C [--config Y] --dataset DIR [--videos N] [--out DIR]`
 
-use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::eval::{EvalOptions, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
+
+use super::{DeviceArgs, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

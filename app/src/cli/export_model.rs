@@ -1,11 +1,12 @@
 //! `prioritycut export-model --checkpoint C --out DIR`
 
-use super::ModelArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::burn::tensor::Device;
+
+use super::ModelArgs;
 
 #[derive(Debug, Args)]
 pub struct ExportModelArgs {

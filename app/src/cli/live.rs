@@ -2,7 +2,6 @@
 //! [--stream ADDR]`: puppeteering without a window, the frames served as MJPEG over HTTP for
 //! OBS, VLC or ffmpeg.
 
-use super::{DeviceArgs, ModelArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -12,6 +11,8 @@ use clap::Args;
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
+
+use super::{DeviceArgs, ModelArgs};
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {

@@ -1,6 +1,5 @@
 //! `prioritycut train --config C --dataset DIR --variant V --out RUN [--resume]`
 
-use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::checkpoint::RunDir;
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
+
+use super::DeviceArgs;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {

@@ -1,11 +1,12 @@
 //! `prioritycut verify-reference DIR`
 
-use super::DeviceArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use prioritycut_engine::reference::verify_reference;
+
+use super::DeviceArgs;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {

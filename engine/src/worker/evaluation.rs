@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::slot::{JobSlot, NotStarted};
+use super::slot::JobSlot;
 use super::{EvalRequest, Event, EventSink, Job};
 use crate::backend::SelectedDevice;
 use crate::checkpoint::LoadedModel;
@@ -47,15 +47,9 @@ impl Slot {
                 Err(crashed) => finish_events.error(Job::Evaluate, crashed),
             },
         );
-        match started {
-            Ok(()) => {}
-            Err(NotStarted::Running) => {
-                events.error(Job::Evaluate, "an evaluation is already running: cancel it first")
-            }
-            Err(NotStarted::Unavailable) => events.error(Job::Evaluate, "the evaluation state is unavailable"),
-            Err(NotStarted::Thread(e)) => {
-                events.error(Job::Evaluate, format!("cannot start the evaluation thread: {e}"))
-            }
+        if let Err(not_started) = started {
+            let running = "an evaluation is already running: cancel it first";
+            events.error(Job::Evaluate, not_started.explain("evaluation", running));
         }
     }
 }

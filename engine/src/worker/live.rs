@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::Device;
 use image::RgbImage;
 
-use super::slot::{JobSlot, NotStarted};
+use super::slot::JobSlot;
 use super::{Event, EventSink, LiveFrame};
 use crate::animate::{AnimateOptions, Animator};
 use crate::checkpoint::LoadedModel;
@@ -120,11 +120,7 @@ impl Slot {
             },
         );
         started.map_err(|not_started| {
-            EngineError::Invalid(match not_started {
-                NotStarted::Running => "a live session is already running".into(),
-                NotStarted::Unavailable => "the live state is unavailable".into(),
-                NotStarted::Thread(e) => format!("cannot start the live thread: {e}"),
-            })
+            EngineError::Invalid(not_started.explain("live", "a live session is already running"))
         })
     }
 }

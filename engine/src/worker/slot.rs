@@ -20,6 +20,18 @@ pub(super) enum NotStarted {
     Thread(String),
 }
 
+impl NotStarted {
+    /// The user's sentence for a `kind` of job ("training"), with `when_running` for one that
+    /// runs already (what to do about it differs by kind).
+    pub(super) fn explain(&self, kind: &str, when_running: &str) -> String {
+        match self {
+            Self::Running => when_running.to_string(),
+            Self::Unavailable => format!("the {kind} state is unavailable"),
+            Self::Thread(e) => format!("cannot start the {kind} thread: {e}"),
+        }
+    }
+}
+
 /// The controls of the job of one kind that runs, if one does. `C` is what the worker steers it
 /// by (a channel's sender, a cancel flag), cloned out for each command.
 pub(super) struct JobSlot<C> {

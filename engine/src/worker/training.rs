@@ -4,7 +4,7 @@
 
 use std::sync::mpsc::{Sender, channel};
 
-use super::slot::{JobSlot, NotStarted};
+use super::slot::JobSlot;
 use super::{Event, EventSink, Job, TrainConfig, TrainRequest, TrainingState};
 use crate::Result;
 use crate::backend::SelectedDevice;
@@ -53,15 +53,10 @@ impl Slot {
                 finish_events.send(Event::TrainingState(state));
             },
         );
-        match started {
-            Ok(()) => {}
-            // Asked, not probed: a paused run stays paused.
-            Err(NotStarted::Running) => events.error(
-                Job::Training,
-                "a training run is already going (running or paused): stop it first",
-            ),
-            Err(NotStarted::Unavailable) => events.error(Job::Training, "the training state is unavailable"),
-            Err(NotStarted::Thread(e)) => events.error(Job::Training, format!("cannot start the training thread: {e}")),
+        // Asked, not probed: a paused run stays paused.
+        if let Err(not_started) = started {
+            let running = "a training run is already going (running or paused): stop it first";
+            events.error(Job::Training, not_started.explain("training", running));
         }
     }
 }
