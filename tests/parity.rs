@@ -111,3 +111,57 @@ fn bundled_vox256_config_is_the_built_in_default() {
     let from_file = FommConfig::from_yaml_file(&path).expect("bundled config parses");
     assert_eq!(format!("{from_file:?}"), format!("{:?}", FommConfig::vox256()));
 }
+
+/// The kernels crate's GPU convolution (unfold + burn's matmul) against burn's convolution on
+/// flex, on the geometries the networks use and a few they do not (batch, stride, dilation,
+/// uneven padding), and its refusal of what it has no backward for (autodiff).
+#[test]
+fn gpu_convolution_matches_burns_on_every_geometry() {
+    use prioritycut_engine::burn::tensor::module::conv2d;
+    use prioritycut_engine::burn::tensor::ops::ConvOptions;
+    use prioritycut_engine::burn::tensor::{Device, Distribution, Tensor};
+
+    let Some(device) = wgpu_device() else { return };
+    // (batch, in, out, height, width, kernel, stride, padding (top, bottom) (left, right), dilation)
+    let cases = [
+        (1, 3, 8, 17, 13, 3, 1, ((1, 1), (1, 1)), 1),
+        (2, 5, 4, 16, 16, 7, 1, ((3, 3), (3, 3)), 1),
+        (1, 6, 11, 9, 12, 7, 1, ((3, 3), (3, 3)), 1),
+        (3, 4, 6, 15, 11, 3, 2, ((0, 1), (1, 0)), 1),
+        (1, 2, 5, 14, 14, 3, 1, ((2, 2), (2, 2)), 2),
+        (1, 8, 3, 8, 8, 1, 1, ((0, 0), (0, 0)), 1),
+    ];
+    let flex = Device::flex();
+    for (batch, input, output, height, width, kernel, stride, (rows, columns), dilation) in cases {
+        let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &flex);
+        let x = random([batch, input, height, width]);
+        let weight = random([output, input, kernel, kernel]);
+        let bias = Tensor::<1>::random([output], Distribution::Uniform(-1.0, 1.0), &flex);
+        let options = ConvOptions::new_with_padding([stride; 2], [rows, columns], [dilation; 2], 1);
+        let expected = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone());
+
+        let on_gpu = |t: &Tensor<4>| t.clone().to_device(&device);
+        let ours = prioritycut_engine::kernels::gpu::conv2d(
+            &on_gpu(&x),
+            &on_gpu(&weight),
+            Some(&bias.to_device(&device)),
+            &options,
+        )
+        .unwrap_or_else(|| panic!("the GPU convolution takes {input}→{output} {kernel}×{kernel} on wgpu"));
+        assert_eq!(ours.dims(), expected.dims(), "{kernel}×{kernel} stride {stride}");
+        let ours = ours.to_device(&flex);
+        let difference: f32 = (ours - expected.clone()).abs().max().into_scalar();
+        let scale = expected.abs().max().into_scalar::<f32>().max(1.0);
+        assert!(
+            difference <= 1e-5 * scale * (input * kernel * kernel) as f32,
+            "{input}→{output} {kernel}×{kernel} stride {stride} dilation {dilation}: {difference} of {scale}"
+        );
+
+        let tracked = on_gpu(&x).autodiff().require_grad();
+        let tracked_weight = on_gpu(&weight).autodiff();
+        assert!(
+            prioritycut_engine::kernels::gpu::conv2d(&tracked, &tracked_weight, None, &options).is_none(),
+            "autodiff tensors keep burn's convolution (no backward written yet)"
+        );
+    }
+}

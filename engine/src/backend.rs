@@ -148,11 +148,15 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
                 backend: "wgpu".into(),
                 message: format!("no usable adapter: {message}"),
             })?;
+            let note = (info.device_type == wgpu::DeviceType::Cpu).then(|| {
+                crate::kernels::gpu::use_burn_kernels_on(&device);
+                "burn's kernels: ours are slower on a software adapter".to_string()
+            });
             Ok(SelectedDevice {
                 description: describe_adapter(&info, &device),
                 device,
                 kind: BackendKind::Wgpu,
-                note: None,
+                note,
             })
         }
         BackendChoice::Auto => match open_wgpu() {

@@ -39,3 +39,4 @@ mod test_support;
 
 pub use burn;
 pub use error::{EngineError, Result};
+pub use prioritycut_kernels as kernels;

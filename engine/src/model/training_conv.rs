@@ -23,6 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ enum Kernel {
 /// `conv.forward(x)`, by a fast path where one applies and the tensors are on flex with autodiff.
 pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
+    if let Some(y) = on_gpu(conv, &x) {
+        return y;
+    }
     let kernel = if is_3x3_same(conv) {
         let large =
             h * w >= MIN_PIXELS && h * w >= PIXELS_PER_CHANNEL * conv.weight.dims()[0].max(conv.weight.dims()[1]);
@@ -71,6 +75,20 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         bias: bias.as_ref(),
     };
     on_autodiff_flex(&call).unwrap_or_else(|| conv.forward(x))
+}
+
+/// `conv.forward(x)` by the kernels crate's GPU convolution, where it serves `x`'s device.
+fn on_gpu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let ((top, bottom), (left, right)) = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        // Depends on the input's size; no network here asks for it.
+        PaddingConfig2d::Same => return None,
+    };
+    let options =
+        ConvOptions::new_with_padding(conv.stride, [(top, bottom), (left, right)], conv.dilation, conv.groups);
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    prioritycut_kernels::conv2d(x, &conv.weight.val(), bias.as_ref(), &options)
 }
 
 /// One fast-path convolution's arguments, for [`on_autodiff_flex`].

@@ -1,0 +1,200 @@
+//! Convolution on the GPU as one matrix product: the input unfolded into columns (im2col), then
+//! burn's autotuned matmul.
+//!
+//! `y[o, p] = Σ_k W[o, k] · cols[k, p]`, with `k = (c, ky, kx)` the taps of input channel `c`
+//! and `p = (b, y, x)` the output pixels: `cols[(c, ky, kx), (b, y, x)] = x[b, c, y·s + ky·d − pad,
+//! x·s + kx·d − pad]`, zero outside the image.
+//!
+//! Why: on WGSL burn's convolution is always its direct kernel (one invocation per output value,
+//! no tiling; the implicit-GEMM kernels need cooperative matrices, which WGSL lacks). On an
+//! NVIDIA H200 a vox-256 frame ran its 89 GFLOP at 1.3 TFLOP/s, ~2% of the card's f32 rate.
+//! burn's matmul is register-tiled and autotuned per adapter, so the arithmetic goes there; the
+//! unfold is one pass that writes `k` values per output pixel (bounded by [`MAX_COLUMN_VALUES`]).
+
+use std::ops::Range;
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::conv::{ConvStrategy, conv_forward};
+use burn_cubecl::kernel::matmul::{MatmulStrategy, matmul};
+use burn_cubecl::kernel::{into_contiguous, slice};
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::ops::{permute, reshape};
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::CubeDim;
+
+use super::unfold::unfold_kernel;
+
+/// The largest unfolded input, in values (256 MiB of f32), over all its chunks: a bigger one
+/// (FOMM's final 7×7 convolution at 256², 3 136 × 65 536 values) keeps burn's kernel, whose cost
+/// there is small (three output channels).
+pub const MAX_COLUMN_VALUES: usize = 64 << 20;
+
+/// The unfold + matmul convolution as a backend operation, so that it runs where burn's
+/// operations run (lazily, in order, under fusion).
+#[backend_extension(Cube, Fusion)]
+pub trait GemmConvOps: Backend {
+    /// `conv2d(x, weight)` without bias, groups 1.
+    #[fusion(dtype = x, shape = output_shape(x, weight, options))]
+    fn conv2d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
+}
+
+/// `[b, out, h', w']` for an input `[b, in, h, w]` and weights `[out, in, kh, kw]`.
+fn output_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Shape {
+    let [height, width] = output_size(x, weight, options);
+    Shape::new([x[0], weight[0], height, width])
+}
+
+fn output_size(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> [usize; 2] {
+    std::array::from_fn(|axis| {
+        let reach = options.dilation[axis] * (weight[2 + axis] - 1) + 1;
+        let (before, after) = options.padding[axis];
+        (x[2 + axis] + before + after).saturating_sub(reach) / options.stride[axis] + 1
+    })
+}
+
+/// `conv2d(x, weight) + bias` by unfold + matmul where `x` is a plain (not autodiff) tensor on
+/// burn's CubeCL backend and the unfolded input fits; `None` otherwise.
+pub fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    if options.groups != 1 {
+        return None;
+    }
+    let [batch, channels, _, _] = x.dims();
+    let [out_channels, _, kernel_height, kernel_width] = weight.dims();
+    let [height, width] = output_size(&x.shape(), &weight.shape(), options);
+    if channels * kernel_height * kernel_width * batch * height * width > MAX_COLUMN_VALUES {
+        return None;
+    }
+    let x_primitive = x.clone().try_into_primitive::<Cube>().ok()?;
+    let weight_primitive = weight.clone().try_into_primitive::<Cube>().ok()?;
+    let y = <Cube as GemmConvOps>::conv2d_gemm(x_primitive, weight_primitive, options.clone());
+    let y = Tensor::<4>::from_primitive::<Cube>(y);
+    Some(match bias {
+        Some(bias) => y + bias.clone().reshape([1, out_channels, 1, 1]),
+        None => y,
+    })
+}
+
+impl GemmConvOps for CubeBackend {
+    fn conv2d_gemm(x: CubeTensor, weight: CubeTensor, options: ConvOptions<2>) -> CubeTensor {
+        let [batch, channels, _, _] = x.shape().dims::<4>();
+        let [out_channels, _, kernel_height, kernel_width] = weight.shape().dims::<4>();
+        let [height, width] = output_size(&x.shape(), &weight.shape(), &options);
+        let (dtype, client) = (x.dtype, x.client.clone());
+        let kernel_taps = kernel_height * kernel_width;
+        let pixels = batch * height * width;
+
+        // The unfolded input of a chunk of input channels must fit one buffer of the device
+        // (llvmpipe: 128 MiB); the chunks' products are summed.
+        let largest_buffer = client.properties().memory.max_page_size as usize;
+        let bytes_per_channel = kernel_taps * pixels * dtype.size();
+        let chunk = (largest_buffer / bytes_per_channel).min(channels);
+        if chunk == 0 {
+            return fallback(x, weight, options);
+        }
+        let weights = reshape(
+            into_contiguous(weight.clone()),
+            Shape::new([out_channels, channels * kernel_taps]),
+        );
+        let mut sum: Option<CubeTensor> = None;
+        for first in (0..channels).step_by(chunk) {
+            let last = (first + chunk).min(channels);
+            let columns = unfold(
+                &x,
+                first..last,
+                [height, width],
+                [kernel_height, kernel_width],
+                &options,
+            );
+            let weights = match (first, last) {
+                (0, last) if last == channels => weights.clone(),
+                _ => into_contiguous(slice(
+                    weights.clone(),
+                    &[0..out_channels, first * kernel_taps..last * kernel_taps],
+                )),
+            };
+            let product = match matmul(weights, columns, None, MatmulStrategy::default(), dtype) {
+                Ok(product) => product,
+                // No matmul kernel for this adapter and shape: burn's convolution instead.
+                Err(_) => return fallback(x, weight, options),
+            };
+            sum = Some(match sum {
+                Some(sum) => CubeBackend::float_add(sum, product),
+                None => product,
+            });
+        }
+        let product = sum.unwrap_or_else(|| unreachable!("at least one chunk of input channels"));
+        if batch == 1 {
+            return reshape(product, Shape::new([1, out_channels, height, width]));
+        }
+        let per_image = reshape(product, Shape::new([out_channels, batch, height * width]));
+        let batch_first = into_contiguous(permute(per_image, &[1, 0, 2]));
+        reshape(batch_first, Shape::new([batch, out_channels, height, width]))
+    }
+}
+
+/// The columns `[(c, ky, kx), (b, y, x)]` of input channels `channels`, in one launch.
+fn unfold(
+    x: &CubeTensor,
+    channels: Range<usize>,
+    [height, width]: [usize; 2],
+    [kernel_height, kernel_width]: [usize; 2],
+    options: &ConvOptions<2>,
+) -> CubeTensor {
+    let (client, batch) = (&x.client, x.shape()[0]);
+    let rows = channels.len() * kernel_height * kernel_width;
+    let pixels = batch * height * width;
+    let columns = empty_device_dtype(client.clone(), x.device.clone(), Shape::new([rows, pixels]), x.dtype);
+    let cube_dim = CubeDim::new(client, rows * pixels);
+    let cube_count = calculate_cube_count_elemwise(client, rows * pixels, cube_dim);
+    let geometry = [
+        channels.start,
+        height,
+        width,
+        kernel_height,
+        kernel_width,
+        options.stride[0],
+        options.stride[1],
+        options.padding[0].0,
+        options.padding[1].0,
+        options.dilation[0],
+        options.dilation[1],
+    ]
+    .map(|value| value as u32);
+    unfold_kernel::launch(
+        client,
+        cube_count,
+        cube_dim,
+        x.clone().into_tensor_arg(),
+        columns.clone().into_tensor_arg(),
+        geometry[0],
+        geometry[1],
+        geometry[2],
+        geometry[3],
+        geometry[4],
+        geometry[5],
+        geometry[6],
+        geometry[7],
+        geometry[8],
+        geometry[9],
+        geometry[10],
+        dtype_to_storage_type(x.dtype),
+    );
+    columns
+}
+
+fn fallback(x: CubeTensor, weight: CubeTensor, options: ConvOptions<2>) -> CubeTensor {
+    conv_forward(x, weight, None, options, ConvStrategy::default())
+        .unwrap_or_else(|e| panic!("burn's convolution declined a shape it accepts elsewhere: {e:?}"))
+}
