@@ -2,17 +2,19 @@
 # The GPU check kit: measures the engine on whatever GPU this machine has, in one run, and times the
 # official FOMM code on the same card right after where PyTorch sees CUDA.
 #
-#   tests/scripts/gpu-check.sh BIN [--quick] [--fomm DIR] [--out DIR]
+#   tests/scripts/gpu-check.sh BIN [--quick] [--no-train] [--fomm DIR] [--out DIR]
 #
 # BIN: a `prioritycut` binary; on a machine without Rust, the headless one that
 #   tests/scripts/gpu-kit.sh builds (no window, no FFmpeg: it needs only glibc and a Vulkan loader).
 # --quick: small models and few runs (a software adapter such as llvmpipe; a smoke test).
+# --no-train: skip bench train (3 of the 6 minutes on an H200; our GPU kernels serve inference only).
 # --fomm DIR: the official FOMM code (its modules/, sync_batchnorm/, config/vox-256.yaml), timed
 #   with tests/scripts/time_fomm_gpu.py on CUDA when `python3 -c "import torch"` sees a GPU.
 # --out DIR: where each step's full output and the summary table go (default: a temp folder).
 #
 # Run from the repository root. It names the adapter (or says why wgpu found none), runs
-# verify-reference on wgpu on every fixture, bench animate (source once, then --cold), bench live
+# verify-reference on wgpu on every fixture, bench animate (source once, then --cold, then with
+# burn's own kernels instead of ours, then autotuned at CubeCL's default level), bench live
 # (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256), then PyTorch, and
 # prints one table. Every step has a time limit; a failed step is a row of the table, not the end.
 # On an H200 the whole run took 6 minutes (3 of them bench train's first steps compiling and
@@ -25,7 +27,7 @@
 set -uo pipefail
 
 usage() {
-  sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -33,11 +35,13 @@ usage() {
 BIN=$1
 shift
 QUICK=0
+NO_TRAIN=0
 FOMM=""
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --no-train) NO_TRAIN=1 ;;
     --fomm) FOMM=${2:?--fomm needs a folder}; shift ;;
     --out) OUT=${2:?--out needs a folder}; shift ;;
     *) usage ;;
@@ -155,12 +159,18 @@ else
   fail_row animate $? animate
 fi
 if step animate-cold 300 "$BIN" bench animate --backend wgpu --cold "${ANIMATE[@]}"; then animate_row animate-cold; else fail_row animate-cold $? animate-cold; fi
-if [ $QUICK = 0 ]; then
-  # burn's own path (eval-mode batch norms, burn's convolutions): what our kernels are measured against.
-  if step animate-training-form 300 "$BIN" bench animate --backend wgpu --training-form "${ANIMATE[@]}"; then
-    animate_row animate-training-form
+# burn's own kernels (its direct convolution): what ours are measured against, on the same card.
+if step animate-burn-kernels 300 "$BIN" bench animate --backend wgpu --burn-kernels "${ANIMATE[@]}"; then
+  animate_row animate-burn-kernels
+else
+  fail_row animate-burn-kernels $? animate-burn-kernels
+fi
+if [ $QUICK = 0 ] && [ "$CUBECL_AUTOTUNE_LEVEL" = minimal ]; then
+  # The matmuls our convolutions run are autotuned: how much a wider search finds.
+  if CUBECL_AUTOTUNE_LEVEL=balanced step animate-balanced-autotune 300 "$BIN" bench animate --backend wgpu "${ANIMATE[@]}"; then
+    animate_row animate-balanced-autotune
   else
-    fail_row animate-training-form $? animate-training-form
+    fail_row animate-balanced-autotune $? animate-balanced-autotune
   fi
 fi
 
@@ -188,9 +198,13 @@ train_row() { # NAME
   row "$1" "$(field "$log" ' ([0-9]+) ms/step median') ms/step, $(field "$log" ' ([0-9]+x[0-9]+ batch [0-9]+)')" \
     "$(field "$log" '\| ([0-9]+ kernel launches/step)')"
 }
-if step train-64 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_64[@]}"; then train_row train-64; else fail_row train-64 $? train-64; fi
-if [ ${#TRAIN_256[@]} -gt 0 ]; then
-  if step train-256 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_256[@]}"; then train_row train-256; else fail_row train-256 $? train-256; fi
+if [ $NO_TRAIN = 1 ]; then
+  row "bench train" "skipped" "--no-train"
+else
+  if step train-64 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_64[@]}"; then train_row train-64; else fail_row train-64 $? train-64; fi
+  if [ ${#TRAIN_256[@]} -gt 0 ]; then
+    if step train-256 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_256[@]}"; then train_row train-256; else fail_row train-256 $? train-256; fi
+  fi
 fi
 
 # --- The table --------------------------------------------------------------------------------

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use prioritycut_engine::backend::Launches;
+use prioritycut_engine::backend::{BackendKind, Launches};
 use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
+use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
+use prioritycut_engine::kernels::gpu;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
 
@@ -50,6 +52,8 @@ pub struct BenchLiveArgs {
     pub seconds: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -100,10 +104,39 @@ pub struct BenchAnimateArgs {
     /// `make_animation` does, instead of once per photo.
     #[arg(long)]
     pub cold: bool,
-    /// Run the networks as trained (eval-mode batch norms, burn's convolutions) instead of
-    /// their inference form (folded batch norms, Winograd on the CPU): for comparison.
+    /// Run the networks as trained (eval-mode batch norms) instead of their inference form
+    /// (folded batch norms, Winograd on the CPU): for comparison.
     #[arg(long)]
     pub training_form: bool,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
+}
+
+/// Whose GPU kernels run, for timing ours against burn's on one card.
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// On a GPU, burn's own kernels everywhere (its direct convolution) instead of ours (the
+    /// kernels crate's unfold + matmul convolution): for comparison.
+    #[arg(long)]
+    pub burn_kernels: bool,
+}
+
+impl KernelArgs {
+    /// Applies the choice to the process.
+    fn apply(&self) {
+        gpu::set_enabled(!self.burn_kernels);
+    }
+
+    /// Which kernels run on `device`, once applied.
+    fn describe(&self, device: &Device) -> &'static str {
+        if self.burn_kernels {
+            "GPU kernels: burn's own (--burn-kernels)"
+        } else if !gpu::serves(device) {
+            "GPU kernels: burn's own (a software adapter)"
+        } else {
+            "GPU kernels: ours where they apply (convolutions: unfold + matmul)"
+        }
+    }
 }
 
 /// ", N launches" where the GPU's launches were counted.
@@ -158,6 +191,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    args.kernels.apply();
     // The model's own square, as before faces: the figure the bench measures is the model's.
     let framing = super::LiveFraming {
         face: FaceMode::Off,
@@ -219,10 +253,15 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
     let dropped = dropped_at_end.saturating_sub(dropped_at_start);
     println!(
-        "bench live | model {model_name} | {}x{} | backend {} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
+        "bench live | model {model_name} | {}x{} | backend {}{} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
         size[1],
         size[0],
         worker.device(),
+        if worker.device().kind == BackendKind::Wgpu {
+            format!(" | {}", args.kernels.describe(&worker.device().device))
+        } else {
+            String::new()
+        },
         latencies.len() as f64 / elapsed,
         elapsed,
         latencies.len(),
@@ -286,6 +325,8 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     let (config, name) = config_or_vox256(args.config.as_deref())?;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = args.device.open()?;
+    args.kernels.apply();
+    let kernels = args.kernels.describe(&selected.device);
     let bar = super::progress_bar(args.runs, "timing");
     let report = bench_animate(
         &config,
@@ -360,8 +401,13 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.wait,
         phases.read
     );
+    let kernels = if selected.kind == BackendKind::Wgpu {
+        format!(" | {kernels}")
+    } else {
+        String::new()
+    };
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
