@@ -114,7 +114,8 @@ fn bundled_vox256_config_is_the_built_in_default() {
 
 /// The kernels crate's GPU convolution (unfold + burn's matmul) against burn's convolution on
 /// flex, on the geometries the networks use and a few they do not (batch, stride, dilation,
-/// uneven padding), and its refusal of what it has no backward for (autodiff).
+/// uneven padding), and its refusal of what it has no backward for (autodiff) and of a matmul of
+/// too few rows (burn's direct kernel serves FOMM's 3-channel output better).
 #[test]
 fn gpu_convolution_matches_burns_on_every_geometry() {
     use prioritycut_engine::burn::tensor::module::conv2d;
@@ -125,11 +126,11 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
     // (batch, in, out, height, width, kernel, stride, padding (top, bottom) (left, right), dilation)
     let cases = [
         (1, 3, 8, 17, 13, 3, 1, ((1, 1), (1, 1)), 1),
-        (2, 5, 4, 16, 16, 7, 1, ((3, 3), (3, 3)), 1),
+        (2, 5, 8, 16, 16, 7, 1, ((3, 3), (3, 3)), 1),
         (1, 6, 11, 9, 12, 7, 1, ((3, 3), (3, 3)), 1),
-        (3, 4, 6, 15, 11, 3, 2, ((0, 1), (1, 0)), 1),
-        (1, 2, 5, 14, 14, 3, 1, ((2, 2), (2, 2)), 2),
-        (1, 8, 3, 8, 8, 1, 1, ((0, 0), (0, 0)), 1),
+        (3, 4, 10, 15, 11, 3, 2, ((0, 1), (1, 0)), 1),
+        (1, 2, 8, 14, 14, 3, 1, ((2, 2), (2, 2)), 2),
+        (1, 8, 9, 8, 8, 1, 1, ((0, 0), (0, 0)), 1),
     ];
     let flex = Device::flex();
     for (batch, input, output, height, width, kernel, stride, (rows, columns), dilation) in cases {
@@ -164,4 +165,25 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
             "autodiff tensors keep burn's convolution (no backward written yet)"
         );
     }
+    // Unfolded in chunks of input channels, their products summed: 10 channels of 3×3 taps over
+    // 10×10 pixels in chunks of 4 channels' bytes (4, 4 and 2 channels).
+    let x = Tensor::<4>::random([1, 10, 10, 10], Distribution::Uniform(-1.0, 1.0), &flex);
+    let weight = Tensor::<4>::random([8, 10, 3, 3], Distribution::Uniform(-1.0, 1.0), &flex);
+    let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let expected = conv2d(x.clone(), weight.clone(), None, options.clone());
+    let chunked = prioritycut_engine::kernels::gpu::conv2d_unfolding_at_most(
+        4 * 9 * 100 * 4,
+        &x.to_device(&device),
+        &weight.to_device(&device),
+        None,
+        &options,
+    )
+    .expect("the GPU convolution takes 10→8 3×3");
+    let difference: f32 = (chunked.to_device(&flex) - expected).abs().max().into_scalar();
+    assert!(difference <= 1e-4, "in chunks: {difference}");
+
+    let x = Tensor::<4>::zeros([1, 64, 16, 16], &device);
+    let three_outputs = Tensor::<4>::zeros([3, 64, 7, 7], &device);
+    let options = ConvOptions::new([1, 1], [3, 3], [1, 1], 1);
+    assert!(prioritycut_engine::kernels::gpu::conv2d(&x, &three_outputs, None, &options).is_none());
 }

@@ -9,7 +9,8 @@
 //! no tiling; the implicit-GEMM kernels need cooperative matrices, which WGSL lacks). On an
 //! NVIDIA H200 a vox-256 frame ran its 89 GFLOP at 1.3 TFLOP/s, ~2% of the card's f32 rate.
 //! burn's matmul is register-tiled and autotuned per adapter, so the arithmetic goes there; the
-//! unfold is one pass that writes `k` values per output pixel (bounded by [`MAX_COLUMN_VALUES`]).
+//! unfold is one pass that writes `k` values per output pixel, in chunks of input channels of at
+//! most [`UNFOLD_BUDGET`] bytes.
 
 use std::ops::Range;
 
@@ -31,18 +32,28 @@ use cubecl::prelude::CubeDim;
 
 use super::unfold::unfold_kernel;
 
-/// The largest unfolded input, in values (256 MiB of f32), over all its chunks: a bigger one
-/// (FOMM's final 7×7 convolution at 256², 3 136 × 65 536 values) keeps burn's kernel, whose cost
-/// there is small (three output channels).
-pub const MAX_COLUMN_VALUES: usize = 64 << 20;
+/// The most bytes one chunk of the unfolded input takes (the adapter's largest buffer if that is
+/// smaller: llvmpipe's is 128 MiB). Peak memory beyond burn's is one chunk; FOMM's largest unfold
+/// (the last up-block at 256², 75 M values) takes two.
+pub const UNFOLD_BUDGET: usize = 512 << 20;
+
+/// Fewer output channels than this keep burn's direct kernel (one invocation per output value):
+/// a matmul of so few rows wastes most of its tile. FOMM's final 7×7 convolution (3 outputs).
+pub const MIN_OUTPUT_CHANNELS: usize = 8;
 
 /// The unfold + matmul convolution as a backend operation, so that it runs where burn's
 /// operations run (lazily, in order, under fusion).
 #[backend_extension(Cube, Fusion)]
 pub trait GemmConvOps: Backend {
-    /// `conv2d(x, weight)` without bias, groups 1.
+    /// `conv2d(x, weight)` without bias, groups 1, unfolding at most `unfold_budget` bytes at a
+    /// time.
     #[fusion(dtype = x, shape = output_shape(x, weight, options))]
-    fn conv2d_gemm(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
+    fn conv2d_gemm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        unfold_budget: usize,
+    ) -> FloatTensor<Self>;
 }
 
 /// `[b, out, h', w']` for an input `[b, in, h, w]` and weights `[out, in, kh, kw]`.
@@ -60,25 +71,33 @@ fn output_size(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> [usize; 2
 }
 
 /// `conv2d(x, weight) + bias` by unfold + matmul where `x` is a plain (not autodiff) tensor on
-/// burn's CubeCL backend and the unfolded input fits; `None` otherwise.
+/// burn's CubeCL backend, groups 1 and at least [`MIN_OUTPUT_CHANNELS`] outputs; `None`
+/// otherwise.
 pub fn conv2d(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
 ) -> Option<Tensor<4>> {
-    if options.groups != 1 {
-        return None;
-    }
-    let [batch, channels, _, _] = x.dims();
-    let [out_channels, _, kernel_height, kernel_width] = weight.dims();
-    let [height, width] = output_size(&x.shape(), &weight.shape(), options);
-    if channels * kernel_height * kernel_width * batch * height * width > MAX_COLUMN_VALUES {
+    conv2d_unfolding_at_most(UNFOLD_BUDGET, x, weight, bias, options)
+}
+
+/// [`conv2d`] with another budget for one chunk of the unfolded input (tests: many chunks on
+/// small maps).
+pub fn conv2d_unfolding_at_most(
+    unfold_budget: usize,
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    let out_channels = weight.dims()[0];
+    if options.groups != 1 || out_channels < MIN_OUTPUT_CHANNELS {
         return None;
     }
     let x_primitive = x.clone().try_into_primitive::<Cube>().ok()?;
     let weight_primitive = weight.clone().try_into_primitive::<Cube>().ok()?;
-    let y = <Cube as GemmConvOps>::conv2d_gemm(x_primitive, weight_primitive, options.clone());
+    let y = <Cube as GemmConvOps>::conv2d_gemm(x_primitive, weight_primitive, options.clone(), unfold_budget);
     let y = Tensor::<4>::from_primitive::<Cube>(y);
     Some(match bias {
         Some(bias) => y + bias.clone().reshape([1, out_channels, 1, 1]),
@@ -87,7 +106,7 @@ pub fn conv2d(
 }
 
 impl GemmConvOps for CubeBackend {
-    fn conv2d_gemm(x: CubeTensor, weight: CubeTensor, options: ConvOptions<2>) -> CubeTensor {
+    fn conv2d_gemm(x: CubeTensor, weight: CubeTensor, options: ConvOptions<2>, unfold_budget: usize) -> CubeTensor {
         let [batch, channels, _, _] = x.shape().dims::<4>();
         let [out_channels, _, kernel_height, kernel_width] = weight.shape().dims::<4>();
         let [height, width] = output_size(&x.shape(), &weight.shape(), &options);
@@ -95,9 +114,9 @@ impl GemmConvOps for CubeBackend {
         let kernel_taps = kernel_height * kernel_width;
         let pixels = batch * height * width;
 
-        // The unfolded input of a chunk of input channels must fit one buffer of the device
-        // (llvmpipe: 128 MiB); the chunks' products are summed.
-        let largest_buffer = client.properties().memory.max_page_size as usize;
+        // The unfolded input of a chunk of input channels fits one buffer of the device and the
+        // budget; the chunks' products are summed.
+        let largest_buffer = (client.properties().memory.max_page_size as usize).min(unfold_budget);
         let bytes_per_channel = kernel_taps * pixels * dtype.size();
         let chunk = (largest_buffer / bytes_per_channel).min(channels);
         if chunk == 0 {

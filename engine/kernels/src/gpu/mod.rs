@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
 
-pub use conv::conv2d;
+pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d, conv2d_unfolding_at_most};
 
 /// Whether this crate's GPU kernels are used (the default) or burn's own everywhere.
 static ENABLED: AtomicBool = AtomicBool::new(true);
