@@ -368,12 +368,14 @@ impl eframe::App for StudioApp {
                     ui.selectable_value(&mut self.workspace, workspace, workspace.title());
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.label(if self.backend.is_empty() {
+                    let text = if self.backend.is_empty() {
                         "engine starting…"
                     } else {
                         &self.backend
-                    })
-                    .on_hover_text("the device the engine computes on");
+                    };
+                    // A long adapter name (and its note) is cut to the room the tabs leave.
+                    ui.add(egui::Label::new(text).truncate())
+                        .on_hover_text(format!("the device the engine computes on: {text}"));
                 });
             });
         });
