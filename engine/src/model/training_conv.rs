@@ -2,7 +2,8 @@
 //! input gradient and weight gradient run the inference form's kernels. Plugged in through
 //! burn's extension API: the operation takes the `Autodiff<Flex>` primitives of its tensors and
 //! records its own backward step, so the model code calls [`convolve`] on any device and only
-//! flex training takes these paths; elsewhere it is burn's convolution.
+//! flex training takes these paths; inference on a GPU takes the kernels crate's convolution
+//! (`prioritycut_kernels::conv2d`); elsewhere it is burn's convolution.
 //!
 //! - 3×3, stride 1, padding 1 (the blocks and VGG19): Winograd F(4×4, 3×3) ([`FusedConv3x3`]).
 //!   The input gradient is itself such a convolution: `∂L/∂x = conv(∂L/∂y, W')` with
@@ -51,7 +52,8 @@ enum Kernel {
     Direct { padding: usize },
 }
 
-/// `conv.forward(x)`, by a fast path where one applies and the tensors are on flex with autodiff.
+/// `conv.forward(x)`, by a fast path where one applies: the kernels crate's GPU convolution for
+/// plain tensors on a hardware GPU, the CPU kernels below for tensors on flex with autodiff.
 pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     if let Some(y) = on_gpu(conv, &x) {
