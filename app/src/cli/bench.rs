@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use prioritycut_engine::backend::{BackendKind, Launches};
+use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
 use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
-use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::kernels::gpu;
@@ -127,14 +126,16 @@ impl KernelArgs {
         gpu::set_enabled(!self.burn_kernels);
     }
 
-    /// Which kernels run on `device`, once applied.
-    fn describe(&self, device: &Device) -> &'static str {
-        if self.burn_kernels {
-            "GPU kernels: burn's own (--burn-kernels)"
-        } else if !gpu::serves(device) {
-            "GPU kernels: burn's own (a software adapter)"
+    /// " | GPU kernels: …" naming which kernels run on `selected`, once applied; nothing off a GPU.
+    fn describe(&self, selected: &SelectedDevice) -> &'static str {
+        if selected.kind != BackendKind::Wgpu {
+            ""
+        } else if self.burn_kernels {
+            " | GPU kernels: burn's own (--burn-kernels)"
+        } else if !gpu::serves(&selected.device) {
+            " | GPU kernels: burn's own (a software adapter)"
         } else {
-            "GPU kernels: ours where they apply (convolutions: unfold + matmul)"
+            " | GPU kernels: ours where they apply (convolutions: unfold + matmul)"
         }
     }
 }
@@ -257,11 +258,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         size[1],
         size[0],
         worker.device(),
-        if worker.device().kind == BackendKind::Wgpu {
-            format!(" | {}", args.kernels.describe(&worker.device().device))
-        } else {
-            String::new()
-        },
+        args.kernels.describe(worker.device()),
         latencies.len() as f64 / elapsed,
         elapsed,
         latencies.len(),
@@ -326,7 +323,7 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = args.device.open()?;
     args.kernels.apply();
-    let kernels = args.kernels.describe(&selected.device);
+    let kernels = args.kernels.describe(&selected);
     let bar = super::progress_bar(args.runs, "timing");
     let report = bench_animate(
         &config,
@@ -401,11 +398,6 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.wait,
         phases.read
     );
-    let kernels = if selected.kind == BackendKind::Wgpu {
-        format!(" | {kernels}")
-    } else {
-        String::new()
-    };
     println!(
         "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
         report.width,
