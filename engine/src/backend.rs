@@ -95,6 +95,20 @@ fn flex(note: Option<String>) -> SelectedDevice {
 /// OpenGL/EGL when Vulkan has only a software adapter, and EGL prints driver noise on headless
 /// machines. Elsewhere, or without a Vulkan adapter, wgpu chooses.
 fn open_wgpu() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+    // CubeCL registers a device's runtime once per process: a second registration, or two at
+    // once from two threads, fails ("Service already initialized"). So the first adapter opened
+    // is the process's, and opening is serialized.
+    static OPENED: std::sync::Mutex<Option<(Device, wgpu::AdapterInfo)>> = std::sync::Mutex::new(None);
+    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(opened) = opened.as_ref() {
+        return Ok(opened.clone());
+    }
+    let first = open_wgpu_once()?;
+    *opened = Some(first.clone());
+    Ok(first)
+}
+
+fn open_wgpu_once() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
     if cfg!(not(any(target_os = "macos", target_os = "ios")))
         && let Ok(opened) = open_wgpu_with(WgpuBackend::Vulkan)
     {
@@ -150,7 +164,7 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
             })?;
             let note = (info.device_type == wgpu::DeviceType::Cpu).then(|| {
                 crate::kernels::gpu::use_burn_kernels_on(&device);
-                "burn's kernels: ours are slower on a software adapter".to_string()
+                "burn's kernels: ours are no faster on a software adapter".to_string()
             });
             Ok(SelectedDevice {
                 description: describe_adapter(&info, &device),
