@@ -68,9 +68,24 @@ fn every_reference_output_matches_on_the_cpu() {
 
 #[test]
 fn every_reference_output_matches_on_wgpu() {
+    use prioritycut_engine::kernels::gpu::{self, KernelChoice};
+
     let Some(device) = wgpu_device() else { return };
-    let report = verify_reference(&fixture("fomm-small"), &device).expect("fixture runs on wgpu");
-    assert_all_within_tolerance(&report);
+    // burn's kernels (what a software adapter runs by default), then ours forced on: the
+    // network-level check of the kernels crate's GPU convolutions. No other test of this binary
+    // depends on the choice.
+    for choice in [KernelChoice::Burn, KernelChoice::Ours] {
+        gpu::choose(choice);
+        let report = verify_reference(&fixture("fomm-small"), &device).expect("fixture runs on wgpu");
+        if let Some(worst) = report.worst() {
+            eprintln!(
+                "{choice:?} kernels on wgpu: worst {} {:e}",
+                worst.name, worst.max_abs_error
+            );
+        }
+        assert_all_within_tolerance(&report);
+    }
+    gpu::choose(KernelChoice::Auto);
 }
 
 #[test]
@@ -114,8 +129,9 @@ fn bundled_vox256_config_is_the_built_in_default() {
 
 /// The kernels crate's GPU convolution (unfold + burn's matmul) against burn's convolution on
 /// flex, on the geometries the networks use and a few they do not (batch, stride, dilation,
-/// uneven padding), and its refusal of what it has no backward for (autodiff) and of a matmul of
-/// too few rows (burn's direct kernel serves FOMM's 3-channel output better).
+/// uneven padding), and its refusal of what its backward does not take under autodiff (stride,
+/// dilation) and of a matmul of too few rows (burn's direct kernel serves FOMM's 3-channel output
+/// better).
 #[test]
 fn gpu_convolution_matches_burns_on_every_geometry() {
     use prioritycut_engine::burn::tensor::module::conv2d;
@@ -160,9 +176,11 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
 
         let tracked = on_gpu(&x).autodiff().require_grad();
         let tracked_weight = on_gpu(&weight).autodiff();
-        assert!(
-            prioritycut_engine::kernels::gpu::conv2d(&tracked, &tracked_weight, None, &options).is_none(),
-            "autodiff tensors keep burn's convolution (no backward written yet)"
+        let under_autodiff = prioritycut_engine::kernels::gpu::conv2d(&tracked, &tracked_weight, None, &options);
+        assert_eq!(
+            under_autodiff.is_some(),
+            stride == 1 && dilation == 1,
+            "under autodiff ours takes stride 1 without dilation (its backward's), burn's the rest"
         );
     }
     // Unfolded in chunks of input channels, their products summed: 10 channels of 3×3 taps over
@@ -186,4 +204,143 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
     let three_outputs = Tensor::<4>::zeros([3, 64, 7, 7], &device);
     let options = ConvOptions::new([1, 1], [3, 3], [1, 1], 1);
     assert!(prioritycut_engine::kernels::gpu::conv2d(&x, &three_outputs, None, &options).is_none());
+}
+
+/// The GPU convolution under autodiff (training) against burn's convolution and its backward on
+/// flex: output and the input, weight and bias gradients through a loss that weighs every output
+/// differently. Winograd and unfold forwards, input gradients by ours and (fewer than 8 outputs)
+/// by burn's kernel, uneven padding, a batch, weight gradients in chunks of input channels.
+#[test]
+fn gpu_convolution_gradients_match_burns() {
+    use prioritycut_engine::burn::tensor::module::conv2d;
+    use prioritycut_engine::burn::tensor::ops::ConvOptions;
+    use prioritycut_engine::burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+    let Some(device) = wgpu_device() else { return };
+    let flex = Device::flex();
+    // (batch, in, out, height, width, kernel, padding (top, bottom) (left, right))
+    let cases = [
+        (1, 8, 16, 12, 10, 3, ((1, 1), (1, 1))),
+        (2, 3, 8, 9, 11, 3, ((1, 1), (1, 1))),
+        (1, 8, 8, 10, 9, 3, ((0, 2), (2, 1))),
+        (1, 10, 12, 16, 16, 7, ((3, 3), (3, 3))),
+        (2, 16, 3, 12, 12, 7, ((3, 3), (3, 3))),
+    ];
+    for (batch, input, output, height, width, kernel, (rows, columns)) in cases {
+        let random =
+            |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &flex).into_data();
+        let options = ConvOptions::new_with_padding([1, 1], [rows, columns], [1, 1], 1);
+        let out_height = height + rows.0 + rows.1 + 1 - kernel;
+        let out_width = width + columns.0 + columns.1 + 1 - kernel;
+        let (x, weight) = (
+            random([batch, input, height, width]),
+            random([output, input, kernel, kernel]),
+        );
+        let weighting = random([batch, output, out_height, out_width]);
+        let bias = TensorData::new((0..output).map(|i| i as f32 / 10.0).collect(), [output]);
+        let run = |device: &Device, ours: bool| {
+            let device = device.clone().autodiff();
+            let x = Tensor::<4>::from_data(x.clone(), &device).require_grad();
+            let weight = Tensor::<4>::from_data(weight.clone(), &device).require_grad();
+            let bias = Tensor::<1>::from_data(bias.clone(), &device).require_grad();
+            let y = if ours {
+                prioritycut_engine::kernels::gpu::conv2d(&x, &weight, Some(&bias), &options)
+                    .expect("ours takes a stride-1 convolution under autodiff")
+            } else {
+                conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone())
+            };
+            let grads = (y.clone() * Tensor::from_data(weighting.clone(), &device))
+                .sum()
+                .backward();
+            let gradient = |t: Option<Tensor<4>>| t.expect("a gradient").to_device(&flex);
+            (
+                y.inner().to_device(&flex),
+                gradient(x.grad(&grads)),
+                gradient(weight.grad(&grads)),
+                bias.grad(&grads).expect("a bias gradient").to_device(&flex),
+            )
+        };
+        let (y, dx, dw, db) = run(&device, true);
+        let (y_ref, dx_ref, dw_ref, db_ref) = run(&flex, false);
+        let shape =
+            format!("{batch}×{input}→{output} {kernel}×{kernel} at {height}×{width} padded {rows:?} {columns:?}");
+        let check = |what: &str, ours: Tensor<4>, reference: Tensor<4>| {
+            let difference: f32 = (ours - reference.clone()).abs().max().into_scalar();
+            let scale = reference.abs().max().into_scalar::<f32>().max(1.0);
+            eprintln!("{what} {shape}: {difference:e} of {scale}");
+            assert!(difference <= 1e-5 * scale, "{what} {shape}: {difference} of {scale}");
+        };
+        check("output", y, y_ref);
+        check("input gradient", dx, dx_ref);
+        check("weight gradient", dw, dw_ref);
+        check(
+            "bias gradient",
+            db.reshape([1, 1, 1, output]),
+            db_ref.reshape([1, 1, 1, output]),
+        );
+    }
+}
+
+/// The GPU's Winograd F(4×4, 3×3) convolution against burn's convolution on flex: maps that are
+/// not whole tiles, batches, uneven and absent padding, a strided (channels-last) input, and 64
+/// input channels, where the transforms' rounding adds up most; and what it leaves to the unfold
+/// convolution (stride 2, dilation).
+#[test]
+fn gpu_winograd_convolution_matches_burns() {
+    use prioritycut_engine::burn::tensor::module::conv2d;
+    use prioritycut_engine::burn::tensor::ops::ConvOptions;
+    use prioritycut_engine::burn::tensor::{Device, Distribution, Tensor};
+    use prioritycut_engine::kernels::gpu::conv2d_winograd;
+
+    let Some(device) = wgpu_device() else { return };
+    let flex = Device::flex();
+    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &flex);
+    // (batch, in, out, height, width, padding (top, bottom) (left, right), channels-last input)
+    let cases = [
+        (1, 3, 8, 17, 13, ((1, 1), (1, 1)), false),
+        (2, 20, 16, 16, 16, ((1, 1), (1, 1)), false),
+        (1, 16, 24, 9, 7, ((0, 2), (2, 0)), false),
+        (1, 8, 8, 3, 6, ((0, 0), (0, 0)), false),
+        (3, 8, 8, 4, 4, ((1, 1), (1, 1)), true),
+        (1, 64, 32, 32, 32, ((1, 1), (1, 1)), true),
+    ];
+    for (batch, input, output, height, width, (rows, columns), channels_last) in cases {
+        let x = if channels_last {
+            random([batch, height, width, input]).permute([0, 3, 1, 2])
+        } else {
+            random([batch, input, height, width])
+        };
+        let weight = random([output, input, 3, 3]);
+        let bias = Tensor::<1>::random([output], Distribution::Uniform(-1.0, 1.0), &flex);
+        let options = ConvOptions::new_with_padding([1, 1], [rows, columns], [1, 1], 1);
+        let expected = conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone());
+
+        let on_gpu = |t: &Tensor<4>| t.clone().to_device(&device);
+        let ours = conv2d_winograd(&on_gpu(&x), &on_gpu(&weight), Some(&bias.to_device(&device)), &options)
+            .unwrap_or_else(|| panic!("Winograd takes {input}→{output} 3×3 on wgpu"));
+        assert_eq!(ours.dims(), expected.dims(), "{input}→{output} on {height}×{width}");
+        let difference: f32 = (ours.to_device(&flex) - expected.clone()).abs().max().into_scalar();
+        let scale = expected.abs().max().into_scalar::<f32>().max(1.0);
+        eprintln!("Winograd {input}→{output} on {height}×{width}: {difference:e} of {scale}");
+        // Measured on llvmpipe: at most 6e-6 of the largest output (64 input channels).
+        assert!(
+            difference <= 1e-5 * scale,
+            "{input}→{output} on {height}×{width} padded {rows:?} {columns:?}: {difference} of {scale}"
+        );
+
+        let tracked = on_gpu(&x).autodiff().require_grad();
+        assert!(
+            conv2d_winograd(&tracked, &on_gpu(&weight).autodiff(), None, &options).is_none(),
+            "the Winograd operation itself takes plain tensors (autodiff goes through gpu::conv2d)"
+        );
+    }
+    let x = Tensor::<4>::zeros([1, 8, 16, 16], &device);
+    let weight = Tensor::<4>::zeros([8, 8, 3, 3], &device);
+    for (stride, dilation) in [(2, 1), (1, 2)] {
+        let options = ConvOptions::new([stride; 2], [1, 1], [dilation; 2], 1);
+        assert!(
+            conv2d_winograd(&x, &weight, None, &options).is_none(),
+            "stride {stride} dilation {dilation} is not F(4×4, 3×3)'s"
+        );
+    }
 }

@@ -49,16 +49,26 @@ fn check(name: &str, ours: Vec<f32>, reference: &NpyArray, tolerance: f64) {
 
 /// The learner with the fixture's networks, and its inputs on the autodiff device.
 fn fixture_learner() -> (Learner, Tensor<4>, Tensor<4>, RandomTps) {
+    fixture_learner_on(&cpu(), true)
+}
+
+/// [`fixture_learner`] on `device`, with the fixture's VGG19 or (`vgg19` false: a faster step
+/// whose perceptual term is not the official one) the pixel pyramid.
+fn fixture_learner_on(device: &Device, vgg19: bool) -> (Learner, Tensor<4>, Tensor<4>, RandomTps) {
     let config = FommConfig::from_yaml_file(fixture("fomm-train/config.yaml")).expect("config");
-    let device = cpu();
+    let device = device.clone();
     let train = device.clone().autodiff();
     let vgg_file = fixture("fomm-train/vgg19-pattern.pth");
-    let vgg = load_vgg19(&vgg_file, &train).expect("torchvision-layout VGG19");
-    let perceptual = PerceptualLoss::new(
+    let features = if vgg19 {
         PerceptualFeatures::Vgg19 {
-            net: vgg,
+            net: load_vgg19(&vgg_file, &train).expect("torchvision-layout VGG19"),
             weights: vgg_file.display().to_string(),
-        },
+        }
+    } else {
+        PerceptualFeatures::PixelPyramid
+    };
+    let perceptual = PerceptualLoss::new(
+        features,
         &config.train.scales,
         &config.train.loss_weights.perceptual,
         &train,
@@ -168,6 +178,44 @@ fn generator_step_losses_and_outputs_match_the_official_training_code() {
         let grad = param.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
         check(name, values(grad), &npy(name), 1e-4);
     }
+}
+
+/// The same step on wgpu with the kernels crate's GPU convolutions forced on (a software adapter
+/// keeps burn's by default): the network-level check of our GPU convolutions under autodiff,
+/// forward and backward. Without VGG19 (on llvmpipe its step alone took 5 minutes): every output
+/// and loss but the perceptual one, and the feature-matching gradients, which do not pass
+/// through it. The only test of this binary on wgpu, so the process-wide choice is its.
+#[test]
+fn generator_step_matches_on_wgpu_with_our_gpu_kernels() {
+    use prioritycut_engine::kernels::gpu::{self, KernelChoice};
+
+    let Some(device) = common::wgpu_device() else { return };
+    gpu::choose(KernelChoice::Ours);
+    let (learner, source, driving, transform) = fixture_learner_on(&device, false);
+    let pass = learner.generator_pass(&source, &driving, &transform);
+    check(
+        "wgpu prediction",
+        values(pass.generated.prediction.clone()),
+        &npy("prediction"),
+        1e-4,
+    );
+    for (name, loss) in pass.losses.iter().filter(|(name, _)| *name != "perceptual") {
+        check(
+            &format!("wgpu loss {name}"),
+            values(loss.clone()),
+            &npy(&format!("loss_{name}")),
+            1e-4,
+        );
+    }
+    let term = "feature_matching";
+    let loss = pass.losses.iter().find(|(n, _)| *n == term).map(|(_, l)| l.clone());
+    let grads = loss.expect("FOMM+ has feature matching").backward();
+    for (param, value) in probed_params(&learner) {
+        let name = format!("grad_{term}_{param}");
+        let grad = value.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
+        check(&format!("wgpu {name}"), values(grad), &npy(&name), 1e-4);
+    }
+    gpu::choose(KernelChoice::Auto);
 }
 
 /// Gradients of each smooth generator term for four parameters, each from a fresh forward.

@@ -7,14 +7,14 @@
 # BIN: a `prioritycut` binary; on a machine without Rust, the headless one that
 #   tests/scripts/gpu-kit.sh builds (no window, no FFmpeg: it needs only glibc and a Vulkan loader).
 # --quick: small models and few runs (a software adapter such as llvmpipe; a smoke test).
-# --no-train: skip bench train (3 of the 6 minutes on an H200; our GPU kernels serve inference only).
+# --no-train: skip bench train (3 of the 6 minutes on an H200).
 # --fomm DIR: the official FOMM code (its modules/, sync_batchnorm/, config/vox-256.yaml), timed
 #   with tests/scripts/time_fomm_gpu.py on CUDA when `python3 -c "import torch"` sees a GPU.
 # --out DIR: where each step's full output and the summary table go (default: a temp folder).
 #
 # Run from the repository root. It names the adapter (or says why wgpu found none), runs
 # verify-reference on wgpu on every fixture, bench animate (source once, then --cold, then with
-# burn's own kernels instead of ours, then autotuned at CubeCL's default level), bench live
+# burn's own kernels instead of ours, then our 3×3 convolutions by unfold + matmul), bench live
 # (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256), then PyTorch, and
 # prints one table. Every step has a time limit; a failed step is a row of the table, not the end.
 # On an H200 the whole run took 6 minutes (3 of them bench train's first steps compiling and
@@ -160,18 +160,16 @@ else
 fi
 if step animate-cold 300 "$BIN" bench animate --backend wgpu --cold "${ANIMATE[@]}"; then animate_row animate-cold; else fail_row animate-cold $? animate-cold; fi
 # burn's own kernels (its direct convolution): what ours are measured against, on the same card.
-if step animate-burn-kernels 300 "$BIN" bench animate --backend wgpu --burn-kernels "${ANIMATE[@]}"; then
+if step animate-burn-kernels 300 "$BIN" bench animate --backend wgpu --gpu-kernels burn "${ANIMATE[@]}"; then
   animate_row animate-burn-kernels
 else
   fail_row animate-burn-kernels $? animate-burn-kernels
 fi
-if [ $QUICK = 0 ] && [ "$CUBECL_AUTOTUNE_LEVEL" = minimal ]; then
-  # The matmuls our convolutions run are autotuned: how much a wider search finds.
-  if CUBECL_AUTOTUNE_LEVEL=balanced step animate-balanced-autotune 300 "$BIN" bench animate --backend wgpu "${ANIMATE[@]}"; then
-    animate_row animate-balanced-autotune
-  else
-    fail_row animate-balanced-autotune $? animate-balanced-autotune
-  fi
+# Our 3×3 convolutions by unfold + matmul instead of Winograd's F(4×4, 3×3): what Winograd gains.
+if step animate-unfold-only 300 "$BIN" bench animate --backend wgpu --gpu-kernels unfold "${ANIMATE[@]}"; then
+  animate_row animate-unfold-only
+else
+  fail_row animate-unfold-only $? animate-unfold-only
 fi
 
 # --- The official code on the same card, right after ours ---------------------------------------

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
 use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
-use prioritycut_engine::kernels::gpu;
+use prioritycut_engine::kernels::gpu::{self, KernelChoice};
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command, Event};
 
@@ -84,6 +84,8 @@ pub struct BenchTrainArgs {
     /// Untimed steps first (kernel compilation, autotuning, allocator warm-up).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    #[command(flatten)]
+    pub kernels: KernelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -114,28 +116,44 @@ pub struct BenchAnimateArgs {
 /// Whose GPU kernels run, for timing ours against burn's on one card.
 #[derive(Debug, Args)]
 pub struct KernelArgs {
-    /// On a GPU, burn's own kernels everywhere (its direct convolution) instead of ours (the
-    /// kernels crate's unfold + matmul convolution): for comparison.
-    #[arg(long)]
-    pub burn_kernels: bool,
+    /// On a GPU: `auto` ours except on a software adapter (burn's there), `ours` everywhere
+    /// (3×3 convolutions by Winograd's F(4×4, 3×3), others by unfold + matmul), `unfold` ours
+    /// with every convolution by unfold + matmul, `burn` burn's own (its direct convolution).
+    #[arg(long, value_enum, default_value_t = GpuKernels::Auto)]
+    pub gpu_kernels: GpuKernels,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpuKernels {
+    Auto,
+    Ours,
+    Unfold,
+    Burn,
 }
 
 impl KernelArgs {
     /// Applies the choice to the process.
     fn apply(&self) {
-        gpu::set_enabled(!self.burn_kernels);
+        gpu::choose(match self.gpu_kernels {
+            GpuKernels::Auto => KernelChoice::Auto,
+            GpuKernels::Ours => KernelChoice::Ours,
+            GpuKernels::Unfold => KernelChoice::Unfold,
+            GpuKernels::Burn => KernelChoice::Burn,
+        });
     }
 
     /// " | GPU kernels: …" naming which kernels run on `selected`, once applied; nothing off a GPU.
     fn describe(&self, selected: &SelectedDevice) -> &'static str {
         if selected.kind != BackendKind::Wgpu {
             ""
-        } else if self.burn_kernels {
-            " | GPU kernels: burn's own (--burn-kernels)"
+        } else if self.gpu_kernels == GpuKernels::Burn {
+            " | GPU kernels: burn's own (--gpu-kernels burn)"
         } else if !gpu::serves(&selected.device) {
-            " | GPU kernels: burn's own (a software adapter)"
+            " | GPU kernels: burn's own (a software adapter; --gpu-kernels ours to run ours)"
+        } else if !gpu::winograd() {
+            " | GPU kernels: ours where they apply (convolutions: unfold + matmul, --gpu-kernels unfold)"
         } else {
-            " | GPU kernels: ours where they apply (convolutions: unfold + matmul)"
+            " | GPU kernels: ours where they apply (3×3 convolutions: Winograd F(4×4, 3×3); others: unfold + matmul)"
         }
     }
 }
@@ -285,6 +303,8 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     );
     config.prioritycut.variant = args.variant;
     let selected = args.device.open()?;
+    args.kernels.apply();
+    let kernels = args.kernels.describe(&selected);
     let bar = super::progress_bar(args.runs, "timing");
     let perceptual = match (args.vgg19, args.pixel_loss) {
         (Some(path), _) => BenchPerceptual::Vgg19File(path),
@@ -297,7 +317,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{:.0}", ms)).collect();
     println!(
-        "bench train | config {name} | variant {} | {}x{} batch {} | backend {} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
+        "bench train | config {name} | variant {} | {}x{} batch {} | backend {}{kernels} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
         report.variant,
         report.width,
         report.height,

@@ -54,10 +54,30 @@ pub trait GemmConvOps: Backend {
         options: ConvOptions<2>,
         unfold_budget: usize,
     ) -> FloatTensor<Self>;
+
+    /// The columns `[(c, ky, kx), (b, y, x)]` of input channels `channels[0]..channels[1]` for a
+    /// `kernel_size` filter (what the weight gradient multiplies the output gradient by).
+    #[fusion(dtype = x, shape = unfolded_shape(x, options, kernel_size, channels))]
+    fn unfold_columns(
+        x: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        kernel_size: [usize; 2],
+        channels: [usize; 2],
+    ) -> FloatTensor<Self>;
+}
+
+/// `[channels · kh · kw, b · h' · w']` of [`GemmConvOps::unfold_columns`].
+fn unfolded_shape(x: &Shape, options: &ConvOptions<2>, kernel_size: &[usize; 2], channels: &[usize; 2]) -> Shape {
+    let weight = Shape::new([1, x[1], kernel_size[0], kernel_size[1]]);
+    let [height, width] = output_size(x, &weight, options);
+    Shape::new([
+        (channels[1] - channels[0]) * kernel_size[0] * kernel_size[1],
+        x[0] * height * width,
+    ])
 }
 
 /// `[b, out, h', w']` for an input `[b, in, h, w]` and weights `[out, in, kh, kw]`.
-fn output_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Shape {
+pub(super) fn output_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Shape {
     let [height, width] = output_size(x, weight, options);
     Shape::new([x[0], weight[0], height, width])
 }
@@ -73,7 +93,7 @@ fn output_size(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> [usize; 2
 /// `conv2d(x, weight) + bias` by unfold + matmul where `x` is a plain (not autodiff) tensor on
 /// burn's CubeCL backend, groups 1 and at least [`MIN_OUTPUT_CHANNELS`] outputs; `None`
 /// otherwise.
-pub fn conv2d(
+pub fn conv2d_unfold(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
@@ -82,7 +102,7 @@ pub fn conv2d(
     conv2d_unfolding_at_most(UNFOLD_BUDGET, x, weight, bias, options)
 }
 
-/// [`conv2d`] with another budget for one chunk of the unfolded input (tests: many chunks on
+/// [`conv2d_unfold`] with another budget for one chunk of the unfolded input (tests: many chunks on
 /// small maps).
 pub fn conv2d_unfolding_at_most(
     unfold_budget: usize,
@@ -160,6 +180,17 @@ impl GemmConvOps for CubeBackend {
         let per_image = reshape(product, Shape::new([out_channels, batch, height * width]));
         let batch_first = into_contiguous(permute(per_image, &[1, 0, 2]));
         reshape(batch_first, Shape::new([batch, out_channels, height, width]))
+    }
+
+    fn unfold_columns(
+        x: CubeTensor,
+        options: ConvOptions<2>,
+        kernel_size: [usize; 2],
+        channels: [usize; 2],
+    ) -> CubeTensor {
+        let weight = Shape::new([1, x.shape()[1], kernel_size[0], kernel_size[1]]);
+        let size = output_size(&x.shape(), &weight, &options);
+        unfold(&x, channels[0]..channels[1], size, kernel_size, &options)
     }
 }
 

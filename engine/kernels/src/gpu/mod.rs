@@ -1,34 +1,97 @@
 //! Kernels for burn's CubeCL backend (wgpu and every other CubeCL runtime), plugged in through
 //! burn's extension API: an operation takes the `Cube` primitives of its tensors, so it runs
-//! lazily under fusion like burn's own operations, and declines for tensors on any other backend
-//! or under autodiff (their backward passes are not written yet).
+//! lazily under fusion like burn's own operations, and declines for tensors on any other backend.
+//! Under autodiff the convolution is one operation with its own backward ([`conv2d`]).
 
 mod conv;
+mod conv_autodiff;
 mod unfold;
+mod winograd;
+mod winograd_kernels;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::tensor::Device;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor};
 
-pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d, conv2d_unfolding_at_most};
+pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
+pub use winograd::conv2d_winograd;
 
-/// Whether this crate's GPU kernels are used (the default) or burn's own everywhere.
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Devices that keep burn's kernels: software adapters, where ours measured slower.
-static BURN_KERNELS_ON: Mutex<Vec<Device>> = Mutex::new(Vec::new());
-
-/// Turns this crate's GPU kernels off (burn's own run) or back on, for the whole process: what
-/// `bench --burn-kernels` uses to time both on one GPU.
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
+/// Which convolution kernels run on a GPU, for the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum KernelChoice {
+    /// Ours, except on software adapters (burn's there: see [`use_burn_kernels_on`]).
+    #[default]
+    Auto,
+    /// Ours on every adapter: 3×3 stride-1 convolutions by Winograd's F(4×4, 3×3), the others
+    /// by unfold + matmul.
+    Ours,
+    /// Ours on every adapter, every convolution by unfold + matmul (no Winograd).
+    Unfold,
+    /// burn's own everywhere (its direct convolution).
+    Burn,
 }
 
-/// Keeps burn's kernels on `device`. For software adapters (Mesa's llvmpipe): there the unfolded
-/// input and the tiled matmul cost more than burn's direct convolution (measured on llvmpipe,
-/// 2 cores: a fomm-small frame 583 ms against 274 ms; a vox-256 frame well over ten times
-/// burn's 15 s).
+static CHOICE: AtomicU8 = AtomicU8::new(KernelChoice::Auto as u8);
+
+/// Devices that keep burn's kernels under [`KernelChoice::Auto`]: software adapters.
+static BURN_KERNELS_ON: Mutex<Vec<Device>> = Mutex::new(Vec::new());
+
+/// Sets which kernels run from now on (`bench --gpu-kernels`: ours and burn's timed on one card).
+pub fn choose(choice: KernelChoice) {
+    CHOICE.store(choice as u8, Ordering::Relaxed);
+}
+
+/// The kernels chosen (by default [`KernelChoice::Auto`]).
+pub fn choice() -> KernelChoice {
+    match CHOICE.load(Ordering::Relaxed) {
+        value if value == KernelChoice::Ours as u8 => KernelChoice::Ours,
+        value if value == KernelChoice::Unfold as u8 => KernelChoice::Unfold,
+        value if value == KernelChoice::Burn as u8 => KernelChoice::Burn,
+        _ => KernelChoice::Auto,
+    }
+}
+
+/// Whether 3×3 stride-1 convolutions run as Winograd's F(4×4, 3×3) where ours serve.
+pub fn winograd() -> bool {
+    choice() != KernelChoice::Unfold
+}
+
+/// `conv2d(x, weight) + bias` by this module's kernels: Winograd's F(4×4, 3×3) for 3×3 stride-1
+/// filters (unless [`KernelChoice::Unfold`] is chosen), unfold + matmul for the others; under
+/// autodiff, one operation whose gradients run them too. `None` where they do not serve (tensors
+/// on another backend, groups, fewer than [`MIN_OUTPUT_CHANNELS`] outputs without autodiff, and
+/// under autodiff strides, dilation or groups).
+pub fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    if x.device().is_autodiff() {
+        return conv_autodiff::conv2d_autodiff(x, weight, bias, options);
+    }
+    plain_conv2d(x, weight, bias, options)
+}
+
+/// [`conv2d`] of tensors without autodiff.
+fn plain_conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    if winograd() && winograd::applies(weight, options) {
+        return conv2d_winograd(x, weight, bias, options);
+    }
+    conv2d_unfold(x, weight, bias, options)
+}
+
+/// Keeps burn's kernels on `device` under [`KernelChoice::Auto`]. For software adapters (Mesa's
+/// llvmpipe): there ours are no faster (llvmpipe, 2 Zen 3 cores, fomm-small frame: burn's 292 ms,
+/// Winograd 301 ms, unfold + matmul 400 ms).
 pub fn use_burn_kernels_on(device: &Device) {
     let mut devices = BURN_KERNELS_ON.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !devices.contains(device) {
@@ -38,9 +101,12 @@ pub fn use_burn_kernels_on(device: &Device) {
 
 /// Whether the operations should run this crate's GPU kernels for tensors on `device`.
 pub fn serves(device: &Device) -> bool {
-    ENABLED.load(Ordering::Relaxed)
-        && !BURN_KERNELS_ON
+    match choice() {
+        KernelChoice::Burn => false,
+        KernelChoice::Ours | KernelChoice::Unfold => true,
+        KernelChoice::Auto => !BURN_KERNELS_ON
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(device)
+            .contains(device),
+    }
 }
