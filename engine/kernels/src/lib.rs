@@ -2,10 +2,18 @@
 //! backend crates: a network calls an operation ([`conv2d`]) and the operation chooses its kernel
 //! by the device its tensors are on, or declines (`None`) and the caller runs burn's own.
 //!
-//! Today this crate holds the GPU side ([`gpu`]); the CPU kernels still live in the engine's
-//! `model/` and move here next (issue "Kernels in a house of their own").
+//! [`cpu`]: the CPU kernels on flex (Winograd and direct convolutions, the training step's fused
+//! operations with their backward passes); [`gpu`]: kernels for burn's CubeCL backend.
 
+pub mod cpu;
 pub mod gpu;
+#[doc(hidden)]
+pub mod test_support;
+
+pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
+pub use cpu::conv::{FrozenConv3x3Relu, Layout, convolve};
+pub use cpu::grid_sample::grid_sample;
+pub use cpu::pool::max_pool2_channels_last;
 
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;

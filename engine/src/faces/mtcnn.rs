@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
 use super::{Face, ONet, PNet, RNet};
-use crate::model::winograd::to_vec;
+use crate::kernels::cpu::winograd::to_vec;
 
 /// facenet-pytorch's `MTCNN` defaults.
 #[derive(Config, Debug)]

@@ -13,8 +13,7 @@ use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, int
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::training_conv::convolve;
-use super::training_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
+use crate::kernels::{batch_norm_relu_pool_train, batch_norm_relu_train, convolve};
 
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {

@@ -13,8 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
 use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
-use super::training_conv::convolve;
-use super::training_grid_sample::grid_sample;
+use crate::kernels::{convolve, grid_sample};
 
 /// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]

@@ -11,8 +11,7 @@ use burn::tensor::{Device, Tensor};
 use super::blocks::{DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
 use super::dense_motion::{DenseMotionConfig, DenseMotionNetwork};
 use super::keypoints::Keypoints;
-use super::training_conv::convolve;
-use super::training_grid_sample::grid_sample;
+use crate::kernels::{convolve, grid_sample};
 
 /// `model_params.generator_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]

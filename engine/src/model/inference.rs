@@ -20,11 +20,11 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{BatchNorm2d, DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d};
 use super::dense_motion::{DenseMotion, DenseMotionNetwork};
-use super::direct_conv::DirectConv;
 use super::generator::{EncodedSource, GeneratorOutput, OcclusionAwareGenerator};
 use super::keypoint_detector::KpDetector;
 use super::keypoints::Keypoints;
-use super::winograd::{ChannelAffine, Fused, FusedConv3x3, Nhwc, to_vec};
+use crate::kernels::cpu::direct_conv::DirectConv;
+use crate::kernels::cpu::winograd::{ChannelAffine, Fused, FusedConv3x3, Nhwc, to_vec};
 
 fn affine(norm: &BatchNorm2d) -> ChannelAffine {
     ChannelAffine::batch_norm(

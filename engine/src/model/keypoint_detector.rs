@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
 use super::keypoints::{Keypoints, make_coordinate_grid};
-use super::training_conv::convolve;
+use crate::kernels::convolve;
 
 /// `model_params.kp_detector_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]

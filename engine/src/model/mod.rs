@@ -6,20 +6,13 @@
 
 pub mod blocks;
 pub mod dense_motion;
-pub mod direct_conv;
 pub mod discriminator;
 pub mod generator;
 pub mod inference;
 pub mod keypoint_detector;
 pub mod keypoints;
-pub mod training_conv;
-pub mod training_flex;
-pub mod training_grid_sample;
-pub mod training_norm;
-pub mod training_pool;
 pub mod unet_discriminator;
 pub mod vgg19;
-pub mod winograd;
 
 pub use dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
 pub use discriminator::{DiscriminatorConfig, DiscriminatorOutput, MultiScaleDiscriminator};

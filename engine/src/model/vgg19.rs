@@ -13,8 +13,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::conv;
-use super::training_conv::{FrozenConv3x3Relu, Layout, convolve};
-use super::training_pool::max_pool2_channels_last;
+use crate::kernels::{FrozenConv3x3Relu, Layout, convolve, max_pool2_channels_last};
 
 /// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];

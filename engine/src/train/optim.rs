@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::model::training_flex::values;
+use crate::kernels::cpu::flex::values;
 
 use crate::{EngineError, Result};
 

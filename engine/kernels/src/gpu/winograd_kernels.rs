@@ -1,5 +1,5 @@
 //! The transforms of [`super::winograd`]'s F(4×4, 3×3), one invocation per tile and channel.
-//! Interpolation points 0, ±1, ±2, ∞ (the CPU's choice, `engine/src/model/winograd.rs`).
+//! Interpolation points 0, ±1, ±2, ∞ (the CPU's choice, `cpu/winograd.rs`).
 //!
 //! Layouts: weights `U[ξ, o, c]`, input tiles `V[ξ, c, t]`, products `M[ξ, o, t]`, ξ = 6·row +
 //! column of the 6×6 transformed tile, `t = (b, tile_y, tile_x)`; each 36-plane is contiguous so

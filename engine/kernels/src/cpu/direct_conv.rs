@@ -398,7 +398,7 @@ mod tests {
     use burn::tensor::ops::ConvOptions;
 
     use super::*;
-    use crate::model::winograd::to_vec;
+    use crate::cpu::winograd::to_vec;
     use crate::test_support::uniform;
 
     /// Largest |ours − burn| over the largest |burn|.

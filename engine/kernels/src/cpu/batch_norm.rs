@@ -22,7 +22,7 @@ use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::training_flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
+use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `relu(batch_norm_train(x))` and the batch's mean and biased variance (detached), or `None`
 /// when the tensors are not on flex with autodiff (the caller then composes burn's operations).

@@ -739,7 +739,7 @@ pub(super) fn folded(
 }
 
 /// A tensor's values, row-major, as f32.
-pub(crate) fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+pub fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
     x.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
@@ -904,8 +904,18 @@ mod tests {
     use burn::tensor::ops::{AvgPoolOptions, ConvOptions};
 
     use super::*;
-    use crate::model::blocks::upsample2 as upsample_tensor;
     use crate::test_support::uniform;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+    /// Nearest-neighbour ×2 upsampling by burn (the networks' `upsample2`).
+    fn upsample_tensor(x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        interpolate(
+            x,
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
+        )
+    }
 
     /// The block as burn computes it from the unfused parts.
     fn reference(

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
-use super::training_flex::{
+use super::flex::{
     AutodiffFlexOp, FlexPrimitive, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values,
 };
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
@@ -90,7 +90,7 @@ fn on_gpu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
     let options =
         ConvOptions::new_with_padding(conv.stride, [(top, bottom), (left, right)], conv.dilation, conv.groups);
     let bias = conv.bias.as_ref().map(|b| b.val());
-    prioritycut_kernels::conv2d(x, &conv.weight.val(), bias.as_ref(), &options)
+    crate::conv2d(x, &conv.weight.val(), bias.as_ref(), &options)
 }
 
 /// One fast-path convolution's arguments, for [`on_autodiff_flex`].

@@ -1,6 +1,6 @@
 //! Where the training step's own operations meet burn: the tensors of a model run on any
-//! device, and only those on flex take the CPU kernels of `training_conv`, `training_norm`,
-//! `training_grid_sample` and `training_pool`. One place decides what "on flex" means — the
+//! device, and only those on flex take the CPU kernels of `conv`, `batch_norm`, `grid_sample`
+//! and `pool`. One place decides what "on flex" means — the
 //! `Autodiff<Flex>` backend under either checkpointing strategy, or plain flex for the
 //! operations that also run without autodiff — and holds the conversions between burn's tensors
 //! and flex's primitives that those operations share.
@@ -12,7 +12,7 @@ use burn::tensor::Tensor;
 use std::borrow::Cow;
 
 /// A flex tensor's primitive, what the operations compute on.
-pub(super) type FlexPrimitive = FloatTensor<Flex>;
+pub type FlexPrimitive = FloatTensor<Flex>;
 
 /// An operation with its own path on `Autodiff<Flex, C>`, run by [`on_autodiff_flex`].
 pub(super) trait AutodiffFlexOp {
@@ -79,7 +79,7 @@ pub(super) fn dims4(primitive: &FlexPrimitive) -> [usize; 4] {
 }
 
 /// A flex tensor's values without a copy where they are contiguous f32.
-pub(crate) fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
+pub fn values(tensor: &FlexPrimitive) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => Cow::Borrowed(slice),
         None => Cow::Owned(

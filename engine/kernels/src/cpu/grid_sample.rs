@@ -20,7 +20,7 @@ use burn::tensor::ops::GridSampleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::training_flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
+use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
 /// [b, h, w, 2] of (x, y) in [−1, 1] → [b, c, h, w]; by this operation on flex with autodiff.

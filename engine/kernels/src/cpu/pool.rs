@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::training_flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
+use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 
 /// `max_pool2d(x, 2, 2)` of channels-last maps `[b, h, w, c]` → `[b, h/2, w/2, c]` on flex
 /// (with autodiff or without); `None` elsewhere.

@@ -1,0 +1,12 @@
+//! The CPU kernels, on burn's flex backend: Winograd F(4×4, 3×3) and direct convolutions for
+//! inference ([`winograd`], [`direct_conv`]), and the training step's operations, each one
+//! autodiff operation with its own backward pass on `Autodiff<Flex>` ([`conv`], [`batch_norm`],
+//! [`grid_sample`], [`pool`]; [`flex`] decides what "on flex" means).
+
+pub mod batch_norm;
+pub mod conv;
+pub mod direct_conv;
+pub mod flex;
+pub mod grid_sample;
+pub mod pool;
+pub mod winograd;
