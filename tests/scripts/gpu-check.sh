@@ -15,7 +15,8 @@
 # Run from the repository root. It names the adapter (or says why wgpu found none), runs
 # verify-reference on wgpu on every fixture, bench animate (source once, then --cold, then with
 # burn's own kernels instead of ours, then our 3×3 convolutions by unfold + matmul), bench live
-# (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256), then PyTorch, and
+# (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256 with our kernels and
+# with burn's), then PyTorch, and
 # prints one table. Every step has a time limit; a failed step is a row of the table, not the end.
 # On an H200 the whole run took 6 minutes (3 of them bench train's first steps compiling and
 # autotuning): CubeCL's autotune level is `minimal` unless CUBECL_AUTOTUNE_LEVEL says otherwise.
@@ -202,6 +203,12 @@ else
   if step train-64 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_64[@]}"; then train_row train-64; else fail_row train-64 $? train-64; fi
   if [ ${#TRAIN_256[@]} -gt 0 ]; then
     if step train-256 "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu "${TRAIN_256[@]}"; then train_row train-256; else fail_row train-256 $? train-256; fi
+    # The same step with burn's kernels (its convolutions and their backward), for the ratio.
+    if step train-256-burn-kernels "$TRAIN_LIMIT" "$BIN" bench train --backend wgpu --gpu-kernels burn "${TRAIN_256[@]}"; then
+      train_row train-256-burn-kernels
+    else
+      fail_row train-256-burn-kernels $? train-256-burn-kernels
+    fi
   fi
 fi
 
