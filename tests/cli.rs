@@ -226,6 +226,8 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
         .find(|l| l.starts_with("bench animate"))
         .expect("result line");
     assert!(line.contains("64x64") && line.contains("backend flex"), "{line}");
+    // The machine is named on every bench line (model, family, vector width, bf16/VNNI).
+    assert!(line.contains(" | CPU ") && line.contains("AVX512-BF16 "), "{line}");
     let ms: f64 = number_before(line, " ms/frame");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
     let mean: f64 = number_before(line, " ms/frame (");

@@ -498,6 +498,78 @@ fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usiz
         .sum()
 }
 
+/// The CPU a figure was measured on, as /proc/cpuinfo names it: every bench line carries it, so
+/// that a figure is never read against the wrong machine (the CPU kind changes between our
+/// machines: Zen 3, 4 and 5 differ in vector width and in bf16/int8 dot products).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuMachine {
+    pub model_name: String,
+    pub family: Option<u32>,
+    pub model: Option<u32>,
+    pub cores: usize,
+    /// The widest vector instructions present: "AVX-512", "AVX2", "SSE" or "none".
+    pub vector: &'static str,
+    /// AVX512-BF16 (bf16 dot products: Zen 4/5, Intel since Cooper Lake).
+    pub bf16: bool,
+    /// AVX512-VNNI or AVX-VNNI (int8 dot products).
+    pub vnni: bool,
+}
+
+impl CpuMachine {
+    /// This machine (its first processor's entry in /proc/cpuinfo; cores as the process sees them).
+    pub fn detect() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::from_cpuinfo(cores, &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
+    }
+
+    pub fn from_cpuinfo(cores: usize, cpuinfo: &str) -> Self {
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().is_some_and(|key| key.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, value)| value.trim())
+        };
+        let flags: Vec<&str> = field("flags")
+            .map(|f| f.split_whitespace().collect())
+            .unwrap_or_default();
+        let has = |flag: &str| flags.contains(&flag);
+        let vector = if has("avx512f") {
+            "AVX-512"
+        } else if has("avx2") {
+            "AVX2"
+        } else if has("sse2") {
+            "SSE"
+        } else {
+            "none"
+        };
+        Self {
+            model_name: field("model name").unwrap_or("unknown CPU").to_string(),
+            family: field("cpu family").and_then(|v| v.parse().ok()),
+            model: field("model").and_then(|v| v.parse().ok()),
+            cores,
+            vector,
+            bf16: has("avx512_bf16"),
+            vnni: has("avx512_vnni") || has("avx_vnni"),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let number = |n: Option<u32>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
+        let yes_no = |present: bool| if present { "yes" } else { "no" };
+        format!(
+            "{} (family {} model {}), {} cores, {}, AVX512-BF16 {}, VNNI {}",
+            self.model_name,
+            number(self.family),
+            number(self.model),
+            self.cores,
+            self.vector,
+            yes_no(self.bf16),
+            yes_no(self.vnni)
+        )
+    }
+}
+
 /// This CPU's FP32 peak, estimated as cores × SIMD lanes × FMA units × 2 FLOP × clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuPeak {
@@ -577,7 +649,23 @@ impl CpuPeak {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuPeak, RunPhases, mean, median};
+    use super::{CpuMachine, CpuPeak, RunPhases, mean, median};
+
+    #[test]
+    fn the_machine_is_named_from_cpuinfo() {
+        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni avx512_bf16\n";
+        let machine = CpuMachine::from_cpuinfo(2, zen4);
+        assert_eq!(
+            machine.describe(),
+            "AMD EPYC 9R14 (family 25 model 17), 2 cores, AVX-512, AVX512-BF16 yes, VNNI yes"
+        );
+        let zen3 = CpuMachine::from_cpuinfo(2, "cpu family\t: 25\nmodel\t\t: 1\nflags\t: sse2 avx2 fma\n");
+        assert_eq!((zen3.vector, zen3.bf16, zen3.vnni), ("AVX2", false, false));
+        assert_eq!(
+            CpuMachine::from_cpuinfo(1, "").describe(),
+            "unknown CPU (family ? model ?), 1 cores, none, AVX512-BF16 no, VNNI no"
+        );
+    }
 
     #[test]
     fn peak_counts_the_width_the_cpu_executes() {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
-use prioritycut_engine::bench::{BenchPerceptual, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model};
+use prioritycut_engine::bench::{
+    BenchPerceptual, CpuMachine, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model,
+};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::kernels::gpu::{self, KernelChoice};
@@ -271,8 +273,9 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     latencies.sort_by(f64::total_cmp);
     let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
     let dropped = dropped_at_end.saturating_sub(dropped_at_start);
+    let cpu = CpuMachine::detect().describe();
     println!(
-        "bench live | model {model_name} | {}x{} | backend {}{} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
+        "bench live | model {model_name} | {}x{} | backend {}{} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
         size[1],
         size[0],
         worker.device(),
@@ -316,8 +319,9 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     })?;
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{:.0}", ms)).collect();
+    let cpu = CpuMachine::detect().describe();
     println!(
-        "bench train | config {name} | variant {} | {}x{} batch {} | backend {}{kernels} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
+        "bench train | config {name} | variant {} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
         report.variant,
         report.width,
         report.height,
@@ -418,8 +422,9 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.wait,
         phases.read
     );
+    let cpu = CpuMachine::detect().describe();
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
