@@ -68,8 +68,7 @@ pub trait GemmConvOps: Backend {
 
 /// `[channels · kh · kw, b · h' · w']` of [`GemmConvOps::unfold_columns`].
 fn unfolded_shape(x: &Shape, options: &ConvOptions<2>, kernel_size: &[usize; 2], channels: &[usize; 2]) -> Shape {
-    let weight = Shape::new([1, x[1], kernel_size[0], kernel_size[1]]);
-    let [height, width] = output_size(x, &weight, options);
+    let [height, width] = filter_output_size(x, *kernel_size, options);
     Shape::new([
         (channels[1] - channels[0]) * kernel_size[0] * kernel_size[1],
         x[0] * height * width,
@@ -80,6 +79,11 @@ fn unfolded_shape(x: &Shape, options: &ConvOptions<2>, kernel_size: &[usize; 2],
 pub(super) fn output_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> Shape {
     let [height, width] = output_size(x, weight, options);
     Shape::new([x[0], weight[0], height, width])
+}
+
+/// [`output_size`] of a `kernel_size` filter.
+fn filter_output_size(x: &Shape, kernel_size: [usize; 2], options: &ConvOptions<2>) -> [usize; 2] {
+    output_size(x, &Shape::new([1, x[1], kernel_size[0], kernel_size[1]]), options)
 }
 
 fn output_size(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> [usize; 2] {
@@ -111,17 +115,11 @@ pub fn conv2d_unfolding_at_most(
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
 ) -> Option<Tensor<4>> {
-    let out_channels = weight.dims()[0];
-    if options.groups != 1 || out_channels < MIN_OUTPUT_CHANNELS {
+    if options.groups != 1 || weight.dims()[0] < MIN_OUTPUT_CHANNELS {
         return None;
     }
-    let x_primitive = x.clone().try_into_primitive::<Cube>().ok()?;
-    let weight_primitive = weight.clone().try_into_primitive::<Cube>().ok()?;
-    let y = <Cube as GemmConvOps>::conv2d_gemm(x_primitive, weight_primitive, options.clone(), unfold_budget);
-    let y = Tensor::<4>::from_primitive::<Cube>(y);
-    Some(match bias {
-        Some(bias) => y + bias.clone().reshape([1, out_channels, 1, 1]),
-        None => y,
+    super::on_cube(x, weight, bias, |x, weight| {
+        <Cube as GemmConvOps>::conv2d_gemm(x, weight, options.clone(), unfold_budget)
     })
 }
 
@@ -188,8 +186,7 @@ impl GemmConvOps for CubeBackend {
         kernel_size: [usize; 2],
         channels: [usize; 2],
     ) -> CubeTensor {
-        let weight = Shape::new([1, x.shape()[1], kernel_size[0], kernel_size[1]]);
-        let size = output_size(&x.shape(), &weight, &options);
+        let size = filter_output_size(&x.shape(), kernel_size, &options);
         unfold(&x, channels[0]..channels[1], size, kernel_size, &options)
     }
 }

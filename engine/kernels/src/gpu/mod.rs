@@ -12,6 +12,8 @@ mod winograd_kernels;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use burn::backend::Cube;
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
@@ -87,6 +89,25 @@ fn plain_conv2d(
         return conv2d_winograd(x, weight, bias, options);
     }
     conv2d_unfold(x, weight, bias, options)
+}
+
+/// `convolution(x, weight) + bias` where `x` and `weight` are plain (not autodiff) tensors on
+/// burn's CubeCL backend, else `None`: the bias is added at the tensor level, so that fusion
+/// merges it with the batch norm and ReLU after it.
+fn on_cube(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    convolution: impl FnOnce(FloatTensor<Cube>, FloatTensor<Cube>) -> FloatTensor<Cube>,
+) -> Option<Tensor<4>> {
+    let x = x.clone().try_into_primitive::<Cube>().ok()?;
+    let out_channels = weight.dims()[0];
+    let weight = weight.clone().try_into_primitive::<Cube>().ok()?;
+    let y = Tensor::<4>::from_primitive::<Cube>(convolution(x, weight));
+    Some(match bias {
+        Some(bias) => y + bias.clone().reshape([1, out_channels, 1, 1]),
+        None => y,
+    })
 }
 
 /// Keeps burn's kernels on `device` under [`KernelChoice::Auto`]. For software adapters (Mesa's

@@ -57,13 +57,8 @@ pub fn conv2d_winograd(
     if !applies(weight, options) {
         return None;
     }
-    let x_primitive = x.clone().try_into_primitive::<Cube>().ok()?;
-    let weight_primitive = weight.clone().try_into_primitive::<Cube>().ok()?;
-    let y = <Cube as WinogradConvOps>::conv2d_winograd(x_primitive, weight_primitive, options.clone());
-    let y = Tensor::<4>::from_primitive::<Cube>(y);
-    Some(match bias {
-        Some(bias) => y + bias.clone().reshape([1, weight.dims()[0], 1, 1]),
-        None => y,
+    super::on_cube(x, weight, bias, |x, weight| {
+        <Cube as WinogradConvOps>::conv2d_winograd(x, weight, options.clone())
     })
 }
 
