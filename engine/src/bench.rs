@@ -498,6 +498,15 @@ fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usiz
         .sum()
 }
 
+/// The value of the first `name : value` line of /proc/cpuinfo's text (the first processor's).
+fn cpuinfo_field<'a>(cpuinfo: &'a str, name: &str) -> Option<&'a str> {
+    cpuinfo
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim())
+}
+
 /// The CPU a figure was measured on, as /proc/cpuinfo names it: every bench line carries it, so
 /// that a figure is never read against the wrong machine (the CPU kind changes between our
 /// machines: Zen 3, 4 and 5 differ in vector width and in bf16/int8 dot products).
@@ -523,13 +532,7 @@ impl CpuMachine {
     }
 
     pub fn from_cpuinfo(cores: usize, cpuinfo: &str) -> Self {
-        let field = |name: &str| {
-            cpuinfo
-                .lines()
-                .find(|l| l.split(':').next().is_some_and(|key| key.trim() == name))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, value)| value.trim())
-        };
+        let field = |name: &str| cpuinfo_field(cpuinfo, name);
         let flags: Vec<&str> = field("flags")
             .map(|f| f.split_whitespace().collect())
             .unwrap_or_default();
@@ -604,13 +607,7 @@ impl CpuPeak {
     /// The estimate from the detected vector width and the text of /proc/cpuinfo (its first
     /// processor's `vendor_id`, `cpu family` and `cpu MHz`).
     pub fn from_cpuinfo(cores: usize, vector_lanes: usize, cpuinfo: &str) -> Self {
-        let field = |name: &str| {
-            cpuinfo
-                .lines()
-                .find(|l| l.split(':').next().is_some_and(|key| key.trim() == name))
-                .and_then(|l| l.split(':').nth(1))
-                .map(str::trim)
-        };
+        let field = |name: &str| cpuinfo_field(cpuinfo, name);
         let ghz = field("cpu MHz")
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(2.45, |mhz| mhz / 1000.0);
