@@ -6,6 +6,7 @@ mod common;
 use common::{REFERENCE_DIRS, cpu, fixture, temp_dir, wgpu_device};
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::kernels::test_support::largest_difference;
 use prioritycut_engine::reference::{ReferenceReport, verify_reference, verify_with_models};
 
 /// Every output the fixture README lists.
@@ -167,8 +168,8 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
         .unwrap_or_else(|| panic!("the GPU convolution takes {input}→{output} {kernel}×{kernel} on wgpu"));
         assert_eq!(ours.dims(), expected.dims(), "{kernel}×{kernel} stride {stride}");
         let ours = ours.to_device(&flex);
-        let difference: f32 = (ours - expected.clone()).abs().max().into_scalar();
-        let scale = expected.abs().max().into_scalar::<f32>().max(1.0);
+        let (difference, scale) = largest_difference(ours, expected);
+        let scale = scale.max(1.0);
         assert!(
             difference <= 1e-5 * scale * (input * kernel * kernel) as f32,
             "{input}→{output} {kernel}×{kernel} stride {stride} dilation {dilation}: {difference} of {scale}"
@@ -265,8 +266,8 @@ fn gpu_convolution_gradients_match_burns() {
         let shape =
             format!("{batch}×{input}→{output} {kernel}×{kernel} at {height}×{width} padded {rows:?} {columns:?}");
         let check = |what: &str, ours: Tensor<4>, reference: Tensor<4>| {
-            let difference: f32 = (ours - reference.clone()).abs().max().into_scalar();
-            let scale = reference.abs().max().into_scalar::<f32>().max(1.0);
+            let (difference, scale) = largest_difference(ours, reference);
+            let scale = scale.max(1.0);
             eprintln!("{what} {shape}: {difference:e} of {scale}");
             assert!(difference <= 1e-5 * scale, "{what} {shape}: {difference} of {scale}");
         };
@@ -319,8 +320,8 @@ fn gpu_winograd_convolution_matches_burns() {
         let ours = conv2d_winograd(&on_gpu(&x), &on_gpu(&weight), Some(&bias.to_device(&device)), &options)
             .unwrap_or_else(|| panic!("Winograd takes {input}→{output} 3×3 on wgpu"));
         assert_eq!(ours.dims(), expected.dims(), "{input}→{output} on {height}×{width}");
-        let difference: f32 = (ours.to_device(&flex) - expected.clone()).abs().max().into_scalar();
-        let scale = expected.abs().max().into_scalar::<f32>().max(1.0);
+        let (difference, scale) = largest_difference(ours.to_device(&flex), expected);
+        let scale = scale.max(1.0);
         eprintln!("Winograd {input}→{output} on {height}×{width}: {difference:e} of {scale}");
         // Measured on llvmpipe: at most 6e-6 of the largest output (64 input channels).
         assert!(
