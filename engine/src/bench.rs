@@ -320,7 +320,7 @@ pub fn bench_animate(
         width: w,
         warmup,
         cold,
-        inference_form: models.inference.is_some(),
+        inference_form: models.inference_form,
         runs_ms,
         phases_ms,
         stages: vec![

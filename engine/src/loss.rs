@@ -106,10 +106,7 @@ impl PerceptualLoss {
         {
             match &self.features {
                 PerceptualFeatures::Vgg19 { net, .. } => {
-                    // The L1 means do not depend on the layout, which both images' slices share.
-                    let ((fp, layout), (fr, real_layout)) = (net.slices(p), net.slices(r));
-                    debug_assert_eq!(layout, real_layout, "one device, one layout");
-                    for ((a, b), &w) in fp.into_iter().zip(fr).zip(&self.weights) {
+                    for ((a, b), &w) in net.forward(p).into_iter().zip(net.forward(r)).zip(&self.weights) {
                         if w != 0.0 {
                             total = total + (a - b.detach()).abs().mean() * w;
                         }

@@ -4,6 +4,15 @@
 //!
 //! [`cpu`]: the CPU kernels on flex (Winograd and direct convolutions, the training step's fused
 //! operations with their backward passes); [`gpu`]: kernels for burn's CubeCL backend.
+//!
+//! # The seam's conventions
+//! - **Layout**: operations take and return burn's logical `[batch, channels, height, width]`;
+//!   on the CPU the fast kernels store their outputs channels-last and read such inputs in
+//!   place ([`cpu::layout`]), so a chain of them never transposes.
+//! - **Precision**: every kernel computes in f32 and takes f32 tensors. A reduced precision
+//!   (f16 on GPUs, bf16 on CPUs with the instructions) comes as a choice made once per process,
+//!   as [`gpu::choose`] makes the GPU's kernel choice, that each operation reads when it picks
+//!   its kernel; tensors at the seam stay f32, so networks do not change.
 
 pub mod cpu;
 pub mod gpu;
@@ -11,12 +20,20 @@ pub mod gpu;
 pub mod test_support;
 
 pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
-pub use cpu::conv::{FrozenConv3x3Relu, Layout, convolve};
+pub use cpu::conv::{FrozenConv3x3Relu, convolve};
 pub use cpu::grid_sample::grid_sample;
-pub use cpu::pool::max_pool2_channels_last;
+pub use cpu::inference::InferenceConv;
+pub use cpu::pool::max_pool2;
+pub use cpu::winograd::{ChannelAffine, Fused};
 
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
+
+/// `torch.cat(tensors, dim=1)`: kept stored channels-last on flex where one of the maps is
+/// ([`cpu::layout`]), burn's concatenation elsewhere.
+pub fn cat_channels(tensors: Vec<Tensor<4>>) -> Tensor<4> {
+    cpu::layout::cat_channels_last(&tensors).unwrap_or_else(|| Tensor::cat(tensors, 1))
+}
 
 /// `conv2d(x, weight) + bias` by one of this crate's kernels where one serves the device and
 /// shape, else `None`. Inputs in burn's layout (NCHW, weights `[out, in, kh, kw]`).

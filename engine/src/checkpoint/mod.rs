@@ -97,12 +97,12 @@ pub struct FommModels {
     pub kp_detector: KpDetector,
     pub generator: OcclusionAwareGenerator,
     pub discriminator: MultiScaleDiscriminator,
-    /// The keypoint detector's and the generator's inference form, a snapshot of their weights
-    /// taken by [`with_inference_form`](Self::with_inference_form); `None` until then, and on
-    /// devices where burn's own kernels are the fast ones. Networks that are trained never
-    /// carry one (training runs on an autodiff device, where it is never made).
+    /// Whether the keypoint detector and the generator carry their inference form (see
+    /// [`InferenceForm`]): made by [`with_inference_form`](Self::with_inference_form) where it
+    /// serves the device. Networks that are trained never carry one (training runs on an
+    /// autodiff device, where it is never made).
     #[module(skip)]
-    pub inference: Option<Arc<InferenceForm>>,
+    pub inference_form: bool,
 }
 
 impl FommModels {
@@ -112,53 +112,44 @@ impl FommModels {
             kp_detector: config.kp_detector.init(device),
             generator: config.generator.init(device),
             discriminator: config.discriminator.init(device),
-            inference: None,
+            inference_form: false,
         }
     }
 
-    /// Makes the inference form of the loaded weights (see [`InferenceForm`]) for the
-    /// animation methods below to use; the weights must not change afterwards.
+    /// Makes the inference form of the loaded weights (see [`InferenceForm`]), which the
+    /// networks then run where it serves; the weights must not change afterwards.
     pub fn with_inference_form(mut self) -> Self {
-        self.inference = InferenceForm::new(&self.kp_detector, &self.generator).map(Arc::new);
+        self.kp_detector = self.kp_detector.into_inference_form();
+        self.generator = self.generator.into_inference_form();
+        self.inference_form = self.generator.first.inference.is_some();
         self
     }
 
     /// The keypoints of images [b, c, h, w] in [0, 1].
     pub fn keypoints(&self, image: Tensor<4>) -> Keypoints {
-        self.keypoints_with_heatmap(image).0
+        self.kp_detector.forward(image)
     }
 
     /// The keypoints and their softmax heatmaps.
     pub fn keypoints_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        match &self.inference {
-            Some(form) => form.keypoints_with_heatmap(&self.kp_detector, image),
-            None => self.kp_detector.forward_with_heatmap(image),
-        }
+        self.kp_detector.forward_with_heatmap(image)
     }
 
     /// The generator's part of a source: computed once per photo.
     pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
-        match &self.inference {
-            Some(form) => form.encode_source(&self.generator, source),
-            None => self.generator.encode_source(source),
-        }
+        self.generator.encode_source(source)
     }
 
     /// The dense motion network's output for a downsampled source ([`EncodedSource::downsampled`]).
     pub fn dense_motion(&self, downsampled: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
-        let network = &self.generator.dense_motion_network;
-        match &self.inference {
-            Some(form) => form.dense_motion(network, downsampled, kp_driving, kp_source),
-            None => network.forward_downsampled(downsampled, kp_driving, kp_source),
-        }
+        self.generator
+            .dense_motion_network
+            .forward_downsampled(downsampled, kp_driving, kp_source)
     }
 
     /// The generator's output for an encoded source and the keypoints of both frames.
     pub fn generate(&self, source: &EncodedSource, kp_driving: &Keypoints, kp_source: &Keypoints) -> GeneratorOutput {
-        match &self.inference {
-            Some(form) => form.generate(&self.generator, source, kp_driving, kp_source),
-            None => self.generator.forward_encoded(source, kp_driving, kp_source),
-        }
+        self.generator.forward_encoded(source, kp_driving, kp_source)
     }
 
     /// Loads a checkpoint for `config`: an official FOMM `.pth.tar`/`.pth`/`.tar`, or our `.bpk`.
@@ -271,5 +262,45 @@ impl CheckpointFormat {
             Some("bpk") => Self::Burnpack,
             _ => Self::Fomm,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// At vox-256's full size every kernel path of the inference form runs: Winograd on the
+    /// large maps, the patch GEMM on the hourglasses' small ones, the direct heads, activations
+    /// stored channels-last between blocks.
+    #[test]
+    fn the_inference_form_matches_the_training_form_at_vox256_size() {
+        let device = Device::flex();
+        let config = FommConfig::vox256();
+        let training = FommModels::init(&config, &device);
+        let inference = training.clone().with_inference_form();
+        assert!(inference.inference_form, "made on flex");
+        assert!(!training.inference_form);
+        let image = || Tensor::<4>::random([1, 3, 256, 256], Distribution::Uniform(0.0, 1.0), &device);
+        let (source, driving) = (image(), image());
+
+        let (kp_train, heat_train) = training.keypoints_with_heatmap(driving.clone());
+        let (kp_fast, heat_fast) = inference.keypoints_with_heatmap(driving);
+        let kp_source = training.keypoints(source.clone());
+        let out_train = training.generate(&training.encode_source(source.clone()), &kp_train, &kp_source);
+        let out_fast = inference.generate(&inference.encode_source(source), &kp_train, &kp_source);
+
+        let max_diff = |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
+        let kp_diff: f32 = (kp_train.value - kp_fast.value).abs().max().into_scalar();
+        assert!(kp_diff < 1e-5, "keypoints {kp_diff}");
+        assert!(max_diff(heat_train, heat_fast) < 1e-5);
+        let occlusion = max_diff(
+            out_train.occlusion_map.expect("vox-256 has one"),
+            out_fast.occlusion_map.expect("vox-256 has one"),
+        );
+        assert!(occlusion < 1e-5, "occlusion {occlusion}");
+        let prediction = max_diff(out_train.prediction, out_fast.prediction);
+        assert!(prediction < 1e-4, "prediction {prediction}");
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! Batch norms use batch statistics on an autodiff device (training) and the running statistics
 //! otherwise (inference), like torch's train/eval modes.
+//!
+//! A block also has an inference form ([`InferenceForm`]): made once from weights that no longer
+//! change, it runs the block as one prepared convolution with its batch norms, ReLU, resampling
+//! and residual folded in (the kernels crate's [`InferenceConv`]), where that serves the device;
+//! the block's `forward` takes it first and is otherwise the block as trained.
 
 use burn::module::{Module, Param, RunningState};
 use burn::nn::PaddingConfig2d;
@@ -13,7 +18,46 @@ use burn::tensor::module::{avg_pool2d, batch_norm, batch_norm_train, conv2d, int
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::kernels::{batch_norm_relu_pool_train, batch_norm_relu_train, convolve};
+use crate::kernels::{
+    ChannelAffine, Fused, InferenceConv, batch_norm_relu_pool_train, batch_norm_relu_train, cat_channels, convolve,
+};
+
+/// A network's inference form: its weights prepared once for the fast kernels, with what
+/// surrounds each convolution folded in. For weights that no longer change (a model opened for
+/// animation); where no kernel serves (another device, autodiff) the network is left as it is
+/// and computes as trained. A network's form is its parts' forms: adding a block means
+/// implementing this for it and calling it from its parent.
+pub trait InferenceForm: Sized {
+    /// The network with its inference form made.
+    fn into_inference_form(self) -> Self;
+}
+
+impl<T: InferenceForm> InferenceForm for Vec<T> {
+    fn into_inference_form(self) -> Self {
+        self.into_iter().map(T::into_inference_form).collect()
+    }
+}
+
+impl<T: InferenceForm> InferenceForm for Option<T> {
+    fn into_inference_form(self) -> Self {
+        self.map(T::into_inference_form)
+    }
+}
+
+/// A block's prepared form applied to `x`, where it has one that serves `x`'s device.
+fn prepared(inference: Option<&InferenceConv>, x: &Tensor<4>) -> Option<Tensor<4>> {
+    inference?.forward(x, None)
+}
+
+/// What a block's prepared convolution folds around it.
+fn surroundings(relu: bool, upsample_input: bool, pool_output: bool) -> Fused {
+    Fused {
+        input_affine: None,
+        upsample_input,
+        relu,
+        pool_output,
+    }
+}
 
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
@@ -88,6 +132,20 @@ impl BatchNorm2d {
         }
     }
 
+    /// The eval-mode batch norm `γ (x − μ) / √(σ² + ε) + β` as a per-channel `scale · x + shift`,
+    /// for folding into the convolution beside it.
+    pub fn folded(&self) -> ChannelAffine {
+        let values =
+            |t: Tensor<1>| -> Vec<f32> { t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() };
+        ChannelAffine::batch_norm(
+            &values(self.weight.val()),
+            &values(self.bias.val()),
+            &values(self.running_mean.value()),
+            &values(self.running_var.value()),
+            Self::EPSILON,
+        )
+    }
+
     /// torch's momentum update, with the unbiased variance of `count` values per channel.
     fn update_running_statistics(&self, batch_mean: Tensor<1>, batch_variance: Tensor<1>, count: f64) {
         let device = batch_mean.device();
@@ -140,6 +198,10 @@ pub struct ResBlock2d {
     pub conv2: Conv2d,
     pub norm1: BatchNorm2d,
     pub norm2: BatchNorm2d,
+    /// The inference form: bn1 + ReLU applied as conv1 reads x, bn2 and its ReLU folded into
+    /// conv1, and conv2 adding x as it writes.
+    #[module(skip)]
+    pub inference: Option<(InferenceConv, InferenceConv)>,
 }
 
 impl ResBlock2d {
@@ -149,14 +211,33 @@ impl ResBlock2d {
             conv2: conv(features, features, kernel, padding, device),
             norm1: BatchNorm2d::new(features, device),
             norm2: BatchNorm2d::new(features, device),
+            inference: None,
         }
     }
 
     /// [b, c, h, w] → [b, c, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some((first, second)) = &self.inference
+            && let Some(y) = first.forward(&x, None).and_then(|out| second.forward(&out, Some(&x)))
+        {
+            return y;
+        }
         let out = convolve(&self.conv1, self.norm1.forward_relu(x.clone()));
         let out = convolve(&self.conv2, self.norm2.forward_relu(out));
         out + x
+    }
+}
+
+impl InferenceForm for ResBlock2d {
+    fn into_inference_form(mut self) -> Self {
+        let first = Fused {
+            input_affine: Some(self.norm1.folded()),
+            ..surroundings(true, false, false)
+        };
+        let first = InferenceConv::new(&self.conv1, Some(self.norm2.folded()), first);
+        let second = InferenceConv::new(&self.conv2, None, Fused::default());
+        self.inference = first.zip(second);
+        self
     }
 }
 
@@ -165,6 +246,17 @@ impl ResBlock2d {
 pub struct UpBlock2d {
     pub conv: Conv2d,
     pub norm: BatchNorm2d,
+    /// The inference form: upsampling read into the convolution, batch norm folded, ReLU.
+    #[module(skip)]
+    pub inference: Option<InferenceConv>,
+}
+
+impl InferenceForm for UpBlock2d {
+    fn into_inference_form(mut self) -> Self {
+        let surroundings = surroundings(true, true, false);
+        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        self
+    }
 }
 
 impl UpBlock2d {
@@ -172,11 +264,15 @@ impl UpBlock2d {
         Self {
             conv: conv(input, output, 3, 1, device),
             norm: BatchNorm2d::new(output, device),
+            inference: None,
         }
     }
 
     /// [b, in, h, w] → [b, out, 2h, 2w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(y) = prepared(self.inference.as_ref(), &x) {
+            return y;
+        }
         self.norm.forward_relu(convolve(&self.conv, upsample2(x)))
     }
 }
@@ -186,6 +282,17 @@ impl UpBlock2d {
 pub struct DownBlock2d {
     pub conv: Conv2d,
     pub norm: BatchNorm2d,
+    /// The inference form: batch norm folded, ReLU and pooling as the convolution writes.
+    #[module(skip)]
+    pub inference: Option<InferenceConv>,
+}
+
+impl InferenceForm for DownBlock2d {
+    fn into_inference_form(mut self) -> Self {
+        let surroundings = surroundings(true, false, true);
+        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        self
+    }
 }
 
 impl DownBlock2d {
@@ -193,11 +300,15 @@ impl DownBlock2d {
         Self {
             conv: conv(input, output, 3, 1, device),
             norm: BatchNorm2d::new(output, device),
+            inference: None,
         }
     }
 
     /// [b, in, h, w] → [b, out, h/2, w/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(y) = prepared(self.inference.as_ref(), &x) {
+            return y;
+        }
         self.norm.forward_relu_pool(convolve(&self.conv, x))
     }
 }
@@ -207,6 +318,17 @@ impl DownBlock2d {
 pub struct SameBlock2d {
     pub conv: Conv2d,
     pub norm: BatchNorm2d,
+    /// The inference form: batch norm folded, ReLU as the convolution writes.
+    #[module(skip)]
+    pub inference: Option<InferenceConv>,
+}
+
+impl InferenceForm for SameBlock2d {
+    fn into_inference_form(mut self) -> Self {
+        let surroundings = surroundings(true, false, false);
+        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        self
+    }
 }
 
 impl SameBlock2d {
@@ -214,11 +336,15 @@ impl SameBlock2d {
         Self {
             conv: conv(input, output, kernel, padding, device),
             norm: BatchNorm2d::new(output, device),
+            inference: None,
         }
     }
 
     /// [b, in, h, w] → [b, out, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(y) = prepared(self.inference.as_ref(), &x) {
+            return y;
+        }
         self.norm.forward_relu(convolve(&self.conv, x))
     }
 }
@@ -291,9 +417,17 @@ impl Hourglass {
         for block in &self.decoder.up_blocks {
             out = block.forward(out);
             let skip = skips.pop().expect("one skip per up block");
-            out = Tensor::cat(vec![out, skip], 1);
+            out = cat_channels(vec![out, skip]);
         }
         out
+    }
+}
+
+impl InferenceForm for Hourglass {
+    fn into_inference_form(mut self) -> Self {
+        self.encoder.down_blocks = self.encoder.down_blocks.into_inference_form();
+        self.decoder.up_blocks = self.decoder.up_blocks.into_inference_form();
+        self
     }
 }
 

@@ -11,7 +11,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv};
 use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
 use crate::kernels::{convolve, grid_sample};
 
@@ -153,26 +153,6 @@ impl DenseMotionNetwork {
 
     /// [`DenseMotionNetwork::forward`] from a source already [`downsample`](Self::downsample)d.
     pub fn forward_downsampled(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
-        self.forward_downsampled_with(source, kp_driving, kp_source, |x| self.heads(x))
-    }
-
-    /// The hourglass and the two heads on it: its input → (mask logits, occlusion logits).
-    pub fn heads(&self, input: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
-        let prediction = self.hourglass.forward(input);
-        let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
-        (convolve(&self.mask, prediction), occlusion)
-    }
-
-    /// [`forward_downsampled`](Self::forward_downsampled) with `heads` standing in for the
-    /// hourglass and the two heads on it (an inference form of them, [`super::inference`]): the
-    /// hourglass's input → (mask logits, occlusion logits).
-    pub fn forward_downsampled_with(
-        &self,
-        source: Tensor<4>,
-        kp_driving: &Keypoints,
-        kp_source: &Keypoints,
-        heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
-    ) -> DenseMotion {
         let [b, c, h, w] = source.dims();
         let n = self.num_kp + 1;
         let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
@@ -180,8 +160,9 @@ impl DenseMotionNetwork {
         let sparse_deformed = self.deformed_sources(&source, &sparse_motions);
 
         let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
-        let (mask, occlusion) = heads(input);
-        let mask = softmax(mask, 1);
+        let prediction = self.hourglass.forward(input);
+        let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
+        let mask = softmax(convolve(&self.mask, prediction), 1);
 
         // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
         let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
@@ -194,5 +175,12 @@ impl DenseMotionNetwork {
             deformation,
             occlusion_map,
         }
+    }
+}
+
+impl InferenceForm for DenseMotionNetwork {
+    fn into_inference_form(mut self) -> Self {
+        self.hourglass = self.hourglass.into_inference_form();
+        self
     }
 }

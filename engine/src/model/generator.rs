@@ -8,7 +8,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
+use super::blocks::{DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
 use super::dense_motion::{DenseMotionConfig, DenseMotionNetwork};
 use super::keypoints::Keypoints;
 use crate::kernels::{convolve, grid_sample};
@@ -132,19 +132,10 @@ impl OcclusionAwareGenerator {
 
     /// The part of [`forward`](Self::forward) that depends on the source alone.
     pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
-        self.encode_source_with(source, |image| {
-            let mut features = self.first.forward(image);
-            for block in &self.down_blocks {
-                features = block.forward(features);
-            }
-            features
-        })
-    }
-
-    /// [`encode_source`](Self::encode_source) with `encode` standing in for `first` and the
-    /// down blocks.
-    pub fn encode_source_with(&self, source: Tensor<4>, encode: impl FnOnce(Tensor<4>) -> Tensor<4>) -> EncodedSource {
-        let features = encode(source.clone());
+        let mut features = self.first.forward(source.clone());
+        for block in &self.down_blocks {
+            features = block.forward(features);
+        }
         EncodedSource {
             downsampled: self.dense_motion_network.downsample(source.clone()),
             image: source,
@@ -160,37 +151,9 @@ impl OcclusionAwareGenerator {
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
     ) -> GeneratorOutput {
-        let dense_heads = |x| self.dense_motion_network.heads(x);
-        let decode = |mut out: Tensor<4>| {
-            for block in &self.bottleneck {
-                out = block.forward(out);
-            }
-            for block in &self.up_blocks {
-                out = block.forward(out);
-            }
-            convolve(&self.final_conv, out)
-        };
-        self.forward_encoded_with(source, kp_driving, kp_source, dense_heads, decode)
-    }
-
-    /// [`forward_encoded`](Self::forward_encoded) with stand-ins for its heavy parts (an
-    /// inference form of them, [`super::inference`]): `dense_heads` for the dense motion
-    /// network's [`heads`](DenseMotionNetwork::heads), `decode` for the bottleneck, the up
-    /// blocks and `final` (before the sigmoid).
-    pub fn forward_encoded_with(
-        &self,
-        source: &EncodedSource,
-        kp_driving: &Keypoints,
-        kp_source: &Keypoints,
-        dense_heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
-        decode: impl FnOnce(Tensor<4>) -> Tensor<4>,
-    ) -> GeneratorOutput {
-        let dense = self.dense_motion_network.forward_downsampled_with(
-            source.downsampled.clone(),
-            kp_driving,
-            kp_source,
-            dense_heads,
-        );
+        let dense = self
+            .dense_motion_network
+            .forward_downsampled(source.downsampled.clone(), kp_driving, kp_source);
         let mut out = deform_input(source.features.clone(), dense.deformation.clone());
         if let Some(occlusion) = &dense.occlusion_map {
             let [_, _, h, w] = out.dims();
@@ -203,7 +166,13 @@ impl OcclusionAwareGenerator {
             out = out * occlusion;
         }
         let deformed = deform_input(source.image.clone(), dense.deformation.clone());
-        let prediction = sigmoid(decode(out));
+        for block in &self.bottleneck {
+            out = block.forward(out);
+        }
+        for block in &self.up_blocks {
+            out = block.forward(out);
+        }
+        let prediction = sigmoid(convolve(&self.final_conv, out));
         GeneratorOutput {
             mask: dense.mask,
             sparse_deformed: dense.sparse_deformed,
@@ -212,5 +181,16 @@ impl OcclusionAwareGenerator {
             deformed,
             prediction,
         }
+    }
+}
+
+impl InferenceForm for OcclusionAwareGenerator {
+    fn into_inference_form(mut self) -> Self {
+        self.dense_motion_network = self.dense_motion_network.into_inference_form();
+        self.first = self.first.into_inference_form();
+        self.down_blocks = self.down_blocks.into_inference_form();
+        self.bottleneck = self.bottleneck.into_inference_form();
+        self.up_blocks = self.up_blocks.into_inference_form();
+        self
     }
 }

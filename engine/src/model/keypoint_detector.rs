@@ -9,7 +9,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, conv};
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv};
 use super::keypoints::{Keypoints, make_coordinate_grid};
 use crate::kernels::convolve;
 
@@ -94,26 +94,13 @@ impl KpDetector {
 
     /// Also returns the softmax heatmaps [b, kp, h', w'].
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        self.forward_with(image, |x| {
-            let feature_map = self.predictor.forward(x);
-            let jacobian = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
-            (convolve(&self.kp, feature_map), jacobian)
-        })
-    }
-
-    /// [`forward_with_heatmap`](Self::forward_with_heatmap) with `heads` standing in for the
-    /// hourglass and the two heads on it (an inference form of them, [`super::inference`]): the
-    /// downsampled image → (keypoint logits, Jacobian maps).
-    pub fn forward_with(
-        &self,
-        image: Tensor<4>,
-        heads: impl FnOnce(Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>),
-    ) -> (Keypoints, Tensor<4>) {
         let x = match &self.down {
             Some(down) => down.forward(image),
             None => image,
         };
-        let (prediction, jacobian_maps) = heads(x);
+        let feature_map = self.predictor.forward(x);
+        let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
+        let prediction = convolve(&self.kp, feature_map);
         let [b, k, h, w] = prediction.dims();
         let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
 
@@ -129,5 +116,12 @@ impl KpDetector {
             weighted.sum_dim(3).reshape([b, k, 2, 2])
         });
         (Keypoints { value, jacobian }, heatmap.reshape([b, k, h, w]))
+    }
+}
+
+impl InferenceForm for KpDetector {
+    fn into_inference_form(mut self) -> Self {
+        self.predictor = self.predictor.into_inference_form();
+        self
     }
 }

@@ -8,16 +8,15 @@ pub mod blocks;
 pub mod dense_motion;
 pub mod discriminator;
 pub mod generator;
-pub mod inference;
 pub mod keypoint_detector;
 pub mod keypoints;
 pub mod unet_discriminator;
 pub mod vgg19;
 
+pub use blocks::InferenceForm;
 pub use dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
 pub use discriminator::{DiscriminatorConfig, DiscriminatorOutput, MultiScaleDiscriminator};
 pub use generator::{EncodedSource, GeneratorConfig, GeneratorOutput, OcclusionAwareGenerator};
-pub use inference::InferenceForm;
 pub use keypoint_detector::{KpDetector, KpDetectorConfig};
 pub use keypoints::Keypoints;
 pub use unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig, UNetDiscriminatorOutput};

@@ -8,12 +8,10 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::conv;
-use crate::kernels::{FrozenConv3x3Relu, Layout, convolve, max_pool2_channels_last};
+use crate::kernels::{FrozenConv3x3Relu, convolve, max_pool2};
 
 /// torchvision's `features` index of each of the 13 convolutions up to conv5_1.
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28];
@@ -73,56 +71,23 @@ impl Vgg19 {
     }
 
     /// Images [b, 3, h, w] in [0, 1] → the five slice outputs [b, c, h', w'], relu1_1 first.
+    /// Once the weights are [`frozen`](Self::frozen), on flex, each layer is one operation
+    /// whose output is stored channels-last, read in place by the next (no layout copies).
     pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        let (slices, layout) = self.slices(x);
-        match layout {
-            Layout::Nchw => slices,
-            Layout::ChannelsLast => slices.into_iter().map(|s| s.permute([0, 3, 1, 2])).collect(),
-        }
-    }
-
-    /// The five slice outputs in the layout they were computed in: channels-last on flex once
-    /// the weights are [`frozen`](Self::frozen) (no layout copies between the layers), NCHW
-    /// otherwise. For what does not depend on the layout (the perceptual loss's L1 means).
-    pub fn slices(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, Layout) {
         let device = x.device();
         let stat = |v: [f32; 3]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 3, 1, 1]), &device);
-        let normalized = (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD);
-        match self.slices_channels_last(&normalized) {
-            Some(slices) => (slices, Layout::ChannelsLast),
-            None => (self.slices_nchw(normalized), Layout::Nchw),
-        }
-    }
-
-    /// `None` off flex (the first convolution declines) or before the weights are frozen.
-    fn slices_channels_last(&self, normalized: &Tensor<4>) -> Option<Vec<Tensor<4>>> {
-        if self.frozen.is_empty() {
-            return None;
-        }
-        let mut out = normalized.clone().permute([0, 2, 3, 1]);
-        let mut slices = Vec::with_capacity(OUTPUT_AFTER.len());
-        for (i, frozen) in self.frozen.iter().enumerate() {
-            out = frozen.forward_channels_last(&out)?;
-            if OUTPUT_AFTER.contains(&i) {
-                slices.push(out.clone());
-            }
-            if POOL_AFTER.contains(&i) {
-                out = max_pool2_channels_last(&out)?;
-            }
-        }
-        Some(slices)
-    }
-
-    fn slices_nchw(&self, normalized: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut out = normalized;
+        let mut out = (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD);
         let mut slices = Vec::with_capacity(OUTPUT_AFTER.len());
         for (i, conv) in self.convs.iter().enumerate() {
-            out = relu(convolve(conv, out));
+            out = match self.frozen.get(i).and_then(|frozen| frozen.forward(&out)) {
+                Some(y) => y,
+                None => relu(convolve(conv, out)),
+            };
             if OUTPUT_AFTER.contains(&i) {
                 slices.push(out.clone());
             }
             if POOL_AFTER.contains(&i) {
-                out = max_pool2d(out, MaxPoolOptions::new([2, 2]));
+                out = max_pool2(out);
             }
         }
         slices
@@ -136,18 +101,19 @@ mod tests {
     use super::*;
     use crate::test_support::assert_close;
 
-    /// The frozen network's channels-last path against the layer-by-layer NCHW one (burn's
-    /// pooling, the training convolutions): slices and the image's gradient.
+    /// The frozen network (Winograd weights made once, outputs stored channels-last) against
+    /// the layer-by-layer one (the training convolutions, their ReLUs apart): slices and the
+    /// image's gradient.
     #[test]
-    fn channels_last_slices_match_the_nchw_path() {
+    fn frozen_slices_match_the_layer_by_layer_network() {
         let device = Device::flex().autodiff();
         let plain = Vgg19::new(&device).no_grad();
         let frozen = plain.clone().frozen();
+        assert_eq!(frozen.frozen.len(), CHANNELS.len(), "every layer frozen");
         let image = Tensor::<4>::random([2, 3, 36, 34], Distribution::Uniform(0.0, 1.0), &device);
-        let run = |vgg: &Vgg19, expected: Layout| {
+        let run = |vgg: &Vgg19| {
             let x = Tensor::<4>::from_data(image.to_data(), &device).require_grad();
-            let (slices, layout) = vgg.slices(x.clone());
-            assert_eq!(layout, expected);
+            let slices = vgg.forward(x.clone());
             let total = slices
                 .iter()
                 .enumerate()
@@ -155,10 +121,10 @@ mod tests {
                 .reduce(|a, b| a + b)
                 .expect("five slices");
             let dx = x.grad(&total.backward()).expect("dx");
-            (vgg.forward(x), dx)
+            (slices, dx)
         };
-        let (slices, dx) = run(&frozen, Layout::ChannelsLast);
-        let (reference, reference_dx) = run(&plain, Layout::Nchw);
+        let (slices, dx) = run(&frozen);
+        let (reference, reference_dx) = run(&plain);
         for (i, (ours, theirs)) in slices.into_iter().zip(reference).enumerate() {
             assert_close(&format!("slice {}", i + 1), ours.inner(), theirs.inner(), 1e-4);
         }

@@ -33,6 +33,7 @@ use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as
 use super::flex::{
     AutodiffFlexOp, FlexPrimitive, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values,
 };
+use super::layout::{channels_last, stored_channels_last, to_nchw};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
@@ -57,6 +58,9 @@ enum Kernel {
 pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     if let Some(y) = on_gpu(conv, &x) {
+        return y;
+    }
+    if let Some(y) = direct_on_plain_flex(conv, &x) {
         return y;
     }
     let kernel = if is_3x3_same(conv) {
@@ -91,6 +95,27 @@ fn on_gpu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
         ConvOptions::new_with_padding(conv.stride, [(top, bottom), (left, right)], conv.dilation, conv.groups);
     let bias = conv.bias.as_ref().map(|b| b.val());
     crate::conv2d(x, &conv.weight.val(), bias.as_ref(), &options)
+}
+
+/// `conv.forward(x)` for a tensor on flex without autodiff, by the direct kernel where it serves
+/// the shape (the 7×7 heads). Its weights are laid out at each call: microseconds for a head.
+fn direct_on_plain_flex(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let padding = direct_padding(conv)?;
+    let input = x.clone().try_into_primitive::<Flex>().ok()?;
+    let kernel = DirectConv::new(conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), padding);
+    Some(direct_forward(&kernel, &input))
+}
+
+/// The direct kernel on a flex tensor of logical shape `[b, C_in, h, w]`, read in place whether
+/// it is stored planar or channels-last; the output is planar (what burn's operations after a
+/// head take).
+pub(super) fn direct_forward(kernel: &DirectConv, x: &FlexPrimitive) -> Tensor<4> {
+    let device = Device::flex();
+    let [batch, channels, height, width] = dims4(x);
+    match stored_channels_last(x) {
+        Some(stored) => kernel.forward(&Nhwc::borrowed(stored, [batch, height, width, channels]), &device),
+        None => kernel.forward_nchw(&values(x), [batch, channels, height, width], &device),
+    }
 }
 
 /// One fast-path convolution's arguments, for [`on_autodiff_flex`].
@@ -208,20 +233,11 @@ fn record<C: CheckpointStrategy>(kernel: Kernel, x: Tracked, weight: Tracked, bi
     }
 }
 
-/// The values' layout of a 4-D activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// `[batch, channels, height, width]`, burn's.
-    Nchw,
-    /// `[batch, height, width, channels]`, the fast kernels' own.
-    ChannelsLast,
-}
-
 /// `relu(conv(x))` for a 3×3 convolution whose weights are not trained (the perceptual loss's
 /// VGG19, which follows every convolution by a ReLU): its Winograd weights, and the flipped ones
 /// of its input gradient, are transformed once, so it takes the fast path on every map size
-/// ([`FusedConv3x3`] itself turns to one patch GEMM on small maps). It runs on channels-last
-/// maps, so a network of them copies no layouts between its layers. The ReLU is applied in the
+/// ([`FusedConv3x3`] itself turns to one patch GEMM on small maps). Its outputs are stored
+/// channels-last ([`super::layout`]), so a network of them copies no layouts between its layers. The ReLU is applied in the
 /// output transform, and its mask to the gradient before the input gradient's convolution.
 #[derive(Debug, Clone)]
 pub struct FrozenConv3x3Relu {
@@ -247,16 +263,16 @@ impl FrozenConv3x3Relu {
         })
     }
 
-    /// `relu(conv.forward(x))` on channels-last maps, `[b, h, w, C_in]` → `[b, h, w, C_out]`,
-    /// on flex (with autodiff or without); `None` elsewhere.
-    pub fn forward_channels_last(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
+    /// `relu(conv.forward(x))`, `[b, C_in, h, w]` → `[b, C_out, h, w]` stored channels-last, on
+    /// flex (with autodiff or without); `None` elsewhere.
+    pub fn forward(&self, x: &Tensor<4>) -> Option<Tensor<4>> {
         on_flex(self, x)
     }
 
     /// The output's values.
     fn compute(&self, x: &FlexPrimitive) -> FlexPrimitive {
-        let y = self.forward.forward(&Nhwc::borrowed(&values(x), dims4(x)), None);
-        primitive(y.into_channels_last(&Device::flex()))
+        let y = self.forward.forward(&channels_last(x), None);
+        primitive(y.into_tensor(&Device::flex()))
     }
 }
 
@@ -311,27 +327,27 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
         let Some(node) = node_x else {
             return;
         };
-        let dims = dims4(&grad);
-        let (dy, y) = (values(&grad), values(&ops.state.output));
-        let mut masked = vec![0.0f32; dy.len()];
+        let (dy, y) = (channels_last(&grad), channels_last(&ops.state.output));
+        let mut masked = vec![0.0f32; dy.data.len()];
         masked
             .par_chunks_mut(1 << 14)
-            .zip(dy.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+            .zip(dy.data.par_chunks(1 << 14).zip(y.data.par_chunks(1 << 14)))
             .for_each(|(out, (dy, y))| {
                 for (o, (&d, &v)) in out.iter_mut().zip(dy.iter().zip(y)) {
                     *o = if v > 0.0 { d } else { 0.0 };
                 }
             });
+        let masked = Nhwc::owned(masked, [dy.batch, dy.height, dy.width, dy.channels]);
         let dx = ops
             .state
             .input_gradient
-            .forward(&Nhwc::borrowed(&masked, dims), None)
-            .into_channels_last(&Device::flex());
+            .forward(&masked, None)
+            .into_tensor(&Device::flex());
         grads.register::<Flex>(node.id, primitive(dx));
     }
 }
 
-fn is_3x3_same(conv: &Conv2d) -> bool {
+pub(super) fn is_3x3_same(conv: &Conv2d) -> bool {
     conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
@@ -344,7 +360,7 @@ fn is_3x3_same(conv: &Conv2d) -> bool {
 
 /// The padding of a convolution the direct kernel takes: square, odd, 5×5 or 7×7, stride 1,
 /// no dilation or groups, the same zero padding on every side.
-fn direct_padding(conv: &Conv2d) -> Option<usize> {
+pub(super) fn direct_padding(conv: &Conv2d) -> Option<usize> {
     let [k, kw] = conv.kernel_size;
     let square = k == kw && WEIGHT_GRADIENT_KERNELS.contains(&k);
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
@@ -370,80 +386,9 @@ fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
     FusedConv3x3::new(weight.swap_dims(0, 1).flip([2, 3]), None, None, Fused::default())
 }
 
-/// NCHW → channels-last, a row of pixels per task (flex's permuted copy runs on one core, and
-/// on 256² maps took as long as the convolution's arithmetic).
+/// A flex tensor as channels-last maps ([`channels_last`]), owned.
 fn to_nhwc(x: Tensor<4>) -> Nhwc<'static> {
-    let dims = x.dims();
-    // Borrowed from the tensor's buffer: the graph shares most inputs, and `into_data` would copy.
-    let x = primitive(x);
-    transposed(&values(&x), dims)
-}
-
-/// NCHW values → channels-last.
-fn transposed(planes: &[f32], [batch, channels, height, width]: [usize; 4]) -> Nhwc<'static> {
-    let pixels = height * width;
-    let mut data = vec![0.0f32; planes.len()];
-    if pixels > 0 && channels > 0 {
-        for (b, image) in data.chunks_mut(pixels * channels).enumerate() {
-            let at = b * pixels * channels;
-            transpose(&planes[at..][..pixels * channels], [channels, pixels], image);
-        }
-    }
-    Nhwc {
-        data: data.into(),
-        batch,
-        height,
-        width,
-        channels,
-    }
-}
-
-/// Channels-last → a contiguous NCHW tensor, so that the ops after it (batch norms, ReLUs,
-/// pooling) read contiguous planes.
-fn to_nchw(x: &Nhwc<'_>, device: &Device) -> Tensor<4> {
-    let (channels, pixels) = (x.channels, x.height * x.width);
-    let mut data = vec![0.0f32; x.data.len()];
-    if pixels > 0 && channels > 0 {
-        for (planes, image) in data
-            .chunks_mut(pixels * channels)
-            .zip(x.data.chunks_exact(pixels * channels))
-        {
-            transpose(image, [pixels, channels], planes);
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [x.batch, channels, x.height, x.width]), device)
-}
-
-/// The side of [`transpose`]'s tiles: a cache line of f32.
-const TILE: usize = 16;
-
-/// `destination = sourceᵀ` for a row-major `source` [rows, columns]. By 16×16 tiles, a band of 16 destination rows per task,
-/// each destination line written whole: the maps' planes lie a power of two apart, and
-/// writing them a value at a time (or gathering a plane from every pixel) thrashed the caches'
-/// sets (1.5 GB/s on 256² maps).
-fn transpose(source: &[f32], [rows, columns]: [usize; 2], destination: &mut [f32]) {
-    destination
-        .par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(band, out)| {
-            let first_column = band * TILE;
-            let count = out.len() / rows;
-            let mut tile = [[0.0f32; TILE]; TILE];
-            for first_row in (0..rows).step_by(TILE) {
-                let height = TILE.min(rows - first_row);
-                for (r, at) in (first_row..first_row + height)
-                    .map(|row| row * columns + first_column)
-                    .enumerate()
-                {
-                    for (line, &v) in tile.iter_mut().zip(&source[at..][..count]) {
-                        line[r] = v;
-                    }
-                }
-                for (c, line) in tile.iter().enumerate().take(count) {
-                    out[c * rows + first_row..][..height].copy_from_slice(&line[..height]);
-                }
-            }
-        });
+    channels_last(&primitive(x)).into_owned()
 }
 
 #[cfg(test)]
@@ -537,10 +482,7 @@ mod tests {
             let run = |fast: bool| {
                 let x = Tensor::<4>::from_data(x.to_data(), &device).require_grad();
                 let y = if fast {
-                    frozen
-                        .forward_channels_last(&x.clone().permute([0, 2, 3, 1]))
-                        .expect("on flex")
-                        .permute([0, 3, 1, 2])
+                    frozen.forward(&x).expect("on flex")
                 } else {
                     burn::tensor::activation::relu(conv.forward(x.clone()))
                 };

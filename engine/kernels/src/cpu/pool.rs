@@ -1,6 +1,6 @@
 //! VGG19's 2×2 max pooling (stride 2, odd edges dropped, as torch's `MaxPool2d(2, 2)`) on
 //! channels-last maps, as one autodiff operation on flex, so that the perceptual loss's VGG19
-//! stays channels-last from its first convolution to its last:
+//! stays stored channels-last ([`super::layout`]) from its first convolution to its last:
 //!
 //! `y[p] = max_{q ∈ window(p)} x[q]`, `∂L/∂x[q] = ∂L/∂y[p]` where `q` is the window's first
 //! largest value, 0 elsewhere.
@@ -13,44 +13,48 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
+use super::flex::{FlexPrimitive, FlexUnaryOp, on_flex, primitive};
+use super::layout::channels_last;
+use super::winograd::Nhwc;
 
-/// `max_pool2d(x, 2, 2)` of channels-last maps `[b, h, w, c]` → `[b, h/2, w/2, c]` on flex
-/// (with autodiff or without); `None` elsewhere.
-pub fn max_pool2_channels_last(x: &Tensor<4>) -> Option<Tensor<4>> {
-    on_flex(&MaxPool2, x)
+/// `max_pool2d(x, 2, 2)`, `[b, c, h, w]` → `[b, c, h/2, w/2]`: on flex (with autodiff or
+/// without) this module's kernel, its output stored channels-last; elsewhere burn's.
+pub fn max_pool2(x: Tensor<4>) -> Tensor<4> {
+    on_flex(&MaxPool2, &x).unwrap_or_else(|| max_pool2d(x, MaxPoolOptions::new([2, 2])))
 }
 
 struct MaxPool2;
 
 impl FlexUnaryOp for MaxPool2 {
     fn record<C: CheckpointStrategy>(&self, x: FloatTensor<Autodiff<Flex, C>>) -> FloatTensor<Autodiff<Flex, C>> {
-        let dims = dims4(x.primitive());
+        let input = channels_last(x.primitive());
         match MaxPool2Backward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (output, winners) = pool(&values(x.primitive()), dims, true);
+                let (output, winners) = pool(&input, true);
                 let state = PoolState {
                     winners: winners.into(),
-                    input_dims: dims,
+                    input_dims: [input.batch, input.height, input.width, input.channels],
                 };
                 prep.finish(state, output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(pool(&values(x.primitive()), dims, false).0),
+            OpsKind::UnTracked(prep) => prep.finish(pool(&input, false).0),
         }
     }
 
     fn plain(&self, x: FlexPrimitive) -> FlexPrimitive {
-        let dims = dims4(&x);
-        pool(&values(&x), dims, false).0
+        pool(&channels_last(&x), false).0
     }
 }
 
 /// The pooled maps and, if asked, the winner (0–3, row-major in its window) of every output value.
-fn pool(x: &[f32], [batch, height, width, channels]: [usize; 4], keep_winners: bool) -> (FlexPrimitive, Vec<u8>) {
+fn pool(maps: &Nhwc<'_>, keep_winners: bool) -> (FlexPrimitive, Vec<u8>) {
+    let (x, batch, height, width, channels) = (&maps.data, maps.batch, maps.height, maps.width, maps.channels);
     let (out_h, out_w) = (height / 2, width / 2);
     let row = out_w * channels;
     let mut output = vec![0.0f32; batch * out_h * row];
@@ -92,10 +96,7 @@ fn pool(x: &[f32], [batch, height, width, channels]: [usize; 4], keep_winners: b
                 .for_each(|(r, out)| pool_row(r, out, None));
         }
     }
-    let output = Tensor::<4>::from_data(
-        TensorData::new(output, [batch, out_h, out_w, channels]),
-        &Device::flex(),
-    );
+    let output = Nhwc::owned(output, [batch, out_h, out_w, channels]).into_tensor(&Device::flex());
     (primitive(output), winners)
 }
 
@@ -128,7 +129,8 @@ impl Backward<Flex, 1> for MaxPool2Backward {
         };
         let [batch, height, width, channels] = ops.state.input_dims;
         let (out_h, out_w) = (height / 2, width / 2);
-        let dy = values(&grad);
+        let dy = channels_last(&grad);
+        let dy = &dy.data;
         let winners = &ops.state.winners;
         let (input_row, row) = (width * channels, out_w * channels);
         let mut dx = vec![0.0f32; batch * height * input_row];
@@ -155,7 +157,7 @@ impl Backward<Flex, 1> for MaxPool2Backward {
                     });
             }
         }
-        let dx = Tensor::<4>::from_data(TensorData::new(dx, ops.state.input_dims), &Device::flex());
+        let dx = Nhwc::owned(dx, ops.state.input_dims).into_tensor(&Device::flex());
         grads.register::<Flex>(node.id, primitive(dx));
     }
 }
@@ -194,30 +196,30 @@ mod tests {
                 .expect("dx");
 
             let ours_x = Tensor::<4>::from_data(x.to_data(), &device).require_grad();
-            let ours = max_pool2_channels_last(&ours_x.clone().permute([0, 2, 3, 1]))
-                .expect("on flex")
-                .permute([0, 3, 1, 2]);
+            let ours = max_pool2(ours_x.clone());
             let ours_dx = ours_x.grad(&(ours.clone() * weighting).sum().backward()).expect("dx");
             assert_close(&format!("output {shape}"), ours.inner(), reference.inner(), 0.0);
             assert_close(&format!("input gradient {shape}"), ours_dx, reference_dx, 0.0);
         }
 
-        let ties = Tensor::<4>::zeros([1, 6, 6, 4], &device).require_grad();
-        let pooled = max_pool2_channels_last(&ties).expect("on flex");
+        let ties = Tensor::<4>::zeros([1, 4, 6, 6], &device).require_grad();
+        let pooled = max_pool2(ties.clone());
         let dx = ties.grad(&pooled.sum().backward()).expect("dx");
         let total: f32 = dx.sum().into_scalar();
         assert_eq!(total, 36.0, "one value per window takes the gradient");
     }
 
-    /// Without autodiff it pools too.
+    /// Without autodiff it pools too, a channels-last input read in place.
     #[test]
     fn plain_flex_pools() {
-        let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0, 5.0, 3.0, 2.0, -1.0, 0.0, 4.0, 7.0], [1, 2, 2, 2]),
-            &Device::flex(),
+        // Channels-last values [1, 2, 2, 2]: channel 0 is 1, 3, −1, 4; channel 1 is 5, 2, 0, 7.
+        let values = vec![1.0, 5.0, 3.0, 2.0, -1.0, 0.0, 4.0, 7.0];
+        let x = Nhwc::owned(values, [1, 2, 2, 2]).into_tensor(&Device::flex());
+        let pooled = max_pool2(x);
+        assert_eq!(pooled.dims(), [1, 2, 1, 1]);
+        assert_eq!(
+            pooled.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"),
+            vec![4.0, 7.0]
         );
-        let pooled = max_pool2_channels_last(&x).expect("on flex");
-        assert_eq!(pooled.dims(), [1, 1, 1, 2]);
-        assert_eq!(pooled.into_data().try_to_vec::<f32>().expect("f32"), vec![4.0, 7.0]);
     }
 }

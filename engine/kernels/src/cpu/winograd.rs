@@ -32,15 +32,33 @@ pub struct Nhwc<'a> {
 }
 
 impl<'a> Nhwc<'a> {
-    /// From an NCHW tensor.
+    /// From a tensor of logical shape `[b, c, h, w]` on flex, whatever its storage
+    /// ([`super::layout::channels_last`]).
     pub fn from_tensor(x: Tensor<4>) -> Nhwc<'static> {
-        let [batch, channels, height, width] = x.dims();
+        let x = super::flex::primitive(x);
+        super::layout::channels_last(&x).into_owned()
+    }
+
+    /// Channels-last values `[batch, height, width, channels]`, owned.
+    pub fn owned(data: Vec<f32>, [batch, height, width, channels]: [usize; 4]) -> Nhwc<'static> {
+        assert_eq!(data.len(), batch * height * width * channels, "values for the shape");
         Nhwc {
-            data: to_vec(x.permute([0, 2, 3, 1])).into(),
+            data: Cow::Owned(data),
             batch,
             height,
             width,
             channels,
+        }
+    }
+
+    /// The same maps, owning their values (a copy only where they were borrowed).
+    pub fn into_owned(self) -> Nhwc<'static> {
+        Nhwc {
+            data: Cow::Owned(self.data.into_owned()),
+            batch: self.batch,
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
         }
     }
 
@@ -56,7 +74,8 @@ impl<'a> Nhwc<'a> {
         }
     }
 
-    /// Back to an NCHW tensor (a permuted view of the channels-last data).
+    /// Back to a tensor of logical shape `[b, c, h, w]`, stored channels-last (a permuted view,
+    /// the seam's convention: [`super::layout`]).
     pub fn into_tensor(self, device: &Device) -> Tensor<4> {
         self.into_channels_last(device).permute([0, 3, 1, 2])
     }
