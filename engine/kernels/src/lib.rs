@@ -19,6 +19,7 @@ pub mod gpu;
 #[doc(hidden)]
 pub mod test_support;
 
+pub use cpu::adam::{AdamStep, adam_update};
 pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
 pub use cpu::conv::{FrozenConv3x3Relu, convolve};
 pub use cpu::grid_sample::grid_sample;

@@ -9,16 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::backend::Flex;
-use burn::backend::tensor::FloatTensor;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use rayon::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::kernels::cpu::flex::values;
-
+use crate::kernels::{AdamStep, adam_update};
 use crate::{EngineError, Result};
 
 /// First and second moments of one parameter, flattened, and how many steps it has taken.
@@ -189,10 +185,7 @@ impl ModuleMapper for AdamMapper<'_> {
         let grad = grad.to_device(&device).reshape([n]);
         let previous = self.adam.state.remove(&path);
         let flat = value.reshape([n]);
-        let (updated, moments) = match grad.clone().try_into_primitive::<Flex>() {
-            Ok(flex_grad) if on_flex(&flat) => fused_update(flat, &flex_grad, previous, self.lr, self.adam),
-            _ => composed_update(flat, grad, previous, self.lr, self.adam),
-        };
+        let (updated, moments) = update(flat, grad, previous, self.lr, self.adam);
         self.adam.state.insert(path, moments);
         let mut updated = Tensor::from_inner(updated.reshape(shape));
         if require_grad {
@@ -237,75 +230,40 @@ fn composed_update(
     (value - update, moments)
 }
 
-/// Whether a tensor lives on flex (the fused update's device; its moments may be anywhere).
-fn on_flex(tensor: &Tensor<1>) -> bool {
-    tensor.clone().try_into_primitive::<Flex>().is_ok()
-}
-
-/// A tensor's values as an owned vector: its own buffer where nothing else holds it (flex hands
-/// it over without a copy), a copy otherwise.
-fn into_values(tensor: Tensor<1>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}"))
-}
-
-/// The same update on flex in one parallel pass over the parameter, its gradient and moments
-/// (composed of tensor operations it is about twelve single-threaded passes: 0.3 s of a vox-256
-/// step), in place in the parameter's and the moments' buffers where nothing else holds them
-/// (three fresh buffers per parameter were 1.5 GB of writes per step). The arithmetic is the
-/// composition's, operation for operation in f32. For a parameter on flex ([`on_flex`]).
-fn fused_update(
-    value: Tensor<1>,
-    grad: &FloatTensor<Flex>,
-    previous: Option<Moments>,
-    lr: f64,
-    adam: &Adam,
-) -> (Tensor<1>, Moments) {
-    let device = value.device();
-    let grad = values(grad);
+/// One update of a flattened parameter: the kernels crate's single pass where it serves the
+/// device (flex), else composed of tensor operations. Both give the same bits.
+fn update(value: Tensor<1>, grad: Tensor<1>, previous: Option<Moments>, lr: f64, adam: &Adam) -> (Tensor<1>, Moments) {
     let step = previous.as_ref().map_or(1, |m| m.step + 1);
-    let first = previous.is_none();
-    let mut param = into_values(value);
-    let n = param.len();
-    let (mut exp_avg, mut exp_avg_sq) = match previous {
-        Some(m) => (into_values(m.exp_avg), into_values(m.exp_avg_sq)),
-        None => (vec![0.0f32; n], vec![0.0f32; n]),
-    };
-    let (b1, b2) = (adam.beta1, adam.beta2);
     let (bias1, bias2_sqrt) = bias_corrections(adam, step);
-    let bias2_sqrt = bias2_sqrt as f32;
-    let (beta1, beta2, one_minus_b1, one_minus_b2) = (b1 as f32, b2 as f32, (1.0 - b1) as f32, (1.0 - b2) as f32);
-    let (epsilon, step_size) = (adam.epsilon as f32, (lr / bias1) as f32);
-    const CHUNK: usize = 1 << 14;
-    param
-        .par_chunks_mut(CHUNK)
-        .zip(exp_avg.par_chunks_mut(CHUNK))
-        .zip(exp_avg_sq.par_chunks_mut(CHUNK))
-        .zip(grad.par_chunks(CHUNK))
-        .for_each(|(((p, m), v), g)| {
-            for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-                // The first step's moments are the gradient's terms alone, as in the composition.
-                (*m, *v) = if first {
-                    (g * one_minus_b1, g * g * one_minus_b2)
-                } else {
-                    (*m * beta1 + g * one_minus_b1, *v * beta2 + g * g * one_minus_b2)
-                };
-                let denominator = v.sqrt() / bias2_sqrt + epsilon;
-                *p -= (*m / denominator) * step_size;
-            }
-        });
-    let tensor = |data: Vec<f32>| Tensor::<1>::from_data(TensorData::new(data, [n]), &device);
-    (
-        tensor(param),
-        Moments {
-            step,
-            exp_avg: tensor(exp_avg),
-            exp_avg_sq: tensor(exp_avg_sq),
-        },
-    )
+    let coefficients = AdamStep {
+        beta1: adam.beta1,
+        beta2: adam.beta2,
+        epsilon: adam.epsilon,
+        step_size: lr / bias1,
+        bias2_sqrt,
+    };
+    // The moments are handed over, not cloned, so that the kernel updates their buffers in place.
+    let step_count = previous.as_ref().map(|m| m.step);
+    let moments = previous.map(|m| [m.exp_avg, m.exp_avg_sq]);
+    match adam_update(value, &grad, moments, &coefficients) {
+        Ok((updated, [exp_avg, exp_avg_sq])) => (
+            updated,
+            Moments {
+                step,
+                exp_avg,
+                exp_avg_sq,
+            },
+        ),
+        Err(declined) => {
+            let (value, moments) = *declined;
+            let previous = moments.zip(step_count).map(|([exp_avg, exp_avg_sq], step)| Moments {
+                step,
+                exp_avg,
+                exp_avg_sq,
+            });
+            composed_update(value, grad, previous, lr, adam)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -355,7 +313,8 @@ mod tests {
         assert!(model.layer.weight.val().is_require_grad());
     }
 
-    /// The fused flex update and the composed one agree to the last bit, first step and later.
+    /// The kernels crate's single pass on flex and the composed update agree to the last bit,
+    /// first step and later.
     #[test]
     fn the_fused_update_equals_the_composed_one() {
         let device = Device::flex();
@@ -371,10 +330,8 @@ mod tests {
         // place in its buffers (the parameter, made afresh per step, too).
         let (mut fused_previous, mut composed_previous): (Option<Moments>, Option<Moments>) = (None, None);
         for _ in 0..3 {
-            assert!(on_flex(&param));
-            let flex_grad = grad.clone().try_into_primitive::<Flex>().expect("on flex");
             let fresh_param = Tensor::<1>::from_data(param.to_data(), &device);
-            let (fused, fused_moments) = fused_update(fresh_param, &flex_grad, fused_previous.take(), 2e-4, &adam);
+            let (fused, fused_moments) = update(fresh_param, grad.clone(), fused_previous.take(), 2e-4, &adam);
             let (composed, composed_moments) =
                 composed_update(param.clone(), grad.clone(), composed_previous.take(), 2e-4, &adam);
             let bits = |t: &Tensor<1>| t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32");

@@ -4,6 +4,7 @@
 //! autodiff operation with its own backward pass on `Autodiff<Flex>` ([`conv`], [`batch_norm`],
 //! [`grid_sample`], [`pool`]; [`flex`] decides what "on flex" means).
 
+pub mod adam;
 pub mod batch_norm;
 pub mod conv;
 pub mod direct_conv;
