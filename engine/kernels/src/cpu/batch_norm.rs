@@ -188,7 +188,7 @@ impl Statistics {
     /// `z = γ x̂ + β` per channel.
     fn affine(&self, gamma: &[f32], beta: &[f32]) -> Affine {
         let channels = (0..gamma.len())
-            .map(|c| ChannelAffine {
+            .map(|c| ChannelBatchNorm {
                 normalization: self.normalization(c),
                 gamma: gamma[c],
                 beta: beta[c],
@@ -211,14 +211,16 @@ impl Normalization {
     }
 }
 
+/// One channel of a training batch norm: its batch statistics (kept for the backward pass) and
+/// its affine parameters. (The inference form's folded norm is `winograd::ChannelAffine`.)
 #[derive(Debug, Clone, Copy)]
-struct ChannelAffine {
+struct ChannelBatchNorm {
     normalization: Normalization,
     gamma: f32,
     beta: f32,
 }
 
-impl ChannelAffine {
+impl ChannelBatchNorm {
     /// `z = γ x̂ + β`.
     #[inline(always)]
     fn apply(self, x: f32) -> f32 {
@@ -230,7 +232,7 @@ impl ChannelAffine {
 /// `z` by it, so that they agree on every sign.
 #[derive(Debug, Clone)]
 struct Affine {
-    channels: Vec<ChannelAffine>,
+    channels: Vec<ChannelBatchNorm>,
 }
 
 impl Affine {

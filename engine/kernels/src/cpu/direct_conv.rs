@@ -122,7 +122,19 @@ impl DirectConv {
                 let outputs = &mut channels[first..(first + self.group).min(cout)];
                 let bias = &self.bias[first..(first + self.group).min(cout)];
                 let relu = self.relu;
-                let args = (planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu);
+                let args = DirectRowArgs {
+                    planes,
+                    weight,
+                    input_channels: cin,
+                    kernel: k,
+                    padded_height: hp,
+                    row_stride: stride,
+                    y,
+                    out_w,
+                    outputs,
+                    bias,
+                    relu,
+                };
                 match self.group {
                     4 => vectorized(DirectRow::<4>(args)),
                     _ => vectorized(DirectRow::<8>(args)),
@@ -208,7 +220,20 @@ impl Planes {
 
 /// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
 #[inline(always)]
-fn direct_row<const O: usize>((planes, weight, (cin, k, hp, stride), y, out_w, outputs, bias, relu): DirectRowArgs) {
+fn direct_row<const O: usize>(args: DirectRowArgs) {
+    let DirectRowArgs {
+        planes,
+        weight,
+        input_channels: cin,
+        kernel: k,
+        padded_height: hp,
+        row_stride: stride,
+        y,
+        out_w,
+        outputs,
+        bias,
+        relu,
+    } = args;
     for x0 in (0..out_w).step_by(PIXELS) {
         let mut acc = [[0.0f32; PIXELS]; O];
         for c in 0..cin {
@@ -237,16 +262,24 @@ fn direct_row<const O: usize>((planes, weight, (cin, k, hp, stride), y, out_w, o
     }
 }
 
-type DirectRowArgs<'a, 'b> = (
-    &'a [f32],
-    &'a [f32],
-    (usize, usize, usize, usize),
-    usize,
-    usize,
-    &'a mut [&'b mut [f32]],
-    &'a [f32],
-    bool,
-);
+/// One output row of a group of output channels.
+struct DirectRowArgs<'a, 'b> {
+    /// One image's zero-padded input planes, [C_in, padded height, row stride].
+    planes: &'a [f32],
+    /// The group's weights, [C_in, k, k, O].
+    weight: &'a [f32],
+    input_channels: usize,
+    kernel: usize,
+    padded_height: usize,
+    row_stride: usize,
+    /// The output row.
+    y: usize,
+    out_w: usize,
+    /// The row of each of the group's output channels.
+    outputs: &'a mut [&'b mut [f32]],
+    bias: &'a [f32],
+    relu: bool,
+}
 struct DirectRow<'a, 'b, const O: usize>(DirectRowArgs<'a, 'b>);
 
 impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
@@ -311,8 +344,23 @@ pub fn weight_gradient(
         .map(|task| {
             let (pair, i) = (task / cin, task % cin);
             let mut sums = vec![0.0f32; 2 * taps];
-            let geometry = (batch, cin, 2 * pairs, out_h, dy_stride, planes.height, planes.stride);
-            let args = (&planes.data[..], &rows[..], geometry, pair, i, &mut sums[..]);
+            let geometry = GradientGeometry {
+                batch,
+                input_channels: cin,
+                row_channels: 2 * pairs,
+                out_h,
+                dy_stride,
+                padded_height: planes.height,
+                plane_stride: planes.stride,
+            };
+            let args = WeightGradientArgs {
+                planes: &planes.data[..],
+                rows: &rows[..],
+                geometry,
+                pair,
+                input_channel: i,
+                sums: &mut sums[..],
+            };
             match k {
                 5 => vectorized(WeightGradientTask::<5>(args)),
                 _ => vectorized(WeightGradientTask::<7>(args)),
@@ -332,9 +380,34 @@ pub fn weight_gradient(
     gradient
 }
 
-/// (batch, C_in, channels of `rows`, out_h, row stride of `rows`, padded height, plane stride)
-type GradientGeometry = (usize, usize, usize, usize, usize, usize, usize);
-type WeightGradientArgs<'a> = (&'a [f32], &'a [f32], GradientGeometry, usize, usize, &'a mut [f32]);
+/// The shapes [`weight_gradient`]'s tasks read.
+#[derive(Debug, Clone, Copy)]
+struct GradientGeometry {
+    batch: usize,
+    input_channels: usize,
+    /// Channels of the padded output gradient's rows (C_out rounded up to pairs).
+    row_channels: usize,
+    out_h: usize,
+    /// The row stride of the output gradient's rows.
+    dy_stride: usize,
+    padded_height: usize,
+    /// The row stride of the padded input planes.
+    plane_stride: usize,
+}
+
+/// One task of [`weight_gradient`]: output channels `2 pair` and `2 pair + 1` against one
+/// input channel.
+struct WeightGradientArgs<'a> {
+    /// The zero-padded input planes.
+    planes: &'a [f32],
+    /// The output gradient's rows, padded to whole strips.
+    rows: &'a [f32],
+    geometry: GradientGeometry,
+    pair: usize,
+    input_channel: usize,
+    /// The `2 × K²` sums.
+    sums: &'a mut [f32],
+}
 struct WeightGradientTask<'a, const K: usize>(WeightGradientArgs<'a>);
 
 impl<const K: usize> VectorKernel for WeightGradientTask<'_, K> {
@@ -346,8 +419,24 @@ impl<const K: usize> VectorKernel for WeightGradientTask<'_, K> {
 
 /// The `2 × K²` sums of output channels `2 pair`, `2 pair + 1` against input channel `i`.
 #[inline(always)]
-fn weight_gradient_task<const K: usize>((planes, rows, geometry, pair, i, sums): WeightGradientArgs) {
-    let (batch, cin, row_channels, out_h, dy_stride, hp, stride) = geometry;
+fn weight_gradient_task<const K: usize>(args: WeightGradientArgs) {
+    let WeightGradientArgs {
+        planes,
+        rows,
+        geometry,
+        pair,
+        input_channel: i,
+        sums,
+    } = args;
+    let GradientGeometry {
+        batch,
+        input_channels: cin,
+        row_channels,
+        out_h,
+        dy_stride,
+        padded_height: hp,
+        plane_stride: stride,
+    } = geometry;
     let strips = dy_stride / PIXELS;
     let mut total0 = [[[0.0f32; PIXELS]; K]; K];
     let mut total1 = [[[0.0f32; PIXELS]; K]; K];

@@ -314,16 +314,16 @@ impl FusedConv3x3 {
         (out_h, out_w): (usize, usize),
     ) {
         out_rows.into_par_iter().for_each(|(row, chunk)| {
-            vectorized(OutputRow((
+            vectorized(OutputRow(OutputRowArgs {
                 products,
                 geometry,
-                row - first_row,
+                block_row: row - first_row,
                 row,
-                chunk,
-                self,
+                output: chunk,
+                conv: self,
                 residual,
-                (out_h, out_w),
-            )))
+                output_size: (out_h, out_w),
+            }))
         });
     }
 
@@ -439,7 +439,14 @@ fn transform_input_rows(
     rows: usize,
 ) -> Vec<f32> {
     transform_by_row(x.channels, geometry, rows, |r, planes| {
-        vectorized(InputRow((x, geometry, affine, upsample, first_row + r, planes)))
+        vectorized(InputRow(InputRowArgs {
+            x,
+            geometry,
+            affine,
+            upsample,
+            row: first_row + r,
+            planes,
+        }))
     })
 }
 
@@ -470,7 +477,12 @@ fn transform_by_row(
 /// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map).
 fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
     transform_by_row(dy.channels, geometry, rows, |r, planes| {
-        vectorized(GradientRow((dy, geometry, first_row + r, planes)))
+        vectorized(GradientRow(GradientRowArgs {
+            dy,
+            geometry,
+            row: first_row + r,
+            planes,
+        }))
     })
 }
 
@@ -562,37 +574,64 @@ impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
     }
 }
 
-type InputRowArgs<'a> = (
-    &'a Nhwc<'a>,
-    &'a Tiles,
-    Option<&'a ChannelAffine>,
-    bool,
-    usize,
-    Vec<&'a mut [f32]>,
-);
+/// One row of tiles of [`transform_input_rows`].
+struct InputRowArgs<'a> {
+    x: &'a Nhwc<'a>,
+    geometry: &'a Tiles,
+    /// Applied (with a ReLU) to each input value as it is read.
+    affine: Option<&'a ChannelAffine>,
+    /// The input is read upsampled ×2 (nearest).
+    upsample: bool,
+    /// The row's place among all rows of tiles (image and tile row).
+    row: usize,
+    /// The row's part of each of the 36 planes.
+    planes: Vec<&'a mut [f32]>,
+}
 struct InputRow<'a>(InputRowArgs<'a>);
 vector_kernel!(InputRow<'_> => input_tiles_row);
 
-type GradientRowArgs<'a> = (&'a Nhwc<'a>, &'a Tiles, usize, Vec<&'a mut [f32]>);
+/// One row of tiles of [`transform_gradient_rows`].
+struct GradientRowArgs<'a> {
+    dy: &'a Nhwc<'a>,
+    geometry: &'a Tiles,
+    /// The row's place among all rows of tiles (image and tile row).
+    row: usize,
+    /// The row's part of each of the 36 planes.
+    planes: Vec<&'a mut [f32]>,
+}
 struct GradientRow<'a>(GradientRowArgs<'a>);
 vector_kernel!(GradientRow<'_> => gradient_tiles_row);
 
-type OutputRowArgs<'a> = (
-    &'a [f32],
-    &'a Tiles,
-    usize,
-    usize,
-    &'a mut [f32],
-    &'a FusedConv3x3,
-    Option<&'a Nhwc<'a>>,
-    (usize, usize),
-);
+/// One row of tiles of [`FusedConv3x3::transform_output`].
+struct OutputRowArgs<'a> {
+    /// A block's products, 36 planes of [tiles, C_out].
+    products: &'a [f32],
+    geometry: &'a Tiles,
+    /// The row's place in its block's products.
+    block_row: usize,
+    /// The row's place among all rows of tiles (image and tile row).
+    row: usize,
+    /// Where the row's output pixels go.
+    output: &'a mut [f32],
+    conv: &'a FusedConv3x3,
+    residual: Option<&'a Nhwc<'a>>,
+    /// The output's height and width (after any pooling).
+    output_size: (usize, usize),
+}
 struct OutputRow<'a>(OutputRowArgs<'a>);
 vector_kernel!(OutputRow<'_> => output_tiles_row);
 
 /// `Bᵀ d B` of one row of tiles, into its part of each of the 36 planes.
 #[inline(always)]
-fn input_tiles_row((x, geometry, affine, upsample, row, mut planes): InputRowArgs) {
+fn input_tiles_row(args: InputRowArgs) {
+    let InputRowArgs {
+        x,
+        geometry,
+        affine,
+        upsample,
+        row,
+        mut planes,
+    } = args;
     let cin = x.channels;
     let (height, width) = (geometry.height, geometry.width);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
@@ -640,7 +679,13 @@ fn input_tiles_row((x, geometry, affine, upsample, row, mut planes): InputRowArg
 
 /// `A dy Aᵀ` of one row of 4×4 output-gradient tiles, into its part of each of the 36 planes.
 #[inline(always)]
-fn gradient_tiles_row((dy, geometry, row, mut planes): GradientRowArgs) {
+fn gradient_tiles_row(args: GradientRowArgs) {
+    let GradientRowArgs {
+        dy,
+        geometry,
+        row,
+        mut planes,
+    } = args;
     let cout = dy.channels;
     let (height, width) = (geometry.height, geometry.width);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
@@ -675,7 +720,17 @@ fn gradient_tiles_row((dy, geometry, row, mut planes): GradientRowArgs) {
 /// `Aᵀ m A` of one row of tiles (row `block_row` of its block's products) plus the epilogue,
 /// into the output rows `chunk`.
 #[inline(always)]
-fn output_tiles_row((products, geometry, block_row, row, chunk, conv, residual, (out_h, out_w)): OutputRowArgs) {
+fn output_tiles_row(args: OutputRowArgs) {
+    let OutputRowArgs {
+        products,
+        geometry,
+        block_row,
+        row,
+        output: chunk,
+        conv,
+        residual,
+        output_size: (out_h, out_w),
+    } = args;
     let cout = conv.output_channels;
     let plane_stride = products.len() / 36;
     let (relu, pool, bias) = (conv.fused.relu, conv.fused.pool_output, &conv.bias);
