@@ -13,11 +13,22 @@
 //!   (f16 on GPUs, bf16 on CPUs with the instructions) comes as a choice made once per process,
 //!   as [`gpu::choose`] makes the GPU's kernel choice, that each operation reads when it picks
 //!   its kernel; tensors at the seam stay f32, so networks do not change.
+//!
+//! # Unsafe code
+//! The workspace forbids `unsafe`; this crate denies it (its `Cargo.toml`), so that an
+//! instruction with no safe path (AVX512-BF16's dot products) can be reached, under one rule:
+//! only in modules under `src/cpu/unsafe_simd/`, each allowed by `#[allow(unsafe_code)]` on the
+//! module, each block with its `// SAFETY:` argument and one unsafe operation
+//! (`clippy::undocumented_unsafe_blocks`, `clippy::multiple_unsafe_ops_per_block`), each kernel
+//! tested against the safe kernel it speeds up. There is none yet.
 
 pub mod cpu;
 pub mod gpu;
 #[doc(hidden)]
 pub mod test_support;
+
+#[cfg(test)]
+mod rules;
 
 pub use cpu::adam::{AdamStep, adam_update};
 pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
