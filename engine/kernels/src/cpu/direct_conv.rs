@@ -12,7 +12,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::winograd::{ChannelAffine, Nhwc, VectorKernel, folded, vectorized};
+use super::simd::{VectorKernel, vectorized};
+use super::winograd::{ChannelAffine, Nhwc, folded};
 
 /// Pixels of an output row computed together: one AVX2 register.
 const PIXELS: usize = 8;

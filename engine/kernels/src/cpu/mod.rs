@@ -13,4 +13,5 @@ pub mod grid_sample;
 pub mod inference;
 pub mod layout;
 pub mod pool;
+pub mod simd;
 pub mod winograd;

@@ -19,6 +19,8 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::simd::{vector_kernel, vectorized};
+
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a
 /// pixel's channels are contiguous: what the transforms stream through. The values are owned,
 /// or borrowed from a tensor that is already channels-last (the training step's VGG19).
@@ -534,44 +536,6 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
         filter.copy_from_slice(&weight_gradient_transform(&u));
     });
     Tensor::from_data(TensorData::new(dw, [cout, cin, 3, 3]), device)
-}
-
-/// Runs a kernel compiled for the best vector instructions the CPU has (AVX2 + FMA on x86-64
-/// where present; the crate itself is built for the SSE2 baseline), through macerator's safe
-/// run-time dispatch. Target features reach only code inlined into the dispatching function,
-/// so every step is `#[inline(always)]` and a method call, never a closure or `FnOnce` shim
-/// (checked with objdump and perf: those stayed separate SSE2 functions).
-#[inline(always)]
-pub(super) fn vectorized<K: VectorKernel>(kernel: K) {
-    macerator::AutoArch::new().dispatch(Dispatched(kernel))
-}
-
-/// A kernel for [`vectorized`]: its arguments, and `run` inlining the kernel function.
-pub(super) trait VectorKernel {
-    fn run(self);
-}
-
-/// `impl VectorKernel for $kernel`, whose `run` calls `$function` on its arguments.
-macro_rules! vector_kernel {
-    ($kernel:ty => $function:expr) => {
-        impl VectorKernel for $kernel {
-            #[inline(always)]
-            fn run(self) {
-                $function(self.0)
-            }
-        }
-    };
-}
-
-struct Dispatched<K>(K);
-
-impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: macerator::Simd>(self) {
-        self.0.run()
-    }
 }
 
 /// One row of tiles of [`transform_input_rows`].

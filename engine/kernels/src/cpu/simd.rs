@@ -1,0 +1,42 @@
+//! The CPU kernels' SIMD dispatch, apart from the kernels as burn-flex keeps its own
+//! (`burn-flex/src/simd/`): a kernel is a struct of its arguments implementing
+//! [`VectorKernel`], run by [`vectorized`] for the best vector instructions the CPU has.
+
+/// Runs a kernel compiled for the best vector instructions the CPU has (AVX2 + FMA on x86-64
+/// where present; the crate itself is built for the SSE2 baseline), through macerator's safe
+/// run-time dispatch. Target features reach only code inlined into the dispatching function,
+/// so every step is `#[inline(always)]` and a method call, never a closure or `FnOnce` shim
+/// (checked with objdump and perf: those stayed separate SSE2 functions).
+#[inline(always)]
+pub(crate) fn vectorized<K: VectorKernel>(kernel: K) {
+    macerator::AutoArch::new().dispatch(Dispatched(kernel))
+}
+
+/// A kernel for [`vectorized`]: its arguments, and `run` inlining the kernel function.
+pub(crate) trait VectorKernel {
+    fn run(self);
+}
+
+/// `impl VectorKernel for $kernel`, whose `run` calls `$function` on its arguments.
+macro_rules! vector_kernel {
+    ($kernel:ty => $function:expr) => {
+        impl $crate::cpu::simd::VectorKernel for $kernel {
+            #[inline(always)]
+            fn run(self) {
+                $function(self.0)
+            }
+        }
+    };
+}
+pub(crate) use vector_kernel;
+
+struct Dispatched<K>(K);
+
+impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: macerator::Simd>(self) {
+        self.0.run()
+    }
+}
