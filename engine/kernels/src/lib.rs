@@ -22,6 +22,7 @@
 //! (`clippy::undocumented_unsafe_blocks`, `clippy::multiple_unsafe_ops_per_block`), each kernel
 //! tested against the safe kernel it speeds up. There is none yet.
 
+mod autodiff;
 pub mod cpu;
 pub mod gpu;
 #[doc(hidden)]

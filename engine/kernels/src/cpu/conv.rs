@@ -1,9 +1,10 @@
 //! The training step's convolutions on the CPU, each one autodiff operation whose forward pass,
-//! input gradient and weight gradient run the inference form's kernels. Plugged in through
-//! burn's extension API: the operation takes the `Autodiff<Flex>` primitives of its tensors and
-//! records its own backward step, so the model code calls [`convolve`] on any device and only
-//! flex training takes these paths; inference on a GPU takes the kernels crate's convolution
-//! (`prioritycut_kernels::conv2d`); elsewhere it is burn's convolution.
+//! input gradient and weight gradient run the inference form's kernels: this module is flex's
+//! [`ConvKernels`], and the operation and its backward step are recorded by the crate's
+//! device-independent `autodiff` module through burn's extension API. The model code calls
+//! [`convolve`] on any device: on a GPU it takes the kernels crate's convolution
+//! (`prioritycut_kernels::conv2d`, the same recording under autodiff), on flex these kernels,
+//! elsewhere burn's convolution.
 //!
 //! - 3×3, stride 1, padding 1 (the blocks and VGG19): Winograd F(4×4, 3×3) ([`FusedConv3x3`]).
 //!   The input gradient is itself such a convolution: `∂L/∂x = conv(∂L/∂y, W')` with
@@ -15,13 +16,12 @@
 //!
 //! The bias gradient is the sum of `∂L/∂y` per channel.
 
-use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
+use burn::backend::{Autodiff, Flex};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -30,11 +30,10 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
-use super::flex::{
-    AutodiffFlexOp, FlexPrimitive, FlexUnaryOp, dims4, flex, on_autodiff_flex, on_flex, primitive, values,
-};
+use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 use super::layout::{channels_last, stored_channels_last, to_nchw};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
+use crate::autodiff::{ConvKernels, conv_autodiff};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution.
 const MIN_PIXELS: usize = 32 * 32;
@@ -43,12 +42,9 @@ const MIN_PIXELS: usize = 32 * 32;
 /// than it saves (measured: 512 channels at 32² took 2.3× burn's time, 256 at 64² 0.75×).
 const PIXELS_PER_CHANNEL: usize = 16;
 
-/// The autodiff graph's tensor over flex.
-type Tracked = FloatTensor<Autodiff<Flex>>;
-
 /// The kernels an operation runs: which fast path, and its padding.
 #[derive(Debug, Clone, Copy)]
-enum Kernel {
+pub(crate) enum Kernel {
     Winograd,
     Direct { padding: usize },
 }
@@ -74,13 +70,7 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         return conv.forward(x);
     };
     let (weight, bias) = (conv.weight.val(), conv.bias.as_ref().map(|b| b.val()));
-    let call = ConvCall {
-        kernel,
-        x: &x,
-        weight: &weight,
-        bias: bias.as_ref(),
-    };
-    on_autodiff_flex(&call).unwrap_or_else(|| conv.forward(x))
+    conv_autodiff::<Flex>(kernel, &x, &weight, bias.as_ref()).unwrap_or_else(|| conv.forward(x))
 }
 
 /// `conv.forward(x)` by the kernels crate's GPU convolution, where it serves `x`'s device.
@@ -118,118 +108,48 @@ pub(super) fn direct_forward(kernel: &DirectConv, x: &FlexPrimitive) -> Tensor<4
     }
 }
 
-/// One fast-path convolution's arguments, for [`on_autodiff_flex`].
-struct ConvCall<'a> {
-    kernel: Kernel,
-    x: &'a Tensor<4>,
-    weight: &'a Tensor<4>,
-    bias: Option<&'a Tensor<1>>,
-}
+/// The CPU's kernels for the convolution's autodiff operation ([`crate::autodiff`]).
+impl ConvKernels for Flex {
+    type Plan = Kernel;
 
-impl AutodiffFlexOp for ConvCall<'_> {
-    type Output = Tensor<4>;
-
-    fn on_autodiff<C>(&self) -> Option<Tensor<4>>
-    where
-        C: CheckpointStrategy,
-        DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
-    {
-        let x = self.x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-        let weight = self.weight.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-        let bias = match self.bias {
-            Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?),
-            None => None,
-        };
-        let y = record::<C>(self.kernel, x, weight, bias);
-        Some(Tensor::from_primitive::<Autodiff<Flex, C>>(y))
+    fn forward(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kernel: &Kernel) -> Tensor<4> {
+        match *kernel {
+            Kernel::Winograd => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
+            Kernel::Direct { padding } => direct_forward(&DirectConv::new(weight, bias, padding), &primitive(x)),
+        }
     }
-}
 
-/// The backward step: the kernel's input and weight gradients, a sum for the bias.
-#[derive(Debug)]
-struct ConvBackward;
-
-impl Backward<Flex, 3> for ConvBackward {
-    /// The kernel, the checkpointed input and weight, and whether there is a bias.
-    type State = (Kernel, NodeId, NodeId, bool);
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (kernel, x_state, weight_state, has_bias) = ops.state;
-        let x = flex::<4>(checkpointer.retrieve_node_output::<FlexPrimitive>(x_state));
-        let weight = flex::<4>(checkpointer.retrieve_node_output::<FlexPrimitive>(weight_state));
-        let dy = flex::<4>(grad);
-        let device: Device = dy.device();
-        let (dx, dw) = match kernel {
+    fn gradients(
+        x: Tensor<4>,
+        weight: Tensor<4>,
+        dy: &Tensor<4>,
+        kernel: &Kernel,
+        [want_dx, want_dw]: [bool; 2],
+    ) -> [Option<Tensor<4>>; 2] {
+        let device = Device::flex();
+        match *kernel {
             Kernel::Winograd => {
                 let dy_nhwc = to_nhwc(dy.clone());
-                let dx = node_x
-                    .as_ref()
-                    .map(|_| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
-                let dw = node_weight
-                    .as_ref()
-                    .map(|_| weight_gradient(&to_nhwc(x), &dy_nhwc, &device));
-                (dx, dw)
+                let dx = want_dx.then(|| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
+                let dw = want_dw.then(|| weight_gradient(&to_nhwc(x), &dy_nhwc, &device));
+                [dx, dw]
             }
             Kernel::Direct { padding } => {
                 let [cout, _, k, _] = weight.dims();
                 let (x_dims, dy_dims) = (x.dims(), dy.dims());
                 let dy_primitive = primitive(dy.clone());
                 let dy_values = values(&dy_primitive);
-                let dx = node_x.as_ref().map(|_| {
+                let dx = want_dx.then(|| {
                     let flipped = weight.swap_dims(0, 1).flip([2, 3]);
                     DirectConv::new(flipped, None, k - 1 - padding).forward_nchw(&dy_values, dy_dims, &device)
                 });
-                let dw = node_weight.as_ref().map(|_| {
+                let dw = want_dw.then(|| {
                     let values = direct_weight_gradient(&values(&primitive(x)), x_dims, &dy_values, cout, k, padding);
                     Tensor::from_data(TensorData::new(values, [cout, x_dims[1], k, k]), &device)
                 });
-                (dx, dw)
+                [dx, dw]
             }
-        };
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, primitive(dx));
         }
-        if let (Some(node), Some(dw)) = (node_weight, dw) {
-            grads.register::<Flex>(node.id, primitive(dw));
-        }
-        if let Some(node) = node_bias.filter(|_| has_bias) {
-            let db = dy.sum_dims_squeeze::<1, usize>(&[0, 2, 3]);
-            grads.register::<Flex>(node.id, primitive(db));
-        }
-    }
-}
-
-/// Records the operation on the autodiff graph and computes its output.
-fn record<C: CheckpointStrategy>(kernel: Kernel, x: Tracked, weight: Tracked, bias: Option<Tracked>) -> Tracked {
-    let forward = |x: &Tracked, weight: &Tracked, bias: Option<&Tracked>| {
-        let (x, weight) = (flex::<4>(x.primitive().clone()), flex(weight.primitive().clone()));
-        let bias = bias.map(|b| flex(b.primitive().clone()));
-        let y = match kernel {
-            Kernel::Winograd => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
-            Kernel::Direct { padding } => {
-                let (dims, device) = (x.dims(), x.device());
-                DirectConv::new(weight, bias, padding).forward_nchw(&values(&primitive(x)), dims, &device)
-            }
-        };
-        primitive(y)
-    };
-    // A convolution without a bias gets a node for a zero one, so that one operation of
-    // three parents serves both (its gradient is computed but reaches no parameter).
-    let bias_node = bias.as_ref().map_or_else(|| weight.node(), Tracked::node);
-    match ConvBackward
-        .prepare::<C>([x.node(), weight.node(), bias_node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let weight_state = prep.checkpoint(&weight);
-            let output = forward(&x, &weight, bias.as_ref());
-            prep.finish((kernel, x_state, weight_state, bias.is_some()), output)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&x, &weight, bias.as_ref())),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The GPU convolution under autodiff (training), one operation whose forward pass and both
-//! gradients run this module's kernels:
+//! The GPU convolution under autodiff (training), one operation ([`crate::autodiff`], written
+//! once for every device) whose forward pass and both gradients run this module's kernels:
 //!
 //! - forward: [`super::conv2d`] (Winograd for 3×3, unfold + matmul for the others);
 //! - `∂L/∂x = conv(∂L/∂y, W')`, `W'[i, o] = rot180(W[o, i])`, padded by `k − 1 − p` on each
@@ -11,17 +11,13 @@
 //! Stride 1, no dilation, no groups, padding below the kernel's size: every convolution of FOMM,
 //! its discriminators and VGG19. Other convolutions keep burn's, with burn's backward.
 
-use burn::backend::autodiff::NodeId;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{BalancedCheckpointing, CheckpointStrategy, NoCheckpointing};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Cube;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Cube, DispatchKindConversion, DispatchTensor};
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;
 
 use super::conv::{GemmConvOps, UNFOLD_BUDGET};
+use crate::autodiff::{ConvKernels, conv_autodiff};
 
 /// Whether the backward below serves a convolution of `weight` with `options`.
 pub(super) fn differentiable(weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
@@ -46,31 +42,29 @@ pub(super) fn conv2d_autodiff(
     if !differentiable(weight, options) {
         return None;
     }
-    on_autodiff::<NoCheckpointing>(x, weight, bias, options)
-        .or_else(|| on_autodiff::<BalancedCheckpointing>(x, weight, bias, options))
+    conv_autodiff::<Cube>(options.clone(), x, weight, bias)
 }
 
-/// The tracked primitive of a tensor on `Autodiff<Cube, C>`.
-type Tracked<C> = FloatTensor<Autodiff<Cube, C>>;
+/// The GPU's kernels for the convolution's autodiff operation ([`crate::autodiff`]).
+impl ConvKernels for Cube {
+    type Plan = ConvOptions<2>;
 
-fn on_autodiff<C>(
-    x: &Tensor<4>,
-    weight: &Tensor<4>,
-    bias: Option<&Tensor<1>>,
-    options: &ConvOptions<2>,
-) -> Option<Tensor<4>>
-where
-    C: CheckpointStrategy,
-    DispatchTensor: DispatchKindConversion<Autodiff<Cube, C>>,
-{
-    let x = x.clone().try_into_primitive::<Autodiff<Cube, C>>().ok()?;
-    let weight = weight.clone().try_into_primitive::<Autodiff<Cube, C>>().ok()?;
-    let bias = match bias {
-        Some(b) => Some(b.clone().try_into_primitive::<Autodiff<Cube, C>>().ok()?),
-        None => None,
-    };
-    let y = record::<C>(options.clone(), x, weight, bias);
-    Some(Tensor::from_primitive::<Autodiff<Cube, C>>(y))
+    fn forward(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: &ConvOptions<2>) -> Tensor<4> {
+        forward(x, weight, bias, options.clone())
+    }
+
+    fn gradients(
+        x: Tensor<4>,
+        weight: Tensor<4>,
+        dy: &Tensor<4>,
+        options: &ConvOptions<2>,
+        [want_dx, want_dw]: [bool; 2],
+    ) -> [Option<Tensor<4>>; 2] {
+        let weight_dims = weight.dims();
+        let dx = want_dx.then(|| input_gradient(dy, weight, options));
+        let dw = want_dw.then(|| weight_gradient(x, dy, weight_dims, options));
+        [dx, dw]
+    }
 }
 
 fn cube<const D: usize>(primitive: FloatTensor<Cube>) -> Tensor<D> {
@@ -87,65 +81,6 @@ fn primitive<const D: usize>(tensor: Tensor<D>) -> FloatTensor<Cube> {
 fn forward(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
     super::plain_conv2d(&x, &weight, bias.as_ref(), &options)
         .unwrap_or_else(|| burn::tensor::module::conv2d(x, weight, bias, options))
-}
-
-fn record<C: CheckpointStrategy>(
-    options: ConvOptions<2>,
-    x: Tracked<C>,
-    weight: Tracked<C>,
-    bias: Option<Tracked<C>>,
-) -> Tracked<C> {
-    let compute = |x: &Tracked<C>, weight: &Tracked<C>, bias: Option<&Tracked<C>>| {
-        let bias = bias.map(|b| cube(b.primitive().clone()));
-        primitive(forward(
-            cube(x.primitive().clone()),
-            cube(weight.primitive().clone()),
-            bias,
-            options.clone(),
-        ))
-    };
-    // Without a bias the operation still has three parents (the weight's node stands in), so
-    // one backward serves both; the stand-in's gradient is not registered.
-    let bias_node = bias.as_ref().map_or_else(|| weight.node(), |b| b.node());
-    match ConvBackward
-        .prepare::<C>([x.node(), weight.node(), bias_node])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let weight_state = prep.checkpoint(&weight);
-            let output = compute(&x, &weight, bias.as_ref());
-            prep.finish((options, x_state, weight_state, bias.is_some()), output)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(compute(&x, &weight, bias.as_ref())),
-    }
-}
-
-#[derive(Debug)]
-struct ConvBackward;
-
-impl Backward<Cube, 3> for ConvBackward {
-    /// The options, the checkpointed input and weight, and whether there is a bias.
-    type State = (ConvOptions<2>, NodeId, NodeId, bool);
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let dy = cube::<4>(grads.consume::<Cube>(&ops.node));
-        let (options, x_state, weight_state, has_bias) = ops.state;
-        let x = cube::<4>(checkpointer.retrieve_node_output::<FloatTensor<Cube>>(x_state));
-        let weight = cube::<4>(checkpointer.retrieve_node_output::<FloatTensor<Cube>>(weight_state));
-
-        if let Some(node) = node_x {
-            grads.register::<Cube>(node.id, primitive(input_gradient(&dy, weight.clone(), &options)));
-        }
-        if let Some(node) = node_weight {
-            grads.register::<Cube>(node.id, primitive(weight_gradient(x, &dy, weight.dims(), &options)));
-        }
-        if let Some(node) = node_bias.filter(|_| has_bias) {
-            grads.register::<Cube>(node.id, primitive(dy.sum_dims_squeeze::<1, usize>(&[0, 2, 3])));
-        }
-    }
 }
 
 /// `∂L/∂x`: the output gradient convolved with the flipped, transposed filters.
