@@ -48,6 +48,15 @@ pub fn frame_tensor(image: &RgbImage, size: (u32, u32), device: &Device) -> Tens
     image_to_tensor(&resize_to(image, size.0, size.1), device)
 }
 
+/// A tensor's values in logical (row-major) order, as f32; empty if they cannot be read.
+pub fn tensor_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+}
+
 /// Batch element 0 of a [b, 3, h, w] tensor in [0, 1] as an RGB image.
 pub fn tensor_to_image(tensor: Tensor<4>) -> RgbImage {
     tensor_to_images(tensor.narrow(0, 0, 1)).pop().unwrap_or_default()
@@ -56,11 +65,7 @@ pub fn tensor_to_image(tensor: Tensor<4>) -> RgbImage {
 /// Every element of a [b, 3, h, w] tensor in [0, 1] as an RGB image.
 pub fn tensor_to_images(tensor: Tensor<4>) -> Vec<RgbImage> {
     let [b, _, h, w] = tensor.dims();
-    let values = tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
+    let values = tensor_values(tensor);
     let plane = h * w;
     (0..b)
         .map(|n| {

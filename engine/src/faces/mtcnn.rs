@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 
 use super::{Face, ONet, PNet, RNet};
-use crate::kernels::cpu::winograd::to_vec;
+use crate::frames::tensor_values;
 
 /// facenet-pytorch's `MTCNN` defaults.
 #[derive(Config, Debug)]
@@ -107,8 +107,8 @@ impl FaceDetector {
             let input = Tensor::<4>::from_data(TensorData::new(level, [1, 3, sh, sw]), &self.device);
             let output = self.pnet.forward(input);
             let [_, _, oh, ow] = output.probability.dims();
-            let probability = to_vec(output.probability.narrow(1, 1, 1));
-            let regression = to_vec(output.regression);
+            let probability = tensor_values(output.probability.narrow(1, 1, 1));
+            let regression = tensor_values(output.regression);
             let plane = oh * ow;
             let scale = scale as f32;
             let mut level_boxes = Vec::new();
@@ -161,8 +161,8 @@ impl FaceDetector {
             &self.device,
         );
         let output = self.rnet.forward(input);
-        let probability = to_vec(output.probability);
-        let regression = to_vec(output.regression);
+        let probability = tensor_values(output.probability);
+        let regression = tensor_values(output.regression);
         let passed: Vec<Candidate> = candidates
             .iter()
             .enumerate()
@@ -196,9 +196,9 @@ impl FaceDetector {
             &self.device,
         );
         let output = self.onet.forward(input);
-        let probability = to_vec(output.probability);
-        let regression = to_vec(output.regression);
-        let points = to_vec(output.landmarks);
+        let probability = tensor_values(output.probability);
+        let regression = tensor_values(output.regression);
+        let points = tensor_values(output.landmarks);
         let mut passed = Vec::new();
         let mut faces = Vec::new();
         for (i, c) in candidates.iter().enumerate() {
@@ -383,7 +383,7 @@ mod tests {
     fn assert_close<const D: usize>(ours: Tensor<D>, name: &str) {
         let golden = npy(name);
         assert_eq!(ours.dims().to_vec(), golden.shape, "{name} shape");
-        let worst = to_vec(ours)
+        let worst = tensor_values(ours)
             .iter()
             .zip(&golden.data)
             .map(|(a, b)| (a - b).abs())
