@@ -43,6 +43,40 @@ pub struct AnimateBench {
     /// On a GPU: whether frames read back without waiting for the device are the frames just
     /// computed (`None` on the CPU, which computes eagerly).
     pub read_back: Option<ReadBackCheck>,
+    /// The process's memory once the timed frames ran (`None` where the OS does not say).
+    pub memory: Option<ResidentMemory>,
+}
+
+/// The process's resident memory from Linux's `/proc/self/status`: now (`VmRSS`) and at its
+/// peak so far (`VmHWM`, the model's making included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResidentMemory {
+    pub resident_mib: f64,
+    pub peak_mib: f64,
+}
+
+impl ResidentMemory {
+    /// This process's; `None` off Linux.
+    pub fn read() -> Option<Self> {
+        Self::from_status(&std::fs::read_to_string("/proc/self/status").ok()?)
+    }
+
+    /// From the text of a `/proc/<pid>/status` file.
+    pub fn from_status(status: &str) -> Option<Self> {
+        let kib = |name: &str| -> Option<f64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            let value = line[name.len()..].trim_start_matches(':').split_whitespace().next()?;
+            value.parse::<f64>().ok()
+        };
+        Some(Self {
+            resident_mib: kib("VmRSS")? / 1024.0,
+            peak_mib: kib("VmHWM")? / 1024.0,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("resident {:.0} MiB, peak {:.0} MiB", self.resident_mib, self.peak_mib)
+    }
 }
 
 /// Frames of two driving images, alternately, each read back as soon as it is recorded and
@@ -244,6 +278,7 @@ pub fn bench_animate(
         phases_ms.push(phases);
         on_run(i);
     }
+    let memory = ResidentMemory::read();
     let launches = count_launches(device, || {
         frame();
     });
@@ -352,6 +387,7 @@ pub fn bench_animate(
         work,
         launches,
         read_back,
+        memory,
     }
 }
 
@@ -646,7 +682,7 @@ impl CpuPeak {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuMachine, CpuPeak, RunPhases, mean, median};
+    use super::{CpuMachine, CpuPeak, ResidentMemory, RunPhases, mean, median};
 
     #[test]
     fn the_machine_is_named_from_cpuinfo() {
@@ -713,6 +749,19 @@ mod tests {
             * ((64.0 + 128.0) * 65536.0 + 64.0 * 128.0 * 9.0 + (128.0 + 256.0) * 16384.0 + 128.0 * 256.0 * 9.0)
             / 1e6;
         assert!((work.source_encoding.megabytes - first - rest).abs() < 1e-9, "{work:?}");
+    }
+
+    #[test]
+    fn resident_memory_is_read_from_proc_status() {
+        let status = "Name:\tprioritycut\nVmPeak:\t 9000000 kB\nVmHWM:\t 1228800 kB\nVmRSS:\t  614400 kB\n";
+        let memory = ResidentMemory::from_status(status).expect("both fields");
+        assert_eq!((memory.resident_mib, memory.peak_mib), (600.0, 1200.0));
+        assert_eq!(memory.describe(), "resident 600 MiB, peak 1200 MiB");
+        assert!(ResidentMemory::from_status("Name:\tx\n").is_none());
+        // The bench reads its own on Linux.
+        if cfg!(target_os = "linux") {
+            assert!(ResidentMemory::read().is_some_and(|m| m.resident_mib > 0.0));
+        }
     }
 
     #[test]

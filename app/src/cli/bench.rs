@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
 use prioritycut_engine::bench::{
-    BenchPerceptual, CpuMachine, CpuPeak, RunPhases, bench_animate, bench_train, write_seeded_model,
+    BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_train, write_seeded_model,
 };
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
@@ -265,6 +265,8 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    // Read while the live loop still holds the model and its inference form.
+    let memory = describe_memory(ResidentMemory::read());
     worker.send(Command::StopLive);
     let Some((at, dropped_at_start)) = started else {
         anyhow::bail!("no live frames came")
@@ -275,7 +277,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let dropped = dropped_at_end.saturating_sub(dropped_at_start);
     let cpu = CpuMachine::detect().describe();
     println!(
-        "bench live | model {model_name} | {}x{} | backend {}{} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped",
+        "bench live | model {model_name} | {}x{} | backend {}{} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory}",
         size[1],
         size[0],
         worker.device(),
@@ -423,8 +425,9 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.read
     );
     let cpu = CpuMachine::detect().describe();
+    let memory = describe_memory(report.memory);
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {}{launches}{read_back} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
@@ -454,4 +457,12 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's memory for a bench line.
+fn describe_memory(memory: Option<ResidentMemory>) -> String {
+    match memory {
+        Some(memory) => format!("process memory: {}", memory.describe()),
+        None => "process memory: not reported on this OS".to_string(),
+    }
 }
