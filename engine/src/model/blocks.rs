@@ -49,16 +49,6 @@ fn prepared(inference: Option<&InferenceConv>, x: &Tensor<4>) -> Option<Tensor<4
     inference?.forward(x, None)
 }
 
-/// What a block's prepared convolution folds around it.
-fn surroundings(relu: bool, upsample_input: bool, pool_output: bool) -> Fused {
-    Fused {
-        input_affine: None,
-        upsample_input,
-        relu,
-        pool_output,
-    }
-}
-
 /// A `kernel × kernel` convolution with symmetric zero padding, as torch's `nn.Conv2d`.
 pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([input, output], [kernel, kernel])
@@ -232,7 +222,8 @@ impl InferenceForm for ResBlock2d {
     fn into_inference_form(mut self) -> Self {
         let first = Fused {
             input_affine: Some(self.norm1.folded()),
-            ..surroundings(true, false, false)
+            relu: true,
+            ..Fused::default()
         };
         let first = InferenceConv::new(&self.conv1, Some(self.norm2.folded()), first);
         let second = InferenceConv::new(&self.conv2, None, Fused::default());
@@ -253,7 +244,11 @@ pub struct UpBlock2d {
 
 impl InferenceForm for UpBlock2d {
     fn into_inference_form(mut self) -> Self {
-        let surroundings = surroundings(true, true, false);
+        let surroundings = Fused {
+            upsample_input: true,
+            relu: true,
+            ..Fused::default()
+        };
         self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
         self
     }
@@ -289,7 +284,11 @@ pub struct DownBlock2d {
 
 impl InferenceForm for DownBlock2d {
     fn into_inference_form(mut self) -> Self {
-        let surroundings = surroundings(true, false, true);
+        let surroundings = Fused {
+            relu: true,
+            pool_output: true,
+            ..Fused::default()
+        };
         self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
         self
     }
@@ -325,7 +324,10 @@ pub struct SameBlock2d {
 
 impl InferenceForm for SameBlock2d {
     fn into_inference_form(mut self) -> Self {
-        let surroundings = surroundings(true, false, false);
+        let surroundings = Fused {
+            relu: true,
+            ..Fused::default()
+        };
         self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
         self
     }
