@@ -63,11 +63,8 @@ impl ResidentMemory {
 
     /// From the text of a `/proc/<pid>/status` file.
     pub fn from_status(status: &str) -> Option<Self> {
-        let kib = |name: &str| -> Option<f64> {
-            let line = status.lines().find(|l| l.starts_with(name))?;
-            let value = line[name.len()..].trim_start_matches(':').split_whitespace().next()?;
-            value.parse::<f64>().ok()
-        };
+        // "VmRSS:\t  614400 kB"
+        let kib = |name: &str| -> Option<f64> { proc_field(status, name)?.split_whitespace().next()?.parse().ok() };
         Some(Self {
             resident_mib: kib("VmRSS")? / 1024.0,
             peak_mib: kib("VmHWM")? / 1024.0,
@@ -355,7 +352,7 @@ pub fn bench_animate(
         width: w,
         warmup,
         cold,
-        inference_form: models.inference_form,
+        inference_form: models.has_inference_form(),
         runs_ms,
         phases_ms,
         stages: vec![
@@ -534,10 +531,10 @@ fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usiz
         .sum()
 }
 
-/// The value of the first `name : value` line of /proc/cpuinfo's text (the first processor's).
-fn cpuinfo_field<'a>(cpuinfo: &'a str, name: &str) -> Option<&'a str> {
-    cpuinfo
-        .lines()
+/// The value of the first `name : value` line of a /proc file's text (/proc/cpuinfo: the first
+/// processor's; /proc/self/status).
+fn proc_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
         .filter_map(|line| line.split_once(':'))
         .find(|(key, _)| key.trim() == name)
         .map(|(_, value)| value.trim())
@@ -568,7 +565,7 @@ impl CpuMachine {
     }
 
     pub fn from_cpuinfo(cores: usize, cpuinfo: &str) -> Self {
-        let field = |name: &str| cpuinfo_field(cpuinfo, name);
+        let field = |name: &str| proc_field(cpuinfo, name);
         let flags: Vec<&str> = field("flags")
             .map(|f| f.split_whitespace().collect())
             .unwrap_or_default();
@@ -643,7 +640,7 @@ impl CpuPeak {
     /// The estimate from the detected vector width and the text of /proc/cpuinfo (its first
     /// processor's `vendor_id`, `cpu family` and `cpu MHz`).
     pub fn from_cpuinfo(cores: usize, vector_lanes: usize, cpuinfo: &str) -> Self {
-        let field = |name: &str| cpuinfo_field(cpuinfo, name);
+        let field = |name: &str| proc_field(cpuinfo, name);
         let ghz = field("cpu MHz")
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(2.45, |mhz| mhz / 1000.0);

@@ -97,12 +97,6 @@ pub struct FommModels {
     pub kp_detector: KpDetector,
     pub generator: OcclusionAwareGenerator,
     pub discriminator: MultiScaleDiscriminator,
-    /// Whether the keypoint detector and the generator carry their inference form (see
-    /// [`InferenceForm`]): made by [`with_inference_form`](Self::with_inference_form) where it
-    /// serves the device. Networks that are trained never carry one (training runs on an
-    /// autodiff device, where it is never made).
-    #[module(skip)]
-    pub inference_form: bool,
 }
 
 impl FommModels {
@@ -112,7 +106,6 @@ impl FommModels {
             kp_detector: config.kp_detector.init(device),
             generator: config.generator.init(device),
             discriminator: config.discriminator.init(device),
-            inference_form: false,
         }
     }
 
@@ -121,8 +114,14 @@ impl FommModels {
     pub fn with_inference_form(mut self) -> Self {
         self.kp_detector = self.kp_detector.into_inference_form();
         self.generator = self.generator.into_inference_form();
-        self.inference_form = self.generator.first.inference.is_some();
         self
+    }
+
+    /// Whether the networks carry their inference form: made by
+    /// [`with_inference_form`](Self::with_inference_form) where it serves the device (flex without
+    /// autodiff); trained networks never carry one.
+    pub fn has_inference_form(&self) -> bool {
+        self.generator.first.inference.is_some()
     }
 
     /// The keypoints of images [b, c, h, w] in [0, 1].
@@ -280,8 +279,8 @@ mod tests {
         let config = FommConfig::vox256();
         let training = FommModels::init(&config, &device);
         let inference = training.clone().with_inference_form();
-        assert!(inference.inference_form, "made on flex");
-        assert!(!training.inference_form);
+        assert!(inference.has_inference_form(), "made on flex");
+        assert!(!training.has_inference_form());
         let image = || Tensor::<4>::random([1, 3, 256, 256], Distribution::Uniform(0.0, 1.0), &device);
         let (source, driving) = (image(), image());
 

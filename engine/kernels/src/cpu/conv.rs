@@ -129,9 +129,9 @@ impl ConvKernels for Flex {
         let device = Device::flex();
         match *kernel {
             Kernel::Winograd => {
-                let dy_nhwc = to_nhwc(dy.clone());
+                let dy_nhwc = Nhwc::from_tensor(dy.clone());
                 let dx = want_dx.then(|| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
-                let dw = want_dw.then(|| weight_gradient(&to_nhwc(x), &dy_nhwc, &device));
+                let dw = want_dw.then(|| weight_gradient(&Nhwc::from_tensor(x), &dy_nhwc, &device));
                 [dx, dw]
             }
             Kernel::Direct { padding } => {
@@ -298,17 +298,12 @@ pub(super) fn direct_padding(conv: &Conv2d) -> Option<usize> {
 /// `conv` on an NCHW flex tensor [b, C_in, h, w] → [b, C_out, h, w].
 fn apply(conv: &FusedConv3x3, x: Tensor<4>) -> Tensor<4> {
     let device: Device = x.device();
-    to_nchw(&conv.forward(&to_nhwc(x), None), &device)
+    to_nchw(&conv.forward(&Nhwc::from_tensor(x), None), &device)
 }
 
 /// The convolution that gives `∂L/∂x` from `∂L/∂y`: by `W'[i, o] = rot180(W[o, i])`.
 fn input_gradient_conv(weight: Tensor<4>) -> FusedConv3x3 {
     FusedConv3x3::new(weight.swap_dims(0, 1).flip([2, 3]), None, None, Fused::default())
-}
-
-/// A flex tensor as channels-last maps ([`channels_last`]), owned.
-fn to_nhwc(x: Tensor<4>) -> Nhwc<'static> {
-    channels_last(&primitive(x)).into_owned()
 }
 
 #[cfg(test)]
