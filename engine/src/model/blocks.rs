@@ -1,9 +1,11 @@
-//! FOMM's shared building blocks (`modules/util.py`): the Hourglass encoder/decoder and its
-//! down/up/same/residual blocks, and the anti-aliased downsampling in front of the keypoint
-//! detector and the dense motion network.
+//! The building blocks FOMM and TPSMM share (each has them in its `modules/util.py`): the
+//! Hourglass encoder/decoder and its down/up/same/residual blocks, and the anti-aliased
+//! downsampling in front of the keypoint detector and the dense motion network.
 //!
-//! Batch norms use batch statistics on an autodiff device (training) and the running statistics
-//! otherwise (inference), like torch's train/eval modes.
+//! The two families differ only in the blocks' normalisation ([`BlockNorm`]): FOMM's batch norm
+//! ([`BatchNorm2d`], the default), TPSMM's instance norm ([`InstanceNorm2d`]). Batch norms use
+//! batch statistics on an autodiff device (training) and the running statistics otherwise
+//! (inference), like torch's train/eval modes.
 //!
 //! A block also has an inference form ([`InferenceForm`]): made once from weights that no longer
 //! change, it runs the block as one prepared convolution with its batch norms, ReLU, resampling
@@ -44,6 +46,30 @@ impl<T: InferenceForm> InferenceForm for Option<T> {
     }
 }
 
+/// The normalisation inside a block: `norm(conv(x))` and its fused tails.
+pub trait BlockNorm: Module + burn::module::ModuleDisplay {
+    /// The norm of `features` channels, as torch initialises it (weight 1, bias 0).
+    fn new(features: usize, device: &Device) -> Self;
+
+    /// [b, c, h, w] → [b, c, h, w]
+    fn forward(&self, x: Tensor<4>) -> Tensor<4>;
+
+    /// `relu(self.forward(x))`, what every block applies.
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.forward(x))
+    }
+
+    /// `avg_pool2d(relu(self.forward(x)), 2)`, a `DownBlock2d`'s tail.
+    fn forward_relu_pool(&self, x: Tensor<4>) -> Tensor<4> {
+        avg_pool2d(self.forward_relu(x), AvgPoolOptions::new([2, 2]))
+    }
+
+    /// The norm as a fixed per-channel `scale · x + shift` at inference, for folding into the
+    /// convolution beside it; `None` where it depends on the data (an instance norm), and the
+    /// block then has no inference form.
+    fn folded(&self) -> Option<ChannelAffine>;
+}
+
 /// A block's prepared form applied to `x`, where it has one that serves `x`'s device.
 fn prepared(inference: Option<&InferenceConv>, x: &Tensor<4>) -> Option<Tensor<4>> {
     inference?.forward(x, None)
@@ -71,6 +97,20 @@ impl BatchNorm2d {
     pub const EPSILON: f64 = 1e-5;
     const MOMENTUM: f64 = 0.1;
 
+    /// The eval-mode batch norm `γ (x − μ) / √(σ² + ε) + β` as a per-channel `scale · x + shift`,
+    /// for folding into the convolution beside it.
+    pub fn folded(&self) -> ChannelAffine {
+        let values =
+            |t: Tensor<1>| -> Vec<f32> { t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() };
+        ChannelAffine::batch_norm(
+            &values(self.weight.val()),
+            &values(self.bias.val()),
+            &values(self.running_mean.value()),
+            &values(self.running_var.value()),
+            Self::EPSILON,
+        )
+    }
+
     pub fn new(features: usize, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([features], device)),
@@ -97,45 +137,46 @@ impl BatchNorm2d {
         self.update_running_statistics(result.mean, result.variance, count(&result.output));
         result.output
     }
+}
 
-    /// `relu(self.forward(x))`, what every FOMM block applies; one operation in flex training.
-    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+impl BlockNorm for BatchNorm2d {
+    fn new(features: usize, device: &Device) -> Self {
+        BatchNorm2d::new(features, device)
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        BatchNorm2d::forward(self, x)
+    }
+
+    /// One operation in flex training.
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
         match batch_norm_relu_train(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON) {
             Some((output, mean, variance)) => {
                 self.update_running_statistics(mean, variance, count(&output));
                 output
             }
-            None => relu(self.forward(x)),
+            None => relu(BatchNorm2d::forward(self, x)),
         }
     }
 
-    /// `avg_pool2d(relu(self.forward(x)), 2)`, a `DownBlock2d`'s tail; one operation in flex
-    /// training.
-    pub fn forward_relu_pool(&self, x: Tensor<4>) -> Tensor<4> {
+    /// One operation in flex training.
+    fn forward_relu_pool(&self, x: Tensor<4>) -> Tensor<4> {
         let count = count(&x);
         match batch_norm_relu_pool_train(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON) {
             Some((output, mean, variance)) => {
                 self.update_running_statistics(mean, variance, count);
                 output
             }
-            None => avg_pool2d(relu(self.forward(x)), AvgPoolOptions::new([2, 2])),
+            None => avg_pool2d(relu(BatchNorm2d::forward(self, x)), AvgPoolOptions::new([2, 2])),
         }
     }
 
-    /// The eval-mode batch norm `γ (x − μ) / √(σ² + ε) + β` as a per-channel `scale · x + shift`,
-    /// for folding into the convolution beside it.
-    pub fn folded(&self) -> ChannelAffine {
-        let values =
-            |t: Tensor<1>| -> Vec<f32> { t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() };
-        ChannelAffine::batch_norm(
-            &values(self.weight.val()),
-            &values(self.bias.val()),
-            &values(self.running_mean.value()),
-            &values(self.running_var.value()),
-            Self::EPSILON,
-        )
+    fn folded(&self) -> Option<ChannelAffine> {
+        Some(BatchNorm2d::folded(self))
     }
+}
 
+impl BatchNorm2d {
     /// torch's momentum update, with the unbiased variance of `count` values per channel.
     fn update_running_statistics(&self, batch_mean: Tensor<1>, batch_variance: Tensor<1>, count: f64) {
         let device = batch_mean.device();
@@ -181,26 +222,64 @@ pub fn resize_bilinear(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
     )
 }
 
-/// Residual block, preserves resolution: `x + conv2(relu(bn2(conv1(relu(bn1(x))))))`.
+/// torch's `InstanceNorm2d(affine=True)`, TPSMM's norm: each image's channel normalised by its
+/// own mean and (biased) variance over the pixels, `γ (x − μ) / √(σ² + ε) + β`, in training
+/// and inference alike (no running statistics).
 #[derive(Module, Debug)]
-pub struct ResBlock2d {
+pub struct InstanceNorm2d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl InstanceNorm2d {
+    pub const EPSILON: f64 = 1e-5;
+}
+
+impl BlockNorm for InstanceNorm2d {
+    fn new(features: usize, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([features], device)),
+            bias: Param::from_tensor(Tensor::zeros([features], device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let pixels = x.reshape([b, c, h * w]);
+        let mean = pixels.clone().mean_dim(2);
+        let centred = pixels - mean;
+        let variance = centred.clone().square().mean_dim(2);
+        let normalised = centred / (variance + Self::EPSILON).sqrt();
+        let scale = self.weight.val().reshape([1, c, 1]);
+        let shift = self.bias.val().reshape([1, c, 1]);
+        (normalised * scale + shift).reshape([b, c, h, w])
+    }
+
+    fn folded(&self) -> Option<ChannelAffine> {
+        None
+    }
+}
+
+/// Residual block, preserves resolution: `x + conv2(relu(norm2(conv1(relu(norm1(x))))))`.
+#[derive(Module, Debug)]
+pub struct ResBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv1: Conv2d,
     pub conv2: Conv2d,
-    pub norm1: BatchNorm2d,
-    pub norm2: BatchNorm2d,
-    /// The inference form: bn1 + ReLU applied as conv1 reads x, bn2 and its ReLU folded into
+    pub norm1: N,
+    pub norm2: N,
+    /// The inference form: norm1 + ReLU applied as conv1 reads x, norm2 and its ReLU folded into
     /// conv1, and conv2 adding x as it writes.
     #[module(skip)]
     pub inference: Option<(InferenceConv, InferenceConv)>,
 }
 
-impl ResBlock2d {
+impl<N: BlockNorm> ResBlock2d<N> {
     pub fn new(features: usize, kernel: usize, padding: usize, device: &Device) -> Self {
         Self {
             conv1: conv(features, features, kernel, padding, device),
             conv2: conv(features, features, kernel, padding, device),
-            norm1: BatchNorm2d::new(features, device),
-            norm2: BatchNorm2d::new(features, device),
+            norm1: N::new(features, device),
+            norm2: N::new(features, device),
             inference: None,
         }
     }
@@ -218,47 +297,52 @@ impl ResBlock2d {
     }
 }
 
-impl InferenceForm for ResBlock2d {
+impl<N: BlockNorm> InferenceForm for ResBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
+        let (Some(norm1), Some(norm2)) = (self.norm1.folded(), self.norm2.folded()) else {
+            return self;
+        };
         let first = Fused {
-            input_affine: Some(self.norm1.folded()),
+            input_affine: Some(norm1),
             relu: true,
             ..Fused::default()
         };
-        let first = InferenceConv::new(&self.conv1, Some(self.norm2.folded()), first);
+        let first = InferenceConv::new(&self.conv1, Some(norm2), first);
         let second = InferenceConv::new(&self.conv2, None, Fused::default());
         self.inference = first.zip(second);
         self
     }
 }
 
-/// Decoder block: nearest ×2 upsampling, conv, batch norm, ReLU.
+/// Decoder block: nearest ×2 upsampling, conv, norm, ReLU.
 #[derive(Module, Debug)]
-pub struct UpBlock2d {
+pub struct UpBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
-    pub norm: BatchNorm2d,
-    /// The inference form: upsampling read into the convolution, batch norm folded, ReLU.
+    pub norm: N,
+    /// The inference form: upsampling read into the convolution, norm folded, ReLU.
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
 
-impl InferenceForm for UpBlock2d {
+impl<N: BlockNorm> InferenceForm for UpBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
             upsample_input: true,
             relu: true,
             ..Fused::default()
         };
-        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        if let Some(norm) = self.norm.folded() {
+            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
+        }
         self
     }
 }
 
-impl UpBlock2d {
+impl<N: BlockNorm> UpBlock2d<N> {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: BatchNorm2d::new(output, device),
+            norm: N::new(output, device),
             inference: None,
         }
     }
@@ -272,33 +356,35 @@ impl UpBlock2d {
     }
 }
 
-/// Encoder block: conv, batch norm, ReLU, 2×2 average pooling.
+/// Encoder block: conv, norm, ReLU, 2×2 average pooling.
 #[derive(Module, Debug)]
-pub struct DownBlock2d {
+pub struct DownBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
-    pub norm: BatchNorm2d,
-    /// The inference form: batch norm folded, ReLU and pooling as the convolution writes.
+    pub norm: N,
+    /// The inference form: norm folded, ReLU and pooling as the convolution writes.
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
 
-impl InferenceForm for DownBlock2d {
+impl<N: BlockNorm> InferenceForm for DownBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
             relu: true,
             pool_output: true,
             ..Fused::default()
         };
-        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        if let Some(norm) = self.norm.folded() {
+            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
+        }
         self
     }
 }
 
-impl DownBlock2d {
+impl<N: BlockNorm> DownBlock2d<N> {
     pub fn new(input: usize, output: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, 3, 1, device),
-            norm: BatchNorm2d::new(output, device),
+            norm: N::new(output, device),
             inference: None,
         }
     }
@@ -312,32 +398,34 @@ impl DownBlock2d {
     }
 }
 
-/// Conv, batch norm, ReLU at the same resolution.
+/// Conv, norm, ReLU at the same resolution.
 #[derive(Module, Debug)]
-pub struct SameBlock2d {
+pub struct SameBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
-    pub norm: BatchNorm2d,
-    /// The inference form: batch norm folded, ReLU as the convolution writes.
+    pub norm: N,
+    /// The inference form: norm folded, ReLU as the convolution writes.
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
 
-impl InferenceForm for SameBlock2d {
+impl<N: BlockNorm> InferenceForm for SameBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
             relu: true,
             ..Fused::default()
         };
-        self.inference = InferenceConv::new(&self.conv, Some(self.norm.folded()), surroundings);
+        if let Some(norm) = self.norm.folded() {
+            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
+        }
         self
     }
 }
 
-impl SameBlock2d {
+impl<N: BlockNorm> SameBlock2d<N> {
     pub fn new(input: usize, output: usize, kernel: usize, padding: usize, device: &Device) -> Self {
         Self {
             conv: conv(input, output, kernel, padding, device),
-            norm: BatchNorm2d::new(output, device),
+            norm: N::new(output, device),
             inference: None,
         }
     }
@@ -356,26 +444,53 @@ fn hourglass_channels(block_expansion: usize, max_features: usize, level: usize)
     max_features.min(block_expansion << level)
 }
 
+/// Channels of an hourglass's output: `block_expansion + in_features`.
+pub fn hourglass_out_filters(block_expansion: usize, in_features: usize) -> usize {
+    block_expansion + in_features
+}
+
+/// Channels of each decoder level's output (what [`Hourglass::forward_levels`] returns),
+/// coarsest first: the up block's output and its skip (TPSMM's `Decoder.out_channels` without
+/// its first entry, the bottleneck's).
+pub fn hourglass_level_filters(
+    block_expansion: usize,
+    in_features: usize,
+    num_blocks: usize,
+    max_features: usize,
+) -> Vec<usize> {
+    let ch = |level| hourglass_channels(block_expansion, max_features, level);
+    (0..num_blocks)
+        .rev()
+        .map(|i| {
+            if i == 0 {
+                block_expansion + in_features
+            } else {
+                2 * ch(i)
+            }
+        })
+        .collect()
+}
+
 /// Hourglass encoder: `num_blocks` down blocks; keeps every intermediate map for the skips.
 #[derive(Module, Debug)]
-pub struct Encoder {
-    pub down_blocks: Vec<DownBlock2d>,
+pub struct Encoder<N: BlockNorm = BatchNorm2d> {
+    pub down_blocks: Vec<DownBlock2d<N>>,
 }
 
 /// Hourglass decoder: `num_blocks` up blocks, each followed by concatenation with the skip.
 #[derive(Module, Debug)]
-pub struct Decoder {
-    pub up_blocks: Vec<UpBlock2d>,
+pub struct Decoder<N: BlockNorm = BatchNorm2d> {
+    pub up_blocks: Vec<UpBlock2d<N>>,
 }
 
 /// U-Net-like hourglass used by the keypoint detector and the dense motion network.
 #[derive(Module, Debug)]
-pub struct Hourglass {
-    pub encoder: Encoder,
-    pub decoder: Decoder,
+pub struct Hourglass<N: BlockNorm = BatchNorm2d> {
+    pub encoder: Encoder<N>,
+    pub decoder: Decoder<N>,
 }
 
-impl Hourglass {
+impl<N: BlockNorm> Hourglass<N> {
     pub fn new(
         block_expansion: usize,
         in_features: usize,
@@ -403,29 +518,44 @@ impl Hourglass {
         }
     }
 
-    /// Channels of the output: `block_expansion + in_features`.
-    pub fn out_filters(block_expansion: usize, in_features: usize) -> usize {
-        block_expansion + in_features
-    }
-
     /// [b, in, h, w] → [b, block_expansion + in, h, w]; h and w divisible by 2^num_blocks.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut levels = self.run(x, false);
+        levels.pop().expect("an hourglass has at least one level")
+    }
+
+    /// Every decoder level's output, coarsest first, the last at the input's resolution
+    /// (TPSMM's `Hourglass.forward(x, mode=1)`).
+    pub fn forward_levels(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        self.run(x, true)
+    }
+
+    /// The decoder's outputs: every level's, or only the last (so that the others are freed as
+    /// the decoder goes).
+    fn run(&self, x: Tensor<4>, every_level: bool) -> Vec<Tensor<4>> {
         let mut skips = vec![x];
         for block in &self.encoder.down_blocks {
             let next = block.forward(skips[skips.len() - 1].clone());
             skips.push(next);
         }
         let mut out = skips.pop().expect("the encoder output is always present");
+        let mut levels = Vec::with_capacity(self.decoder.up_blocks.len());
         for block in &self.decoder.up_blocks {
             out = block.forward(out);
             let skip = skips.pop().expect("one skip per up block");
             out = cat_channels(vec![out, skip]);
+            if every_level {
+                levels.push(out.clone());
+            }
         }
-        out
+        if !every_level {
+            levels.push(out);
+        }
+        levels
     }
 }
 
-impl InferenceForm for Hourglass {
+impl<N: BlockNorm> InferenceForm for Hourglass<N> {
     fn into_inference_form(mut self) -> Self {
         self.encoder.down_blocks = self.encoder.down_blocks.into_inference_form();
         self.decoder.up_blocks = self.decoder.up_blocks.into_inference_form();
@@ -528,9 +658,9 @@ mod tests {
 
     #[test]
     fn hourglass_output_has_block_expansion_plus_input_channels() {
-        let hg = Hourglass::new(4, 3, 2, 16, &device());
+        let hg = Hourglass::<BatchNorm2d>::new(4, 3, 2, 16, &device());
         let y = hg.forward(Tensor::<4>::zeros([2, 3, 8, 8], &device()));
-        assert_eq!(y.dims(), [2, Hourglass::out_filters(4, 3), 8, 8]);
+        assert_eq!(y.dims(), [2, hourglass_out_filters(4, 3), 8, 8]);
         // The decoder's input channels follow FOMM: 1× at the bottom, 2× (skip) above.
         assert_eq!(hg.decoder.up_blocks[0].conv.weight.dims()[1], 16);
         assert_eq!(hg.decoder.up_blocks[1].conv.weight.dims()[1], 16);
@@ -538,7 +668,7 @@ mod tests {
 
     #[test]
     fn down_block_pools_by_averaging() {
-        let mut block = DownBlock2d::new(1, 1, &device());
+        let mut block = DownBlock2d::<BatchNorm2d>::new(1, 1, &device());
         // Identity conv (centre tap 1), identity batch norm: output = avgpool(relu(x)).
         let mut w = vec![0.0f32; 9];
         w[4] = 1.0;

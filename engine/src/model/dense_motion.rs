@@ -11,7 +11,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv};
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters};
 use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
 use crate::kernels::{convolve, grid_sample};
 
@@ -71,7 +71,7 @@ impl DenseMotionConfig {
             self.max_features,
             device,
         );
-        let features = Hourglass::out_filters(self.block_expansion, in_features);
+        let features = hourglass_out_filters(self.block_expansion, in_features);
         DenseMotionNetwork {
             hourglass,
             mask: conv(features, self.num_kp + 1, 7, 3, device),

@@ -9,7 +9,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv};
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters};
 use super::keypoints::{Keypoints, make_coordinate_grid};
 use crate::kernels::convolve;
 
@@ -62,7 +62,7 @@ impl KpDetectorConfig {
             self.max_features,
             device,
         );
-        let features = Hourglass::out_filters(self.block_expansion, self.num_channels);
+        let features = hourglass_out_filters(self.block_expansion, self.num_channels);
         let num_jacobian_maps = if self.single_jacobian_map { 1 } else { self.num_kp };
         let jacobian = self.estimate_jacobian.then(|| {
             // FOMM starts the Jacobian head at the identity: zero weights, bias [1, 0, 0, 1].
