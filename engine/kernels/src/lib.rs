@@ -34,7 +34,7 @@ mod rules;
 pub use cpu::adam::{AdamStep, adam_update};
 pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
 pub use cpu::conv::{FrozenConv3x3Relu, convolve};
-pub use cpu::grid_sample::grid_sample;
+pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
 pub use cpu::inference::InferenceConv;
 pub use cpu::pool::max_pool2;
 pub use cpu::winograd::{ChannelAffine, Fused};

@@ -1,14 +1,15 @@
-//! The training step's bilinear `grid_sample` on the CPU (zero padding, `align_corners=False`,
-//! torch's defaults and FOMM's), as one autodiff operation. FOMM samples the source's 256
+//! The training step's bilinear `grid_sample` on the CPU (zero padding; `align_corners=False`,
+//! torch's default and FOMM's, or `True`, TPSMM's), as one autodiff operation. FOMM samples the source's 256
 //! features at 64² by the dense motion, and the downsampled source by each sparse motion; on
 //! `Autodiff<Flex>` burn composes the sampling of slices, gathers and clamps (and their
 //! scatters backward), 140–160 ms for the features forward and backward.
 //!
-//! Per output pixel, with `ix = (x + 1) W/2 − 1/2` (likewise `iy`) and its four neighbours:
+//! Per output pixel, with `ix = (x + 1) W/2 − 1/2` (`(x + 1)(W − 1)/2` with aligned corners;
+//! likewise `iy`) and its four neighbours:
 //!
 //! `out = Σ_corners w_corner · in[corner]`, `w_nw = (1 − fx)(1 − fy)`, … (`fx = ix − ⌊ix⌋`),
 //!
-//! `∂L/∂in[corner] += w_corner · ∂L/∂out`, and `∂L/∂x = W/2 · Σ_c ∂L/∂out · ∂out/∂ix`
+//! `∂L/∂in[corner] += w_corner · ∂L/∂out`, and `∂L/∂x = ∂ix/∂x · Σ_c ∂L/∂out · ∂out/∂ix`
 //! (likewise `y`), corners outside the image counting as zeros, as torch's kernel computes it.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -25,17 +26,29 @@ use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as 
 /// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
 /// [b, h, w, 2] of (x, y) in [−1, 1] → [b, c, h, w]; by this operation on flex with autodiff.
 pub fn grid_sample(input: Tensor<4>, grid: Tensor<4>) -> Tensor<4> {
+    sample(input, grid, false)
+}
+
+/// [`grid_sample`] with `align_corners=True` (TPSMM's): −1 and 1 are the centres of the corner
+/// pixels.
+pub fn grid_sample_align_corners(input: Tensor<4>, grid: Tensor<4>) -> Tensor<4> {
+    sample(input, grid, true)
+}
+
+fn sample(input: Tensor<4>, grid: Tensor<4>, align_corners: bool) -> Tensor<4> {
     on_autodiff_flex(&GridSampleCall {
         input: &input,
         grid: &grid,
+        align_corners,
     })
-    .unwrap_or_else(|| input.grid_sample_2d(grid, GridSampleOptions::default()))
+    .unwrap_or_else(|| input.grid_sample_2d(grid, GridSampleOptions::default().with_align_corners(align_corners)))
 }
 
 /// One sampling's arguments, for [`on_autodiff_flex`].
 struct GridSampleCall<'a> {
     input: &'a Tensor<4>,
     grid: &'a Tensor<4>,
+    align_corners: bool,
 }
 
 impl AutodiffFlexOp for GridSampleCall<'_> {
@@ -46,11 +59,11 @@ impl AutodiffFlexOp for GridSampleCall<'_> {
         C: CheckpointStrategy,
         DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
     {
-        grid_sample_on::<C>(self.input, self.grid)
+        grid_sample_on::<C>(self.input, self.grid, self.align_corners)
     }
 }
 
-fn grid_sample_on<C>(input: &Tensor<4>, grid: &Tensor<4>) -> Option<Tensor<4>>
+fn grid_sample_on<C>(input: &Tensor<4>, grid: &Tensor<4>, align_corners: bool) -> Option<Tensor<4>>
 where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
@@ -68,6 +81,7 @@ where
         height,
         width,
         out_pixels: out_h * out_w,
+        align_corners,
     };
     let taps = Taps::new(&values(grid.primitive()), &geometry);
     let output = taps.sample(&values(input.primitive()), &geometry);
@@ -101,6 +115,15 @@ struct Geometry {
     height: usize,
     width: usize,
     out_pixels: usize,
+    align_corners: bool,
+}
+
+impl Geometry {
+    /// `∂ix/∂x` and `∂iy/∂y`: pixel units per grid unit.
+    fn scale(&self) -> (f32, f32) {
+        let span = |n: usize| if self.align_corners { n as f32 - 1.0 } else { n as f32 };
+        (span(self.width) / 2.0, span(self.height) / 2.0)
+    }
 }
 
 /// Per (image, output pixel): the four neighbours' flat indices in the input plane (`None`
@@ -117,13 +140,15 @@ struct Taps {
 impl Taps {
     fn new(grid: &[f32], g: &Geometry) -> Self {
         let (w, h) = (g.width as f32, g.height as f32);
-        let (half_w, half_h) = (w / 2.0, h / 2.0);
+        let (scale_x, scale_y) = g.scale();
+        // Without aligned corners, −1 is the outer edge of the first pixel, half a pixel out.
+        let offset = if g.align_corners { 0.0 } else { 0.5 };
         let ((index, weight), fraction) = grid
             .par_chunks_exact(2)
             .map(|xy| {
-                // torch's unnormalisation for align_corners=False.
-                let ix = (xy[0] + 1.0) * half_w - 0.5;
-                let iy = (xy[1] + 1.0) * half_h - 0.5;
+                // torch's unnormalisation.
+                let ix = (xy[0] + 1.0) * scale_x - offset;
+                let iy = (xy[1] + 1.0) * scale_y - offset;
                 let (x0, y0) = (ix.floor(), iy.floor());
                 let (fx, fy) = (ix - x0, iy - y0);
                 let at = |x: f32, y: f32| {
@@ -218,7 +243,7 @@ impl Backward<Flex, 2> for GridSampleBackward {
         }
         if let Some(node) = node_grid {
             let input = values(&input);
-            let (half_w, half_h) = (g.width as f32 / 2.0, g.height as f32 / 2.0);
+            let (scale_x, scale_y) = g.scale();
             // A pixel per item, summing over the channels.
             let mut dgrid = vec![0.0f32; g.batch * g.out_pixels * 2];
             dgrid.par_chunks_mut(2).enumerate().for_each(|(pixel, out)| {
@@ -234,8 +259,8 @@ impl Backward<Flex, 2> for GridSampleBackward {
                     gx += dy * ((ne - nw) * (1.0 - fy) + (se - sw) * fy);
                     gy += dy * ((sw - nw) * (1.0 - fx) + (se - ne) * fx);
                 }
-                out[0] = gx * half_w;
-                out[1] = gy * half_h;
+                out[0] = gx * scale_x;
+                out[1] = gy * scale_y;
             });
             let dgrid = Tensor::<4>::from_data(TensorData::new(dgrid, grid_dims), &device);
             grads.register::<Flex>(node.id, flex_primitive(dgrid));
@@ -255,10 +280,12 @@ mod tests {
     #[test]
     fn grid_sample_matches_burns_with_gradients() {
         let device = Device::flex().autodiff();
-        for ([batch, channels, h, w], [out_h, out_w]) in [
-            ([1, 3, 16, 16], [16, 16]),
-            ([2, 5, 9, 13], [11, 7]),
-            ([3, 1, 4, 4], [6, 6]),
+        for (align_corners, [batch, channels, h, w], [out_h, out_w]) in [
+            (false, [1, 3, 16, 16], [16, 16]),
+            (false, [2, 5, 9, 13], [11, 7]),
+            (false, [3, 1, 4, 4], [6, 6]),
+            (true, [2, 5, 9, 13], [11, 7]),
+            (true, [1, 2, 16, 16], [16, 16]),
         ] {
             let input = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-1.0, 1.0), &device);
             let grid = Tensor::<4>::random([batch, out_h, out_w, 2], Distribution::Uniform(-1.2, 1.2), &device);
@@ -270,10 +297,13 @@ mod tests {
             let run = |ours: bool| {
                 let input = Tensor::<4>::from_data(input.to_data(), &device).require_grad();
                 let grid = Tensor::<4>::from_data(grid.to_data(), &device).require_grad();
-                let y = if ours {
-                    grid_sample(input.clone(), grid.clone())
-                } else {
-                    input.clone().grid_sample_2d(grid.clone(), GridSampleOptions::default())
+                let y = match (ours, align_corners) {
+                    (true, false) => grid_sample(input.clone(), grid.clone()),
+                    (true, true) => grid_sample_align_corners(input.clone(), grid.clone()),
+                    (false, _) => input.clone().grid_sample_2d(
+                        grid.clone(),
+                        GridSampleOptions::default().with_align_corners(align_corners),
+                    ),
                 };
                 let grads = (y.clone() * weighting.clone()).sum().backward();
                 (
@@ -283,7 +313,7 @@ mod tests {
                 )
             };
             let ((y, d_input, d_grid), (y_ref, d_input_ref, d_grid_ref)) = (run(true), run(false));
-            let shape = format!("{batch}×{channels}×{h}×{w}");
+            let shape = format!("{batch}×{channels}×{h}×{w} align_corners={align_corners}");
             assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
             assert_close(&format!("input gradient {shape}"), d_input, d_input_ref, 1e-4);
             assert_close(&format!("grid gradient {shape}"), d_grid, d_grid_ref, 1e-4);
