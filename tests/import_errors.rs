@@ -7,6 +7,9 @@ use std::path::Path;
 use common::{cpu, fixture, rewrite_torch_zip, temp_dir};
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
+use prioritycut_engine::config::tpsmm::TpsmmConfigFile;
+use prioritycut_engine::import::load_tpsmm_checkpoint;
+use prioritycut_engine::model::tpsmm::{TpsmmConfig, TpsmmModels};
 
 fn small_config() -> FommConfig {
     FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config")
@@ -130,4 +133,67 @@ fn truncated_own_checkpoint_is_refused() {
         .expect_err("wrong config")
         .to_string();
     assert!(message.contains("does the config match"), "{message}");
+}
+
+fn tpsmm_config() -> TpsmmConfig {
+    TpsmmConfigFile::read(&fixture("tpsmm-small/config.yaml"))
+        .expect("config")
+        .config
+}
+
+fn tpsmm_import_error(checkpoint: &Path, config: &TpsmmConfig) -> String {
+    let mut models = TpsmmModels::new(config, &cpu());
+    let error = load_tpsmm_checkpoint(checkpoint, &mut models).expect_err("must be refused");
+    let message = error.to_string();
+    assert!(!message.contains('\n'), "not one line: {message}");
+    message
+}
+
+#[test]
+fn tpsmm_checkpoints_that_do_not_fit_are_refused_by_name() {
+    let checkpoint = fixture("tpsmm-small/checkpoint.pth.tar");
+    let mut config = tpsmm_config();
+    config.num_tps = 7;
+    let message = tpsmm_import_error(&checkpoint, &config);
+    assert!(message.contains("kp_detector.fg_encoder.fc.weight"), "{message}");
+
+    let mut config = tpsmm_config();
+    config.resnet_width = 64;
+    let message = tpsmm_import_error(&checkpoint, &config);
+    assert!(message.contains("kp_detector.fg_encoder.conv1.weight"), "{message}");
+
+    // A FOMM checkpoint is not a TPSMM one.
+    let message = tpsmm_import_error(&fixture("fomm-small/checkpoint.pth.tar"), &tpsmm_config());
+    assert!(message.contains("is this a TPSMM checkpoint"), "{message}");
+
+    let bytes = std::fs::read(&checkpoint).expect("read");
+    let truncated = temp_dir("tpsmm-truncated").join("half.pth.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    tpsmm_import_error(&truncated, &tpsmm_config());
+}
+
+#[test]
+fn tpsmm_optional_networks_are_dropped_where_the_checkpoint_has_none() {
+    let dir = temp_dir("tpsmm-optional");
+    let without = dir.join("without.pth.tar");
+    rewrite_torch_zip(&fixture("tpsmm-small/checkpoint.pth.tar"), &without, |name, data| {
+        if name.ends_with("data.pkl") {
+            for (old, new) in [
+                (&b"avd_network"[..], &b"avd_networX"[..]),
+                (b"bg_predictor", b"bg_predictoX"),
+            ] {
+                let at = data.windows(old.len()).position(|w| w == old).expect("key in pickle");
+                data[at..at + new.len()].copy_from_slice(new);
+            }
+        }
+    });
+    let mut models = TpsmmModels::new(&tpsmm_config(), &cpu());
+    let report = load_tpsmm_checkpoint(&without, &mut models).expect("the demo's three networks suffice");
+    assert!(!report.bg_predictor && !report.avd_network);
+    assert!(models.bg_predictor.is_none() && models.avd_network.is_none());
+
+    let mut models = TpsmmModels::new(&tpsmm_config(), &cpu());
+    let report = load_tpsmm_checkpoint(&fixture("tpsmm-small/checkpoint.pth.tar"), &mut models).expect("loads");
+    assert!(report.bg_predictor && report.avd_network);
+    assert!(models.bg_predictor.is_some() && models.avd_network.is_some());
 }

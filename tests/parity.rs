@@ -89,6 +89,62 @@ fn every_reference_output_matches_on_wgpu() {
     gpu::choose(KernelChoice::Auto);
 }
 
+/// Every output of the TPSMM fixture's README.
+const TPSMM_OUTPUTS: [&str; 27] = [
+    "kp_source",
+    "kp_driving",
+    "kp_driving_initial",
+    "bg_param",
+    "heatmap_representation",
+    "transformations",
+    "deformed_source",
+    "contribution_maps",
+    "deformation",
+    "occlusion_map_0",
+    "occlusion_map_1",
+    "occlusion_map_2",
+    "occlusion_map_3",
+    "deformed",
+    "prediction",
+    "warped_encoder_map_0",
+    "warped_encoder_map_1",
+    "warped_encoder_map_2",
+    "warped_encoder_map_3",
+    "transformations_bg",
+    "deformation_bg",
+    "prediction_bg",
+    "kp_norm_relative",
+    "kp_norm_avd",
+    "animate_standard",
+    "animate_relative",
+    "animate_avd",
+];
+
+/// The official TPSMM's outputs through the importer of its checkpoints: keypoints, background
+/// motion, every intermediate of dense motion and inpainting, and the demo's three modes.
+#[test]
+fn every_tpsmm_reference_output_matches() {
+    let mut devices = vec![cpu()];
+    devices.extend(wgpu_device());
+    for device in devices {
+        let report = verify_reference(&fixture("tpsmm-small"), &device).expect("fixture loads and runs");
+        let compared: Vec<&str> = report.comparisons.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(compared.len(), TPSMM_OUTPUTS.len(), "{compared:?}");
+        for name in TPSMM_OUTPUTS {
+            assert!(compared.contains(&name), "{name} was not compared on {device:?}");
+        }
+        for c in &report.comparisons {
+            eprintln!("tpsmm-small {device:?} {:<24} {:.2e}", c.name, c.max_abs_error);
+            assert!(
+                c.within(1e-4),
+                "{} differs from the official output by {:e} on {device:?}",
+                c.name,
+                c.max_abs_error
+            );
+        }
+    }
+}
+
 #[test]
 fn legacy_torch_format_loads_the_same_weights() {
     let dir = fixture("fomm-small");

@@ -14,6 +14,8 @@ use burn::tensor::Device;
 use pytorch_reader::PytorchReader;
 
 use crate::faces::{FaceDetector, ONet, PNet, RNet};
+use crate::model::tpsmm::TpsmmModels;
+use crate::model::tpsmm::avd_network::Mlp;
 use crate::model::vgg19::{FEATURE_INDICES, Vgg19};
 use crate::model::{KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
 use crate::{EngineError, Result};
@@ -35,18 +37,8 @@ pub fn load_fomm_checkpoint(
     generator: &mut OcclusionAwareGenerator,
     discriminator: &mut MultiScaleDiscriminator,
 ) -> Result<ImportReport> {
-    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
-    if !metadata.is_file() {
-        return Err(EngineError::checkpoint(path, "is not a file"));
-    }
     // One pass over the pickle to check the container and list what it holds.
-    let reader = PytorchReader::new(path).map_err(|e| {
-        EngineError::checkpoint(
-            path,
-            format!("not a readable PyTorch checkpoint ({})", one_line(&e.to_string())),
-        )
-    })?;
-    let keys: BTreeSet<String> = reader.keys().into_iter().collect();
+    let keys = checkpoint_keys(path)?;
     let has_part = |part: &str| keys.iter().any(|k| k.starts_with(&format!("{part}.")));
     for part in ["kp_detector", "generator"] {
         if !has_part(part) {
@@ -59,8 +51,6 @@ pub fn load_fomm_checkpoint(
             ));
         }
     }
-    drop(reader);
-
     let mut tensors = 0;
     tensors += load_part(path, "kp_detector", kp_detector, KeyRemapper::new())?;
     let generator_keys = KeyRemapper::new()
@@ -152,6 +142,97 @@ pub fn load_face_detector(dir: &Path, device: &Device) -> Result<FaceDetector> {
         onet.no_grad(),
         device,
     ))
+}
+
+/// Which parts a TPSMM import found beside the three the demo loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpsmmImportReport {
+    /// `bg_predictor`: training saves it from `bg_start` on.
+    pub bg_predictor: bool,
+    /// `avd_network`: present after TPSMM's separate AVD training.
+    pub avd_network: bool,
+    /// `epoch` is not read; optimizer states are ignored on purpose.
+    pub tensors: usize,
+}
+
+/// Loads an official TPSMM checkpoint (`inpainting_network`, `dense_motion_network`,
+/// `kp_detector`, and `bg_predictor`, `avd_network` where present, as TPSMM's `Logger.save_cpk`
+/// writes them) into networks built from the config. A network the file lacks is dropped from
+/// `models` (the report says which), so nothing runs with weights it did not load.
+pub fn load_tpsmm_checkpoint(path: &Path, models: &mut TpsmmModels) -> Result<TpsmmImportReport> {
+    let keys = checkpoint_keys(path)?;
+    let has_part = |part: &str| keys.iter().any(|k| k.starts_with(&format!("{part}.")));
+    for part in ["kp_detector", "dense_motion_network", "inpainting_network"] {
+        if !has_part(part) {
+            let found: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
+            return Err(EngineError::checkpoint(
+                path,
+                format!(
+                    "no '{part}' state dict (top-level entries with tensors: {found:?}); is this a TPSMM checkpoint?"
+                ),
+            ));
+        }
+    }
+    let invalid = |e: String| EngineError::Invalid(e);
+    let resnet = || {
+        KeyRemapper::new()
+            .add_pattern(r"\.downsample\.0\.", ".downsample.conv.")
+            .and_then(|r| r.add_pattern(r"\.downsample\.1\.", ".downsample.norm."))
+            .map_err(|e| e.to_string())
+    };
+    let mut tensors = 0;
+    tensors += load_part(path, "kp_detector", &mut models.kp_detector, resnet().map_err(invalid)?)?;
+    tensors += load_part(
+        path,
+        "dense_motion_network",
+        &mut models.dense_motion_network,
+        KeyRemapper::new(),
+    )?;
+    let inpainting = KeyRemapper::new()
+        .add_pattern(r"^final\.", "final_conv.")
+        .map_err(|e| invalid(e.to_string()))?;
+    tensors += load_part(path, "inpainting_network", &mut models.inpainting_network, inpainting)?;
+    let bg_predictor = has_part("bg_predictor") && models.bg_predictor.is_some();
+    match models.bg_predictor.as_mut() {
+        Some(bg) if bg_predictor => tensors += load_part(path, "bg_predictor", bg, resnet().map_err(invalid)?)?,
+        _ => models.bg_predictor = None,
+    }
+    let avd_network = has_part("avd_network") && models.avd_network.is_some();
+    match models.avd_network.as_mut() {
+        Some(avd) if avd_network => {
+            let mut remap = KeyRemapper::new();
+            for (index, list, k) in Mlp::sequential_indices(avd.id_encoder.norms.len()) {
+                remap = remap
+                    .add_pattern(
+                        format!(r"^(id_encoder|pose_encoder|decoder)\.{index}\."),
+                        format!("$1.{list}.{k}."),
+                    )
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            tensors += load_part(path, "avd_network", avd, remap)?;
+        }
+        _ => models.avd_network = None,
+    }
+    Ok(TpsmmImportReport {
+        bg_predictor,
+        avd_network,
+        tensors,
+    })
+}
+
+/// The keys of a checkpoint's tensors, after checking that it is a readable PyTorch file.
+fn checkpoint_keys(path: &Path) -> Result<BTreeSet<String>> {
+    let metadata = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(EngineError::checkpoint(path, "is not a file"));
+    }
+    let reader = PytorchReader::new(path).map_err(|e| {
+        EngineError::checkpoint(
+            path,
+            format!("not a readable PyTorch checkpoint ({})", one_line(&e.to_string())),
+        )
+    })?;
+    Ok(reader.keys().into_iter().collect())
 }
 
 /// A whole file that is one network's state dict.

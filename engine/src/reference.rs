@@ -11,8 +11,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::animate::normalize_kp;
 use crate::checkpoint::FommModels;
+use crate::config::tpsmm::{TpsmmConfigFile, is_tpsmm_file};
 use crate::config::{AnimateParams, FommConfig};
+use crate::import::load_tpsmm_checkpoint;
+use crate::model::InferenceForm;
 use crate::model::Keypoints;
+use crate::model::tpsmm::TpsmmModels;
 use crate::npy::NpyArray;
 use crate::{EngineError, Result};
 
@@ -102,9 +106,14 @@ impl Fixture<'_> {
     }
 }
 
-/// Runs every reference forward pass of the fixture in `dir` on `device`.
+/// Runs every reference forward pass of the fixture in `dir` on `device`: a FOMM fixture or a
+/// TPSMM one, told apart by its config.
 pub fn verify_reference(dir: &Path, device: &Device) -> Result<ReferenceReport> {
-    let config = FommConfig::from_yaml_file(dir.join("config.yaml"))?;
+    let config_path = dir.join("config.yaml");
+    if is_tpsmm_file(&config_path)? {
+        return verify_tpsmm_reference(dir, device);
+    }
+    let config = FommConfig::from_yaml_file(&config_path)?;
     let (models, _) = FommModels::import(&dir.join("checkpoint.pth.tar"), &config, device)?;
     // The form animation runs: on the CPU, the inference form with its fast convolutions.
     verify_with_models(dir, &models.with_inference_form(), &config, device)
@@ -180,6 +189,95 @@ pub fn verify_with_models(
     let animated = models.generate(&models.encode_source(source.narrow(0, 0, 1)), &kp_norm, &s0);
     comparisons.push(fixture.compare("animate_prediction", animated.prediction)?);
 
+    Ok(ReferenceReport {
+        dir: dir.to_path_buf(),
+        comparisons,
+        tolerance: DEFAULT_TOLERANCE,
+    })
+}
+
+/// Runs every forward pass of a TPSMM fixture (`tests/fixtures/tpsmm-small/make_fixture.py`).
+pub fn verify_tpsmm_reference(dir: &Path, device: &Device) -> Result<ReferenceReport> {
+    let config = TpsmmConfigFile::read(&dir.join("config.yaml"))?.config;
+    let mut models = TpsmmModels::new(&config, device);
+    load_tpsmm_checkpoint(&dir.join("checkpoint.pth.tar"), &mut models)?;
+    let models = models.into_inference_form();
+    let fixture = Fixture { dir, device };
+    let source = fixture.tensor::<4>("source")?;
+    let driving = fixture.tensor::<4>("driving")?;
+    let driving_initial = fixture.tensor::<4>("driving_initial")?;
+    let mut comparisons = Vec::new();
+
+    let kp_source = models.kp_detector.forward(source.clone());
+    let kp_driving = models.kp_detector.forward(driving.clone());
+    let kp_driving_initial = models.kp_detector.forward(driving_initial);
+    comparisons.push(fixture.compare("kp_source", kp_source.value.clone())?);
+    comparisons.push(fixture.compare("kp_driving", kp_driving.value.clone())?);
+    comparisons.push(fixture.compare("kp_driving_initial", kp_driving_initial.value.clone())?);
+    let bg_param = match &models.bg_predictor {
+        Some(bg) => {
+            let bg_param = bg.forward(source.clone(), driving.clone());
+            comparisons.push(fixture.compare("bg_param", bg_param.clone())?);
+            Some(bg_param)
+        }
+        None => None,
+    };
+
+    let dense = &models.dense_motion_network;
+    let small = dense.downsample(source.clone());
+    let [_, _, h, w] = small.dims();
+    comparisons.push(fixture.compare(
+        "heatmap_representation",
+        dense.heatmap_representations(h, w, &kp_driving, &kp_source),
+    )?);
+    comparisons.push(fixture.compare(
+        "transformations",
+        dense.transformations(h, w, &kp_driving, &kp_source, None),
+    )?);
+    let motion = dense.forward_downsampled(small.clone(), &kp_driving, &kp_source, None, None);
+    comparisons.push(fixture.compare("deformed_source", motion.deformed_source.clone())?);
+    comparisons.push(fixture.compare("contribution_maps", motion.contribution_maps.clone())?);
+    comparisons.push(fixture.compare("deformation", motion.deformation.clone())?);
+    for (i, mask) in motion.occlusion_map.iter().enumerate() {
+        comparisons.push(fixture.compare(&format!("occlusion_map_{i}"), mask.clone())?);
+    }
+    let generated = models.inpainting_network.forward(source.clone(), &motion);
+    comparisons.push(fixture.compare("deformed", generated.deformed)?);
+    comparisons.push(fixture.compare("prediction", generated.prediction)?);
+    for (i, map) in generated.warped_encoder_maps.into_iter().enumerate() {
+        comparisons.push(fixture.compare(&format!("warped_encoder_map_{i}"), map)?);
+    }
+
+    if let Some(bg_param) = &bg_param {
+        let transformations = dense.transformations(h, w, &kp_driving, &kp_source, Some(bg_param));
+        comparisons.push(fixture.compare("transformations_bg", transformations)?);
+        let motion = dense.forward_downsampled(small, &kp_driving, &kp_source, Some(bg_param), None);
+        comparisons.push(fixture.compare("deformation_bg", motion.deformation.clone())?);
+        comparisons.push(fixture.compare(
+            "prediction_bg",
+            models.inpainting_network.forward(source.clone(), &motion).prediction,
+        )?);
+    }
+
+    // demo.py's three modes on batch element 0.
+    let (s0, d0, i0) = (kp_source.select(0), kp_driving.select(0), kp_driving_initial.select(0));
+    let source0 = source.narrow(0, 0, 1);
+    let relative = AnimateParams::new()
+        .with_adapt_movement_scale(true)
+        .with_use_relative_movement(true)
+        .with_use_relative_jacobian(false);
+    let kp_relative = normalize_kp(&s0, &d0, &i0, &relative);
+    comparisons.push(fixture.compare("kp_norm_relative", kp_relative.value.clone())?);
+    comparisons.push(fixture.compare("animate_standard", models.animate(source0.clone(), &s0, &d0).prediction)?);
+    comparisons.push(fixture.compare(
+        "animate_relative",
+        models.animate(source0.clone(), &s0, &kp_relative).prediction,
+    )?);
+    if let Some(avd) = &models.avd_network {
+        let kp_avd = avd.forward(&s0, &d0);
+        comparisons.push(fixture.compare("kp_norm_avd", kp_avd.value.clone())?);
+        comparisons.push(fixture.compare("animate_avd", models.animate(source0, &s0, &kp_avd).prediction)?);
+    }
     Ok(ReferenceReport {
         dir: dir.to_path_buf(),
         comparisons,

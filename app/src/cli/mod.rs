@@ -82,7 +82,7 @@ pub struct WindowArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the engine against golden outputs of the official FOMM implementation.
+    /// Check the engine against golden outputs of the official FOMM or TPSMM implementation.
     VerifyReference(verify::VerifyArgs),
     /// Animate a source image by a driving video and write the frames (PNG folder or GIF).
     Animate(animate::AnimateArgs),

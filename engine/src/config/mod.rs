@@ -19,6 +19,7 @@ use crate::model::keypoint_detector::KpDetectorConfig;
 use crate::{EngineError, Result};
 
 mod prioritycut;
+pub mod tpsmm;
 mod train;
 mod yaml;
 

@@ -1,5 +1,5 @@
-//! The networks of the First Order Motion Model, one file per part of the paper, and the
-//! discriminators of FOMM+ and PriorityCut.
+//! The networks of the First Order Motion Model, one file per part of the paper, the
+//! discriminators of FOMM+ and PriorityCut, and the Thin-Plate Spline Motion Model ([`tpsmm`]).
 //!
 //! Every module mirrors the official implementation's structure and parameter names, so an
 //! official checkpoint loads by key ([`crate::import`]).
@@ -10,6 +10,7 @@ pub mod discriminator;
 pub mod generator;
 pub mod keypoint_detector;
 pub mod keypoints;
+pub mod tpsmm;
 pub mod unet_discriminator;
 pub mod vgg19;
 
