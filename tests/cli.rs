@@ -17,6 +17,9 @@ fn verify_reference_passes_on_every_fixture_and_names_the_backend() {
         assert!(all.contains("PASS: 21 outputs"), "{all}");
         assert!(all.contains("animate_prediction"), "{all}");
     }
+    let out = prioritycut(&["verify-reference", path(&fixture("tpsmm-small")), "--backend", "cpu"]);
+    let all = text(&out);
+    assert!(out.status.success() && all.contains("PASS: 27 outputs"), "{all}");
 }
 
 /// Copies the fixture folder with one float of the checkpoint changed.
@@ -109,6 +112,79 @@ fn animate_writes_gif_and_png_frames() {
     assert_eq!(decoded[0].buffer().dimensions(), (64, 64));
     let png = image::open(dir.join("pngs/frame_00002.png")).expect("png frame");
     assert_eq!((png.width(), png.height()), (64, 64));
+}
+
+/// An official TPSMM checkpoint animates in the demo's three modes; its export animates the
+/// same frames; a FOMM model refuses `--avd` in one line.
+#[test]
+fn animate_opens_tpsmm_checkpoints_in_every_mode_and_their_exports() {
+    let dir = temp_dir("animate-tpsmm");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample");
+    let tpsmm = fixture("tpsmm-small");
+    let (source, driving) = (assets.join("source.png"), assets.join("driving.gif"));
+    let animate = |checkpoint: &Path, config: Option<&Path>, mode: &str, out: &Path| {
+        let mut args = vec!["animate", "--checkpoint", path(checkpoint)];
+        if let Some(config) = config {
+            args.extend(["--config", path(config)]);
+        }
+        args.extend([
+            "--source",
+            path(&source),
+            "--driving",
+            path(&driving),
+            "--out",
+            path(out),
+            "--backend",
+            "flex",
+            "--face=off",
+        ]);
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        prioritycut(&args)
+    };
+    let config = tpsmm.join("config.yaml");
+    let mut results = Vec::new();
+    for mode in ["", "--absolute", "--avd"] {
+        let out = dir.join(format!("official{mode}"));
+        let run = animate(&tpsmm.join("checkpoint.pth.tar"), Some(&config), mode, &out);
+        assert!(run.status.success(), "{mode}: {}", text(&run));
+        assert!(text(&run).contains("wrote 32 frames (64x64)"), "{}", text(&run));
+        results.push(std::fs::read(out.join("frame_00020.png")).expect("frame"));
+    }
+    assert!(
+        results[0] != results[1] && results[1] != results[2],
+        "the modes move the photo differently"
+    );
+
+    let export = dir.join("export");
+    let run = prioritycut(&[
+        "export-model",
+        "--checkpoint",
+        path(&tpsmm.join("checkpoint.pth.tar")),
+        "--config",
+        path(&config),
+        "--out",
+        path(&export),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let reopened = dir.join("exported--avd");
+    let run = animate(&export, None, "--avd", &reopened);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(
+        std::fs::read(reopened.join("frame_00020.png")).expect("frame"),
+        results[2]
+    );
+
+    let fomm = fixture("fomm-small");
+    let run = animate(
+        &fomm.join("checkpoint.pth.tar"),
+        Some(&fomm.join("config.yaml")),
+        "--avd",
+        &dir.join("fomm-avd"),
+    );
+    assert!(!run.status.success());
+    assert!(text(&run).contains("has no AVD network"), "{}", text(&run));
 }
 
 #[test]

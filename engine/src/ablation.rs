@@ -195,8 +195,7 @@ pub fn run_ablation(
         };
         let model = LoadedModel::open(&run_dir, None, &selected.device)?;
         let report = evaluate(
-            &model.models,
-            &model.config,
+            &model,
             &options.dataset,
             &options.eval,
             &evaluators,

@@ -1,21 +1,23 @@
-//! Relative motion transfer (FOMM's `animate.py` `normalize_kp`) and the animation APIs:
-//! [`animate_clip`] for a whole driving video (the CLI's `animate` and the window's Animate), and
-//! [`Animator`] frame by frame for a webcam.
+//! Relative motion transfer (FOMM's `animate.py` `normalize_kp`, TPSMM's `relative_kp`) and the
+//! animation APIs, for a model of any family: [`animate_clip`] for a whole driving video (the
+//! CLI's `animate` and the window's Animate), and [`Animator`] frame by frame for a webcam.
 //!
 //! The source keeps its own pose; what moves it is the driving frame's motion *relative to* an
 //! initial driving frame: `kp = kp_source + s · (kp_driving − kp_driving_initial)` and
 //! `J = (J_driving · J_initial⁻¹) · J_source`, with `s = √area(source hull) / √area(initial hull)`
-//! when the movement scale is adapted.
+//! when the movement scale is adapted. A family may offer its own transfer instead (TPSMM's AVD
+//! network: the driving pose on the source's proportions).
 
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
-use crate::checkpoint::{FommModels, LoadedModel};
+use crate::checkpoint::LoadedModel;
 use crate::config::AnimateParams;
 use crate::faces::{FaceDetector, FaceMode, Framing};
+use crate::family::{AnimatedFrame, MotionModel, SourceEncoding};
 use crate::frames::{image_to_tensor, tensor_to_image};
+use crate::model::Keypoints;
 use crate::model::keypoints::inverse_2x2;
-use crate::model::{EncodedSource, GeneratorOutput, Keypoints};
 use crate::{EngineError, Result};
 
 /// What a user may choose about motion transfer. `None` keeps the model config's
@@ -29,6 +31,10 @@ pub struct AnimateOptions {
     pub adapt_scale: Option<bool>,
     /// Start relative motion from the driving frame whose pose best matches the source.
     pub best_frame: bool,
+    /// Move the source by the model's disentanglement network instead (TPSMM's `avd` mode: the
+    /// source keeps its proportions and takes the driving pose); an error for a model without
+    /// one.
+    pub disentangled: bool,
     /// Find the faces and animate the photo's face square (`auto`, `crop`), or the whole
     /// photo (`off`).
     pub face: FaceMode,
@@ -100,9 +106,12 @@ pub fn animate_clip(
         &cancelled,
     )?;
     let size = model.frame_size();
-    let params = options.params(&model.config.animate);
+    let params = options.params(&model.animate);
     let source_input = framing.source_input(source, size);
-    let mut animator = Animator::new(&model.models, params, image_to_tensor(&source_input, device));
+    let mut animator = Animator::new(&*model.models, params, image_to_tensor(&source_input, device));
+    if options.disentangled {
+        animator.disentangle()?;
+    }
     let total = driving.len();
     let mut keypoints = Vec::with_capacity(total);
     for (i, frame) in driving.iter().enumerate() {
@@ -248,21 +257,23 @@ pub fn find_best_frame(kp_source: &Keypoints, kp_driving_frames: &[Keypoints]) -
         .map(|(index, _)| index)
 }
 
-/// Animates one source image: its keypoints and everything else the generator computes of it
-/// alone ([`EncodedSource`]) are computed once, then each driving frame moves it relative to an
-/// initial driving frame (set explicitly, or the first frame seen).
+/// Animates one source image: its keypoints and everything else the model computes of it
+/// alone ([`SourceEncoding`]) are computed once, then each driving frame moves it relative to an
+/// initial driving frame (set explicitly, or the first frame seen), or by the model's
+/// disentanglement network ([`Animator::disentangle`]).
 #[derive(Debug)]
 pub struct Animator<'a> {
-    models: &'a FommModels,
+    models: &'a dyn MotionModel,
     params: AnimateParams,
-    source: EncodedSource,
+    source: SourceEncoding,
     kp_source: Keypoints,
     kp_driving_initial: Option<Keypoints>,
+    disentangled: bool,
 }
 
 impl<'a> Animator<'a> {
     /// `source` [1, 3, h, w] in [0, 1] at the model's frame size.
-    pub fn new(models: &'a FommModels, params: AnimateParams, source: Tensor<4>) -> Self {
+    pub fn new(models: &'a dyn MotionModel, params: AnimateParams, source: Tensor<4>) -> Self {
         let kp_source = models.keypoints(source.clone());
         Self {
             models,
@@ -270,7 +281,21 @@ impl<'a> Animator<'a> {
             source: models.encode_source(source),
             kp_source,
             kp_driving_initial: None,
+            disentangled: false,
         }
+    }
+
+    /// Moves the source by the model's disentanglement network from now on (TPSMM's `avd`
+    /// mode); an error where the model has none.
+    pub fn disentangle(&mut self) -> Result<()> {
+        if !self.models.can_disentangle() {
+            return Err(EngineError::Invalid(format!(
+                "this model ({}) has no AVD network: its checkpoint holds none; use relative or absolute motion",
+                self.models.describe()
+            )));
+        }
+        self.disentangled = true;
+        Ok(())
     }
 
     pub fn kp_source(&self) -> &Keypoints {
@@ -292,15 +317,21 @@ impl<'a> Animator<'a> {
     }
 
     /// The source moved like `frame` [1, 3, h, w].
-    pub fn animate(&mut self, frame: Tensor<4>) -> GeneratorOutput {
+    pub fn animate(&mut self, frame: Tensor<4>) -> AnimatedFrame {
         let kp_driving = self.keypoints(frame);
         self.animate_keypoints(&kp_driving)
     }
 
     /// The source moved to already detected driving keypoints.
-    pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> GeneratorOutput {
-        let initial = self.kp_driving_initial.get_or_insert_with(|| kp_driving.clone());
-        let kp_norm = normalize_kp(&self.kp_source, kp_driving, initial, &self.params);
+    pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> AnimatedFrame {
+        let transferred = self
+            .disentangled
+            .then(|| self.models.disentangled(&self.kp_source, kp_driving))
+            .flatten();
+        let kp_norm = transferred.unwrap_or_else(|| {
+            let initial = self.kp_driving_initial.get_or_insert_with(|| kp_driving.clone());
+            normalize_kp(&self.kp_source, kp_driving, initial, &self.params)
+        });
         self.models.generate(&self.source, &kp_norm, &self.kp_source)
     }
 }
@@ -308,6 +339,8 @@ impl<'a> Animator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::FommModels;
+    use crate::family::fomm::FommAnimation;
 
     #[test]
     fn options_lay_over_the_config() {
@@ -355,11 +388,11 @@ mod tests {
         assert_eq!(find_best_frame(&source, &[other_pose, same_pose_moved]), Some(1));
     }
 
-    fn fixture_models() -> (FommModels, crate::config::FommConfig) {
+    fn fixture_models() -> FommAnimation {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fomm-small");
         let config = crate::config::FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
         let models = FommModels::load(&dir.join("checkpoint.pth.tar"), &config, &Device::flex()).expect("model");
-        (models, config)
+        FommAnimation { models, config }
     }
 
     fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
@@ -368,15 +401,16 @@ mod tests {
 
     #[test]
     fn the_source_cached_animator_matches_the_uncached_generator_frame_by_frame() {
-        let (models, config) = fixture_models();
+        let animation = fixture_models();
+        let models = &animation.models;
         let device = Device::flex();
-        let [h, w, c] = config.frame_shape;
+        let [h, w, c] = animation.config.frame_shape;
         device.seed(7);
         let random = || Tensor::<4>::random([1, c, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
         let source = random();
         let frames: Vec<Tensor<4>> = (0..3).map(|_| random()).collect();
         let params = AnimateParams::new().with_adapt_movement_scale(true);
-        let mut animator = Animator::new(&models, params.clone(), source.clone());
+        let mut animator = Animator::new(&animation, params.clone(), source.clone());
         let kp_source = models.kp_detector.forward(source.clone());
         let kp_initial = models.kp_detector.forward(frames[0].clone());
         for frame in &frames {
@@ -387,15 +421,16 @@ mod tests {
             let uncached = models.generator.forward(source.clone(), &kp_norm, &kp_source);
             assert_eq!(max_difference(cached.prediction, uncached.prediction), 0.0);
             assert_eq!(max_difference(cached.deformed, uncached.deformed), 0.0);
-            assert_eq!(max_difference(cached.mask, uncached.mask), 0.0);
+            assert_eq!(max_difference(cached.background, uncached.mask.narrow(1, 0, 1)), 0.0);
         }
     }
 
     #[test]
     fn a_repeated_encoding_matches_a_repeated_source() {
-        let (models, config) = fixture_models();
+        let animation = fixture_models();
+        let models = &animation.models;
         let device = Device::flex();
-        let [h, w, c] = config.frame_shape;
+        let [h, w, c] = animation.config.frame_shape;
         device.seed(11);
         let source = Tensor::<4>::random([1, c, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
         let driving = Tensor::<4>::random([3, c, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
@@ -408,5 +443,49 @@ mod tests {
             .forward(source.repeat_dim(0, 3), &kp_driving, &kp_source);
         // The encoder ran at batch 1 instead of 3: the same sums, perhaps blocked differently.
         assert!(max_difference(cached.prediction, uncached.prediction) <= 1e-6);
+    }
+
+    /// TPSMM through the family's interface: the source encoded once gives the frames the
+    /// official per-frame path gives, in each of the demo's modes, and AVD is refused where the
+    /// checkpoint has no AVD network.
+    #[test]
+    fn a_tpsmm_animator_matches_the_per_frame_path_in_every_mode() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tpsmm-small");
+        let device = Device::flex();
+        let model = LoadedModel::open(&dir.join("checkpoint.pth.tar"), Some(&dir.join("config.yaml")), &device)
+            .expect("TPSMM fixture opens");
+        assert_eq!(model.family, "TPSMM");
+        assert!(model.animate.use_relative_movement && model.animate.adapt_movement_scale);
+        let [h, w, c] = model.frame_shape;
+        device.seed(5);
+        let random = || Tensor::<4>::random([1, c, h, w], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
+        let source = random();
+        let frames: Vec<Tensor<4>> = (0..2).map(|_| random()).collect();
+        // The networks as trained, run the official way: everything recomputed each frame.
+        let config = crate::config::tpsmm::TpsmmConfigFile::read(&dir.join("config.yaml")).expect("config");
+        let mut reference = crate::model::tpsmm::TpsmmModels::new(&config.config, &device);
+        crate::import::load_tpsmm_checkpoint(&dir.join("checkpoint.pth.tar"), &mut reference).expect("loads");
+        let kp_source = reference.kp_detector.forward(source.clone());
+        let kp_initial = reference.kp_detector.forward(frames[0].clone());
+        for disentangled in [false, true] {
+            let mut animator = Animator::new(&*model.models, model.animate.clone(), source.clone());
+            if disentangled {
+                animator.disentangle().expect("the fixture has an AVD network");
+            }
+            for frame in &frames {
+                let cached = animator.animate(frame.clone());
+                let kp_driving = reference.kp_detector.forward(frame.clone());
+                let kp_norm = match disentangled {
+                    true => reference
+                        .avd_network
+                        .as_ref()
+                        .expect("avd")
+                        .forward(&kp_source, &kp_driving),
+                    false => normalize_kp(&kp_source, &kp_driving, &kp_initial, &model.animate),
+                };
+                let uncached = reference.animate(source.clone(), &kp_source, &kp_norm);
+                assert!(max_difference(cached.prediction, uncached.prediction) <= 1e-5);
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::{FommConfig, scaled};
+use crate::family::MotionModel;
 use crate::reference::{max_abs_error, worse};
 
 /// Milliseconds per animation frame.
@@ -203,11 +204,9 @@ pub fn median(values: &[f64]) -> f64 {
 pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<()> {
     let device = Device::flex();
     device.seed(BENCH_SEED);
-    let model = crate::checkpoint::LoadedModel {
-        models: std::sync::Arc::new(FommModels::init(config, &device)),
+    let model = crate::family::fomm::FommAnimation {
+        models: FommModels::init(config, &device),
         config: config.clone(),
-        weights: dir.join(crate::checkpoint::MODEL_FILE),
-        ignored_config_keys: Vec::new(),
     };
     model.export_for_animation(dir).map(|_| ())
 }

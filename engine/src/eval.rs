@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::Device;
 use image::{GrayImage, RgbImage};
 
-use crate::checkpoint::FommModels;
-use crate::config::FommConfig;
+use crate::checkpoint::LoadedModel;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
 use crate::evaluators::{Evaluators, KeypointMetrics};
@@ -353,8 +352,7 @@ fn read_test_video(
 
 /// Runs the protocol over the test split of `dataset_root`; `progress(videos done, videos)`.
 pub fn evaluate(
-    models: &FommModels,
-    config: &FommConfig,
+    model: &LoadedModel,
     dataset_root: &Path,
     options: &EvalOptions,
     evaluators: &Evaluators,
@@ -366,7 +364,8 @@ pub fn evaluate(
             "the evaluation batch size must be at least 1".into(),
         ));
     }
-    let (dataset, mut warnings) = FramesDataset::open(dataset_root, Split::Test, config.frame_shape, &config.dataset)?;
+    let models = &*model.models;
+    let (dataset, mut warnings) = FramesDataset::open(dataset_root, Split::Test, model.frame_shape, &model.dataset)?;
     let count = options.max_videos.unwrap_or(usize::MAX).min(dataset.videos.len());
     if count == 0 {
         return Err(EngineError::Invalid("no test video to evaluate (--videos 0?)".into()));
@@ -463,11 +462,14 @@ mod tests {
     use super::*;
     use crate::data::synthetic::{SyntheticConfig, generate};
 
-    fn fixture_model() -> (FommModels, FommConfig) {
+    fn fixture_model() -> LoadedModel {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/fomm-small");
-        let config = FommConfig::from_yaml_file(dir.join("config.yaml")).expect("config");
-        let models = FommModels::load(&dir.join("checkpoint.pth.tar"), &config, &Device::flex()).expect("model");
-        (models, config)
+        LoadedModel::open(
+            &dir.join("checkpoint.pth.tar"),
+            Some(&dir.join("config.yaml")),
+            &Device::flex(),
+        )
+        .expect("model")
     }
 
     /// `face_crop`: the protocol sees each video cut to its face track's square, and the
@@ -510,7 +512,7 @@ mod tests {
         for i in 0..stored.len() {
             square.save(masks.join(format!("{i:04}.png"))).expect("mask");
         }
-        let (models, config) = fixture_model();
+        let model = fixture_model();
         let run = |face_crop: Option<FaceDetector>| {
             let options = EvalOptions {
                 masks: Some(root.join("masks")),
@@ -518,8 +520,7 @@ mod tests {
                 ..EvalOptions::default()
             };
             evaluate(
-                &models,
-                &config,
+                &model,
                 &root,
                 &options,
                 &Evaluators::default(),
@@ -528,7 +529,7 @@ mod tests {
             )
             .expect("evaluate")
         };
-        let [fh, fw, _] = config.frame_shape;
+        let [fh, fw, _] = model.frame_shape;
         let cropped = run(Some(detector));
         let video = &cropped.videos[0];
         assert_eq!(video.source, crop.cut_resized(&stored[0], (fw as u32, fh as u32)));
@@ -559,7 +560,7 @@ mod tests {
             seed: 4,
         };
         generate(&root, &synthetic, |_, _| {}).expect("dataset");
-        let (models, config) = fixture_model();
+        let model = fixture_model();
         let options = EvalOptions {
             max_videos: Some(2),
             batch_size: 2,
@@ -568,8 +569,7 @@ mod tests {
         };
         let mut calls = Vec::new();
         let report = evaluate(
-            &models,
-            &config,
+            &model,
             &root,
             &options,
             &Evaluators::for_dataset(&root),
@@ -594,8 +594,7 @@ mod tests {
         }
         // Batched frames equal frames done one by one.
         let single = evaluate(
-            &models,
-            &config,
+            &model,
             &root,
             &EvalOptions {
                 max_videos: Some(1),
@@ -653,57 +652,28 @@ mod tests {
             seed: 1,
         };
         generate(&root, &synthetic, |_, _| {}).expect("dataset");
-        let (models, config) = fixture_model();
+        let model = fixture_model();
         let device = Device::flex();
         let none = EvalOptions {
             max_videos: Some(0),
             ..EvalOptions::default()
         };
-        assert!(
-            evaluate(
-                &models,
-                &config,
-                &root,
-                &none,
-                &Evaluators::default(),
-                &device,
-                |_, _| {}
-            )
-            .is_err()
-        );
+        assert!(evaluate(&model, &root, &none, &Evaluators::default(), &device, |_, _| {}).is_err());
         let masks = EvalOptions {
             masks: Some(root.join("no-such-masks")),
             ..EvalOptions::default()
         };
-        let err = evaluate(
-            &models,
-            &config,
-            &root,
-            &masks,
-            &Evaluators::default(),
-            &device,
-            |_, _| {},
-        )
-        .expect_err("masks");
+        let err = evaluate(&model, &root, &masks, &Evaluators::default(), &device, |_, _| {}).expect_err("masks");
         assert!(err.to_string().contains("no-such-masks"), "{err}");
         let cancelled = EvalOptions {
             cancel: Some(Arc::new(AtomicBool::new(true))),
             ..EvalOptions::default()
         };
-        let err = evaluate(
-            &models,
-            &config,
-            &root,
-            &cancelled,
-            &Evaluators::default(),
-            &device,
-            |_, _| {},
-        )
-        .expect_err("cancelled");
+        let err =
+            evaluate(&model, &root, &cancelled, &Evaluators::default(), &device, |_, _| {}).expect_err("cancelled");
         assert!(matches!(err, EngineError::Cancelled(_)), "{err}");
         let err = evaluate(
-            &models,
-            &config,
+            &model,
             &root.join("missing"),
             &EvalOptions::default(),
             &Evaluators::default(),

@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod evaluators;
 pub mod faces;
+pub mod family;
 pub mod files;
 pub mod frames;
 pub mod import;

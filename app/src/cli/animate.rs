@@ -41,6 +41,10 @@ pub struct AnimateArgs {
     /// Start relative motion from the driving frame whose pose best matches the source.
     #[arg(long)]
     pub best_frame: bool,
+    /// Move the source by the model's AVD network (TPSMM's `avd` mode): the photo keeps its
+    /// proportions and takes the driving pose. Only for models whose checkpoint has one.
+    #[arg(long, conflicts_with_all = ["absolute", "relative", "best_frame"])]
+    pub avd: bool,
     /// auto: find the face, animate the square around it (as FOMM's crop-video.py frames
     /// VoxCeleb) and paste it back into the photo, at the photo's size (no face: the whole
     /// photo, scaled back to its size); crop: only the animated face square, at the model's
@@ -69,6 +73,7 @@ impl AnimateArgs {
             relative: flag(self.relative, self.absolute),
             adapt_scale: flag(self.adapt_scale, self.no_adapt_scale),
             best_frame: self.best_frame,
+            disentangled: self.avd,
             face: self.face,
         }
     }

@@ -68,8 +68,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     eprintln!("evaluators: {}", evaluators.describe());
     let mut bar = None;
     let report = evaluate(
-        &model.models,
-        &model.config,
+        &model,
         &args.dataset,
         &options,
         &evaluators,

@@ -22,7 +22,7 @@ pub fn run(args: ExportModelArgs) -> anyhow::Result<ExitCode> {
     super::report_ignored_keys(&model.ignored_config_keys);
     let bytes = model.export_for_animation(&args.out)?;
     println!(
-        "wrote {} ({:.1} MB: keypoint detector and generator) and config.yaml",
+        "wrote {} ({:.1} MB: what animation needs) and config.yaml",
         args.out.join("model.bpk").display(),
         bytes as f64 / 1e6
     );

@@ -39,6 +39,10 @@ pub struct LiveArgs {
     /// when the head moves across the frame.
     #[arg(long)]
     pub follow_face: bool,
+    /// Move the photo by the model's AVD network (TPSMM's `avd` mode): it keeps its
+    /// proportions and takes the camera's pose. Only for models whose checkpoint has one.
+    #[arg(long)]
+    pub avd: bool,
     /// Stop after this many seconds (default: until Ctrl-C).
     #[arg(long)]
     pub seconds: Option<f64>,
@@ -57,6 +61,7 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
         face: args.face,
         follow_face: args.follow_face,
         stream: args.stream.clone(),
+        avd: args.avd,
     };
     let (worker, events, url) = super::start_live(
         args.device.choice,

@@ -78,6 +78,13 @@ pub struct WindowArgs {
     /// dataset at once.
     #[arg(long)]
     pub evaluate_dataset: Option<PathBuf>,
+    /// Open the Animate workspace on this checkpoint (FOMM's or TPSMM's; with --config where it
+    /// needs one) and animate the photo and video at once.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The YAML config of --checkpoint.
+    #[arg(long, requires = "checkpoint")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,7 +102,8 @@ pub enum Command {
     /// The paper's ablation: train the five models alike on a dataset, evaluate each, write the
     /// table and a side-by-side figure.
     Ablate(ablate::AblateArgs),
-    /// Write a checkpoint's keypoint detector and generator (what animation needs) with its config.
+    /// Write what animation needs of a checkpoint (keypoint detector and generator; TPSMM's
+    /// without the background predictor) with its config.
     ExportModel(export_model::ExportModelArgs),
     /// Find faces (MTCNN: boxes, scores, five landmarks) in a photo or every frame of a video.
     Faces(faces::FacesArgs),
@@ -133,6 +141,7 @@ where
             options.train = w.train_dataset.zip(w.train_run);
             options.live_video = w.live_video;
             options.evaluate_dataset = w.evaluate_dataset;
+            options.model = w.checkpoint.map(|checkpoint| (checkpoint, w.config));
             crate::gui::run(options)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -153,13 +162,13 @@ where
 /// The model a subcommand loads: flattened into each that loads one.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// An official FOMM checkpoint (.pth.tar, with --config), our own (.bpk), a training run
-    /// folder (its latest checkpoint) or one of its checkpoint folders (default: the bundled
-    /// model).
+    /// An official FOMM or TPSMM checkpoint (.pth.tar, with --config), our own (.bpk), a
+    /// training run folder (its latest checkpoint) or one of its checkpoint folders (default: the
+    /// bundled model).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// The FOMM YAML config the checkpoint was trained with (a .bpk or a run folder carries its
-    /// own).
+    /// The YAML config the checkpoint was trained with, FOMM's or TPSMM's layout (the family is
+    /// told by its keys; a .bpk or a run folder carries its own).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -222,6 +231,8 @@ struct LiveFraming {
     follow_face: bool,
     /// `PORT` or `HOST:PORT` to serve MJPEG at.
     stream: Option<String>,
+    /// Move the photo by the model's AVD network (TPSMM's `avd` mode).
+    avd: bool,
 }
 
 /// A worker puppeteering `source` with `camera` as the window's Live does; the backend is said
@@ -269,6 +280,7 @@ fn start_live(
         camera,
         options: AnimateOptions {
             face: framing.face,
+            disentangled: framing.avd,
             ..AnimateOptions::default()
         },
     });

@@ -26,6 +26,8 @@ pub struct AnimateSettings {
     pub relative: Option<bool>,
     pub adapt_scale: Option<bool>,
     pub best_frame: bool,
+    /// Move by the model's AVD network where it has one (`--avd`).
+    pub avd: bool,
     /// Face-aware framing (`--face`).
     pub face: FaceMode,
     pub export: String,
@@ -37,6 +39,8 @@ pub struct AnimatePanel {
     pub model: Option<String>,
     /// The loaded model's own motion transfer: what the options show until the user changes them.
     model_animate: Option<AnimateParams>,
+    /// The loaded model has an AVD network (TPSMM's disentangled motion).
+    model_avd: bool,
     source: Picture,
     driving: Frames,
     driving_fps: f64,
@@ -71,6 +75,7 @@ impl AnimatePanel {
             relative: self.settings.relative,
             adapt_scale: self.settings.adapt_scale,
             best_frame: self.settings.best_frame,
+            disentangled: self.settings.avd && self.model_avd,
             face: self.settings.face,
         }
     }
@@ -80,12 +85,23 @@ impl AnimatePanel {
     fn motion_options(&mut self, ui: &mut egui::Ui) {
         let defaults = self.model_animate.clone().unwrap_or_else(AnimateParams::new);
         ui.horizontal(|ui| {
-            let mut relative = self.settings.relative.unwrap_or(defaults.use_relative_movement);
-            let relative_before = relative;
-            ui.radio_value(&mut relative, true, "relative motion");
-            ui.radio_value(&mut relative, false, "absolute");
-            if relative != relative_before {
-                self.settings.relative = Some(relative);
+            let relative = self.settings.relative.unwrap_or(defaults.use_relative_movement);
+            let avd = self.settings.avd && self.model_avd;
+            if ui.radio(relative && !avd, "relative motion").clicked() {
+                self.settings.relative = Some(true);
+                self.settings.avd = false;
+            }
+            if ui.radio(!relative && !avd, "absolute").clicked() {
+                self.settings.relative = Some(false);
+                self.settings.avd = false;
+            }
+            if self.model_avd
+                && ui
+                    .radio(avd, "AVD")
+                    .on_hover_text("the model's AVD network: the photo keeps its proportions, takes the driving pose")
+                    .clicked()
+            {
+                self.settings.avd = true;
             }
             let mut adapt = self.settings.adapt_scale.unwrap_or(defaults.adapt_movement_scale);
             if ui.checkbox(&mut adapt, "adapt movement scale").changed() {
@@ -94,7 +110,7 @@ impl AnimatePanel {
             ui.checkbox(&mut self.settings.best_frame, "start from the best-matching frame");
             ui.label("face:");
             face_mode_choice(ui, &mut self.settings.face);
-            let changed = self.settings.relative.is_some() || self.settings.adapt_scale.is_some();
+            let changed = self.settings.relative.is_some() || self.settings.adapt_scale.is_some() || self.settings.avd;
             if ui
                 .add_enabled(changed, egui::Button::new("model defaults"))
                 .on_hover_text("relative motion and movement scale as the model's config sets them")
@@ -102,6 +118,7 @@ impl AnimatePanel {
             {
                 self.settings.relative = None;
                 self.settings.adapt_scale = None;
+                self.settings.avd = false;
             }
         });
     }
@@ -265,10 +282,14 @@ impl Panel for AnimatePanel {
     fn on_event(&mut self, ctx: &egui::Context, event: &Event) {
         match event {
             Event::ModelLoaded {
-                description, animate, ..
+                description,
+                animate,
+                disentangled,
+                ..
             } => {
                 self.model = Some(description.clone());
                 self.model_animate = Some(animate.clone());
+                self.model_avd = *disentangled;
                 self.status = Some(format!("model: {description}"));
                 self.stale = true;
             }

@@ -149,11 +149,16 @@ impl StudioApp {
             log.push(format!("no bundled sample found in {}", options.assets.display()));
         }
         let mut animate = AnimatePanel::new(settings.animate);
+        if let Some((checkpoint, config)) = &options.model {
+            animate.settings.checkpoint = checkpoint.display().to_string();
+            animate.settings.config = config.as_ref().map(|c| c.display().to_string()).unwrap_or_default();
+        }
         if let Some(worker) = &worker
             && !animate.settings.checkpoint.is_empty()
         {
-            // The bundled sample animates at once; a user's last files are only loaded.
-            if first_run {
+            // The bundled sample animates at once, and a model named on the command line; a
+            // user's last files are only loaded.
+            if first_run || options.model.is_some() {
                 animate.load_all_and_animate(worker);
             } else {
                 animate.load_all(worker);

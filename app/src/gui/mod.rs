@@ -35,6 +35,8 @@ pub struct GuiOptions {
     pub live_video: Option<PathBuf>,
     /// Evaluate on this dataset at once (with the Evaluate fields' checkpoint).
     pub evaluate_dataset: Option<PathBuf>,
+    /// Open the Animate workspace on this checkpoint (and config) and animate at once.
+    pub model: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 impl GuiOptions {
@@ -48,6 +50,7 @@ impl GuiOptions {
             train: None,
             live_video: None,
             evaluate_dataset: None,
+            model: None,
         }
     }
 }

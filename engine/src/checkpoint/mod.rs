@@ -1,10 +1,11 @@
 //! Opening a model: the one home of "what does this path hold and how is it read".
 //!
 //! [`LoadedModel::open`] takes any checkpoint a user can name (an official FOMM `.pth.tar`, our
-//! `.bpk`, a training run folder or one of its checkpoints, a folder from `export-model`), finds
-//! its config and loads the networks; the CLI, the worker, evaluation, ablation and export all
-//! go through it. [`FommModels`] holds the three networks as FOMM saves them; our own format is a
-//! burnpack file (`.bpk`), written atomically. [`run_dir`] is the layout of a training run.
+//! `.bpk`, a training run folder or one of its checkpoints, a folder from `export-model`, or the
+//! same of TPSMM), finds its config and lets the config's family ([`crate::family`]) load the
+//! networks; the CLI, the worker, evaluation, ablation and export all go through it.
+//! [`FommModels`] holds the three networks as FOMM saves them; our own format is a burnpack file
+//! (`.bpk`), written atomically. [`run_dir`] is the layout of a training run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 
-use crate::config::FommConfig;
-use crate::files::{write_atomic, write_atomic_with};
+use crate::config::{AnimateParams, DatasetParams, FommConfig};
+use crate::family::{MotionModel, family_of};
+use crate::files::write_atomic_with;
 use crate::import::{ImportReport, load_fomm_checkpoint};
 use crate::model::{
     DenseMotion, EncodedSource, GeneratorOutput, InferenceForm, Keypoints, KpDetector, MultiScaleDiscriminator,
@@ -26,11 +28,19 @@ pub mod run_dir;
 
 pub use run_dir::{CONFIG_FILE, CheckpointState, LOSSES_FILE, MODEL_FILE, RunDir, STATE_FILE, resolve_checkpoint};
 
-/// A model ready to animate or evaluate: its networks, its config and where they came from.
+/// A model ready to animate or evaluate: its networks (of any family), the config values
+/// animation and evaluation read, and where they came from.
 #[derive(Debug, Clone)]
 pub struct LoadedModel {
-    pub models: Arc<FommModels>,
-    pub config: FommConfig,
+    /// The family that opened it ([`crate::family::ModelFamily::name`]).
+    pub family: &'static str,
+    pub models: Arc<dyn MotionModel>,
+    /// `dataset_params.frame_shape`: [height, width, channels].
+    pub frame_shape: [usize; 3],
+    /// How driving keypoints move the source unless the user says otherwise.
+    pub animate: AnimateParams,
+    /// `dataset_params`: how an evaluation reads a dataset's frames.
+    pub dataset: DatasetParams,
     /// The weights file read.
     pub weights: PathBuf,
     /// Keys of the config file that the engine does not use (see [`crate::config::ConfigFile`]).
@@ -40,6 +50,7 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Opens what `path` names (see [`resolve_checkpoint`]) with `config`, or with the config of
     /// the run or export it belongs to; an official checkpoint outside a run needs `config`.
+    /// The config says the family ([`family_of`]).
     pub fn open(path: &Path, config: Option<&Path>, device: &Device) -> Result<Self> {
         let (weights, run_config) = resolve_checkpoint(path)?;
         let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
@@ -48,46 +59,25 @@ impl LoadedModel {
                 path.display()
             ))
         })?;
-        let file = FommConfig::read_yaml_file(&config_path)?;
-        let models = FommModels::load(&weights, &file.config, device)?.with_inference_form();
-        Ok(Self {
-            models: Arc::new(models),
-            config: file.config,
-            weights,
-            ignored_config_keys: file.ignored_keys,
-        })
+        family_of(&config_path)?.open(&weights, &config_path, device)
     }
 
     /// The frame size the networks work at, (width, height).
     pub fn frame_size(&self) -> (u32, u32) {
-        let [h, w, _] = self.config.frame_shape;
+        let [h, w, _] = self.frame_shape;
         (w as u32, h as u32)
     }
 
-    /// One line for a user: keypoints, size and file.
+    /// One line for a user: what moves the source, size and file.
     pub fn describe(&self) -> String {
         let (w, h) = self.frame_size();
-        format!(
-            "{} keypoints, {w}x{h}, from {}",
-            self.config.kp_detector.num_kp,
-            self.weights.display()
-        )
+        format!("{}, {w}x{h}, from {}", self.models.describe(), self.weights.display())
     }
 
-    /// Writes `out/model.bpk` (keypoint detector and generator) and `out/config.yaml`: what
-    /// animation needs, a fraction of a training checkpoint. Returns the model file's size.
+    /// Writes `out/model.bpk` (what animation needs of the networks) and `out/config.yaml`: a
+    /// fraction of a training checkpoint. Returns the model file's size.
     pub fn export_for_animation(&self, out: &Path) -> Result<u64> {
-        std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
-        let model = out.join(MODEL_FILE);
-        save_burnpack(
-            &AnimationModel {
-                kp_detector: self.models.kp_detector.clone(),
-                generator: self.models.generator.clone(),
-            },
-            &model,
-        )?;
-        write_atomic(&out.join(CONFIG_FILE), self.config.to_yaml().as_bytes())?;
-        Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
+        self.models.export_for_animation(out)
     }
 }
 
@@ -188,7 +178,7 @@ impl FommModels {
     /// the multi-scale discriminator (variants without it) and hold a U-Net discriminator,
     /// which animation does not use.
     fn load_burnpack(&mut self, path: &Path) -> Result<()> {
-        load_burnpack(self, path, &["discriminator."], &["unet_discriminator."])
+        load_burnpack(self, path, &["discriminator."], &["unet_discriminator."]).map(drop)
     }
 }
 
@@ -207,7 +197,13 @@ pub fn save_burnpack<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Res
 
 /// Loads a burnpack file into `module`. Every parameter must be found, except under the
 /// `may_miss` prefixes, and every tensor of the file must have a place, except under `ignore`.
-pub fn load_burnpack<M: ModuleSnapshot>(module: &mut M, path: &Path, may_miss: &[&str], ignore: &[&str]) -> Result<()> {
+/// Returns the parameters that were allowed to be missing and were.
+pub fn load_burnpack<M: ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+    may_miss: &[&str],
+    ignore: &[&str],
+) -> Result<Vec<String>> {
     std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
     let mut store = BurnpackStore::from_file(path)
         .auto_extension(false)
@@ -235,21 +231,13 @@ pub fn load_burnpack<M: ModuleSnapshot>(module: &mut M, path: &Path, may_miss: &
             format!("{unused} has no place in the model (does the config match the checkpoint?)"),
         ));
     }
-    Ok(())
-}
-
-/// What animation needs of a checkpoint: the keypoint detector and the generator. Saved alone,
-/// it is a fraction of a training checkpoint and loads with [`FommModels::load`].
-#[derive(Module, Debug)]
-struct AnimationModel {
-    kp_detector: KpDetector,
-    generator: OcclusionAwareGenerator,
+    Ok(result.missing.iter().map(|(key, _)| key.clone()).collect())
 }
 
 /// How a checkpoint file is read, by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {
-    /// torch pickle (zip or legacy): official FOMM checkpoints.
+    /// torch pickle (zip or legacy): official FOMM and TPSMM checkpoints.
     Fomm,
     /// burnpack: the engine's own.
     Burnpack,

@@ -18,6 +18,7 @@ use crate::model::dense_motion::DenseMotionConfig;
 use crate::model::discriminator::DiscriminatorConfig;
 use crate::model::generator::GeneratorConfig;
 use crate::model::keypoint_detector::KpDetectorConfig;
+use crate::model::tpsmm::{DenseMotionConfig as TpsmmDenseMotionConfig, InpaintingConfig, TpsmmConfig};
 
 /// FOMM's keys that only its own scripts read (data paths, logging, the demo's output format):
 /// known, not used by the engine, and not reported.
@@ -235,6 +236,81 @@ section! {
     }
 }
 
+section! {
+    /// A TPSMM file (its repository's `config/*.yaml`): FOMM's layout, other model sections.
+    TpsmmFileSection => TpsmmConfig {}
+    nested { dataset_params: DatasetSection, model_params: TpsmmModelSection }
+}
+
+section! {
+    /// TPSMM's `model_params`, with two keys of ours for widths its code hard-codes.
+    TpsmmModelSection => TpsmmConfig { resnet_width: usize, avd_hidden: Vec<usize> }
+    nested {
+        common_params: TpsmmCommonSection,
+        generator_params: InpaintingSection,
+        dense_motion_params: TpsmmDenseMotionSection,
+        avd_network_params: AvdSection,
+    }
+}
+
+section! {
+    TpsmmCommonSection => TpsmmConfig { num_tps: usize, num_channels: usize, bg: bool, multi_mask: bool }
+}
+
+section! {
+    InpaintingSection => InpaintingConfig { block_expansion: usize, max_features: usize, num_down_blocks: usize }
+}
+
+section! {
+    TpsmmDenseMotionSection => TpsmmDenseMotionConfig {
+        block_expansion: usize,
+        max_features: usize,
+        num_blocks: usize,
+        scale_factor: f64,
+        kp_variance: f64,
+    }
+}
+
+section! {
+    AvdSection => TpsmmConfig { id_bottle_size: usize, pose_bottle_size: usize }
+}
+
+/// TPSMM's sections only its own scripts read (training is not read yet: it is listed).
+const TPSMM_SCRIPT_KEYS: [&str; 3] = ["train_avd_params", "visualizer_params", "reconstruction_params"];
+
+/// Reads a TPSMM config: its `vox-256.yaml` where the file is silent (not yet validated), the
+/// dataset parameters, and the keys left unread.
+pub(super) fn parse_tpsmm(text: &str) -> Result<(TpsmmConfig, DatasetParams, Vec<String>), String> {
+    let mut file: TpsmmFileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let mut ignored = Vec::new();
+    file.collect_unknown("", &mut ignored);
+    let mut config = TpsmmConfig::new();
+    let mut dataset = DatasetParams::new();
+    if let Some(mut section) = file.dataset_params.take() {
+        section.read_into(&mut config.frame_shape, &mut dataset)?;
+    }
+    if let Some(mut model) = file.model_params.take() {
+        model.apply(&mut config);
+        if let Some(mut common) = model.common_params.take() {
+            common.apply(&mut config);
+        }
+        if let Some(mut generator) = model.generator_params.take() {
+            generator.apply(&mut config.inpainting);
+        }
+        if let Some(mut dense_motion) = model.dense_motion_params.take() {
+            dense_motion.apply(&mut config.dense_motion);
+        }
+        if let Some(mut avd) = model.avd_network_params.take() {
+            avd.apply(&mut config);
+        }
+    }
+    ignored.retain(|key| {
+        let known = FOMM_SCRIPT_KEYS.iter().chain(&TPSMM_SCRIPT_KEYS);
+        !known.clone().any(|k| key == k || key.starts_with(&format!("{k}.")))
+    });
+    Ok((config.with_common(), dataset, ignored))
+}
+
 /// Reads a config: FOMM's `vox-256.yaml` where the file is silent, then validated.
 pub(super) fn parse(text: &str) -> Result<ConfigFile, String> {
     let mut file: FileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
@@ -242,7 +318,7 @@ pub(super) fn parse(text: &str) -> Result<ConfigFile, String> {
     file.collect_unknown("", &mut ignored);
     let mut config = FommConfig::vox256();
     if let Some(mut dataset) = file.dataset_params.take() {
-        dataset.read_into(&mut config)?;
+        dataset.read_into(&mut config.frame_shape, &mut config.dataset)?;
     }
     if let Some(mut model) = file.model_params.take() {
         model.read_into(&mut config);
@@ -312,15 +388,14 @@ pub(super) fn write(config: &FommConfig) -> String {
 }
 
 impl DatasetSection {
-    fn read_into(&mut self, config: &mut FommConfig) -> Result<(), String> {
+    fn read_into(&mut self, frame_shape: &mut [usize; 3], dataset: &mut DatasetParams) -> Result<(), String> {
         if let Some(shape) = self.frame_shape.take() {
-            config.frame_shape = match shape.as_slice() {
+            *frame_shape = match shape.as_slice() {
                 [h, w] => [*h, *w, 3],
                 [h, w, c] => [*h, *w, *c],
                 _ => return Err(format!("dataset_params.frame_shape must be [h, w, c], got {shape:?}")),
             };
         }
-        let dataset = &mut config.dataset;
         self.apply(dataset);
         if let Some(augmentation) = self.augmentation_params.take() {
             // A section that is present but leaves a transform out disables it, as in FOMM.

@@ -63,7 +63,7 @@ fn evaluate_request(
 ) -> Result<EvalReport> {
     let model = LoadedModel::open(&request.checkpoint, request.config.as_deref(), &device.device)?;
     if request.synthetic_if_missing && !request.dataset.join("test").is_dir() {
-        let [h, w, _] = model.config.frame_shape;
+        let [h, w, _] = model.frame_shape;
         if h != w {
             return Err(EngineError::Invalid(format!(
                 "the synthetic figures are square, the model works at {h}x{w}: choose a dataset"
@@ -94,8 +94,7 @@ fn evaluate_request(
         ..request.options
     };
     evaluate(
-        &model.models,
-        &model.config,
+        &model,
         &request.dataset,
         &options,
         &evaluators,

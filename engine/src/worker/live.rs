@@ -128,14 +128,17 @@ impl Slot {
 /// Animates the source by the newest camera frame until stopped.
 fn live_loop(job: &LiveJob, latest: &LatestFrame, controls: &Receiver<LiveControl>, events: &EventSink) -> Result<()> {
     let size = job.model.frame_size();
-    let params = job.options.params(&job.model.config.animate);
+    let params = job.options.params(&job.model.animate);
     // The photo is framed once: its face square (or the whole photo) is what the model moves.
     let framing = Framing::plan_photo(job.faces.as_ref(), job.options.face, &job.source)?;
     let source = framing.source_input(&job.source, size);
     events.send(Event::LiveStarted {
         framing: framing.clone(),
     });
-    let mut animator = Animator::new(&job.model.models, params, frame_tensor(&source, size, &job.device));
+    let mut animator = Animator::new(&*job.model.models, params, frame_tensor(&source, size, &job.device));
+    if job.options.disentangled {
+        animator.disentangle()?;
+    }
     let mut follower = FaceFollower::default();
     let mut calibrate = true;
     let mut calibrated = false;

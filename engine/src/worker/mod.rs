@@ -242,6 +242,8 @@ pub enum Event {
         frame_size: [usize; 2],
         /// The config's motion transfer, the defaults of [`AnimateOptions`].
         animate: AnimateParams,
+        /// The model can move the source by its AVD network ([`AnimateOptions::disentangled`]).
+        disentangled: bool,
         description: String,
     },
     SourceLoaded {

@@ -111,7 +111,7 @@ impl Studio {
 
     fn load_model(&mut self, checkpoint: &Path, config: Option<&Path>) -> Result<()> {
         let model = LoadedModel::open(checkpoint, config, &self.device)?;
-        let [h, w, _] = model.config.frame_shape;
+        let [h, w, _] = model.frame_shape;
         let mut description = model.describe();
         if !model.ignored_config_keys.is_empty() {
             description.push_str(&format!(
@@ -122,7 +122,8 @@ impl Studio {
         self.events.send(Event::ModelLoaded {
             path: checkpoint.to_path_buf(),
             frame_size: [h, w],
-            animate: model.config.animate.clone(),
+            animate: model.animate.clone(),
+            disentangled: model.models.can_disentangle(),
             description,
         });
         self.model = Some(model);

@@ -16,6 +16,7 @@ pub mod resnet;
 pub mod tps;
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 pub use avd_network::{AVD_HIDDEN, AvdNetwork};
@@ -120,7 +121,7 @@ impl TpsmmConfig {
 }
 
 /// TPSMM's networks: what `demo.py` loads, and the background predictor that training adds.
-#[derive(Debug, Clone)]
+#[derive(Module, Debug)]
 pub struct TpsmmModels {
     pub kp_detector: KpDetector,
     pub dense_motion_network: DenseMotionNetwork,

@@ -1,0 +1,133 @@
+//! The Thin-Plate Spline Motion Model as a family: keypoints without Jacobians in groups of
+//! five, the inpainting network's encoder pyramid of the source, the AVD network's motion,
+//! TPSMM's configs (`num_tps`) and checkpoints.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor};
+use serde_yaml_ng::Value;
+
+use super::{AnimatedFrame, ModelFamily, MotionModel, SourceEncoding};
+use crate::checkpoint::{CONFIG_FILE, CheckpointFormat, LoadedModel, MODEL_FILE, load_burnpack, save_burnpack};
+use crate::config::AnimateParams;
+use crate::config::tpsmm::{TpsmmConfigFile, is_tpsmm};
+use crate::files::write_atomic;
+use crate::import::load_tpsmm_checkpoint;
+use crate::model::tpsmm::{DenseMotion, TpsmmConfig, TpsmmModels};
+use crate::model::{InferenceForm, Keypoints};
+use crate::{EngineError, Result};
+
+/// TPSMM's family: configs whose `common_params` name `num_tps`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tpsmm;
+
+impl ModelFamily for Tpsmm {
+    fn name(&self) -> &'static str {
+        "TPSMM"
+    }
+
+    fn recognizes(&self, config: &Value) -> bool {
+        is_tpsmm(config)
+    }
+
+    fn open(&self, weights: &Path, config: &Path, device: &Device) -> Result<LoadedModel> {
+        let file = TpsmmConfigFile::read(config)?;
+        let mut models = TpsmmModels::new(&file.config, device);
+        match CheckpointFormat::of(weights) {
+            CheckpointFormat::Fomm => {
+                load_tpsmm_checkpoint(weights, &mut models)?;
+            }
+            CheckpointFormat::Burnpack => {
+                // An export holds what animation needs: no background predictor, and the AVD
+                // network only where the model had one.
+                let missing = load_burnpack(&mut models, weights, &["bg_predictor.", "avd_network."], &[])?;
+                models.bg_predictor = None;
+                if missing.iter().any(|key| key.starts_with("avd_network.")) {
+                    models.avd_network = None;
+                }
+            }
+        }
+        Ok(LoadedModel {
+            family: self.name(),
+            frame_shape: file.config.frame_shape,
+            // The demo's default mode, `relative`: relative motion with the movement scale
+            // adapted to the hulls of the keypoints (`relative_kp`).
+            animate: AnimateParams::new().with_adapt_movement_scale(true),
+            dataset: file.dataset,
+            models: Arc::new(TpsmmAnimation {
+                models: models.into_inference_form(),
+                config: file.config,
+                yaml: std::fs::read_to_string(config).map_err(|e| EngineError::io(config, e))?,
+            }),
+            weights: weights.to_path_buf(),
+            ignored_config_keys: file.ignored_keys,
+        })
+    }
+}
+
+/// A TPSMM model opened for animation, with its config.
+#[derive(Debug)]
+pub struct TpsmmAnimation {
+    pub models: TpsmmModels,
+    pub config: TpsmmConfig,
+    /// The config file as the user gave it, written beside an export.
+    yaml: String,
+}
+
+impl MotionModel for TpsmmAnimation {
+    fn keypoints(&self, image: Tensor<4>) -> Keypoints {
+        self.models.kp_detector.forward(image)
+    }
+
+    fn encode_source(&self, source: Tensor<4>) -> SourceEncoding {
+        SourceEncoding {
+            downsampled: self.models.dense_motion_network.downsample(source.clone()),
+            features: self.models.inpainting_network.encode(source.clone()),
+            image: source,
+        }
+    }
+
+    fn generate(&self, source: &SourceEncoding, kp_driving: &Keypoints, kp_source: &Keypoints) -> AnimatedFrame {
+        // The demo's path: no background motion, no dropout.
+        let motion: DenseMotion = self.models.dense_motion_network.forward_downsampled(
+            source.downsampled.clone(),
+            kp_driving,
+            kp_source,
+            None,
+            None,
+        );
+        let out = self
+            .models
+            .inpainting_network
+            .forward_encoded(source.image.clone(), &source.features, &motion);
+        AnimatedFrame {
+            prediction: out.prediction,
+            deformed: out.deformed,
+            background: motion.contribution_maps.narrow(1, 0, 1),
+            occlusion: motion.occlusion_map.last().cloned(),
+        }
+    }
+
+    fn can_disentangle(&self) -> bool {
+        self.models.avd_network.is_some()
+    }
+
+    fn disentangled(&self, kp_source: &Keypoints, kp_driving: &Keypoints) -> Option<Keypoints> {
+        Some(self.models.avd_network.as_ref()?.forward(kp_source, kp_driving))
+    }
+
+    fn describe(&self) -> String {
+        format!("TPSMM, {} TPS transformations", self.config.num_tps)
+    }
+
+    fn export_for_animation(&self, out: &Path) -> Result<u64> {
+        std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+        let model = out.join(MODEL_FILE);
+        let mut animation = self.models.clone();
+        animation.bg_predictor = None;
+        save_burnpack(&animation, &model)?;
+        write_atomic(&out.join(CONFIG_FILE), self.yaml.as_bytes())?;
+        Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
+    }
+}
