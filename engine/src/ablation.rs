@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::backend::SelectedDevice;
-use crate::checkpoint::{LoadedModel, RunDir};
+use crate::checkpoint::RunDir;
 use crate::config::{FommConfig, Variant};
 use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use crate::evaluators::Evaluators;
+use crate::family::LoadedModel;
 use crate::render::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
 use crate::train::{Finish, TrainEvent, TrainOptions, train};
 use crate::{EngineError, Result};

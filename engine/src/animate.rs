@@ -11,9 +11,9 @@
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
-use crate::checkpoint::LoadedModel;
 use crate::config::AnimateParams;
 use crate::faces::{FaceDetector, FaceMode, Framing};
+use crate::family::LoadedModel;
 use crate::family::{AnimatedFrame, MotionModel, SourceEncoding};
 use crate::frames::{image_to_tensor, tensor_to_image};
 use crate::model::Keypoints;

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::Device;
 use image::{GrayImage, RgbImage};
 
-use crate::checkpoint::LoadedModel;
 use crate::data::dataset::{FramesDataset, Split};
 use crate::data::read_image;
 use crate::evaluators::{Evaluators, KeypointMetrics};
 use crate::faces::{FaceCrop, FaceDetector, track_clip};
+use crate::family::LoadedModel;
 use crate::frames::{image_to_tensor, images_to_tensor, tensor_to_images};
 use crate::metrics::{FrameMetrics, Interval, RegionMetrics, frame_and_region_metrics};
 use crate::model::keypoints::Keypoints;

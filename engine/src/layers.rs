@@ -2,7 +2,7 @@
 //! imports point down and no two modules need each other. ARCHITECTURE.md explains the order.
 
 /// Bottom first.
-const LAYERS: [&str; 26] = [
+const LAYERS: [&str; 27] = [
     // Foundations.
     "error",
     "rng",
@@ -23,8 +23,9 @@ const LAYERS: [&str; 26] = [
     "augment",
     "loss",
     "evaluators",
-    // Opening models and run folders.
+    // Models on disk and run folders; model families, opening any model.
     "checkpoint",
+    "family",
     // What is done with a model.
     "animate",
     "reference",

@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
-use prioritycut_engine::checkpoint::LoadedModel;
+use prioritycut_engine::family::LoadedModel;
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
 

@@ -1,21 +1,17 @@
-//! Opening a model: the one home of "what does this path hold and how is it read".
-//!
-//! [`LoadedModel::open`] takes any checkpoint a user can name (an official FOMM `.pth.tar`, our
-//! `.bpk`, a training run folder or one of its checkpoints, a folder from `export-model`, or the
-//! same of TPSMM), finds its config and lets the config's family ([`crate::family`]) load the
-//! networks; the CLI, the worker, evaluation, ablation and export all go through it.
-//! [`FommModels`] holds the three networks as FOMM saves them; our own format is a burnpack file
-//! (`.bpk`), written atomically. [`run_dir`] is the layout of a training run.
+//! Models on disk: what a path holds and how it is read. [`resolve_checkpoint`] turns any path a
+//! user can name (an official `.pth.tar`, our `.bpk`, a training run folder or one of its
+//! checkpoints, a folder from `export-model`) into a weights file and the config beside it,
+//! which [`crate::family::LoadedModel::open`] hands to the config's family. [`FommModels`]
+//! holds the three networks as FOMM saves them; our own format is a burnpack file (`.bpk`),
+//! written atomically. [`run_dir`] is the layout of a training run.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor};
 
-use crate::config::{AnimateParams, DatasetParams, FommConfig};
-use crate::family::{MotionModel, family_of};
+use crate::config::FommConfig;
 use crate::files::write_atomic_with;
 use crate::import::{ImportReport, load_fomm_checkpoint};
 use crate::model::{
@@ -27,59 +23,6 @@ use crate::{EngineError, Result};
 pub mod run_dir;
 
 pub use run_dir::{CONFIG_FILE, CheckpointState, LOSSES_FILE, MODEL_FILE, RunDir, STATE_FILE, resolve_checkpoint};
-
-/// A model ready to animate or evaluate: its networks (of any family), the config values
-/// animation and evaluation read, and where they came from.
-#[derive(Debug, Clone)]
-pub struct LoadedModel {
-    /// The family that opened it ([`crate::family::ModelFamily::name`]).
-    pub family: &'static str,
-    pub models: Arc<dyn MotionModel>,
-    /// `dataset_params.frame_shape`: [height, width, channels].
-    pub frame_shape: [usize; 3],
-    /// How driving keypoints move the source unless the user says otherwise.
-    pub animate: AnimateParams,
-    /// `dataset_params`: how an evaluation reads a dataset's frames.
-    pub dataset: DatasetParams,
-    /// The weights file read.
-    pub weights: PathBuf,
-    /// Keys of the config file that the engine does not use (see [`crate::config::ConfigFile`]).
-    pub ignored_config_keys: Vec<String>,
-}
-
-impl LoadedModel {
-    /// Opens what `path` names (see [`resolve_checkpoint`]) with `config`, or with the config of
-    /// the run or export it belongs to; an official checkpoint outside a run needs `config`.
-    /// The config says the family ([`family_of`]).
-    pub fn open(path: &Path, config: Option<&Path>, device: &Device) -> Result<Self> {
-        let (weights, run_config) = resolve_checkpoint(path)?;
-        let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "{} needs its YAML config (--config): it is not inside a training run",
-                path.display()
-            ))
-        })?;
-        family_of(&config_path)?.open(&weights, &config_path, device)
-    }
-
-    /// The frame size the networks work at, (width, height).
-    pub fn frame_size(&self) -> (u32, u32) {
-        let [h, w, _] = self.frame_shape;
-        (w as u32, h as u32)
-    }
-
-    /// One line for a user: what moves the source, size and file.
-    pub fn describe(&self) -> String {
-        let (w, h) = self.frame_size();
-        format!("{}, {w}x{h}, from {}", self.models.describe(), self.weights.display())
-    }
-
-    /// Writes `out/model.bpk` (what animation needs of the networks) and `out/config.yaml`: a
-    /// fraction of a training checkpoint. Returns the model file's size.
-    pub fn export_for_animation(&self, out: &Path) -> Result<u64> {
-        self.models.export_for_animation(out)
-    }
-}
 
 /// Keypoint detector, generator and discriminator, as FOMM saves them together.
 #[derive(Module, Debug)]

@@ -14,7 +14,7 @@
 //! place: a crash leaves either the previous checkpoints or the new one, never half of one.
 //!
 //! The folder's layout lives here, below training, so that opening a model for animation
-//! ([`super::LoadedModel::open`]) can read a run without knowing how it was trained.
+//! ([`crate::family::LoadedModel::open`]) can read a run without knowing how it was trained.
 
 use std::path::{Path, PathBuf};
 

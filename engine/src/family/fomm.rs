@@ -8,8 +8,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde_yaml_ng::Value;
 
-use super::{AnimatedFrame, ModelFamily, MotionModel, SourceEncoding};
-use crate::checkpoint::{CONFIG_FILE, FommModels, LoadedModel, MODEL_FILE, save_burnpack};
+use super::{AnimatedFrame, LoadedModel, ModelFamily, MotionModel, SourceEncoding};
+use crate::checkpoint::{CONFIG_FILE, FommModels, MODEL_FILE, save_burnpack};
 use crate::config::FommConfig;
 use crate::files::write_atomic;
 use crate::model::{EncodedSource, Keypoints, KpDetector, OcclusionAwareGenerator};

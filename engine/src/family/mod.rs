@@ -5,21 +5,77 @@
 //! animation asks the same four things of both ([`MotionModel`]): the keypoints of a frame, the
 //! source's encoding (once per photo), a frame from that encoding and driving keypoints, and
 //! where the family has one, its disentangled motion (TPSMM's AVD network). A family
-//! ([`ModelFamily`]) recognises its configs and opens its checkpoints into a [`LoadedModel`].
+//! ([`ModelFamily`]) recognises its configs and opens its checkpoints into a [`LoadedModel`],
+//! the one way the CLI, the worker, evaluation, ablation and export open a model.
 //!
 //! Adding a family: a module implementing both traits, and one line in [`FAMILIES`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor};
 use serde_yaml_ng::Value;
 
-use crate::checkpoint::LoadedModel;
+use crate::checkpoint::resolve_checkpoint;
+use crate::config::{AnimateParams, DatasetParams};
 use crate::model::Keypoints;
 use crate::{EngineError, Result};
 
 pub mod fomm;
 pub mod tpsmm;
+
+/// A model ready to animate or evaluate: its networks (of any family), the config values
+/// animation and evaluation read, and where they came from.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The family that opened it ([`crate::family::ModelFamily::name`]).
+    pub family: &'static str,
+    pub models: Arc<dyn MotionModel>,
+    /// `dataset_params.frame_shape`: [height, width, channels].
+    pub frame_shape: [usize; 3],
+    /// How driving keypoints move the source unless the user says otherwise.
+    pub animate: AnimateParams,
+    /// `dataset_params`: how an evaluation reads a dataset's frames.
+    pub dataset: DatasetParams,
+    /// The weights file read.
+    pub weights: PathBuf,
+    /// Keys of the config file that the engine does not use (see [`crate::config::ConfigFile`]).
+    pub ignored_config_keys: Vec<String>,
+}
+
+impl LoadedModel {
+    /// Opens what `path` names (see [`resolve_checkpoint`]) with `config`, or with the config of
+    /// the run or export it belongs to; an official checkpoint outside a run needs `config`.
+    /// The config says the family ([`family_of`]).
+    pub fn open(path: &Path, config: Option<&Path>, device: &Device) -> Result<Self> {
+        let (weights, run_config) = resolve_checkpoint(path)?;
+        let config_path = config.map(Path::to_path_buf).or(run_config).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "{} needs its YAML config (--config): it is not inside a training run",
+                path.display()
+            ))
+        })?;
+        family_of(&config_path)?.open(&weights, &config_path, device)
+    }
+
+    /// The frame size the networks work at, (width, height).
+    pub fn frame_size(&self) -> (u32, u32) {
+        let [h, w, _] = self.frame_shape;
+        (w as u32, h as u32)
+    }
+
+    /// One line for a user: what moves the source, size and file.
+    pub fn describe(&self) -> String {
+        let (w, h) = self.frame_size();
+        format!("{}, {w}x{h}, from {}", self.models.describe(), self.weights.display())
+    }
+
+    /// Writes `out/model.bpk` (what animation needs of the networks) and `out/config.yaml`: a
+    /// fraction of a training checkpoint. Returns the model file's size.
+    pub fn export_for_animation(&self, out: &Path) -> Result<u64> {
+        self.models.export_for_animation(out)
+    }
+}
 
 /// Every family the engine opens, asked in order; the first that recognises a config opens it.
 pub static FAMILIES: [&dyn ModelFamily; 2] = [&tpsmm::Tpsmm, &fomm::Fomm];

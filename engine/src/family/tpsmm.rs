@@ -8,8 +8,8 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor};
 use serde_yaml_ng::Value;
 
-use super::{AnimatedFrame, ModelFamily, MotionModel, SourceEncoding};
-use crate::checkpoint::{CONFIG_FILE, CheckpointFormat, LoadedModel, MODEL_FILE, load_burnpack, save_burnpack};
+use super::{AnimatedFrame, LoadedModel, ModelFamily, MotionModel, SourceEncoding};
+use crate::checkpoint::{CONFIG_FILE, CheckpointFormat, MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::AnimateParams;
 use crate::config::tpsmm::{TpsmmConfigFile, is_tpsmm};
 use crate::files::write_atomic;

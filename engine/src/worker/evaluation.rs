@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::slot::JobSlot;
 use super::{EvalRequest, Event, EventSink, Job};
 use crate::backend::SelectedDevice;
-use crate::checkpoint::LoadedModel;
 use crate::data::synthetic::{SyntheticConfig, generate};
 use crate::eval::{EvalOptions, EvalReport, evaluate};
 use crate::evaluators::Evaluators;
+use crate::family::LoadedModel;
 use crate::import::load_face_detector;
 use crate::{EngineError, Result};
 
