@@ -3,7 +3,9 @@
 //! downsampling in front of the keypoint detector and the dense motion network.
 //!
 //! The two families differ only in the blocks' normalisation ([`BlockNorm`]): FOMM's batch norm
-//! ([`BatchNorm2d`], the default), TPSMM's instance norm ([`InstanceNorm2d`]). Batch norms use
+//! ([`BatchNorm2d`], the default), TPSMM's instance norm ([`InstanceNorm2d`]), which depends on
+//! the data and so is not folded into the inference form: it runs after the prepared
+//! convolution. Batch norms use
 //! batch statistics on an autodiff device (training) and the running statistics otherwise
 //! (inference), like torch's train/eval modes.
 //!
@@ -48,6 +50,11 @@ impl<T: InferenceForm> InferenceForm for Option<T> {
 
 /// The normalisation inside a block: `norm(conv(x))` and its fused tails.
 pub trait BlockNorm: Module + burn::module::ModuleDisplay {
+    /// Whether the norm is a fixed per-channel affine map at inference ([`BlockNorm::folded`]
+    /// gives it), folded with what follows it into the block's prepared convolution; otherwise
+    /// the prepared convolution is the convolution alone and the norm runs after it.
+    const FOLDS: bool;
+
     /// The norm of `features` channels, as torch initialises it (weight 1, bias 0).
     fn new(features: usize, device: &Device) -> Self;
 
@@ -65,8 +72,7 @@ pub trait BlockNorm: Module + burn::module::ModuleDisplay {
     }
 
     /// The norm as a fixed per-channel `scale · x + shift` at inference, for folding into the
-    /// convolution beside it; `None` where it depends on the data (an instance norm), and the
-    /// block then has no inference form.
+    /// convolution beside it; `None` where it depends on the data (an instance norm).
     fn folded(&self) -> Option<ChannelAffine>;
 }
 
@@ -140,6 +146,8 @@ impl BatchNorm2d {
 }
 
 impl BlockNorm for BatchNorm2d {
+    const FOLDS: bool = true;
+
     fn new(features: usize, device: &Device) -> Self {
         BatchNorm2d::new(features, device)
     }
@@ -236,6 +244,8 @@ impl InstanceNorm2d {
 }
 
 impl BlockNorm for InstanceNorm2d {
+    const FOLDS: bool = false;
+
     fn new(features: usize, device: &Device) -> Self {
         Self {
             weight: Param::from_tensor(Tensor::ones([features], device)),
@@ -268,7 +278,8 @@ pub struct ResBlock2d<N: BlockNorm = BatchNorm2d> {
     pub norm1: N,
     pub norm2: N,
     /// The inference form: norm1 + ReLU applied as conv1 reads x, norm2 and its ReLU folded into
-    /// conv1, and conv2 adding x as it writes.
+    /// conv1, and conv2 adding x as it writes; for a norm that does not fold, the two
+    /// convolutions alone (conv2 still adding x) with the norms between them.
     #[module(skip)]
     pub inference: Option<(InferenceConv, InferenceConv)>,
 }
@@ -286,10 +297,17 @@ impl<N: BlockNorm> ResBlock2d<N> {
 
     /// [b, c, h, w] → [b, c, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if let Some((first, second)) = &self.inference
-            && let Some(y) = first.forward(&x, None).and_then(|out| second.forward(&out, Some(&x)))
-        {
-            return y;
+        if let Some((first, second)) = &self.inference {
+            let y = if N::FOLDS {
+                first.forward(&x, None).and_then(|out| second.forward(&out, Some(&x)))
+            } else {
+                first
+                    .forward(&self.norm1.forward_relu(x.clone()), None)
+                    .and_then(|out| second.forward(&self.norm2.forward_relu(out), Some(&x)))
+            };
+            if let Some(y) = y {
+                return y;
+            }
         }
         let out = convolve(&self.conv1, self.norm1.forward_relu(x.clone()));
         let out = convolve(&self.conv2, self.norm2.forward_relu(out));
@@ -299,15 +317,17 @@ impl<N: BlockNorm> ResBlock2d<N> {
 
 impl<N: BlockNorm> InferenceForm for ResBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
-        let (Some(norm1), Some(norm2)) = (self.norm1.folded(), self.norm2.folded()) else {
-            return self;
+        let first = match (self.norm1.folded(), self.norm2.folded()) {
+            (Some(norm1), Some(norm2)) => {
+                let surroundings = Fused {
+                    input_affine: Some(norm1),
+                    relu: true,
+                    ..Fused::default()
+                };
+                InferenceConv::new(&self.conv1, Some(norm2), surroundings)
+            }
+            _ => InferenceConv::new(&self.conv1, None, Fused::default()),
         };
-        let first = Fused {
-            input_affine: Some(norm1),
-            relu: true,
-            ..Fused::default()
-        };
-        let first = InferenceConv::new(&self.conv1, Some(norm2), first);
         let second = InferenceConv::new(&self.conv2, None, Fused::default());
         self.inference = first.zip(second);
         self
@@ -319,7 +339,8 @@ impl<N: BlockNorm> InferenceForm for ResBlock2d<N> {
 pub struct UpBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
     pub norm: N,
-    /// The inference form: upsampling read into the convolution, norm folded, ReLU.
+    /// The inference form: upsampling read into the convolution, norm folded, ReLU (a norm
+    /// that does not fold, and its ReLU, after it).
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
@@ -328,12 +349,10 @@ impl<N: BlockNorm> InferenceForm for UpBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
             upsample_input: true,
-            relu: true,
+            relu: N::FOLDS,
             ..Fused::default()
         };
-        if let Some(norm) = self.norm.folded() {
-            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
-        }
+        self.inference = InferenceConv::new(&self.conv, self.norm.folded(), surroundings);
         self
     }
 }
@@ -350,7 +369,7 @@ impl<N: BlockNorm> UpBlock2d<N> {
     /// [b, in, h, w] → [b, out, 2h, 2w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(y) = prepared(self.inference.as_ref(), &x) {
-            return y;
+            return if N::FOLDS { y } else { self.norm.forward_relu(y) };
         }
         self.norm.forward_relu(convolve(&self.conv, upsample2(x)))
     }
@@ -361,7 +380,8 @@ impl<N: BlockNorm> UpBlock2d<N> {
 pub struct DownBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
     pub norm: N,
-    /// The inference form: norm folded, ReLU and pooling as the convolution writes.
+    /// The inference form: norm folded, ReLU and pooling as the convolution writes (a norm
+    /// that does not fold, its ReLU and the pooling, after it).
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
@@ -369,13 +389,11 @@ pub struct DownBlock2d<N: BlockNorm = BatchNorm2d> {
 impl<N: BlockNorm> InferenceForm for DownBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
-            relu: true,
-            pool_output: true,
+            relu: N::FOLDS,
+            pool_output: N::FOLDS,
             ..Fused::default()
         };
-        if let Some(norm) = self.norm.folded() {
-            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
-        }
+        self.inference = InferenceConv::new(&self.conv, self.norm.folded(), surroundings);
         self
     }
 }
@@ -392,7 +410,7 @@ impl<N: BlockNorm> DownBlock2d<N> {
     /// [b, in, h, w] → [b, out, h/2, w/2]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(y) = prepared(self.inference.as_ref(), &x) {
-            return y;
+            return if N::FOLDS { y } else { self.norm.forward_relu_pool(y) };
         }
         self.norm.forward_relu_pool(convolve(&self.conv, x))
     }
@@ -403,7 +421,8 @@ impl<N: BlockNorm> DownBlock2d<N> {
 pub struct SameBlock2d<N: BlockNorm = BatchNorm2d> {
     pub conv: Conv2d,
     pub norm: N,
-    /// The inference form: norm folded, ReLU as the convolution writes.
+    /// The inference form: norm folded, ReLU as the convolution writes (a norm that does not
+    /// fold, and its ReLU, after it).
     #[module(skip)]
     pub inference: Option<InferenceConv>,
 }
@@ -411,12 +430,10 @@ pub struct SameBlock2d<N: BlockNorm = BatchNorm2d> {
 impl<N: BlockNorm> InferenceForm for SameBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
         let surroundings = Fused {
-            relu: true,
+            relu: N::FOLDS,
             ..Fused::default()
         };
-        if let Some(norm) = self.norm.folded() {
-            self.inference = InferenceConv::new(&self.conv, Some(norm), surroundings);
-        }
+        self.inference = InferenceConv::new(&self.conv, self.norm.folded(), surroundings);
         self
     }
 }
@@ -433,7 +450,7 @@ impl<N: BlockNorm> SameBlock2d<N> {
     /// [b, in, h, w] → [b, out, h, w]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(y) = prepared(self.inference.as_ref(), &x) {
-            return y;
+            return if N::FOLDS { y } else { self.norm.forward_relu(y) };
         }
         self.norm.forward_relu(convolve(&self.conv, x))
     }
@@ -718,6 +735,59 @@ mod tests {
         let x = Tensor::<4>::from_data(TensorData::new(vec![5.0f32], [1, 1, 1, 1]), &device());
         let y: f32 = eval.forward(x).into_scalar();
         assert!((y - 4.0 / (4.0f32 + 1e-5).sqrt()).abs() < 1e-6, "{y}");
+    }
+
+    /// Instance-norm blocks (TPSMM's) in their inference form — the convolution prepared
+    /// (Winograd on these 32×32 maps, the direct kernel for the 7×7), the norm after it — give
+    /// what they give as trained.
+    #[test]
+    fn instance_norm_blocks_in_their_inference_form_match_as_trained() {
+        let device = device();
+        device.seed(3);
+        let random =
+            |shape: [usize; 4]| Tensor::<4>::random(shape, burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
+        let randomize = |norm: &mut InstanceNorm2d| {
+            let c = norm.weight.dims()[0];
+            let values = |lo: f64, hi: f64| {
+                Param::from_tensor(Tensor::<1>::random(
+                    [c],
+                    burn::tensor::Distribution::Uniform(lo, hi),
+                    &device,
+                ))
+            };
+            norm.weight = values(0.5, 1.5);
+            norm.bias = values(-0.2, 0.2);
+        };
+        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+            let difference: f32 = (a - b).abs().max().into_scalar();
+            assert!(difference < 1e-4, "{what}: {difference}");
+        };
+        let x = random([1, 16, 32, 32]);
+
+        let mut res = ResBlock2d::<InstanceNorm2d>::new(16, 3, 1, &device);
+        randomize(&mut res.norm1);
+        randomize(&mut res.norm2);
+        let expected = res.forward(x.clone());
+        let res = res.into_inference_form();
+        assert!(res.inference.is_some());
+        close(res.forward(x.clone()), expected, "ResBlock2d");
+
+        let mut down = DownBlock2d::<InstanceNorm2d>::new(16, 24, &device);
+        randomize(&mut down.norm);
+        let expected = down.forward(x.clone());
+        close(down.into_inference_form().forward(x.clone()), expected, "DownBlock2d");
+
+        let mut up = UpBlock2d::<InstanceNorm2d>::new(16, 8, &device);
+        randomize(&mut up.norm);
+        let expected = up.forward(x.clone());
+        close(up.into_inference_form().forward(x.clone()), expected, "UpBlock2d");
+
+        let mut same = SameBlock2d::<InstanceNorm2d>::new(16, 8, 7, 3, &device);
+        randomize(&mut same.norm);
+        let expected = same.forward(x.clone());
+        let same = same.into_inference_form();
+        assert!(same.inference.is_some(), "the 7×7 runs the direct kernel");
+        close(same.forward(x), expected, "SameBlock2d 7×7");
     }
 
     #[test]
