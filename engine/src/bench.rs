@@ -16,6 +16,9 @@ use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::{FommConfig, scaled};
 use crate::family::MotionModel;
+use crate::family::tpsmm::TpsmmAnimation;
+use crate::model::InferenceForm;
+use crate::model::tpsmm::{TpsmmConfig, TpsmmModels};
 use crate::reference::{max_abs_error, worse};
 
 /// Milliseconds per animation frame.
@@ -209,6 +212,112 @@ pub fn write_seeded_model(config: &FommConfig, dir: &Path) -> crate::Result<()> 
         config: config.clone(),
     };
     model.export_for_animation(dir).map(|_| ())
+}
+
+/// An animation frame's timing for a model of any family, through what animation asks of it
+/// ([`MotionModel`]): the stages are the driving keypoints, the source's encoding (once per
+/// photo; every frame with `cold`) and the generation.
+#[derive(Debug, Clone)]
+pub struct MotionModelBench {
+    pub runs_ms: Vec<f64>,
+    pub warmup: usize,
+    pub cold: bool,
+    /// Median ms of each stage alone: keypoints of a frame, the source's encoding, generation.
+    pub keypoints_ms: f64,
+    pub source_ms: f64,
+    pub generate_ms: f64,
+    pub memory: Option<ResidentMemory>,
+}
+
+impl MotionModelBench {
+    pub fn median_ms(&self) -> f64 {
+        median(&self.runs_ms)
+    }
+}
+
+/// A TPSMM model of `config` with seeded random weights (speed does not depend on their
+/// values), in its inference form unless `training_form`.
+pub fn seeded_tpsmm(config: &TpsmmConfig, device: &Device, training_form: bool) -> TpsmmAnimation {
+    device.seed(BENCH_SEED);
+    let models = TpsmmModels::new(config, device);
+    let models = if training_form {
+        models
+    } else {
+        models.into_inference_form()
+    };
+    TpsmmAnimation::new(models, config.clone())
+}
+
+/// Times `runs` frames of `model` at `frame_shape` after `warmup` untimed ones, batch 1.
+pub fn bench_motion_model(
+    model: &dyn MotionModel,
+    frame_shape: [usize; 3],
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    cold: bool,
+    mut on_run: impl FnMut(usize),
+) -> MotionModelBench {
+    let [h, w, c] = frame_shape;
+    device.seed(BENCH_SEED);
+    let image = || Tensor::<4>::random([1, c, h, w], Distribution::Uniform(0.0, 1.0), device);
+    let (source, driving) = (image(), image());
+    let kp_source = model.keypoints(source.clone());
+    let encoded = model.encode_source(source.clone());
+    let frame = || {
+        let start = Instant::now();
+        let kp_driving = model.keypoints(driving.clone());
+        let out = if cold {
+            let kp_source = model.keypoints(source.clone());
+            model.generate(&model.encode_source(source.clone()), &kp_driving, &kp_source)
+        } else {
+            model.generate(&encoded, &kp_driving, &kp_source)
+        };
+        out.prediction.into_data();
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    for _ in 0..warmup {
+        frame();
+    }
+    let runs_ms = (0..runs)
+        .map(|i| {
+            let ms = frame();
+            on_run(i);
+            ms
+        })
+        .collect();
+    let memory = ResidentMemory::read();
+    let stage = |f: &dyn Fn()| {
+        let ms: Vec<f64> = (0..runs.clamp(1, 3))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                let _ = device.sync();
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        median(&ms)
+    };
+    let kp_driving = model.keypoints(driving.clone());
+    MotionModelBench {
+        keypoints_ms: stage(&|| {
+            model.keypoints(driving.clone()).value.into_data();
+        }),
+        source_ms: stage(&|| {
+            let encoded = model.encode_source(source.clone());
+            encoded.downsampled.into_data();
+            for level in encoded.features {
+                level.into_data();
+            }
+        }),
+        generate_ms: stage(&|| {
+            model.generate(&encoded, &kp_driving, &kp_source).prediction.into_data();
+        }),
+        runs_ms,
+        warmup,
+        cold,
+        memory,
+    }
 }
 
 /// Times `runs` animation frames after `warmup` untimed ones; `on_run(i)` reports progress.

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
 use prioritycut_engine::bench::{
-    BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_train, write_seeded_model,
+    BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_motion_model, bench_train,
+    seeded_tpsmm, write_seeded_model,
 };
+use prioritycut_engine::config::tpsmm::{TpsmmConfigFile, is_tpsmm_file};
 use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::kernels::gpu::{self, KernelChoice};
@@ -92,7 +94,9 @@ pub struct BenchTrainArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchAnimateArgs {
-    /// FOMM YAML config (default: FOMM's vox-256 at 256x256).
+    /// FOMM or TPSMM YAML config (default: FOMM's vox-256 at 256x256). A TPSMM config (its
+    /// `vox-256.yaml`, say) times TPSMM through the model-family interface: keypoints, the
+    /// source's encoding and the generation.
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -345,6 +349,11 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.config
+        && is_tpsmm_file(path)?
+    {
+        return animate_tpsmm(&args, path);
+    }
     let (config, name) = config_or_vox256(args.config.as_deref())?;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let selected = args.device.open()?;
@@ -454,6 +463,55 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         report.gflops_per_second(),
         report.work_per_frame().megabytes,
         stages.join(", "),
+        runs.join(" ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench animate` of a TPSMM config: seeded weights, the family's interface.
+fn animate_tpsmm(args: &BenchAnimateArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let config = TpsmmConfigFile::read(path)?.config;
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let selected = args.device.open()?;
+    args.kernels.apply();
+    let model = seeded_tpsmm(&config, &selected.device, args.training_form);
+    let bar = super::progress_bar(args.runs, "timing");
+    let report = bench_motion_model(
+        &model,
+        config.frame_shape,
+        &selected.device,
+        args.warmup,
+        args.runs,
+        args.cold,
+        |_| bar.inc(1),
+    );
+    bar.finish_and_clear();
+    let [h, w, _] = config.frame_shape;
+    let median = report.median_ms();
+    let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
+    println!(
+        "bench animate | TPSMM config {} ({} TPS transformations) | {w}x{h} batch 1 | {} | {} | backend {} | CPU {} | {median:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | stages: driving keypoints {:.1} ms, source encoding {:.1} ms (once per photo), generation {:.1} ms | {} | runs ms: {}",
+        path.display(),
+        config.num_tps,
+        if report.cold {
+            "source recomputed every frame (--cold)"
+        } else {
+            "source computed once"
+        },
+        if args.training_form {
+            "training form"
+        } else {
+            "inference form"
+        },
+        selected.description,
+        CpuMachine::detect().describe(),
+        report.runs_ms.len(),
+        report.warmup,
+        1000.0 / median,
+        report.keypoints_ms,
+        report.source_ms,
+        report.generate_ms,
+        describe_memory(report.memory),
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)

@@ -62,6 +62,11 @@ pub fn parse(text: &str) -> std::result::Result<TpsmmConfigFile, String> {
     })
 }
 
+/// `config` as a TPSMM YAML file (the frame shape and every model key).
+pub fn to_yaml(config: &TpsmmConfig) -> String {
+    super::yaml::write_tpsmm(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +103,18 @@ model_params:
         assert_eq!(file.config.to_string(), default.to_string());
         assert!(file.ignored_keys.is_empty(), "{:?}", file.ignored_keys);
         assert!(is_tpsmm(&serde_yaml_ng::from_str(VOX).expect("yaml")));
+    }
+
+    #[test]
+    fn a_written_config_reads_back_the_same() {
+        let mut config = TpsmmConfig::new().with_common();
+        config.num_tps = 20;
+        config.frame_shape = [384, 384, 3];
+        config.resnet_width = 8;
+        let config = config.with_common();
+        let file = parse(&to_yaml(&config)).expect("reads back");
+        assert_eq!(file.config.to_string(), config.to_string());
+        assert!(file.ignored_keys.is_empty(), "{:?}", file.ignored_keys);
     }
 
     #[test]

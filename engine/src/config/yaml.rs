@@ -311,6 +311,26 @@ pub(super) fn parse_tpsmm(text: &str) -> Result<(TpsmmConfig, DatasetParams, Vec
     Ok((config.with_common(), dataset, ignored))
 }
 
+/// Writes every model value of a TPSMM config, in TPSMM's layout.
+pub(super) fn write_tpsmm(config: &TpsmmConfig) -> String {
+    let file = TpsmmFileSection {
+        dataset_params: Some(DatasetSection {
+            frame_shape: Some(config.frame_shape.to_vec()),
+            ..DatasetSection::default()
+        }),
+        model_params: Some(TpsmmModelSection {
+            common_params: Some(TpsmmCommonSection::of(config)),
+            generator_params: Some(InpaintingSection::of(&config.inpainting)),
+            dense_motion_params: Some(TpsmmDenseMotionSection::of(&config.dense_motion)),
+            avd_network_params: Some(AvdSection::of(config)),
+            ..TpsmmModelSection::of(config)
+        }),
+        ..TpsmmFileSection::default()
+    };
+    // Every value here is a plain number, bool or list: serializing cannot fail.
+    serde_yaml_ng::to_string(&file).unwrap_or_default()
+}
+
 /// Reads a config: FOMM's `vox-256.yaml` where the file is silent, then validated.
 pub(super) fn parse(text: &str) -> Result<ConfigFile, String> {
     let mut file: FileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;

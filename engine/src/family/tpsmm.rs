@@ -11,7 +11,7 @@ use serde_yaml_ng::Value;
 use super::{AnimatedFrame, LoadedModel, ModelFamily, MotionModel, SourceEncoding};
 use crate::checkpoint::{CONFIG_FILE, CheckpointFormat, MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::AnimateParams;
-use crate::config::tpsmm::{TpsmmConfigFile, is_tpsmm};
+use crate::config::tpsmm::{self, TpsmmConfigFile, is_tpsmm};
 use crate::files::write_atomic;
 use crate::import::load_tpsmm_checkpoint;
 use crate::model::tpsmm::{DenseMotion, TpsmmConfig, TpsmmModels};
@@ -73,6 +73,14 @@ pub struct TpsmmAnimation {
     pub config: TpsmmConfig,
     /// The config file as the user gave it, written beside an export.
     yaml: String,
+}
+
+impl TpsmmAnimation {
+    /// `models` of `config` (its YAML written beside an export is made from `config`).
+    pub fn new(models: TpsmmModels, config: TpsmmConfig) -> Self {
+        let yaml = tpsmm::to_yaml(&config);
+        Self { models, config, yaml }
+    }
 }
 
 impl MotionModel for TpsmmAnimation {
