@@ -39,18 +39,8 @@ pub fn load_fomm_checkpoint(
 ) -> Result<ImportReport> {
     // One pass over the pickle to check the container and list what it holds.
     let keys = checkpoint_keys(path)?;
-    let has_part = |part: &str| keys.iter().any(|k| k.starts_with(&format!("{part}.")));
-    for part in ["kp_detector", "generator"] {
-        if !has_part(part) {
-            let found: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
-            return Err(EngineError::checkpoint(
-                path,
-                format!(
-                    "no '{part}' state dict (top-level entries with tensors: {found:?}); is this a FOMM checkpoint?"
-                ),
-            ));
-        }
-    }
+    require_parts(path, &keys, &["kp_detector", "generator"], "FOMM")?;
+    let has_part = |part: &str| has_part(&keys, part);
     let mut tensors = 0;
     tensors += load_part(path, "kp_detector", kp_detector, KeyRemapper::new())?;
     let generator_keys = KeyRemapper::new()
@@ -161,18 +151,13 @@ pub struct TpsmmImportReport {
 /// `models` (the report says which), so nothing runs with weights it did not load.
 pub fn load_tpsmm_checkpoint(path: &Path, models: &mut TpsmmModels) -> Result<TpsmmImportReport> {
     let keys = checkpoint_keys(path)?;
-    let has_part = |part: &str| keys.iter().any(|k| k.starts_with(&format!("{part}.")));
-    for part in ["kp_detector", "dense_motion_network", "inpainting_network"] {
-        if !has_part(part) {
-            let found: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
-            return Err(EngineError::checkpoint(
-                path,
-                format!(
-                    "no '{part}' state dict (top-level entries with tensors: {found:?}); is this a TPSMM checkpoint?"
-                ),
-            ));
-        }
-    }
+    require_parts(
+        path,
+        &keys,
+        &["kp_detector", "dense_motion_network", "inpainting_network"],
+        "TPSMM",
+    )?;
+    let has_part = |part: &str| has_part(&keys, part);
     let invalid = |e: String| EngineError::Invalid(e);
     let resnet = || {
         KeyRemapper::new()
@@ -218,6 +203,23 @@ pub fn load_tpsmm_checkpoint(path: &Path, models: &mut TpsmmModels) -> Result<Tp
         avd_network,
         tensors,
     })
+}
+
+/// Whether the checkpoint holds a state dict named `part`.
+fn has_part(keys: &BTreeSet<String>, part: &str) -> bool {
+    keys.iter().any(|k| k.starts_with(&format!("{part}.")))
+}
+
+/// An error naming the first of `parts` the checkpoint lacks, and what it holds instead.
+fn require_parts(path: &Path, keys: &BTreeSet<String>, parts: &[&str], family: &str) -> Result<()> {
+    let Some(part) = parts.iter().find(|part| !has_part(keys, part)) else {
+        return Ok(());
+    };
+    let found: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('.').next()).collect();
+    Err(EngineError::checkpoint(
+        path,
+        format!("no '{part}' state dict (top-level entries with tensors: {found:?}); is this a {family} checkpoint?"),
+    ))
 }
 
 /// The keys of a checkpoint's tensors, after checking that it is a readable PyTorch file.
