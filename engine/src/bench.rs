@@ -14,6 +14,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
+use crate::config::tpsmm::to_yaml;
 use crate::config::{FommConfig, scaled};
 use crate::family::MotionModel;
 use crate::family::tpsmm::TpsmmAnimation;
@@ -239,13 +240,14 @@ impl MotionModelBench {
 /// values), in its inference form unless `training_form`.
 pub fn seeded_tpsmm(config: &TpsmmConfig, device: &Device, training_form: bool) -> TpsmmAnimation {
     device.seed(BENCH_SEED);
-    let models = TpsmmModels::new(config, device);
+    let mut models = TpsmmModels::new(config, device);
+    models.bg_predictor = None;
     let models = if training_form {
         models
     } else {
         models.into_inference_form()
     };
-    TpsmmAnimation::new(models, config.clone())
+    TpsmmAnimation::new(models, config.clone(), to_yaml(config))
 }
 
 /// Times `runs` frames of `model` at `frame_shape` after `warmup` untimed ones, batch 1.

@@ -11,7 +11,7 @@ use serde_yaml_ng::Value;
 use super::{AnimatedFrame, LoadedModel, ModelFamily, MotionModel, SourceEncoding};
 use crate::checkpoint::{CONFIG_FILE, CheckpointFormat, MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::AnimateParams;
-use crate::config::tpsmm::{self, TpsmmConfigFile, is_tpsmm};
+use crate::config::tpsmm::{TpsmmConfigFile, is_tpsmm};
 use crate::files::write_atomic;
 use crate::import::load_tpsmm_checkpoint;
 use crate::model::tpsmm::{DenseMotion, TpsmmConfig, TpsmmModels};
@@ -34,6 +34,8 @@ impl ModelFamily for Tpsmm {
     fn open(&self, weights: &Path, config: &Path, device: &Device) -> Result<LoadedModel> {
         let file = TpsmmConfigFile::read(config)?;
         let mut models = TpsmmModels::new(&file.config, device);
+        // Animation never runs the background predictor: it is neither loaded nor prepared.
+        models.bg_predictor = None;
         match CheckpointFormat::of(weights) {
             CheckpointFormat::Fomm => {
                 load_tpsmm_checkpoint(weights, &mut models)?;
@@ -41,8 +43,7 @@ impl ModelFamily for Tpsmm {
             CheckpointFormat::Burnpack => {
                 // An export holds what animation needs: no background predictor, and the AVD
                 // network only where the model had one.
-                let missing = load_burnpack(&mut models, weights, &["bg_predictor.", "avd_network."], &[])?;
-                models.bg_predictor = None;
+                let missing = load_burnpack(&mut models, weights, &["avd_network."], &["bg_predictor."])?;
                 if missing.iter().any(|key| key.starts_with("avd_network.")) {
                     models.avd_network = None;
                 }
@@ -55,11 +56,11 @@ impl ModelFamily for Tpsmm {
             // adapted to the hulls of the keypoints (`relative_kp`).
             animate: AnimateParams::new().with_adapt_movement_scale(true),
             dataset: file.dataset,
-            models: Arc::new(TpsmmAnimation {
-                models: models.into_inference_form(),
-                config: file.config,
-                yaml: std::fs::read_to_string(config).map_err(|e| EngineError::io(config, e))?,
-            }),
+            models: Arc::new(TpsmmAnimation::new(
+                models.into_inference_form(),
+                file.config,
+                std::fs::read_to_string(config).map_err(|e| EngineError::io(config, e))?,
+            )),
             weights: weights.to_path_buf(),
             ignored_config_keys: file.ignored_keys,
         })
@@ -76,9 +77,11 @@ pub struct TpsmmAnimation {
 }
 
 impl TpsmmAnimation {
-    /// `models` of `config` (its YAML written beside an export is made from `config`).
-    pub fn new(models: TpsmmModels, config: TpsmmConfig) -> Self {
-        let yaml = tpsmm::to_yaml(&config);
+    /// `models` of `config`, whose YAML (`yaml`) an export writes beside them. Animation never
+    /// runs the background predictor (the demo passes `bg_param=None`): it is dropped here, and
+    /// its memory with it.
+    pub fn new(mut models: TpsmmModels, config: TpsmmConfig, yaml: String) -> Self {
+        models.bg_predictor = None;
         Self { models, config, yaml }
     }
 }
@@ -132,9 +135,7 @@ impl MotionModel for TpsmmAnimation {
     fn export_for_animation(&self, out: &Path) -> Result<u64> {
         std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
         let model = out.join(MODEL_FILE);
-        let mut animation = self.models.clone();
-        animation.bg_predictor = None;
-        save_burnpack(&animation, &model)?;
+        save_burnpack(&self.models, &model)?;
         write_atomic(&out.join(CONFIG_FILE), self.yaml.as_bytes())?;
         Ok(std::fs::metadata(&model).map_err(|e| EngineError::io(&model, e))?.len())
     }

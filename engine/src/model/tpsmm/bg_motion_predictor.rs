@@ -7,6 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::resnet::ResNet18;
+use crate::model::InferenceForm;
 
 #[derive(Module, Debug)]
 pub struct BgMotionPredictor {
@@ -35,5 +36,12 @@ impl BgMotionPredictor {
             .reshape([1, 1, 3])
             .repeat_dim(0, b);
         Tensor::cat(vec![prediction.reshape([b, 2, 3]), last_row], 1)
+    }
+}
+
+impl InferenceForm for BgMotionPredictor {
+    fn into_inference_form(mut self) -> Self {
+        self.bg_encoder = self.bg_encoder.into_inference_form();
+        self
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::POINTS_PER_TPS;
 use super::resnet::ResNet18;
+use crate::model::InferenceForm;
 use crate::model::Keypoints;
 
 #[derive(Module, Debug)]
@@ -30,5 +31,12 @@ impl KpDetector {
         let raw = self.fg_encoder.forward(image);
         let value = (sigmoid(raw) * 2.0 - 1.0).reshape([b, self.num_tps * POINTS_PER_TPS, 2]);
         Keypoints { value, jacobian: None }
+    }
+}
+
+impl InferenceForm for KpDetector {
+    fn into_inference_form(mut self) -> Self {
+        self.fg_encoder = self.fg_encoder.into_inference_form();
+        self
     }
 }

@@ -165,6 +165,8 @@ impl TpsmmModels {
 
 impl InferenceForm for TpsmmModels {
     fn into_inference_form(mut self) -> Self {
+        self.kp_detector = self.kp_detector.into_inference_form();
+        self.bg_predictor = self.bg_predictor.into_inference_form();
         self.dense_motion_network = self.dense_motion_network.into_inference_form();
         self.inpainting_network = self.inpainting_network.into_inference_form();
         self
