@@ -312,6 +312,51 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
 }
 
 /// The number just before the first `marker` of a bench's result line.
+/// A TPSMM config is timed through the family interface (stages named, the machine too); its
+/// training, not written yet, is refused in one line.
+#[test]
+fn bench_times_a_tpsmm_config_and_refuses_its_training() {
+    let config = fixture("tpsmm-small/config.yaml");
+    let bench = |what: &str| {
+        prioritycut(&[
+            "bench",
+            what,
+            "--config",
+            path(&config),
+            "--backend",
+            "flex",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+        ])
+    };
+    let out = bench("animate");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("bench animate"))
+        .expect("result line");
+    assert!(
+        line.contains("TPSMM config") && line.contains("64x64") && line.contains(" | CPU "),
+        "{line}"
+    );
+    assert!(
+        line.contains("driving keypoints") && line.contains("generation"),
+        "{line}"
+    );
+    let ms: f64 = number_before(line, " ms/frame");
+    assert!(ms > 0.0 && ms.is_finite(), "{line}");
+    let out = bench("train");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("TPSMM's training is not written yet"),
+        "{}",
+        text(&out)
+    );
+}
+
 fn number_before<T: std::str::FromStr>(line: &str, marker: &str) -> T {
     line.split(marker)
         .next()

@@ -322,6 +322,13 @@ pub fn bench_motion_model(
     }
 }
 
+/// [`write_seeded_model`] for a TPSMM config: its animation model with seeded weights.
+pub fn write_seeded_tpsmm(config: &TpsmmConfig, dir: &Path) -> crate::Result<()> {
+    seeded_tpsmm(config, &Device::flex(), true)
+        .export_for_animation(dir)
+        .map(|_| ())
+}
+
 /// Times `runs` animation frames after `warmup` untimed ones; `on_run(i)` reports progress.
 pub fn bench_animate(
     config: &FommConfig,
