@@ -270,6 +270,21 @@ impl BlockNorm for InstanceNorm2d {
     }
 }
 
+/// `source` [b, c, h, w] sampled by each of `grids` [b, n, h, w, 2] with `sample` (a
+/// `grid_sample`): the source warped by each sparse motion of a dense motion network.
+/// → [b, n, c, h, w]
+pub fn warp_by_each(source: &Tensor<4>, grids: &Tensor<5>, sample: fn(Tensor<4>, Tensor<4>) -> Tensor<4>) -> Tensor<5> {
+    let [b, c, h, w] = source.dims();
+    let [_, n, _, _, _] = grids.dims();
+    let repeated = source
+        .clone()
+        .unsqueeze_dim::<5>(1)
+        .repeat_dim(1, n)
+        .reshape([b * n, c, h, w]);
+    let grid = grids.clone().reshape([b * n, h, w, 2]);
+    sample(repeated, grid).reshape([b, n, c, h, w])
+}
+
 /// Residual block, preserves resolution: `x + conv2(relu(norm2(conv1(relu(norm1(x))))))`.
 #[derive(Module, Debug)]
 pub struct ResBlock2d<N: BlockNorm = BatchNorm2d> {

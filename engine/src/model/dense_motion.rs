@@ -11,8 +11,8 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters};
-use super::keypoints::{Keypoints, inverse_2x2, kp2gaussian, make_coordinate_grid};
+use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, warp_by_each};
+use super::keypoints::{Keypoints, heatmap_difference, inverse_2x2, make_coordinate_grid};
 use crate::kernels::{convolve, grid_sample};
 
 /// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
@@ -88,12 +88,7 @@ impl DenseMotionNetwork {
     /// Eq. 6, H_k(z): difference of the driving and source Gaussians, with a zero background
     /// channel in front. → [b, kp+1, 1, h, w]
     fn heatmap_representations(&self, h: usize, w: usize, kp_driving: &Keypoints, kp_source: &Keypoints) -> Tensor<5> {
-        let driving = kp2gaussian(&kp_driving.value, h, w, self.kp_variance);
-        let source = kp2gaussian(&kp_source.value, h, w, self.kp_variance);
-        let heatmap = driving - source;
-        let [b, _, _, _] = heatmap.dims();
-        let zeros = Tensor::zeros([b, 1, h, w], &heatmap.device());
-        Tensor::cat(vec![zeros, heatmap], 1).unsqueeze_dim(2)
+        heatmap_difference(&kp_driving.value, &kp_source.value, h, w, self.kp_variance).unsqueeze_dim(2)
     }
 
     /// Eq. 4, T_{S←D}(z) ≈ T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k)) with J_k = J_S,k · J_D,k⁻¹,
@@ -124,19 +119,6 @@ impl DenseMotionNetwork {
         Tensor::cat(vec![identity, driving_to_source], 1)
     }
 
-    /// Eq. 7, the source warped by each sparse motion. → [b, kp+1, c, h, w]
-    fn deformed_sources(&self, source: &Tensor<4>, sparse_motions: &Tensor<5>) -> Tensor<5> {
-        let [b, c, h, w] = source.dims();
-        let n = self.num_kp + 1;
-        let repeated = source
-            .clone()
-            .unsqueeze_dim::<5>(1)
-            .repeat_dim(1, n)
-            .reshape([b * n, c, h, w]);
-        let grid = sparse_motions.clone().reshape([b * n, h, w, 2]);
-        grid_sample(repeated, grid).reshape([b, n, c, h, w])
-    }
-
     /// Source [b, c, H, W] and keypoints → dense motion at the network's resolution.
     pub fn forward(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
         self.forward_downsampled(self.downsample(source), kp_driving, kp_source)
@@ -157,7 +139,8 @@ impl DenseMotionNetwork {
         let n = self.num_kp + 1;
         let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
         let sparse_motions = self.sparse_motions(h, w, kp_driving, kp_source);
-        let sparse_deformed = self.deformed_sources(&source, &sparse_motions);
+        // Eq. 7, the source warped by each sparse motion.
+        let sparse_deformed = warp_by_each(&source, &sparse_motions, grid_sample);
 
         let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
         let prediction = self.hourglass.forward(input);

@@ -69,6 +69,23 @@ pub fn kp2gaussian(value: &Tensor<3>, height: usize, width: usize, variance: f64
     ((dx.clone() * dx + dy.clone() * dy) * (-0.5 / variance)).exp()
 }
 
+/// The driving keypoints' Gaussians minus the source's, a zero channel (the background's) in
+/// front: the heatmap input of FOMM's dense motion network (Eq. 6, H_k) and TPSMM's.
+///
+/// values [batch, kp, 2] → [batch, kp + 1, h, w]
+pub fn heatmap_difference(
+    kp_driving: &Tensor<3>,
+    kp_source: &Tensor<3>,
+    height: usize,
+    width: usize,
+    variance: f64,
+) -> Tensor<4> {
+    let heatmap = kp2gaussian(kp_driving, height, width, variance) - kp2gaussian(kp_source, height, width, variance);
+    let [b, _, _, _] = heatmap.dims();
+    let zeros = Tensor::zeros([b, 1, height, width], &heatmap.device());
+    Tensor::cat(vec![zeros, heatmap], 1)
+}
+
 /// Inverse of a batch of 2×2 matrices [.., 2, 2] by the closed form.
 pub fn inverse_2x2(m: Tensor<4>) -> Tensor<4> {
     let [b, k, _, _] = m.dims();

@@ -19,8 +19,9 @@ use crate::kernels::{convolve, grid_sample_align_corners};
 use crate::model::Keypoints;
 use crate::model::blocks::{
     AntiAliasInterpolation2d, Hourglass, InferenceForm, InstanceNorm2d, UpBlock2d, conv, hourglass_level_filters,
+    warp_by_each,
 };
-use crate::model::keypoints::{coordinate_grid_xy, kp2gaussian};
+use crate::model::keypoints::{coordinate_grid_xy, heatmap_difference};
 
 /// The occlusion masks TPSMM predicts with `multi_mask`: one per resolution of the inpainting
 /// network's decoder.
@@ -144,11 +145,7 @@ impl DenseMotionNetwork {
         kp_driving: &Keypoints,
         kp_source: &Keypoints,
     ) -> Tensor<4> {
-        let driving = kp2gaussian(&kp_driving.value, h, w, self.kp_variance);
-        let source = kp2gaussian(&kp_source.value, h, w, self.kp_variance);
-        let heatmap = driving - source;
-        let [b, _, _, _] = heatmap.dims();
-        Tensor::cat(vec![Tensor::zeros([b, 1, h, w], &heatmap.device()), heatmap], 1)
+        heatmap_difference(&kp_driving.value, &kp_source.value, h, w, self.kp_variance)
     }
 
     /// The background's transformation (the identity, or `bg_param` [b, 3, 3] applied to
@@ -181,19 +178,6 @@ impl DenseMotionNetwork {
         Tensor::cat(vec![background, splines], 1)
     }
 
-    /// The source warped by each transformation. → [b, K+1, c, h, w]
-    fn deformed_sources(&self, source: &Tensor<4>, transformations: &Tensor<5>) -> Tensor<5> {
-        let [b, c, h, w] = source.dims();
-        let n = self.num_tps + 1;
-        let repeated = source
-            .clone()
-            .unsqueeze_dim::<5>(1)
-            .repeat_dim(1, n)
-            .reshape([b * n, c, h, w]);
-        let grid = transformations.clone().reshape([b * n, h, w, 2]);
-        grid_sample_align_corners(repeated, grid).reshape([b, n, c, h, w])
-    }
-
     /// Source [b, c, H, W] and keypoints → the flow and masks; `bg_param` is the background's
     /// affine motion (training, from `bg_start`), `dropout` the early-training dropout.
     pub fn forward(
@@ -220,7 +204,7 @@ impl DenseMotionNetwork {
         let n = self.num_tps + 1;
         let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
         let transformations = self.transformations(h, w, kp_driving, kp_source, bg_param);
-        let deformed_source = self.deformed_sources(&source, &transformations);
+        let deformed_source = warp_by_each(&source, &transformations, grid_sample_align_corners);
         let input = Tensor::cat(vec![heatmaps, deformed_source.clone().reshape([b, n * c, h, w])], 1);
 
         let mut levels = self.hourglass.forward_levels(input);
