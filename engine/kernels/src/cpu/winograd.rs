@@ -177,14 +177,17 @@ struct Tiles {
 pub struct FusedConv3x3 {
     input_channels: usize,
     output_channels: usize,
-    /// [C_out, C_in, 3, 3] with the output batch norm folded in, as f32.
-    weight: Vec<f32>,
+    /// [C_out, C_in, 3, 3] as the caller holds it: the tensor is shared, not copied, so an
+    /// animation's model keeps its 3×3 weights once (its parameters) beside the one form its
+    /// maps' size needs.
+    weight: Tensor<4>,
+    /// The output norm's scale per output channel, folded into each form as it is made.
+    output_scale: Option<Vec<f32>>,
+    /// The bias with the output norm folded in: `b·s + t`.
     bias: Vec<f32>,
     fused: Fused,
     /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
     transformed: OnceLock<Tensor<3>>,
-    /// The weights as one matrix for small maps: [9·C_in, C_out].
-    direct: OnceLock<Tensor<2>>,
     device: Device,
 }
 
@@ -195,15 +198,20 @@ impl FusedConv3x3 {
         let [output_channels, input_channels, kh, kw] = weight.dims();
         assert_eq!((kh, kw), (3, 3), "a 3×3 convolution");
         let device = weight.device();
-        let (weight, bias) = folded(weight, bias, output_norm);
+        let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; output_channels]);
+        if let Some(norm) = &output_norm {
+            for ((b, &s), &t) in bias.iter_mut().zip(&norm.scale).zip(&norm.shift) {
+                *b = *b * s + t;
+            }
+        }
         Self {
             input_channels,
             output_channels,
             weight,
+            output_scale: output_norm.map(|norm| norm.scale),
             bias,
             fused,
             transformed: OnceLock::new(),
-            direct: OnceLock::new(),
             device,
         }
     }
@@ -329,8 +337,8 @@ impl FusedConv3x3 {
         });
     }
 
-    /// Small maps: the same fused block as one GEMM of the maps' 3×3 patches
-    /// `[pixels, 9·C_in]` by the weights laid out once as `[9·C_in, C_out]`.
+    /// Small maps: the same fused block as one GEMM of the weights `[C_out, 9·C_in]` by the
+    /// maps' 3×3 patches `[pixels, 9·C_in]`.
     fn forward_direct(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         let mut input = x.clone();
         if let Some(a) = &self.fused.input_affine {
@@ -346,39 +354,36 @@ impl FusedConv3x3 {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let (h, w) = (input.height, input.width);
         let pixels = input.batch * h * w;
+        // Each patch ordered as the weights are, input channel then tap, so that the weights
+        // [C_out, C_in·9] serve as they are, no copy made: `y = (W · Pᵀ)ᵀ`. (As `P · Wᵀ`, the
+        // GEMM read W across its rows: the hourglasses' bottom took 1.4× as long.)
         let mut patches = vec![0.0f32; pixels * 9 * cin];
         patches.par_chunks_mut(9 * cin).enumerate().for_each(|(i, patch)| {
             let (b, y, xx) = (i / (h * w), i / w % h, i % w);
-            for (tap, dst) in patch.chunks_exact_mut(cin).enumerate() {
+            for tap in 0..9 {
                 let sy = (y + tap / 3).wrapping_sub(1);
                 let sx = (xx + tap % 3).wrapping_sub(1);
                 if sy < h && sx < w {
-                    dst.copy_from_slice(input.pixel(b, sy, sx));
-                }
-            }
-        });
-        let weight = self.direct.get_or_init(|| {
-            let mut laid = vec![0.0f32; 9 * cin * cout];
-            for (o, filter) in self.weight.chunks_exact(cin * 9).enumerate() {
-                for (i, g) in filter.chunks_exact(9).enumerate() {
-                    for (tap, &value) in g.iter().enumerate() {
-                        laid[(tap * cin + i) * cout + o] = value;
+                    for (dst, &v) in patch[tap..].iter_mut().step_by(9).zip(input.pixel(b, sy, sx)) {
+                        *dst = v;
                     }
                 }
             }
-            Tensor::from_data(TensorData::new(laid, [9 * cin, cout]), &self.device)
         });
+        let weight = self.weight.clone().reshape([cout, 9 * cin]);
         let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
         let mut y = Nhwc {
-            data: to_vec(patches.matmul(weight.clone())).into(),
+            data: to_vec(weight.matmul(patches.transpose()).transpose()).into(),
             batch: input.batch,
             height: h,
             width: w,
             channels: cout,
         };
+        let ones = vec![1.0; cout];
+        let scale = self.output_scale.as_ref().unwrap_or(&ones);
         for pixel in y.data.to_mut().chunks_exact_mut(cout) {
-            for (v, &b) in pixel.iter_mut().zip(&self.bias) {
-                *v += b;
+            for ((v, &s), &b) in pixel.iter_mut().zip(scale).zip(&self.bias) {
+                *v = *v * s + b;
                 if self.fused.relu {
                     *v = v.max(0.0);
                 }
@@ -401,6 +406,8 @@ impl FusedConv3x3 {
             // row is filled while it is in cache. (Transforming into [C_out, C_in, 36] first and
             // gathering at a stride of 36·C_in re-read every value 36 times from memory: 12% of a
             // training step, which transforms its weights at every call.)
+            let weight = to_vec(self.weight.clone());
+            let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
             let mut u = vec![0.0f32; 36 * cin * cout];
             let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
             for (row, values) in u.chunks_mut(cout).enumerate() {
@@ -415,9 +422,9 @@ impl FusedConv3x3 {
                     let count = 16.min(cout - first);
                     for k in 0..count {
                         let o = first + k;
-                        let transformed = weight_transform(&self.weight[(o * cin + i) * 9..][..9]);
+                        let transformed = weight_transform(&weight[(o * cin + i) * 9..][..9]);
                         for (line, v) in block.iter_mut().zip(transformed) {
-                            line[k] = v as f32;
+                            line[k] = (v * scale(o)) as f32;
                         }
                     }
                     for (row, line) in rows.iter_mut().zip(&block) {
