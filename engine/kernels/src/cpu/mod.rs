@@ -14,4 +14,5 @@ pub mod inference;
 pub mod layout;
 pub mod pool;
 pub mod simd;
+pub mod unsafe_simd;
 pub mod winograd;

@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::simd::{vector_kernel, vectorized};
+use super::unsafe_simd::gemm::{Matrices, batched_gemm};
 
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a
 /// pixel's channels are contiguous: what the transforms stream through. The values are owned,
@@ -187,7 +188,7 @@ pub struct FusedConv3x3 {
     bias: Vec<f32>,
     fused: Fused,
     /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
-    transformed: OnceLock<Tensor<3>>,
+    transformed: OnceLock<Vec<f32>>,
     device: Device,
 }
 
@@ -268,19 +269,19 @@ impl FusedConv3x3 {
         // A block at a time, so that its transformed tiles and products stay in cache and
         // their buffers are reused rather than freshly mapped (page faults cost more than the
         // arithmetic on maps of 256×256).
+        let (cin, block_tiles) = (self.input_channels, rows_per_block.min(all_rows) * geometry.columns);
+        let mut transformed = vec![0.0f32; 36 * block_tiles * cin];
+        let mut products = vec![0.0f32; 36 * block_tiles * cout];
+        let weight = Matrices::row_major(self.transformed_weight(), cin, cout);
         for (block, out_rows) in blocks.into_iter().enumerate() {
             let first_row = block * rows_per_block;
             let rows = rows_per_block.min(all_rows - first_row);
             let tiles = rows * geometry.columns;
-            let transformed = self.transform_input(x, &geometry, first_row, rows);
-            let products = to_vec(
-                Tensor::<3>::from_data(
-                    TensorData::new(transformed, [36, tiles, self.input_channels]),
-                    &self.device,
-                )
-                .matmul(self.transformed_weight().clone()),
-            );
-            self.transform_output(&products, &geometry, first_row, out_rows, residual, (out_h, out_w));
+            let (transformed, products) = (&mut transformed[..36 * tiles * cin], &mut products[..36 * tiles * cout]);
+            self.transform_input(x, &geometry, first_row, rows, transformed);
+            let tiles_in = Matrices::row_major(transformed, tiles, cin);
+            batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
+            self.transform_output(products, &geometry, first_row, out_rows, residual, (out_h, out_w));
         }
         Nhwc {
             data: output.into(),
@@ -299,16 +300,16 @@ impl FusedConv3x3 {
     }
 
     /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row`: 36 planes of
-    /// [tiles, C_in], one task per row of tiles.
-    fn transform_input(&self, x: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
+    /// [tiles, C_in] into `transformed`, one task per row of tiles.
+    fn transform_input(&self, x: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize, transformed: &mut [f32]) {
         let fused = &self.fused;
         transform_input_rows(
             x,
             geometry,
             fused.input_affine.as_ref(),
             fused.upsample_input,
-            first_row,
-            rows,
+            (first_row, rows),
+            transformed,
         )
     }
 
@@ -398,7 +399,7 @@ impl FusedConv3x3 {
         y
     }
 
-    fn transformed_weight(&self) -> &Tensor<3> {
+    fn transformed_weight(&self) -> &[f32] {
         self.transformed.get_or_init(|| {
             let (cin, cout) = (self.input_channels, self.output_channels);
             // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out
@@ -432,22 +433,23 @@ impl FusedConv3x3 {
                     }
                 }
             });
-            Tensor::from_data(TensorData::new(u, [36, cin, cout]), &self.device)
+            u
         })
     }
 }
 
 /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row` of `x` (optionally through
-/// `affine` and a ×2 upsampling first): 36 planes of [tiles, C_in], one task per row of tiles.
+/// `affine` and a ×2 upsampling first): 36 planes of [tiles, C_in] into `transformed`, one task
+/// per row of tiles.
 fn transform_input_rows(
     x: &Nhwc,
     geometry: &Tiles,
     affine: Option<&ChannelAffine>,
     upsample: bool,
-    first_row: usize,
-    rows: usize,
-) -> Vec<f32> {
-    transform_by_row(x.channels, geometry, rows, |r, planes| {
+    (first_row, rows): (usize, usize),
+    transformed: &mut [f32],
+) {
+    transform_by_row(x.channels, geometry, rows, transformed, |r, planes| {
         vectorized(InputRow(InputRowArgs {
             x,
             geometry,
@@ -459,16 +461,21 @@ fn transform_input_rows(
     })
 }
 
-/// 36 planes of [tiles, channels] for `rows` rows of tiles, filled by `row(r, its 36 parts)`
-/// on every core.
+/// 36 planes of [tiles, channels] for `rows` rows of tiles, `transformed`, filled by
+/// `row(r, its 36 parts)` on every core.
 fn transform_by_row(
     channels: usize,
     geometry: &Tiles,
     rows: usize,
+    transformed: &mut [f32],
     row: impl Fn(usize, Vec<&mut [f32]>) + Send + Sync,
-) -> Vec<f32> {
+) {
     let tiles = rows * geometry.columns;
-    let mut transformed = vec![0.0f32; 36 * tiles * channels];
+    assert_eq!(
+        transformed.len(),
+        36 * tiles * channels,
+        "36 planes of the block's tiles"
+    );
     let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
     for plane in transformed.chunks_mut(tiles * channels) {
         for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * channels)) {
@@ -479,13 +486,12 @@ fn transform_by_row(
         .into_par_iter()
         .enumerate()
         .for_each(|(r, planes)| row(r, planes));
-    transformed
 }
 
 /// `A dy Aᵀ` of the 4×4 tiles of an output gradient, the tiles of `rows` rows of tiles from
-/// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map).
-fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize) -> Vec<f32> {
-    transform_by_row(dy.channels, geometry, rows, |r, planes| {
+/// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map) into `transformed`.
+fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, (first_row, rows): (usize, usize), transformed: &mut [f32]) {
+    transform_by_row(dy.channels, geometry, rows, transformed, |r, planes| {
         vectorized(GradientRow(GradientRowArgs {
             dy,
             geometry,
@@ -519,21 +525,28 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
     let per_row = 36 * geometry.columns * cin.max(cout) * 4;
     let rows_per_block = ((WEIGHT_GRADIENT_BLOCK_BYTES) / per_row.max(1)).max(1);
     let all_rows = x.batch * geometry.rows;
-    let mut sum: Option<Tensor<3>> = None;
+    let block_tiles = rows_per_block.min(all_rows) * geometry.columns;
+    let (mut v, mut g) = (
+        vec![0.0f32; 36 * block_tiles * cin],
+        vec![0.0f32; 36 * block_tiles * cout],
+    );
+    // Σ over blocks of gᵀ·v, accumulated in place.
+    let mut du = vec![0.0f32; 36 * cout * cin];
     for first_row in (0..all_rows).step_by(rows_per_block) {
         let rows = rows_per_block.min(all_rows - first_row);
         let tiles = rows * geometry.columns;
-        let v = transform_input_rows(x, &geometry, None, false, first_row, rows);
-        let g = transform_gradient_rows(dy, &geometry, first_row, rows);
-        let v = Tensor::<3>::from_data(TensorData::new(v, [36, tiles, cin]), device);
-        let g = Tensor::<3>::from_data(TensorData::new(g, [36, tiles, cout]), device);
-        let products = g.swap_dims(1, 2).matmul(v);
-        sum = Some(match sum {
-            Some(total) => total + products,
-            None => products,
-        });
+        let (v, g) = (&mut v[..36 * tiles * cin], &mut g[..36 * tiles * cout]);
+        transform_input_rows(x, &geometry, None, false, (first_row, rows), v);
+        transform_gradient_rows(dy, &geometry, (first_row, rows), g);
+        let g_t = Matrices::row_major(g, tiles, cout).transposed();
+        batched_gemm(
+            &mut du,
+            true,
+            g_t,
+            Matrices::row_major(v, tiles, cin),
+            [cout, tiles, cin],
+        );
     }
-    let du = sum.map_or_else(|| vec![0.0; 36 * cout * cin], to_vec);
     let mut dw = vec![0.0f32; cout * cin * 9];
     dw.par_chunks_mut(9).enumerate().for_each(|(k, filter)| {
         let mut u = [0.0f64; 36];
