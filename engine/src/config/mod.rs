@@ -165,6 +165,111 @@ impl FommConfig {
     }
 }
 
+/// What a training run trains: a config of one of the families that train (FOMM's YAML with
+/// its `train_params`, or TPSMM's), told apart as the model families tell configs apart (TPSMM's
+/// names `num_tps`).
+#[derive(Debug, Clone)]
+pub enum TrainingConfig {
+    Fomm(FommConfig),
+    Tpsmm(tpsmm::TpsmmConfigFile),
+}
+
+impl From<FommConfig> for TrainingConfig {
+    fn from(config: FommConfig) -> Self {
+        TrainingConfig::Fomm(config)
+    }
+}
+
+impl TrainingConfig {
+    /// Reads a YAML config of either family, with the keys it holds that the engine does not use.
+    pub fn read_yaml_file(path: impl AsRef<Path>) -> Result<(Self, Vec<String>)> {
+        let path = path.as_ref();
+        if tpsmm::is_tpsmm_file(path)? {
+            let mut file = tpsmm::TpsmmConfigFile::read(path)?;
+            let ignored = std::mem::take(&mut file.ignored_keys);
+            Ok((TrainingConfig::Tpsmm(file), ignored))
+        } else {
+            let file = FommConfig::read_yaml_file(path)?;
+            Ok((TrainingConfig::Fomm(file.config), file.ignored_keys))
+        }
+    }
+
+    /// The family's name, as the model families say it.
+    pub fn family(&self) -> &'static str {
+        match self {
+            TrainingConfig::Fomm(_) => "FOMM",
+            TrainingConfig::Tpsmm(_) => "TPSMM",
+        }
+    }
+
+    pub fn prioritycut(&self) -> &PriorityCutParams {
+        match self {
+            TrainingConfig::Fomm(c) => &c.prioritycut,
+            TrainingConfig::Tpsmm(c) => &c.prioritycut,
+        }
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.prioritycut().variant
+    }
+
+    pub fn set_variant(&mut self, variant: Variant) {
+        match self {
+            TrainingConfig::Fomm(c) => c.prioritycut.variant = variant,
+            TrainingConfig::Tpsmm(c) => c.prioritycut.variant = variant,
+        }
+    }
+
+    /// `dataset_params.frame_shape`: [height, width, channels].
+    pub fn frame_shape(&self) -> [usize; 3] {
+        match self {
+            TrainingConfig::Fomm(c) => c.frame_shape,
+            TrainingConfig::Tpsmm(c) => c.config.frame_shape,
+        }
+    }
+
+    pub fn dataset(&self) -> &DatasetParams {
+        match self {
+            TrainingConfig::Fomm(c) => &c.dataset,
+            TrainingConfig::Tpsmm(c) => &c.dataset,
+        }
+    }
+
+    /// `(num_epochs, num_repeats, batch_size)` of `train_params`.
+    pub fn schedule(&self) -> (usize, usize, usize) {
+        match self {
+            TrainingConfig::Fomm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
+            TrainingConfig::Tpsmm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
+        }
+    }
+
+    /// Overrides `train_params.batch_size` and `num_repeats` where given.
+    pub fn set_batches(&mut self, batch_size: Option<usize>, num_repeats: Option<usize>) {
+        let (batch, repeats) = match self {
+            TrainingConfig::Fomm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
+            TrainingConfig::Tpsmm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
+        };
+        *batch = batch_size.unwrap_or(*batch);
+        *repeats = num_repeats.unwrap_or(*repeats);
+    }
+
+    /// The perceptual pyramid: `(train_params.scales, loss_weights.perceptual)`.
+    pub fn perceptual(&self) -> (&[f64], &[f64]) {
+        match self {
+            TrainingConfig::Fomm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
+            TrainingConfig::Tpsmm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
+        }
+    }
+
+    /// Every value, in the family's layout (a run's `config.yaml`).
+    pub fn to_yaml(&self) -> String {
+        match self {
+            TrainingConfig::Fomm(c) => c.to_yaml(),
+            TrainingConfig::Tpsmm(c) => c.to_yaml(),
+        }
+    }
+}
+
 /// Size of one side after FOMM's anti-aliased downsampling by `scale` (a strided convolution).
 pub fn scaled(size: usize, scale: f64) -> usize {
     let step = (1.0 / scale).round() as usize;

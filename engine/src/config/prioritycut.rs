@@ -147,12 +147,17 @@ impl PriorityCutParams {
         Ok(())
     }
 
-    /// The generator adversarial weight for `variant`.
+    /// The generator adversarial weight for `variant` (FOMM's loss weights).
     pub fn generator_gan(&self, weights: &LossWeights) -> f64 {
+        self.generator_gan_weight(weights.generator_gan)
+    }
+
+    /// The generator adversarial weight for `variant`, given the config's `generator_gan`.
+    pub fn generator_gan_weight(&self, configured: f64) -> f64 {
         if !self.variant.adversarial() {
             0.0
-        } else if weights.generator_gan > 0.0 {
-            weights.generator_gan
+        } else if configured > 0.0 {
+            configured
         } else {
             self.adversarial_weight
         }

@@ -93,32 +93,48 @@ pub struct DatasetParams {
 impl TrainParams {
     /// MultiStepLR(γ = 0.1): the factor on the base learning rates during `epoch`.
     pub fn lr_factor(&self, epoch: usize) -> f64 {
-        let passed = self.epoch_milestones.iter().filter(|&&m| m <= epoch).count();
-        0.1f64.powi(passed as i32)
+        multistep_lr_factor(&self.epoch_milestones, epoch)
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.batch_size == 0 {
-            return Err("train_params.batch_size must be at least 1".into());
-        }
-        if self.num_repeats == 0 {
-            return Err("train_params.num_repeats must be at least 1".into());
-        }
-        if self
-            .scales
-            .iter()
-            .any(|&s| !(s > 0.0 && s <= 1.0 && (1.0 / s).fract() == 0.0))
-        {
-            return Err(format!(
-                "train_params.scales must be 1/n for whole n, got {:?}",
-                self.scales
-            ));
-        }
-        if self.loss_weights.perceptual.len() > 5 {
-            return Err("loss_weights.perceptual has more than the 5 VGG19 layers".into());
-        }
-        Ok(())
+        validate_batches_and_pyramid(
+            self.batch_size,
+            self.num_repeats,
+            &self.scales,
+            &self.loss_weights.perceptual,
+        )
     }
+}
+
+/// torch's MultiStepLR(γ = 0.1): the factor on the base learning rates during `epoch`.
+pub fn multistep_lr_factor(milestones: &[usize], epoch: usize) -> f64 {
+    let passed = milestones.iter().filter(|&&m| m <= epoch).count();
+    0.1f64.powi(passed as i32)
+}
+
+/// The `train_params` checks every family shares: batches, repeats, the perceptual pyramid.
+pub(super) fn validate_batches_and_pyramid(
+    batch_size: usize,
+    num_repeats: usize,
+    scales: &[f64],
+    perceptual: &[f64],
+) -> Result<(), String> {
+    if batch_size == 0 {
+        return Err("train_params.batch_size must be at least 1".into());
+    }
+    if num_repeats == 0 {
+        return Err("train_params.num_repeats must be at least 1".into());
+    }
+    if scales
+        .iter()
+        .any(|&s| !(s > 0.0 && s <= 1.0 && (1.0 / s).fract() == 0.0))
+    {
+        return Err(format!("train_params.scales must be 1/n for whole n, got {scales:?}"));
+    }
+    if perceptual.len() > 5 {
+        return Err("loss_weights.perceptual has more than the 5 VGG19 layers".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
+use super::tpsmm::{TpsmmConfigFile, TpsmmLossWeights, TpsmmTrainParams};
 use super::{
     AnimateParams, ConfigFile, DatasetParams, FommConfig, LossWeights, PriorityCutParams, TrainParams, TransformParams,
     Variant,
@@ -239,17 +240,56 @@ section! {
 section! {
     /// A TPSMM file (its repository's `config/*.yaml`): FOMM's layout, other model sections.
     TpsmmFileSection => TpsmmConfig {}
-    nested { dataset_params: DatasetSection, model_params: TpsmmModelSection }
+    nested {
+        dataset_params: DatasetSection,
+        model_params: TpsmmModelSection,
+        train_params: TpsmmTrainSection,
+        prioritycut_params: PriorityCutSection,
+    }
 }
 
 section! {
-    /// TPSMM's `model_params`, with two keys of ours for widths its code hard-codes.
+    /// TPSMM's `model_params`, with two keys of ours for widths its code hard-codes, and the
+    /// U-Net variants' `discriminator_params` (ours, FOMM's section).
     TpsmmModelSection => TpsmmConfig { resnet_width: usize, avd_hidden: Vec<usize> }
     nested {
         common_params: TpsmmCommonSection,
         generator_params: InpaintingSection,
         dense_motion_params: TpsmmDenseMotionSection,
         avd_network_params: AvdSection,
+        discriminator_params: DiscriminatorSection,
+    }
+}
+
+section! {
+    /// TPSMM's `train_params`.
+    TpsmmTrainSection => TpsmmTrainParams {
+        num_epochs: usize,
+        num_repeats: usize,
+        epoch_milestones: Vec<usize>,
+        lr_generator: f64,
+        lr_discriminator: f64,
+        batch_size: usize,
+        scales: Vec<f64>,
+        checkpoint_freq: usize,
+        dropout_epoch: usize,
+        dropout_maxp: f64,
+        dropout_startp: f64,
+        dropout_inc_epoch: usize,
+        bg_start: usize,
+    }
+    nested { transform_params: TransformSection, loss_weights: TpsmmLossWeightsSection }
+}
+
+section! {
+    TpsmmLossWeightsSection => TpsmmLossWeights {
+        perceptual: Vec<f64>,
+        equivariance_value: f64,
+        warp_loss: f64,
+        bg: f64,
+        generator_gan: f64,
+        discriminator_gan: f64,
+        feature_matching: Vec<f64>,
     }
 }
 
@@ -275,17 +315,23 @@ section! {
     AvdSection => TpsmmConfig { id_bottle_size: usize, pose_bottle_size: usize }
 }
 
-/// TPSMM's sections only its own scripts read (training is not read yet: it is listed).
-const TPSMM_SCRIPT_KEYS: [&str; 3] = ["train_avd_params", "visualizer_params", "reconstruction_params"];
+/// TPSMM's keys only its own scripts read: AVD training, logging, the data loader.
+const TPSMM_SCRIPT_KEYS: [&str; 4] = [
+    "train_avd_params",
+    "visualizer_params",
+    "reconstruction_params",
+    "train_params.dataloader_workers",
+];
 
-/// Reads a TPSMM config: its `vox-256.yaml` where the file is silent (not yet validated), the
-/// dataset parameters, and the keys left unread.
-pub(super) fn parse_tpsmm(text: &str) -> Result<(TpsmmConfig, DatasetParams, Vec<String>), String> {
+/// Reads a TPSMM config: its `vox-256.yaml` where the file is silent (not yet validated), and
+/// the keys left unread.
+pub(super) fn parse_tpsmm(text: &str) -> Result<TpsmmConfigFile, String> {
     let mut file: TpsmmFileSection = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
     let mut ignored = Vec::new();
     file.collect_unknown("", &mut ignored);
     let mut config = TpsmmConfig::new();
     let mut dataset = DatasetParams::new();
+    let mut discriminator = DiscriminatorConfig::new();
     if let Some(mut section) = file.dataset_params.take() {
         section.read_into(&mut config.frame_shape, &mut dataset)?;
     }
@@ -303,32 +349,71 @@ pub(super) fn parse_tpsmm(text: &str) -> Result<(TpsmmConfig, DatasetParams, Vec
         if let Some(mut avd) = model.avd_network_params.take() {
             avd.apply(&mut config);
         }
+        if let Some(mut section) = model.discriminator_params.take() {
+            section.apply(&mut discriminator);
+        }
+    }
+    discriminator.num_channels = config.num_channels;
+    let mut train = TpsmmTrainParams::new();
+    if let Some(mut section) = file.train_params.take() {
+        section.apply(&mut train);
+        if let Some(mut transform) = section.transform_params.take() {
+            transform.apply(&mut train.transform_params);
+        }
+        if let Some(mut weights) = section.loss_weights.take() {
+            weights.apply(&mut train.loss_weights);
+        }
+    }
+    let mut prioritycut = PriorityCutParams::new();
+    if let Some(mut section) = file.prioritycut_params.take() {
+        section.apply(&mut prioritycut);
     }
     ignored.retain(|key| {
         let known = FOMM_SCRIPT_KEYS.iter().chain(&TPSMM_SCRIPT_KEYS);
         !known.clone().any(|k| key == k || key.starts_with(&format!("{k}.")))
     });
-    Ok((config.with_common(), dataset, ignored))
+    Ok(TpsmmConfigFile {
+        config: config.with_common(),
+        dataset,
+        train,
+        discriminator,
+        prioritycut,
+        ignored_keys: ignored,
+    })
 }
 
-/// Writes every model value of a TPSMM config, in TPSMM's layout.
-pub(super) fn write_tpsmm(config: &TpsmmConfig) -> String {
-    let file = TpsmmFileSection {
+/// Writes every value of a TPSMM config, in TPSMM's layout.
+pub(super) fn write_tpsmm(file: &TpsmmConfigFile) -> String {
+    let config = &file.config;
+    let (dataset, train) = (&file.dataset, &file.train);
+    let out = TpsmmFileSection {
         dataset_params: Some(DatasetSection {
             frame_shape: Some(config.frame_shape.to_vec()),
-            ..DatasetSection::default()
+            augmentation_params: Some(AugmentationSection {
+                flip_param: Some(FlipSection::of(dataset)),
+                jitter_param: Some(JitterSection::of(dataset)),
+                ..AugmentationSection::default()
+            }),
+            ..DatasetSection::of(dataset)
         }),
         model_params: Some(TpsmmModelSection {
             common_params: Some(TpsmmCommonSection::of(config)),
             generator_params: Some(InpaintingSection::of(&config.inpainting)),
             dense_motion_params: Some(TpsmmDenseMotionSection::of(&config.dense_motion)),
             avd_network_params: Some(AvdSection::of(config)),
+            discriminator_params: Some(DiscriminatorSection::of(&file.discriminator)),
             ..TpsmmModelSection::of(config)
         }),
+        train_params: Some(TpsmmTrainSection {
+            transform_params: Some(TransformSection::of(&train.transform_params)),
+            loss_weights: Some(TpsmmLossWeightsSection::of(&train.loss_weights)),
+            ..TpsmmTrainSection::of(train)
+        }),
+        prioritycut_params: Some(PriorityCutSection::of(&file.prioritycut)),
         ..TpsmmFileSection::default()
     };
-    // Every value here is a plain number, bool or list: serializing cannot fail.
-    serde_yaml_ng::to_string(&file).unwrap_or_default()
+    // Every value here is a plain number, string, bool or list: serializing cannot fail.
+    serde_yaml_ng::to_string(&out).unwrap_or_default()
 }
 
 /// Reads a config: FOMM's `vox-256.yaml` where the file is silent, then validated.
