@@ -8,4 +8,4 @@ pub mod transform;
 
 pub use cutmix::cutmix_mask;
 pub use prioritycut::{PriorityCutMaps, mix, priority_cut};
-pub use transform::RandomTps;
+pub use transform::{RandomTps, TpsForm};

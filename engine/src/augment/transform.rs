@@ -1,12 +1,15 @@
-//! FOMM's random thin-plate-spline transform for the equivariance loss (FOMM §3.3,
-//! `modules/model.py`, `Transform`): a noisy affine map plus a TPS with random weights on a grid
-//! of control points,
+//! The random thin-plate-spline transform of the equivariance loss: a noisy affine map plus a
+//! TPS with random weights on a grid of control points,
 //!
-//! `T(z) = A·z + t + Σ_k w_k · r_k² · log(r_k + 1e-6)`, with `r_k = |z − p_k|₁` (FOMM's L1
-//! distance), the TPS term added to both coordinates.
+//! `T(z) = A·z + t + Σ_k w_k · φ(z − p_k)`, the TPS term added to both coordinates,
+//!
+//! in each family's form ([`TpsForm`]): FOMM's (§3.3, `modules/model.py`, `Transform`)
+//! `φ = r² · log(r + 1e-6)` with `r = |z − p_k|₁` (an L1 distance), or TPSMM's
+//! (`modules/util.py`, `TPS(mode='random')`) `φ = s · log(s + 1e-9)` with `s = |z − p_k|₂²`.
 //!
 //! FOMM differentiates `T` by autograd; here its Jacobian is written out:
-//! `∂T/∂z = A + 1 ⊗ Σ_k w_k (2 r_k log(r_k + ε) + r_k² / (r_k + ε)) · sign(z − p_k)`.
+//! `∂T/∂z = A + 1 ⊗ Σ_k w_k ∂φ/∂z`, with `∂φ/∂z = (2 r log(r + ε) + r² / (r + ε)) · sign(z − p_k)`
+//! (FOMM) or `(log(s + ε) + s / (s + ε)) · 2 (z − p_k)` (TPSMM).
 
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -15,7 +18,23 @@ use crate::config::TransformParams;
 use crate::model::keypoints::coordinate_grid_xy;
 use crate::rng::Rng;
 
-const TPS_EPSILON: f64 = 1e-6;
+/// The radial function of a family's random TPS, and how it samples a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TpsForm {
+    /// `r² log(r + 1e-6)` of the L1 distance; frames sampled with `align_corners=False`.
+    Fomm,
+    /// `s log(s + 1e-9)` of the squared L2 distance; frames sampled with `align_corners=True`.
+    Tpsmm,
+}
+
+impl TpsForm {
+    fn epsilon(self) -> f64 {
+        match self {
+            TpsForm::Fomm => 1e-6,
+            TpsForm::Tpsmm => 1e-9,
+        }
+    }
+}
 
 /// One random transform per batch element.
 #[derive(Debug, Clone)]
@@ -26,6 +45,7 @@ pub struct RandomTps {
     pub control_points: Vec<[f32; 2]>,
     /// [b][points²] TPS weights ~ N(0, σ_tps²); empty without the TPS part.
     pub control_params: Vec<Vec<f32>>,
+    pub form: TpsForm,
 }
 
 impl RandomTps {
@@ -64,7 +84,14 @@ impl RandomTps {
             theta,
             control_points,
             control_params,
+            form: TpsForm::Fomm,
         }
+    }
+
+    /// The same transform in `form`.
+    pub fn in_form(mut self, form: TpsForm) -> Self {
+        self.form = form;
+        self
     }
 
     pub fn batch(&self) -> usize {
@@ -81,8 +108,8 @@ impl RandomTps {
         Tensor::from_data(TensorData::new(values, [self.batch(), 1, 1]), device)
     }
 
-    /// Per element and point: r_k, sign(x − p_x), sign(y − p_y) and the weights, [b, n, K].
-    fn tps_terms(&self, x: &Tensor<3>, y: &Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>, Tensor<3>) {
+    /// Per element and point: the offsets `z − p_k` in x and y, and the weights, [b, n, K].
+    fn tps_terms(&self, x: &Tensor<3>, y: &Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
         let device = x.device();
         let k = self.control_points.len();
         let px: Vec<f32> = self.control_points.iter().map(|p| p[0]).collect();
@@ -91,10 +118,15 @@ impl RandomTps {
         let py = Tensor::<3>::from_data(TensorData::new(py, [1, 1, k]), &device);
         let weights: Vec<f32> = self.control_params.iter().flatten().copied().collect();
         let weights = Tensor::<3>::from_data(TensorData::new(weights, [self.batch(), 1, k]), &device);
-        let dx = x.clone() - px;
-        let dy = y.clone() - py;
-        let distance = dx.clone().abs() + dy.clone().abs();
-        (distance, dx.sign(), dy.sign(), weights)
+        (x.clone() - px, y.clone() - py, weights)
+    }
+
+    /// The distance the form's radial function takes: `|z − p|₁` (FOMM) or `|z − p|₂²` (TPSMM).
+    fn distance(&self, dx: &Tensor<3>, dy: &Tensor<3>) -> Tensor<3> {
+        match self.form {
+            TpsForm::Fomm => dx.clone().abs() + dy.clone().abs(),
+            TpsForm::Tpsmm => dx.clone().square() + dy.clone().square(),
+        }
     }
 
     fn split(coordinates: &Tensor<3>) -> (Tensor<3>, Tensor<3>) {
@@ -111,8 +143,13 @@ impl RandomTps {
         let mut wx = t(0, 0) * x.clone() + t(0, 1) * y.clone() + t(0, 2);
         let mut wy = t(1, 0) * x.clone() + t(1, 1) * y.clone() + t(1, 2);
         if self.has_tps() {
-            let (distance, _, _, weights) = self.tps_terms(&x, &y);
-            let radial = distance.clone().square() * (distance + TPS_EPSILON).log();
+            let (dx, dy, weights) = self.tps_terms(&x, &y);
+            let distance = self.distance(&dx, &dy);
+            let shifted_log = (distance.clone() + self.form.epsilon()).log();
+            let radial = match self.form {
+                TpsForm::Fomm => distance.square() * shifted_log,
+                TpsForm::Tpsmm => distance * shifted_log,
+            };
             let offset = (radial * weights).sum_dim(2);
             wx = wx + offset.clone();
             wy = wy + offset;
@@ -128,20 +165,30 @@ impl RandomTps {
         let t = |r, c| self.theta_entry(r, c, &device) + x.zeros_like();
         let (mut gx, mut gy) = (x.zeros_like(), x.zeros_like());
         if self.has_tps() {
-            let (distance, sx, sy, weights) = self.tps_terms(&x, &y);
-            let shifted = distance.clone() + TPS_EPSILON;
-            let derivative = distance.clone() * shifted.clone().log() * 2.0 + distance.clone().square() / shifted;
-            let common = derivative * weights;
-            gx = (common.clone() * sx).sum_dim(2);
-            gy = (common * sy).sum_dim(2);
+            let (dx, dy, weights) = self.tps_terms(&x, &y);
+            let distance = self.distance(&dx, &dy);
+            let shifted = distance.clone() + self.form.epsilon();
+            let (along_x, along_y) = match self.form {
+                TpsForm::Fomm => {
+                    let derivative =
+                        distance.clone() * shifted.clone().log() * 2.0 + distance.clone().square() / shifted;
+                    (derivative.clone() * dx.sign(), derivative * dy.sign())
+                }
+                TpsForm::Tpsmm => {
+                    let derivative = (shifted.clone().log() + distance / shifted) * 2.0;
+                    (derivative.clone() * dx, derivative * dy)
+                }
+            };
+            gx = (along_x * weights.clone()).sum_dim(2);
+            gy = (along_y * weights).sum_dim(2);
         }
         let top = Tensor::cat(vec![t(0, 0) + gx.clone(), t(0, 1) + gy.clone()], 2);
         let bottom = Tensor::cat(vec![t(1, 0) + gx, t(1, 1) + gy], 2);
         Tensor::stack::<4>(vec![top, bottom], 2).reshape([b, n, 2, 2])
     }
 
-    /// The frames [b, c, h, w] resampled at T(grid), reflection padding, as FOMM's
-    /// `transform_frame`.
+    /// The frames [b, c, h, w] resampled at T(grid), reflection padding, as the family's
+    /// `transform_frame` and the `grid_sample` after it.
     pub fn transform_frame(&self, frame: Tensor<4>) -> Tensor<4> {
         let device = frame.device();
         let [b, _, h, w] = frame.dims();
@@ -151,7 +198,9 @@ impl RandomTps {
         let grid = self.warp_coordinates(grid).reshape([b, h, w, 2]);
         frame.grid_sample_2d(
             grid,
-            GridSampleOptions::new(InterpolateMode::Bilinear).with_padding_mode(GridSamplePaddingMode::Reflection),
+            GridSampleOptions::new(InterpolateMode::Bilinear)
+                .with_padding_mode(GridSamplePaddingMode::Reflection)
+                .with_align_corners(self.form == TpsForm::Tpsmm),
         )
     }
 }
@@ -184,10 +233,16 @@ mod tests {
     /// The analytic Jacobian against central finite differences of `warp_coordinates`.
     #[test]
     fn jacobian_matches_finite_differences() {
+        for form in [TpsForm::Fomm, TpsForm::Tpsmm] {
+            jacobian_matches_finite_differences_in(form);
+        }
+    }
+
+    fn jacobian_matches_finite_differences_in(form: TpsForm) {
         let device = Device::flex();
         let mut rng = Rng::seed(5);
         let params = TransformParams::new().with_sigma_tps(0.3);
-        let tps = RandomTps::sample(1, &params, &mut rng);
+        let tps = RandomTps::sample(1, &params, &mut rng).in_form(form);
         let (x, y) = (0.37f32, -0.21f32);
         let j: Vec<f32> = tps
             .jacobian(points(&[x, y], &device))
@@ -209,7 +264,7 @@ mod tests {
             (yp[1] - ym[1]) / (2.0 * h),
         ];
         for (a, n) in j.iter().zip(numeric) {
-            assert!((a - n).abs() < 2e-3, "analytic {j:?} numeric {numeric:?}");
+            assert!((a - n).abs() < 2e-3, "{form:?}: analytic {j:?} numeric {numeric:?}");
         }
     }
 }
