@@ -1,5 +1,5 @@
 //! Adam as FOMM uses it: `torch.optim.Adam(params, lr, betas=(0.5, 0.999))`, ε = 1e-8, no weight
-//! decay. Its state is keyed by parameter path (`generator.first.conv.weight`), saved as a
+//! decay; TPSMM's adds torch's L2 weight decay (`grad + λ·param`). Its state is keyed by parameter path (`generator.first.conv.weight`), saved as a
 //! safetensors file beside the model, and loaded onto whatever device the run uses.
 //!
 //! burn's own `ModuleOptimizer` is not used because its `load_record` materializes the state on
@@ -30,6 +30,8 @@ pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
+    /// torch's `weight_decay`: `λ·param` added to the gradient before the moments.
+    pub weight_decay: f64,
     state: BTreeMap<String, Moments>,
 }
 
@@ -40,7 +42,19 @@ impl Adam {
             beta1: 0.5,
             beta2: 0.999,
             epsilon: 1e-8,
+            weight_decay: 0.0,
             state: BTreeMap::new(),
+        }
+    }
+
+    /// TPSMM's optimizers: β = (0.5, 0.999), weight decay 1e-4 (`train.py`).
+    pub fn tpsmm() -> Self {
+        let (beta1, beta2) = crate::config::tpsmm::ADAM_BETAS;
+        Self {
+            beta1,
+            beta2,
+            weight_decay: crate::config::tpsmm::ADAM_WEIGHT_DECAY,
+            ..Self::fomm()
         }
     }
 
@@ -77,6 +91,7 @@ impl Adam {
         metadata.insert("beta1".to_string(), self.beta1.to_string());
         metadata.insert("beta2".to_string(), self.beta2.to_string());
         metadata.insert("epsilon".to_string(), self.epsilon.to_string());
+        metadata.insert("weight_decay".to_string(), self.weight_decay.to_string());
         for (path, moments) in &self.state {
             metadata.insert(format!("{path}.step"), moments.step.to_string());
             for (suffix, tensor) in [("exp_avg", &moments.exp_avg), ("exp_avg_sq", &moments.exp_avg_sq)] {
@@ -123,6 +138,8 @@ impl Adam {
             beta1: number("beta1")?,
             beta2: number("beta2")?,
             epsilon: number("epsilon")?,
+            // States saved before weight decay existed had none.
+            weight_decay: number("weight_decay").unwrap_or(0.0),
             state: BTreeMap::new(),
         };
         let read = |name: &str| -> Result<Tensor<1>> {
@@ -185,6 +202,11 @@ impl ModuleMapper for AdamMapper<'_> {
         let grad = grad.to_device(&device).reshape([n]);
         let previous = self.adam.state.remove(&path);
         let flat = value.reshape([n]);
+        let grad = if self.adam.weight_decay != 0.0 {
+            grad + flat.clone() * self.adam.weight_decay
+        } else {
+            grad
+        };
         let (updated, moments) = update(flat, grad, previous, self.lr, self.adam);
         self.adam.state.insert(path, moments);
         let mut updated = Tensor::from_inner(updated.reshape(shape));
@@ -193,6 +215,54 @@ impl ModuleMapper for AdamMapper<'_> {
         }
         Param::from_mapped_value(id, updated, mapper)
     }
+}
+
+/// torch's `clip_grad_norm_(module.parameters(), max_norm, norm_type=inf)` on the gradients of
+/// `module` in `grads`: the largest absolute gradient value over all of them is the norm, and
+/// every gradient is scaled by `max_norm / (norm + 1e-6)` where that is below 1. Returns the norm.
+pub fn clip_gradients_max_abs<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    struct Ids(Vec<(burn::module::ParamId, usize)>);
+    impl burn::module::ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push((param.id, D));
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    fn flat<const D: usize>(grads: &GradientsParams, id: burn::module::ParamId) -> Option<Tensor<1>> {
+        grads.get::<D>(id).map(|g| g.flatten::<1>(0, D - 1))
+    }
+    let gradient = |grads: &GradientsParams, id, dims| match dims {
+        1 => flat::<1>(grads, id),
+        2 => flat::<2>(grads, id),
+        3 => flat::<3>(grads, id),
+        4 => flat::<4>(grads, id),
+        _ => None,
+    };
+    let norm = ids
+        .0
+        .iter()
+        .filter_map(|&(id, dims)| gradient(grads, id, dims))
+        .map(|g| f64::from(g.abs().max().into_scalar::<f32>()))
+        .fold(0.0f64, f64::max);
+    let coefficient = max_norm / (norm + 1e-6);
+    if coefficient < 1.0 {
+        fn scale<const D: usize>(grads: &mut GradientsParams, id: burn::module::ParamId, by: f64) {
+            if let Some(g) = grads.remove::<D>(id) {
+                grads.register(id, g * by);
+            }
+        }
+        for &(id, dims) in &ids.0 {
+            match dims {
+                1 => scale::<1>(grads, id, coefficient),
+                2 => scale::<2>(grads, id, coefficient),
+                3 => scale::<3>(grads, id, coefficient),
+                4 => scale::<4>(grads, id, coefficient),
+                _ => {}
+            }
+        }
+    }
+    norm
 }
 
 /// torch's bias corrections at `step` (from 1): `p -= lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)`
@@ -311,6 +381,59 @@ mod tests {
             assert!((*g as f64 - e).abs() < 1e-6, "{got:?} vs {expected:?}");
         }
         assert!(model.layer.weight.val().is_require_grad());
+    }
+
+    /// TPSMM's weight decay: torch adds `λ·w` to the gradient before the moments, so with a
+    /// large λ a weight moves against its own sign even where the loss pulls the other way.
+    #[test]
+    fn weight_decay_joins_the_gradient_as_torch_adds_it() {
+        let device = Device::flex().autodiff();
+        let mut model = Tiny {
+            layer: LinearConfig::new(2, 1).with_bias(false).init(&device),
+        };
+        model.layer.weight = Param::from_data(TensorData::new(vec![1.0f32, -2.0], [2, 1]), &device);
+        let mut adam = Adam::tpsmm();
+        adam.weight_decay = 10.0;
+        // loss = −0.5·w₀ + 0.5·w₁: g = (−0.5, 0.5); g + 10·w = (9.5, −19.5): both move toward 0.
+        let w = model.layer.weight.val();
+        let loss = (w.clone().narrow(0, 0, 1) * -0.5 + w.narrow(0, 1, 1) * 0.5).sum();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = adam.step(0.1, model, &mut grads);
+        let got = values(model.layer.weight.val());
+        assert!((got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6, "{got:?}");
+    }
+
+    /// torch's `clip_grad_norm_(norm_type=inf)`: every gradient scaled by 10 / (max |g| + 1e-6)
+    /// when that is below 1; untouched otherwise.
+    #[test]
+    fn clipping_by_the_largest_gradient_value() {
+        let device = Device::flex().autodiff();
+        let mut model = Tiny {
+            layer: LinearConfig::new(2, 1).with_bias(true).init(&device),
+        };
+        model.layer.weight = Param::from_data(TensorData::new(vec![1.0f32, 1.0], [2, 1]), &device);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![40.0f32, -8.0], [1, 2]), &device);
+        let grads_of =
+            |model: &Tiny| GradientsParams::from_grads(model.layer.forward(x.clone()).sum().backward(), model);
+        let mut grads = grads_of(&model);
+        let norm = clip_gradients_max_abs(&model, &mut grads, 10.0);
+        assert!((norm - 40.0).abs() < 1e-9);
+        let weight: Tensor<2> = grads.get(model.layer.weight.id).expect("weight gradient");
+        let bias: Tensor<1> = grads
+            .get(model.layer.bias.as_ref().expect("bias").id)
+            .expect("bias gradient");
+        let scale = 10.0 / (40.0 + 1e-6);
+        let w = values(weight);
+        assert!(
+            (w[0] as f64 - 40.0 * scale).abs() < 1e-5 && (w[1] as f64 + 8.0 * scale).abs() < 1e-5,
+            "{w:?}"
+        );
+        let b = bias.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+        assert!((b[0] as f64 - scale).abs() < 1e-6, "{b:?}");
+        let mut small = grads_of(&model);
+        assert!((clip_gradients_max_abs(&model, &mut small, 100.0) - 40.0).abs() < 1e-9);
+        let w: Tensor<2> = small.get(model.layer.weight.id).expect("weight gradient");
+        assert_eq!(values(w), vec![40.0, -8.0]);
     }
 
     /// The kernels crate's single pass on flex and the composed update agree to the last bit,
