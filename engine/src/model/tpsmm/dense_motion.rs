@@ -12,7 +12,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::tps::ThinPlateSplines;
 use crate::kernels::{convolve, grid_sample_align_corners};
@@ -82,9 +82,13 @@ pub struct DenseMotion {
 /// TPSMM's dropout of transformations during early training (Eq. 7–8): each of the K
 /// keypoint transformations is dropped with probability `p` per image (never the background),
 /// the others' logits scaled by `1/(1−p)` — after their exponentials, as the official code does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TransformDropout {
     pub probability: f64,
+    /// One uniform draw in [0, 1) per image and transformation, [b][K+1] row by row (the
+    /// background's is not read): drawn by the caller, so that a training run's stream of
+    /// random numbers is its own, whatever else the device draws.
+    pub draws: Vec<f32>,
 }
 
 impl DenseMotionConfig {
@@ -210,7 +214,7 @@ impl DenseMotionNetwork {
         let mut levels = self.hourglass.forward_levels(input);
         let logits = convolve(&self.maps, levels[levels.len() - 1].clone());
         let contribution_maps = match dropout {
-            Some(dropout) => dropout_softmax(logits, dropout.probability),
+            Some(dropout) => dropout_softmax(logits, &dropout),
             None => softmax(logits, 1),
         };
 
@@ -244,14 +248,18 @@ impl DenseMotionNetwork {
 /// channels of an image each dropped with probability `p` (zeroed), normalised by their sum
 /// `+ 1e-6`. (The official code also divides the logits by `1 − p` after taking their
 /// exponentials, which changes nothing it returns.)
-fn dropout_softmax(logits: Tensor<4>, probability: f64) -> Tensor<4> {
+fn dropout_softmax(logits: Tensor<4>, dropout: &TransformDropout) -> Tensor<4> {
     let [b, n, _, _] = logits.dims();
     let device = logits.device();
-    let keep = Tensor::<2>::random([b, n], Distribution::Uniform(0.0, 1.0), &device)
-        .lower_elem(1.0 - probability)
-        .float();
-    let background = Tensor::<2>::ones([b, 1], &device);
-    let keep = Tensor::cat(vec![background, keep.narrow(1, 1, n - 1)], 1).reshape([b, n, 1, 1]);
+    let threshold = (1.0 - dropout.probability) as f32;
+    // torch's `rand < 1 − p` keeps a transformation; the background is always kept.
+    let keep: Vec<f32> = (0..b * n)
+        .map(|i| {
+            let draw = dropout.draws.get(i).copied().unwrap_or(0.0);
+            if i % n == 0 || draw < threshold { 1.0 } else { 0.0 }
+        })
+        .collect();
+    let keep = Tensor::<4>::from_data(TensorData::new(keep, [b, n, 1, 1]), &device);
     let max = logits.clone().max_dim(1);
     let exp = (logits - max).exp() * keep;
     let partition = exp.clone().sum_dim(1) + 1e-6;
@@ -263,5 +271,44 @@ impl InferenceForm for DenseMotionNetwork {
         self.hourglass = self.hourglass.into_inference_form();
         self.up = self.up.into_inference_form();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A draw under 1 − p keeps a transformation, one above drops it (never the background);
+    /// keeping all is the softmax (but for the 1e-6 in the partition).
+    #[test]
+    fn dropout_keeps_the_background_and_what_its_draws_keep() {
+        let device = Device::flex();
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0], [2, 3, 1, 1]),
+            &device,
+        );
+        let values = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+        let all_kept = TransformDropout {
+            probability: 0.3,
+            draws: vec![0.9; 6],
+        };
+        // The background's draw (0.9 > 0.7) is not read: only the keypoints' are.
+        let kept = values(dropout_softmax(logits.clone(), &all_kept));
+        let mut some = all_kept.clone();
+        some.draws = vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let softmax = values(softmax(logits.clone(), 1));
+        for (a, b) in values(dropout_softmax(logits.clone(), &some)).iter().zip(&softmax) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // 0.9 ≥ 0.7 drops every keypoint transformation: the background takes all the motion.
+        assert!(
+            (kept[0] - 1.0).abs() < 1e-5 && kept[1] == 0.0 && kept[2] == 0.0,
+            "{kept:?}"
+        );
+        some.draws = vec![0.9, 0.1, 0.8, 0.9, 0.9, 0.1];
+        let mixed = values(dropout_softmax(logits, &some));
+        assert_eq!(mixed[2], 0.0);
+        assert!((mixed[0] + mixed[1] - 1.0).abs() < 1e-5 && mixed[1] > 0.0, "{mixed:?}");
+        assert!(mixed[4] == 0.0 && mixed[5] > 0.0, "{mixed:?}");
     }
 }

@@ -52,7 +52,8 @@ pub struct InpaintingOutput {
     pub deformed: Tensor<4>,
     /// [b, c, H, W] the generated frame.
     pub prediction: Tensor<4>,
-    /// Each encoder level warped and occluded, deepest first (the warp loss's targets).
+    /// Each encoder level warped and occluded, deepest first: the warp loss's side, whose
+    /// gradient reaches the flow only (levels and masks detached, as the official code does).
     pub warped_encoder_maps: Vec<Tensor<4>>,
 }
 
@@ -144,16 +145,30 @@ impl InpaintingNetwork {
         let mask = |level: usize| &masks[if self.multi_mask { level } else { 0 }];
         let n = self.down_blocks.len();
 
-        let deepest = encoded[n].clone();
-        let mut out = self.occlude(deform_input(deepest, deformation), mask(0));
-        let mut warped_encoder_maps = vec![out.clone().detach()];
+        // In training the warp loss differentiates the flow through a second warp of each level,
+        // detached; in inference the level warped for the decoder is the same value.
+        let training = deformation.is_require_grad();
+        let for_warp_loss = |level: &Tensor<4>, warped: &Tensor<4>, mask: &Tensor<4>| {
+            if training {
+                self.occlude(
+                    deform_input(level.clone().detach(), deformation),
+                    &mask.clone().detach(),
+                )
+            } else {
+                warped.clone()
+            }
+        };
+        let deepest = &encoded[n];
+        let mut out = self.occlude(deform_input(deepest.clone(), deformation), mask(0));
+        let mut warped_encoder_maps = vec![for_warp_loss(deepest, &out, mask(0))];
         let mut skip = out.clone();
         for i in 0..n {
             out = self.resblock[2 * i].forward(out);
             out = self.resblock[2 * i + 1].forward(out);
             out = self.up_blocks[i].forward(out);
-            skip = self.occlude(deform_input(encoded[n - 1 - i].clone(), deformation), mask(i + 1));
-            warped_encoder_maps.push(skip.clone().detach());
+            let level = &encoded[n - 1 - i];
+            skip = self.occlude(deform_input(level.clone(), deformation), mask(i + 1));
+            warped_encoder_maps.push(for_warp_loss(level, &skip, mask(i + 1)));
             if i + 1 < n {
                 out = cat_channels(vec![out, skip.clone()]);
             }
@@ -176,6 +191,23 @@ impl InpaintingNetwork {
             prediction,
             warped_encoder_maps,
         }
+    }
+}
+
+impl InpaintingNetwork {
+    /// The driving frame's own encoder levels, each masked by the occlusion mask of its
+    /// resolution, shallowest first: the warp loss's targets (`get_encode`; no gradient reaches
+    /// them or the masks). `occlusion_map` coarsest first, as the dense motion gives them.
+    pub fn encode_driving(&self, driving: Tensor<4>, occlusion_map: &[Tensor<4>]) -> Vec<Tensor<4>> {
+        let finest = occlusion_map.len() - 1;
+        let mask = |i: usize| occlusion_map[finest.saturating_sub(i)].clone().detach();
+        let mut out = self.first.forward(driving.detach()).detach();
+        let mut levels = vec![self.occlude(out.clone(), &mask(0))];
+        for (i, block) in self.down_blocks.iter().enumerate() {
+            out = block.forward(out).detach();
+            levels.push(self.occlude(out.clone(), &mask(i + 1)));
+        }
+        levels
     }
 }
 
