@@ -247,7 +247,7 @@ fn train_variant(
     train_options.snapshot_every = None;
     train_options.vgg19 = options.vgg19.clone();
     train_options.resume = RunDir::open(run_dir, false)?.latest().is_some();
-    let finish = train(config, train_options, selected, stop, on_event)?;
+    let finish = train(config.into(), train_options, selected, stop, on_event)?;
     Ok(match finish {
         (Finish::Completed, step) => Some(step),
         (Finish::Stopped, _) => None,

@@ -968,7 +968,7 @@ pub fn bench_train(
     use crate::rng::Rng;
     let train_device = device.clone().autodiff();
     if *perceptual != BenchPerceptual::PixelPyramid {
-        crate::train::check_vgg_sizes(config)?;
+        crate::train::check_vgg_sizes(&config.clone().into())?;
     }
     let features = match perceptual {
         BenchPerceptual::Vgg19File(path) => PerceptualFeatures::Vgg19 {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use prioritycut_engine::ablation::{AblationEvent, AblationOptions, run_ablation};
-use prioritycut_engine::config::{FommConfig, Variant};
+use prioritycut_engine::config::{FommConfig, TrainingConfig, Variant};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::train::TrainEvent;
 
@@ -61,8 +61,11 @@ pub struct AblateArgs {
 }
 
 pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
-    let mut config = FommConfig::from_yaml_file(&args.config)?;
-    args.overrides.apply(&mut config)?;
+    let mut training = TrainingConfig::from(FommConfig::from_yaml_file(&args.config)?);
+    args.overrides.apply(&mut training)?;
+    let TrainingConfig::Fomm(config) = training else {
+        anyhow::bail!("the ablation trains FOMM configs");
+    };
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
     let selected = args.device.open()?;
     let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);

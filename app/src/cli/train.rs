@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::checkpoint::RunDir;
-use prioritycut_engine::config::{FommConfig, Variant};
+use prioritycut_engine::config::{TrainingConfig, Variant};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
 
 use super::DeviceArgs;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// FOMM YAML config (model, train_params, prioritycut_params). With --resume it may be
-    /// left out: the run's own config.yaml is used.
+    /// FOMM's or TPSMM's YAML config (model, train_params, prioritycut_params). With --resume
+    /// it may be left out: the run's own config.yaml is used.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Dataset in FOMM's layout (DIR/train, DIR/test); see `prioritycut make-dataset`.
@@ -68,15 +68,10 @@ pub struct TrainOverrides {
 }
 
 impl TrainOverrides {
-    pub fn apply(&self, config: &mut FommConfig) -> anyhow::Result<()> {
-        if let Some(b) = self.batch_size {
-            anyhow::ensure!(b > 0, "--batch-size must be at least 1");
-            config.train.batch_size = b;
-        }
-        if let Some(r) = self.num_repeats {
-            anyhow::ensure!(r > 0, "--num-repeats must be at least 1");
-            config.train.num_repeats = r;
-        }
+    pub fn apply(&self, config: &mut TrainingConfig) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch_size != Some(0), "--batch-size must be at least 1");
+        anyhow::ensure!(self.num_repeats != Some(0), "--num-repeats must be at least 1");
+        config.set_batches(self.batch_size, self.num_repeats);
         Ok(())
     }
 }
@@ -85,16 +80,15 @@ pub(super) fn parse_variant(text: &str) -> Result<Variant, String> {
     text.parse().map_err(|e: prioritycut_engine::EngineError| e.to_string())
 }
 
-fn load_config(args: &TrainArgs) -> anyhow::Result<FommConfig> {
+fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     let (path, replaced) = RunDir::config_to_train_with(&args.out, args.resume, args.config.as_deref())?;
     if replaced {
         eprintln!("note: resuming with the run's own {}", path.display());
     }
-    let file = FommConfig::read_yaml_file(&path)?;
-    super::report_ignored_keys(&file.ignored_keys);
-    let mut config = file.config;
+    let (mut config, ignored_keys) = TrainingConfig::read_yaml_file(&path)?;
+    super::report_ignored_keys(&ignored_keys);
     if let Some(variant) = args.variant {
-        config.prioritycut.variant = variant;
+        config.set_variant(variant);
     }
     args.overrides.apply(&mut config)?;
     Ok(config)

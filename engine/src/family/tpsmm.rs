@@ -42,8 +42,14 @@ impl ModelFamily for Tpsmm {
             }
             CheckpointFormat::Burnpack => {
                 // An export holds what animation needs: no background predictor, and the AVD
-                // network only where the model had one.
-                let missing = load_burnpack(&mut models, weights, &["avd_network."], &["bg_predictor."])?;
+                // network only where the model had one; a training run's checkpoint has no AVD
+                // network and may hold the U-Net variants' discriminator.
+                let missing = load_burnpack(
+                    &mut models,
+                    weights,
+                    &["avd_network."],
+                    &["bg_predictor.", "unet_discriminator."],
+                )?;
                 if missing.iter().any(|key| key.starts_with("avd_network.")) {
                     models.avd_network = None;
                 }

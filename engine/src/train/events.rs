@@ -8,10 +8,12 @@ use crate::config::Variant;
 use crate::render::Snapshot;
 
 /// The loss columns of `losses.csv`, in order; a step leaves the ones its variant lacks empty.
-pub const LOSS_NAMES: [&str; 11] = [
+pub const LOSS_NAMES: [&str; 13] = [
     "perceptual",
     "equivariance_value",
     "equivariance_jacobian",
+    "warp_loss",
+    "bg",
     "gen_gan",
     "feature_matching",
     "disc_gan",

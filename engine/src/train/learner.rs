@@ -12,20 +12,19 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::events::{LOSS_NAMES, StepReport};
+use super::monitor::{StepTensors, scalars};
 use super::optim::Adam;
-use crate::augment::{RandomTps, cutmix_mask, mix, priority_cut};
+use super::unet::{self, DiscriminatorPass, sum_losses};
+use crate::augment::{RandomTps, cutmix_mask};
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::FommConfig;
 use crate::config::Variant;
-use crate::frames::tensor_to_image;
 use crate::loss::{
-    ImagePyramid, PerceptualLoss, consistency, decoder_on_mixed, equivariance_jacobian, equivariance_value,
-    feature_matching, lsgan_fake, lsgan_real,
+    ImagePyramid, PerceptualLoss, equivariance_jacobian, equivariance_value, feature_matching, lsgan_fake, lsgan_real,
 };
-use crate::model::blocks::resize_bilinear;
 use crate::model::unet_discriminator::{UNetDiscriminator, UNetDiscriminatorConfig};
 use crate::model::{GeneratorOutput, Keypoints, KpDetector, MultiScaleDiscriminator, OcclusionAwareGenerator};
-use crate::render::{Map, Snapshot, SnapshotImage, SnapshotMap};
+use crate::render::Snapshot;
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
@@ -97,22 +96,6 @@ pub struct Learner {
     disc_pyramid: ImagePyramid,
 }
 
-/// What a step computed, kept for a snapshot.
-struct StepTensors {
-    source: Tensor<4>,
-    driving: Tensor<4>,
-    deformed: Tensor<4>,
-    prediction: Tensor<4>,
-    dense_mask: Tensor<4>,
-    occlusion: Option<Tensor<4>>,
-    kp_source: Tensor<3>,
-    kp_driving: Tensor<3>,
-    /// (mask, mixed image) of the step's CutMix, if the discriminator trained on one.
-    cutmix: Option<(Tensor<4>, Tensor<4>)>,
-    /// U-Net decoder on real, fake, mixed.
-    decoder: [Option<Tensor<4>>; 3],
-}
-
 /// The generator step's forward.
 #[derive(Debug, Clone)]
 pub struct GeneratorPass {
@@ -126,33 +109,8 @@ pub struct GeneratorPass {
     pub kp_transformed: Option<Keypoints>,
 }
 
-/// The discriminator step's forward.
-#[derive(Debug, Clone)]
-pub struct DiscriminatorPass {
-    /// `(name, weighted loss)`: disc_gan, or disc_enc, disc_dec, disc_mix, consistency.
-    pub losses: Vec<(&'static str, Tensor<1>)>,
-    /// U-Net decoder maps on the real, fake and mixed images.
-    pub decoder: [Option<Tensor<4>>; 3],
-    /// (mask, mixed image) when the step mixed.
-    pub cutmix: Option<(Tensor<4>, Tensor<4>)>,
-}
-
-fn sum_losses(losses: &[(&'static str, Tensor<1>)], device: &Device) -> Tensor<1> {
-    losses
-        .iter()
-        .map(|(_, t)| t.clone())
-        .reduce(|a, b| a + b)
-        .unwrap_or_else(|| Tensor::zeros([1], device))
-}
-
 impl GeneratorPass {
     /// The objective the generator and keypoint detector descend.
-    pub fn total(&self, device: &Device) -> Tensor<1> {
-        sum_losses(&self.losses, device)
-    }
-}
-
-impl DiscriminatorPass {
     pub fn total(&self, device: &Device) -> Tensor<1> {
         sum_losses(&self.losses, device)
     }
@@ -243,22 +201,15 @@ impl Learner {
                 }
             }
             if let Some(unet) = &nets.unet_discriminator {
-                let fake = unet.forward(prediction.clone());
-                let real = unet.forward(driving.clone());
-                let gan =
-                    (lsgan_real(fake.global.clone()) + lsgan_real(fake.pixel.clone()) * pc.decoder_weight) * gan_weight;
-                losses.push(("gen_gan", gan));
-                if any_matching {
-                    losses.push((
-                        "feature_matching",
-                        feature_matching(
-                            &real.feature_maps,
-                            &fake.feature_maps,
-                            &weights.feature_matching,
-                            &self.device,
-                        ),
-                    ));
-                }
+                losses.extend(unet::generator_terms(
+                    unet,
+                    &prediction,
+                    driving,
+                    gan_weight,
+                    pc.decoder_weight,
+                    &weights.feature_matching,
+                    &self.device,
+                ));
             }
         }
         let mut transformed_frame = None;
@@ -292,22 +243,15 @@ impl Learner {
     /// The CutMix mask of a step: PriorityCut's from the pass's dense motion (`unet-prioritycut`)
     /// or the given box (`unet-cutmix`). 1 marks the real pixels of the mix.
     pub fn cutmix_mask(&self, pass: &GeneratorPass, k: &[f64], box_mask: Option<Tensor<4>>) -> Tensor<4> {
-        if let Some(mask) = box_mask {
-            return mask;
-        }
-        let pc = &self.config.prioritycut;
         let [_, _, h, w] = pass.generated.prediction.dims();
-        let dense = pass.generated.mask.clone().detach();
-        let occlusion = match &pass.generated.occlusion_map {
-            Some(o) => o.clone().detach(),
-            None => dense.clone().narrow(1, 0, 1).ones_like(),
-        };
-        let selected = priority_cut(dense, occlusion, h, w, pc.background_threshold, k).mask;
-        if pc.fake_where_occluded {
-            selected.ones_like() - selected
-        } else {
-            selected
-        }
+        unet::cutmix_mask(
+            &self.config.prioritycut,
+            pass.generated.mask.clone(),
+            pass.generated.occlusion_map.clone(),
+            (h, w),
+            k,
+            box_mask,
+        )
     }
 
     /// The discriminator step's forward (`DiscriminatorFullModel`, or the U-Net's encoder,
@@ -324,11 +268,7 @@ impl Learner {
         let d_weight = weights.discriminator_gan;
         let fake_image = pass.generated.prediction.clone().detach();
         let kp_detached = pass.kp_driving.value.clone().detach();
-        let mut out = DiscriminatorPass {
-            losses: Vec::new(),
-            decoder: [None, None, None],
-            cutmix: None,
-        };
+        let mut out = DiscriminatorPass::none();
         if pc.generator_gan(weights) <= 0.0 {
             return out;
         }
@@ -342,40 +282,7 @@ impl Learner {
             out.losses.push(("disc_gan", total));
         }
         if let Some(unet) = &self.nets.unet_discriminator {
-            let real = unet.forward(driving.clone());
-            let fake = unet.forward(fake_image.clone());
-            out.losses.push((
-                "disc_enc",
-                (lsgan_real(real.global.clone()) + lsgan_fake(fake.global.clone())) * d_weight,
-            ));
-            out.losses.push((
-                "disc_dec",
-                (lsgan_real(real.pixel.clone()) + lsgan_fake(fake.pixel.clone())) * (d_weight * pc.decoder_weight),
-            ));
-            if let Some(mask) = mask {
-                let mixed = mix(driving.clone(), fake_image, mask.clone());
-                let on_mix = unet.forward(mixed.clone());
-                // U-Net GAN: the encoder calls a mixed image fake; the decoder finds the mask.
-                out.losses.push((
-                    "disc_mix",
-                    (lsgan_fake(on_mix.global.clone())
-                        + decoder_on_mixed(on_mix.pixel.clone(), mask.clone()) * pc.decoder_weight)
-                        * d_weight,
-                ));
-                out.losses.push((
-                    "consistency",
-                    consistency(
-                        on_mix.pixel.clone(),
-                        real.pixel.clone(),
-                        fake.pixel.clone(),
-                        mask.clone(),
-                    ) * pc.consistency_weight,
-                ));
-                out.decoder[2] = Some(on_mix.pixel);
-                out.cutmix = Some((mask, mixed));
-            }
-            out.decoder[0] = Some(real.pixel);
-            out.decoder[1] = Some(fake.pixel);
+            unet::discriminator_terms(unet, driving, fake_image, mask, d_weight, pc, &mut out);
         }
         out
     }
@@ -427,11 +334,7 @@ impl Learner {
         }
 
         let disc = if skipped {
-            DiscriminatorPass {
-                losses: Vec::new(),
-                decoder: [None, None, None],
-                cutmix: None,
-            }
+            DiscriminatorPass::none()
         } else {
             let mask = mix_this_step.then(|| self.cutmix_mask(&pass, &k, box_mask));
             self.discriminator_pass(&driving, &pass, mask)
@@ -465,139 +368,24 @@ impl Learner {
             seconds: start.elapsed().as_secs_f64(),
         };
         let snapshot = snapshot.then(|| {
-            self.snapshot(StepTensors {
-                source,
-                driving,
-                deformed: pass.generated.deformed,
-                prediction: pass.generated.prediction,
-                dense_mask: pass.generated.mask,
-                occlusion: pass.generated.occlusion_map,
-                kp_source: pass.kp_source.value,
-                kp_driving: pass.kp_driving.value,
-                cutmix: disc.cutmix,
-                decoder: disc.decoder,
-            })
+            super::monitor::snapshot(
+                self.variant,
+                &self.config.prioritycut,
+                self.nets.unet_discriminator.as_ref(),
+                StepTensors {
+                    source,
+                    driving,
+                    deformed: pass.generated.deformed,
+                    prediction: pass.generated.prediction,
+                    background: pass.generated.mask,
+                    occlusion: pass.generated.occlusion_map,
+                    kp_source: pass.kp_source.value,
+                    kp_driving: pass.kp_driving.value,
+                    discriminator: disc,
+                },
+            )
         });
         (report, snapshot)
-    }
-
-    /// The first pair of the step, as a monitor shows it. Computed without touching the
-    /// training state: anything extra runs on the plain (inference) device.
-    fn snapshot(&self, t: StepTensors) -> Snapshot {
-        let first = |x: &Tensor<4>| x.clone().narrow(0, 0, 1).detach().inner();
-        let [_, _, h, w] = t.driving.dims();
-        let (source, driving, prediction) = (first(&t.source), first(&t.driving), first(&t.prediction));
-        let dense_mask = first(&t.dense_mask);
-        let occlusion = t
-            .occlusion
-            .as_ref()
-            .map(first)
-            .unwrap_or_else(|| dense_mask.clone().narrow(1, 0, 1).ones_like());
-        let pc = &self.config.prioritycut;
-        let k_display = (pc.k_min + pc.k_max) / 200.0;
-        let maps = priority_cut(
-            dense_mask.clone(),
-            occlusion.clone(),
-            h,
-            w,
-            pc.background_threshold,
-            &[k_display],
-        );
-        let (mask, mixed) = match &t.cutmix {
-            Some((mask, mixed)) => (first(mask), first(mixed)),
-            None => {
-                let mask = maps.mask.clone();
-                (mask.clone(), mix(driving.clone(), prediction.clone(), mask))
-            }
-        };
-        let mut images = vec![
-            (SnapshotImage::Source, tensor_to_image(source)),
-            (SnapshotImage::Driving, tensor_to_image(driving)),
-            (SnapshotImage::Deformed, tensor_to_image(first(&t.deformed))),
-            (SnapshotImage::Prediction, tensor_to_image(prediction)),
-            (SnapshotImage::Cutmix, tensor_to_image(mixed.clone())),
-        ];
-        images.shrink_to_fit();
-        let resize = |x: Tensor<4>| resize_bilinear(x, h, w);
-        let mut out_maps = vec![
-            (SnapshotMap::Occlusion, to_map(resize(occlusion), (0.0, 1.0))),
-            (
-                SnapshotMap::Background,
-                to_map(resize(dense_mask.narrow(1, 0, 1)), (0.0, 1.0)),
-            ),
-            (SnapshotMap::BackgroundBinary, to_map(maps.background, (0.0, 1.0))),
-            (
-                SnapshotMap::ForegroundOcclusion,
-                to_map(maps.foreground_occlusion, (0.0, 1.0)),
-            ),
-            (SnapshotMap::PrioritycutMask, to_map(maps.mask, (0.0, 1.0))),
-            (SnapshotMap::CutmixMask, to_map(mask, (0.0, 1.0))),
-        ];
-        if let Some(unet) = &self.nets.unet_discriminator {
-            let [real, fake, on_mix] = &t.decoder;
-            // Whatever the step did not compute comes from an inference copy (no power
-            // iteration, no state change).
-            let plain = unet.valid();
-            let pixel = |given: &Option<Tensor<4>>, input: Tensor<4>| match given {
-                Some(p) => first(p),
-                None => plain.forward(input).pixel,
-            };
-            out_maps.push((
-                SnapshotMap::DecoderReal,
-                to_map(pixel(real, first(&t.driving)), (0.0, 1.0)),
-            ));
-            out_maps.push((
-                SnapshotMap::DecoderFake,
-                to_map(pixel(fake, first(&t.prediction)), (0.0, 1.0)),
-            ));
-            out_maps.push((SnapshotMap::DecoderMixed, to_map(pixel(on_mix, mixed), (0.0, 1.0))));
-        }
-        let points = |v: &Tensor<3>| -> Vec<[f32; 2]> {
-            let data: Vec<f32> = v
-                .clone()
-                .narrow(0, 0, 1)
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default();
-            data.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
-        };
-        Snapshot {
-            step: 0,
-            variant: self.variant,
-            images,
-            maps: out_maps,
-            keypoints: vec![
-                (SnapshotImage::Source, points(&t.kp_source)),
-                (SnapshotImage::Driving, points(&t.kp_driving)),
-            ],
-        }
-    }
-}
-
-/// Reads each loss to the CPU (the NaN guard needs them anyway).
-fn scalars(losses: &[(&'static str, Tensor<1>)]) -> Vec<(&'static str, f64)> {
-    losses
-        .iter()
-        .map(|(name, t)| (*name, f64::from(t.clone().into_scalar::<f32>())))
-        .collect()
-}
-
-/// Channel 0 of batch element 0 as a display map.
-fn to_map(t: Tensor<4>, range: (f32, f32)) -> Map {
-    let [_, _, h, w] = t.dims();
-    let values: Vec<f32> = t
-        .narrow(0, 0, 1)
-        .narrow(1, 0, 1)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    Map {
-        width: w,
-        height: h,
-        values,
-        range,
     }
 }
 

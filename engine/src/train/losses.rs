@@ -32,19 +32,22 @@ impl LossLog {
     pub fn open(run: &RunDir, step: usize) -> Result<Self> {
         let path = run.losses_path();
         let header = loss_header();
+        let columns: Vec<&str> = header.split(',').collect();
         let mut kept = vec![header.clone()];
         if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut lines = text.lines();
+            // A file written with other loss columns (an older version) keeps its values, by name.
+            let old: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+            let position: Vec<Option<usize>> = columns.iter().map(|c| old.iter().position(|o| o == c)).collect();
             kept.extend(
-                text.lines()
-                    .skip(1)
-                    .filter(|line| line.split(',').count() == header.split(',').count())
-                    .filter(|line| {
-                        line.split(',')
-                            .next()
-                            .and_then(|s| s.parse::<usize>().ok())
-                            .is_some_and(|s| s <= step)
-                    })
-                    .map(str::to_string),
+                lines
+                    .map(|line| line.split(',').collect::<Vec<&str>>())
+                    .filter(|values| values.len() == old.len())
+                    .filter(|values| values[0].parse::<usize>().is_ok_and(|s| s <= step))
+                    .map(|values| {
+                        let cell = |p: &Option<usize>| p.map_or("", |p| values[p]);
+                        position.iter().map(cell).collect::<Vec<&str>>().join(",")
+                    }),
             );
         }
         write_atomic(&path, (kept.join("\n") + "\n").as_bytes())?;
@@ -114,5 +117,25 @@ mod tests {
                 .next()
                 .is_some_and(|h| h.contains("perceptual") && h.contains("consistency"))
         );
+    }
+
+    /// A run written before a loss column existed keeps every value under its name on resume.
+    #[test]
+    fn rows_of_an_older_header_are_kept_by_name() {
+        let root = temp_dir("losses-old");
+        let run = RunDir::open(&root, true).expect("open");
+        let old = "step,epoch,lr,seconds,mixed,skipped,perceptual,l1\n1,0,2e-4,0.1,0,0,3.5e0,5e-1\n2,0,2e-4,0.1,1,0,3e0,4e-1\n";
+        std::fs::write(run.losses_path(), old).expect("write");
+        drop(LossLog::open(&run, 2).expect("reopen"));
+        let text = std::fs::read_to_string(run.losses_path()).expect("csv");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        assert_eq!(header, loss_header().split(',').collect::<Vec<_>>());
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 2);
+        let at = |name: &str| header.iter().position(|h| *h == name).expect("column");
+        assert_eq!((rows[1][0], rows[1][4]), ("2", "1"));
+        assert_eq!((rows[1][at("perceptual")], rows[1][at("l1")]), ("3e0", "4e-1"));
+        assert_eq!(rows[0][at("warp_loss")], "");
     }
 }

@@ -1,7 +1,7 @@
-//! Training (FOMM's `train.py` with PriorityCut's discriminator): batches from a dataset,
-//! generator + keypoint-detector step then discriminator step, Adam with FOMM's MultiStepLR,
-//! checkpoints every N steps (atomic), exact resume, a guard against non-finite losses, and
-//! events for a progress bar or a monitor.
+//! Training (FOMM's or TPSMM's `train.py` with PriorityCut's discriminator): batches from a
+//! dataset, the family's generator step then the discriminator step, Adam with the family's
+//! MultiStepLR, checkpoints every N steps (atomic), exact resume, a guard against non-finite
+//! losses, and events for a progress bar or a monitor.
 //!
 //! Every random draw of a step comes from `(seed, generation, step)` ([`crate::rng`]), so a run
 //! resumed from a checkpoint continues exactly as the uninterrupted run would have.
@@ -9,7 +9,10 @@
 pub mod events;
 pub mod learner;
 pub mod losses;
+pub mod monitor;
 pub mod optim;
+pub mod tpsmm;
+pub mod unet;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::SelectedDevice;
 use crate::checkpoint::{CheckpointState, RunDir};
-use crate::config::{FommConfig, TrainParams};
+use crate::config::{TrainingConfig, Variant};
 use crate::data::loader::{BatchPlan, Prefetcher};
 use crate::data::{FramesDataset, Split};
 use crate::import::load_vgg19;
@@ -30,10 +33,98 @@ use crate::{EngineError, Result};
 pub use events::{Finish, StepReport, TrainEvent};
 pub use learner::{Learner, Networks};
 pub use losses::LossLog;
+pub use tpsmm::{TpsmmLearner, TpsmmNetworks};
 
 /// Rollbacks tolerated before a diverging run is stopped.
 pub const MAX_ROLLBACKS: usize = 3;
 const STEP_STREAM: u64 = 3;
+
+/// A family's learner, as the trainer drives it.
+#[derive(Debug)]
+pub enum FamilyLearner {
+    Fomm(Box<Learner>),
+    Tpsmm(Box<TpsmmLearner>),
+}
+
+impl FamilyLearner {
+    /// Fresh networks of `config`'s family on `device` (autodiff is enabled here).
+    pub fn new(config: TrainingConfig, perceptual: PerceptualLoss, device: &burn::tensor::Device) -> Result<Self> {
+        Ok(match config {
+            TrainingConfig::Fomm(c) => FamilyLearner::Fomm(Box::new(Learner::new(c, perceptual, device)?)),
+            TrainingConfig::Tpsmm(c) => FamilyLearner::Tpsmm(Box::new(TpsmmLearner::new(c, perceptual, device)?)),
+        })
+    }
+
+    /// Checks that `config` can train its variant, before anything is built.
+    pub fn check(config: &TrainingConfig) -> Result<()> {
+        match config {
+            TrainingConfig::Fomm(c) => learner::check_variant(c, c.prioritycut.variant),
+            TrainingConfig::Tpsmm(c) => tpsmm::check_variant(c, c.prioritycut.variant),
+        }
+    }
+
+    /// The autodiff device.
+    pub fn device(&self) -> &burn::tensor::Device {
+        match self {
+            FamilyLearner::Fomm(l) => &l.device,
+            FamilyLearner::Tpsmm(l) => &l.device,
+        }
+    }
+
+    pub fn variant(&self) -> Variant {
+        match self {
+            FamilyLearner::Fomm(l) => l.variant,
+            FamilyLearner::Tpsmm(l) => l.variant,
+        }
+    }
+
+    pub fn perceptual(&self) -> &PerceptualLoss {
+        match self {
+            FamilyLearner::Fomm(l) => &l.perceptual,
+            FamilyLearner::Tpsmm(l) => &l.perceptual,
+        }
+    }
+
+    /// The config it trains (variant included).
+    pub fn config(&self) -> TrainingConfig {
+        match self {
+            FamilyLearner::Fomm(l) => TrainingConfig::Fomm(l.config.clone()),
+            FamilyLearner::Tpsmm(l) => TrainingConfig::Tpsmm(l.config.clone()),
+        }
+    }
+
+    /// One step during `epoch` (its learning rate, and TPSMM's dropout and background schedule).
+    pub fn step(
+        &mut self,
+        source: burn::tensor::Tensor<4>,
+        driving: burn::tensor::Tensor<4>,
+        epoch: usize,
+        rng: &mut Rng,
+        snapshot: bool,
+    ) -> (StepReport, Option<crate::render::Snapshot>) {
+        match self {
+            FamilyLearner::Fomm(l) => {
+                let lr_factor = l.config.train.lr_factor(epoch);
+                l.step(source, driving, lr_factor, rng, snapshot)
+            }
+            FamilyLearner::Tpsmm(l) => l.step(source, driving, epoch, rng, snapshot),
+        }
+    }
+
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        match self {
+            FamilyLearner::Fomm(l) => l.save(dir),
+            FamilyLearner::Tpsmm(l) => l.save(dir),
+        }
+    }
+
+    pub fn load(&mut self, dir: &std::path::Path) -> Result<()> {
+        match self {
+            FamilyLearner::Fomm(l) => l.load(dir),
+            FamilyLearner::Tpsmm(l) => l.load(dir),
+        }
+    }
+}
 
 /// How to run a training: where the data is, where the run goes, and for how long.
 #[derive(Debug, Clone)]
@@ -73,7 +164,9 @@ impl TrainOptions {
 /// A training run in progress.
 #[derive(Debug)]
 pub struct Trainer {
-    pub learner: Learner,
+    pub learner: FamilyLearner,
+    /// What the run trains (the learner's config, read once).
+    pub config: TrainingConfig,
     pub options: TrainOptions,
     pub run: RunDir,
     pub backend: String,
@@ -102,13 +195,13 @@ impl Trainer {
     /// Prepares a run: opens the dataset, builds or restores the networks, and reports what it
     /// chose on `events` (warnings included). `config.prioritycut.variant` is the model trained.
     pub fn new(
-        config: FommConfig,
+        config: TrainingConfig,
         options: TrainOptions,
         selected: &SelectedDevice,
         events: Sender<TrainEvent>,
     ) -> Result<Self> {
-        let variant = config.prioritycut.variant;
-        learner::check_variant(&config, variant)?;
+        let variant = config.variant();
+        FamilyLearner::check(&config)?;
         if options.checkpoint_every == 0 {
             return Err(EngineError::Invalid("checkpoint_every must be at least 1 step".into()));
         }
@@ -116,13 +209,13 @@ impl Trainer {
             let _ = events.send(TrainEvent::Warning(message));
         };
         let (dataset, warnings) =
-            FramesDataset::open(&options.dataset, Split::Train, config.frame_shape, &config.dataset)?;
+            FramesDataset::open(&options.dataset, Split::Train, config.frame_shape(), config.dataset())?;
         warnings.into_iter().for_each(warn);
-        let train = &config.train;
+        let (num_epochs, num_repeats, batch_size) = config.schedule();
         let plan = BatchPlan {
             samples: dataset.len(),
-            num_repeats: train.num_repeats,
-            batch_size: train.batch_size,
+            num_repeats,
+            batch_size,
             seed: options.seed,
             generation: 0,
         };
@@ -148,10 +241,11 @@ impl Trainer {
             }
             None => PerceptualFeatures::PixelPyramid,
         };
+        let (scales, perceptual_weights) = config.perceptual();
         let perceptual = PerceptualLoss::new(
             perceptual_features,
-            &train.scales,
-            &train.loss_weights.perceptual,
+            scales,
+            perceptual_weights,
             &selected.device.clone().autodiff(),
         );
         if perceptual.is_fallback() && perceptual.enabled() {
@@ -168,7 +262,7 @@ impl Trainer {
         }
         // Initial weights depend on the seed only.
         selected.device.seed(options.seed);
-        let mut learner = Learner::new(config, perceptual, &selected.device)?;
+        let mut learner = FamilyLearner::new(config.clone(), perceptual, &selected.device)?;
         let mut trainer_plan = plan;
         let (step, rollbacks, resumed_from) = match latest {
             Some((_, dir)) => {
@@ -181,20 +275,20 @@ impl Trainer {
                         state.variant
                     )));
                 }
-                if state.frame_shape != learner.config.frame_shape {
+                if state.frame_shape != config.frame_shape() {
                     return Err(EngineError::Invalid(format!(
                         "{} was trained at frame shape {:?}, the config says {:?}",
                         options.run_dir.display(),
                         state.frame_shape,
-                        learner.config.frame_shape
+                        config.frame_shape()
                     )));
                 }
                 learner.load(&dir)?;
-                if state.perceptual != learner.perceptual.describe() {
+                if state.perceptual != learner.perceptual().describe() {
                     warn(format!(
                         "the run was trained with {}, it continues with {}",
                         state.perceptual,
-                        learner.perceptual.describe()
+                        learner.perceptual().describe()
                     ));
                 }
                 if state.seed != options.seed {
@@ -209,15 +303,14 @@ impl Trainer {
             }
             None => (0, 0, None),
         };
-        run.write_config(&learner.config.to_yaml())?;
+        run.write_config(&config.to_yaml())?;
         let losses = LossLog::open(&run, step)?;
         let dataset = Arc::new(dataset);
         let prefetcher = Prefetcher::start(dataset.clone(), trainer_plan.clone(), step, 2);
-        let total_steps = options
-            .steps
-            .unwrap_or(train_total(&learner.config.train, &trainer_plan));
+        let total_steps = options.steps.unwrap_or(num_epochs * trainer_plan.steps_per_epoch());
         let mut trainer = Self {
             learner,
+            config,
             options,
             run,
             backend: selected.to_string(),
@@ -266,10 +359,10 @@ impl Trainer {
             epoch: self.plan.epoch_of(self.step),
             seed: self.plan.seed,
             generation: self.plan.generation,
-            variant: self.learner.variant,
-            perceptual: self.learner.perceptual.describe(),
+            variant: self.learner.variant(),
+            perceptual: self.learner.perceptual().describe(),
             backend: self.backend.clone(),
-            frame_shape: self.learner.config.frame_shape,
+            frame_shape: self.config.frame_shape(),
             rollbacks: self.rollbacks,
         }
     }
@@ -316,21 +409,20 @@ impl Trainer {
         for warning in &batch.warnings {
             self.emit(TrainEvent::Warning(warning.clone()));
         }
-        let device = self.learner.device.clone();
+        let device = self.learner.device().clone();
         let source = learner::batch_tensor(batch.source, batch.shape, &device);
         let mut driving = learner::batch_tensor(batch.driving, batch.shape, &device);
         if self.nan_from_step.is_some_and(|from| self.step + 1 >= from) {
             driving = driving * f32::NAN;
         }
         let epoch = self.plan.epoch_of(self.step);
-        let lr_factor = self.learner.config.train.lr_factor(epoch);
         let mut rng = Rng::derive(&[self.plan.seed, self.plan.generation, STEP_STREAM, self.step as u64]);
         let due = match (self.options.snapshot_every, self.last_snapshot) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(every), Some(last)) => last.elapsed() >= every,
         };
-        let (mut report, snapshot) = self.learner.step(source, driving, lr_factor, &mut rng, due);
+        let (mut report, snapshot) = self.learner.step(source, driving, epoch, &mut rng, due);
         self.step += 1;
         report.step = self.step;
         report.epoch = epoch;
@@ -353,7 +445,7 @@ impl Trainer {
                 self.step,
                 values.join(", ")
             )));
-            if self.nan_streak > self.learner.config.prioritycut.nan_patience {
+            if self.nan_streak > self.config.prioritycut().nan_patience {
                 self.roll_back()?;
             }
         } else {
@@ -390,7 +482,7 @@ impl Trainer {
             to_step: to,
             reason: format!(
                 "more than {} non-finite steps in a row; rolled back to the checkpoint of step {to} (rollback {} of {MAX_ROLLBACKS})",
-                self.learner.config.prioritycut.nan_patience, self.rollbacks
+                self.config.prioritycut().nan_patience, self.rollbacks
             ),
         });
         Ok(())
@@ -402,9 +494,9 @@ impl Trainer {
             step: self.step,
             total_steps: self.total_steps,
             steps_per_epoch: self.plan.steps_per_epoch(),
-            variant: self.learner.variant,
+            variant: self.learner.variant(),
             backend: self.backend.clone(),
-            perceptual: self.learner.perceptual.describe(),
+            perceptual: self.learner.perceptual().describe(),
             resumed_from: self.resumed_from.clone(),
         });
     }
@@ -518,7 +610,7 @@ impl ControlSource for &AtomicBool {
 /// thread as it happens (progress bar, window, ablation). Returns how the run ended and the
 /// steps done.
 pub fn train(
-    config: FommConfig,
+    config: TrainingConfig,
     options: TrainOptions,
     selected: &SelectedDevice,
     mut controls: impl ControlSource + Send,
@@ -550,9 +642,9 @@ pub fn train(
 
 /// VGG19 max-pools four times before relu5_1: every level of the perceptual pyramid must keep
 /// at least 16 pixels a side.
-pub(crate) fn check_vgg_sizes(config: &FommConfig) -> Result<()> {
-    let [h, w, _] = config.frame_shape;
-    for &scale in &config.train.scales {
+pub(crate) fn check_vgg_sizes(config: &TrainingConfig) -> Result<()> {
+    let [h, w, _] = config.frame_shape();
+    for &scale in config.perceptual().0 {
         let (sh, sw) = (crate::config::scaled(h, scale), crate::config::scaled(w, scale));
         if sh < 16 || sw < 16 {
             return Err(EngineError::Invalid(format!(
@@ -562,9 +654,4 @@ pub(crate) fn check_vgg_sizes(config: &FommConfig) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// FOMM's run length: `num_epochs` epochs.
-fn train_total(train: &TrainParams, plan: &BatchPlan) -> usize {
-    train.num_epochs * plan.steps_per_epoch()
 }

@@ -9,7 +9,7 @@ use super::{Event, EventSink, Job, TrainConfig, TrainRequest, TrainingState};
 use crate::Result;
 use crate::backend::SelectedDevice;
 use crate::checkpoint::RunDir;
-use crate::config::FommConfig;
+use crate::config::TrainingConfig;
 use crate::train::{TrainControl, TrainEvent, train};
 
 /// The running training's controls, if one runs.
@@ -63,17 +63,17 @@ impl Slot {
 
 /// The config the run trains with: the run's own when resuming (see
 /// [`RunDir::config_to_train_with`]), then the request's variant.
-fn resolve_config(request: &TrainRequest) -> Result<FommConfig> {
+fn resolve_config(request: &TrainRequest) -> Result<TrainingConfig> {
     let mut config = match &request.config {
-        TrainConfig::Given(config) => (**config).clone(),
+        TrainConfig::Given(config) => TrainingConfig::Fomm((**config).clone()),
         TrainConfig::File(path) => {
             let options = &request.options;
             let (path, _) = RunDir::config_to_train_with(&options.run_dir, options.resume, Some(path))?;
-            FommConfig::from_yaml_file(&path)?
+            TrainingConfig::read_yaml_file(&path)?.0
         }
     };
     if let Some(variant) = request.variant {
-        config.prioritycut.variant = variant;
+        config.set_variant(variant);
     }
     Ok(config)
 }
