@@ -332,6 +332,7 @@ mod tests {
             (2, 64, 3, 33, 30, 7, 3, true),
             (1, 35, 10, 20, 21, 7, 0, true),
             (1, 108, 11, 16, 16, 7, 3, true),
+            (2, 92, 11, 16, 16, 7, 3, true),
             (2, 6, 5, 12, 13, 5, 2, false),
         ] {
             let config = Conv2dConfig::new([cin, cout], [k, k])
