@@ -146,8 +146,9 @@ impl InpaintingNetwork {
         let n = self.down_blocks.len();
 
         // In training the warp loss differentiates the flow through a second warp of each level,
-        // detached; in inference the level warped for the decoder is the same value.
-        let training = deformation.is_require_grad();
+        // detached; in inference the level warped for the decoder is the same value. (Not
+        // `is_require_grad`: burn says that of leaves only, and the flow never is one.)
+        let training = deformation.device().is_autodiff();
         let for_warp_loss = |level: &Tensor<4>, warped: &Tensor<4>, mask: &Tensor<4>| {
             if training {
                 self.occlude(
