@@ -235,17 +235,7 @@ impl TpsmmLearner {
             kp_transformed = Some(kp);
         }
         if weights.warp_loss != 0.0 {
-            // The driving frame's own levels against the source's warped ones, level by level.
-            let targets = nets
-                .inpainting_network
-                .encode_driving(driving.clone(), &motion.occlusion_map);
-            let warped = generated.warped_encoder_maps.iter().rev();
-            let value = targets
-                .into_iter()
-                .zip(warped)
-                .map(|(target, warped)| (target - warped.clone()).abs().mean())
-                .reduce(|a, b| a + b)
-                .unwrap_or_else(|| Tensor::zeros([1], &self.device));
+            let value = self.warp_loss(driving, &motion, &generated);
             losses.push(("warp_loss", value * weights.warp_loss));
         }
         if let (Some(bg), Some(forward), true) = (background, &bg_param, weights.bg != 0.0) {
@@ -278,6 +268,23 @@ impl TpsmmLearner {
             transformed_frame,
             kp_transformed,
         }
+    }
+
+    /// The warp loss, unweighted: the driving frame's own encoder levels against the source's
+    /// warped ones, level by level, `Σ_i mean|E_i(D) ⊙ Ô_i − T̃(E_i(S)) ⊙ Ô_i|` (gradient to the
+    /// flow only).
+    pub fn warp_loss(&self, driving: &Tensor<4>, motion: &DenseMotion, generated: &InpaintingOutput) -> Tensor<1> {
+        let targets = self
+            .nets
+            .inpainting_network
+            .encode_driving(driving.clone(), &motion.occlusion_map);
+        let warped = generated.warped_encoder_maps.iter().rev();
+        targets
+            .into_iter()
+            .zip(warped)
+            .map(|(target, warped)| (target - warped.clone()).abs().mean())
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([1], &self.device))
     }
 
     /// The U-Net variants' generator adversarial weight (none for TPSMM as published).
