@@ -312,26 +312,27 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
 }
 
 /// The number just before the first `marker` of a bench's result line.
-/// A TPSMM config is timed through the family interface (stages named, the machine too); its
-/// training, not written yet, is refused in one line.
+/// A TPSMM config is timed through the family interface (stages named, the machine too), and
+/// its training step at the epoch named.
 #[test]
-fn bench_times_a_tpsmm_config_and_refuses_its_training() {
-    let config = fixture("tpsmm-small/config.yaml");
-    let bench = |what: &str| {
-        prioritycut(&[
+fn bench_times_a_tpsmm_config_and_its_training() {
+    let bench = |what: &str, config: &Path, more: &[&str]| {
+        let mut arguments = vec![
             "bench",
             what,
             "--config",
-            path(&config),
+            path(config),
             "--backend",
             "flex",
             "--runs",
             "2",
             "--warmup",
             "1",
-        ])
+        ];
+        arguments.extend_from_slice(more);
+        prioritycut(&arguments)
     };
-    let out = bench("animate");
+    let out = bench("animate", &fixture("tpsmm-small/config.yaml"), &[]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     let line = all
@@ -348,13 +349,17 @@ fn bench_times_a_tpsmm_config_and_refuses_its_training() {
     );
     let ms: f64 = number_before(line, " ms/frame");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
-    let out = bench("train");
-    assert!(!out.status.success());
+    let train = fixture("tpsmm-train/config.yaml");
+    let out = bench("train", &train, &["--batch", "1", "--pixel-loss", "--variant", "fomm"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all.lines().find(|l| l.starts_with("bench train")).expect("result line");
     assert!(
-        text(&out).contains("TPSMM's training is not written yet"),
-        "{}",
-        text(&out)
+        line.contains("TPSMM") && line.contains("epoch 35") && line.contains("64x64 batch 1"),
+        "{line}"
     );
+    let ms: f64 = number_before(line, " ms/step");
+    assert!(ms > 0.0 && ms.is_finite(), "{line}");
 }
 
 fn number_before<T: std::str::FromStr>(line: &str, marker: &str) -> T {

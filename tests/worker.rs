@@ -282,6 +282,61 @@ fn training_pauses_resumes_checkpoints_and_stops() {
     assert!(run.join("losses.csv").is_file());
 }
 
+/// The window's training takes a TPSMM config file as it takes FOMM's: the paper's model on
+/// TPSMM trains, its snapshots hold every map, and the finished run opens as a TPSMM model.
+#[test]
+fn training_a_tpsmm_config_and_opening_the_run() {
+    let dir = temp_dir("worker-train-tpsmm");
+    let data = figures(&dir, 4, 1, 8, 2);
+    let run = dir.join("run");
+    let mut options = TrainOptions::new(&data, &run);
+    options.steps = Some(2);
+    options.snapshot_every = Some(Duration::ZERO);
+    let (worker, events) = spawn();
+    worker.send(Command::StartTraining(Box::new(TrainRequest {
+        config: TrainConfig::File(fixture("tpsmm-train/config.yaml")),
+        variant: Some(Variant::UnetPrioritycut),
+        options,
+    })));
+    let snapshot = wait_for(&events, 120, |e| {
+        matches!(e, Event::Training(TrainEvent::Snapshot(_)) | Event::Error { .. })
+    });
+    no_error(&snapshot);
+    if let Event::Training(TrainEvent::Snapshot(s)) = &snapshot {
+        for map in SnapshotMap::ALL {
+            assert!(s.map(map).is_some(), "the snapshot lacks {}", map.name());
+        }
+    }
+    let finished = wait_for(&events, 120, |e| {
+        matches!(
+            e,
+            Event::TrainingState(TrainingState::Finished(_)) | Event::Error { .. }
+        )
+    });
+    assert!(
+        matches!(
+            finished,
+            Event::TrainingState(TrainingState::Finished(Finish::Completed))
+        ),
+        "{finished:?}"
+    );
+    let losses = std::fs::read_to_string(run.join("losses.csv")).expect("losses.csv");
+    let header: Vec<&str> = losses.lines().next().expect("header").split(',').collect();
+    let last: Vec<&str> = losses.lines().last().expect("a step").split(',').collect();
+    let warp = header.iter().position(|h| *h == "warp_loss").expect("warp_loss column");
+    assert!(last[warp].parse::<f64>().is_ok_and(f64::is_finite), "{losses}");
+
+    worker.send(Command::LoadModel {
+        checkpoint: run.clone(),
+        config: None,
+    });
+    let loaded = wait_for(&events, 60, |e| {
+        matches!(e, Event::ModelLoaded { .. } | Event::Error { .. })
+    });
+    no_error(&loaded);
+    assert!(format!("{loaded:?}").contains("TPSMM"), "{loaded:?}");
+}
+
 #[test]
 fn live_puppeteering_on_a_video_file_and_a_missing_camera() {
     let dir = temp_dir("worker-live");

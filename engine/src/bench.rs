@@ -15,7 +15,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::tpsmm::to_yaml;
-use crate::config::{FommConfig, scaled};
+use crate::config::{FommConfig, TrainingConfig, scaled};
 use crate::family::MotionModel;
 use crate::family::tpsmm::TpsmmAnimation;
 use crate::model::InferenceForm;
@@ -920,6 +920,10 @@ pub struct TrainBench {
     pub width: usize,
     pub batch_size: usize,
     pub variant: crate::config::Variant,
+    /// The family trained ("FOMM", "TPSMM").
+    pub family: &'static str,
+    /// The epoch the steps were taken at (TPSMM's schedule switches work on and off by epoch).
+    pub epoch: usize,
     /// The perceptual loss timed, as described to the user.
     pub perceptual: String,
     pub warmup: usize,
@@ -953,11 +957,21 @@ pub enum BenchPerceptual {
 /// The seed of the random weights that benches without a weights file use.
 pub const BENCH_SEED: u64 = 2022;
 
+/// The epoch a training bench steps at: 0 for FOMM (its steps are alike), for TPSMM the first
+/// of its steady state, the background predictor on and the dropout over (epochs 35 to 100 of
+/// `vox-256.yaml`).
+pub fn bench_epoch(config: &TrainingConfig) -> usize {
+    match config {
+        TrainingConfig::Fomm(_) => 0,
+        TrainingConfig::Tpsmm(c) => c.train.bg_start.max(c.train.dropout_epoch),
+    }
+}
+
 /// Times `runs` training steps of `config`'s variant on random frames after `warmup` untimed
-/// ones with the `perceptual` loss (any VGG19 weights time the same). `on_run(i)` reports
-/// progress.
+/// ones with the `perceptual` loss (any VGG19 weights time the same), at [`bench_epoch`].
+/// `on_run(i)` reports progress.
 pub fn bench_train(
-    config: &FommConfig,
+    config: &TrainingConfig,
     device: &Device,
     perceptual: &BenchPerceptual,
     warmup: usize,
@@ -968,7 +982,7 @@ pub fn bench_train(
     use crate::rng::Rng;
     let train_device = device.clone().autodiff();
     if *perceptual != BenchPerceptual::PixelPyramid {
-        crate::train::check_vgg_sizes(&config.clone().into())?;
+        crate::train::check_vgg_sizes(config)?;
     }
     let features = match perceptual {
         BenchPerceptual::Vgg19File(path) => PerceptualFeatures::Vgg19 {
@@ -984,20 +998,17 @@ pub fn bench_train(
         }
         BenchPerceptual::PixelPyramid => PerceptualFeatures::PixelPyramid,
     };
-    let perceptual = PerceptualLoss::new(
-        features,
-        &config.train.scales,
-        &config.train.loss_weights.perceptual,
-        &train_device,
-    );
+    let (scales, weights) = config.perceptual();
+    let perceptual = PerceptualLoss::new(features, scales, weights, &train_device);
     let described = perceptual.describe();
-    let mut learner = crate::train::Learner::new(config.clone(), perceptual, device)?;
-    let [h, w, c] = config.frame_shape;
-    let b = config.train.batch_size;
+    let mut learner = crate::train::FamilyLearner::new(config.clone(), perceptual, device)?;
+    let [h, w, c] = config.frame_shape();
+    let (_, _, b) = config.schedule();
+    let epoch = bench_epoch(config);
     let frames = || Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 1.0), &train_device);
     let mut step = |i: usize| {
         let mut rng = Rng::derive(&[0, i as u64]);
-        learner.step(frames(), frames(), 1.0, &mut rng, false)
+        learner.step(frames(), frames(), epoch, &mut rng, false)
     };
     for i in 0..warmup {
         step(i);
@@ -1018,7 +1029,9 @@ pub fn bench_train(
         height: h,
         width: w,
         batch_size: b,
-        variant: config.prioritycut.variant,
+        variant: config.variant(),
+        family: config.family(),
+        epoch,
         perceptual: described,
         warmup,
         runs_ms,

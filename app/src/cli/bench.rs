@@ -10,8 +10,8 @@ use prioritycut_engine::bench::{
     BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_motion_model, bench_train,
     seeded_tpsmm, write_seeded_model, write_seeded_tpsmm,
 };
-use prioritycut_engine::config::tpsmm::{TpsmmConfigFile, is_tpsmm_file};
-use prioritycut_engine::config::{FommConfig, Variant};
+use prioritycut_engine::config::tpsmm::{self, TpsmmConfigFile, is_tpsmm_file};
+use prioritycut_engine::config::{FommConfig, TrainingConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::kernels::gpu::{self, KernelChoice};
 use prioritycut_engine::live::CameraSource;
@@ -61,7 +61,8 @@ pub struct BenchLiveArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchTrainArgs {
-    /// FOMM YAML config (default: FOMM's vox-256).
+    /// FOMM's or TPSMM's YAML config (default: FOMM's vox-256). A TPSMM config is timed at the
+    /// first epoch of its steady state (background motion on, dropout over).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Frame side, overriding the config's frame_shape (e.g. 64 or 256).
@@ -70,7 +71,8 @@ pub struct BenchTrainArgs {
     /// Batch size (default: the config's).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// fomm | fomm-adv | unet | unet-cutmix | unet-prioritycut
+    /// fomm | fomm-adv | unet | unet-cutmix | unet-prioritycut (fomm with a TPSMM config:
+    /// TPSMM as published)
     #[arg(long, default_value = "unet-prioritycut", value_parser = super::train::parse_variant)]
     pub variant: Variant,
     /// Time FOMM's VGG19 perceptual loss with these torchvision weights (default: VGG19 with
@@ -174,10 +176,7 @@ fn config_or_vox256(path: Option<&Path>) -> anyhow::Result<(FommConfig, String)>
     if let Some(path) = path
         && is_tpsmm_file(path)?
     {
-        anyhow::bail!(
-            "{} is a TPSMM config: TPSMM's training is not written yet (bench animate and bench live time TPSMM)",
-            path.display()
-        );
+        anyhow::bail!("{} is a TPSMM config, which this bench does not take", path.display());
     }
     Ok(match path {
         Some(path) => (FommConfig::from_yaml_file(path)?, path.display().to_string()),
@@ -311,21 +310,35 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
-    let (mut config, name) = config_or_vox256(args.config.as_deref())?;
-    if let Some(size) = args.size {
+/// The training config `bench train` times: FOMM's or TPSMM's file, or FOMM's vox-256, at
+/// `--size` (checked as a file with that frame size would be); and how to name it.
+fn training_config(path: Option<&Path>, size: Option<usize>) -> anyhow::Result<(TrainingConfig, String)> {
+    if let Some(path) = path
+        && is_tpsmm_file(path)?
+    {
+        let mut file = TpsmmConfigFile::read(path)?;
+        if let Some(size) = size {
+            file.config.frame_shape = [size, size, 3];
+            file = tpsmm::parse(&file.to_yaml()).map_err(|e| anyhow::anyhow!("size {size}: {e}"))?;
+        }
+        return Ok((TrainingConfig::Tpsmm(file), format!("TPSMM {}", path.display())));
+    }
+    let (mut config, name) = config_or_vox256(path)?;
+    if let Some(size) = size {
         config.frame_shape = [size, size, 3];
-        // Same checks as a config file with that frame size.
         config = FommConfig::from_yaml_str(&config.to_yaml()).map_err(|e| anyhow::anyhow!("size {size}: {e}"))?;
     }
-    if let Some(batch) = args.batch {
-        config.train.batch_size = batch;
-    }
+    Ok((TrainingConfig::Fomm(config), name))
+}
+
+fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
+    let (mut config, name) = training_config(args.config.as_deref(), args.size)?;
     anyhow::ensure!(
-        args.runs > 0 && config.train.batch_size > 0,
+        args.runs > 0 && args.batch != Some(0),
         "--runs and --batch must be at least 1"
     );
-    config.prioritycut.variant = args.variant;
+    config.set_batches(args.batch, None);
+    config.set_variant(args.variant);
     let selected = args.device.open()?;
     args.kernels.apply();
     let kernels = args.kernels.describe(&selected);
@@ -341,8 +354,12 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{:.0}", ms)).collect();
     let cpu = CpuMachine::detect().describe();
+    let epoch = match report.family {
+        "TPSMM" => format!(" (epoch {}: background motion on, no dropout)", report.epoch),
+        _ => String::new(),
+    };
     println!(
-        "bench train | config {name} | variant {} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
+        "bench train | config {name} | variant {}{epoch} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
         report.variant,
         report.width,
         report.height,
