@@ -1,5 +1,7 @@
 //! The paper's ablation (Tables 1–3): the five models trained with the same seed, data and step
-//! budget, each then put through the reconstruction protocol ([`crate::eval`]).
+//! budget, each then put through the reconstruction protocol ([`crate::eval`]). With a TPSMM
+//! config the generator is TPSMM's and the variants are those it trains (its own training, and
+//! the three U-Net variants).
 //!
 //! Every variant trains in its own run folder (`OUT/<variant>/`), so an interrupted ablation
 //! resumes where it stopped: finished variants are only evaluated again, a half-trained one
@@ -10,12 +12,12 @@ use std::sync::atomic::AtomicBool;
 
 use crate::backend::SelectedDevice;
 use crate::checkpoint::RunDir;
-use crate::config::{FommConfig, Variant};
+use crate::config::{TrainingConfig, Variant};
 use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use crate::evaluators::Evaluators;
 use crate::family::LoadedModel;
 use crate::render::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
-use crate::train::{Finish, TrainEvent, TrainOptions, train};
+use crate::train::{FamilyLearner, Finish, TrainEvent, TrainOptions, train};
 use crate::{EngineError, Result};
 
 /// What to ablate.
@@ -90,8 +92,33 @@ pub struct AblationRow {
     pub report: EvalReport,
 }
 
+/// The variants a family's ablation trains when none are named: every one it can train (TPSMM
+/// has no keypoint-conditioned discriminator, so no `fomm-adv`).
+pub fn family_variants(config: &TrainingConfig) -> Vec<Variant> {
+    Variant::ALL
+        .into_iter()
+        .filter(|&variant| {
+            let mut config = config.clone();
+            config.set_variant(variant);
+            FamilyLearner::check(&config).is_ok()
+        })
+        .collect()
+}
+
+/// A row's name in the table and figure: the paper's for FOMM; for another family its name for
+/// its own training, its name before the paper's for the variants.
+pub fn row_title(family: &str, variant: Variant) -> String {
+    match (family, variant) {
+        ("FOMM", _) => variant.title().to_string(),
+        (_, Variant::Fomm) => family.to_string(),
+        _ => format!("{family} {}", variant.title()),
+    }
+}
+
 #[derive(Debug)]
 pub struct AblationReport {
+    /// The family trained ("FOMM", "TPSMM").
+    pub family: &'static str,
     pub rows: Vec<AblationRow>,
     /// How the models were trained (backend, perceptual loss), as the runs reported it.
     pub trained_on: String,
@@ -117,7 +144,7 @@ impl AblationReport {
                         })
                     })
                     .collect();
-                (row.variant.title().to_string(), examples)
+                (row_title(self.family, row.variant), examples)
             })
             .collect();
         comparison_figure(
@@ -132,7 +159,7 @@ impl AblationReport {
     pub fn markdown(&self) -> String {
         let mut table = format!("{}\n", EvalSummary::MARKDOWN_HEADER);
         for row in &self.rows {
-            table += &row.report.summary().markdown_row(row.variant.title());
+            table += &row.report.summary().markdown_row(&row_title(self.family, row.variant));
             table.push('\n');
         }
         table
@@ -141,7 +168,8 @@ impl AblationReport {
     pub fn csv(&self) -> String {
         let mut table = format!("{},steps\n", EvalSummary::CSV_HEADER);
         for row in &self.rows {
-            table += &format!("{},{}\n", row.report.summary().csv_row(row.variant.title()), row.steps);
+            let title = row_title(self.family, row.variant);
+            table += &format!("{},{}\n", row.report.summary().csv_row(&title), row.steps);
         }
         table
     }
@@ -150,7 +178,7 @@ impl AblationReport {
 /// Trains and evaluates every variant of `options` in turn. Returns `None` when `stop` was
 /// raised (the variant in training checkpoints first, so a rerun resumes it).
 pub fn run_ablation(
-    config: &FommConfig,
+    config: &TrainingConfig,
     options: &AblationOptions,
     selected: &SelectedDevice,
     stop: &AtomicBool,
@@ -164,12 +192,18 @@ pub fn run_ablation(
             "an ablation needs at least one training step".into(),
         ));
     }
-    // Refuse bad data before the first variant trains for an hour.
+    // Refuse a variant the family cannot train, and bad data, before the first variant trains
+    // for an hour.
+    for &variant in &options.variants {
+        let mut config = config.clone();
+        config.set_variant(variant);
+        FamilyLearner::check(&config)?;
+    }
     crate::data::dataset::FramesDataset::open(
         &options.dataset,
         crate::data::dataset::Split::Test,
-        config.frame_shape,
-        &config.dataset,
+        config.frame_shape(),
+        config.dataset(),
     )?;
     let evaluators =
         Evaluators::for_dataset_or_faces(&options.dataset, options.face_weights.as_deref(), &selected.device)?;
@@ -203,7 +237,7 @@ pub fn run_ablation(
             &selected.device,
             |done, total| on_event(AblationEvent::Evaluating { variant, done, total }),
         )?;
-        report.write(&run_dir.join("eval"), variant.title())?;
+        report.write(&run_dir.join("eval"), &row_title(config.family(), variant))?;
         on_event(AblationEvent::Evaluated {
             variant,
             summary: Box::new(report.summary()),
@@ -216,6 +250,7 @@ pub fn run_ablation(
         });
     }
     let report = AblationReport {
+        family: config.family(),
         rows,
         trained_on: trained_on.join("; "),
     };
@@ -229,7 +264,7 @@ pub fn run_ablation(
 /// Trains `variant` to `options.steps` in `run_dir`, resuming what is there; the steps of the
 /// checkpoint it ends on, or `None` when stopped.
 fn train_variant(
-    config: &FommConfig,
+    config: &TrainingConfig,
     options: &AblationOptions,
     variant: Variant,
     run_dir: &Path,
@@ -238,7 +273,7 @@ fn train_variant(
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<Option<usize>> {
     let mut config = config.clone();
-    config.prioritycut.variant = variant;
+    config.set_variant(variant);
     let mut train_options = TrainOptions::new(&options.dataset, run_dir);
     train_options.steps = Some(options.steps);
     train_options.seed = options.seed;
@@ -247,9 +282,35 @@ fn train_variant(
     train_options.snapshot_every = None;
     train_options.vgg19 = options.vgg19.clone();
     train_options.resume = RunDir::open(run_dir, false)?.latest().is_some();
-    let finish = train(config.into(), train_options, selected, stop, on_event)?;
+    let finish = train(config, train_options, selected, stop, on_event)?;
     Ok(match finish {
         (Finish::Completed, step) => Some(step),
         (Finish::Stopped, _) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FOMM ablates all five models; TPSMM the four it trains, named after it.
+    #[test]
+    fn each_family_ablates_what_it_trains_under_its_name() {
+        let fomm = TrainingConfig::Fomm(crate::config::FommConfig::vox256());
+        assert_eq!(family_variants(&fomm), Variant::ALL.to_vec());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/configs/synthetic-64-tpsmm.yaml");
+        let (tpsmm, _) = TrainingConfig::read_yaml_file(&path).expect("bundled TPSMM config");
+        assert_eq!(
+            family_variants(&tpsmm),
+            vec![
+                Variant::Fomm,
+                Variant::Unet,
+                Variant::UnetCutmix,
+                Variant::UnetPrioritycut
+            ]
+        );
+        assert_eq!(row_title("FOMM", Variant::UnetPrioritycut), "U-Net+PriorityCut");
+        assert_eq!(row_title("TPSMM", Variant::Fomm), "TPSMM");
+        assert_eq!(row_title("TPSMM", Variant::UnetCutmix), "TPSMM U-Net+CutMix");
+    }
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
-use prioritycut_engine::ablation::{AblationEvent, AblationOptions, run_ablation};
-use prioritycut_engine::config::{FommConfig, TrainingConfig, Variant};
+use prioritycut_engine::ablation::{AblationEvent, AblationOptions, family_variants, row_title, run_ablation};
+use prioritycut_engine::config::{TrainingConfig, Variant};
 use prioritycut_engine::eval::EvalOptions;
 use prioritycut_engine::train::TrainEvent;
 
@@ -19,7 +19,8 @@ pub struct AblateArgs {
     /// A dataset in FOMM's layout: trained on train/, evaluated on test/.
     #[arg(long)]
     pub dataset: PathBuf,
-    /// FOMM YAML config shared by every variant (its prioritycut_params.variant is replaced).
+    /// FOMM's or TPSMM's YAML config shared by every variant (its prioritycut_params.variant
+    /// is replaced).
     #[arg(long)]
     pub config: PathBuf,
     /// Training steps per variant.
@@ -29,7 +30,8 @@ pub struct AblateArgs {
     /// the same folder to resume an interrupted ablation.
     #[arg(long)]
     pub out: PathBuf,
-    /// The variants, comma separated (default: all five, in the paper's order).
+    /// The variants, comma separated (default: every one the config's family trains, in the
+    /// paper's order: all five for FOMM; fomm, unet, unet-cutmix, unet-prioritycut for TPSMM).
     #[arg(long, value_delimiter = ',', value_parser = super::train::parse_variant)]
     pub variants: Vec<Variant>,
     /// Random seed every variant starts from, so that they differ only by the variant.
@@ -61,18 +63,18 @@ pub struct AblateArgs {
 }
 
 pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
-    let mut training = TrainingConfig::from(FommConfig::from_yaml_file(&args.config)?);
-    args.overrides.apply(&mut training)?;
-    let TrainingConfig::Fomm(config) = training else {
-        anyhow::bail!("the ablation trains FOMM configs");
-    };
+    let (mut config, ignored_keys) = TrainingConfig::read_yaml_file(&args.config)?;
+    super::report_ignored_keys(&ignored_keys);
+    args.overrides.apply(&mut config)?;
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
     let selected = args.device.open()?;
     let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);
     options.seed = args.seed;
-    if !args.variants.is_empty() {
-        options.variants = args.variants.clone();
-    }
+    options.variants = if args.variants.is_empty() {
+        family_variants(&config)
+    } else {
+        args.variants.clone()
+    };
     options.checkpoint_every = args.checkpoint_every.unwrap_or(args.steps.div_ceil(4));
     options.vgg19 = args.vgg19.clone();
     options.face_weights = (!args.no_face_keypoints).then(super::bundled_face_weights);
@@ -92,7 +94,11 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     let mut bar: Option<ProgressBar> = None;
     let report = run_ablation(&config, &options, &selected, &stop, |event| match event {
         AblationEvent::Training { variant, index, count } => {
-            eprintln!("[{}/{count}] {} ({variant})", index + 1, variant.title());
+            eprintln!(
+                "[{}/{count}] {} ({variant})",
+                index + 1,
+                row_title(config.family(), variant)
+            );
         }
         AblationEvent::Train { variant, event } => match event {
             TrainEvent::Started {

@@ -402,6 +402,10 @@ mod tests {
                 file.ignored_keys
             );
         }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/configs/synthetic-64-tpsmm.yaml");
+        let (config, ignored) = TrainingConfig::read_yaml_file(&path).expect("bundled TPSMM config");
+        assert!(ignored.is_empty(), "{}: {ignored:?}", path.display());
+        assert_eq!((config.family(), config.frame_shape()), ("TPSMM", [64, 64, 3]));
     }
 
     #[test]

@@ -85,14 +85,6 @@ impl FamilyLearner {
         }
     }
 
-    /// The config it trains (variant included).
-    pub fn config(&self) -> TrainingConfig {
-        match self {
-            FamilyLearner::Fomm(l) => TrainingConfig::Fomm(l.config.clone()),
-            FamilyLearner::Tpsmm(l) => TrainingConfig::Tpsmm(l.config.clone()),
-        }
-    }
-
     /// One step during `epoch` (its learning rate, and TPSMM's dropout and background schedule).
     pub fn step(
         &mut self,
@@ -193,7 +185,7 @@ pub const INJECT_NAN_ENV: &str = "PRIORITYCUT_INJECT_NAN_FROM_STEP";
 
 impl Trainer {
     /// Prepares a run: opens the dataset, builds or restores the networks, and reports what it
-    /// chose on `events` (warnings included). `config.prioritycut.variant` is the model trained.
+    /// chose on `events` (warnings included). `config.variant()` is the model trained.
     pub fn new(
         config: TrainingConfig,
         options: TrainOptions,
