@@ -44,6 +44,31 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// A step's report from the generator's and discriminator's losses and the L1 metric, in
+    /// [`LOSS_NAMES`] order (the trainer sets the step and epoch).
+    pub fn of_step(
+        generator: Vec<(&'static str, f64)>,
+        discriminator: Vec<(&'static str, f64)>,
+        l1: f64,
+        lr: f64,
+        mixed: bool,
+        skipped: bool,
+        seconds: f64,
+    ) -> Self {
+        let mut losses: Vec<(&'static str, f64)> = generator.into_iter().chain(discriminator).collect();
+        losses.push(("l1", l1));
+        losses.sort_by_key(|(name, _)| LOSS_NAMES.iter().position(|n| n == name));
+        Self {
+            step: 0,
+            epoch: 0,
+            lr,
+            losses,
+            mixed,
+            skipped,
+            seconds,
+        }
+    }
+
     pub fn loss(&self, name: &str) -> Option<f64> {
         self.losses.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }

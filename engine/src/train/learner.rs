@@ -11,11 +11,11 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::events::{LOSS_NAMES, StepReport};
+use super::events::StepReport;
 use super::monitor::{StepTensors, scalars};
 use super::optim::Adam;
-use super::unet::{self, DiscriminatorPass, sum_losses};
-use crate::augment::{RandomTps, cutmix_mask};
+use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
+use crate::augment::RandomTps;
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::FommConfig;
 use crate::config::Variant;
@@ -154,12 +154,6 @@ impl Learner {
         self.adam_generator = Adam::load(&dir.join(ADAM_GENERATOR), &plain)?;
         self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
         Ok(())
-    }
-
-    /// PriorityCut's k for each of `batch` samples, as fractions of the image.
-    fn draw_k(&self, batch: usize, rng: &mut Rng) -> Vec<f64> {
-        let p = &self.config.prioritycut;
-        (0..batch).map(|_| rng.range(p.k_min, p.k_max) / 100.0).collect()
     }
 
     /// The generator step's forward (`GeneratorFullModel`): keypoints, generator, and every
@@ -303,10 +297,7 @@ impl Learner {
         let [b, _, h, w] = driving.dims();
         let train = self.config.train.clone();
         let transform = RandomTps::sample(b, &train.transform_params, rng);
-        // Drawn whatever happens next, so every variant and step keeps the same stream.
-        let mix_this_step = self.variant.cutmix() && rng.bernoulli(self.config.prioritycut.cutmix_probability);
-        let k = self.draw_k(b, rng);
-        let box_mask = (self.variant == Variant::UnetCutmix).then(|| cutmix_mask(h, w, &k, rng, &self.device));
+        let draws = MixDraws::draw(self.variant, &self.config.prioritycut, b, (h, w), rng, &self.device);
 
         let pass = self.generator_pass(&source, &driving, &transform);
         let l1 = f64::from(
@@ -336,7 +327,7 @@ impl Learner {
         let disc = if skipped {
             DiscriminatorPass::none()
         } else {
-            let mask = mix_this_step.then(|| self.cutmix_mask(&pass, &k, box_mask));
+            let mask = draws.mix.then(|| self.cutmix_mask(&pass, &draws.k, draws.box_mask));
             self.discriminator_pass(&driving, &pass, mask)
         };
         let disc_values = scalars(&disc.losses);
@@ -355,18 +346,15 @@ impl Learner {
             }
         }
 
-        let mut losses: Vec<(&'static str, f64)> = generator_values.into_iter().chain(disc_values).collect();
-        losses.push(("l1", l1));
-        losses.sort_by_key(|(name, _)| LOSS_NAMES.iter().position(|n| n == name));
-        let report = StepReport {
-            step: 0,
-            epoch: 0,
-            lr: train.lr_generator * lr_factor,
-            losses,
-            mixed: disc.cutmix.is_some(),
+        let report = StepReport::of_step(
+            generator_values,
+            disc_values,
+            l1,
+            train.lr_generator * lr_factor,
+            disc.cutmix.is_some(),
             skipped,
-            seconds: start.elapsed().as_secs_f64(),
-        };
+            start.elapsed().as_secs_f64(),
+        );
         let snapshot = snapshot.then(|| {
             super::monitor::snapshot(
                 self.variant,
@@ -398,6 +386,7 @@ pub fn batch_tensor(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Ten
 mod tests {
     use super::*;
     use crate::loss::{PerceptualFeatures, PerceptualLoss};
+    use crate::test_support::noise_frames as frames;
     use burn::module::{ModuleVisitor, Param};
 
     fn small_config(variant: Variant) -> FommConfig {
@@ -421,12 +410,6 @@ mod tests {
         );
         device.seed(0);
         Learner::new(config.clone(), perceptual, &device).expect("learner")
-    }
-
-    fn frames(seed: u64, device: &Device) -> Tensor<4> {
-        let mut rng = Rng::derive(&[seed]);
-        let values: Vec<f32> = (0..2 * 3 * 64 * 64).map(|_| rng.uniform() as f32).collect();
-        batch_tensor(values, [2, 3, 64, 64], device)
     }
 
     /// Paths of the float parameters that require gradients.

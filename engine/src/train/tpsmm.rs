@@ -18,11 +18,11 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
-use super::events::{LOSS_NAMES, StepReport};
+use super::events::StepReport;
 use super::monitor::{StepTensors, scalars};
 use super::optim::{Adam, clip_gradients_max_abs};
-use super::unet::{self, DiscriminatorPass, sum_losses};
-use crate::augment::{RandomTps, TpsForm, cutmix_mask};
+use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
+use crate::augment::{RandomTps, TpsForm};
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
 use crate::config::Variant;
 use crate::config::tpsmm::{GRADIENT_CLIP, TpsmmConfigFile};
@@ -335,11 +335,7 @@ impl TpsmmLearner {
         let train = self.config.train.clone();
         let lr = train.lr_generator * train.lr_factor(epoch);
         let transform = RandomTps::sample(b, &train.transform_params, rng).in_form(TpsForm::Tpsmm);
-        // Drawn whatever happens next, so every variant and step keeps the same stream.
-        let params = &self.config.prioritycut;
-        let mix_this_step = self.variant.cutmix() && rng.bernoulli(params.cutmix_probability);
-        let k: Vec<f64> = (0..b).map(|_| rng.range(params.k_min, params.k_max) / 100.0).collect();
-        let box_mask = (self.variant == Variant::UnetCutmix).then(|| cutmix_mask(h, w, &k, rng, &self.device));
+        let draws = MixDraws::draw(self.variant, &self.config.prioritycut, b, (h, w), rng, &self.device);
         let transformations = self.config.config.num_tps + 1;
         let dropout_draws: Vec<f32> = (0..b * transformations).map(|_| rng.uniform() as f32).collect();
 
@@ -380,14 +376,14 @@ impl TpsmmLearner {
         let disc = if skipped {
             DiscriminatorPass::none()
         } else {
-            let mask = mix_this_step.then(|| {
+            let mask = draws.mix.then(|| {
                 unet::cutmix_mask(
                     &self.config.prioritycut,
                     pass.motion.contribution_maps.clone(),
                     pass.motion.occlusion_map.last().cloned(),
                     (h, w),
-                    &k,
-                    box_mask,
+                    &draws.k,
+                    draws.box_mask,
                 )
             });
             self.discriminator_pass(&driving, &pass, mask)
@@ -404,18 +400,15 @@ impl TpsmmLearner {
             }
         }
 
-        let mut losses: Vec<(&'static str, f64)> = generator_values.into_iter().chain(disc_values).collect();
-        losses.push(("l1", l1));
-        losses.sort_by_key(|(name, _)| LOSS_NAMES.iter().position(|n| n == name));
-        let report = StepReport {
-            step: 0,
-            epoch: 0,
+        let report = StepReport::of_step(
+            generator_values,
+            disc_values,
+            l1,
             lr,
-            losses,
-            mixed: disc.cutmix.is_some(),
+            disc.cutmix.is_some(),
             skipped,
-            seconds: start.elapsed().as_secs_f64(),
-        };
+            start.elapsed().as_secs_f64(),
+        );
         let snapshot = snapshot.then(|| {
             super::monitor::snapshot(
                 self.variant,
@@ -442,7 +435,7 @@ impl TpsmmLearner {
 mod tests {
     use super::*;
     use crate::loss::PerceptualFeatures;
-    use burn::tensor::TensorData;
+    use crate::test_support::noise_frames as frames;
 
     fn small_config(variant: Variant) -> TpsmmConfigFile {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tpsmm-train/config.yaml");
@@ -463,12 +456,6 @@ mod tests {
         );
         device.seed(0);
         TpsmmLearner::new(config.clone(), perceptual, &device).expect("learner")
-    }
-
-    fn frames(seed: u64, device: &Device) -> Tensor<4> {
-        let mut rng = Rng::derive(&[seed]);
-        let values: Vec<f32> = (0..2 * 3 * 64 * 64).map(|_| rng.uniform() as f32).collect();
-        Tensor::from_data(TensorData::new(values, [2, 3, 64, 64]), device)
     }
 
     /// From `bg_start` on every network steps, the background predictor included; before it,

@@ -6,9 +6,39 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::augment::{mix, priority_cut};
-use crate::config::PriorityCutParams;
+use crate::config::{PriorityCutParams, Variant};
 use crate::loss::{consistency, decoder_on_mixed, feature_matching, lsgan_fake, lsgan_real};
 use crate::model::unet_discriminator::UNetDiscriminator;
+use crate::rng::Rng;
+
+/// A step's CutMix choices, drawn whatever the variant, so that every variant and step keeps
+/// the same stream of random numbers: whether to mix, PriorityCut's k per sample (fractions
+/// of the image), and `unet-cutmix`'s boxes.
+#[derive(Debug, Clone)]
+pub struct MixDraws {
+    pub mix: bool,
+    pub k: Vec<f64>,
+    pub box_mask: Option<Tensor<4>>,
+}
+
+impl MixDraws {
+    pub fn draw(
+        variant: Variant,
+        params: &PriorityCutParams,
+        batch: usize,
+        (height, width): (usize, usize),
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Self {
+        let mix = variant.cutmix() && rng.bernoulli(params.cutmix_probability);
+        let k: Vec<f64> = (0..batch)
+            .map(|_| rng.range(params.k_min, params.k_max) / 100.0)
+            .collect();
+        let box_mask =
+            (variant == Variant::UnetCutmix).then(|| crate::augment::cutmix_mask(height, width, &k, rng, device));
+        Self { mix, k, box_mask }
+    }
+}
 
 /// The discriminator step's forward.
 #[derive(Debug, Clone)]
