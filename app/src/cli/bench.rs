@@ -87,8 +87,10 @@ pub struct BenchTrainArgs {
     /// Timed steps; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Untimed steps first (kernel compilation, autotuning, allocator warm-up).
-    #[arg(long, default_value_t = 1)]
+    /// Untimed steps first (kernel compilation, autotuning, allocator warm-up). Two: at vox-256
+    /// the second step still faults in much of the step's ~4 GB of memory for the first time
+    /// (measured on a 2-core VM: 10–12 s against a steady 7.2–7.6 s for TPSMM's).
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     #[command(flatten)]
     pub kernels: KernelArgs,
