@@ -1,7 +1,7 @@
 //! Helpers for the kernels' tests, shared with the engine's (`prioritycut_engine`'s
 //! `test_support` re-exports them): comparisons of tensors and random inputs on flex.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// (max |a − b|, max |b|).
 pub fn largest_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> (f32, f32) {
@@ -20,6 +20,45 @@ pub fn assert_close<const D: usize>(what: &str, ours: Tensor<D>, reference: Tens
 
 /// A flex tensor of values drawn uniformly from [−scale, scale].
 pub fn uniform<const D: usize>(shape: [usize; D], scale: f64) -> Tensor<D> {
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
     Tensor::random(shape, Distribution::Uniform(-scale, scale), &Device::flex())
+}
+
+/// Reproducible draws for tests whose data must not change from run to run (the device's own
+/// generator is shared by every test running beside them): splitmix64, Box–Muller for normals.
+#[derive(Debug, Clone)]
+pub struct SeededDraws(u64);
+
+impl SeededDraws {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
+    }
+
+    /// A flex tensor of values uniform in [low, high).
+    pub fn uniform<const D: usize>(&mut self, shape: [usize; D], low: f64, high: f64, device: &Device) -> Tensor<D> {
+        let values: Vec<f32> = (0..shape.iter().product())
+            .map(|_| (low + (high - low) * self.next_unit()) as f32)
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// A flex tensor of values drawn from N(mean, std²).
+    pub fn normal<const D: usize>(&mut self, shape: [usize; D], mean: f64, std: f64, device: &Device) -> Tensor<D> {
+        let values: Vec<f32> = (0..shape.iter().product())
+            .map(|_| {
+                let (u, v) = (1.0 - self.next_unit(), self.next_unit());
+                (mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
 }
