@@ -211,8 +211,10 @@ fn training_pauses_resumes_checkpoints_and_stops() {
     });
     let snapshot = wait_for(&events, 60, |e| matches!(e, Event::Training(TrainEvent::Snapshot(_))));
     if let Event::Training(TrainEvent::Snapshot(s)) = &snapshot {
+        // FOMM predicts one occlusion map; the coarser ones are TPSMM's.
         for map in SnapshotMap::ALL {
-            assert!(s.map(map).is_some(), "the snapshot lacks {}", map.name());
+            let expected = !map.is_coarser_occlusion();
+            assert_eq!(s.map(map).is_some(), expected, "{}", map.name());
         }
     }
     wait_for(

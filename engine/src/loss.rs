@@ -82,7 +82,7 @@ impl PerceptualLoss {
         match &self.features {
             PerceptualFeatures::Vgg19 { weights, .. } => format!("VGG19 perceptual pyramid ({weights})"),
             PerceptualFeatures::PixelPyramid => {
-                "pixel-pyramid L1 FALLBACK (no VGG19 weights given: pass --vgg19 vgg19-dcbb9e9d.pth for FOMM's loss)"
+                "pixel-pyramid L1 FALLBACK (no VGG19 weights given: pass --vgg19 vgg19-dcbb9e9d.pth for the published VGG19 loss)"
                     .to_string()
             }
         }

@@ -42,7 +42,7 @@ pub struct AblateArgs {
     /// Checkpoint every this many steps (default: a quarter of --steps).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
-    /// torchvision VGG19 weights for FOMM's perceptual loss (else the pixel-pyramid fallback).
+    /// torchvision VGG19 weights for the perceptual loss, FOMM's and TPSMM's (else the pixel-pyramid fallback).
     #[arg(long)]
     pub vgg19: Option<PathBuf>,
     /// Evaluate on the first N test videos only.

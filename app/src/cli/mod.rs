@@ -71,6 +71,10 @@ pub struct WindowArgs {
     /// The run folder --train-dataset trains into (a new run).
     #[arg(long)]
     pub train_run: Option<PathBuf>,
+    /// The YAML config --train-dataset trains with, FOMM's or TPSMM's layout (default: the Train
+    /// workspace's).
+    #[arg(long, requires = "train_dataset")]
+    pub train_config: Option<PathBuf>,
     /// Start puppeteering at once with this video standing in for the camera.
     #[arg(long)]
     pub live_video: Option<PathBuf>,
@@ -139,6 +143,7 @@ where
             options.screenshot = w.screenshot.map(|path| (path, w.screenshot_after));
             options.fresh = w.fresh;
             options.train = w.train_dataset.zip(w.train_run);
+            options.train_config = w.train_config;
             options.live_video = w.live_video;
             options.evaluate_dataset = w.evaluate_dataset;
             options.model = w.checkpoint.map(|checkpoint| (checkpoint, w.config));

@@ -48,8 +48,8 @@ pub struct TrainArgs {
     /// Random seed of the run (initial weights, data order, augmentation): same seed, same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// torchvision VGG19 weights (vgg19-dcbb9e9d.pth or .safetensors) for FOMM's perceptual
-    /// loss. Without them a pixel-pyramid L1 stands in, and the run says so.
+    /// torchvision VGG19 weights (vgg19-dcbb9e9d.pth or .safetensors) for the perceptual loss
+    /// (FOMM's and TPSMM's). Without them a pixel-pyramid L1 stands in, and the run says so.
     #[arg(long)]
     pub vgg19: Option<PathBuf>,
     #[command(flatten)]

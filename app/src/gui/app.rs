@@ -168,6 +168,9 @@ impl StudioApp {
         if let (Some(worker), Some((dataset, run))) = (&worker, &options.train) {
             train.settings.dataset = dataset.display().to_string();
             train.settings.run = run.display().to_string();
+            if let Some(config) = &options.train_config {
+                train.settings.config = config.display().to_string();
+            }
             train.start(worker, false);
         }
         let mut evaluate = EvaluatePanel::new(settings.evaluate, Bundle::at(&options.assets).face_weights);

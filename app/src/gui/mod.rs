@@ -31,6 +31,8 @@ pub struct GuiOptions {
     pub fresh: bool,
     /// Start training this dataset into this run folder at once (with the Train fields' config).
     pub train: Option<(PathBuf, PathBuf)>,
+    /// The config that training takes instead of the Train fields' (FOMM's or TPSMM's layout).
+    pub train_config: Option<PathBuf>,
     /// Start puppeteering with this video as the camera at once.
     pub live_video: Option<PathBuf>,
     /// Evaluate on this dataset at once (with the Evaluate fields' checkpoint).
@@ -48,6 +50,7 @@ impl GuiOptions {
             assets: crate::assets::default_assets(),
             fresh: false,
             train: None,
+            train_config: None,
             live_video: None,
             evaluate_dataset: None,
             model: None,

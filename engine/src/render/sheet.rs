@@ -92,21 +92,27 @@ pub fn snapshot_sheet(snapshot: &Snapshot) -> RgbImage {
             (which.name().to_string(), image)
         })
         .collect();
-    // The masks on one row, the U-Net decoder's maps (when the variant has them) on the next.
-    let map_row = |decoder: bool| -> Vec<(String, RgbImage)> {
+    // TPSMM's coarser occlusion masks on one row, the masks on the next, the U-Net decoder's
+    // maps (when the variant has them) on the last.
+    let map_row = |in_row: fn(SnapshotMap) -> bool| -> Vec<(String, RgbImage)> {
         SnapshotMap::ALL
             .into_iter()
-            .filter(|which| which.is_decoder() == decoder)
+            .filter(|&which| in_row(which))
             .filter_map(|which| {
                 let map = snapshot.map(which)?;
                 Some((which.name().to_string(), map_image(map, which.default_colormap())))
             })
             .collect()
     };
-    let rows: Vec<Vec<(String, RgbImage)>> = [images, map_row(false), map_row(true)]
-        .into_iter()
-        .filter(|row| !row.is_empty())
-        .collect();
+    let rows: Vec<Vec<(String, RgbImage)>> = [
+        images,
+        map_row(SnapshotMap::is_coarser_occlusion),
+        map_row(|which| !which.is_coarser_occlusion() && !which.is_decoder()),
+        map_row(SnapshotMap::is_decoder),
+    ]
+    .into_iter()
+    .filter(|row| !row.is_empty())
+    .collect();
     labelled_grid(&format!("{} step {}", snapshot.variant, snapshot.step), &rows)
 }
 

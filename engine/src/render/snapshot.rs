@@ -42,7 +42,12 @@ impl SnapshotImage {
 /// The single-channel maps of a snapshot, at image resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SnapshotMap {
-    /// Ô, the generator's occlusion map.
+    /// TPSMM's coarser occlusion masks, one per inpainting level below the finest (Ô is the
+    /// finest): at ⅛, ¼ and ½ of the image's side.
+    OcclusionEighth,
+    OcclusionQuarter,
+    OcclusionHalf,
+    /// Ô, the generator's occlusion map (TPSMM's finest).
     Occlusion,
     /// M_bg, the dense-motion mask's background channel.
     Background,
@@ -60,7 +65,10 @@ pub enum SnapshotMap {
 }
 
 impl SnapshotMap {
-    pub const ALL: [SnapshotMap; 9] = [
+    pub const ALL: [SnapshotMap; 12] = [
+        SnapshotMap::OcclusionEighth,
+        SnapshotMap::OcclusionQuarter,
+        SnapshotMap::OcclusionHalf,
         SnapshotMap::Occlusion,
         SnapshotMap::Background,
         SnapshotMap::BackgroundBinary,
@@ -74,6 +82,9 @@ impl SnapshotMap {
 
     pub fn name(self) -> &'static str {
         match self {
+            SnapshotMap::OcclusionEighth => "occlusion_eighth",
+            SnapshotMap::OcclusionQuarter => "occlusion_quarter",
+            SnapshotMap::OcclusionHalf => "occlusion_half",
             SnapshotMap::Occlusion => "occlusion",
             SnapshotMap::Background => "background",
             SnapshotMap::BackgroundBinary => "background_binary",
@@ -89,7 +100,12 @@ impl SnapshotMap {
     /// The image the map describes, which it is laid over.
     pub fn lies_over(self) -> SnapshotImage {
         match self {
-            SnapshotMap::Occlusion | SnapshotMap::Background | SnapshotMap::BackgroundBinary => SnapshotImage::Source,
+            SnapshotMap::OcclusionEighth
+            | SnapshotMap::OcclusionQuarter
+            | SnapshotMap::OcclusionHalf
+            | SnapshotMap::Occlusion
+            | SnapshotMap::Background
+            | SnapshotMap::BackgroundBinary => SnapshotImage::Source,
             SnapshotMap::ForegroundOcclusion | SnapshotMap::PrioritycutMask | SnapshotMap::DecoderReal => {
                 SnapshotImage::Driving
             }
@@ -106,6 +122,24 @@ impl SnapshotMap {
         )
     }
 
+    /// TPSMM's occlusion masks below the finest, which the sheet gives a row of their own.
+    pub fn is_coarser_occlusion(self) -> bool {
+        matches!(
+            self,
+            SnapshotMap::OcclusionEighth | SnapshotMap::OcclusionQuarter | SnapshotMap::OcclusionHalf
+        )
+    }
+
+    /// The coarser occlusion map `levels` halvings below the finest (1 = ½), where there is one.
+    pub fn coarser_occlusion(levels: usize) -> Option<SnapshotMap> {
+        match levels {
+            1 => Some(SnapshotMap::OcclusionHalf),
+            2 => Some(SnapshotMap::OcclusionQuarter),
+            3 => Some(SnapshotMap::OcclusionEighth),
+            _ => None,
+        }
+    }
+
     pub fn default_colormap(self) -> Colormap {
         if self.is_decoder() {
             Colormap::FakeReal
@@ -117,6 +151,15 @@ impl SnapshotMap {
     /// What the map shows, for a tooltip.
     pub fn help(self) -> &'static str {
         match self {
+            SnapshotMap::OcclusionEighth => {
+                "TPSMM's occlusion mask at ⅛ size: weighs its inpainting's warped features there"
+            }
+            SnapshotMap::OcclusionQuarter => {
+                "TPSMM's occlusion mask at ¼ size: weighs its inpainting's warped features there"
+            }
+            SnapshotMap::OcclusionHalf => {
+                "TPSMM's occlusion mask at ½ size: weighs its inpainting's warped features there"
+            }
             SnapshotMap::Occlusion => {
                 "Occlusion map Ô: 1 where the warped source is visible, 0 where it must be inpainted"
             }

@@ -367,6 +367,7 @@ impl Learner {
                     prediction: pass.generated.prediction,
                     background: pass.generated.mask,
                     occlusion: pass.generated.occlusion_map,
+                    coarser_occlusions: Vec::new(),
                     kp_source: pass.kp_source.value,
                     kp_driving: pass.kp_driving.value,
                     discriminator: disc,

@@ -25,6 +25,8 @@ pub struct StepTensors {
     pub background: Tensor<4>,
     /// The finest occlusion map, where the generator predicts one.
     pub occlusion: Option<Tensor<4>>,
+    /// The coarser occlusion masks (TPSMM's), coarsest first; none for FOMM.
+    pub coarser_occlusions: Vec<Tensor<4>>,
     pub kp_source: Tensor<3>,
     pub kp_driving: Tensor<3>,
     /// The discriminator step's CutMix and decoder maps.
@@ -73,7 +75,16 @@ pub fn snapshot(
     ];
     images.shrink_to_fit();
     let resize = |x: Tensor<4>| resize_bilinear(x, h, w);
-    let mut out_maps = vec![
+    // Each coarser mask is half the side of the next; named by how far below the finest.
+    let coarser = t.coarser_occlusions.iter().rev().enumerate();
+    let mut out_maps: Vec<(SnapshotMap, Map)> = coarser
+        .filter_map(|(i, mask)| {
+            let which = SnapshotMap::coarser_occlusion(i + 1)?;
+            Some((which, to_map(resize(first(mask)), (0.0, 1.0))))
+        })
+        .rev()
+        .collect();
+    out_maps.extend([
         (SnapshotMap::Occlusion, to_map(resize(occlusion), (0.0, 1.0))),
         (
             SnapshotMap::Background,
@@ -86,7 +97,7 @@ pub fn snapshot(
         ),
         (SnapshotMap::PrioritycutMask, to_map(maps.mask, (0.0, 1.0))),
         (SnapshotMap::CutmixMask, to_map(mask, (0.0, 1.0))),
-    ];
+    ]);
     if let Some(unet) = unet {
         let [real, fake, on_mix] = &t.discriminator.decoder;
         // Whatever the step did not compute comes from an inference copy (no power

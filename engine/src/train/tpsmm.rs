@@ -421,6 +421,12 @@ impl TpsmmLearner {
                     prediction: pass.generated.prediction,
                     background: pass.motion.contribution_maps,
                     occlusion: pass.motion.occlusion_map.last().cloned(),
+                    coarser_occlusions: pass
+                        .motion
+                        .occlusion_map
+                        .split_last()
+                        .map(|(_, coarser)| coarser.to_vec())
+                        .unwrap_or_default(),
                     kp_source: pass.kp_source.value,
                     kp_driving: pass.kp_driving.value,
                     discriminator: disc,
