@@ -235,28 +235,38 @@ impl TrainingConfig {
         }
     }
 
-    /// `(num_epochs, num_repeats, batch_size)` of `train_params`.
+    /// `(num_epochs, num_repeats, batch_size)` of `train_params` (of `train_avd_params` when a
+    /// TPSMM run trains the AVD network).
     pub fn schedule(&self) -> (usize, usize, usize) {
         match self {
             TrainingConfig::Fomm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
+            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => {
+                let t = &c.train_avd;
+                (t.num_epochs, t.num_repeats, t.batch_size)
+            }
             TrainingConfig::Tpsmm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
         }
     }
 
-    /// Overrides `train_params.batch_size` and `num_repeats` where given.
+    /// Overrides the schedule's batch size and `num_repeats` where given.
     pub fn set_batches(&mut self, batch_size: Option<usize>, num_repeats: Option<usize>) {
         let (batch, repeats) = match self {
             TrainingConfig::Fomm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
+            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => {
+                (&mut c.train_avd.batch_size, &mut c.train_avd.num_repeats)
+            }
             TrainingConfig::Tpsmm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
         };
         *batch = batch_size.unwrap_or(*batch);
         *repeats = num_repeats.unwrap_or(*repeats);
     }
 
-    /// The perceptual pyramid: `(train_params.scales, loss_weights.perceptual)`.
+    /// The perceptual pyramid: `(train_params.scales, loss_weights.perceptual)`; none for
+    /// training the AVD network (its loss is on keypoints).
     pub fn perceptual(&self) -> (&[f64], &[f64]) {
         match self {
             TrainingConfig::Fomm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
+            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => (&[], &[]),
             TrainingConfig::Tpsmm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
         }
     }

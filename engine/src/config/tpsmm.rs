@@ -1,9 +1,11 @@
 //! TPSMM's YAML layout (`config/vox-256.yaml` of its repository) read into [`TpsmmConfig`]:
 //! `dataset_params.frame_shape` and `model_params` (`common_params`, `generator_params`,
 //! `dense_motion_params`, `avd_network_params`) and its training (`train_params`, TPSMM's
-//! `train.py`). Every key is optional (TPSMM's `vox-256.yaml` where the file is silent). Two
-//! sections are ours, for the paper's variants on TPSMM: `model_params.discriminator_params`
-//! (FOMM's keys: the U-Net discriminator's widths) and `prioritycut_params` (FOMM's).
+//! `train.py`; `train_avd_params`, its `train_avd.py`). Every key is optional (TPSMM's
+//! `vox-256.yaml` where the file is silent). Two sections are ours, for the paper's variants on
+//! TPSMM: `model_params.discriminator_params` (FOMM's keys: the U-Net discriminator's widths)
+//! and `prioritycut_params` (FOMM's); and one key, `mode`: what a run trains, as TPSMM's
+//! `run.py --mode` says it (`train`, `train_avd`), so that a run's `config.yaml` says it too.
 
 use std::path::Path;
 
@@ -28,7 +30,76 @@ pub struct TpsmmConfigFile {
     pub discriminator: DiscriminatorConfig,
     /// `prioritycut_params` (ours): the variant and PriorityCut's choices.
     pub prioritycut: PriorityCutParams,
+    /// `train_avd_params`: the AVD network's training.
+    pub train_avd: TpsmmAvdTrainParams,
+    /// `mode` (ours): the networks or the AVD network.
+    pub mode: TpsmmMode,
     pub ignored_keys: Vec<String>,
+}
+
+/// What a TPSMM run trains (`run.py --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TpsmmMode {
+    /// `train.py`: the keypoint detector, dense motion, inpainting and background networks.
+    #[default]
+    Train,
+    /// `train_avd.py`: only the AVD network, on the keypoints of a trained model.
+    TrainAvd,
+}
+
+/// TPSMM's `train_avd_params` (its `train_avd.py`). Defaults: TPSMM's `vox-256.yaml`.
+#[derive(Config, Debug)]
+pub struct TpsmmAvdTrainParams {
+    #[config(default = 200)]
+    pub num_epochs: usize,
+    #[config(default = 300)]
+    pub num_repeats: usize,
+    /// The AVD network's batch norms take the batch's statistics: at least 2.
+    #[config(default = 256)]
+    pub batch_size: usize,
+    /// TPSMM saves every this many epochs; the engine checkpoints by steps (`TrainOptions`).
+    #[config(default = 50)]
+    pub checkpoint_freq: usize,
+    /// MultiStepLR(γ = 0.1) milestones, stepped with the epoch at each epoch's end.
+    #[config(default = "vec![140, 180]")]
+    pub epoch_milestones: Vec<usize>,
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    /// The weight of the keypoints' L1 reconstruction (`rec_kp`).
+    #[config(default = 1.0)]
+    pub lambda_shift: f64,
+    /// The driving keypoints are scaled by a factor in [1 − s, 1 + s] per axis and image.
+    #[config(default = 0.25)]
+    pub random_scale: f64,
+}
+
+impl TpsmmAvdTrainParams {
+    /// The factor on the learning rate during `epoch`: `train_avd.py` calls
+    /// `scheduler.step(epoch)` after each epoch, so epoch `e ≥ 1` runs at MultiStepLR's rate
+    /// for `e − 1` (a milestone takes effect one epoch after it).
+    pub fn lr_factor(&self, epoch: usize) -> f64 {
+        match epoch.checked_sub(1) {
+            Some(previous) => multistep_lr_factor(&self.epoch_milestones, previous),
+            None => 1.0,
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.batch_size < 2 {
+            return Err(format!(
+                "train_avd_params.batch_size is {}: the AVD network's batch norms need at least 2 images a batch",
+                self.batch_size
+            ));
+        }
+        if self.num_repeats == 0 {
+            return Err("train_avd_params.num_repeats must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.random_scale) {
+            return Err("train_avd_params.random_scale must be in [0, 1)".into());
+        }
+        Ok(())
+    }
 }
 
 /// TPSMM's `train_params.loss_weights`, and the adversarial weights of the paper's variants
@@ -185,6 +256,7 @@ pub fn parse(text: &str) -> std::result::Result<TpsmmConfigFile, String> {
     let file = super::yaml::parse_tpsmm(text)?;
     file.config.validate()?;
     file.train.validate()?;
+    file.train_avd.validate()?;
     file.prioritycut.validate()?;
     Ok(file)
 }
@@ -197,6 +269,8 @@ pub fn to_yaml(config: &TpsmmConfig) -> String {
         train: TpsmmTrainParams::new(),
         discriminator: DiscriminatorConfig::new(),
         prioritycut: PriorityCutParams::new(),
+        train_avd: TpsmmAvdTrainParams::new(),
+        mode: TpsmmMode::Train,
         ignored_keys: Vec::new(),
     }
     .to_yaml()
@@ -332,5 +406,32 @@ train_params:
         assert!(parse(&wrong).expect_err("a word is not a count").contains("num_tps"));
         let odd = VOX.replace("num_down_blocks: 3", "num_down_blocks: 2");
         assert!(parse(&odd).expect_err("multi_mask needs 3").contains("num_down_blocks"));
+    }
+
+    /// `train_avd_params` and our `mode` are read, written back, and checked; the learning rate
+    /// drops one epoch after each milestone, as `scheduler.step(epoch)` at an epoch's end does.
+    #[test]
+    fn avd_training_reads_writes_back_and_schedules() {
+        let file = parse("mode: train_avd\ntrain_avd_params:\n  batch_size: 8\n  lr: 0.01\n  dataloader_workers: 4\n")
+            .expect("parses");
+        assert_eq!(file.mode, TpsmmMode::TrainAvd);
+        assert_eq!((file.train_avd.batch_size, file.train_avd.lr), (8, 0.01));
+        assert_eq!(file.train_avd.epoch_milestones, vec![140, 180]);
+        assert!(file.ignored_keys.is_empty(), "{:?}", file.ignored_keys);
+        let again = parse(&file.to_yaml()).expect("reads back");
+        assert_eq!(again.mode, TpsmmMode::TrainAvd);
+        assert_eq!(again.train_avd.to_string(), file.train_avd.to_string());
+        assert_eq!(parse("").expect("empty").mode, TpsmmMode::Train);
+
+        let factors: Vec<f64> = [0, 140, 141, 180, 181].map(|e| file.train_avd.lr_factor(e)).to_vec();
+        let expected = [1.0, 1.0, 0.1, 0.1, 0.01];
+        assert!(
+            factors.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{factors:?}"
+        );
+
+        let err = parse("train_avd_params: {batch_size: 1}\n").expect_err("batch 1");
+        assert!(err.contains("at least 2"), "{err}");
+        assert!(parse("mode: dance\n").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use super::tpsmm::{TpsmmConfigFile, TpsmmLossWeights, TpsmmTrainParams};
+use super::tpsmm::{TpsmmAvdTrainParams, TpsmmConfigFile, TpsmmLossWeights, TpsmmMode, TpsmmTrainParams};
 use super::{
     AnimateParams, ConfigFile, DatasetParams, FommConfig, LossWeights, PriorityCutParams, TrainParams, TransformParams,
     Variant,
@@ -244,8 +244,10 @@ section! {
         dataset_params: DatasetSection,
         model_params: TpsmmModelSection,
         train_params: TpsmmTrainSection,
+        train_avd_params: TpsmmAvdTrainSection,
         prioritycut_params: PriorityCutSection,
     }
+    by_hand { mode: TpsmmMode }
 }
 
 section! {
@@ -282,6 +284,20 @@ section! {
 }
 
 section! {
+    /// TPSMM's `train_avd_params`.
+    TpsmmAvdTrainSection => TpsmmAvdTrainParams {
+        num_epochs: usize,
+        num_repeats: usize,
+        batch_size: usize,
+        checkpoint_freq: usize,
+        epoch_milestones: Vec<usize>,
+        lr: f64,
+        lambda_shift: f64,
+        random_scale: f64,
+    }
+}
+
+section! {
     TpsmmLossWeightsSection => TpsmmLossWeights {
         perceptual: Vec<f64>,
         equivariance_value: f64,
@@ -315,12 +331,12 @@ section! {
     AvdSection => TpsmmConfig { id_bottle_size: usize, pose_bottle_size: usize }
 }
 
-/// TPSMM's keys only its own scripts read: AVD training, logging, the data loader.
+/// TPSMM's keys only its own scripts read: logging, the data loaders.
 const TPSMM_SCRIPT_KEYS: [&str; 4] = [
-    "train_avd_params",
     "visualizer_params",
     "reconstruction_params",
     "train_params.dataloader_workers",
+    "train_avd_params.dataloader_workers",
 ];
 
 /// Reads a TPSMM config: its `vox-256.yaml` where the file is silent (not yet validated), and
@@ -364,6 +380,10 @@ pub(super) fn parse_tpsmm(text: &str) -> Result<TpsmmConfigFile, String> {
             weights.apply(&mut train.loss_weights);
         }
     }
+    let mut train_avd = TpsmmAvdTrainParams::new();
+    if let Some(mut section) = file.train_avd_params.take() {
+        section.apply(&mut train_avd);
+    }
     let mut prioritycut = PriorityCutParams::new();
     if let Some(mut section) = file.prioritycut_params.take() {
         section.apply(&mut prioritycut);
@@ -378,6 +398,8 @@ pub(super) fn parse_tpsmm(text: &str) -> Result<TpsmmConfigFile, String> {
         train,
         discriminator,
         prioritycut,
+        train_avd,
+        mode: file.mode.unwrap_or_default(),
         ignored_keys: ignored,
     })
 }
@@ -409,7 +431,9 @@ pub(super) fn write_tpsmm(file: &TpsmmConfigFile) -> String {
             loss_weights: Some(TpsmmLossWeightsSection::of(&train.loss_weights)),
             ..TpsmmTrainSection::of(train)
         }),
+        train_avd_params: Some(TpsmmAvdTrainSection::of(&file.train_avd)),
         prioritycut_params: Some(PriorityCutSection::of(&file.prioritycut)),
+        mode: Some(file.mode),
         ..TpsmmFileSection::default()
     };
     // Every value here is a plain number, string, bool or list: serializing cannot fail.
