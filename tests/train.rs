@@ -489,3 +489,102 @@ fn ablate_writes_the_five_row_table_and_the_figure() {
     }
     assert_eq!(std::fs::read_to_string(out.join("table.md")).expect("table.md"), table);
 }
+
+/// `train --mode train-avd` trains TPSMM's AVD network from a trained model (the tpsmm-small
+/// checkpoint): `rec_kp` in losses.csv, a killed-and-resumed run continues exactly, the run
+/// animates in the `avd` mode, and the mode is refused without a model to start from or with a
+/// FOMM config.
+#[test]
+fn tpsmm_avd_training_resumes_exactly_and_its_run_animates() {
+    let dir = temp_dir("train-avd");
+    let (config, checkpoint) = (
+        fixture("tpsmm-small/config.yaml"),
+        fixture("tpsmm-small/checkpoint.pth.tar"),
+    );
+    let avd_args = |out: &Path, steps: &'static str| -> Vec<String> {
+        [
+            "train",
+            "--backend",
+            "flex",
+            "--config",
+            path(&config),
+            "--mode",
+            "train-avd",
+            "--checkpoint",
+            path(&checkpoint),
+            "--dataset",
+            path(dataset()),
+            "--batch-size",
+            "4",
+            "--steps",
+            steps,
+            "--checkpoint-every",
+            "2",
+            "--snapshot-seconds",
+            "0",
+            "--out",
+            path(out),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        prioritycut(&args)
+    };
+    let (straight, stopped) = (dir.join("straight"), dir.join("stopped"));
+    let out = run(avd_args(&straight, "4"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("training TPSMM's AVD network"), "{}", text(&out));
+    let out = run(avd_args(&stopped, "2"));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut resume = avd_args(&stopped, "4");
+    resume.push("--resume".into());
+    let out = run(resume);
+    assert!(out.status.success(), "{}", text(&out));
+    let (header, rows) = losses(&straight);
+    let expected = column(&header, &rows, "rec_kp");
+    assert_eq!(expected.len(), 4);
+    assert!(expected.iter().all(|v| v.is_some_and(f64::is_finite)), "{expected:?}");
+    let (header, rows) = losses(&stopped);
+    assert_eq!(column(&header, &rows, "rec_kp"), expected, "the resumed run differs");
+
+    let frames = dir.join("frames");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample");
+    let (photo, clip) = (sample.join("source.png"), sample.join("driving.gif"));
+    let out = prioritycut(&[
+        "animate",
+        "--backend",
+        "flex",
+        "--checkpoint",
+        path(&straight),
+        "--avd",
+        "--face",
+        "off",
+        "--source",
+        path(&photo),
+        "--driving",
+        path(&clip),
+        "--out",
+        path(&frames),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut no_start = avd_args(&dir.join("no-start"), "1");
+    let at = no_start.iter().position(|a| a == "--checkpoint").expect("flag");
+    no_start.drain(at..at + 2);
+    let out = run(no_start);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("starts from a trained TPSMM model"),
+        "{}",
+        text(&out)
+    );
+    let mut fomm = avd_args(&dir.join("fomm"), "1");
+    let at = fomm.iter().position(|a| a == "--config").expect("flag");
+    fomm[at + 1] = path(self::config()).to_string();
+    let out = run(fomm);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("FOMM has none"), "{}", text(&out));
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+}

@@ -3,7 +3,8 @@
 //! the fomm-small checkpoint in train mode, FOMM+'s losses, a fixed TPS transform, and
 //! torchvision's VGG19 with patterned weights loaded through the engine's importer; and with the
 //! official TPSMM (its `GeneratorFullModel`), from `tests/fixtures/tpsmm-train`: the tpsmm-small
-//! checkpoint in train mode at epoch 40 (background motion on, no dropout), the same VGG19.
+//! checkpoint in train mode at epoch 40 (background motion on, no dropout), the same VGG19;
+//! and one step of its AVD training (`train_avd.py`), from `tests/fixtures/tpsmm-avd`.
 
 mod common;
 
@@ -18,7 +19,7 @@ use prioritycut_engine::import::load_vgg19;
 use prioritycut_engine::loss::{PerceptualFeatures, PerceptualLoss};
 use prioritycut_engine::model::tpsmm::TpsmmModels;
 use prioritycut_engine::npy::NpyArray;
-use prioritycut_engine::train::{Learner, TpsmmLearner};
+use prioritycut_engine::train::{AvdLearner, Learner, TpsmmLearner};
 
 fn npy(name: &str) -> NpyArray {
     NpyArray::read(&fixture("fomm-train").join(format!("{name}.npy"))).expect("fixture array")
@@ -550,4 +551,142 @@ fn tpsmm_perceptual_gradient_matches_at_the_official_prediction() {
     let relative = difference / norm(&mut reference.data.iter().map(|&v| f64::from(v)));
     eprintln!("tpsmm grad_perceptual_prediction: relative L1 difference {relative:.2e}");
     assert!(relative < 1e-4, "the perceptual gradient differs by {relative:e} in L1");
+}
+
+fn avd_npy(name: &str) -> NpyArray {
+    NpyArray::read(&fixture("tpsmm-avd").join(format!("{name}.npy"))).expect("fixture array")
+}
+
+/// The AVD learner started from the tpsmm-small checkpoint, and the fixture's batch: its source
+/// and driving frames, each pair also swapped.
+fn avd_fixture_learner() -> (AvdLearner, Tensor<4>, Tensor<4>, Tensor<2>) {
+    let mut config = TpsmmConfigFile::read(&fixture("tpsmm-small/config.yaml")).expect("config");
+    config.mode = prioritycut_engine::config::tpsmm::TpsmmMode::TrainAvd;
+    config.train_avd.batch_size = 4;
+    let device = cpu();
+    let train = device.clone().autodiff();
+    let perceptual = PerceptualLoss::new(PerceptualFeatures::PixelPyramid, &[], &[], &train);
+    let mut learner = AvdLearner::new(config, perceptual, &device).expect("learner");
+    learner
+        .start_from(&fixture("tpsmm-small/checkpoint.pth.tar"))
+        .expect("checkpoint");
+    let small = |name: &str| NpyArray::read(&fixture("tpsmm-small").join(format!("{name}.npy"))).expect("input");
+    let (source, driving) = (
+        tensor::<4>(&small("source"), &train),
+        tensor::<4>(&small("driving"), &train),
+    );
+    let batch_source = Tensor::cat(vec![source.clone(), driving.clone()], 0);
+    let batch_driving = Tensor::cat(vec![driving, source], 0);
+    (learner, batch_source, batch_driving, tensor(&avd_npy("theta"), &train))
+}
+
+/// `train_avd.py`'s step: the detector's keypoints in train mode, the reconstruction from the
+/// scaled driving keypoints, `rec_kp`, the AVD network's gradients, one Adam step, and the
+/// running statistics the step moved. The AVD network is checked at the official keypoints: its
+/// batch norms over 4 images amplify the detector's rounding (8.6e-6) about threefold.
+#[test]
+fn tpsmm_avd_step_matches_the_official_training_code() {
+    let (learner, source, driving, theta) = avd_fixture_learner();
+    let pass = learner.pass(&source, &driving, theta.clone());
+    check(
+        "avd kp_source",
+        values(pass.kp_source.value.clone()),
+        &avd_npy("kp_source"),
+        1e-5,
+    );
+    check(
+        "avd kp_driving",
+        values(pass.kp_driving.value.clone()),
+        &avd_npy("kp_driving"),
+        1e-5,
+    );
+    check(
+        "avd reconstruction (our keypoints)",
+        values(pass.reconstruction.value.clone()),
+        &avd_npy("reconstruction"),
+        1e-4,
+    );
+    let device = source.device();
+    let official = |name: &str| prioritycut_engine::model::Keypoints {
+        value: tensor(&avd_npy(name), &device),
+        jacobian: None,
+    };
+    let pass = learner.reconstruct(official("kp_source"), official("kp_driving"), theta.clone());
+    check(
+        "avd reconstruction",
+        values(pass.reconstruction.value.clone()),
+        &avd_npy("reconstruction"),
+        1e-5,
+    );
+    check("avd rec_kp", values(pass.rec_kp.clone()), &avd_npy("rec_kp"), 1e-6);
+    let grads = pass.rec_kp.backward();
+    let avd = learner.avd_network();
+    // burn's Linear keeps its weight as [in, out], torch's as [out, in].
+    let decoder_0 = avd.decoder.linears[0].weight.grad(&grads).expect("gradient");
+    check(
+        "avd grad decoder.0.weight",
+        values(decoder_0.transpose()),
+        &avd_npy("grad_decoder_0_weight"),
+        1e-5,
+    );
+    let id_norm = avd.id_encoder.norms[0].weight.grad(&grads).expect("gradient");
+    check(
+        "avd grad id_encoder.1.weight",
+        values(id_norm),
+        &avd_npy("grad_id_encoder_1_weight"),
+        1e-5,
+    );
+    let last = avd.pose_encoder.linears.last().expect("layers");
+    let pose_weight = last.weight.grad(&grads).expect("gradient");
+    check(
+        "avd grad pose_encoder[-1].weight",
+        values(pose_weight.transpose()),
+        &avd_npy("grad_pose_encoder_last_weight"),
+        1e-5,
+    );
+
+    // The step itself, from a fresh start (the pass above moved the running statistics once).
+    // Adam's first step moves a weight by lr·g/(|g| + ε), about lr·sign(g): it is compared where
+    // the official gradient is at least 1e-3 of its largest, where ours is within 1% of it; a
+    // near-zero gradient's rounding can turn its step either way.
+    let (mut learner, source, driving, theta) = avd_fixture_learner();
+    let before = values(learner.avd_network().decoder.linears[0].weight.val().transpose());
+    let (report, _) = learner.step_with_scales(source, driving, 0, theta, false);
+    assert!(!report.skipped, "{report:?}");
+    let avd = learner.avd_network();
+    let after = values(avd.decoder.linears[0].weight.val().transpose());
+    let (official_after, official_grad) = (avd_npy("after_step_decoder_0_weight"), avd_npy("grad_decoder_0_weight"));
+    let largest = official_grad.data.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    let (mut compared, mut worst) = (0usize, 0.0f32);
+    for (i, g) in official_grad.data.iter().enumerate() {
+        if g.abs() >= 1e-3 * largest {
+            compared += 1;
+            let (ours, theirs) = (after[i] - before[i], official_after.data[i] - before[i]);
+            worst = worst.max((ours - theirs).abs());
+        }
+    }
+    let lr = 1e-3;
+    eprintln!(
+        "avd Adam step on decoder.0.weight: {compared} of {} compared, worst {worst:.2e}",
+        before.len()
+    );
+    assert!(
+        compared * 5 >= before.len() * 4,
+        "only {compared} of {} compared",
+        before.len()
+    );
+    assert!(worst <= 1e-3 * lr, "Adam's step differs by {worst} (lr {lr})");
+    check(
+        "avd decoder.1.running_mean",
+        values(avd.decoder.norms[0].running_mean.value_sync()),
+        &avd_npy("decoder_1_running_mean"),
+        1e-5,
+    );
+    let detector_mean = learner.models.kp_detector.fg_encoder.bn1.running_mean.value_sync();
+    check(
+        "kp_detector bn1 running_mean",
+        values(detector_mean),
+        &avd_npy("kp_detector_bn1_running_mean"),
+        1e-5,
+    );
 }

@@ -1,4 +1,5 @@
-//! `prioritycut train --config C --dataset DIR --variant V --out RUN [--resume]`
+//! `prioritycut train --config C --dataset DIR --variant V --out RUN [--resume]`; with a TPSMM
+//! config, `--mode train-avd --checkpoint TRAINED` trains its AVD network.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::checkpoint::RunDir;
+use prioritycut_engine::config::tpsmm::TpsmmMode;
 use prioritycut_engine::config::{TrainingConfig, Variant};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
 
@@ -28,6 +30,15 @@ pub struct TrainArgs {
     /// Run folder: checkpoints, losses.csv, snapshots.
     #[arg(long)]
     pub out: PathBuf,
+    /// With a TPSMM config, what the run trains (TPSMM's `run.py --mode`): `train` (its
+    /// networks, train.py) or `train-avd` (its AVD network on the trained model --checkpoint
+    /// names, train_avd.py). Default: the config's `mode`, else train.
+    #[arg(long, value_enum)]
+    pub mode: Option<TrainMode>,
+    /// The trained TPSMM model `--mode train-avd` starts from: an official .pth.tar, a .bpk, a
+    /// run folder or one of its checkpoint folders.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -54,6 +65,13 @@ pub struct TrainArgs {
     pub vgg19: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// What a TPSMM run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainMode {
+    Train,
+    TrainAvd,
 }
 
 /// Config values a command line may override, shared by `train` and `ablate`.
@@ -90,12 +108,26 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     if let Some(variant) = args.variant {
         config.set_variant(variant);
     }
+    match (&mut config, args.mode) {
+        (_, None) => {}
+        (TrainingConfig::Tpsmm(c), Some(mode)) => {
+            c.mode = match mode {
+                TrainMode::Train => TpsmmMode::Train,
+                TrainMode::TrainAvd => TpsmmMode::TrainAvd,
+            }
+        }
+        (TrainingConfig::Fomm(_), Some(TrainMode::Train)) => {}
+        (TrainingConfig::Fomm(_), Some(TrainMode::TrainAvd)) => {
+            anyhow::bail!("--mode train-avd trains TPSMM's AVD network: FOMM has none (give a TPSMM config)")
+        }
+    }
     args.overrides.apply(&mut config)?;
     Ok(config)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args)?;
+    let trains_avd = matches!(&config, TrainingConfig::Tpsmm(c) if c.mode == TpsmmMode::TrainAvd);
     let selected = args.device.open()?;
     let mut options = TrainOptions::new(&args.dataset, &args.out);
     options.steps = args.steps;
@@ -104,6 +136,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     options.seed = args.seed;
     options.vgg19 = args.vgg19.clone();
     options.resume = args.resume;
+    options.start_from = args.checkpoint.clone();
     options.snapshot_every = (args.snapshot_seconds > 0.0).then(|| Duration::from_secs_f64(args.snapshot_seconds));
 
     // First Ctrl-C: finish the step, checkpoint, exit. A second one: leave at once.
@@ -130,8 +163,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 perceptual,
                 resumed_from,
             } => {
-                eprintln!("training {variant} on {backend}");
-                eprintln!("perceptual loss: {perceptual}");
+                if trains_avd {
+                    eprintln!("training TPSMM's AVD network on {backend}");
+                } else {
+                    eprintln!("training {variant} on {backend}");
+                    eprintln!("perceptual loss: {perceptual}");
+                }
                 if let Some(dir) = resumed_from {
                     eprintln!("resumed from {} (step {step})", dir.display());
                 }

@@ -8,7 +8,7 @@ use crate::config::Variant;
 use crate::render::Snapshot;
 
 /// The loss columns of `losses.csv`, in order; a step leaves the ones its variant lacks empty.
-pub const LOSS_NAMES: [&str; 13] = [
+pub const LOSS_NAMES: [&str; 14] = [
     "perceptual",
     "equivariance_value",
     "equivariance_jacobian",
@@ -21,6 +21,8 @@ pub const LOSS_NAMES: [&str; 13] = [
     "disc_dec",
     "disc_mix",
     "consistency",
+    // TPSMM's AVD network: its keypoints' reconstruction.
+    "rec_kp",
     "l1",
 ];
 

@@ -6,6 +6,7 @@
 //! Every random draw of a step comes from `(seed, generation, step)` ([`crate::rng`]), so a run
 //! resumed from a checkpoint continues exactly as the uninterrupted run would have.
 
+pub mod avd;
 pub mod events;
 pub mod learner;
 pub mod losses;
@@ -30,6 +31,7 @@ use crate::loss::{PerceptualFeatures, PerceptualLoss};
 use crate::rng::Rng;
 use crate::{EngineError, Result};
 
+pub use avd::AvdLearner;
 pub use events::{Finish, StepReport, TrainEvent};
 pub use learner::{Learner, Networks};
 pub use losses::LossLog;
@@ -44,6 +46,8 @@ const STEP_STREAM: u64 = 3;
 pub enum FamilyLearner {
     Fomm(Box<Learner>),
     Tpsmm(Box<TpsmmLearner>),
+    /// TPSMM's AVD network, on a trained TPSMM model (`mode: train_avd`).
+    TpsmmAvd(Box<AvdLearner>),
 }
 
 impl FamilyLearner {
@@ -51,6 +55,9 @@ impl FamilyLearner {
     pub fn new(config: TrainingConfig, perceptual: PerceptualLoss, device: &burn::tensor::Device) -> Result<Self> {
         Ok(match config {
             TrainingConfig::Fomm(c) => FamilyLearner::Fomm(Box::new(Learner::new(c, perceptual, device)?)),
+            TrainingConfig::Tpsmm(c) if avd::trains_avd(&c) => {
+                FamilyLearner::TpsmmAvd(Box::new(AvdLearner::new(c, perceptual, device)?))
+            }
             TrainingConfig::Tpsmm(c) => FamilyLearner::Tpsmm(Box::new(TpsmmLearner::new(c, perceptual, device)?)),
         })
     }
@@ -59,6 +66,7 @@ impl FamilyLearner {
     pub fn check(config: &TrainingConfig) -> Result<()> {
         match config {
             TrainingConfig::Fomm(c) => learner::check_variant(c, c.prioritycut.variant),
+            TrainingConfig::Tpsmm(c) if avd::trains_avd(c) => avd::check(c),
             TrainingConfig::Tpsmm(c) => tpsmm::check_variant(c, c.prioritycut.variant),
         }
     }
@@ -68,6 +76,7 @@ impl FamilyLearner {
         match self {
             FamilyLearner::Fomm(l) => &l.device,
             FamilyLearner::Tpsmm(l) => &l.device,
+            FamilyLearner::TpsmmAvd(l) => &l.device,
         }
     }
 
@@ -75,6 +84,7 @@ impl FamilyLearner {
         match self {
             FamilyLearner::Fomm(l) => l.variant,
             FamilyLearner::Tpsmm(l) => l.variant,
+            FamilyLearner::TpsmmAvd(l) => l.config.prioritycut.variant,
         }
     }
 
@@ -82,6 +92,7 @@ impl FamilyLearner {
         match self {
             FamilyLearner::Fomm(l) => &l.perceptual,
             FamilyLearner::Tpsmm(l) => &l.perceptual,
+            FamilyLearner::TpsmmAvd(l) => &l.perceptual,
         }
     }
 
@@ -100,6 +111,7 @@ impl FamilyLearner {
                 l.step(source, driving, lr_factor, rng, snapshot)
             }
             FamilyLearner::Tpsmm(l) => l.step(source, driving, epoch, rng, snapshot),
+            FamilyLearner::TpsmmAvd(l) => l.step(source, driving, epoch, rng, snapshot),
         }
     }
 
@@ -107,6 +119,7 @@ impl FamilyLearner {
         match self {
             FamilyLearner::Fomm(l) => l.save(dir),
             FamilyLearner::Tpsmm(l) => l.save(dir),
+            FamilyLearner::TpsmmAvd(l) => l.save(dir),
         }
     }
 
@@ -114,6 +127,33 @@ impl FamilyLearner {
         match self {
             FamilyLearner::Fomm(l) => l.load(dir),
             FamilyLearner::Tpsmm(l) => l.load(dir),
+            FamilyLearner::TpsmmAvd(l) => l.load(dir),
+        }
+    }
+
+    /// Checks that a new run of `config` has the starting model it needs, and only where it
+    /// takes one: AVD training starts from a trained model, the others from their
+    /// initialisation.
+    pub fn check_start(config: &TrainingConfig, start_from: Option<&std::path::Path>) -> Result<()> {
+        let trains_avd = matches!(config, TrainingConfig::Tpsmm(c) if avd::trains_avd(c));
+        match (trains_avd, start_from) {
+            (true, None) => Err(EngineError::Invalid(
+                "training the AVD network starts from a trained TPSMM model: give its checkpoint (train --checkpoint)"
+                    .into(),
+            )),
+            (false, Some(path)) => Err(EngineError::Invalid(format!(
+                "{}: a starting checkpoint is taken by AVD training (TPSMM's mode train_avd) only",
+                path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Loads the trained model a new run starts from ([`FamilyLearner::check_start`]).
+    pub fn start_from(&mut self, checkpoint: &std::path::Path) -> Result<()> {
+        match self {
+            FamilyLearner::TpsmmAvd(l) => l.start_from(checkpoint),
+            _ => Ok(()),
         }
     }
 }
@@ -135,6 +175,8 @@ pub struct TrainOptions {
     pub vgg19: Option<PathBuf>,
     /// Continue the run in `run_dir` from its latest checkpoint.
     pub resume: bool,
+    /// The trained model a new run starts from (AVD training's, which needs one).
+    pub start_from: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -149,6 +191,7 @@ impl TrainOptions {
             seed: 0,
             vgg19: None,
             resume: false,
+            start_from: None,
         }
     }
 }
@@ -194,6 +237,9 @@ impl Trainer {
     ) -> Result<Self> {
         let variant = config.variant();
         FamilyLearner::check(&config)?;
+        if !options.resume {
+            FamilyLearner::check_start(&config, options.start_from.as_deref())?;
+        }
         if options.checkpoint_every == 0 {
             return Err(EngineError::Invalid("checkpoint_every must be at least 1 step".into()));
         }
@@ -293,7 +339,13 @@ impl Trainer {
                 trainer_plan.generation = state.generation;
                 (state.step, state.rollbacks, Some(dir))
             }
-            None => (0, 0, None),
+            None => {
+                FamilyLearner::check_start(&config, options.start_from.as_deref())?;
+                if let Some(path) = &options.start_from {
+                    learner.start_from(path)?;
+                }
+                (0, 0, None)
+            }
         };
         run.write_config(&config.to_yaml())?;
         let losses = LossLog::open(&run, step)?;
