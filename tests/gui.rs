@@ -309,3 +309,49 @@ fn evaluation_shows_the_table_and_the_worst_reconstructions() {
     assert!(error.contains("nothing"), "{error}");
     assert_eq!(harness.state().evaluate.rows.len(), 1);
 }
+
+/// The window trains a TPSMM model's AVD network: ticking "AVD network only" asks for the
+/// trained model, and the run trains `rec_kp` from it.
+#[test]
+fn training_the_avd_network_from_the_window() {
+    let dir = temp_dir("gui-train-avd");
+    let data = figures(&dir, 4, 1, 8, 5);
+    // tpsmm-small's config with an AVD batch these four videos fill.
+    let small = std::fs::read_to_string(fixture("tpsmm-small/config.yaml")).expect("config");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("{small}\ntrain_avd_params:\n  batch_size: 2\n  num_repeats: 1\n"),
+    )
+    .expect("write config");
+    let mut harness = app(options(Workspace::Train));
+    {
+        let train = &mut harness.state_mut().train.settings;
+        train.dataset = data.display().to_string();
+        train.config = config.display().to_string();
+        train.run = dir.join("run").display().to_string();
+        train.steps = 3;
+    }
+    harness.step();
+    assert!(harness.query_by_label("Trained model").is_none());
+    harness.get_by_label("AVD network only").click();
+    harness.run_steps(2);
+    assert!(
+        harness.query_by_label("Trained model").is_some(),
+        "the trained model is asked for"
+    );
+    harness.state_mut().train.settings.trained_model = fixture("tpsmm-small/checkpoint.pth.tar").display().to_string();
+    harness.step();
+    harness.get_by_label("▶ Start").click();
+    step_until(&mut harness, 120, "the run's end", |app| {
+        app.train.step >= 3 && !app.train.running() || app.train.error.is_some()
+    });
+    assert!(
+        harness.state().train.error.is_none(),
+        "{:?}",
+        harness.state().train.error
+    );
+    let losses = std::fs::read_to_string(dir.join("run/losses.csv")).expect("losses.csv");
+    assert!(losses.lines().next().is_some_and(|h| h.contains("rec_kp")), "{losses}");
+    assert_eq!(losses.lines().count(), 4, "{losses}");
+}

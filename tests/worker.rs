@@ -204,6 +204,7 @@ fn training_pauses_resumes_checkpoints_and_stops() {
     worker.send(Command::StartTraining(Box::new(TrainRequest {
         config: TrainConfig::Given(Box::new(config)),
         variant: None,
+        mode: None,
         options,
     })));
     wait_for(&events, 60, |e| {
@@ -243,6 +244,7 @@ fn training_pauses_resumes_checkpoints_and_stops() {
             FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config"),
         )),
         variant: None,
+        mode: None,
         options: TrainOptions::new(&data, dir.join("another-run")),
     })));
     let refused = wait_for(&events, 10, |e| matches!(e, Event::Error { .. }));
@@ -298,6 +300,7 @@ fn training_a_tpsmm_config_and_opening_the_run() {
     worker.send(Command::StartTraining(Box::new(TrainRequest {
         config: TrainConfig::File(fixture("tpsmm-train/config.yaml")),
         variant: Some(Variant::UnetPrioritycut),
+        mode: None,
         options,
     })));
     let snapshot = wait_for(&events, 120, |e| {

@@ -79,6 +79,9 @@ impl PerceptualLoss {
 
     /// One line for logs, the UI and the checkpoint.
     pub fn describe(&self) -> String {
+        if !self.enabled() {
+            return "none (no perceptual weights: AVD training, or all zero in the config)".to_string();
+        }
         match &self.features {
             PerceptualFeatures::Vgg19 { weights, .. } => format!("VGG19 perceptual pyramid ({weights})"),
             PerceptualFeatures::PixelPyramid => {

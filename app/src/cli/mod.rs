@@ -75,6 +75,10 @@ pub struct WindowArgs {
     /// workspace's).
     #[arg(long, requires = "train_dataset")]
     pub train_config: Option<PathBuf>,
+    /// Train only the AVD network of this trained TPSMM model (a checkpoint or run; with
+    /// --train-config its TPSMM config), as `train --mode train-avd --checkpoint` does.
+    #[arg(long, requires = "train_dataset")]
+    pub train_avd_from: Option<PathBuf>,
     /// Start puppeteering at once with this video standing in for the camera.
     #[arg(long)]
     pub live_video: Option<PathBuf>,
@@ -144,6 +148,7 @@ where
             options.fresh = w.fresh;
             options.train = w.train_dataset.zip(w.train_run);
             options.train_config = w.train_config;
+            options.train_avd_from = w.train_avd_from;
             options.live_video = w.live_video;
             options.evaluate_dataset = w.evaluate_dataset;
             options.model = w.checkpoint.map(|checkpoint| (checkpoint, w.config));

@@ -108,18 +108,11 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
     if let Some(variant) = args.variant {
         config.set_variant(variant);
     }
-    match (&mut config, args.mode) {
-        (_, None) => {}
-        (TrainingConfig::Tpsmm(c), Some(mode)) => {
-            c.mode = match mode {
-                TrainMode::Train => TpsmmMode::Train,
-                TrainMode::TrainAvd => TpsmmMode::TrainAvd,
-            }
-        }
-        (TrainingConfig::Fomm(_), Some(TrainMode::Train)) => {}
-        (TrainingConfig::Fomm(_), Some(TrainMode::TrainAvd)) => {
-            anyhow::bail!("--mode train-avd trains TPSMM's AVD network: FOMM has none (give a TPSMM config)")
-        }
+    if let Some(mode) = args.mode {
+        config.set_tpsmm_mode(match mode {
+            TrainMode::Train => TpsmmMode::Train,
+            TrainMode::TrainAvd => TpsmmMode::TrainAvd,
+        })?;
     }
     args.overrides.apply(&mut config)?;
     Ok(config)

@@ -171,6 +171,10 @@ impl StudioApp {
             if let Some(config) = &options.train_config {
                 train.settings.config = config.display().to_string();
             }
+            train.settings.avd = options.train_avd_from.is_some();
+            if let Some(model) = &options.train_avd_from {
+                train.settings.trained_model = model.display().to_string();
+            }
             train.start(worker, false);
         }
         let mut evaluate = EvaluatePanel::new(settings.evaluate, Bundle::at(&options.assets).face_weights);
@@ -245,7 +249,9 @@ impl StudioApp {
             Pick::Checkpoint | Pick::ModelConfig | Pick::Source | Pick::Driving | Pick::ExportMp4 | Pick::ExportGif => {
                 self.animate.take_path(pick, path, worker)
             }
-            Pick::Dataset | Pick::TrainConfig | Pick::RunFolder | Pick::Vgg19 => self.train.take_path(pick, path),
+            Pick::Dataset | Pick::TrainConfig | Pick::RunFolder | Pick::Vgg19 | Pick::TrainedModel => {
+                self.train.take_path(pick, path)
+            }
             Pick::CameraVideo => self.live.take_path(pick, path),
             Pick::EvalCheckpoint | Pick::EvalConfig | Pick::EvalDataset | Pick::EvalMasks => {
                 self.evaluate.take_path(pick, path)

@@ -33,6 +33,8 @@ pub struct GuiOptions {
     pub train: Option<(PathBuf, PathBuf)>,
     /// The config that training takes instead of the Train fields' (FOMM's or TPSMM's layout).
     pub train_config: Option<PathBuf>,
+    /// Train only the AVD network of this trained TPSMM model (its config: `train_config`).
+    pub train_avd_from: Option<PathBuf>,
     /// Start puppeteering with this video as the camera at once.
     pub live_video: Option<PathBuf>,
     /// Evaluate on this dataset at once (with the Evaluate fields' checkpoint).
@@ -51,6 +53,7 @@ impl GuiOptions {
             fresh: false,
             train: None,
             train_config: None,
+            train_avd_from: None,
             live_video: None,
             evaluate_dataset: None,
             model: None,

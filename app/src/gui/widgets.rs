@@ -122,6 +122,8 @@ pub enum Pick {
     TrainConfig,
     RunFolder,
     Vgg19,
+    /// The trained TPSMM model AVD training starts from.
+    TrainedModel,
     CameraVideo,
     EvalCheckpoint,
     EvalConfig,
@@ -133,7 +135,7 @@ impl Pick {
     fn open(self) -> Option<PathBuf> {
         let dialog = rfd::FileDialog::new();
         match self {
-            Pick::Checkpoint | Pick::EvalCheckpoint => dialog
+            Pick::Checkpoint | Pick::EvalCheckpoint | Pick::TrainedModel => dialog
                 .add_filter("checkpoints", &["bpk", "tar", "pth"])
                 .set_title("Open a checkpoint (.pth.tar, .bpk)")
                 .pick_file(),

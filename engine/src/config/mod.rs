@@ -220,6 +220,20 @@ impl TrainingConfig {
         }
     }
 
+    /// What a TPSMM run trains (its `mode`); FOMM has only its networks to train.
+    pub fn set_tpsmm_mode(&mut self, mode: tpsmm::TpsmmMode) -> Result<()> {
+        match self {
+            TrainingConfig::Tpsmm(c) => c.mode = mode,
+            TrainingConfig::Fomm(_) if mode == tpsmm::TpsmmMode::TrainAvd => {
+                return Err(EngineError::Invalid(
+                    "training an AVD network is TPSMM's (train_avd): FOMM has none (give a TPSMM config)".into(),
+                ));
+            }
+            TrainingConfig::Fomm(_) => {}
+        }
+        Ok(())
+    }
+
     /// `dataset_params.frame_shape`: [height, width, channels].
     pub fn frame_shape(&self) -> [usize; 3] {
         match self {

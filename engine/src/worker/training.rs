@@ -75,6 +75,9 @@ fn resolve_config(request: &TrainRequest) -> Result<TrainingConfig> {
     if let Some(variant) = request.variant {
         config.set_variant(variant);
     }
+    if let Some(mode) = request.mode {
+        config.set_tpsmm_mode(mode)?;
+    }
     Ok(config)
 }
 
