@@ -22,6 +22,7 @@ use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `relu(batch_norm_train(x))` and the batch's mean and biased variance (detached), or `None`
@@ -240,7 +241,7 @@ impl Affine {
     fn forward(&self, x: &[f32], [batch, channels, h, w]: [usize; 4], pool: bool) -> (Vec<f32>, [usize; 4]) {
         let pixels = h * w;
         let (out_h, out_w) = if pool { (h / 2, w / 2) } else { (h, w) };
-        let mut y = vec![0.0f32; batch * channels * out_h * out_w];
+        let mut y = zeroed(batch * channels * out_h * out_w);
         if y.is_empty() {
             return (y, [batch, channels, out_h, out_w]);
         }
@@ -336,7 +337,7 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let (x, dy) = (values(&state.x), values(&grad));
         let stats = &state.statistics;
         // dz, a plane per task; then ∂L/∂β and ∂L/∂γ per channel.
-        let mut dz = vec![0.0f32; x.len()];
+        let mut dz = zeroed(x.len());
         dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, out)| {
             state.plane_gradient(plane, &x[plane * pixels..][..pixels], &dy, out);
         });

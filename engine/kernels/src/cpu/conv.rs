@@ -29,6 +29,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::buffer::zeroed;
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
 use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 use super::layout::{channels_last, stored_channels_last, to_nchw};
@@ -246,7 +247,7 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
             return;
         };
         let (dy, y) = (channels_last(&grad), channels_last(&ops.state.output));
-        let mut masked = vec![0.0f32; dy.data.len()];
+        let mut masked = zeroed(dy.data.len());
         masked
             .par_chunks_mut(1 << 14)
             .zip(dy.data.par_chunks(1 << 14).zip(y.data.par_chunks(1 << 14)))

@@ -12,6 +12,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::simd::{VectorKernel, vectorized};
 use super::winograd::{ChannelAffine, Nhwc, folded};
 
@@ -103,7 +104,7 @@ impl DirectConv {
         let (batch, hp, stride) = (planes.batch, planes.height, planes.stride);
         let out_h = (hp + 1).saturating_sub(k);
         let out_w = (planes.width + 1).saturating_sub(k);
-        let mut out = vec![0.0f32; batch * cout * out_h * out_w];
+        let mut out = zeroed(batch * cout * out_h * out_w);
         if out.is_empty() {
             return Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device);
         }
@@ -161,7 +162,7 @@ impl Planes {
     fn empty([batch, channels, h, w]: [usize; 4], pad: usize, stride: usize) -> Self {
         let height = h + 2 * pad;
         Self {
-            data: vec![0.0f32; batch * channels * height * stride],
+            data: zeroed(batch * channels * height * stride),
             batch,
             height,
             width: w + 2 * pad,
@@ -318,7 +319,7 @@ pub fn weight_gradient(
         batch * cout * out_h * out_w,
         "output gradient of the stated shape"
     );
-    let mut gradient = vec![0.0f32; cout * cin * k * k];
+    let mut gradient = zeroed(cout * cin * k * k);
     if out_h == 0 || out_w == 0 || batch == 0 {
         return gradient;
     }
@@ -327,7 +328,7 @@ pub fn weight_gradient(
     // The output gradient's rows padded with zeros to whole strips, plus one zero channel
     // to pair with the last when C_out is odd.
     let pairs = cout.div_ceil(2);
-    let mut rows = vec![0.0f32; batch * 2 * pairs * out_h * dy_stride];
+    let mut rows = zeroed(batch * 2 * pairs * out_h * dy_stride);
     rows.par_chunks_mut(out_h * dy_stride)
         .enumerate()
         .for_each(|(plane, dst)| {

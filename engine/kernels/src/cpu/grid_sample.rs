@@ -21,6 +21,7 @@ use burn::tensor::ops::GridSampleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
 
 /// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
@@ -173,7 +174,7 @@ impl Taps {
     /// The output, a plane per task.
     fn sample(&self, input: &[f32], g: &Geometry) -> Vec<f32> {
         let plane = g.height * g.width;
-        let mut out = vec![0.0f32; g.batch * g.channels * g.out_pixels];
+        let mut out = zeroed(g.batch * g.channels * g.out_pixels);
         out.par_chunks_mut(g.out_pixels.max(1))
             .enumerate()
             .for_each(|(task, out)| {
@@ -224,7 +225,7 @@ impl Backward<Flex, 2> for GridSampleBackward {
         let plane = g.height * g.width;
         if let Some(node) = node_input {
             // Each plane's gradient is scattered by its own task: no two tasks write one value.
-            let mut dx = vec![0.0f32; g.batch * g.channels * plane];
+            let mut dx = zeroed(g.batch * g.channels * plane);
             dx.par_chunks_mut(plane.max(1)).enumerate().for_each(|(task, dx)| {
                 let b = task / g.channels;
                 let dy = &dy[task * g.out_pixels..][..g.out_pixels];
@@ -245,7 +246,7 @@ impl Backward<Flex, 2> for GridSampleBackward {
             let input = values(&input);
             let (scale_x, scale_y) = g.scale();
             // A pixel per item, summing over the channels.
-            let mut dgrid = vec![0.0f32; g.batch * g.out_pixels * 2];
+            let mut dgrid = zeroed(g.batch * g.out_pixels * 2);
             dgrid.par_chunks_mut(2).enumerate().for_each(|(pixel, out)| {
                 let (b, p) = (pixel / g.out_pixels.max(1), pixel % g.out_pixels.max(1));
                 let index = taps.index[pixel];

@@ -9,6 +9,7 @@
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::flex::{FlexPrimitive, dims4, values};
 use super::winograd::Nhwc;
 
@@ -65,7 +66,7 @@ pub fn cat_channels_last(tensors: &[Tensor<4>]) -> Option<Tensor<4>> {
 pub fn transposed(planes: &[f32], [batch, channels, height, width]: [usize; 4]) -> Vec<f32> {
     debug_assert_eq!(planes.len(), batch * channels * height * width, "values for the shape");
     let pixels = height * width;
-    let mut data = vec![0.0f32; planes.len()];
+    let mut data = zeroed(planes.len());
     if pixels > 0 && channels > 0 {
         for (b, image) in data.chunks_mut(pixels * channels).enumerate() {
             let at = b * pixels * channels;
@@ -79,7 +80,7 @@ pub fn transposed(planes: &[f32], [batch, channels, height, width]: [usize; 4]) 
 /// pooling) read contiguous planes.
 pub fn to_nchw(x: &Nhwc<'_>, device: &Device) -> Tensor<4> {
     let (channels, pixels) = (x.channels, x.height * x.width);
-    let mut data = vec![0.0f32; x.data.len()];
+    let mut data = zeroed(x.data.len());
     if pixels > 0 && channels > 0 {
         for (planes, image) in data
             .chunks_mut(pixels * channels)

@@ -6,6 +6,7 @@
 
 pub mod adam;
 pub mod batch_norm;
+pub mod buffer;
 pub mod conv;
 pub mod direct_conv;
 pub mod flex;

@@ -19,6 +19,7 @@ use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::buffer::zeroed;
 use super::flex::{FlexPrimitive, FlexUnaryOp, on_flex, primitive};
 use super::layout::channels_last;
 use super::winograd::Nhwc;
@@ -57,7 +58,7 @@ fn pool(maps: &Nhwc<'_>, keep_winners: bool) -> (FlexPrimitive, Vec<u8>) {
     let (x, batch, height, width, channels) = (&maps.data, maps.batch, maps.height, maps.width, maps.channels);
     let (out_h, out_w) = (height / 2, width / 2);
     let row = out_w * channels;
-    let mut output = vec![0.0f32; batch * out_h * row];
+    let mut output = zeroed(batch * out_h * row);
     let mut winners = vec![0u8; if keep_winners { output.len() } else { 0 }];
     let input_row = width * channels;
     let pool_row = |r: usize, out: &mut [f32], winners: Option<&mut [u8]>| {
@@ -133,7 +134,7 @@ impl Backward<Flex, 1> for MaxPool2Backward {
         let dy = &dy.data;
         let winners = &ops.state.winners;
         let (input_row, row) = (width * channels, out_w * channels);
-        let mut dx = vec![0.0f32; batch * height * input_row];
+        let mut dx = zeroed(batch * height * input_row);
         if row > 0 {
             // Each output row spreads into its own two input rows (an odd last row stays zero).
             for (b, image) in dx.chunks_mut(height * input_row).enumerate() {

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::buffer::zeroed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
 
@@ -265,7 +266,7 @@ impl FusedConv3x3 {
         };
         let pool = self.fused.pool_output;
         let (out_h, out_w) = if pool { (height / 2, width / 2) } else { (height, width) };
-        let mut output = vec![0.0f32; x.batch * out_h * out_w * cout];
+        let mut output = zeroed(x.batch * out_h * out_w * cout);
 
         // The output rows each row of tiles writes, grouped into blocks of tile rows.
         let rows_per_block = self.rows_per_block(geometry.columns);
@@ -373,7 +374,7 @@ impl FusedConv3x3 {
         // Each patch ordered as the weights are, input channel then tap, so that the weights
         // [C_out, C_in·9] serve as they are, no copy made: `y = (W · Pᵀ)ᵀ`. (As `P · Wᵀ`, the
         // GEMM read W across its rows: the hourglasses' bottom took 1.4× as long.)
-        let mut patches = vec![0.0f32; pixels * 9 * cin];
+        let mut patches = zeroed(pixels * 9 * cin);
         patches.par_chunks_mut(9 * cin).enumerate().for_each(|(i, patch)| {
             let (b, y, xx) = (i / (h * w), i / w % h, i % w);
             for tap in 0..9 {
@@ -438,7 +439,7 @@ impl FusedConv3x3 {
                 g
             };
             let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
-            let mut u = vec![0.0f32; 36 * cin * cout];
+            let mut u = zeroed(36 * cin * cout);
             let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
             for (row, values) in u.chunks_mut(cout).enumerate() {
                 rows_of_channel[row % cin].push(values);
@@ -573,7 +574,7 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
         vec![0.0f32; 36 * block_tiles * cout],
     );
     // Σ over blocks of gᵀ·v, accumulated in place.
-    let mut du = vec![0.0f32; 36 * cout * cin];
+    let mut du = zeroed(36 * cout * cin);
     for first_row in (0..all_rows).step_by(rows_per_block) {
         let rows = rows_per_block.min(all_rows - first_row);
         let tiles = rows * geometry.columns;
@@ -591,7 +592,7 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
     }
     // `Gᵀ (∂L/∂U) G`, LANES filters at a time: a task per output channel, its filters' 36
     // values read as runs of LANES from the 36 planes of `du`.
-    let mut dw = vec![0.0f32; cout * cin * 9];
+    let mut dw = zeroed(cout * cin * 9);
     dw.par_chunks_mut(cin * 9).enumerate().for_each(|(o, filters)| {
         let mut u = [[0.0f64; LANES]; 36];
         for first in (0..cin).step_by(LANES) {
@@ -1038,7 +1039,7 @@ pub fn upsample2(x: &Nhwc<'_>) -> Nhwc<'static> {
 /// 2×2 average pooling, stride 2, of channels-last maps (odd edges dropped, as torch's).
 pub fn avg_pool2(x: &Nhwc<'_>) -> Nhwc<'static> {
     let (h, w, c) = (x.height / 2, x.width / 2, x.channels);
-    let mut data = vec![0.0f32; x.batch * h * w * c];
+    let mut data = zeroed(x.batch * h * w * c);
     for (i, dst) in data.chunks_exact_mut(c.max(1)).enumerate() {
         let (b, y, xx) = (i / (h * w), i / w % h, i % w);
         let (p, q, r, s) = (
