@@ -120,7 +120,7 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args)?;
-    let trains_avd = matches!(&config, TrainingConfig::Tpsmm(c) if c.mode == TpsmmMode::TrainAvd);
+    let trains_avd = config.trains_avd();
     let selected = args.device.open()?;
     let mut options = TrainOptions::new(&args.dataset, &args.out);
     options.steps = args.steps;

@@ -234,6 +234,11 @@ impl TrainingConfig {
         Ok(())
     }
 
+    /// Whether the run trains TPSMM's AVD network rather than a family's networks.
+    pub fn trains_avd(&self) -> bool {
+        matches!(self, TrainingConfig::Tpsmm(c) if c.trains_avd())
+    }
+
     /// `dataset_params.frame_shape`: [height, width, channels].
     pub fn frame_shape(&self) -> [usize; 3] {
         match self {
@@ -254,7 +259,7 @@ impl TrainingConfig {
     pub fn schedule(&self) -> (usize, usize, usize) {
         match self {
             TrainingConfig::Fomm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
-            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => {
+            TrainingConfig::Tpsmm(c) if c.trains_avd() => {
                 let t = &c.train_avd;
                 (t.num_epochs, t.num_repeats, t.batch_size)
             }
@@ -266,9 +271,7 @@ impl TrainingConfig {
     pub fn set_batches(&mut self, batch_size: Option<usize>, num_repeats: Option<usize>) {
         let (batch, repeats) = match self {
             TrainingConfig::Fomm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
-            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => {
-                (&mut c.train_avd.batch_size, &mut c.train_avd.num_repeats)
-            }
+            TrainingConfig::Tpsmm(c) if c.trains_avd() => (&mut c.train_avd.batch_size, &mut c.train_avd.num_repeats),
             TrainingConfig::Tpsmm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
         };
         *batch = batch_size.unwrap_or(*batch);
@@ -280,7 +283,7 @@ impl TrainingConfig {
     pub fn perceptual(&self) -> (&[f64], &[f64]) {
         match self {
             TrainingConfig::Fomm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
-            TrainingConfig::Tpsmm(c) if c.mode == tpsmm::TpsmmMode::TrainAvd => (&[], &[]),
+            TrainingConfig::Tpsmm(c) if c.trains_avd() => (&[], &[]),
             TrainingConfig::Tpsmm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
         }
     }

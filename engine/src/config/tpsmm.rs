@@ -215,6 +215,11 @@ impl TpsmmTrainParams {
 }
 
 impl TpsmmConfigFile {
+    /// Whether a run of this config trains the AVD network (`mode: train_avd`).
+    pub fn trains_avd(&self) -> bool {
+        self.mode == TpsmmMode::TrainAvd
+    }
+
     /// Every value, in TPSMM's layout (a training run's `config.yaml`).
     pub fn to_yaml(&self) -> String {
         super::yaml::write_tpsmm(self)

@@ -36,25 +36,7 @@ impl ModelFamily for Tpsmm {
         let mut models = TpsmmModels::new(&file.config, device);
         // Animation never runs the background predictor: it is neither loaded nor prepared.
         models.bg_predictor = None;
-        match CheckpointFormat::of(weights) {
-            CheckpointFormat::Fomm => {
-                load_tpsmm_checkpoint(weights, &mut models)?;
-            }
-            CheckpointFormat::Burnpack => {
-                // An export holds what animation needs: no background predictor, and the AVD
-                // network only where the model had one; a training run's checkpoint has no AVD
-                // network and may hold the U-Net variants' discriminator.
-                let missing = load_burnpack(
-                    &mut models,
-                    weights,
-                    &["avd_network."],
-                    &["bg_predictor.", "unet_discriminator."],
-                )?;
-                if missing.iter().any(|key| key.starts_with("avd_network.")) {
-                    models.avd_network = None;
-                }
-            }
-        }
+        load_weights(weights, &mut models)?;
         Ok(LoadedModel {
             family: self.name(),
             frame_shape: file.config.frame_shape,
@@ -71,6 +53,34 @@ impl ModelFamily for Tpsmm {
             ignored_config_keys: file.ignored_keys,
         })
     }
+}
+
+/// Reads a TPSMM model's weights into `models`, from an official checkpoint or our `.bpk`.
+/// An export holds what animation needs (no background predictor, the AVD network only where
+/// the model had one); a run's checkpoint of the networks has no AVD network and may hold the
+/// U-Net variants' discriminator (ignored). A part the file lacks is dropped from `models`; a
+/// background predictor `models` has none of is not read.
+pub fn load_weights(weights: &Path, models: &mut TpsmmModels) -> Result<()> {
+    match CheckpointFormat::of(weights) {
+        CheckpointFormat::Fomm => {
+            load_tpsmm_checkpoint(weights, models)?;
+        }
+        CheckpointFormat::Burnpack => {
+            let mut ignore = vec!["unet_discriminator."];
+            if models.bg_predictor.is_none() {
+                ignore.push("bg_predictor.");
+            }
+            let missing = load_burnpack(models, weights, &["avd_network.", "bg_predictor."], &ignore)?;
+            let lacks = |part: &str| missing.iter().any(|key| key.starts_with(part));
+            if lacks("avd_network.") {
+                models.avd_network = None;
+            }
+            if lacks("bg_predictor.") {
+                models.bg_predictor = None;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A TPSMM model opened for animation, with its config.

@@ -18,12 +18,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::events::StepReport;
-use super::monitor::{StepTensors, scalars};
+use super::monitor::{StepTensors, finest_and_coarser, scalars};
 use super::optim::Adam;
 use super::unet::DiscriminatorPass;
-use crate::checkpoint::{CheckpointFormat, MODEL_FILE, load_burnpack, resolve_checkpoint, save_burnpack};
-use crate::config::tpsmm::{TpsmmConfigFile, TpsmmMode};
-use crate::import::load_tpsmm_checkpoint;
+use crate::checkpoint::{MODEL_FILE, load_burnpack, resolve_checkpoint, save_burnpack};
+use crate::config::tpsmm::TpsmmConfigFile;
+use crate::family::tpsmm::load_weights;
 use crate::loss::PerceptualLoss;
 use crate::model::Keypoints;
 use crate::model::tpsmm::{AvdNetwork, TpsmmModels};
@@ -86,22 +86,7 @@ impl AvdLearner {
     pub fn start_from(&mut self, path: &Path) -> Result<()> {
         let (weights, _) = resolve_checkpoint(path)?;
         let fresh_avd = self.models.avd_network.clone();
-        match CheckpointFormat::of(&weights) {
-            CheckpointFormat::Fomm => {
-                load_tpsmm_checkpoint(&weights, &mut self.models)?;
-            }
-            CheckpointFormat::Burnpack => {
-                let missing = load_burnpack(
-                    &mut self.models,
-                    &weights,
-                    &["avd_network.", "bg_predictor."],
-                    &["unet_discriminator."],
-                )?;
-                if missing.iter().any(|key| key.starts_with("avd_network.")) {
-                    self.models.avd_network = None;
-                }
-            }
-        }
+        load_weights(&weights, &mut self.models)?;
         if self.models.avd_network.is_none() {
             self.models.avd_network = fresh_avd;
         }
@@ -227,10 +212,7 @@ impl AvdLearner {
             .dense_motion_network
             .forward(source.clone(), &kp_driving, &kp_source, None, None);
         let generated = self.models.inpainting_network.forward(source.clone(), &motion);
-        let (finest, coarser) = match motion.occlusion_map.split_last() {
-            Some((finest, coarser)) => (Some(finest.clone()), coarser.to_vec()),
-            None => (None, Vec::new()),
-        };
+        let (finest, coarser) = finest_and_coarser(&motion.occlusion_map);
         super::monitor::snapshot(
             self.config.prioritycut.variant,
             &self.config.prioritycut,
@@ -251,15 +233,10 @@ impl AvdLearner {
     }
 }
 
-/// Whether `config` trains the AVD network.
-pub fn trains_avd(config: &TpsmmConfigFile) -> bool {
-    config.mode == TpsmmMode::TrainAvd
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tpsmm::TpsmmAvdTrainParams;
+    use crate::config::tpsmm::{TpsmmAvdTrainParams, TpsmmMode};
     use crate::loss::PerceptualFeatures;
     use crate::test_support::noise_frames as frames;
 

@@ -55,7 +55,7 @@ impl FamilyLearner {
     pub fn new(config: TrainingConfig, perceptual: PerceptualLoss, device: &burn::tensor::Device) -> Result<Self> {
         Ok(match config {
             TrainingConfig::Fomm(c) => FamilyLearner::Fomm(Box::new(Learner::new(c, perceptual, device)?)),
-            TrainingConfig::Tpsmm(c) if avd::trains_avd(&c) => {
+            TrainingConfig::Tpsmm(c) if c.trains_avd() => {
                 FamilyLearner::TpsmmAvd(Box::new(AvdLearner::new(c, perceptual, device)?))
             }
             TrainingConfig::Tpsmm(c) => FamilyLearner::Tpsmm(Box::new(TpsmmLearner::new(c, perceptual, device)?)),
@@ -66,7 +66,7 @@ impl FamilyLearner {
     pub fn check(config: &TrainingConfig) -> Result<()> {
         match config {
             TrainingConfig::Fomm(c) => learner::check_variant(c, c.prioritycut.variant),
-            TrainingConfig::Tpsmm(c) if avd::trains_avd(c) => avd::check(c),
+            TrainingConfig::Tpsmm(c) if c.trains_avd() => avd::check(c),
             TrainingConfig::Tpsmm(c) => tpsmm::check_variant(c, c.prioritycut.variant),
         }
     }
@@ -135,8 +135,7 @@ impl FamilyLearner {
     /// takes one: AVD training starts from a trained model, the others from their
     /// initialisation.
     pub fn check_start(config: &TrainingConfig, start_from: Option<&std::path::Path>) -> Result<()> {
-        let trains_avd = matches!(config, TrainingConfig::Tpsmm(c) if avd::trains_avd(c));
-        match (trains_avd, start_from) {
+        match (config.trains_avd(), start_from) {
             (true, None) => Err(EngineError::Invalid(
                 "training the AVD network starts from a trained TPSMM model: give its checkpoint (train --checkpoint)"
                     .into(),

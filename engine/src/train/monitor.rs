@@ -33,6 +33,15 @@ pub struct StepTensors {
     pub discriminator: DiscriminatorPass,
 }
 
+/// TPSMM's occlusion masks (coarsest first) as [`StepTensors`] takes them: the finest, and the
+/// coarser ones.
+pub fn finest_and_coarser(masks: &[Tensor<4>]) -> (Option<Tensor<4>>, Vec<Tensor<4>>) {
+    match masks.split_last() {
+        Some((finest, coarser)) => (Some(finest.clone()), coarser.to_vec()),
+        None => (None, Vec::new()),
+    }
+}
+
 /// The first pair of the step, as a monitor shows it. Anything the step did not compute runs on
 /// the plain (inference) device.
 pub fn snapshot(

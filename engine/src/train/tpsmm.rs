@@ -19,7 +19,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
 use super::events::StepReport;
-use super::monitor::{StepTensors, scalars};
+use super::monitor::{StepTensors, finest_and_coarser, scalars};
 use super::optim::{Adam, clip_gradients_max_abs};
 use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
 use crate::augment::{RandomTps, TpsForm};
@@ -410,6 +410,7 @@ impl TpsmmLearner {
             start.elapsed().as_secs_f64(),
         );
         let snapshot = snapshot.then(|| {
+            let (occlusion, coarser_occlusions) = finest_and_coarser(&pass.motion.occlusion_map);
             super::monitor::snapshot(
                 self.variant,
                 &self.config.prioritycut,
@@ -420,13 +421,8 @@ impl TpsmmLearner {
                     deformed: pass.generated.deformed,
                     prediction: pass.generated.prediction,
                     background: pass.motion.contribution_maps,
-                    occlusion: pass.motion.occlusion_map.last().cloned(),
-                    coarser_occlusions: pass
-                        .motion
-                        .occlusion_map
-                        .split_last()
-                        .map(|(_, coarser)| coarser.to_vec())
-                        .unwrap_or_default(),
+                    occlusion,
+                    coarser_occlusions,
                     kp_source: pass.kp_source.value,
                     kp_driving: pass.kp_driving.value,
                     discriminator: disc,
