@@ -33,7 +33,9 @@ pub mod test_support;
 mod rules;
 
 pub use cpu::adam::{AdamStep, adam_update};
-pub use cpu::batch_norm::{batch_norm_relu_pool_train, batch_norm_relu_train};
+pub use cpu::batch_norm::{
+    batch_norm_relu_pool_train, batch_norm_relu_train, instance_norm_relu, instance_norm_relu_pool,
+};
 pub use cpu::conv::{FrozenConv3x3Relu, convolve};
 pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
 pub use cpu::inference::InferenceConv;

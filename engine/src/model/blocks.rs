@@ -24,6 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::kernels::{
     ChannelAffine, Fused, InferenceConv, batch_norm_relu_pool_train, batch_norm_relu_train, cat_channels, convolve,
+    instance_norm_relu, instance_norm_relu_pool,
 };
 
 /// A network's inference form: its weights prepared once for the fast kernels, with what
@@ -263,6 +264,18 @@ impl BlockNorm for InstanceNorm2d {
         let scale = self.weight.val().reshape([1, c, 1]);
         let shift = self.bias.val().reshape([1, c, 1]);
         (normalised * scale + shift).reshape([b, c, h, w])
+    }
+
+    /// One operation on flex (training and inference).
+    fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        instance_norm_relu(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON)
+            .unwrap_or_else(|| relu(BlockNorm::forward(self, x)))
+    }
+
+    /// One operation on flex (training and inference).
+    fn forward_relu_pool(&self, x: Tensor<4>) -> Tensor<4> {
+        instance_norm_relu_pool(&x, &self.weight.val(), &self.bias.val(), Self::EPSILON)
+            .unwrap_or_else(|| avg_pool2d(relu(BlockNorm::forward(self, x)), AvgPoolOptions::new([2, 2])))
     }
 
     fn folded(&self) -> Option<ChannelAffine> {

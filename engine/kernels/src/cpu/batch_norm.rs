@@ -3,16 +3,20 @@
 //!
 //! `y = max(0, z)`, `z = γ x̂ + β`, `x̂ = (x − μ_B) / √(σ²_B + ε)`,
 //!
-//! whose gradient is (with `dz = dy · [z > 0]`, N values per channel)
+//! whose gradient is (with `dz = dy · [z > 0]`, N values per statistic)
 //!
 //! `∂L/∂β = Σ dz`, `∂L/∂γ = Σ dz x̂`, `∂L/∂x = γ / √(σ²_B + ε) · (dz − ∂L/∂β / N − x̂ ∂L/∂γ / N)`.
 //!
+//! TPSMM's blocks apply `relu(IN(x))`, the same with each image's channel normalised by its own
+//! statistics ([`Statistic::PerPlane`]; `∂L/∂γ` and `∂L/∂β` then sum the planes' terms over the
+//! batch); it has no running statistics, so it serves inference too.
+//!
 //! burn's `batch_norm_train` composes it of about ten tensor passes forward and fifteen
-//! backward, and the ReLU adds its own; here the forward pass reads the input twice and writes
-//! the output once, the backward pass reads the input and the output gradient twice and writes
-//! once. A `DownBlock2d`'s 2×2 average pooling after it is folded in too. The ReLU's mask is
-//! recomputed from the input, so the operation keeps no output of its own. The sums are taken
-//! in f64.
+//! backward, and the ReLU adds its own, each on one thread; here the forward pass reads the
+//! input twice and writes the output once, the backward pass reads the input and the output
+//! gradient twice and writes once, a plane per task. A `DownBlock2d`'s 2×2 average pooling after
+//! it is folded in too. The ReLU's mask is recomputed from the input, so the operation keeps no
+//! output of its own. The sums are taken in f64.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -38,6 +42,7 @@ pub fn batch_norm_relu_train(
         gamma,
         beta,
         epsilon,
+        statistic: Statistic::PerChannel,
         pool: false,
     })
 }
@@ -55,18 +60,114 @@ pub fn batch_norm_relu_pool_train(
         gamma,
         beta,
         epsilon,
+        statistic: Statistic::PerChannel,
         pool: true,
     })
 }
 
-/// One batch norm + ReLU's arguments, for [`on_autodiff_flex`].
+/// `relu(instance_norm(x))` (torch's `InstanceNorm2d(affine=True)`, TPSMM's blocks), recorded
+/// for its backward pass on flex with autodiff, computed alone on plain flex; `None` on any other
+/// device (the caller then composes burn's operations).
+pub fn instance_norm_relu(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, epsilon: f64) -> Option<Tensor<4>> {
+    instance_norm_relu_on(x, gamma, beta, epsilon, false)
+}
+
+/// As [`instance_norm_relu`], followed by a `DownBlock2d`'s 2×2 average pooling.
+pub fn instance_norm_relu_pool(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, epsilon: f64) -> Option<Tensor<4>> {
+    instance_norm_relu_on(x, gamma, beta, epsilon, true)
+}
+
+fn instance_norm_relu_on(
+    x: &Tensor<4>,
+    gamma: &Tensor<1>,
+    beta: &Tensor<1>,
+    epsilon: f64,
+    pool: bool,
+) -> Option<Tensor<4>> {
+    let call = BatchNormReluCall {
+        x,
+        gamma,
+        beta,
+        epsilon,
+        statistic: Statistic::PerPlane,
+        pool,
+    };
+    on_autodiff_flex(&call)
+        .map(|(y, _, _)| y)
+        .or_else(|| call.on_plain_flex())
+}
+
+/// Which values share one mean and variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statistic {
+    /// A batch norm's: a channel over the whole batch.
+    PerChannel,
+    /// An instance norm's: one image's channel, a plane.
+    PerPlane,
+}
+
+impl Statistic {
+    /// How many statistics a `[batch, channels, h, w]` tensor has.
+    fn groups(self, [batch, channels, _, _]: [usize; 4]) -> usize {
+        match self {
+            Self::PerChannel => channels,
+            Self::PerPlane => batch * channels,
+        }
+    }
+
+    /// The statistic plane `plane` (image-major) is normalised by.
+    fn group_of(self, plane: usize, channels: usize) -> usize {
+        match self {
+            Self::PerChannel => plane % channels,
+            Self::PerPlane => plane,
+        }
+    }
+
+    /// The planes of statistic `group`.
+    fn planes(self, group: usize, [batch, channels, _, _]: [usize; 4]) -> impl Iterator<Item = usize> {
+        let (count, stride) = match self {
+            Self::PerChannel => (batch, channels),
+            Self::PerPlane => (1, 1),
+        };
+        (0..count).map(move |i| group + i * stride)
+    }
+
+    /// Values per statistic.
+    fn count(self, [batch, _, h, w]: [usize; 4]) -> usize {
+        match self {
+            Self::PerChannel => batch * h * w,
+            Self::PerPlane => h * w,
+        }
+    }
+}
+
+/// One norm + ReLU's arguments, for [`on_autodiff_flex`].
 struct BatchNormReluCall<'a> {
     x: &'a Tensor<4>,
     gamma: &'a Tensor<1>,
     beta: &'a Tensor<1>,
     epsilon: f64,
+    statistic: Statistic,
     /// Followed by a `DownBlock2d`'s 2×2 average pooling.
     pool: bool,
+}
+
+impl BatchNormReluCall<'_> {
+    /// The forward pass alone, where the tensors are on plain flex.
+    fn on_plain_flex(&self) -> Option<Tensor<4>> {
+        let x = self.x.clone().try_into_primitive::<Flex>().ok()?;
+        let gamma = self.gamma.clone().try_into_primitive::<Flex>().ok()?;
+        let beta = self.beta.clone().try_into_primitive::<Flex>().ok()?;
+        let dims = self.x.dims();
+        let x = values(&x);
+        let statistics = Statistics::of(&x, dims, self.epsilon, self.statistic);
+        let affine = statistics.affine(&values(&gamma), &values(&beta), self.statistic);
+        let (output, output_dims) = affine.forward(&x, dims, self.pool);
+        Some(Tensor::from_data(
+            TensorData::new(output, output_dims),
+            &self.x.device(),
+        ))
+    }
 }
 
 impl AutodiffFlexOp for BatchNormReluCall<'_> {
@@ -77,36 +178,35 @@ impl AutodiffFlexOp for BatchNormReluCall<'_> {
         C: CheckpointStrategy,
         DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
     {
-        let BatchNormReluCall {
-            x,
-            gamma,
-            beta,
-            epsilon,
-            pool,
-        } = *self;
-        batch_norm_relu_on::<C>(x, gamma, beta, epsilon, pool)
+        batch_norm_relu_on::<C>(self)
     }
 }
 
-fn batch_norm_relu_on<C>(
-    x: &Tensor<4>,
-    gamma: &Tensor<1>,
-    beta: &Tensor<1>,
-    epsilon: f64,
-    pool: bool,
-) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)>
+/// The operation recorded on `Autodiff<Flex, C>`, and its statistics' means and biased
+/// variances (one per [`Statistic`] group).
+fn batch_norm_relu_on<C>(call: &BatchNormReluCall<'_>) -> Option<(Tensor<4>, Tensor<1>, Tensor<1>)>
 where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
 {
+    let BatchNormReluCall {
+        x,
+        gamma,
+        beta,
+        epsilon,
+        statistic,
+        pool,
+    } = *call;
     let device = x.device();
     let dims = x.dims();
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let gamma = gamma.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let beta = beta.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let statistics = Statistics::of(&values(x.primitive()), dims, epsilon);
-    let affine = statistics.affine(&values(gamma.primitive()), &values(beta.primitive()));
-    let (output, output_dims) = affine.forward(&values(x.primitive()), dims, pool);
+    let x_values = values(x.primitive());
+    let statistics = Statistics::of(&x_values, dims, epsilon, statistic);
+    let affine = statistics.affine(&values(gamma.primitive()), &values(beta.primitive()), statistic);
+    let (output, output_dims) = affine.forward(&x_values, dims, pool);
+    drop(x_values);
     let output = flex_primitive(Tensor::<4>::from_data(
         TensorData::new(output, output_dims),
         &Device::flex(),
@@ -130,15 +230,15 @@ where
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
     };
-    let channels = dims[1];
+    let groups = statistic.groups(dims);
     Some((
         Tensor::from_primitive::<Autodiff<Flex, C>>(y),
-        Tensor::from_data(TensorData::new(mean, [channels]), &device),
-        Tensor::from_data(TensorData::new(variance, [channels]), &device),
+        Tensor::from_data(TensorData::new(mean, [groups]), &device),
+        Tensor::from_data(TensorData::new(variance, [groups]), &device),
     ))
 }
 
-/// Per channel: the batch mean and `1 / √(σ² + ε)`, and the biased variance σ².
+/// Per statistic: the mean and `1 / √(σ² + ε)`, and the biased variance σ².
 #[derive(Debug, Clone)]
 struct Statistics {
     mean: Vec<f64>,
@@ -147,14 +247,18 @@ struct Statistics {
 }
 
 impl Statistics {
-    /// Two passes per channel (the mean, then the squared deviations), in f64.
-    fn of(x: &[f32], [batch, channels, h, w]: [usize; 4], epsilon: f64) -> Self {
-        let pixels = h * w;
-        let count = (batch * pixels).max(1) as f64;
-        let (mean, variance): (Vec<f64>, Vec<f64>) = (0..channels)
+    /// Two passes per statistic (the mean, then the squared deviations), in f64.
+    fn of(x: &[f32], dims: [usize; 4], epsilon: f64, statistic: Statistic) -> Self {
+        let pixels = dims[2] * dims[3];
+        let count = statistic.count(dims).max(1) as f64;
+        let (mean, variance): (Vec<f64>, Vec<f64>) = (0..statistic.groups(dims))
             .into_par_iter()
-            .map(|c| {
-                let planes = || (0..batch).map(move |b| &x[(b * channels + c) * pixels..][..pixels]);
+            .map(|group| {
+                let planes = || {
+                    statistic
+                        .planes(group, dims)
+                        .map(|plane| &x[plane * pixels..][..pixels])
+                };
                 let mean = planes().map(sum).sum::<f64>() / count;
                 let deviations = planes().map(|p| squared_deviations(p, mean as f32)).sum::<f64>();
                 (mean, deviations / count)
@@ -176,26 +280,31 @@ impl Statistics {
         self.variance.iter().map(|&v| v as f32).collect()
     }
 
-    /// `x̂ = (x − mean) · inverse_std` per channel: the mean and `1 / √(σ² + ε)` in f32.
-    /// (Not folded into one multiply-add: when σ² ≈ 0 the factor is ~1/√ε and would scale
-    /// the rounding of `x · scale` and `mean · scale` up with it.)
-    fn normalization(&self, c: usize) -> Normalization {
+    /// `x̂ = (x − mean) · inverse_std` of a statistic's values: the mean and `1 / √(σ² + ε)`
+    /// in f32. (Not folded into one multiply-add: when σ² ≈ 0 the factor is ~1/√ε and would
+    /// scale the rounding of `x · scale` and `mean · scale` up with it.)
+    fn normalization(&self, group: usize) -> Normalization {
         Normalization {
-            mean: self.mean[c] as f32,
-            inverse_std: self.inverse_std[c] as f32,
+            mean: self.mean[group] as f32,
+            inverse_std: self.inverse_std[group] as f32,
         }
     }
 
-    /// `z = γ x̂ + β` per channel.
-    fn affine(&self, gamma: &[f32], beta: &[f32]) -> Affine {
-        let channels = (0..gamma.len())
-            .map(|c| ChannelBatchNorm {
-                normalization: self.normalization(c),
-                gamma: gamma[c],
-                beta: beta[c],
+    /// `z = γ x̂ + β` per statistic, γ and β of its channel.
+    fn affine(&self, gamma: &[f32], beta: &[f32], statistic: Statistic) -> Affine {
+        let channels = gamma.len();
+        let groups = (0..self.mean.len())
+            .map(|group| ChannelBatchNorm {
+                normalization: self.normalization(group),
+                gamma: gamma[group % channels],
+                beta: beta[group % channels],
             })
             .collect();
-        Affine { channels }
+        Affine {
+            groups,
+            statistic,
+            channels,
+        }
     }
 }
 
@@ -212,8 +321,8 @@ impl Normalization {
     }
 }
 
-/// One channel of a training batch norm: its batch statistics (kept for the backward pass) and
-/// its affine parameters. (The inference form's folded norm is `winograd::ChannelAffine`.)
+/// One statistic of a training norm (kept for the backward pass) and its channel's affine
+/// parameters. (The inference form's folded norm is `winograd::ChannelAffine`.)
 #[derive(Debug, Clone, Copy)]
 struct ChannelBatchNorm {
     normalization: Normalization,
@@ -229,14 +338,21 @@ impl ChannelBatchNorm {
     }
 }
 
-/// The batch norm per channel; the forward pass and the backward pass's ReLU mask both compute
+/// The norm per statistic; the forward pass and the backward pass's ReLU mask both compute
 /// `z` by it, so that they agree on every sign.
 #[derive(Debug, Clone)]
 struct Affine {
-    channels: Vec<ChannelBatchNorm>,
+    groups: Vec<ChannelBatchNorm>,
+    statistic: Statistic,
+    channels: usize,
 }
 
 impl Affine {
+    /// The norm of plane `plane` (image-major).
+    fn of_plane(&self, plane: usize) -> ChannelBatchNorm {
+        self.groups[self.statistic.group_of(plane, self.channels)]
+    }
+
     /// `max(0, z)` — pooled 2×2 when `pool` — a plane per task, and the output's dims.
     fn forward(&self, x: &[f32], [batch, channels, h, w]: [usize; 4], pool: bool) -> (Vec<f32>, [usize; 4]) {
         let pixels = h * w;
@@ -246,8 +362,7 @@ impl Affine {
             return (y, [batch, channels, out_h, out_w]);
         }
         y.par_chunks_mut(out_h * out_w).enumerate().for_each(|(plane, y)| {
-            let c = plane % channels;
-            let affine = self.channels[c];
+            let affine = self.of_plane(plane);
             let x = &x[plane * pixels..][..pixels];
             let z = |v: f32| affine.apply(v).max(0.0);
             if !pool {
@@ -296,9 +411,8 @@ impl BatchNormState {
     /// `dz = ∂L/∂z` of one input plane: the output gradient (spread over its 2×2 block when
     /// pooled), zero where the ReLU was off.
     fn plane_gradient(&self, plane: usize, x: &[f32], dy: &[f32], out: &mut [f32]) {
-        let [_, channels, h, w] = self.dims;
-        let c = plane % channels;
-        let affine = self.affine.channels[c];
+        let [_, _, h, w] = self.dims;
+        let affine = self.affine.of_plane(plane);
         let on = |v: f32| affine.apply(v) > 0.0;
         if !self.pool {
             let dy = &dy[plane * h * w..][..h * w];
@@ -332,22 +446,24 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let state = ops.state;
-        let [batch, channels, h, w] = state.dims;
+        let dims = state.dims;
+        let [_, channels, h, w] = dims;
         let pixels = h * w;
+        let statistic = state.affine.statistic;
         let (x, dy) = (values(&state.x), values(&grad));
         let stats = &state.statistics;
-        // dz, a plane per task; then ∂L/∂β and ∂L/∂γ per channel.
+        // dz, a plane per task; then Σ dz and Σ dz x̂ per statistic.
         let mut dz = zeroed(x.len());
         dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, out)| {
             state.plane_gradient(plane, &x[plane * pixels..][..pixels], &dy, out);
         });
-        let (beta_grad, gamma_grad): (Vec<f64>, Vec<f64>) = (0..channels)
+        let (beta_grad, gamma_grad): (Vec<f64>, Vec<f64>) = (0..statistic.groups(dims))
             .into_par_iter()
-            .map(|c| {
-                let normalization = stats.normalization(c);
+            .map(|group| {
+                let normalization = stats.normalization(group);
                 let (mut d_beta, mut d_gamma) = (0.0f64, 0.0f64);
-                for b in 0..batch {
-                    let at = (b * channels + c) * pixels;
+                for plane in statistic.planes(group, dims) {
+                    let at = plane * pixels;
                     let (x, dz) = (&x[at..][..pixels], &dz[at..][..pixels]);
                     for (x, dz) in x.chunks(256).zip(dz.chunks(256)) {
                         let (mut block_beta, mut block_gamma) = (0.0f32, 0.0f32);
@@ -364,13 +480,13 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
             .unzip();
         let device = Device::flex();
         if let Some(node) = node_x {
-            let count = (batch * pixels) as f64;
+            let count = statistic.count(dims) as f64;
             // ∂L/∂x overwrites dz in place.
             dz.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(plane, dz)| {
-                let c = plane % channels;
-                let normalization = stats.normalization(c);
-                let factor = (state.gamma[c] as f64 * stats.inverse_std[c]) as f32;
-                let (mean_beta, mean_gamma) = ((beta_grad[c] / count) as f32, (gamma_grad[c] / count) as f32);
+                let group = statistic.group_of(plane, channels);
+                let normalization = stats.normalization(group);
+                let factor = (state.gamma[plane % channels] as f64 * stats.inverse_std[group]) as f32;
+                let (mean_beta, mean_gamma) = ((beta_grad[group] / count) as f32, (gamma_grad[group] / count) as f32);
                 let x = &x[plane * pixels..][..pixels];
                 for (out, &x) in dz.iter_mut().zip(x) {
                     *out = factor * (*out - mean_beta - normalization.apply(x) * mean_gamma);
@@ -379,8 +495,11 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
             let dx = Tensor::<4>::from_data(TensorData::new(dz, state.dims), &device);
             grads.register::<Flex>(node.id, flex_primitive(dx));
         }
+        // The parameters' gradients: each channel's terms summed over its statistics.
         let per_channel = |v: Vec<f64>| {
-            let v: Vec<f32> = v.into_iter().map(|v| v as f32).collect();
+            let v: Vec<f32> = (0..channels)
+                .map(|c| v.iter().skip(c).step_by(channels).sum::<f64>() as f32)
+                .collect();
             flex_primitive(Tensor::<1>::from_data(TensorData::new(v, [channels]), &device))
         };
         if let Some(node) = node_gamma {
@@ -496,6 +615,84 @@ mod tests {
             let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
             let shape = format!("{batch}×{channels}×{h}×{w}");
             assert_eq!(y.dims(), y_ref.dims(), "{shape}");
+            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
+            assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
+            assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
+            assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
+        }
+    }
+
+    /// torch's `InstanceNorm2d(affine=True)` composed of burn's operations.
+    fn composed_instance_norm(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let pixels = x.reshape([b, c, h * w]);
+        let centred = pixels.clone() - pixels.mean_dim(2);
+        let variance = centred.clone().square().mean_dim(2);
+        let normalised = centred / (variance + 1e-5).sqrt();
+        (normalised * gamma.reshape([1, c, 1]) + beta.reshape([1, c, 1])).reshape([b, c, h, w])
+    }
+
+    /// Per image and channel statistics, with and without the pooling, on flex with autodiff
+    /// (output and the three gradients) and on plain flex (output), against the composition.
+    #[test]
+    fn fused_instance_norm_relu_matches_burns_composition() {
+        let device = Device::flex().autodiff();
+        let mut draws = SeededDraws::new(5);
+        for ([batch, channels, h, w], pool) in [
+            ([1, 8, 17, 19], false),
+            ([3, 5, 4, 30], false),
+            ([2, 4, 9, 7], true),
+            ([1, 6, 16, 16], true),
+        ] {
+            let x = draws.normal([batch, channels, h, w], 0.3, 2.0, &device);
+            let gamma = draws.uniform([channels], -1.5, 1.5, &device);
+            let beta = draws.uniform([channels], -0.5, 0.5, &device);
+            let edge: f32 = composed_instance_norm(x.clone(), gamma.clone(), beta.clone())
+                .abs()
+                .min()
+                .into_scalar();
+            assert!(
+                edge > 1e-6,
+                "a drawn value sits on the ReLU's edge ({edge}): draw another seed"
+            );
+            let (out_h, out_w) = if pool { (h / 2, w / 2) } else { (h, w) };
+            let weighting = draws.uniform([batch, channels, out_h, out_w], -1.0, 1.0, &device);
+            let run = |fused: bool| {
+                let (x, gamma, beta) = (leaf(&x), leaf(&gamma), leaf(&beta));
+                let y = match (fused, pool) {
+                    (true, false) => instance_norm_relu(&x, &gamma, &beta, 1e-5).expect("on flex"),
+                    (true, true) => instance_norm_relu_pool(&x, &gamma, &beta, 1e-5).expect("on flex"),
+                    (false, _) => {
+                        let y = relu(composed_instance_norm(x.clone(), gamma.clone(), beta.clone()));
+                        if pool {
+                            avg_pool2d(y, AvgPoolOptions::new([2, 2]))
+                        } else {
+                            y
+                        }
+                    }
+                };
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                (
+                    y.inner(),
+                    x.grad(&grads).expect("dx"),
+                    gamma.grad(&grads).expect("dγ"),
+                    beta.grad(&grads).expect("dβ"),
+                )
+            };
+            let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
+            let shape = format!("{batch}×{channels}×{h}×{w}, pooled {pool}");
+            assert_eq!(y.dims(), y_ref.dims(), "{shape}");
+            let plain = if pool {
+                instance_norm_relu_pool(&x.inner(), &gamma.inner(), &beta.inner(), 1e-5)
+            } else {
+                instance_norm_relu(&x.inner(), &gamma.inner(), &beta.inner(), 1e-5)
+            };
+            assert_close(
+                &format!("plain output {shape}"),
+                plain.expect("on plain flex"),
+                y_ref.clone(),
+                1e-4,
+            );
             assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
             assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
             assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
