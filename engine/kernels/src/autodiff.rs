@@ -1,8 +1,8 @@
 //! The convolution as one autodiff operation, written once for every device in the form of
 //! burn's custom-kernel example (`examples/custom-cubecl-kernel/src/backward.rs`): a device
-//! supplies its kernels ([`ConvKernels`]: the output, the input and the weight gradients), and
-//! [`conv_autodiff`] records the operation and runs its backward step with them. The bias
-//! gradient, `Σ ∂L/∂y` per channel, is burn's sum on any device.
+//! supplies its kernels ([`ConvKernels`]: the output, the input and the weight gradients, and
+//! where it has one a faster bias gradient than burn's sum), and [`conv_autodiff`] records the
+//! operation and runs its backward step with them.
 //!
 //! The CPU's kernels (`cpu::conv`, on flex) and the GPU's (`gpu::conv_autodiff`, on CubeCL)
 //! plug in here; a further device is one more `impl ConvKernels`, no network changes.
@@ -37,6 +37,11 @@ pub(crate) trait ConvKernels: Backend {
         plan: &Self::Plan,
         wanted: [bool; 2],
     ) -> [Option<Tensor<4>>; 2];
+
+    /// `∂L/∂b = Σ ∂L/∂y` per output channel: burn's sum unless the device has its own.
+    fn bias_gradient(dy: &Tensor<4>) -> Tensor<1> {
+        dy.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3])
+    }
 }
 
 /// `conv(x, weight) + bias` by `B`'s kernels, recorded with its backward step, where the
@@ -163,7 +168,7 @@ where
             grads.register::<B>(node.id, primitive(dw));
         }
         if let Some(node) = node_bias.filter(|_| has_bias) {
-            grads.register::<B>(node.id, primitive(dy.sum_dims_squeeze::<1, usize>(&[0, 2, 3])));
+            grads.register::<B>(node.id, primitive(B::bias_gradient(&dy)));
         }
     }
 }

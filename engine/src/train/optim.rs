@@ -202,11 +202,6 @@ impl ModuleMapper for AdamMapper<'_> {
         let grad = grad.to_device(&device).reshape([n]);
         let previous = self.adam.state.remove(&path);
         let flat = value.reshape([n]);
-        let grad = if self.adam.weight_decay != 0.0 {
-            grad + flat.clone() * self.adam.weight_decay
-        } else {
-            grad
-        };
         let (updated, moments) = update(flat, grad, previous, self.lr, self.adam);
         self.adam.state.insert(path, moments);
         let mut updated = Tensor::from_inner(updated.reshape(shape));
@@ -272,7 +267,8 @@ fn bias_corrections(adam: &Adam, step: u64) -> (f64, f64) {
     (1.0 - adam.beta1.powi(t), (1.0 - adam.beta2.powi(t)).sqrt())
 }
 
-/// One update of a flattened parameter by tensor operations, on any device.
+/// One update of a flattened parameter by tensor operations (the weight decay's term joining
+/// the gradient first), on any device.
 fn composed_update(
     value: Tensor<1>,
     grad: Tensor<1>,
@@ -282,6 +278,11 @@ fn composed_update(
 ) -> (Tensor<1>, Moments) {
     let device = value.device();
     let (b1, b2) = (adam.beta1, adam.beta2);
+    let grad = if adam.weight_decay != 0.0 {
+        grad + value.clone() * adam.weight_decay
+    } else {
+        grad
+    };
     let moments = match previous {
         Some(m) => Moments {
             step: m.step + 1,
@@ -311,6 +312,7 @@ fn update(value: Tensor<1>, grad: Tensor<1>, previous: Option<Moments>, lr: f64,
         epsilon: adam.epsilon,
         step_size: lr / bias1,
         bias2_sqrt,
+        weight_decay: adam.weight_decay,
     };
     // The moments are handed over, not cloned, so that the kernel updates their buffers in place.
     let step_count = previous.as_ref().map(|m| m.step);
@@ -437,9 +439,18 @@ mod tests {
     }
 
     /// The kernels crate's single pass on flex and the composed update agree to the last bit,
-    /// first step and later.
+    /// first step and later, with and without weight decay, on a parameter held only by the
+    /// update (updated in place) and on one also held elsewhere (written anew).
     #[test]
     fn the_fused_update_equals_the_composed_one() {
+        for adam in [Adam::fomm(), Adam::tpsmm()] {
+            for shared in [false, true] {
+                fused_equals_composed(&adam, shared);
+            }
+        }
+    }
+
+    fn fused_equals_composed(adam: &Adam, shared: bool) {
         let device = Device::flex();
         let random = |seed: f64| {
             let values: Vec<f32> = (0..40_000)
@@ -447,16 +458,23 @@ mod tests {
                 .collect();
             Tensor::<1>::from_data(TensorData::new(values, [40_000]), &device)
         };
-        let adam = Adam::fomm();
         let (param, grad) = (random(1.0), random(2.0));
         // Two chains of moments, each held only by its own update: the fused one then works in
         // place in its buffers (the parameter, made afresh per step, too).
         let (mut fused_previous, mut composed_previous): (Option<Moments>, Option<Moments>) = (None, None);
         for _ in 0..3 {
             let fresh_param = Tensor::<1>::from_data(param.to_data(), &device);
-            let (fused, fused_moments) = update(fresh_param, grad.clone(), fused_previous.take(), 2e-4, &adam);
+            let holder = shared.then(|| fresh_param.clone());
+            let (fused, fused_moments) = update(fresh_param, grad.clone(), fused_previous.take(), 2e-4, adam);
+            if let Some(holder) = holder {
+                assert_eq!(
+                    holder.to_data(),
+                    param.to_data(),
+                    "a shared parameter is left as it was"
+                );
+            }
             let (composed, composed_moments) =
-                composed_update(param.clone(), grad.clone(), composed_previous.take(), 2e-4, &adam);
+                composed_update(param.clone(), grad.clone(), composed_previous.take(), 2e-4, adam);
             let bits = |t: &Tensor<1>| t.to_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
             assert_eq!(bits(&fused), bits(&composed), "parameters");
             assert_eq!(

@@ -150,6 +150,20 @@ impl ConvKernels for Flex {
             }
         }
     }
+
+    /// A parallel sum per channel, read in the storage `dy` has (flex's reduction over three
+    /// axes runs on one core).
+    fn bias_gradient(dy: &Tensor<4>) -> Tensor<1> {
+        let [_, channels, _, _] = dy.dims();
+        let dy_primitive = primitive(dy.clone());
+        let sums = match (stored_channels_last(&dy_primitive), dy_primitive.as_slice::<f32>()) {
+            (_, Some(planar)) => planar_channel_sums(planar, dy.dims()),
+            (Some(pixels), None) => pixel_channel_sums(pixels, channels),
+            (None, None) => return dy.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3]),
+        };
+        let sums: Vec<f32> = sums.into_iter().map(|s| s as f32).collect();
+        Tensor::from_data(TensorData::new(sums, [channels]), &Device::flex())
+    }
 }
 
 /// `relu(conv(x))` for a 3×3 convolution whose weights are not trained (the perceptual loss's
@@ -266,6 +280,50 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
     }
 }
 
+/// Σ per channel of NCHW values: a channel per task, its planes summed in f64 by blocks.
+fn planar_channel_sums(values: &[f32], [batch, channels, h, w]: [usize; 4]) -> Vec<f64> {
+    let pixels = h * w;
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            (0..batch)
+                .flat_map(|b| values[(b * channels + c) * pixels..][..pixels].chunks(256))
+                .map(|block| f64::from(block.iter().sum::<f32>()))
+                .sum()
+        })
+        .collect()
+}
+
+/// Σ per channel of channels-last values: partial sums per block of pixels, added up in f64.
+fn pixel_channel_sums(values: &[f32], channels: usize) -> Vec<f64> {
+    if channels == 0 {
+        return Vec::new();
+    }
+    values
+        .par_chunks(channels * 256)
+        .map(|block| {
+            let mut partial = vec![0.0f32; channels];
+            for pixel in block.chunks_exact(channels) {
+                partial.iter_mut().zip(pixel).for_each(|(s, &v)| *s += v);
+            }
+            partial
+        })
+        .fold(
+            || vec![0.0f64; channels],
+            |mut total, partial| {
+                total.iter_mut().zip(partial).for_each(|(t, p)| *t += f64::from(p));
+                total
+            },
+        )
+        .reduce(
+            || vec![0.0f64; channels],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            },
+        )
+}
+
 pub(super) fn is_3x3_same(conv: &Conv2d) -> bool {
     conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
@@ -375,6 +433,29 @@ mod tests {
                 assert_close(&format!("bias gradient {shape}"), fast, reference, 6e-5);
             }
         }
+    }
+
+    /// The bias gradient's per-channel sums, of planar and of channels-last storage, as burn's.
+    #[test]
+    fn bias_gradient_sums_either_storage_as_burn() {
+        let device = Device::flex();
+        let mut draws = SeededDraws::new(3);
+        let planar = draws.normal([2, 5, 7, 300], 0.0, 1.0, &device);
+        let expected = planar.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3]);
+        let stored_last = Nhwc::from_tensor(planar.clone()).into_tensor(&device);
+        assert!(stored_channels_last(&primitive(stored_last.clone())).is_some());
+        assert_close(
+            "planar",
+            <Flex as ConvKernels>::bias_gradient(&planar),
+            expected.clone(),
+            1e-5,
+        );
+        assert_close(
+            "channels-last",
+            <Flex as ConvKernels>::bias_gradient(&stored_last),
+            expected,
+            1e-5,
+        );
     }
 
     /// A frozen convolution + ReLU (VGG19's): output and input gradient as burn's, on large

@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::buffer::zeroed;
+use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
 
@@ -389,23 +390,30 @@ impl FusedConv3x3 {
         });
         let weight = self.weight.clone().reshape([cout, 9 * cin]);
         let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
+        // `W · Pᵀ` is [C_out, pixels]: transposed to channels-last by the parallel tiles (flex's
+        // copy of the transposed view ran on one core).
+        let product = to_vec(weight.matmul(patches.transpose()));
         let mut y = Nhwc {
-            data: to_vec(weight.matmul(patches.transpose()).transpose()).into(),
+            data: transposed(&product, [1, cout, 1, pixels]).into(),
             batch: input.batch,
             height: h,
             width: w,
             channels: cout,
         };
+        drop(product);
         let ones = vec![1.0; cout];
         let scale = self.output_scale.as_ref().unwrap_or(&ones);
-        for pixel in y.data.to_mut().chunks_exact_mut(cout) {
-            for ((v, &s), &b) in pixel.iter_mut().zip(scale).zip(&self.bias) {
-                *v = *v * s + b;
-                if self.fused.relu {
-                    *v = v.max(0.0);
+        let relu = self.fused.relu;
+        y.data.to_mut().par_chunks_mut((cout * 64).max(1)).for_each(|pixels| {
+            for pixel in pixels.chunks_exact_mut(cout) {
+                for ((v, &s), &b) in pixel.iter_mut().zip(scale).zip(&self.bias) {
+                    *v = *v * s + b;
+                    if relu {
+                        *v = v.max(0.0);
+                    }
                 }
             }
-        }
+        });
         if let Some(r) = residual {
             y.data.to_mut().iter_mut().zip(r.data.iter()).for_each(|(v, r)| *v += r);
         }
@@ -569,10 +577,8 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
     let rows_per_block = ((WEIGHT_GRADIENT_BLOCK_BYTES) / per_row.max(1)).max(1);
     let all_rows = x.batch * geometry.rows;
     let block_tiles = rows_per_block.min(all_rows) * geometry.columns;
-    let (mut v, mut g) = (
-        vec![0.0f32; 36 * block_tiles * cin],
-        vec![0.0f32; 36 * block_tiles * cout],
-    );
+    // (Zeroed on the pool: tens of MB each, and the transforms overwrite them anyway.)
+    let (mut v, mut g) = (zeroed(36 * block_tiles * cin), zeroed(36 * block_tiles * cout));
     // Σ over blocks of gᵀ·v, accumulated in place.
     let mut du = zeroed(36 * cout * cin);
     for first_row in (0..all_rows).step_by(rows_per_block) {
