@@ -193,6 +193,8 @@ pub struct FusedConv3x3 {
     filters: Filters,
     /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
     transformed: OnceLock<Vec<f32>>,
+    /// The filters as the patch GEMM reads them, [C_out, 9·C_in]: made on first use.
+    patch_weight: OnceLock<Tensor<2>>,
     device: Device,
 }
 
@@ -218,6 +220,7 @@ impl FusedConv3x3 {
             fused,
             filters: Filters::Weight,
             transformed: OnceLock::new(),
+            patch_weight: OnceLock::new(),
             device,
         }
     }
@@ -388,7 +391,7 @@ impl FusedConv3x3 {
                 }
             }
         });
-        let weight = self.weight.clone().reshape([cout, 9 * cin]);
+        let weight = self.patch_weight();
         let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
         // `W · Pᵀ` is [C_out, pixels]: transposed to channels-last by the parallel tiles (flex's
         // copy of the transposed view ran on one core).
@@ -423,59 +426,86 @@ impl FusedConv3x3 {
         y
     }
 
+    /// The filters `[C_out, 9·C_in]`, input channel then tap, as the patches are ordered: the
+    /// weight itself, or the forward convolution's rearranged in parallel (the flipped view's
+    /// reshape copied it on one core, 9 MB for VGG19's deepest layers at every call).
+    fn patch_weight(&self) -> Tensor<2> {
+        let (cin, cout) = (self.input_channels, self.output_channels);
+        let weight = self.patch_weight.get_or_init(|| match &self.filters {
+            Filters::Weight => self.weight.clone().reshape([cout, 9 * cin]),
+            Filters::InputGradientOf(forward) => with_values(forward, |values| {
+                let mut rows = zeroed(cout * cin * 9);
+                rows.par_chunks_mut((cin * 9).max(1)).enumerate().for_each(|(o, row)| {
+                    for (i, filter) in row.chunks_exact_mut(9).enumerate() {
+                        // rot180 of the forward convolution's W[i, o].
+                        let source = &values[(i * cout + o) * 9..][..9];
+                        filter.iter_mut().zip(source.iter().rev()).for_each(|(g, &w)| *g = w);
+                    }
+                });
+                Tensor::from_data(TensorData::new(rows, [cout, 9 * cin]), &self.device)
+            }),
+        });
+        weight.clone()
+    }
+
     fn transformed_weight(&self) -> &[f32] {
         self.transformed.get_or_init(|| {
-            let (cin, cout) = (self.input_channels, self.output_channels);
             // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out
             // filters and writes their 36 values into its 36 rows, column by column, so each
             // row is filled while it is in cache. (Transforming into [C_out, C_in, 36] first and
             // gathering at a stride of 36·C_in re-read every value 36 times from memory: 12% of a
             // training step, which transforms its weights at every call.)
-            let (values, flipped) = match &self.filters {
-                Filters::Weight => (to_vec(self.weight.clone()), false),
-                Filters::InputGradientOf(forward) => (to_vec(forward.as_ref().clone()), true),
+            let (source, flipped) = match &self.filters {
+                Filters::Weight => (&self.weight, false),
+                Filters::InputGradientOf(forward) => (forward.as_ref(), true),
             };
-            // Filter (o, i), row-major: W[o, i], or rot180 of the forward convolution's W[i, o].
-            let filter = |o: usize, i: usize| -> [f32; 9] {
-                let mut g = [0.0f32; 9];
-                if flipped {
-                    g.copy_from_slice(&values[(i * cout + o) * 9..][..9]);
-                    g.reverse();
-                } else {
-                    g.copy_from_slice(&values[(o * cin + i) * 9..][..9]);
-                }
-                g
-            };
-            let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
-            let mut u = zeroed(36 * cin * cout);
-            let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
-            for (row, values) in u.chunks_mut(cout).enumerate() {
-                rows_of_channel[row % cin].push(values);
-            }
-            rows_of_channel.into_par_iter().enumerate().for_each(|(i, mut rows)| {
-                // LANES filters at a time, transformed lane by lane (vector arithmetic: with the
-                // input gradient's weights read in place, a 512 → 512 convolution's forward and
-                // backward at 32² went from 123–133 ms to 74–82 ms), each row's LANES values
-                // written as one cache line: the rows lie a power of two apart, and a value at a
-                // time thrashed the caches' sets.
-                let mut taps = [[0.0f64; LANES]; 9];
-                for first in (0..cout).step_by(LANES) {
-                    let count = LANES.min(cout - first);
-                    for k in 0..count {
-                        for (tap, &v) in taps.iter_mut().zip(&filter(first + k, i)) {
-                            tap[k] = f64::from(v);
-                        }
-                    }
-                    let block = weight_transform(&taps);
-                    for (row, line) in rows.iter_mut().zip(&block) {
-                        for (k, (out, &v)) in row[first..][..count].iter_mut().zip(line).enumerate() {
-                            *out = (v * scale(first + k)) as f32;
-                        }
-                    }
-                }
-            });
-            u
+            with_values(source, |values| self.transform_filters(values, flipped))
         })
+    }
+
+    /// [`FusedConv3x3::transformed_weight`] from the filters' values.
+    fn transform_filters(&self, values: &[f32], flipped: bool) -> Vec<f32> {
+        let (cin, cout) = (self.input_channels, self.output_channels);
+        // Filter (o, i), row-major: W[o, i], or rot180 of the forward convolution's W[i, o].
+        let filter = |o: usize, i: usize| -> [f32; 9] {
+            let mut g = [0.0f32; 9];
+            if flipped {
+                g.copy_from_slice(&values[(i * cout + o) * 9..][..9]);
+                g.reverse();
+            } else {
+                g.copy_from_slice(&values[(o * cin + i) * 9..][..9]);
+            }
+            g
+        };
+        let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
+        let mut u = zeroed(36 * cin * cout);
+        let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
+        for (row, values) in u.chunks_mut(cout).enumerate() {
+            rows_of_channel[row % cin].push(values);
+        }
+        rows_of_channel.into_par_iter().enumerate().for_each(|(i, mut rows)| {
+            // LANES filters at a time, transformed lane by lane (vector arithmetic: with the
+            // input gradient's weights read in place, a 512 → 512 convolution's forward and
+            // backward at 32² went from 123–133 ms to 74–82 ms), each row's LANES values
+            // written as one cache line: the rows lie a power of two apart, and a value at a
+            // time thrashed the caches' sets.
+            let mut taps = [[0.0f64; LANES]; 9];
+            for first in (0..cout).step_by(LANES) {
+                let count = LANES.min(cout - first);
+                for k in 0..count {
+                    for (tap, &v) in taps.iter_mut().zip(&filter(first + k, i)) {
+                        tap[k] = f64::from(v);
+                    }
+                }
+                let block = weight_transform(&taps);
+                for (row, line) in rows.iter_mut().zip(&block) {
+                    for (k, (out, &v)) in row[first..][..count].iter_mut().zip(line).enumerate() {
+                        *out = (v * scale(first + k)) as f32;
+                    }
+                }
+            }
+        });
+        u
     }
 }
 
@@ -871,6 +901,15 @@ pub(super) fn folded(
         }
     }
     (weight, bias)
+}
+
+/// `f` of a tensor's values, row-major: read in place where they are contiguous on flex (the
+/// buffer may be shared, as a model's weights are), copied otherwise.
+fn with_values<R>(x: &Tensor<4>, f: impl FnOnce(&[f32]) -> R) -> R {
+    match x.clone().try_into_primitive::<burn::backend::Flex>() {
+        Ok(primitive) => f(&super::flex::values(&primitive)),
+        Err(_) => f(&to_vec(x.clone())),
+    }
 }
 
 /// A tensor's values, row-major, as f32.
