@@ -16,7 +16,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::{Fused, InferenceConv, convolve};
-use crate::model::blocks::{BatchNorm2d, BlockNorm, InferenceForm};
+use crate::model::blocks::{BatchNorm2d, InferenceForm};
 
 /// A convolution without bias, as torchvision's `conv3x3`/`conv1x1` and the stem.
 fn conv_no_bias(input: usize, output: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
@@ -73,7 +73,7 @@ impl BasicBlock {
         let out = first
             .as_ref()
             .and_then(|conv| conv.forward(&x, None))
-            .unwrap_or_else(|| self.bn1.forward_relu(convolve(&self.conv1, x.clone())));
+            .unwrap_or_else(|| relu(self.bn1.forward(convolve(&self.conv1, x.clone()))));
         let identity = match &self.downsample {
             Some(down) => down.norm.forward(convolve(&down.conv, x)),
             None => x,
@@ -144,7 +144,7 @@ impl ResNet18 {
 
     /// [b, c, h, w] → [b, outputs]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.bn1.forward_relu(convolve(&self.conv1, x));
+        let x = relu(self.bn1.forward(convolve(&self.conv1, x)));
         let pool = MaxPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1]);
         let mut x = max_pool2d(x, pool);
         for block in self
