@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use super::buffer::zeroed;
 use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
+use super::layout::planar_values;
 
 /// `relu(batch_norm_train(x))` and the batch's mean and biased variance (detached), or `None`
 /// when the tensors are not on flex with autodiff (the caller then composes burn's operations).
@@ -159,7 +160,7 @@ impl BatchNormReluCall<'_> {
         let gamma = self.gamma.clone().try_into_primitive::<Flex>().ok()?;
         let beta = self.beta.clone().try_into_primitive::<Flex>().ok()?;
         let dims = self.x.dims();
-        let x = values(&x);
+        let x = planar_values(&x);
         let statistics = Statistics::of(&x, dims, self.epsilon, self.statistic);
         let affine = statistics.affine(&values(&gamma), &values(&beta), self.statistic);
         let (output, output_dims) = affine.forward(&x, dims, self.pool);
@@ -202,7 +203,7 @@ where
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let gamma = gamma.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let beta = beta.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let x_values = values(x.primitive());
+    let x_values = planar_values(x.primitive());
     let statistics = Statistics::of(&x_values, dims, epsilon, statistic);
     let affine = statistics.affine(&values(gamma.primitive()), &values(beta.primitive()), statistic);
     let (output, output_dims) = affine.forward(&x_values, dims, pool);
@@ -450,7 +451,7 @@ impl Backward<Flex, 3> for BatchNormReluBackward {
         let [_, channels, h, w] = dims;
         let pixels = h * w;
         let statistic = state.affine.statistic;
-        let (x, dy) = (values(&state.x), values(&grad));
+        let (x, dy) = (planar_values(&state.x), planar_values(&grad));
         let stats = &state.statistics;
         // dz, a plane per task; then Σ dz and Σ dz x̂ per statistic.
         let mut dz = zeroed(x.len());

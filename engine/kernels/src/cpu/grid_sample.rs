@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::buffer::zeroed;
 use super::flex::{AutodiffFlexOp, FlexPrimitive, on_autodiff_flex, primitive as flex_primitive, values};
+use super::layout::planar_values;
 
 /// `input.grid_sample_2d(grid, GridSampleOptions::default())`: input [b, c, H, W], grid
 /// [b, h, w, 2] of (x, y) in [−1, 1] → [b, c, h, w]; by this operation on flex with autodiff.
@@ -37,12 +38,14 @@ pub fn grid_sample_align_corners(input: Tensor<4>, grid: Tensor<4>) -> Tensor<4>
 }
 
 fn sample(input: Tensor<4>, grid: Tensor<4>, align_corners: bool) -> Tensor<4> {
-    on_autodiff_flex(&GridSampleCall {
+    let call = GridSampleCall {
         input: &input,
         grid: &grid,
         align_corners,
-    })
-    .unwrap_or_else(|| input.grid_sample_2d(grid, GridSampleOptions::default().with_align_corners(align_corners)))
+    };
+    on_autodiff_flex(&call)
+        .or_else(|| call.on_plain_flex())
+        .unwrap_or_else(|| input.grid_sample_2d(grid, GridSampleOptions::default().with_align_corners(align_corners)))
 }
 
 /// One sampling's arguments, for [`on_autodiff_flex`].
@@ -50,6 +53,23 @@ struct GridSampleCall<'a> {
     input: &'a Tensor<4>,
     grid: &'a Tensor<4>,
     align_corners: bool,
+}
+
+impl GridSampleCall<'_> {
+    /// The sampling alone, where the tensors are on plain flex (an animation's warps; flex's
+    /// own `grid_sample` runs on one core).
+    fn on_plain_flex(&self) -> Option<Tensor<4>> {
+        let geometry = Geometry::of(self.input, self.grid, self.align_corners)?;
+        let input = self.input.clone().try_into_primitive::<Flex>().ok()?;
+        let grid = self.grid.clone().try_into_primitive::<Flex>().ok()?;
+        let taps = Taps::new(&values(&grid), &geometry);
+        let output = taps.sample(&planar_values(&input), &geometry);
+        let [batch, channels, out_h, out_w] = geometry.output_dims();
+        Some(Tensor::from_data(
+            TensorData::new(output, [batch, channels, out_h, out_w]),
+            &self.input.device(),
+        ))
+    }
 }
 
 impl AutodiffFlexOp for GridSampleCall<'_> {
@@ -69,23 +89,12 @@ where
     C: CheckpointStrategy,
     DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
 {
-    let [batch, channels, height, width] = input.dims();
-    let [grid_batch, out_h, out_w, two] = grid.dims();
-    if grid_batch != batch || two != 2 {
-        return None;
-    }
+    let geometry = Geometry::of(input, grid, align_corners)?;
+    let [batch, channels, out_h, out_w] = geometry.output_dims();
     let input = input.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let grid = grid.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let geometry = Geometry {
-        batch,
-        channels,
-        height,
-        width,
-        out_pixels: out_h * out_w,
-        align_corners,
-    };
     let taps = Taps::new(&values(grid.primitive()), &geometry);
-    let output = taps.sample(&values(input.primitive()), &geometry);
+    let output = taps.sample(&planar_values(input.primitive()), &geometry);
     let output = flex_primitive(Tensor::<4>::from_data(
         TensorData::new(output, [batch, channels, out_h, out_w]),
         &Device::flex(),
@@ -115,11 +124,35 @@ struct Geometry {
     channels: usize,
     height: usize,
     width: usize,
+    out_h: usize,
+    out_w: usize,
     out_pixels: usize,
     align_corners: bool,
 }
 
 impl Geometry {
+    /// The sampling of `input` [b, c, H, W] at `grid` [b, h, w, 2]; `None` for other shapes
+    /// (burn's operation then answers them).
+    fn of(input: &Tensor<4>, grid: &Tensor<4>, align_corners: bool) -> Option<Self> {
+        let [batch, channels, height, width] = input.dims();
+        let [grid_batch, out_h, out_w, two] = grid.dims();
+        (grid_batch == batch && two == 2).then_some(Self {
+            batch,
+            channels,
+            height,
+            width,
+            out_h,
+            out_w,
+            out_pixels: out_h * out_w,
+            align_corners,
+        })
+    }
+
+    /// [b, c, h, w] of the output.
+    fn output_dims(&self) -> [usize; 4] {
+        [self.batch, self.channels, self.out_h, self.out_w]
+    }
+
     /// `∂ix/∂x` and `∂iy/∂y`: pixel units per grid unit.
     fn scale(&self) -> (f32, f32) {
         let span = |n: usize| if self.align_corners { n as f32 - 1.0 } else { n as f32 };
@@ -220,7 +253,7 @@ impl Backward<Flex, 2> for GridSampleBackward {
             taps,
             geometry: g,
         } = ops.state;
-        let dy = values(&grad);
+        let dy = planar_values(&grad);
         let device = Device::flex();
         let plane = g.height * g.width;
         if let Some(node) = node_input {
@@ -243,7 +276,7 @@ impl Backward<Flex, 2> for GridSampleBackward {
             grads.register::<Flex>(node.id, flex_primitive(dx));
         }
         if let Some(node) = node_grid {
-            let input = values(&input);
+            let input = planar_values(&input);
             let (scale_x, scale_y) = g.scale();
             // A pixel per item, summing over the channels.
             let mut dgrid = zeroed(g.batch * g.out_pixels * 2);
@@ -315,9 +348,21 @@ mod tests {
             };
             let ((y, d_input, d_grid), (y_ref, d_input_ref, d_grid_ref)) = (run(true), run(false));
             let shape = format!("{batch}×{channels}×{h}×{w} align_corners={align_corners}");
-            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
+            assert_close(&format!("output {shape}"), y, y_ref.clone(), 1e-4);
             assert_close(&format!("input gradient {shape}"), d_input, d_input_ref, 1e-4);
             assert_close(&format!("grid gradient {shape}"), d_grid, d_grid_ref, 1e-4);
+            // Without autodiff (an animation's warps), planar and stored channels-last alike.
+            let (plain_input, plain_grid) = (input.inner(), grid.inner());
+            let channels_last =
+                crate::cpu::winograd::Nhwc::from_tensor(plain_input.clone()).into_tensor(&Device::flex());
+            for (storage, input) in [("planar", plain_input), ("channels-last", channels_last)] {
+                let plain = if align_corners {
+                    grid_sample_align_corners(input, plain_grid.clone())
+                } else {
+                    grid_sample(input, plain_grid.clone())
+                };
+                assert_close(&format!("plain output {shape}, {storage}"), plain, y_ref.clone(), 1e-4);
+            }
         }
     }
 }

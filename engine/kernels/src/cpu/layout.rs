@@ -6,6 +6,8 @@
 //! burn's own operations read any strides, so a network written against burn never sees the
 //! difference; only where a fast operation meets a planar (NCHW) input is it transposed once.
 
+use std::borrow::Cow;
+
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -92,6 +94,30 @@ pub fn to_nchw(x: &Nhwc<'_>, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(data, [x.batch, channels, x.height, x.width]), device)
 }
 
+/// A 4-D tensor's values in NCHW order: borrowed where it is stored so, transposed in parallel
+/// tiles where it is stored channels-last (flex's copy of the view runs on one core), copied by
+/// flex otherwise.
+pub fn planar_values(x: &FlexPrimitive) -> Cow<'_, [f32]> {
+    if let Some(planes) = x.as_slice::<f32>() {
+        return Cow::Borrowed(planes);
+    }
+    match stored_channels_last(x) {
+        Some(pixels) => {
+            let [batch, channels, height, width] = dims4(x);
+            let mut data = zeroed(pixels.len());
+            let per_image = height * width * channels;
+            if per_image > 0 {
+                for (planes, image) in data.chunks_mut(per_image).zip(pixels.chunks_exact(per_image)) {
+                    transpose(image, [height * width, channels], planes);
+                }
+            }
+            debug_assert_eq!(data.len(), batch * per_image);
+            Cow::Owned(data)
+        }
+        None => values(x),
+    }
+}
+
 /// The side of [`transpose`]'s tiles: a cache line of f32.
 const TILE: usize = 16;
 
@@ -131,10 +157,11 @@ mod tests {
     use crate::test_support::uniform;
 
     /// A permuted view is read in place; planar and other strides are transposed; all three
-    /// give the same channels-last values.
+    /// give the same channels-last values, and the same planar ones.
     #[test]
     fn every_storage_reads_as_the_same_channels_last_values() {
         let planar = uniform([2, 5, 3, 4], 1.0);
+        let planar_expected: Vec<f32> = planar.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
         let expected: Vec<f32> = planar
             .clone()
             .permute([0, 2, 3, 1])
@@ -154,8 +181,9 @@ mod tests {
             let x = primitive(tensor);
             assert_eq!(is_channels_last(&x), in_place, "{name}");
             let maps = channels_last(&x);
-            assert_eq!(matches!(maps.data, std::borrow::Cow::Borrowed(_)), in_place, "{name}");
+            assert_eq!(matches!(maps.data, Cow::Borrowed(_)), in_place, "{name}");
             assert_eq!(maps.data.as_ref(), expected.as_slice(), "{name}");
+            assert_eq!(planar_values(&x).as_ref(), planar_expected.as_slice(), "{name}, planar");
         }
     }
 
