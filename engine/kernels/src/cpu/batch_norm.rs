@@ -530,16 +530,24 @@ mod tests {
         draws: &mut SeededDraws,
         device: &Device,
     ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        inputs_off_the_edge([batch, channels, h, w], draws, device, |x, gamma, beta| {
+            batch_norm_train(x, gamma, beta, 1e-5).output
+        })
+    }
+
+    /// [`inputs`] kept off the ReLU's edge of `norm` (the composed norm the test compares with).
+    fn inputs_off_the_edge(
+        [batch, channels, h, w]: [usize; 4],
+        draws: &mut SeededDraws,
+        device: &Device,
+        norm: fn(Tensor<4>, Tensor<1>, Tensor<1>) -> Tensor<4>,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         let (x, gamma, beta) = (
             draws.normal([batch, channels, h, w], 0.3, 2.0, device),
             draws.uniform([channels], -1.5, 1.5, device),
             draws.uniform([channels], -0.5, 0.5, device),
         );
-        let edge: f32 = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5)
-            .output
-            .abs()
-            .min()
-            .into_scalar();
+        let edge: f32 = norm(x.clone(), gamma.clone(), beta.clone()).abs().min().into_scalar();
         assert!(
             edge > 1e-6,
             "a drawn value sits on the ReLU's edge ({edge}): draw another seed"
@@ -550,6 +558,36 @@ mod tests {
     /// A fresh leaf of the same values that records its gradient, so each run has its own graph.
     fn leaf<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
         Tensor::from_data(t.to_data(), &t.device()).require_grad()
+    }
+
+    /// An output and its three gradients: [y, ∂/∂x, ∂/∂γ, ∂/∂β].
+    type Outputs = (Tensor<4>, Tensor<4>, Tensor<1>, Tensor<1>);
+
+    /// `y` and the gradients of `Σ y ⊙ weighting` with respect to `x`, `γ` and `β`.
+    fn with_gradients(
+        y: Tensor<4>,
+        weighting: &Tensor<4>,
+        x: &Tensor<4>,
+        gamma: &Tensor<1>,
+        beta: &Tensor<1>,
+    ) -> Outputs {
+        let grads = (y.clone() * weighting.clone()).sum().backward();
+        (
+            y.inner(),
+            x.grad(&grads).expect("dx"),
+            gamma.grad(&grads).expect("dγ"),
+            beta.grad(&grads).expect("dβ"),
+        )
+    }
+
+    /// The fused operation's outputs against the composition's, shape first.
+    fn assert_outputs_close(shape: &str, (y, dx, dgamma, dbeta): Outputs, reference: Outputs) {
+        let (y_ref, dx_ref, dgamma_ref, dbeta_ref) = reference;
+        assert_eq!(y.dims(), y_ref.dims(), "{shape}");
+        assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
+        assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
+        assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
+        assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
     }
 
     /// Output, statistics and the three gradients against burn's `batch_norm_train` + `relu`.
@@ -605,21 +643,9 @@ mod tests {
                     let result = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
                     avg_pool2d(relu(result.output), AvgPoolOptions::new([2, 2]))
                 };
-                let grads = (y.clone() * weighting.clone()).sum().backward();
-                (
-                    y.inner(),
-                    x.grad(&grads).expect("dx"),
-                    gamma.grad(&grads).expect("dγ"),
-                    beta.grad(&grads).expect("dβ"),
-                )
+                with_gradients(y, &weighting, &x, &gamma, &beta)
             };
-            let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
-            let shape = format!("{batch}×{channels}×{h}×{w}");
-            assert_eq!(y.dims(), y_ref.dims(), "{shape}");
-            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
-            assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
-            assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
-            assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
+            assert_outputs_close(&format!("{batch}×{channels}×{h}×{w}"), run(true), run(false));
         }
     }
 
@@ -645,17 +671,8 @@ mod tests {
             ([2, 4, 9, 7], true),
             ([1, 6, 16, 16], true),
         ] {
-            let x = draws.normal([batch, channels, h, w], 0.3, 2.0, &device);
-            let gamma = draws.uniform([channels], -1.5, 1.5, &device);
-            let beta = draws.uniform([channels], -0.5, 0.5, &device);
-            let edge: f32 = composed_instance_norm(x.clone(), gamma.clone(), beta.clone())
-                .abs()
-                .min()
-                .into_scalar();
-            assert!(
-                edge > 1e-6,
-                "a drawn value sits on the ReLU's edge ({edge}): draw another seed"
-            );
+            let (x, gamma, beta) =
+                inputs_off_the_edge([batch, channels, h, w], &mut draws, &device, composed_instance_norm);
             let (out_h, out_w) = if pool { (h / 2, w / 2) } else { (h, w) };
             let weighting = draws.uniform([batch, channels, out_h, out_w], -1.0, 1.0, &device);
             let run = |fused: bool| {
@@ -672,32 +689,22 @@ mod tests {
                         }
                     }
                 };
-                let grads = (y.clone() * weighting.clone()).sum().backward();
-                (
-                    y.inner(),
-                    x.grad(&grads).expect("dx"),
-                    gamma.grad(&grads).expect("dγ"),
-                    beta.grad(&grads).expect("dβ"),
-                )
+                with_gradients(y, &weighting, &x, &gamma, &beta)
             };
-            let ((y, dx, dgamma, dbeta), (y_ref, dx_ref, dgamma_ref, dbeta_ref)) = (run(true), run(false));
+            let reference = run(false);
             let shape = format!("{batch}×{channels}×{h}×{w}, pooled {pool}");
-            assert_eq!(y.dims(), y_ref.dims(), "{shape}");
             let plain = if pool {
-                instance_norm_relu_pool(&x.inner(), &gamma.inner(), &beta.inner(), 1e-5)
+                instance_norm_relu_pool(&x.clone().inner(), &gamma.clone().inner(), &beta.clone().inner(), 1e-5)
             } else {
-                instance_norm_relu(&x.inner(), &gamma.inner(), &beta.inner(), 1e-5)
+                instance_norm_relu(&x.clone().inner(), &gamma.clone().inner(), &beta.clone().inner(), 1e-5)
             };
             assert_close(
                 &format!("plain output {shape}"),
                 plain.expect("on plain flex"),
-                y_ref.clone(),
+                reference.0.clone(),
                 1e-4,
             );
-            assert_close(&format!("output {shape}"), y, y_ref, 1e-4);
-            assert_close(&format!("input gradient {shape}"), dx, dx_ref, 1e-4);
-            assert_close(&format!("γ gradient {shape}"), dgamma, dgamma_ref, 1e-4);
-            assert_close(&format!("β gradient {shape}"), dbeta, dbeta_ref, 1e-4);
+            assert_outputs_close(&shape, run(true), reference);
         }
     }
 
