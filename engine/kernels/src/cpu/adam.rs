@@ -1,9 +1,10 @@
 //! Adam's update (torch's rule, with its L2 weight decay) of one flattened parameter on flex, in
-//! one parallel pass over the parameter, its gradient and its two moments. Composed of tensor operations it is about twelve
-//! single-threaded passes (0.3 s of a vox-256 training step); it works in place in the
-//! parameter's and the moments' buffers where nothing else holds them (three fresh buffers per
-//! parameter were 1.5 GB of writes per step). The arithmetic is the composition's, operation for
-//! operation in f32, so both give the same bits (the engine's optimizer tests it).
+//! one parallel pass over the parameter, its gradient and its two moments. Composed of tensor
+//! operations it is about twelve single-threaded passes (0.3 s of a vox-256 training step); it
+//! works in place in the parameter's and the moments' buffers where nothing else holds them
+//! (three fresh buffers per parameter were 1.5 GB of writes per step), and reads a shared
+//! parameter where it is, writing the new one beside it. The arithmetic is the composition's,
+//! operation for operation in f32, so both give the same bits (the engine's optimizer tests it).
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};

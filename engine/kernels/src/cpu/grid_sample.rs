@@ -1,8 +1,9 @@
-//! The training step's bilinear `grid_sample` on the CPU (zero padding; `align_corners=False`,
-//! torch's default and FOMM's, or `True`, TPSMM's), as one autodiff operation. FOMM samples the source's 256
-//! features at 64² by the dense motion, and the downsampled source by each sparse motion; on
-//! `Autodiff<Flex>` burn composes the sampling of slices, gathers and clamps (and their
-//! scatters backward), 140–160 ms for the features forward and backward.
+//! The bilinear `grid_sample` on the CPU (zero padding; `align_corners=False`, torch's default
+//! and FOMM's, or `True`, TPSMM's), as one autodiff operation in training and a parallel one in
+//! inference. FOMM samples the source's 256 features at 64² by the dense motion, and the
+//! downsampled source by each sparse motion; on `Autodiff<Flex>` burn composes the sampling of
+//! slices, gathers and clamps (and their scatters backward), 140–160 ms for the features forward
+//! and backward, and on plain flex its sampling runs on one core.
 //!
 //! Per output pixel, with `ix = (x + 1) W/2 − 1/2` (`(x + 1)(W − 1)/2` with aligned corners;
 //! likewise `iy`) and its four neighbours:
