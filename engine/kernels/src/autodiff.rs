@@ -40,8 +40,13 @@ pub(crate) trait ConvKernels: Backend {
 
     /// `∂L/∂b = Σ ∂L/∂y` per output channel: burn's sum unless the device has its own.
     fn bias_gradient(dy: &Tensor<4>) -> Tensor<1> {
-        dy.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3])
+        summed_per_channel(dy)
     }
+}
+
+/// `Σ ∂L/∂y` per channel by burn's sum, on any device.
+pub(crate) fn summed_per_channel(dy: &Tensor<4>) -> Tensor<1> {
+    dy.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3])
 }
 
 /// `conv(x, weight) + bias` by `B`'s kernels, recorded with its backward step, where the

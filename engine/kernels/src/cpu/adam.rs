@@ -104,18 +104,16 @@ pub fn adam_update(
 /// A tensor's values as an owned vector: its own buffer where nothing else holds it (flex hands
 /// it over without a copy), a copy otherwise.
 fn into_values(tensor: Tensor<1>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}"))
+    data_values(tensor.into_data())
 }
 
 /// [`into_values`] of a flex primitive.
 fn owned_values(primitive: FlexPrimitive) -> Vec<f32> {
-    primitive
-        .into_data()
-        .convert::<f32>()
+    data_values(primitive.into_data())
+}
+
+fn data_values(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap_or_else(|e| unreachable!("converted to f32: {e:?}"))
 }

@@ -159,15 +159,24 @@ impl BatchNormReluCall<'_> {
         let x = self.x.clone().try_into_primitive::<Flex>().ok()?;
         let gamma = self.gamma.clone().try_into_primitive::<Flex>().ok()?;
         let beta = self.beta.clone().try_into_primitive::<Flex>().ok()?;
+        let (_, _, output) = self.forward(&x, &gamma, &beta);
+        Some(Tensor::from_data(output, &self.x.device()))
+    }
+
+    /// The forward pass on flex primitives: the statistics, the norm per statistic (the backward
+    /// pass's ReLU mask), and the output.
+    fn forward(
+        &self,
+        x: &FlexPrimitive,
+        gamma: &FlexPrimitive,
+        beta: &FlexPrimitive,
+    ) -> (Statistics, Affine, TensorData) {
         let dims = self.x.dims();
-        let x = planar_values(&x);
+        let x = planar_values(x);
         let statistics = Statistics::of(&x, dims, self.epsilon, self.statistic);
-        let affine = statistics.affine(&values(&gamma), &values(&beta), self.statistic);
+        let affine = statistics.affine(&values(gamma), &values(beta), self.statistic);
         let (output, output_dims) = affine.forward(&x, dims, self.pool);
-        Some(Tensor::from_data(
-            TensorData::new(output, output_dims),
-            &self.x.device(),
-        ))
+        (statistics, affine, TensorData::new(output, output_dims))
     }
 }
 
@@ -194,24 +203,17 @@ where
         x,
         gamma,
         beta,
-        epsilon,
         statistic,
         pool,
+        ..
     } = *call;
     let device = x.device();
     let dims = x.dims();
     let x = x.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let gamma = gamma.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
     let beta = beta.clone().try_into_primitive::<Autodiff<Flex, C>>().ok()?;
-    let x_values = planar_values(x.primitive());
-    let statistics = Statistics::of(&x_values, dims, epsilon, statistic);
-    let affine = statistics.affine(&values(gamma.primitive()), &values(beta.primitive()), statistic);
-    let (output, output_dims) = affine.forward(&x_values, dims, pool);
-    drop(x_values);
-    let output = flex_primitive(Tensor::<4>::from_data(
-        TensorData::new(output, output_dims),
-        &Device::flex(),
-    ));
+    let (statistics, affine, output) = call.forward(x.primitive(), gamma.primitive(), beta.primitive());
+    let output = flex_primitive(Tensor::<4>::from_data(output, &Device::flex()));
     let (mean, variance) = (statistics.mean_f32(), statistics.variance_f32());
     let y = match BatchNormReluBackward
         .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -384,8 +386,9 @@ impl Affine {
     }
 }
 
-/// Σ in f64, by f32 blocks short enough to keep their rounding small.
-fn sum(values: &[f32]) -> f64 {
+/// Σ in f64, by f32 blocks short enough to keep their rounding small (the convolutions' bias
+/// gradients sum so too).
+pub(super) fn sum(values: &[f32]) -> f64 {
     values.chunks(256).map(|block| block.iter().sum::<f32>() as f64).sum()
 }
 

@@ -29,12 +29,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::batch_norm::sum as block_sum;
 use super::buffer::zeroed;
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
 use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 use super::layout::{channels_last, stored_channels_last, to_nchw};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
-use crate::autodiff::{ConvKernels, conv_autodiff};
+use crate::autodiff::{ConvKernels, conv_autodiff, summed_per_channel};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution: there the weights'
 /// transform, made at every call as the weights change every step, costs what it saves. From
@@ -159,7 +160,7 @@ impl ConvKernels for Flex {
         let sums = match (stored_channels_last(&dy_primitive), dy_primitive.as_slice::<f32>()) {
             (_, Some(planar)) => planar_channel_sums(planar, dy.dims()),
             (Some(pixels), None) => pixel_channel_sums(pixels, channels),
-            (None, None) => return dy.clone().sum_dims_squeeze::<1, usize>(&[0, 2, 3]),
+            (None, None) => return summed_per_channel(dy),
         };
         let sums: Vec<f32> = sums.into_iter().map(|s| s as f32).collect();
         Tensor::from_data(TensorData::new(sums, [channels]), &Device::flex())
@@ -280,15 +281,14 @@ impl Backward<Flex, 1> for FrozenConv3x3ReluBackward {
     }
 }
 
-/// Σ per channel of NCHW values: a channel per task, its planes summed in f64 by blocks.
+/// Σ per channel of NCHW values: a channel per task, its planes summed as the batch norm sums.
 fn planar_channel_sums(values: &[f32], [batch, channels, h, w]: [usize; 4]) -> Vec<f64> {
     let pixels = h * w;
     (0..channels)
         .into_par_iter()
         .map(|c| {
             (0..batch)
-                .flat_map(|b| values[(b * channels + c) * pixels..][..pixels].chunks(256))
-                .map(|block| f64::from(block.iter().sum::<f32>()))
+                .map(|b| block_sum(&values[(b * channels + c) * pixels..][..pixels]))
                 .sum()
         })
         .collect()

@@ -67,31 +67,14 @@ pub fn cat_channels_last(tensors: &[Tensor<4>]) -> Option<Tensor<4>> {
 /// on 256² maps took as long as the convolution's arithmetic).
 pub fn transposed(planes: &[f32], [batch, channels, height, width]: [usize; 4]) -> Vec<f32> {
     debug_assert_eq!(planes.len(), batch * channels * height * width, "values for the shape");
-    let pixels = height * width;
-    let mut data = zeroed(planes.len());
-    if pixels > 0 && channels > 0 {
-        for (b, image) in data.chunks_mut(pixels * channels).enumerate() {
-            let at = b * pixels * channels;
-            transpose(&planes[at..][..pixels * channels], [channels, pixels], image);
-        }
-    }
-    data
+    transposed_images(planes, [channels, height * width])
 }
 
 /// Channels-last → a contiguous NCHW tensor, so that the ops after it (batch norms, ReLUs,
 /// pooling) read contiguous planes.
 pub fn to_nchw(x: &Nhwc<'_>, device: &Device) -> Tensor<4> {
-    let (channels, pixels) = (x.channels, x.height * x.width);
-    let mut data = zeroed(x.data.len());
-    if pixels > 0 && channels > 0 {
-        for (planes, image) in data
-            .chunks_mut(pixels * channels)
-            .zip(x.data.chunks_exact(pixels * channels))
-        {
-            transpose(image, [pixels, channels], planes);
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [x.batch, channels, x.height, x.width]), device)
+    let data = transposed_images(&x.data, [x.height * x.width, x.channels]);
+    Tensor::from_data(TensorData::new(data, [x.batch, x.channels, x.height, x.width]), device)
 }
 
 /// A 4-D tensor's values in NCHW order: borrowed where it is stored so, transposed in parallel
@@ -103,19 +86,23 @@ pub fn planar_values(x: &FlexPrimitive) -> Cow<'_, [f32]> {
     }
     match stored_channels_last(x) {
         Some(pixels) => {
-            let [batch, channels, height, width] = dims4(x);
-            let mut data = zeroed(pixels.len());
-            let per_image = height * width * channels;
-            if per_image > 0 {
-                for (planes, image) in data.chunks_mut(per_image).zip(pixels.chunks_exact(per_image)) {
-                    transpose(image, [height * width, channels], planes);
-                }
-            }
-            debug_assert_eq!(data.len(), batch * per_image);
-            Cow::Owned(data)
+            let [_, channels, height, width] = dims4(x);
+            Cow::Owned(transposed_images(pixels, [height * width, channels]))
         }
         None => values(x),
     }
+}
+
+/// Each image of `values`, a row-major [rows, columns] matrix, transposed by the parallel tiles
+/// (images one after another): NCHW ↔ channels-last.
+fn transposed_images(values: &[f32], [rows, columns]: [usize; 2]) -> Vec<f32> {
+    let mut data = zeroed(values.len());
+    if rows > 0 && columns > 0 {
+        for (out, image) in data.chunks_mut(rows * columns).zip(values.chunks_exact(rows * columns)) {
+            transpose(image, [rows, columns], out);
+        }
+    }
+    data
 }
 
 /// The side of [`transpose`]'s tiles: a cache line of f32.

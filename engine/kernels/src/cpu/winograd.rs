@@ -437,9 +437,7 @@ impl FusedConv3x3 {
                 let mut rows = zeroed(cout * cin * 9);
                 rows.par_chunks_mut((cin * 9).max(1)).enumerate().for_each(|(o, row)| {
                     for (i, filter) in row.chunks_exact_mut(9).enumerate() {
-                        // rot180 of the forward convolution's W[i, o].
-                        let source = &values[(i * cout + o) * 9..][..9];
-                        filter.iter_mut().zip(source.iter().rev()).for_each(|(g, &w)| *g = w);
+                        filter.copy_from_slice(&self.filter(values, true, o, i));
                     }
                 });
                 Tensor::from_data(TensorData::new(rows, [cout, 9 * cin]), &self.device)
@@ -463,20 +461,23 @@ impl FusedConv3x3 {
         })
     }
 
+    /// Filter (o, i) of `values`, row-major: W[o, i], or (`flipped`, the filters being the
+    /// forward convolution's) rot180 of W[i, o].
+    fn filter(&self, values: &[f32], flipped: bool, o: usize, i: usize) -> [f32; 9] {
+        let mut g = [0.0f32; 9];
+        if flipped {
+            g.copy_from_slice(&values[(i * self.output_channels + o) * 9..][..9]);
+            g.reverse();
+        } else {
+            g.copy_from_slice(&values[(o * self.input_channels + i) * 9..][..9]);
+        }
+        g
+    }
+
     /// [`FusedConv3x3::transformed_weight`] from the filters' values.
     fn transform_filters(&self, values: &[f32], flipped: bool) -> Vec<f32> {
         let (cin, cout) = (self.input_channels, self.output_channels);
-        // Filter (o, i), row-major: W[o, i], or rot180 of the forward convolution's W[i, o].
-        let filter = |o: usize, i: usize| -> [f32; 9] {
-            let mut g = [0.0f32; 9];
-            if flipped {
-                g.copy_from_slice(&values[(i * cout + o) * 9..][..9]);
-                g.reverse();
-            } else {
-                g.copy_from_slice(&values[(o * cin + i) * 9..][..9]);
-            }
-            g
-        };
+        let filter = |o: usize, i: usize| self.filter(values, flipped, o, i);
         let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
         let mut u = zeroed(36 * cin * cout);
         let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
