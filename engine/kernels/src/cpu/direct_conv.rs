@@ -1,8 +1,10 @@
 //! The CPU's direct `k × k` convolution for FOMM's 7×7 layers: the generator's `first` (3 → 64
 //! channels) and `final` (64 → 3), the dense motion's mask and occlusion heads and the keypoint
 //! and Jacobian heads. One side of each has few channels, so a GEMM (im2col or Winograd) would
-//! keep its kernel mostly idle; these loops keep a strip of 8 pixels × a group of channels in
-//! registers instead.
+//! keep its kernel mostly idle; these loops keep strips of pixels × a group of up to 4 output
+//! channels in registers instead, written with explicit vectors (the compiler's own
+//! vectorization of the same loops left the multiply-adds unfused and the accumulators on the
+//! stack: 8–16 GFLOP/s; TPSMM's 148 → 11 mask head took 41 ms a frame, now ~6–15).
 //!
 //! Training needs the three products of `y = W ⋆ x + b`: the output, the input gradient
 //! `∂L/∂x = rot180(Wᵀ) ⋆ ∂L/∂y` (the same direct convolution, padded by `k − 1 − p`) and the
@@ -10,14 +12,13 @@
 //! ([`weight_gradient`]).
 
 use burn::tensor::{Device, Tensor, TensorData};
+use macerator::{Scalar, Simd};
 use rayon::prelude::*;
 
 use super::buffer::zeroed;
-use super::simd::{VectorKernel, vectorized};
+use super::simd::{LaneKernel, vectorized_lanes};
+use super::unsafe_simd::lanes::{load, store};
 use super::winograd::{ChannelAffine, Nhwc, folded};
-
-/// Pixels of an output row computed together: one AVX2 register.
-const PIXELS: usize = 8;
 
 /// A `k × k` stride-1 convolution with few channels on one side, computed directly. The input
 /// is laid out as zero-padded planes; a task computes `O` output channels × 8 neighbouring
@@ -28,7 +29,8 @@ pub struct DirectConv {
     output_channels: usize,
     kernel: usize,
     padding: usize,
-    /// Output channels computed together: 4 for the 1- and 3-channel heads, else 8.
+    /// Output channels computed together: up to 4 ([`strips_beside`] says how many strips of
+    /// pixels go with them).
     group: usize,
     /// [groups, C_in, k, k, group]: the weights of a group's channels side by side per tap,
     /// zero beyond C_out.
@@ -54,7 +56,7 @@ impl DirectConv {
     ) -> Self {
         let [cout, cin, k, kw] = weight.dims();
         assert_eq!(k, kw, "a square kernel");
-        let group = if cout <= 4 { 4 } else { 8 };
+        let group = cout.clamp(1, 4);
         let groups = cout.div_ceil(group);
         let (raw, bias) = folded(weight, bias, output_norm);
         let mut laid = vec![0.0f32; groups * cin * k * k * group];
@@ -93,10 +95,11 @@ impl DirectConv {
         self.forward_planes(&planes, device)
     }
 
-    /// The padded rows' stride: the last group of pixels reads zeros, not past the end.
+    /// The padded rows' stride: the last strips of pixels read zeros, not past the end.
     fn row_stride(&self, width: usize) -> usize {
         let out_w = (width + 2 * self.padding + 1).saturating_sub(self.kernel);
-        out_w.div_ceil(PIXELS) * PIXELS + self.kernel - 1
+        let span = strips_beside(self.group) * MAX_LANES;
+        out_w.div_ceil(span) * span + self.kernel - 1
     }
 
     fn forward_planes(&self, planes: &Planes, device: &Device) -> Tensor<4> {
@@ -108,7 +111,8 @@ impl DirectConv {
         if out.is_empty() {
             return Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device);
         }
-        let groups = cout.div_ceil(self.group);
+        let group = self.group;
+        let groups = cout.div_ceil(group);
         // One task per (image, row): it writes that row of every output channel.
         let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
         for (i, row) in out.chunks_mut(out_w).enumerate() {
@@ -119,10 +123,10 @@ impl DirectConv {
             let (b, y) = (task / out_h, task % out_h);
             let planes = &planes.data[b * cin * hp * stride..][..cin * hp * stride];
             for g in 0..groups {
-                let weight = &self.weight[g * cin * k * k * self.group..][..cin * k * k * self.group];
-                let first = g * self.group;
-                let outputs = &mut channels[first..(first + self.group).min(cout)];
-                let bias = &self.bias[first..(first + self.group).min(cout)];
+                let weight = &self.weight[g * cin * k * k * group..][..cin * k * k * group];
+                let first = g * group;
+                let outputs = &mut channels[first..(first + group).min(cout)];
+                let bias = &self.bias[first..(first + group).min(cout)];
                 let relu = self.relu;
                 let args = DirectRowArgs {
                     planes,
@@ -137,9 +141,11 @@ impl DirectConv {
                     bias,
                     relu,
                 };
-                match self.group {
-                    4 => vectorized(DirectRow::<4>(args)),
-                    _ => vectorized(DirectRow::<8>(args)),
+                match group {
+                    1 => vectorized_lanes(DirectRow::<1, { strips_beside(1) }>(args)),
+                    2 => vectorized_lanes(DirectRow::<2, { strips_beside(2) }>(args)),
+                    3 => vectorized_lanes(DirectRow::<3, { strips_beside(3) }>(args)),
+                    _ => vectorized_lanes(DirectRow::<4, { strips_beside(4) }>(args)),
                 }
             }
         });
@@ -220,9 +226,21 @@ impl Planes {
     }
 }
 
-/// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes.
+/// The most f32 lanes a vector has (AVX-512): rows are padded for strips this wide.
+const MAX_LANES: usize = 16;
+
+/// Strips of one vector's pixels a task computes beside a group of `outputs` output channels:
+/// `outputs × strips` vectors of accumulators in registers (12 at most, within AVX2's 16), each
+/// input vector loaded serving `outputs` multiply-adds and each weight `strips`. A head with one
+/// to three outputs takes its own group rather than a partly empty one of 4.
+const fn strips_beside(outputs: usize) -> usize {
+    if outputs >= 4 { 2 } else { 4 }
+}
+
+/// One output row of `O` channels (`outputs`, up to `O` of them) from zero-padded planes,
+/// `T` strips of a vector's pixels at a time.
 #[inline(always)]
-fn direct_row<const O: usize>(args: DirectRowArgs) {
+fn direct_row<S: Simd, const O: usize, const T: usize>(args: DirectRowArgs) {
     let DirectRowArgs {
         planes,
         weight,
@@ -236,29 +254,42 @@ fn direct_row<const O: usize>(args: DirectRowArgs) {
         bias,
         relu,
     } = args;
-    for x0 in (0..out_w).step_by(PIXELS) {
-        let mut acc = [[0.0f32; PIXELS]; O];
+    let lanes = f32::lanes::<S>();
+    let zero = 0.0f32.splat::<S>();
+    let mut written = [0.0f32; MAX_LANES];
+    for x0 in (0..out_w).step_by(T * lanes) {
+        let mut acc = [[zero; O]; T];
         for c in 0..cin {
             let plane = &planes[c * hp * stride..][..hp * stride];
             for ky in 0..k {
-                let row = &plane[(y + ky) * stride + x0..][..k - 1 + PIXELS];
+                let row = &plane[(y + ky) * stride + x0..][..k - 1 + T * lanes];
                 let taps = &weight[(c * k + ky) * k * O..][..k * O];
-                // Fixed-size arrays: the loops unroll and `acc` stays in registers.
                 let (taps, _) = taps.as_chunks::<O>();
                 for (kx, w) in taps.iter().enumerate() {
-                    let v: &[f32; PIXELS] = row[kx..kx + PIXELS].try_into().expect("PIXELS values");
+                    let mut inputs = [zero; T];
+                    for (t, input) in inputs.iter_mut().enumerate() {
+                        *input = load::<S>(&row[kx + t * lanes..]);
+                    }
                     for o in 0..O {
-                        for l in 0..PIXELS {
-                            acc[o][l] += w[o] * v[l];
+                        let w = w[o].splat::<S>();
+                        for t in 0..T {
+                            acc[t][o] = w.mul_add(inputs[t], acc[t][o]);
                         }
                     }
                 }
             }
         }
-        let n = PIXELS.min(out_w - x0);
-        for ((out, a), &b) in outputs.iter_mut().zip(&acc).zip(bias) {
-            for (o, &v) in out[x0..x0 + n].iter_mut().zip(a) {
-                *o = if relu { (v + b).max(0.0) } else { v + b };
+        for (t, strip) in acc.iter().enumerate() {
+            let x = x0 + t * lanes;
+            if x >= out_w {
+                break;
+            }
+            let n = lanes.min(out_w - x);
+            for ((out, &a), &b) in outputs.iter_mut().zip(strip).zip(bias) {
+                store::<S>(&mut written, a);
+                for (o, &v) in out[x..x + n].iter_mut().zip(&written) {
+                    *o = if relu { (v + b).max(0.0) } else { v + b };
+                }
             }
         }
     }
@@ -282,12 +313,12 @@ struct DirectRowArgs<'a, 'b> {
     bias: &'a [f32],
     relu: bool,
 }
-struct DirectRow<'a, 'b, const O: usize>(DirectRowArgs<'a, 'b>);
+struct DirectRow<'a, 'b, const O: usize, const T: usize>(DirectRowArgs<'a, 'b>);
 
-impl<const O: usize> VectorKernel for DirectRow<'_, '_, O> {
+impl<const O: usize, const T: usize> LaneKernel for DirectRow<'_, '_, O, T> {
     #[inline(always)]
-    fn run(self) {
-        direct_row::<O>(self.0)
+    fn run<S: Simd>(self) {
+        direct_row::<S, O, T>(self.0)
     }
 }
 
@@ -299,7 +330,7 @@ pub const WEIGHT_GRADIENT_KERNELS: [usize; 2] = [5, 7];
 /// values. `k` is one of [`WEIGHT_GRADIENT_KERNELS`].
 ///
 /// A task takes two output channels and one input channel and sums, for each of their `k²`
-/// taps, 8 pixels at a time: `k` shifted input vectors serve `2k` multiply-adds. The sum of a
+/// taps, a vector of pixels at a time: `k` shifted input vectors serve `2k` multiply-adds. The sum of a
 /// row goes into the total once per row, which keeps f32's rounding that of a few hundred terms.
 pub fn weight_gradient(
     x: &[f32],
@@ -323,7 +354,7 @@ pub fn weight_gradient(
     if out_h == 0 || out_w == 0 || batch == 0 {
         return gradient;
     }
-    let dy_stride = out_w.div_ceil(PIXELS) * PIXELS;
+    let dy_stride = out_w.div_ceil(MAX_LANES) * MAX_LANES;
     let planes = Planes::from_nchw(x, [batch, cin, h, w], pad, dy_stride + k - 1);
     // The output gradient's rows padded with zeros to whole strips, plus one zero channel
     // to pair with the last when C_out is odd.
@@ -364,8 +395,8 @@ pub fn weight_gradient(
                 sums: &mut sums[..],
             };
             match k {
-                5 => vectorized(WeightGradientTask::<5>(args)),
-                _ => vectorized(WeightGradientTask::<7>(args)),
+                5 => vectorized_lanes(WeightGradientTask::<5>(args)),
+                _ => vectorized_lanes(WeightGradientTask::<7>(args)),
             }
             sums
         })
@@ -412,16 +443,16 @@ struct WeightGradientArgs<'a> {
 }
 struct WeightGradientTask<'a, const K: usize>(WeightGradientArgs<'a>);
 
-impl<const K: usize> VectorKernel for WeightGradientTask<'_, K> {
+impl<const K: usize> LaneKernel for WeightGradientTask<'_, K> {
     #[inline(always)]
-    fn run(self) {
-        weight_gradient_task::<K>(self.0)
+    fn run<S: Simd>(self) {
+        weight_gradient_task::<S, K>(self.0)
     }
 }
 
 /// The `2 × K²` sums of output channels `2 pair`, `2 pair + 1` against input channel `i`.
 #[inline(always)]
-fn weight_gradient_task<const K: usize>(args: WeightGradientArgs) {
+fn weight_gradient_task<S: Simd, const K: usize>(args: WeightGradientArgs) {
     let WeightGradientArgs {
         planes,
         rows,
@@ -439,9 +470,12 @@ fn weight_gradient_task<const K: usize>(args: WeightGradientArgs) {
         padded_height: hp,
         plane_stride: stride,
     } = geometry;
-    let strips = dy_stride / PIXELS;
-    let mut total0 = [[[0.0f32; PIXELS]; K]; K];
-    let mut total1 = [[[0.0f32; PIXELS]; K]; K];
+    let lanes = f32::lanes::<S>();
+    // The rows are padded to whole strips of MAX_LANES, so of any vector's lanes.
+    let strips = dy_stride / lanes;
+    let zero = 0.0f32.splat::<S>();
+    let mut total0 = [[zero; K]; K];
+    let mut total1 = [[zero; K]; K];
     for b in 0..batch {
         let plane = &planes[(b * cin + i) * hp * stride..][..hp * stride];
         let first = &rows[(b * row_channels + 2 * pair) * out_h * dy_stride..][..out_h * dy_stride];
@@ -451,25 +485,21 @@ fn weight_gradient_task<const K: usize>(args: WeightGradientArgs) {
             let d1 = &second[y * dy_stride..][..dy_stride];
             for (ky, (total0, total1)) in total0.iter_mut().zip(total1.iter_mut()).enumerate() {
                 let row = &plane[(y + ky) * stride..][..stride];
-                let mut acc0 = [[0.0f32; PIXELS]; K];
-                let mut acc1 = [[0.0f32; PIXELS]; K];
+                let mut acc0 = [zero; K];
+                let mut acc1 = [zero; K];
                 for s in 0..strips {
-                    let x0 = s * PIXELS;
-                    let g0: &[f32; PIXELS] = d0[x0..x0 + PIXELS].try_into().expect("a strip");
-                    let g1: &[f32; PIXELS] = d1[x0..x0 + PIXELS].try_into().expect("a strip");
+                    let x0 = s * lanes;
+                    let g0 = load::<S>(&d0[x0..]);
+                    let g1 = load::<S>(&d1[x0..]);
                     for kx in 0..K {
-                        let v: &[f32; PIXELS] = row[x0 + kx..x0 + kx + PIXELS].try_into().expect("a strip");
-                        for l in 0..PIXELS {
-                            acc0[kx][l] += g0[l] * v[l];
-                            acc1[kx][l] += g1[l] * v[l];
-                        }
+                        let v = load::<S>(&row[x0 + kx..]);
+                        acc0[kx] = g0.mul_add(v, acc0[kx]);
+                        acc1[kx] = g1.mul_add(v, acc1[kx]);
                     }
                 }
                 for kx in 0..K {
-                    for l in 0..PIXELS {
-                        total0[kx][l] += acc0[kx][l];
-                        total1[kx][l] += acc1[kx][l];
-                    }
+                    total0[kx] += acc0[kx];
+                    total1[kx] += acc1[kx];
                 }
             }
         }
@@ -477,7 +507,7 @@ fn weight_gradient_task<const K: usize>(args: WeightGradientArgs) {
     for (half, channel) in [total0, total1].iter().enumerate() {
         for (ky, taps) in channel.iter().enumerate() {
             for (kx, lanes) in taps.iter().enumerate() {
-                sums[half * K * K + ky * K + kx] = lanes.iter().sum();
+                sums[half * K * K + ky * K + kx] = lanes.reduce_add();
             }
         }
     }

@@ -40,3 +40,29 @@ impl<K: VectorKernel> macerator::WithSimd for Dispatched<K> {
         self.0.run()
     }
 }
+
+/// A kernel written with macerator's vectors (`Vector<S, f32>`, loaded and stored through
+/// `unsafe_simd::lanes`), for [`vectorized_lanes`]: where the compiler's own vectorization of
+/// plain loops does not hold (it left a 7×7 head's multiply-adds scalar, or its accumulators on
+/// the stack), the kernel says its vectors itself.
+pub(crate) trait LaneKernel {
+    fn run<S: macerator::Simd>(self);
+}
+
+/// Runs a [`LaneKernel`] with the best vectors the CPU has (16 lanes of f32 with AVX-512, 8
+/// with AVX2), as [`vectorized`] runs its kernels.
+#[inline(always)]
+pub(crate) fn vectorized_lanes<K: LaneKernel>(kernel: K) {
+    macerator::AutoArch::new().dispatch(WithLanes(kernel))
+}
+
+struct WithLanes<K>(K);
+
+impl<K: LaneKernel> macerator::WithSimd for WithLanes<K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: macerator::Simd>(self) {
+        self.0.run::<S>()
+    }
+}

@@ -2,3 +2,4 @@
 //! with no safe path behind a safe function that checks what the operation relies on.
 
 pub mod gemm;
+pub mod lanes;
