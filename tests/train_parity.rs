@@ -19,7 +19,7 @@ use prioritycut_engine::import::load_vgg19;
 use prioritycut_engine::loss::{PerceptualFeatures, PerceptualLoss};
 use prioritycut_engine::model::tpsmm::TpsmmModels;
 use prioritycut_engine::npy::NpyArray;
-use prioritycut_engine::train::{AvdLearner, Learner, TpsmmLearner};
+use prioritycut_engine::train::{AvdLearner, Learner, StepLearner, TpsmmLearner};
 
 fn npy(name: &str) -> NpyArray {
     NpyArray::read(&fixture("fomm-train").join(format!("{name}.npy"))).expect("fixture array")
@@ -561,7 +561,7 @@ fn avd_npy(name: &str) -> NpyArray {
 /// and driving frames, each pair also swapped.
 fn avd_fixture_learner() -> (AvdLearner, Tensor<4>, Tensor<4>, Tensor<2>) {
     let mut config = TpsmmConfigFile::read(&fixture("tpsmm-small/config.yaml")).expect("config");
-    config.mode = prioritycut_engine::config::tpsmm::TpsmmMode::TrainAvd;
+    config.mode = prioritycut_engine::config::TrainingMode::TrainAvd;
     config.train_avd.batch_size = 4;
     let device = cpu();
     let train = device.clone().autodiff();

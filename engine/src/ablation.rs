@@ -12,12 +12,12 @@ use std::sync::atomic::AtomicBool;
 
 use crate::backend::SelectedDevice;
 use crate::checkpoint::RunDir;
-use crate::config::{TrainingConfig, Variant};
+use crate::config::Variant;
 use crate::eval::{EvalOptions, EvalReport, EvalSummary, evaluate};
 use crate::evaluators::Evaluators;
 use crate::family::LoadedModel;
 use crate::render::sheet::{DIFFERENCE_RANGE, Example, comparison_figure};
-use crate::train::{FamilyLearner, Finish, TrainEvent, TrainOptions, train};
+use crate::train::{Finish, TrainEvent, TrainOptions, TrainingConfig, train};
 use crate::{EngineError, Result};
 
 /// What to ablate.
@@ -100,7 +100,7 @@ pub fn family_variants(config: &TrainingConfig) -> Vec<Variant> {
         .filter(|&variant| {
             let mut config = config.clone();
             config.set_variant(variant);
-            FamilyLearner::check(&config).is_ok()
+            config.check().is_ok()
         })
         .collect()
 }
@@ -197,7 +197,7 @@ pub fn run_ablation(
     for &variant in &options.variants {
         let mut config = config.clone();
         config.set_variant(variant);
-        FamilyLearner::check(&config)?;
+        config.check()?;
     }
     crate::data::dataset::FramesDataset::open(
         &options.dataset,
@@ -296,7 +296,7 @@ mod tests {
     /// FOMM ablates all five models; TPSMM the four it trains, named after it.
     #[test]
     fn each_family_ablates_what_it_trains_under_its_name() {
-        let fomm = TrainingConfig::Fomm(crate::config::FommConfig::vox256());
+        let fomm = TrainingConfig::from(crate::config::FommConfig::vox256());
         assert_eq!(family_variants(&fomm), Variant::ALL.to_vec());
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/configs/synthetic-64-tpsmm.yaml");
         let (tpsmm, _) = TrainingConfig::read_yaml_file(&path).expect("bundled TPSMM config");

@@ -15,12 +15,13 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::backend::{Launches, count_launches, launches_kernels};
 use crate::checkpoint::FommModels;
 use crate::config::tpsmm::to_yaml;
-use crate::config::{FommConfig, TrainingConfig, scaled};
+use crate::config::{FommConfig, scaled};
 use crate::family::MotionModel;
 use crate::family::tpsmm::TpsmmAnimation;
 use crate::model::InferenceForm;
 use crate::model::tpsmm::{TpsmmConfig, TpsmmModels};
 use crate::reference::{max_abs_error, worse};
+use crate::train::TrainingConfig;
 
 /// Milliseconds per animation frame.
 #[derive(Debug, Clone)]
@@ -957,18 +958,8 @@ pub enum BenchPerceptual {
 /// The seed of the random weights that benches without a weights file use.
 pub const BENCH_SEED: u64 = 2022;
 
-/// The epoch a training bench steps at: 0 for FOMM (its steps are alike), for TPSMM the first
-/// of its steady state, the background predictor on and the dropout over (epochs 35 to 100 of
-/// `vox-256.yaml`).
-pub fn bench_epoch(config: &TrainingConfig) -> usize {
-    match config {
-        TrainingConfig::Fomm(_) => 0,
-        TrainingConfig::Tpsmm(c) => c.train.bg_start.max(c.train.dropout_epoch),
-    }
-}
-
 /// Times `runs` training steps of `config`'s variant on random frames after `warmup` untimed
-/// ones with the `perceptual` loss (any VGG19 weights time the same), at [`bench_epoch`].
+/// ones with the `perceptual` loss (any VGG19 weights time the same), at the family's steady state ([`crate::train::FamilyTraining::steady_epoch`]).
 /// `on_run(i)` reports progress.
 pub fn bench_train(
     config: &TrainingConfig,
@@ -1001,10 +992,10 @@ pub fn bench_train(
     let (scales, weights) = config.perceptual();
     let perceptual = PerceptualLoss::new(features, scales, weights, &train_device);
     let described = perceptual.describe();
-    let mut learner = crate::train::FamilyLearner::new(config.clone(), perceptual, device)?;
+    let mut learner = config.learner(perceptual, device)?;
     let [h, w, c] = config.frame_shape();
     let (_, _, b) = config.schedule();
-    let epoch = bench_epoch(config);
+    let epoch = config.steady_epoch();
     let frames = || Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 1.0), &train_device);
     let mut step = |i: usize| {
         let mut rng = Rng::derive(&[0, i as u64]);

@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use prioritycut_engine::ablation::{AblationEvent, AblationOptions, family_variants, row_title, run_ablation};
-use prioritycut_engine::config::{TrainingConfig, Variant};
+use prioritycut_engine::config::Variant;
 use prioritycut_engine::eval::EvalOptions;
-use prioritycut_engine::train::TrainEvent;
+use prioritycut_engine::train::{TrainEvent, TrainingConfig};
 
 use super::DeviceArgs;
 

@@ -10,11 +10,12 @@ use prioritycut_engine::bench::{
     BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_motion_model, bench_train,
     seeded_tpsmm, write_seeded_model, write_seeded_tpsmm,
 };
-use prioritycut_engine::config::tpsmm::{self, TpsmmConfigFile, is_tpsmm_file};
-use prioritycut_engine::config::{FommConfig, TrainingConfig, Variant};
+use prioritycut_engine::config::tpsmm::{TpsmmConfigFile, is_tpsmm_file};
+use prioritycut_engine::config::{FommConfig, Variant};
 use prioritycut_engine::faces::FaceMode;
 use prioritycut_engine::kernels::gpu::{self, KernelChoice};
 use prioritycut_engine::live::CameraSource;
+use prioritycut_engine::train::TrainingConfig;
 use prioritycut_engine::worker::{Command, Event};
 
 use crate::assets::Bundle;
@@ -315,22 +316,24 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
 /// The training config `bench train` times: FOMM's or TPSMM's file, or FOMM's vox-256, at
 /// `--size` (checked as a file with that frame size would be); and how to name it.
 fn training_config(path: Option<&Path>, size: Option<usize>) -> anyhow::Result<(TrainingConfig, String)> {
-    if let Some(path) = path
-        && is_tpsmm_file(path)?
-    {
-        let mut file = TpsmmConfigFile::read(path)?;
-        if let Some(size) = size {
-            file.config.frame_shape = [size, size, 3];
-            file = tpsmm::parse(&file.to_yaml()).map_err(|e| anyhow::anyhow!("size {size}: {e}"))?;
+    let (config, name) = match path {
+        Some(path) => {
+            let (config, _) = TrainingConfig::read_yaml_file(path)?;
+            let name = match config.family() {
+                "FOMM" => path.display().to_string(),
+                family => format!("{family} {}", path.display()),
+            };
+            (config, name)
         }
-        return Ok((TrainingConfig::Tpsmm(file), format!("TPSMM {}", path.display())));
+        None => (FommConfig::vox256().into(), "vox-256 (built in)".to_string()),
+    };
+    match size {
+        Some(size) => Ok((
+            config.resized(size).map_err(|e| anyhow::anyhow!("size {size}: {e}"))?,
+            name,
+        )),
+        None => Ok((config, name)),
     }
-    let (mut config, name) = config_or_vox256(path)?;
-    if let Some(size) = size {
-        config.frame_shape = [size, size, 3];
-        config = FommConfig::from_yaml_str(&config.to_yaml()).map_err(|e| anyhow::anyhow!("size {size}: {e}"))?;
-    }
-    Ok((TrainingConfig::Fomm(config), name))
 }
 
 fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {

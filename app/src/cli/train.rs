@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::checkpoint::RunDir;
-use prioritycut_engine::config::tpsmm::TpsmmMode;
-use prioritycut_engine::config::{TrainingConfig, Variant};
-use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, train};
+use prioritycut_engine::config::{TrainingMode, Variant};
+use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, TrainingConfig, train};
 
 use super::DeviceArgs;
 
@@ -109,9 +108,9 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
         config.set_variant(variant);
     }
     if let Some(mode) = args.mode {
-        config.set_tpsmm_mode(match mode {
-            TrainMode::Train => TpsmmMode::Train,
-            TrainMode::TrainAvd => TpsmmMode::TrainAvd,
+        config.set_mode(match mode {
+            TrainMode::Train => TrainingMode::Train,
+            TrainMode::TrainAvd => TrainingMode::TrainAvd,
         })?;
     }
     args.overrides.apply(&mut config)?;

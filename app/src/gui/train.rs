@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
-use prioritycut_engine::config::Variant;
-use prioritycut_engine::config::tpsmm::TpsmmMode;
+use prioritycut_engine::config::{TrainingMode, Variant};
 use prioritycut_engine::render::{Colormap, Snapshot, SnapshotImage, SnapshotMap};
 use prioritycut_engine::train::{StepReport, TrainEvent, TrainOptions};
 use prioritycut_engine::worker::{Command, Event, Job, TrainConfig, TrainRequest, TrainingState, Worker};
@@ -226,9 +225,9 @@ impl TrainPanel {
         options.vgg19 = (!vgg.is_empty()).then(|| vgg.into());
         // A new run trains what the window says; a resumed one what its own config says.
         let mode = (!resume).then_some(if self.settings.avd {
-            TpsmmMode::TrainAvd
+            TrainingMode::TrainAvd
         } else {
-            TpsmmMode::Train
+            TrainingMode::Train
         });
         let trained = self.settings.trained_model.trim();
         if self.settings.avd && !resume && !trained.is_empty() {

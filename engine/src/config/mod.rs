@@ -24,7 +24,7 @@ mod train;
 mod yaml;
 
 pub use prioritycut::{PriorityCutParams, Variant};
-pub use train::{DatasetParams, LossWeights, TrainParams, TransformParams};
+pub use train::{DatasetParams, LossWeights, TrainParams, TrainingMode, TransformParams};
 
 /// A config as read from its file, with what the engine left unread.
 #[derive(Debug, Clone)]
@@ -165,138 +165,6 @@ impl FommConfig {
     }
 }
 
-/// What a training run trains: a config of one of the families that train (FOMM's YAML with
-/// its `train_params`, or TPSMM's), told apart as the model families tell configs apart (TPSMM's
-/// names `num_tps`).
-#[derive(Debug, Clone)]
-pub enum TrainingConfig {
-    Fomm(FommConfig),
-    Tpsmm(tpsmm::TpsmmConfigFile),
-}
-
-impl From<FommConfig> for TrainingConfig {
-    fn from(config: FommConfig) -> Self {
-        TrainingConfig::Fomm(config)
-    }
-}
-
-impl TrainingConfig {
-    /// Reads a YAML config of either family, with the keys it holds that the engine does not use.
-    pub fn read_yaml_file(path: impl AsRef<Path>) -> Result<(Self, Vec<String>)> {
-        let path = path.as_ref();
-        if tpsmm::is_tpsmm_file(path)? {
-            let mut file = tpsmm::TpsmmConfigFile::read(path)?;
-            let ignored = std::mem::take(&mut file.ignored_keys);
-            Ok((TrainingConfig::Tpsmm(file), ignored))
-        } else {
-            let file = FommConfig::read_yaml_file(path)?;
-            Ok((TrainingConfig::Fomm(file.config), file.ignored_keys))
-        }
-    }
-
-    /// The family's name, as the model families say it.
-    pub fn family(&self) -> &'static str {
-        match self {
-            TrainingConfig::Fomm(_) => "FOMM",
-            TrainingConfig::Tpsmm(_) => "TPSMM",
-        }
-    }
-
-    pub fn prioritycut(&self) -> &PriorityCutParams {
-        match self {
-            TrainingConfig::Fomm(c) => &c.prioritycut,
-            TrainingConfig::Tpsmm(c) => &c.prioritycut,
-        }
-    }
-
-    pub fn variant(&self) -> Variant {
-        self.prioritycut().variant
-    }
-
-    pub fn set_variant(&mut self, variant: Variant) {
-        match self {
-            TrainingConfig::Fomm(c) => c.prioritycut.variant = variant,
-            TrainingConfig::Tpsmm(c) => c.prioritycut.variant = variant,
-        }
-    }
-
-    /// What a TPSMM run trains (its `mode`); FOMM has only its networks to train.
-    pub fn set_tpsmm_mode(&mut self, mode: tpsmm::TpsmmMode) -> Result<()> {
-        match self {
-            TrainingConfig::Tpsmm(c) => c.mode = mode,
-            TrainingConfig::Fomm(_) if mode == tpsmm::TpsmmMode::TrainAvd => {
-                return Err(EngineError::Invalid(
-                    "training an AVD network is TPSMM's (train_avd): FOMM has none (give a TPSMM config)".into(),
-                ));
-            }
-            TrainingConfig::Fomm(_) => {}
-        }
-        Ok(())
-    }
-
-    /// Whether the run trains TPSMM's AVD network rather than a family's networks.
-    pub fn trains_avd(&self) -> bool {
-        matches!(self, TrainingConfig::Tpsmm(c) if c.trains_avd())
-    }
-
-    /// `dataset_params.frame_shape`: [height, width, channels].
-    pub fn frame_shape(&self) -> [usize; 3] {
-        match self {
-            TrainingConfig::Fomm(c) => c.frame_shape,
-            TrainingConfig::Tpsmm(c) => c.config.frame_shape,
-        }
-    }
-
-    pub fn dataset(&self) -> &DatasetParams {
-        match self {
-            TrainingConfig::Fomm(c) => &c.dataset,
-            TrainingConfig::Tpsmm(c) => &c.dataset,
-        }
-    }
-
-    /// `(num_epochs, num_repeats, batch_size)` of `train_params` (of `train_avd_params` when a
-    /// TPSMM run trains the AVD network).
-    pub fn schedule(&self) -> (usize, usize, usize) {
-        match self {
-            TrainingConfig::Fomm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
-            TrainingConfig::Tpsmm(c) if c.trains_avd() => {
-                let t = &c.train_avd;
-                (t.num_epochs, t.num_repeats, t.batch_size)
-            }
-            TrainingConfig::Tpsmm(c) => (c.train.num_epochs, c.train.num_repeats, c.train.batch_size),
-        }
-    }
-
-    /// Overrides the schedule's batch size and `num_repeats` where given.
-    pub fn set_batches(&mut self, batch_size: Option<usize>, num_repeats: Option<usize>) {
-        let (batch, repeats) = match self {
-            TrainingConfig::Fomm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
-            TrainingConfig::Tpsmm(c) if c.trains_avd() => (&mut c.train_avd.batch_size, &mut c.train_avd.num_repeats),
-            TrainingConfig::Tpsmm(c) => (&mut c.train.batch_size, &mut c.train.num_repeats),
-        };
-        *batch = batch_size.unwrap_or(*batch);
-        *repeats = num_repeats.unwrap_or(*repeats);
-    }
-
-    /// The perceptual pyramid: `(train_params.scales, loss_weights.perceptual)`; none for
-    /// training the AVD network (its loss is on keypoints).
-    pub fn perceptual(&self) -> (&[f64], &[f64]) {
-        match self {
-            TrainingConfig::Fomm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
-            TrainingConfig::Tpsmm(c) if c.trains_avd() => (&[], &[]),
-            TrainingConfig::Tpsmm(c) => (&c.train.scales, &c.train.loss_weights.perceptual),
-        }
-    }
-
-    /// Every value, in the family's layout (a run's `config.yaml`).
-    pub fn to_yaml(&self) -> String {
-        match self {
-            TrainingConfig::Fomm(c) => c.to_yaml(),
-            TrainingConfig::Tpsmm(c) => c.to_yaml(),
-        }
-    }
-}
-
 /// Size of one side after FOMM's anti-aliased downsampling by `scale` (a strided convolution).
 pub fn scaled(size: usize, scale: f64) -> usize {
     let step = (1.0 / scale).round() as usize;
@@ -429,10 +297,6 @@ mod tests {
                 file.ignored_keys
             );
         }
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/configs/synthetic-64-tpsmm.yaml");
-        let (config, ignored) = TrainingConfig::read_yaml_file(&path).expect("bundled TPSMM config");
-        assert!(ignored.is_empty(), "{}: {ignored:?}", path.display());
-        assert_eq!((config.family(), config.frame_shape()), ("TPSMM", [64, 64, 3]));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use burn::config::Config;
 use serde_yaml_ng::Value;
 
 use super::train::{multistep_lr_factor, validate_batches_and_pyramid};
-use super::{DatasetParams, PriorityCutParams, TransformParams};
+use super::{DatasetParams, PriorityCutParams, TrainingMode, TransformParams};
 use crate::model::discriminator::DiscriminatorConfig;
 use crate::model::tpsmm::TpsmmConfig;
 use crate::{EngineError, Result};
@@ -33,19 +33,8 @@ pub struct TpsmmConfigFile {
     /// `train_avd_params`: the AVD network's training.
     pub train_avd: TpsmmAvdTrainParams,
     /// `mode` (ours): the networks or the AVD network.
-    pub mode: TpsmmMode,
+    pub mode: TrainingMode,
     pub ignored_keys: Vec<String>,
-}
-
-/// What a TPSMM run trains (`run.py --mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TpsmmMode {
-    /// `train.py`: the keypoint detector, dense motion, inpainting and background networks.
-    #[default]
-    Train,
-    /// `train_avd.py`: only the AVD network, on the keypoints of a trained model.
-    TrainAvd,
 }
 
 /// TPSMM's `train_avd_params` (its `train_avd.py`). Defaults: TPSMM's `vox-256.yaml`.
@@ -217,7 +206,7 @@ impl TpsmmTrainParams {
 impl TpsmmConfigFile {
     /// Whether a run of this config trains the AVD network (`mode: train_avd`).
     pub fn trains_avd(&self) -> bool {
-        self.mode == TpsmmMode::TrainAvd
+        self.mode == TrainingMode::TrainAvd
     }
 
     /// Every value, in TPSMM's layout (a training run's `config.yaml`).
@@ -275,7 +264,7 @@ pub fn to_yaml(config: &TpsmmConfig) -> String {
         discriminator: DiscriminatorConfig::new(),
         prioritycut: PriorityCutParams::new(),
         train_avd: TpsmmAvdTrainParams::new(),
-        mode: TpsmmMode::Train,
+        mode: TrainingMode::Train,
         ignored_keys: Vec::new(),
     }
     .to_yaml()
@@ -419,14 +408,14 @@ train_params:
     fn avd_training_reads_writes_back_and_schedules() {
         let file = parse("mode: train_avd\ntrain_avd_params:\n  batch_size: 8\n  lr: 0.01\n  dataloader_workers: 4\n")
             .expect("parses");
-        assert_eq!(file.mode, TpsmmMode::TrainAvd);
+        assert_eq!(file.mode, TrainingMode::TrainAvd);
         assert_eq!((file.train_avd.batch_size, file.train_avd.lr), (8, 0.01));
         assert_eq!(file.train_avd.epoch_milestones, vec![140, 180]);
         assert!(file.ignored_keys.is_empty(), "{:?}", file.ignored_keys);
         let again = parse(&file.to_yaml()).expect("reads back");
-        assert_eq!(again.mode, TpsmmMode::TrainAvd);
+        assert_eq!(again.mode, TrainingMode::TrainAvd);
         assert_eq!(again.train_avd.to_string(), file.train_avd.to_string());
-        assert_eq!(parse("").expect("empty").mode, TpsmmMode::Train);
+        assert_eq!(parse("").expect("empty").mode, TrainingMode::Train);
 
         let factors: Vec<f64> = [0, 140, 141, 180, 181].map(|e| file.train_avd.lr_factor(e)).to_vec();
         let expected = [1.0, 1.0, 0.1, 0.1, 0.01];

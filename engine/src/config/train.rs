@@ -3,6 +3,19 @@
 
 use burn::config::Config;
 
+/// What a run trains (TPSMM's `run.py --mode`; the `mode` key of a run's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingMode {
+    /// `train.py`: the family's networks (TPSMM: keypoint detector, dense motion, inpainting
+    /// and background networks).
+    #[default]
+    Train,
+    /// `train_avd.py`: only a disentanglement network (TPSMM's AVD), on the keypoints of a
+    /// trained model.
+    TrainAvd,
+}
+
 /// `train_params.transform_params`: the random TPS transform of the equivariance loss.
 #[derive(Config, Debug)]
 pub struct TransformParams {

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use super::tpsmm::{TpsmmAvdTrainParams, TpsmmConfigFile, TpsmmLossWeights, TpsmmMode, TpsmmTrainParams};
+use super::TrainingMode;
+use super::tpsmm::{TpsmmAvdTrainParams, TpsmmConfigFile, TpsmmLossWeights, TpsmmTrainParams};
 use super::{
     AnimateParams, ConfigFile, DatasetParams, FommConfig, LossWeights, PriorityCutParams, TrainParams, TransformParams,
     Variant,
@@ -242,18 +243,18 @@ section! {
     TpsmmFileSection => TpsmmConfig {}
     nested {
         dataset_params: DatasetSection,
-        model_params: TpsmmModelSection,
+        model_params: TrainingModelSection,
         train_params: TpsmmTrainSection,
         train_avd_params: TpsmmAvdTrainSection,
         prioritycut_params: PriorityCutSection,
     }
-    by_hand { mode: TpsmmMode }
+    by_hand { mode: TrainingMode }
 }
 
 section! {
     /// TPSMM's `model_params`, with two keys of ours for widths its code hard-codes, and the
     /// U-Net variants' `discriminator_params` (ours, FOMM's section).
-    TpsmmModelSection => TpsmmConfig { resnet_width: usize, avd_hidden: Vec<usize> }
+    TrainingModelSection => TpsmmConfig { resnet_width: usize, avd_hidden: Vec<usize> }
     nested {
         common_params: TpsmmCommonSection,
         generator_params: InpaintingSection,
@@ -418,13 +419,13 @@ pub(super) fn write_tpsmm(file: &TpsmmConfigFile) -> String {
             }),
             ..DatasetSection::of(dataset)
         }),
-        model_params: Some(TpsmmModelSection {
+        model_params: Some(TrainingModelSection {
             common_params: Some(TpsmmCommonSection::of(config)),
             generator_params: Some(InpaintingSection::of(&config.inpainting)),
             dense_motion_params: Some(TpsmmDenseMotionSection::of(&config.dense_motion)),
             avd_network_params: Some(AvdSection::of(config)),
             discriminator_params: Some(DiscriminatorSection::of(&file.discriminator)),
-            ..TpsmmModelSection::of(config)
+            ..TrainingModelSection::of(config)
         }),
         train_params: Some(TpsmmTrainSection {
             transform_params: Some(TransformSection::of(&train.transform_params)),

@@ -8,7 +8,8 @@
 //! ([`ModelFamily`]) recognises its configs and opens its checkpoints into a [`LoadedModel`],
 //! the one way the CLI, the worker, evaluation, ablation and export open a model.
 //!
-//! Adding a family: a module implementing both traits, and one line in [`FAMILIES`].
+//! Adding a family: a module implementing both traits, and one line in [`FAMILIES`]; a family
+//! that trains also adds its learner and a line in `train::family::TRAINING_FAMILIES`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -18,10 +18,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::events::StepReport;
+use super::family::StepLearner;
 use super::monitor::{StepTensors, finest_and_coarser, scalars};
 use super::optim::Adam;
 use super::unet::DiscriminatorPass;
 use crate::checkpoint::{MODEL_FILE, load_burnpack, resolve_checkpoint, save_burnpack};
+use crate::config::Variant;
 use crate::config::tpsmm::TpsmmConfigFile;
 use crate::family::tpsmm::load_weights;
 use crate::loss::PerceptualLoss;
@@ -80,32 +82,6 @@ impl AvdLearner {
         })
     }
 
-    /// Loads the trained model AVD training starts from (`train_avd.py` refuses to start
-    /// without one): an official checkpoint, a `.bpk`, a run or a checkpoint folder. Its AVD
-    /// network, where it has one, is trained on; otherwise a fresh one is.
-    pub fn start_from(&mut self, path: &Path) -> Result<()> {
-        let (weights, _) = resolve_checkpoint(path)?;
-        let fresh_avd = self.models.avd_network.clone();
-        load_weights(&weights, &mut self.models)?;
-        if self.models.avd_network.is_none() {
-            self.models.avd_network = fresh_avd;
-        }
-        Ok(())
-    }
-
-    /// Writes the model and the AVD network's optimizer state into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        save_burnpack(&self.models, &dir.join(MODEL_FILE))?;
-        self.adam_avd.save(&dir.join(ADAM_AVD))
-    }
-
-    /// Reads what [`AvdLearner::save`] wrote.
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
-        load_burnpack(&mut self.models, &dir.join(MODEL_FILE), &["bg_predictor."], &[])?;
-        self.adam_avd = Adam::load(&dir.join(ADAM_AVD), &self.device.clone().without_autodiff())?;
-        Ok(())
-    }
-
     pub fn avd_network(&self) -> &AvdNetwork {
         // `new` builds it and `start_from` keeps one: a learner always has it.
         self.models.avd_network.as_ref().expect("the AVD learner's network")
@@ -147,21 +123,6 @@ impl AvdLearner {
         let s = self.config.train_avd.random_scale;
         let theta: Vec<f32> = (0..batch * 2).map(|_| rng.range(1.0 - s, 1.0 + s) as f32).collect();
         Tensor::from_data(TensorData::new(theta, [batch, 2]), &self.device)
-    }
-
-    /// One step during `epoch`. A non-finite loss skips the update (reported). With
-    /// `snapshot`, also returns the first pair animated by the reconstructed keypoints.
-    pub fn step(
-        &mut self,
-        source: Tensor<4>,
-        driving: Tensor<4>,
-        epoch: usize,
-        rng: &mut Rng,
-        snapshot: bool,
-    ) -> (StepReport, Option<Snapshot>) {
-        let [b, _, _, _] = driving.dims();
-        let theta = self.draw_scales(b, rng);
-        self.step_with_scales(source, driving, epoch, theta, snapshot)
     }
 
     /// [`AvdLearner::step`] with the scales `theta` [b, 2] given.
@@ -233,17 +194,73 @@ impl AvdLearner {
     }
 }
 
+impl StepLearner for AvdLearner {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn variant(&self) -> Variant {
+        self.config.prioritycut.variant
+    }
+
+    fn perceptual(&self) -> &PerceptualLoss {
+        &self.perceptual
+    }
+
+    /// One step during `epoch`. A non-finite loss skips the update (reported). With
+    /// `snapshot`, also returns the first pair animated by the reconstructed keypoints.
+    fn step(
+        &mut self,
+        source: Tensor<4>,
+        driving: Tensor<4>,
+        epoch: usize,
+        rng: &mut Rng,
+        snapshot: bool,
+    ) -> (StepReport, Option<Snapshot>) {
+        let [b, _, _, _] = driving.dims();
+        let theta = self.draw_scales(b, rng);
+        self.step_with_scales(source, driving, epoch, theta, snapshot)
+    }
+
+    /// Writes the model and the AVD network's optimizer state into `dir`.
+    fn save(&self, dir: &Path) -> Result<()> {
+        save_burnpack(&self.models, &dir.join(MODEL_FILE))?;
+        self.adam_avd.save(&dir.join(ADAM_AVD))
+    }
+
+    /// Reads what [`AvdLearner::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        load_burnpack(&mut self.models, &dir.join(MODEL_FILE), &["bg_predictor."], &[])?;
+        self.adam_avd = Adam::load(&dir.join(ADAM_AVD), &self.device.clone().without_autodiff())?;
+        Ok(())
+    }
+
+    /// Loads the trained model AVD training starts from (`train_avd.py` refuses to start
+    /// without one): an official checkpoint, a `.bpk`, a run or a checkpoint folder. Its AVD
+    /// network, where it has one, is trained on; otherwise a fresh one is.
+    fn start_from(&mut self, path: &Path) -> Result<()> {
+        let (weights, _) = resolve_checkpoint(path)?;
+        let fresh_avd = self.models.avd_network.clone();
+        load_weights(&weights, &mut self.models)?;
+        if self.models.avd_network.is_none() {
+            self.models.avd_network = fresh_avd;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tpsmm::{TpsmmAvdTrainParams, TpsmmMode};
+    use crate::config::TrainingMode;
+    use crate::config::tpsmm::TpsmmAvdTrainParams;
     use crate::loss::PerceptualFeatures;
     use crate::test_support::noise_frames as frames;
 
     fn config() -> TpsmmConfigFile {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tpsmm-train/config.yaml");
         let mut config = TpsmmConfigFile::read(Path::new(path)).expect("fixture config");
-        config.mode = TpsmmMode::TrainAvd;
+        config.mode = TrainingMode::TrainAvd;
         config.train_avd = TpsmmAvdTrainParams::new().with_batch_size(2);
         config
     }

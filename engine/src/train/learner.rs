@@ -12,13 +12,13 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::events::StepReport;
+use super::family::{FamilyTraining, StepLearner, TrainingConfig, TrainingFamily};
 use super::monitor::{StepTensors, scalars};
 use super::optim::Adam;
 use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
 use crate::augment::RandomTps;
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
-use crate::config::FommConfig;
-use crate::config::Variant;
+use crate::config::{DatasetParams, FommConfig, PriorityCutParams, Variant};
 use crate::loss::{
     ImagePyramid, PerceptualLoss, equivariance_jacobian, equivariance_value, feature_matching, lsgan_fake, lsgan_real,
 };
@@ -135,25 +135,6 @@ impl Learner {
             perceptual,
             disc_pyramid,
         })
-    }
-
-    /// Writes networks and optimizer states into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        save_burnpack(&self.nets, &dir.join(MODEL_FILE))?;
-        self.adam_kp_detector.save(&dir.join(ADAM_KP_DETECTOR))?;
-        self.adam_generator.save(&dir.join(ADAM_GENERATOR))?;
-        self.adam_discriminator.save(&dir.join(ADAM_DISCRIMINATOR))
-    }
-
-    /// Reads what [`Learner::save`] wrote.
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
-        load_burnpack(&mut self.nets, &dir.join(MODEL_FILE), &[], &[])?;
-        // Optimizer state lives outside the graph.
-        let plain = self.device.clone().without_autodiff();
-        self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
-        self.adam_generator = Adam::load(&dir.join(ADAM_GENERATOR), &plain)?;
-        self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
-        Ok(())
     }
 
     /// The generator step's forward (`GeneratorFullModel`): keypoints, generator, and every
@@ -381,6 +362,129 @@ impl Learner {
 /// Uploads a batch's planar floats.
 pub fn batch_tensor(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// FOMM's training (`train.py`, with the paper's variants), registered in
+/// [`super::family::TRAINING_FAMILIES`].
+#[derive(Debug)]
+pub struct FommTraining;
+
+impl TrainingFamily for FommTraining {
+    fn name(&self) -> &'static str {
+        "FOMM"
+    }
+
+    fn read_config(&self, path: &Path) -> Result<(TrainingConfig, Vec<String>)> {
+        let file = FommConfig::read_yaml_file(path)?;
+        Ok((TrainingConfig::new(file.config), file.ignored_keys))
+    }
+}
+
+impl From<FommConfig> for TrainingConfig {
+    fn from(config: FommConfig) -> Self {
+        TrainingConfig::new(config)
+    }
+}
+
+impl FamilyTraining for FommConfig {
+    fn family(&self) -> &'static str {
+        FommTraining.name()
+    }
+
+    fn frame_shape(&self) -> [usize; 3] {
+        self.frame_shape
+    }
+
+    fn dataset(&self) -> &DatasetParams {
+        &self.dataset
+    }
+
+    fn prioritycut(&self) -> &PriorityCutParams {
+        &self.prioritycut
+    }
+
+    fn prioritycut_mut(&mut self) -> &mut PriorityCutParams {
+        &mut self.prioritycut
+    }
+
+    fn schedule(&self) -> (usize, usize, usize) {
+        (self.train.num_epochs, self.train.num_repeats, self.train.batch_size)
+    }
+
+    fn batches_mut(&mut self) -> (&mut usize, &mut usize) {
+        (&mut self.train.batch_size, &mut self.train.num_repeats)
+    }
+
+    fn perceptual(&self) -> (&[f64], &[f64]) {
+        (&self.train.scales, &self.train.loss_weights.perceptual)
+    }
+
+    fn to_yaml(&self) -> String {
+        FommConfig::to_yaml(self)
+    }
+
+    fn resized(&self, size: usize) -> std::result::Result<TrainingConfig, String> {
+        let mut config = self.clone();
+        config.frame_shape = [size, size, 3];
+        FommConfig::from_yaml_str(&config.to_yaml()).map(TrainingConfig::new)
+    }
+
+    fn check(&self) -> Result<()> {
+        check_variant(self, self.prioritycut.variant)
+    }
+
+    fn learner(&self, perceptual: PerceptualLoss, device: &Device) -> Result<Box<dyn StepLearner>> {
+        Ok(Box::new(Learner::new(self.clone(), perceptual, device)?))
+    }
+
+    fn boxed_clone(&self) -> Box<dyn FamilyTraining> {
+        Box::new(self.clone())
+    }
+}
+
+impl StepLearner for Learner {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn perceptual(&self) -> &PerceptualLoss {
+        &self.perceptual
+    }
+
+    fn step(
+        &mut self,
+        source: Tensor<4>,
+        driving: Tensor<4>,
+        epoch: usize,
+        rng: &mut Rng,
+        snapshot: bool,
+    ) -> (StepReport, Option<Snapshot>) {
+        let lr_factor = self.config.train.lr_factor(epoch);
+        Learner::step(self, source, driving, lr_factor, rng, snapshot)
+    }
+
+    /// Writes networks and optimizer states into `dir`.
+    fn save(&self, dir: &Path) -> Result<()> {
+        save_burnpack(&self.nets, &dir.join(MODEL_FILE))?;
+        self.adam_kp_detector.save(&dir.join(ADAM_KP_DETECTOR))?;
+        self.adam_generator.save(&dir.join(ADAM_GENERATOR))?;
+        self.adam_discriminator.save(&dir.join(ADAM_DISCRIMINATOR))
+    }
+
+    /// Reads what [`Learner::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        load_burnpack(&mut self.nets, &dir.join(MODEL_FILE), &[], &[])?;
+        // Optimizer state lives outside the graph.
+        let plain = self.device.clone().without_autodiff();
+        self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
+        self.adam_generator = Adam::load(&dir.join(ADAM_GENERATOR), &plain)?;
+        self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

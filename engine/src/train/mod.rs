@@ -8,6 +8,7 @@
 
 pub mod avd;
 pub mod events;
+pub mod family;
 pub mod learner;
 pub mod losses;
 pub mod monitor;
@@ -23,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use crate::backend::SelectedDevice;
 use crate::checkpoint::{CheckpointState, RunDir};
-use crate::config::{TrainingConfig, Variant};
 use crate::data::loader::{BatchPlan, Prefetcher};
 use crate::data::{FramesDataset, Split};
 use crate::import::load_vgg19;
@@ -33,6 +33,7 @@ use crate::{EngineError, Result};
 
 pub use avd::AvdLearner;
 pub use events::{Finish, StepReport, TrainEvent};
+pub use family::{FamilyTraining, StepLearner, TRAINING_FAMILIES, TrainingConfig, TrainingFamily};
 pub use learner::{Learner, Networks};
 pub use losses::LossLog;
 pub use tpsmm::{TpsmmLearner, TpsmmNetworks};
@@ -40,122 +41,6 @@ pub use tpsmm::{TpsmmLearner, TpsmmNetworks};
 /// Rollbacks tolerated before a diverging run is stopped.
 pub const MAX_ROLLBACKS: usize = 3;
 const STEP_STREAM: u64 = 3;
-
-/// A family's learner, as the trainer drives it.
-#[derive(Debug)]
-pub enum FamilyLearner {
-    Fomm(Box<Learner>),
-    Tpsmm(Box<TpsmmLearner>),
-    /// TPSMM's AVD network, on a trained TPSMM model (`mode: train_avd`).
-    TpsmmAvd(Box<AvdLearner>),
-}
-
-impl FamilyLearner {
-    /// Fresh networks of `config`'s family on `device` (autodiff is enabled here).
-    pub fn new(config: TrainingConfig, perceptual: PerceptualLoss, device: &burn::tensor::Device) -> Result<Self> {
-        Ok(match config {
-            TrainingConfig::Fomm(c) => FamilyLearner::Fomm(Box::new(Learner::new(c, perceptual, device)?)),
-            TrainingConfig::Tpsmm(c) if c.trains_avd() => {
-                FamilyLearner::TpsmmAvd(Box::new(AvdLearner::new(c, perceptual, device)?))
-            }
-            TrainingConfig::Tpsmm(c) => FamilyLearner::Tpsmm(Box::new(TpsmmLearner::new(c, perceptual, device)?)),
-        })
-    }
-
-    /// Checks that `config` can train its variant, before anything is built.
-    pub fn check(config: &TrainingConfig) -> Result<()> {
-        match config {
-            TrainingConfig::Fomm(c) => learner::check_variant(c, c.prioritycut.variant),
-            TrainingConfig::Tpsmm(c) if c.trains_avd() => avd::check(c),
-            TrainingConfig::Tpsmm(c) => tpsmm::check_variant(c, c.prioritycut.variant),
-        }
-    }
-
-    /// The autodiff device.
-    pub fn device(&self) -> &burn::tensor::Device {
-        match self {
-            FamilyLearner::Fomm(l) => &l.device,
-            FamilyLearner::Tpsmm(l) => &l.device,
-            FamilyLearner::TpsmmAvd(l) => &l.device,
-        }
-    }
-
-    pub fn variant(&self) -> Variant {
-        match self {
-            FamilyLearner::Fomm(l) => l.variant,
-            FamilyLearner::Tpsmm(l) => l.variant,
-            FamilyLearner::TpsmmAvd(l) => l.config.prioritycut.variant,
-        }
-    }
-
-    pub fn perceptual(&self) -> &PerceptualLoss {
-        match self {
-            FamilyLearner::Fomm(l) => &l.perceptual,
-            FamilyLearner::Tpsmm(l) => &l.perceptual,
-            FamilyLearner::TpsmmAvd(l) => &l.perceptual,
-        }
-    }
-
-    /// One step during `epoch` (its learning rate, and TPSMM's dropout and background schedule).
-    pub fn step(
-        &mut self,
-        source: burn::tensor::Tensor<4>,
-        driving: burn::tensor::Tensor<4>,
-        epoch: usize,
-        rng: &mut Rng,
-        snapshot: bool,
-    ) -> (StepReport, Option<crate::render::Snapshot>) {
-        match self {
-            FamilyLearner::Fomm(l) => {
-                let lr_factor = l.config.train.lr_factor(epoch);
-                l.step(source, driving, lr_factor, rng, snapshot)
-            }
-            FamilyLearner::Tpsmm(l) => l.step(source, driving, epoch, rng, snapshot),
-            FamilyLearner::TpsmmAvd(l) => l.step(source, driving, epoch, rng, snapshot),
-        }
-    }
-
-    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
-        match self {
-            FamilyLearner::Fomm(l) => l.save(dir),
-            FamilyLearner::Tpsmm(l) => l.save(dir),
-            FamilyLearner::TpsmmAvd(l) => l.save(dir),
-        }
-    }
-
-    pub fn load(&mut self, dir: &std::path::Path) -> Result<()> {
-        match self {
-            FamilyLearner::Fomm(l) => l.load(dir),
-            FamilyLearner::Tpsmm(l) => l.load(dir),
-            FamilyLearner::TpsmmAvd(l) => l.load(dir),
-        }
-    }
-
-    /// Checks that a new run of `config` has the starting model it needs, and only where it
-    /// takes one: AVD training starts from a trained model, the others from their
-    /// initialisation.
-    pub fn check_start(config: &TrainingConfig, start_from: Option<&std::path::Path>) -> Result<()> {
-        match (config.trains_avd(), start_from) {
-            (true, None) => Err(EngineError::Invalid(
-                "training the AVD network starts from a trained TPSMM model: give its checkpoint (train --checkpoint)"
-                    .into(),
-            )),
-            (false, Some(path)) => Err(EngineError::Invalid(format!(
-                "{}: a starting checkpoint is taken by AVD training (TPSMM's mode train_avd) only",
-                path.display()
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Loads the trained model a new run starts from ([`FamilyLearner::check_start`]).
-    pub fn start_from(&mut self, checkpoint: &std::path::Path) -> Result<()> {
-        match self {
-            FamilyLearner::TpsmmAvd(l) => l.start_from(checkpoint),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// How to run a training: where the data is, where the run goes, and for how long.
 #[derive(Debug, Clone)]
@@ -198,7 +83,7 @@ impl TrainOptions {
 /// A training run in progress.
 #[derive(Debug)]
 pub struct Trainer {
-    pub learner: FamilyLearner,
+    pub learner: Box<dyn StepLearner>,
     /// What the run trains (the learner's config, read once).
     pub config: TrainingConfig,
     pub options: TrainOptions,
@@ -235,9 +120,9 @@ impl Trainer {
         events: Sender<TrainEvent>,
     ) -> Result<Self> {
         let variant = config.variant();
-        FamilyLearner::check(&config)?;
+        config.check()?;
         if !options.resume {
-            FamilyLearner::check_start(&config, options.start_from.as_deref())?;
+            config.check_start(options.start_from.as_deref())?;
         }
         if options.checkpoint_every == 0 {
             return Err(EngineError::Invalid("checkpoint_every must be at least 1 step".into()));
@@ -299,7 +184,7 @@ impl Trainer {
         }
         // Initial weights depend on the seed only.
         selected.device.seed(options.seed);
-        let mut learner = FamilyLearner::new(config.clone(), perceptual, &selected.device)?;
+        let mut learner = config.learner(perceptual, &selected.device)?;
         let mut trainer_plan = plan;
         let (step, rollbacks, resumed_from) = match latest {
             Some((_, dir)) => {
@@ -339,7 +224,7 @@ impl Trainer {
                 (state.step, state.rollbacks, Some(dir))
             }
             None => {
-                FamilyLearner::check_start(&config, options.start_from.as_deref())?;
+                config.check_start(options.start_from.as_deref())?;
                 if let Some(path) = &options.start_from {
                     learner.start_from(path)?;
                 }

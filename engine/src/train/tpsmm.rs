@@ -18,14 +18,16 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
+use super::avd::AvdLearner;
 use super::events::StepReport;
+use super::family::{FamilyTraining, StepLearner, TrainingConfig, TrainingFamily};
 use super::monitor::{StepTensors, finest_and_coarser, scalars};
 use super::optim::{Adam, clip_gradients_max_abs};
 use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
 use crate::augment::{RandomTps, TpsForm};
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
-use crate::config::Variant;
 use crate::config::tpsmm::{GRADIENT_CLIP, TpsmmConfigFile};
+use crate::config::{DatasetParams, PriorityCutParams, TrainingMode, Variant};
 use crate::loss::{PerceptualLoss, equivariance_value};
 use crate::model::Keypoints;
 use crate::model::tpsmm::{
@@ -170,28 +172,6 @@ impl TpsmmLearner {
         ]
     }
 
-    /// Writes networks and optimizer states into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        save_burnpack(&self.nets, &dir.join(MODEL_FILE))?;
-        for (file, adam) in self.optimizers() {
-            adam.save(&dir.join(file))?;
-        }
-        Ok(())
-    }
-
-    /// Reads what [`TpsmmLearner::save`] wrote.
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
-        load_burnpack(&mut self.nets, &dir.join(MODEL_FILE), &[], &[])?;
-        // Optimizer state lives outside the graph.
-        let plain = self.device.clone().without_autodiff();
-        self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
-        self.adam_dense_motion = Adam::load(&dir.join(ADAM_DENSE_MOTION), &plain)?;
-        self.adam_inpainting = Adam::load(&dir.join(ADAM_INPAINTING), &plain)?;
-        self.adam_bg_predictor = Adam::load(&dir.join(ADAM_BG_PREDICTOR), &plain)?;
-        self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
-        Ok(())
-    }
-
     /// The generator step's forward at `epoch` (which sets the dropout and whether the
     /// background moves) under the equivariance `transform` (TPSMM's form), the dropout deciding
     /// by `dropout_draws` (uniform, [b][K+1]). Nothing is updated.
@@ -317,12 +297,142 @@ impl TpsmmLearner {
         }
         out
     }
+}
+
+/// TPSMM's training (`train.py` with the paper's variants, and `train_avd.py`), registered in
+/// [`super::family::TRAINING_FAMILIES`].
+#[derive(Debug)]
+pub struct TpsmmTraining;
+
+impl TrainingFamily for TpsmmTraining {
+    fn name(&self) -> &'static str {
+        "TPSMM"
+    }
+
+    fn read_config(&self, path: &Path) -> Result<(TrainingConfig, Vec<String>)> {
+        let mut file = TpsmmConfigFile::read(path)?;
+        let ignored = std::mem::take(&mut file.ignored_keys);
+        Ok((TrainingConfig::new(file), ignored))
+    }
+}
+
+impl From<TpsmmConfigFile> for TrainingConfig {
+    fn from(config: TpsmmConfigFile) -> Self {
+        TrainingConfig::new(config)
+    }
+}
+
+impl FamilyTraining for TpsmmConfigFile {
+    fn family(&self) -> &'static str {
+        TpsmmTraining.name()
+    }
+
+    fn frame_shape(&self) -> [usize; 3] {
+        self.config.frame_shape
+    }
+
+    fn dataset(&self) -> &DatasetParams {
+        &self.dataset
+    }
+
+    fn prioritycut(&self) -> &PriorityCutParams {
+        &self.prioritycut
+    }
+
+    fn prioritycut_mut(&mut self) -> &mut PriorityCutParams {
+        &mut self.prioritycut
+    }
+
+    fn mode(&self) -> TrainingMode {
+        self.mode
+    }
+
+    fn set_mode(&mut self, mode: TrainingMode) -> Result<()> {
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// `train_avd_params`' when the run trains the AVD network.
+    fn schedule(&self) -> (usize, usize, usize) {
+        if self.trains_avd() {
+            let t = &self.train_avd;
+            (t.num_epochs, t.num_repeats, t.batch_size)
+        } else {
+            (self.train.num_epochs, self.train.num_repeats, self.train.batch_size)
+        }
+    }
+
+    fn batches_mut(&mut self) -> (&mut usize, &mut usize) {
+        if self.trains_avd() {
+            (&mut self.train_avd.batch_size, &mut self.train_avd.num_repeats)
+        } else {
+            (&mut self.train.batch_size, &mut self.train.num_repeats)
+        }
+    }
+
+    /// None for the AVD network: its loss is on keypoints.
+    fn perceptual(&self) -> (&[f64], &[f64]) {
+        if self.trains_avd() {
+            (&[], &[])
+        } else {
+            (&self.train.scales, &self.train.loss_weights.perceptual)
+        }
+    }
+
+    /// The background predictor on and the dropout over (epochs 35 to 100 of `vox-256.yaml`).
+    fn steady_epoch(&self) -> usize {
+        self.train.bg_start.max(self.train.dropout_epoch)
+    }
+
+    fn to_yaml(&self) -> String {
+        TpsmmConfigFile::to_yaml(self)
+    }
+
+    fn resized(&self, size: usize) -> std::result::Result<TrainingConfig, String> {
+        let mut config = self.clone();
+        config.config.frame_shape = [size, size, 3];
+        crate::config::tpsmm::parse(&config.to_yaml()).map(TrainingConfig::new)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.trains_avd() {
+            super::avd::check(self)
+        } else {
+            check_variant(self, self.prioritycut.variant)
+        }
+    }
+
+    fn learner(&self, perceptual: PerceptualLoss, device: &Device) -> Result<Box<dyn StepLearner>> {
+        Ok(if self.trains_avd() {
+            Box::new(AvdLearner::new(self.clone(), perceptual, device)?)
+        } else {
+            Box::new(TpsmmLearner::new(self.clone(), perceptual, device)?)
+        })
+    }
+
+    fn boxed_clone(&self) -> Box<dyn FamilyTraining> {
+        Box::new(self.clone())
+    }
+}
+
+impl StepLearner for TpsmmLearner {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn perceptual(&self) -> &PerceptualLoss {
+        &self.perceptual
+    }
 
     /// One generator step and one discriminator step on `source`/`driving` [b, 3, h, w] during
     /// `epoch`, drawing its random choices from `rng` (the TPS transform, then whether to CutMix,
     /// k, and the box, then the dropout's draws). Non-finite losses skip the update
     /// (reported). With `snapshot`, also returns the first pair's images and maps.
-    pub fn step(
+    fn step(
         &mut self,
         source: Tensor<4>,
         driving: Tensor<4>,
@@ -430,6 +540,28 @@ impl TpsmmLearner {
             )
         });
         (report, snapshot)
+    }
+
+    /// Writes networks and optimizer states into `dir`.
+    fn save(&self, dir: &Path) -> Result<()> {
+        save_burnpack(&self.nets, &dir.join(MODEL_FILE))?;
+        for (file, adam) in self.optimizers() {
+            adam.save(&dir.join(file))?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`TpsmmLearner::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        load_burnpack(&mut self.nets, &dir.join(MODEL_FILE), &[], &[])?;
+        // Optimizer state lives outside the graph.
+        let plain = self.device.clone().without_autodiff();
+        self.adam_kp_detector = Adam::load(&dir.join(ADAM_KP_DETECTOR), &plain)?;
+        self.adam_dense_motion = Adam::load(&dir.join(ADAM_DENSE_MOTION), &plain)?;
+        self.adam_inpainting = Adam::load(&dir.join(ADAM_INPAINTING), &plain)?;
+        self.adam_bg_predictor = Adam::load(&dir.join(ADAM_BG_PREDICTOR), &plain)?;
+        self.adam_discriminator = Adam::load(&dir.join(ADAM_DISCRIMINATOR), &plain)?;
+        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ use image::RgbImage;
 use crate::Result;
 use crate::animate::AnimateOptions;
 use crate::backend::{self, BackendChoice, SelectedDevice};
-use crate::config::tpsmm::TpsmmMode;
+use crate::config::TrainingMode;
 use crate::config::{AnimateParams, FommConfig, Variant};
 use crate::data::Soundtrack;
 use crate::eval::{EvalOptions, EvalReport};
@@ -48,7 +48,7 @@ pub struct TrainRequest {
     pub variant: Option<Variant>,
     /// With a TPSMM config, trains this (its networks or its AVD network) whatever the config
     /// says; `TrainOptions::start_from` is the trained model AVD training starts from.
-    pub mode: Option<TpsmmMode>,
+    pub mode: Option<TrainingMode>,
     pub options: TrainOptions,
 }
 

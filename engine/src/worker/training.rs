@@ -9,8 +9,7 @@ use super::{Event, EventSink, Job, TrainConfig, TrainRequest, TrainingState};
 use crate::Result;
 use crate::backend::SelectedDevice;
 use crate::checkpoint::RunDir;
-use crate::config::TrainingConfig;
-use crate::train::{TrainControl, TrainEvent, train};
+use crate::train::{TrainControl, TrainEvent, TrainingConfig, train};
 
 /// The running training's controls, if one runs.
 #[derive(Clone, Default)]
@@ -65,7 +64,7 @@ impl Slot {
 /// [`RunDir::config_to_train_with`]), then the request's variant.
 fn resolve_config(request: &TrainRequest) -> Result<TrainingConfig> {
     let mut config = match &request.config {
-        TrainConfig::Given(config) => TrainingConfig::Fomm((**config).clone()),
+        TrainConfig::Given(config) => TrainingConfig::from((**config).clone()),
         TrainConfig::File(path) => {
             let options = &request.options;
             let (path, _) = RunDir::config_to_train_with(&options.run_dir, options.resume, Some(path))?;
@@ -76,7 +75,7 @@ fn resolve_config(request: &TrainRequest) -> Result<TrainingConfig> {
         config.set_variant(variant);
     }
     if let Some(mode) = request.mode {
-        config.set_tpsmm_mode(mode)?;
+        config.set_mode(mode)?;
     }
     Ok(config)
 }
