@@ -67,7 +67,7 @@ pub fn run(args: AblateArgs) -> anyhow::Result<ExitCode> {
     super::report_ignored_keys(&ignored_keys);
     args.overrides.apply(&mut config)?;
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
-    let selected = args.device.open()?;
+    let selected = args.device.open_for_training()?;
     let mut options = AblationOptions::new(&args.dataset, &args.out, args.steps);
     options.seed = args.seed;
     options.variants = if args.variants.is_empty() {

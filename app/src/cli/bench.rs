@@ -233,6 +233,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         },
     };
 
+    args.device.apply_precision()?;
     args.kernels.apply();
     // The model's own square, as before faces: the figure the bench measures is the model's.
     let framing = super::LiveFraming {
@@ -297,8 +298,9 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let median = latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN);
     let dropped = dropped_at_end.saturating_sub(dropped_at_start);
     let cpu = CpuMachine::detect().describe();
+    let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench live | model {model_name} | {}x{} | backend {}{} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory}",
+        "bench live | model {model_name} | {}x{} | backend {}{} | precision {precision} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory}",
         size[1],
         size[0],
         worker.device(),
@@ -344,7 +346,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     );
     config.set_batches(args.batch, None);
     config.set_variant(args.variant);
-    let selected = args.device.open()?;
+    let selected = args.device.open_for_training()?;
     args.kernels.apply();
     let kernels = args.kernels.describe(&selected);
     let bar = super::progress_bar(args.runs, "timing");
@@ -472,8 +474,9 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     );
     let cpu = CpuMachine::detect().describe();
     let memory = describe_memory(report.memory);
+    let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {}{launches}{read_back} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | precision {precision} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
@@ -526,8 +529,9 @@ fn animate_tpsmm(args: &BenchAnimateArgs, path: &Path) -> anyhow::Result<ExitCod
     let [h, w, _] = config.frame_shape;
     let median = report.median_ms();
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
+    let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench animate | TPSMM config {} ({} TPS transformations) | {w}x{h} batch 1 | {} | {} | backend {} | CPU {} | {median:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | stages: driving keypoints {:.1} ms, source encoding {:.1} ms (once per photo), generation {:.1} ms | {} | runs ms: {}",
+        "bench animate | TPSMM config {} ({} TPS transformations) | {w}x{h} batch 1 | {} | {} | backend {} | precision {precision} | CPU {} | {median:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | stages: driving keypoints {:.1} ms, source encoding {:.1} ms (once per photo), generation {:.1} ms | {} | runs ms: {}",
         path.display(),
         config.num_tps,
         if report.cold {

@@ -56,6 +56,7 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
         (None, Some(index)) => CameraSource::Webcam { index },
         (None, None) => anyhow::bail!("give --camera N or --camera-video FILE"),
     };
+    args.device.apply_precision()?;
     let stop = super::stop_on_ctrl_c("stopping (Ctrl-C again to quit at once)", "quitting")?;
     let framing = super::LiveFraming {
         face: args.face,

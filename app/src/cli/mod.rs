@@ -30,6 +30,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
 use prioritycut_engine::family::LoadedModel;
+use prioritycut_engine::kernels::{Precision, set_precision};
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
 
@@ -142,6 +143,7 @@ where
         #[cfg(feature = "window")]
         None => {
             let w = cli.window;
+            w.device.apply_precision()?;
             let mut options = crate::gui::GuiOptions::new(w.device.choice);
             options.workspace = w.workspace;
             options.screenshot = w.screenshot.map(|path| (path, w.screenshot_after));
@@ -201,12 +203,52 @@ pub struct DeviceArgs {
     /// GPU, else flex on the CPU).
     #[arg(long = "backend", value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub choice: BackendChoice,
+    /// f32 | bf16: what the CPU's 3×3 convolutions in residual blocks multiply in when
+    /// animating. bf16 (AVX512-BF16: Zen 4 and later, Intel since Cooper Lake) is faster and
+    /// approximate: sums stay f32, but frames move by up to several 255ths (README,
+    /// "Precision"). Training is f32 whatever is chosen.
+    #[arg(long, value_name = "PRECISION", default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
 }
 
 impl DeviceArgs {
-    /// Opens the device and says which one it is, on stderr so stdout stays for results.
+    /// Sets the precision, opens the device and says which one it is, on stderr so stdout
+    /// stays for results.
     pub fn open(&self) -> anyhow::Result<SelectedDevice> {
+        self.apply_precision()?;
         open_device(self.choice)
+    }
+
+    /// [`DeviceArgs::open`] for a command that trains: its arithmetic is f32 only.
+    pub fn open_for_training(&self) -> anyhow::Result<SelectedDevice> {
+        anyhow::ensure!(
+            self.precision == Precision::F32,
+            "--precision {} is for animating: training runs in f32",
+            self.precision
+        );
+        open_device(self.choice)
+    }
+
+    /// Sets the process's precision (refused where the CPU lacks its instructions) and says a
+    /// reduced one on stderr.
+    pub fn apply_precision(&self) -> anyhow::Result<()> {
+        set_precision(self.precision)?;
+        if self.precision != Precision::F32 {
+            eprintln!(
+                "precision: {} products in the CPU's 3×3 convolutions (sums in f32; on a GPU, f32)",
+                self.precision
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `--precision` value parser.
+fn parse_precision(text: &str) -> Result<Precision, String> {
+    match text {
+        "f32" => Ok(Precision::F32),
+        "bf16" => Ok(Precision::Bf16),
+        other => Err(format!("unknown precision `{other}`: f32 or bf16")),
     }
 }
 

@@ -118,9 +118,9 @@ fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let selected = args.device.open_for_training()?;
     let config = load_config(&args)?;
     let trains_avd = config.trains_avd();
-    let selected = args.device.open()?;
     let mut options = TrainOptions::new(&args.dataset, &args.out);
     options.steps = args.steps;
     options.checkpoint_every = args.checkpoint_every;

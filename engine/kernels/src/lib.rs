@@ -9,10 +9,10 @@
 //! - **Layout**: operations take and return burn's logical `[batch, channels, height, width]`;
 //!   on the CPU the fast kernels store their outputs channels-last and read such inputs in
 //!   place ([`cpu::layout`]), so a chain of them never transposes.
-//! - **Precision**: every kernel computes in f32 and takes f32 tensors. A reduced precision
-//!   (f16 on GPUs, bf16 on CPUs with the instructions) comes as a choice made once per process,
-//!   as [`gpu::choose`] makes the GPU's kernel choice, that each operation reads when it picks
-//!   its kernel; tensors at the seam stay f32, so networks do not change.
+//! - **Precision**: kernels take and return f32 tensors. A reduced precision is a choice made
+//!   once per process ([`precision::set_precision`], `--precision`), as [`gpu::choose`] makes the
+//!   GPU's kernel choice, that an inference-form operation reads when it runs: bf16 products
+//!   in the CPU's Winograd convolutions where the CPU has AVX512-BF16. Training stays f32.
 //!
 //! # Unsafe code
 //! The workspace forbids `unsafe`; this crate denies it (its `Cargo.toml`), so that an
@@ -20,12 +20,14 @@
 //! only in modules under `src/cpu/unsafe_simd/`, each allowed by `#[allow(unsafe_code)]` on the
 //! module, each block with its `// SAFETY:` argument and one unsafe operation
 //! (`clippy::undocumented_unsafe_blocks`, `clippy::multiple_unsafe_ops_per_block`), each kernel
-//! tested against the safe kernel it speeds up. The first: [`cpu::unsafe_simd::gemm`], the
-//! Winograd convolutions' GEMMs on their own buffers.
+//! tested against the safe kernel it speeds up: [`cpu::unsafe_simd::gemm`], the Winograd
+//! convolutions' GEMMs on their own buffers, and [`cpu::unsafe_simd::bf16_gemm`], their bf16
+//! products by AVX512-BF16's dot product.
 
 mod autodiff;
 pub mod cpu;
 pub mod gpu;
+pub mod precision;
 #[doc(hidden)]
 pub mod test_support;
 
@@ -41,6 +43,7 @@ pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
 pub use cpu::inference::InferenceConv;
 pub use cpu::pool::max_pool2;
 pub use cpu::winograd::{ChannelAffine, Fused};
+pub use precision::{Precision, UnsupportedPrecision, precision, set_precision};
 
 use burn::tensor::Tensor;
 use burn::tensor::ops::ConvOptions;

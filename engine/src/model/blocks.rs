@@ -345,18 +345,23 @@ impl<N: BlockNorm> ResBlock2d<N> {
 
 impl<N: BlockNorm> InferenceForm for ResBlock2d<N> {
     fn into_inference_form(mut self) -> Self {
+        // A residual branch: its products may run in the reduced precision chosen, if any.
+        let branch = Fused {
+            tolerates_reduced_precision: true,
+            ..Fused::default()
+        };
         let first = match (self.norm1.folded(), self.norm2.folded()) {
             (Some(norm1), Some(norm2)) => {
                 let surroundings = Fused {
                     input_affine: Some(norm1),
                     relu: true,
-                    ..Fused::default()
+                    ..branch.clone()
                 };
                 InferenceConv::new(&self.conv1, Some(norm2), surroundings)
             }
-            _ => InferenceConv::new(&self.conv1, None, Fused::default()),
+            _ => InferenceConv::new(&self.conv1, None, branch.clone()),
         };
-        let second = InferenceConv::new(&self.conv2, None, Fused::default());
+        let second = InferenceConv::new(&self.conv2, None, branch);
         self.inference = first.zip(second);
         self
     }

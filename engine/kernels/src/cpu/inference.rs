@@ -6,6 +6,9 @@
 //! stride-1 convolutions ([`super::winograd`]), the direct kernel for 5×5 and 7×7
 //! ([`super::direct_conv`]).
 //!
+//! The Winograd products run in the process's precision ([`crate::precision`]): bf16 where
+//! chosen and the CPU has it.
+//!
 //! A network block holds one and calls [`InferenceConv::forward`] before its own layers; it
 //! declines (`None`) for tensors anywhere but on flex without autodiff, and the block then runs
 //! as trained. Outputs of 3×3 convolutions are stored channels-last ([`super::layout`]), so the
@@ -77,7 +80,7 @@ impl InferenceConv {
                     None => None,
                 };
                 let residual = residual.as_ref().map(channels_last);
-                let output = conv.forward(&channels_last(&input), residual.as_ref());
+                let output = conv.forward_at(crate::precision(), &channels_last(&input), residual.as_ref());
                 Some(output.into_tensor(&Device::flex()))
             }
             Kernel::Direct(conv) if residual.is_none() => Some(direct_forward(conv, &input)),

@@ -22,7 +22,9 @@ use rayon::prelude::*;
 use super::buffer::zeroed;
 use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
+use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
+use crate::precision::Precision;
 
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a
 /// pixel's channels are contiguous: what the transforms stream through. The values are owned,
@@ -160,6 +162,12 @@ pub struct Fused {
     pub relu: bool,
     /// 2×2 average pooling of the output after the ReLU (a `DownBlock2d`).
     pub pool_output: bool,
+    /// The block's products may run in a reduced precision when one is chosen: a residual
+    /// branch, whose output is added to an f32 skip path. F(4×4, 3×3)'s transforms scale bf16's
+    /// rounding up to ~6% of a layer's largest output (F(2×2, 3×3) or a direct convolution:
+    /// 0.4%, 0.2%), which the keypoints and the decoder's full-size layers pass on to the frame
+    /// many times over; a residual branch much less (README, "Precision").
+    pub tolerates_reduced_precision: bool,
 }
 
 /// Below this many 4×4 tiles per image, the direct convolution wins: the transformed weights
@@ -193,6 +201,9 @@ pub struct FusedConv3x3 {
     filters: Filters,
     /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
     transformed: OnceLock<Vec<f32>>,
+    /// `G g Gᵀ` rounded to bf16 and packed for the bf16 products: made on first use in bf16
+    /// (from the f32 form, which is then kept only where f32 products ran too).
+    transformed_bf16: OnceLock<Bf16Columns>,
     /// The filters as the patch GEMM reads them, [C_out, 9·C_in]: made on first use.
     patch_weight: OnceLock<Tensor<2>>,
     device: Device,
@@ -220,6 +231,7 @@ impl FusedConv3x3 {
             fused,
             filters: Filters::Weight,
             transformed: OnceLock::new(),
+            transformed_bf16: OnceLock::new(),
             patch_weight: OnceLock::new(),
             device,
         }
@@ -243,19 +255,32 @@ impl FusedConv3x3 {
 
     /// `x` [b, h, w, C_in] → [b, h', w', C_out]; `residual` (of the output's shape) is added last.
     pub fn forward(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
+        self.forward_at(Precision::F32, x, residual)
+    }
+
+    /// [`FusedConv3x3::forward`] with the Winograd products in `precision` where the block
+    /// tolerates it ([`Fused::tolerates_reduced_precision`]); the direct path for small maps
+    /// stays f32 (a small part of any frame).
+    pub fn forward_at(&self, precision: Precision, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         assert_eq!(x.channels, self.input_channels, "input channels");
+        let precision = if self.fused.tolerates_reduced_precision {
+            precision
+        } else {
+            Precision::F32
+        };
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
         let tiles_per_image = height.div_ceil(4) * width.div_ceil(4);
         if tiles_per_image < MIN_WINOGRAD_TILES {
             self.forward_direct(x, residual)
         } else {
-            self.forward_winograd(x, height, width, residual)
+            self.forward_winograd(precision, x, height, width, residual)
         }
     }
 
     fn forward_winograd(
         &self,
+        precision: Precision,
         x: &Nhwc<'_>,
         height: usize,
         width: usize,
@@ -292,15 +317,23 @@ impl FusedConv3x3 {
         let (cin, block_tiles) = (self.input_channels, rows_per_block.min(all_rows) * geometry.columns);
         let mut transformed = vec![0.0f32; 36 * block_tiles * cin];
         let mut products = vec![0.0f32; 36 * block_tiles * cout];
-        let weight = Matrices::row_major(self.transformed_weight(), cin, cout);
+        let weight = match precision {
+            Precision::F32 => Weights::F32(Matrices::row_major(self.transformed_weight(), cin, cout)),
+            Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
+        };
         for (block, out_rows) in blocks.into_iter().enumerate() {
             let first_row = block * rows_per_block;
             let rows = rows_per_block.min(all_rows - first_row);
             let tiles = rows * geometry.columns;
             let (transformed, products) = (&mut transformed[..36 * tiles * cin], &mut products[..36 * tiles * cout]);
             self.transform_input(x, &geometry, first_row, rows, transformed);
-            let tiles_in = Matrices::row_major(transformed, tiles, cin);
-            batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
+            match weight {
+                Weights::F32(weight) => {
+                    let tiles_in = Matrices::row_major(transformed, tiles, cin);
+                    batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
+                }
+                Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
+            }
             self.transform_output(products, &geometry, first_row, out_rows, residual, (out_h, out_w));
         }
         Nhwc {
@@ -447,18 +480,31 @@ impl FusedConv3x3 {
     }
 
     fn transformed_weight(&self) -> &[f32] {
-        self.transformed.get_or_init(|| {
-            // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out
-            // filters and writes their 36 values into its 36 rows, column by column, so each
-            // row is filled while it is in cache. (Transforming into [C_out, C_in, 36] first and
-            // gathering at a stride of 36·C_in re-read every value 36 times from memory: 12% of a
-            // training step, which transforms its weights at every call.)
-            let (source, flipped) = match &self.filters {
-                Filters::Weight => (&self.weight, false),
-                Filters::InputGradientOf(forward) => (forward.as_ref(), true),
-            };
-            with_values(source, |values| self.transform_filters(values, flipped))
+        self.transformed.get_or_init(|| self.transform_weight())
+    }
+
+    fn transformed_weight_bf16(&self) -> &Bf16Columns {
+        self.transformed_bf16.get_or_init(|| {
+            let (cin, cout) = (self.input_channels, self.output_channels);
+            match self.transformed.get() {
+                Some(f32_form) => Bf16Columns::pack(f32_form, cin, cout),
+                None => Bf16Columns::pack(&self.transform_weight(), cin, cout),
+            }
         })
+    }
+
+    /// `G g Gᵀ` of every filter, [36, C_in, C_out].
+    fn transform_weight(&self) -> Vec<f32> {
+        // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out filters
+        // and writes their 36 values into its 36 rows, column by column, so each row is filled
+        // while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering at a
+        // stride of 36·C_in re-read every value 36 times from memory: 12% of a training step,
+        // which transforms its weights at every call.)
+        let (source, flipped) = match &self.filters {
+            Filters::Weight => (&self.weight, false),
+            Filters::InputGradientOf(forward) => (forward.as_ref(), true),
+        };
+        with_values(source, |values| self.transform_filters(values, flipped))
     }
 
     /// Filter (o, i) of `values`, row-major: W[o, i], or (`flipped`, the filters being the
@@ -508,6 +554,13 @@ impl FusedConv3x3 {
         });
         u
     }
+}
+
+/// The transformed weights a block's products read, at the precision they run in.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    F32(Matrices<'a>),
+    Bf16(&'a Bf16Columns),
 }
 
 /// Where a [`FusedConv3x3`]'s filters come from.
@@ -1264,6 +1317,41 @@ mod tests {
             (1, 256, 512, 19, 16),
         ] {
             check(batch, cin, cout, h, w, Fused::default(), false, false);
+        }
+    }
+
+    /// bf16 products (by the instruction where the CPU has it, else the portable loop) against
+    /// burn's f32 convolution: each operand rounded to 8 bits of mantissa (a relative 2⁻⁹), then
+    /// grown by the transforms as f32's rounding is (a float model of F(4×4, 3×3) with its
+    /// operands rounded to bf16 gives 6.1e-2 of the largest output at 256 channels); and a block
+    /// that does not tolerate reduced precision keeps f32.
+    #[test]
+    fn bf16_products_stay_within_bf16_rounding() {
+        for &(cin, cout, h, w) in &[(64, 64, 32, 30), (256, 256, 16, 16), (44, 128, 21, 18)] {
+            let x = uniform([1, cin, h, w], 1.0);
+            let weight = uniform([cout, cin, 3, 3], (1.0 / (9.0 * cin as f64)).sqrt());
+            let bias = uniform([cout], 0.1);
+            let expected = reference(&x, &weight, &bias, &Fused::default(), None, None);
+            let x = Nhwc::from_tensor(x);
+            let error = |tolerant: bool| {
+                let fused = Fused {
+                    tolerates_reduced_precision: tolerant,
+                    ..Fused::default()
+                };
+                let conv = FusedConv3x3::new(weight.clone(), Some(bias.clone()), None, fused);
+                let y = conv.forward_at(Precision::Bf16, &x, None).into_tensor(&Device::flex());
+                relative_error(y, expected.clone())
+            };
+            let (bf16_error, f32_error) = (error(true), error(false));
+            eprintln!("{cin}→{cout} {h}×{w}: relative error bf16 {bf16_error:.1e}, f32 {f32_error:.1e}");
+            assert!(
+                bf16_error < 0.1 && bf16_error > 1e-3,
+                "{cin}→{cout} {h}×{w}: bf16 relative error {bf16_error}"
+            );
+            assert!(
+                f32_error < 6e-5,
+                "{cin}→{cout} {h}×{w}: f32 kept, relative error {f32_error}"
+            );
         }
     }
 
