@@ -69,7 +69,10 @@ impl Bf16Columns {
     /// From `batch` row-major f32 matrices `[k, n]`, one after another.
     pub fn pack(matrices: &[f32], k: usize, n: usize) -> Self {
         let size = k * n;
-        assert!(size > 0 && matrices.len().is_multiple_of(size), "whole [{k}, {n}] matrices");
+        assert!(
+            size > 0 && matrices.len().is_multiple_of(size),
+            "whole [{k}, {n}] matrices"
+        );
         let per_matrix = Self::per_matrix(k, n);
         let mut values = vec![0u32; matrices.len() / size * per_matrix];
         values
