@@ -235,7 +235,7 @@ impl DeviceArgs {
         set_precision(self.precision)?;
         if self.precision != Precision::F32 {
             eprintln!(
-                "precision: {} products in the CPU's 3×3 convolutions (sums in f32; on a GPU, f32)",
+                "precision: {} products in residual blocks' 3×3 convolutions on the CPU, sums in f32 (approximate; on a GPU, f32)",
                 self.precision
             );
         }

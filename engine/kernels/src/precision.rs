@@ -11,8 +11,10 @@ pub enum Precision {
     /// f32 throughout: the reference's arithmetic.
     #[default]
     F32,
-    /// The Winograd convolutions' products on bf16 operands (8 bits of mantissa) with f32
-    /// sums, where the CPU has AVX512-BF16's dot product; everything else f32.
+    /// The Winograd products of blocks that tolerate it (residual branches:
+    /// [`crate::Fused::tolerates_reduced_precision`]) on bf16 operands (8 bits of mantissa)
+    /// with f32 sums, by AVX512-BF16's dot product; everything else f32. Approximate: frames
+    /// move by several 255ths (README, "Precision").
     Bf16,
 }
 
