@@ -207,7 +207,7 @@ pub struct DeviceArgs {
     /// animating. bf16 (AVX512-BF16: Zen 4 and later, Intel since Cooper Lake) is faster and
     /// approximate: sums stay f32, but frames move by up to several 255ths (README,
     /// "Precision"). Training is f32 whatever is chosen.
-    #[arg(long, value_name = "PRECISION", default_value = "f32", value_parser = parse_precision)]
+    #[arg(long, value_name = "PRECISION", default_value = "f32")]
     pub precision: Precision,
 }
 
@@ -240,15 +240,6 @@ impl DeviceArgs {
             );
         }
         Ok(())
-    }
-}
-
-/// `--precision` value parser.
-fn parse_precision(text: &str) -> Result<Precision, String> {
-    match text {
-        "f32" => Ok(Precision::F32),
-        "bf16" => Ok(Precision::Bf16),
-        other => Err(format!("unknown precision `{other}`: f32 or bf16")),
     }
 }
 

@@ -21,7 +21,7 @@ const ROWS: usize = 6;
 /// `x` rounded to the nearest bf16 (ties to even), as its 16 bits: the rounding
 /// `vcvtneps2bf16` does, in plain integer arithmetic so that it vectorizes anywhere.
 #[inline(always)]
-pub fn to_bf16(x: f32) -> u16 {
+fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
     if x.is_nan() {
         // Quiet, and still a NaN after the low half is dropped.
@@ -33,7 +33,7 @@ pub fn to_bf16(x: f32) -> u16 {
 
 /// The f32 a bf16 stands for (exact).
 #[inline(always)]
-pub fn from_bf16(x: u16) -> f32 {
+fn from_bf16(x: u16) -> f32 {
     f32::from_bits(u32::from(x) << 16)
 }
 
@@ -105,11 +105,6 @@ impl Bf16Columns {
     /// Columns of the panel starting at column `first`, rounded up to whole vectors of 16.
     fn panel_width(n: usize, first: usize) -> usize {
         (n - first).min(PANEL).next_multiple_of(16)
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.values.len() * 4
     }
 }
 
