@@ -544,7 +544,30 @@ fn devices_lists_the_adapters_and_the_automatic_choice() {
     if std::env::var_os("PRIORITYCUT_REQUIRE_WGPU").is_some() {
         // CI has Mesa's llvmpipe: a software adapter, listed with what the kernels may use.
         assert!(all.contains("adapter 0: ") && all.contains("| f16 "), "{all}");
+        assert!(
+            all.contains("(--backend wgpu:0)"),
+            "each adapter says how to choose it: {all}"
+        );
+        let out = prioritycut(&[
+            "bench",
+            "animate",
+            "--backend",
+            "wgpu:0",
+            "--config",
+            path(&fixture("fomm-small/config.yaml")),
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+        ]);
+        let all = text(&out);
+        assert!(out.status.success() && all.contains("on llvmpipe"), "{all}");
     }
+    // An adapter that is not there: one line, naming what there is, no panic.
+    let out = prioritycut(&["bench", "animate", "--backend", "wgpu:99"]);
+    let all = text(&out);
+    assert!(!out.status.success() && all.contains("there is no adapter 99"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
 }
 
 #[test]

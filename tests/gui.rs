@@ -355,3 +355,52 @@ fn training_the_avd_network_from_the_window() {
     assert!(losses.lines().next().is_some_and(|h| h.contains("rec_kp")), "{losses}");
     assert_eq!(losses.lines().count(), 4, "{losses}");
 }
+
+/// The top bar's Device menu lists this machine's devices; choosing one moves the loaded model
+/// there (it loads again, the log says where it computes now) and animating goes on. With an
+/// adapter (CI's llvmpipe) the model goes to wgpu and back to flex; without one, to auto (flex).
+#[test]
+fn the_device_menu_moves_the_model_to_another_device() {
+    let mut harness = app(options(Workspace::Animate));
+    step_until(&mut harness, 180, "the bundled animation", |app| {
+        app.animate.has_result()
+    });
+    let adapter = std::env::var_os("PRIORITYCUT_REQUIRE_WGPU").is_some();
+    // The window started on flex: choosing it again changes nothing, so the way back is auto.
+    let devices = if adapter {
+        vec![
+            ("wgpu:0: ", "now computing on wgpu"),
+            ("CPU: flex (pure Rust)", "now computing on flex"),
+        ]
+    } else {
+        vec![("auto: a GPU if there is one", "now computing on flex")]
+    };
+    for (entry, said) in devices {
+        harness.get_by_label("Device").click();
+        harness.run_steps(2);
+        assert!(
+            harness.query_by_label_contains("auto: a GPU if there is one").is_some(),
+            "the menu offers the automatic choice"
+        );
+        harness.state_mut().animate.status = None;
+        harness.state_mut().log.clear();
+        harness.get_by_label_contains(entry).click();
+        step_until(&mut harness, 120, "the switch and the model loaded again", |app| {
+            app.log.iter().any(|line| line.starts_with(said))
+                && app.animate.status.as_deref().is_some_and(|s| s.starts_with("model: "))
+        });
+        harness.state_mut().animate.status = None;
+        harness.get_by_label("▶ Animate").click();
+        step_until(&mut harness, 180, "an animation on the new device", |app| {
+            app.animate
+                .status
+                .as_deref()
+                .is_some_and(|s| s.starts_with("animated "))
+        });
+        assert!(
+            !harness.state().log.iter().any(|line| line.starts_with("error")),
+            "{:#?}",
+            harness.state().log
+        );
+    }
+}

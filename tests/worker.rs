@@ -129,6 +129,37 @@ fn cameras_are_listed_off_the_callers_thread() {
     assert!(matches!(answer, Event::Cameras(_)), "{answer:?}");
 }
 
+/// Devices are listed off the caller's thread; an adapter that is not there is refused with
+/// the device in use kept, and the loaded model still serves.
+#[test]
+fn devices_are_listed_and_a_missing_adapter_keeps_the_device() {
+    let (worker, events) = spawn();
+    worker.send(Command::ListDevices);
+    let answer = wait_for(&events, 30, |e| matches!(e, Event::Devices(_) | Event::Error { .. }));
+    let Event::Devices(devices) = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(devices.iter().any(|d| d.choice == BackendChoice::Flex), "{devices:?}");
+    assert!(devices.iter().any(|d| d.choice == BackendChoice::Auto), "{devices:?}");
+
+    load_fixture_model(&worker, &events);
+    worker.send(Command::UseDevice(BackendChoice::WgpuAdapter(99)));
+    let refused = wait_for(&events, 30, |e| matches!(e, Event::Error { .. } | Event::Backend(_)));
+    let Event::Error { job, message } = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(job, Job::Device);
+    assert!(message.contains("there is no adapter 99"), "{message}");
+    assert!(worker.device().description.starts_with("flex"), "{:?}", worker.device());
+    // The model is still loaded: animating asks for the photo next, not for a model.
+    worker.send(Command::Animate(AnimateOptions::default()));
+    let answer = wait_for(&events, 30, |e| matches!(e, Event::Error { .. }));
+    assert!(
+        format!("{answer:?}").contains("choose a source photo first"),
+        "{answer:?}"
+    );
+}
+
 #[test]
 fn bad_files_become_error_events_and_the_worker_goes_on() {
     let dir = temp_dir("worker-bad");

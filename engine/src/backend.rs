@@ -12,8 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
+use burn::tensor::{Device, DeviceKind};
 
 use crate::{EngineError, Result};
 
@@ -25,6 +25,9 @@ pub enum BackendChoice {
     Auto,
     /// wgpu, on whatever adapter it finds (a software one included).
     Wgpu,
+    /// wgpu on one adapter: its place in [`list_adapters`] (`prioritycut devices`), for machines
+    /// with several (a laptop's integrated and discrete GPUs).
+    WgpuAdapter(usize),
     /// The CPU default: `flex`.
     Cpu,
     /// burn's pure-Rust CPU backend.
@@ -32,14 +35,34 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
-    pub const NAMES: [&'static str; 4] = ["auto", "wgpu", "cpu", "flex"];
+    pub const NAMES: [&'static str; 5] = ["auto", "wgpu", "wgpu:N", "cpu", "flex"];
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Wgpu => f.write_str("wgpu"),
+            Self::WgpuAdapter(index) => write!(f, "wgpu:{index}"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Flex => f.write_str("flex"),
+        }
+    }
 }
 
 impl FromStr for BackendChoice {
     type Err = EngineError;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
+        let lower = s.to_ascii_lowercase();
+        if let Some(index) = lower.strip_prefix("wgpu:").or_else(|| lower.strip_prefix("gpu:")) {
+            return index.parse().map(Self::WgpuAdapter).map_err(|_| {
+                EngineError::Invalid(format!(
+                    "'{s}': after 'wgpu:' comes an adapter's number from `prioritycut devices` (0, 1, ...)"
+                ))
+            });
+        }
+        match lower.as_str() {
             "auto" => Ok(Self::Auto),
             "wgpu" | "gpu" => Ok(Self::Wgpu),
             "cpu" => Ok(Self::Cpu),
@@ -89,37 +112,99 @@ fn flex(note: Option<String>) -> SelectedDevice {
     }
 }
 
-/// Opens the wgpu runtime and says which adapter it got. Fails cleanly when there is none.
+/// Opens the wgpu runtime on `adapter` (an index into [`list_adapters`]; `None`: wgpu's own
+/// choice) and says which adapter it got. Fails cleanly when there is none.
 ///
-/// Vulkan is asked first where it is the native API: wgpu's automatic choice goes on to probe
-/// OpenGL/EGL when Vulkan has only a software adapter, and EGL prints driver noise on headless
-/// machines. Elsewhere, or without a Vulkan adapter, wgpu chooses.
-fn open_wgpu() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+/// For wgpu's own choice Vulkan is asked first where it is the native API: wgpu's automatic
+/// choice goes on to probe OpenGL/EGL when Vulkan has only a software adapter, and EGL prints
+/// driver noise on headless machines. Elsewhere, or without a Vulkan adapter, wgpu chooses.
+fn open_wgpu(adapter: Option<usize>) -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
     // CubeCL registers a device's runtime once per process: a second registration, or two at
-    // once from two threads, fails ("Service already initialized"). So the first adapter opened
-    // is the process's, and opening is serialized.
-    static OPENED: std::sync::Mutex<Option<(Device, wgpu::AdapterInfo)>> = std::sync::Mutex::new(None);
+    // once from two threads, fails ("Service already initialized"). So each adapter opened is
+    // kept for the process, and opening is serialized.
+    type Opened = Vec<(Option<usize>, Device, wgpu::AdapterInfo)>;
+    static OPENED: std::sync::Mutex<Opened> = std::sync::Mutex::new(Vec::new());
     let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(opened) = opened.as_ref() {
-        return Ok(opened.clone());
+    if let Some((_, device, info)) = opened.iter().find(|(asked, ..)| *asked == adapter) {
+        return Ok((device.clone(), info.clone()));
     }
-    let first = open_wgpu_once()?;
-    *opened = Some(first.clone());
+    let first = match adapter {
+        None => open_wgpu_default()?,
+        Some(index) => open_wgpu_listed(index)?,
+    };
+    opened.push((adapter, first.0.clone(), first.1.clone()));
     Ok(first)
 }
 
-fn open_wgpu_once() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+fn open_wgpu_default() -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
     if cfg!(not(any(target_os = "macos", target_os = "ios")))
-        && let Ok(opened) = open_wgpu_with(WgpuBackend::Vulkan)
+        && let Ok(opened) = open_wgpu_with(Device::wgpu_options().graphics_api(WgpuBackend::Vulkan))
     {
         return Ok(opened);
     }
-    open_wgpu_with(WgpuBackend::Auto)
+    open_wgpu_with(Device::wgpu_options().graphics_api(WgpuBackend::Auto))
 }
 
-fn open_wgpu_with(api: WgpuBackend) -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+/// Opens adapter `index` of [`list_adapters`]. CubeCL addresses an adapter by its API, its
+/// kind and its place among the adapters of that kind on that API, so that is what the index
+/// is turned into.
+fn open_wgpu_listed(index: usize) -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
+    let adapters = list_adapters();
+    let Some(listed) = adapters.get(index) else {
+        return Err(match adapters.len() {
+            0 => format!("there is no adapter {index}: wgpu finds none on this machine"),
+            1 => format!("there is no adapter {index}: wgpu finds one, adapter 0 (`prioritycut devices` lists it)"),
+            n => format!(
+                "there is no adapter {index}: wgpu finds {n} (0 to {}; `prioritycut devices` lists them)",
+                n - 1
+            ),
+        });
+    };
+    let info = &listed.info;
+    let same_kind_before = adapters[..index]
+        .iter()
+        .filter(|other| other.info.backend == info.backend && other.info.device_type == info.device_type)
+        .count();
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(same_kind_before),
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(same_kind_before),
+        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(same_kind_before),
+        wgpu::DeviceType::Cpu if same_kind_before == 0 => DeviceKind::Cpu,
+        other => {
+            return Err(format!(
+                "adapter {index} ({}) cannot be opened by number: CubeCL addresses only the first {other:?} adapter; try --backend wgpu",
+                info.name
+            ));
+        }
+    };
+    let api = match info.backend {
+        wgpu::Backend::Vulkan => WgpuBackend::Vulkan,
+        wgpu::Backend::Metal => WgpuBackend::Metal,
+        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+        wgpu::Backend::Gl => WgpuBackend::Gl,
+        other => {
+            return Err(format!(
+                "adapter {index} ({}) is on {other:?}, which is not built",
+                info.name
+            ));
+        }
+    };
+    let (device, opened) = open_wgpu_with(Device::wgpu_options().device_kind(kind).graphics_api(api))?;
+    if opened.name != info.name {
+        // Enumeration order changed between the listing and the opening (a GPU came or went).
+        return Err(format!(
+            "asked for adapter {index} ({}) but wgpu opened {}; run `prioritycut devices` again",
+            info.name, opened.name
+        ));
+    }
+    Ok((device, opened))
+}
+
+fn open_wgpu_with(
+    options: burn::tensor::wgpu::WgpuOptions,
+) -> std::result::Result<(Device, wgpu::AdapterInfo), String> {
     // Adapter discovery lives in driver code; a broken driver must not take the process down.
-    let opened = std::panic::catch_unwind(|| Device::wgpu_options().graphics_api(api).init_with_setup());
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| options.init_with_setup()));
     match opened {
         Ok(Ok((device, setup))) => Ok((device, setup.adapter.get_info())),
         Ok(Err(e)) => Err(e.to_string()),
@@ -152,28 +237,40 @@ fn describe_adapter(info: &wgpu::AdapterInfo, device: &Device) -> String {
     format!("wgpu ({api}) on {} [{kind}]", info.name)
 }
 
+/// A wgpu device the user asked for by name (`wgpu`, `wgpu:N`), software adapters included.
+fn asked_wgpu(device: Device, info: &wgpu::AdapterInfo) -> SelectedDevice {
+    let note = (info.device_type == wgpu::DeviceType::Cpu).then(|| {
+        crate::kernels::gpu::use_burn_kernels_on(&device);
+        "burn's kernels: ours are no faster on a software adapter".to_string()
+    });
+    SelectedDevice {
+        description: describe_adapter(info, &device),
+        device,
+        kind: BackendKind::Wgpu,
+        note,
+    }
+}
+
 /// Picks and opens the device for `choice`.
 pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
     match choice {
         BackendChoice::Flex => Ok(flex(None)),
         BackendChoice::Cpu => Ok(flex(Some("the CPU default".into()))),
-        BackendChoice::Wgpu => {
-            let (device, info) = open_wgpu().map_err(|message| EngineError::Backend {
-                backend: "wgpu".into(),
-                message: format!("no usable adapter: {message}"),
+        BackendChoice::Wgpu | BackendChoice::WgpuAdapter(_) => {
+            let adapter = match choice {
+                BackendChoice::WgpuAdapter(index) => Some(index),
+                _ => None,
+            };
+            let (device, info) = open_wgpu(adapter).map_err(|message| EngineError::Backend {
+                backend: choice.to_string(),
+                message: match adapter {
+                    Some(_) => message,
+                    None => format!("no usable adapter: {message}"),
+                },
             })?;
-            let note = (info.device_type == wgpu::DeviceType::Cpu).then(|| {
-                crate::kernels::gpu::use_burn_kernels_on(&device);
-                "burn's kernels: ours are no faster on a software adapter".to_string()
-            });
-            Ok(SelectedDevice {
-                description: describe_adapter(&info, &device),
-                device,
-                kind: BackendKind::Wgpu,
-                note,
-            })
+            Ok(asked_wgpu(device, &info))
         }
-        BackendChoice::Auto => match open_wgpu() {
+        BackendChoice::Auto => match open_wgpu(None) {
             Ok((device, info)) if info.device_type != wgpu::DeviceType::Cpu => Ok(SelectedDevice {
                 description: describe_adapter(&info, &device),
                 device,
@@ -181,7 +278,7 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
                 note: None,
             }),
             Ok((_, info)) => Ok(flex(Some(format!(
-                "no GPU; wgpu found only {}, slower than flex: pass --backend wgpu to use it",
+                "no GPU; wgpu found only {}, slower than flex: choose it with --backend wgpu (in the window: Device)",
                 info.name
             )))),
             Err(message) => Ok(flex(Some(format!("no GPU adapter: {}", first_line(&message))))),
@@ -322,6 +419,43 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// A device a person can pick (the window's device menu): the choice and its one-line label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceOption {
+    pub choice: BackendChoice,
+    pub label: String,
+}
+
+/// What can be chosen on this machine: the automatic choice, the CPU, and each wgpu adapter by
+/// its number (software adapters included, said as such).
+pub fn device_options() -> Vec<DeviceOption> {
+    let mut options = vec![
+        DeviceOption {
+            choice: BackendChoice::Auto,
+            label: "auto: a GPU if there is one, else the CPU".into(),
+        },
+        DeviceOption {
+            choice: BackendChoice::Flex,
+            label: "CPU: flex (pure Rust)".into(),
+        },
+    ];
+    options.extend(list_adapters().into_iter().enumerate().map(|(index, adapter)| {
+        let info = &adapter.info;
+        let kind = match info.device_type {
+            wgpu::DeviceType::Cpu => "software, on the CPU: slow",
+            wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+            wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+            wgpu::DeviceType::VirtualGpu => "virtual GPU",
+            wgpu::DeviceType::Other => "other adapter",
+        };
+        DeviceOption {
+            choice: BackendChoice::WgpuAdapter(index),
+            label: format!("wgpu:{index}: {} ({:?}, {kind})", info.name, info.backend),
+        }
+    }));
+    options
+}
+
 /// Runs a future that completes without waiting on anything else, as wgpu's native adapter
 /// queries do (no executor needed).
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -348,6 +482,19 @@ mod tests {
         assert_eq!("WGPU".parse::<BackendChoice>().ok(), Some(BackendChoice::Wgpu));
         assert_eq!("flex".parse::<BackendChoice>().ok(), Some(BackendChoice::Flex));
         let err = "cuda".parse::<BackendChoice>().expect_err("not built");
-        assert!(err.to_string().contains("auto, wgpu, cpu, flex"));
+        assert!(err.to_string().contains("auto, wgpu, wgpu:N, cpu, flex"));
+        assert_eq!(
+            "wgpu:1".parse::<BackendChoice>().ok(),
+            Some(BackendChoice::WgpuAdapter(1))
+        );
+        assert_eq!(BackendChoice::WgpuAdapter(1).to_string(), "wgpu:1");
+        let err = "wgpu:first".parse::<BackendChoice>().expect_err("not a number");
+        assert!(err.to_string().contains("prioritycut devices"), "{err}");
+        for choice in ["auto", "wgpu", "wgpu:3", "cpu", "flex"] {
+            assert_eq!(
+                choice.parse::<BackendChoice>().map(|c| c.to_string()).ok().as_deref(),
+                Some(choice)
+            );
+        }
     }
 }

@@ -93,7 +93,7 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   row "GPU (nvidia-smi)" "$(head -n 1 "$OUT/nvidia-smi.log")" ""
 fi
 step devices 60 "$BIN" devices
-ADAPTER=$(sed -nE 's/^adapter 0: (.*)/\1/p' "$OUT/devices.log" | head -n 1)
+ADAPTER=$(sed -nE 's/^adapter 0: (.*) \(--backend wgpu:0\)$/\1/p' "$OUT/devices.log" | head -n 1)
 if [ -z "$ADAPTER" ]; then
   why="wgpu found no adapter"
   if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'; then

@@ -304,7 +304,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         size[1],
         size[0],
         worker.device(),
-        args.kernels.describe(worker.device()),
+        args.kernels.describe(&worker.device()),
         latencies.len() as f64 / elapsed,
         elapsed,
         latencies.len(),

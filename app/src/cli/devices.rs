@@ -15,7 +15,7 @@ pub fn run(_: DevicesArgs) -> anyhow::Result<ExitCode> {
         println!("no wgpu adapter: no GPU, no Vulkan loader (libvulkan.so.1), or no Vulkan driver (ICD) for the GPU");
     }
     for (index, adapter) in adapters.iter().enumerate() {
-        println!("adapter {index}: {}", adapter.describe());
+        println!("adapter {index}: {} (--backend wgpu:{index})", adapter.describe());
     }
     println!("--backend auto: {}", backend::select(BackendChoice::Auto)?);
     Ok(ExitCode::SUCCESS)

@@ -23,7 +23,7 @@ pub struct FacesArgs {
     /// Folder with MTCNN's weights (pnet.pt, rnet.pt, onet.pt); default: the bundled ones.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// auto | wgpu | cpu | flex: the device the detector runs on (here flex unless asked).
+    /// auto | wgpu | wgpu:N | cpu | flex: the device the detector runs on (here flex unless asked).
     #[arg(long, default_value = "flex", value_parser = super::parse_backend)]
     pub backend: BackendChoice,
 }

@@ -199,8 +199,8 @@ impl ModelArgs {
 /// Where the engine computes: flattened into every subcommand that computes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeviceArgs {
-    /// auto | wgpu | cpu | flex: the device the engine computes on (auto: wgpu on a hardware
-    /// GPU, else flex on the CPU).
+    /// auto | wgpu | wgpu:N | cpu | flex: the device the engine computes on (auto: wgpu on a
+    /// hardware GPU, else flex on the CPU; wgpu:N: adapter N of `prioritycut devices`).
     #[arg(long = "backend", value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub choice: BackendChoice,
     /// f32 | bf16: what the CPU's 3×3 convolutions in residual blocks multiply in when

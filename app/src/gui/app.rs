@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use eframe::egui;
+use prioritycut_engine::backend::{BackendChoice, DeviceOption};
 use prioritycut_engine::data::video::{IMAGE_EXTENSIONS, VIDEO_CONTAINERS, extension};
-use prioritycut_engine::worker::{Command, Event, Worker};
+use prioritycut_engine::worker::{Command, Event, Job, Worker};
 use serde::{Deserialize, Serialize};
 
 use super::GuiOptions;
@@ -77,6 +78,12 @@ pub struct StudioApp {
     worker: Option<Worker>,
     events: Option<Receiver<Event>>,
     backend: String,
+    /// What the device menu offers (the worker's answer to `ListDevices`).
+    devices: Vec<DeviceOption>,
+    /// The device asked for and not yet open, while switching.
+    switching: Option<BackendChoice>,
+    /// What the device in use was chosen as (the start's `--backend`, then the menu's choices).
+    device_choice: BackendChoice,
     pub workspace: Workspace,
     pub animate: AnimatePanel,
     pub train: TrainPanel,
@@ -126,6 +133,7 @@ impl StudioApp {
         if let Some(worker) = &worker {
             // Face-aware animation's detector, bundled; sent first so Animate has it.
             worker.send(Command::LoadFaceDetector(Bundle::at(&options.assets).face_weights));
+            worker.send(Command::ListDevices);
         }
         let bundle = Bundle::found_in(&options.assets);
         let first_run = settings.animate.checkpoint.is_empty();
@@ -191,6 +199,9 @@ impl StudioApp {
             worker,
             events,
             backend: String::new(),
+            devices: Vec::new(),
+            switching: None,
+            device_choice: options.backend,
             workspace: settings.workspace,
             animate,
             train,
@@ -226,8 +237,23 @@ impl StudioApp {
         let events: Vec<Event> = events.try_iter().collect();
         for event in events {
             match &event {
-                Event::Backend(description) => self.backend = description.clone(),
-                Event::Error { job, message } => self.log.push(format!("error ({}): {message}", job.describe())),
+                Event::Backend(description) => {
+                    if let Some(choice) = self.switching.take() {
+                        self.device_choice = choice;
+                        self.log.push(format!("now computing on {description}"));
+                    }
+                    self.backend = description.clone();
+                }
+                Event::Devices(devices) => self.devices = devices.clone(),
+                Event::Error { job, message } => {
+                    if *job == Job::Device && self.switching.take().is_some() {
+                        // The device in use stays: say it again where the attempt was shown.
+                        if let Some(worker) = &self.worker {
+                            self.backend = worker.device().to_string();
+                        }
+                    }
+                    self.log.push(format!("error ({}): {message}", job.describe()))
+                }
                 Event::Exported { path, frames, .. } => {
                     self.log.push(format!("exported {frames} frames to {}", path.display()))
                 }
@@ -240,6 +266,37 @@ impl StudioApp {
         }
         let excess = self.log.len().saturating_sub(500);
         self.log.drain(..excess);
+    }
+
+    /// The top bar's device menu: every device this machine offers; choosing one asks the
+    /// worker to move onto it (the worker refuses while training, evaluating or live).
+    fn device_menu(&mut self, ui: &mut egui::Ui) {
+        let Some(worker) = &self.worker else { return };
+        let mut chosen = None;
+        ui.add_enabled_ui(self.switching.is_none(), |ui| {
+            ui.menu_button("Device", |ui| {
+                if self.devices.is_empty() {
+                    ui.label("looking for devices…");
+                }
+                for option in &self.devices {
+                    let current = option.choice == self.device_choice;
+                    if ui.selectable_label(current, &option.label).clicked() {
+                        chosen = (!current).then(|| option.clone());
+                        ui.close();
+                    }
+                }
+            })
+            .response
+            .on_hover_text("compute on another device: the loaded model moves there");
+        });
+        if self.switching.is_some() {
+            ui.spinner();
+        }
+        if let Some(option) = chosen {
+            worker.send(Command::UseDevice(option.choice));
+            self.backend = format!("opening {}…", option.label);
+            self.switching = Some(option.choice);
+        }
     }
 
     /// A file chosen in a dialog, or dropped on the window.
@@ -382,6 +439,7 @@ impl eframe::App for StudioApp {
                     ui.selectable_value(&mut self.workspace, workspace, workspace.title());
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    self.device_menu(ui);
                     let text = if self.backend.is_empty() {
                         "engine starting…"
                     } else {

@@ -91,6 +91,11 @@ pub(super) struct LiveJob {
 pub(super) struct Slot(JobSlot<Sender<LiveControl>>);
 
 impl Slot {
+    /// Whether a job of this kind runs (or is paused).
+    pub(super) fn running(&self) -> bool {
+        self.0.controls().is_some()
+    }
+
     pub(super) fn control(&self, control: LiveControl) {
         if let Some(sender) = self.0.controls() {
             let _ = sender.send(control);

@@ -20,16 +20,16 @@ mod studio;
 mod training;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use image::RgbImage;
 
 use crate::Result;
 use crate::animate::AnimateOptions;
-use crate::backend::{self, BackendChoice, SelectedDevice};
+use crate::backend::{self, BackendChoice, DeviceOption, SelectedDevice};
 use crate::config::TrainingMode;
 use crate::config::{AnimateParams, FommConfig, Variant};
 use crate::data::Soundtrack;
@@ -114,6 +114,13 @@ pub enum Command {
     CheckpointNow,
     /// Ask which cameras there are; answered by [`Event::Cameras`].
     ListCameras,
+    /// Ask which devices can be chosen; answered by [`Event::Devices`].
+    ListDevices,
+    /// Compute on another device from now on: it is opened, the loaded model and face detector
+    /// are loaded again onto it, and [`Event::Backend`] names it. Refused while training,
+    /// evaluating or puppeteering (their work lives on the device); on failure the device in
+    /// use stays.
+    UseDevice(BackendChoice),
     /// Puppeteer the source with a camera (or a video file standing in for one).
     StartLive {
         camera: CameraSource,
@@ -153,6 +160,7 @@ impl Command {
             | Command::StopTraining
             | Command::CheckpointNow => Job::Training,
             Command::ListCameras => Job::Cameras,
+            Command::ListDevices | Command::UseDevice(_) => Job::Device,
             Command::StartLive { .. }
             | Command::SetLiveView { .. }
             | Command::SetLiveStream(_)
@@ -173,6 +181,8 @@ pub enum Job {
     Export,
     Training,
     Cameras,
+    /// Listing or switching devices.
+    Device,
     Live,
     /// Writing the synthetic test set of an evaluation.
     MakeTestSet,
@@ -190,6 +200,7 @@ impl Job {
             Job::Export => "exporting",
             Job::Training => "training",
             Job::Cameras => "listing cameras",
+            Job::Device => "choosing the device",
             Job::Live => "live",
             Job::MakeTestSet => "making the synthetic test set",
             Job::Evaluate => "evaluating",
@@ -238,8 +249,10 @@ pub type Frames = Arc<[RgbImage]>;
 /// What the worker reports.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The device in use, said once at start.
+    /// The device in use, said at start and after each [`Command::UseDevice`].
     Backend(String),
+    /// The devices that can be chosen, after [`Command::ListDevices`].
+    Devices(Vec<DeviceOption>),
     ModelLoaded {
         path: PathBuf,
         /// [height, width] the model works at.
@@ -324,13 +337,14 @@ pub struct Worker {
     /// is not lost.
     live_settings: Arc<live::LiveSettings>,
     events: EventSink,
-    device: SelectedDevice,
+    /// The device in use, shared with the studio thread, which switches it.
+    device: Arc<Mutex<SelectedDevice>>,
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("device", &self.device.description)
+            .field("device", &self.device().description)
             .finish()
     }
 }
@@ -392,8 +406,9 @@ impl Worker {
         let cancel = Arc::new(AtomicBool::new(false));
         let live = live::Slot::default();
         let live_settings = Arc::new(live::LiveSettings::default());
+        let device = Arc::new(Mutex::new(device));
         let studio = studio::Studio::new(
-            device.device.clone(),
+            device.clone(),
             events.clone(),
             cancel.clone(),
             live.clone(),
@@ -415,16 +430,16 @@ impl Worker {
         ))
     }
 
-    /// The device the worker computes on.
-    pub fn device(&self) -> &SelectedDevice {
-        &self.device
+    /// The device the worker computes on now.
+    pub fn device(&self) -> SelectedDevice {
+        studio::current(&self.device)
     }
 
     pub fn send(&self, command: Command) {
         let job = command.job();
         match command {
             Command::Cancel => self.cancel.store(true, Ordering::SeqCst),
-            Command::StartTraining(request) => self.training.start(*request, &self.device, &self.events),
+            Command::StartTraining(request) => self.training.start(*request, &self.device(), &self.events),
             Command::PauseTraining => self.training.control(TrainControl::Pause, &self.events),
             Command::ResumeTraining => self.training.control(TrainControl::Resume, &self.events),
             Command::StopTraining => self.training.control(TrainControl::Stop, &self.events),
@@ -435,6 +450,19 @@ impl Worker {
                 spawn_job("cameras", job, &self.events, move || {
                     events.send(Event::Cameras(crate::live::list_cameras()));
                 });
+            }
+            Command::ListDevices => {
+                let events = self.events.clone();
+                // Enumerating adapters is driver work: never on the caller's thread.
+                spawn_job("devices", job, &self.events, move || {
+                    events.send(Event::Devices(backend::device_options()));
+                });
+            }
+            Command::UseDevice(_) if self.training.running() || self.evaluation.running() || self.live.running() => {
+                self.events.error(
+                    job,
+                    "the device cannot change while training, evaluating or live: stop that first",
+                );
             }
             Command::SetLiveView {
                 mirror,
@@ -459,7 +487,7 @@ impl Worker {
             }
             Command::Calibrate => self.live.control(live::LiveControl::Calibrate),
             Command::StopLive => self.live.control(live::LiveControl::Stop),
-            Command::Evaluate(request) => self.evaluation.start(*request, &self.device, &self.events),
+            Command::Evaluate(request) => self.evaluation.start(*request, &self.device(), &self.events),
             Command::CancelEvaluation => self.evaluation.cancel(),
             other => {
                 if self.studio.send(other).is_err() {

@@ -2,9 +2,9 @@
 //! loading, animating and exporting, one job at a time, cancellable.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -13,6 +13,7 @@ use image::RgbImage;
 use super::live::{self, LiveSettings};
 use super::{Command, Event, EventSink, Frames, Job};
 use crate::animate::{AnimateOptions, ClipStage, animate_clip};
+use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::data::{read_image, read_video, write_frames_with_audio};
 use crate::faces::FaceDetector;
 use crate::family::LoadedModel;
@@ -20,14 +21,25 @@ use crate::import::load_face_detector;
 use crate::live::CameraSource;
 use crate::{EngineError, Result};
 
+/// The device in `shared`, as it is now.
+pub(super) fn current(shared: &Mutex<SelectedDevice>) -> SelectedDevice {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
 pub(super) struct Studio {
+    /// The device in use, shared with the worker (whose training and evaluation start on it).
+    shared_device: Arc<Mutex<SelectedDevice>>,
     device: Device,
     events: EventSink,
     cancel: Arc<AtomicBool>,
     live: live::Slot,
     live_settings: Arc<LiveSettings>,
     model: Option<LoadedModel>,
+    /// Where the model came from (checkpoint, config), to load it again on another device.
+    model_files: Option<(PathBuf, Option<PathBuf>)>,
     faces: Option<FaceDetector>,
+    /// The face detector's weights, likewise.
+    face_weights: Option<PathBuf>,
     /// The source as loaded (full size).
     source: Option<RgbImage>,
     /// The driving video's frames, frame rate and file (whose sound an MP4 export keeps).
@@ -38,20 +50,23 @@ pub(super) struct Studio {
 
 impl Studio {
     pub(super) fn new(
-        device: Device,
+        shared_device: Arc<Mutex<SelectedDevice>>,
         events: EventSink,
         cancel: Arc<AtomicBool>,
         live: live::Slot,
         live_settings: Arc<LiveSettings>,
     ) -> Self {
         Self {
-            device,
+            device: current(&shared_device).device,
+            shared_device,
             events,
             cancel,
             live,
             live_settings,
             model: None,
+            model_files: None,
             faces: None,
+            face_weights: None,
             source: None,
             driving: None,
             result: None,
@@ -100,8 +115,10 @@ impl Studio {
             }
             Command::LoadFaceDetector(dir) => {
                 self.faces = Some(load_face_detector(&dir, &self.device)?);
+                self.face_weights = Some(dir);
                 Ok(())
             }
+            Command::UseDevice(choice) => self.use_device(choice),
             Command::Animate(options) => self.animate(options),
             Command::Export(path) => self.export(&path),
             Command::StartLive { camera, options } => self.start_live(camera, options),
@@ -127,7 +144,35 @@ impl Studio {
             description,
         });
         self.model = Some(model);
+        self.model_files = Some((checkpoint.to_path_buf(), config.map(Path::to_path_buf)));
         self.result = None;
+        Ok(())
+    }
+
+    /// Opens `choice` and moves the studio's networks onto it: the model and the face detector
+    /// are loaded again from their files (a model's prepared forms belong to one device). The
+    /// photo, the video and the last animation are pictures and stay.
+    fn use_device(&mut self, choice: BackendChoice) -> Result<()> {
+        self.events.progress(Job::Device, 0, 1);
+        let selected = backend::select(choice)?;
+        let description = selected.to_string();
+        self.device = selected.device.clone();
+        *self
+            .shared_device
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = selected;
+        self.events.send(Event::Backend(description));
+        self.model = None;
+        self.faces = None;
+        if let Some(dir) = self.face_weights.clone() {
+            self.faces = Some(load_face_detector(&dir, &self.device)?);
+        }
+        if let Some((checkpoint, config)) = self.model_files.clone() {
+            let result = self.result.take();
+            self.load_model(&checkpoint, config.as_deref())?;
+            self.result = result;
+        }
+        self.events.progress(Job::Device, 1, 1);
         Ok(())
     }
 
