@@ -401,3 +401,23 @@ fn gpu_winograd_convolution_matches_burns() {
         );
     }
 }
+
+/// TPSMM's gradient clipping (torch's `clip_grad_norm_`, infinity norm) finds the largest
+/// gradient value wherever it sits in a 512×512×3×3 gradient, on the CPU and on wgpu, where a
+/// reduction of the gradient flattened to one axis misses the values past its first ~262 000.
+#[test]
+fn the_largest_gradient_value_is_found_on_every_device() {
+    use prioritycut_engine::burn::tensor::{Device, Tensor};
+    use prioritycut_engine::train::optim::largest_magnitude;
+    let shape = [512usize, 512, 3, 3];
+    let n: usize = shape.iter().product();
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(wgpu_device()).collect();
+    for device in &devices {
+        for at in [0, n / 2, n - 1] {
+            let mut values = vec![0.5f32; n];
+            values[at] = -7.0;
+            let gradient = Tensor::<1>::from_floats(values.as_slice(), device).reshape(shape);
+            assert_eq!(largest_magnitude(gradient), 7.0, "value {at} of {n} on {device:?}");
+        }
+    }
+}

@@ -224,21 +224,19 @@ pub fn clip_gradients_max_abs<M: Module>(module: &M, grads: &mut GradientsParams
     }
     let mut ids = Ids(Vec::new());
     module.visit(&mut ids);
-    fn flat<const D: usize>(grads: &GradientsParams, id: burn::module::ParamId) -> Option<Tensor<1>> {
-        grads.get::<D>(id).map(|g| g.flatten::<1>(0, D - 1))
+    fn largest<const D: usize>(grads: &GradientsParams, id: burn::module::ParamId) -> Option<f64> {
+        grads.get::<D>(id).map(largest_magnitude)
     }
-    let gradient = |grads: &GradientsParams, id, dims| match dims {
-        1 => flat::<1>(grads, id),
-        2 => flat::<2>(grads, id),
-        3 => flat::<3>(grads, id),
-        4 => flat::<4>(grads, id),
-        _ => None,
-    };
     let norm = ids
         .0
         .iter()
-        .filter_map(|&(id, dims)| gradient(grads, id, dims))
-        .map(|g| f64::from(g.abs().max().into_scalar::<f32>()))
+        .filter_map(|&(id, dims)| match dims {
+            1 => largest::<1>(grads, id),
+            2 => largest::<2>(grads, id),
+            3 => largest::<3>(grads, id),
+            4 => largest::<4>(grads, id),
+            _ => None,
+        })
         .fold(0.0f64, f64::max);
     let coefficient = max_norm / (norm + 1e-6);
     if coefficient < 1.0 {
@@ -258,6 +256,18 @@ pub fn clip_gradients_max_abs<M: Module>(module: &M, grads: &mut GradientsParams
         }
     }
     norm
+}
+
+/// The largest |value| of `tensor`, reduced one axis at a time in its own shape. Not flattened
+/// first: on wgpu, burn 0.22.1's reduction along one axis longer than ~262 000 values returns a
+/// wrong answer (Mesa's llvmpipe: the values past the first 65 535 workgroups' share are left
+/// out), and a conv layer's gradient flattened is 2.4 M values.
+pub fn largest_magnitude<const D: usize>(tensor: Tensor<D>) -> f64 {
+    let mut reduced = tensor.abs();
+    for axis in (0..D).rev() {
+        reduced = reduced.max_dim(axis);
+    }
+    f64::from(reduced.reshape([1]).into_scalar::<f32>())
 }
 
 /// torch's bias corrections at `step` (from 1): `p -= lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + ε)`
