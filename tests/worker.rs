@@ -160,6 +160,51 @@ fn devices_are_listed_and_a_missing_adapter_keeps_the_device() {
     );
 }
 
+/// A GPU that runs out of memory under an animation (llvmpipe's buffers stop at 128 MiB; the
+/// fixture network at 1536×1536 asks for 144 MiB): the worker says so, moves to the CPU and
+/// animates there, without being asked again. Only where wgpu has an adapter (CI's llvmpipe).
+#[test]
+fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    let dir = temp_dir("worker-gpu-memory");
+    let (gif, photo) = clip(&dir);
+    // Two frames: llvmpipe takes ~15 s a frame at this size before the read that fails.
+    let short = dir.join("short.gif");
+    let frames = read_video(&gif).expect("frames").0;
+    prioritycut_engine::data::write_frames(&short, &frames[..2], 10.0, |_| {}).expect("gif");
+    let config = dir.join("config-1536.yaml");
+    let text = std::fs::read_to_string(fixture("fomm-small/config.yaml")).expect("config");
+    std::fs::write(&config, text.replace("  - 64\n  - 64\n", "  - 1536\n  - 1536\n")).expect("config");
+    let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
+    worker.send(Command::LoadModel {
+        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+        config: Some(config),
+    });
+    worker.send(Command::LoadSource(photo));
+    worker.send(Command::LoadDriving(short));
+    worker.send(Command::Animate(AnimateOptions::default()));
+    let mut fell_back = None;
+    let mut backend_after = None;
+    let ready = wait_for(&events, 600, |e| {
+        match e {
+            Event::DeviceFallback { reason } => fell_back = Some(reason.clone()),
+            Event::Backend(b) if fell_back.is_some() => backend_after = Some(b.clone()),
+            _ => no_error(e),
+        }
+        matches!(e, Event::AnimationReady { .. })
+    });
+    let reason = fell_back.expect("the fallback was said");
+    assert!(reason.contains("out of memory"), "{reason}");
+    assert!(backend_after.is_some_and(|b| b.starts_with("flex")));
+    let Event::AnimationReady { frames, .. } = ready else {
+        unreachable!()
+    };
+    assert_eq!(frames.len(), 2);
+    assert!(worker.device().description.starts_with("flex"));
+}
+
 #[test]
 fn bad_files_become_error_events_and_the_worker_goes_on() {
     let dir = temp_dir("worker-bad");

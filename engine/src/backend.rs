@@ -286,6 +286,79 @@ pub fn select(choice: BackendChoice) -> Result<SelectedDevice> {
     }
 }
 
+/// What a GPU failure was, in a line, read off the message of the panic burn raised for it
+/// (burn's tensor reads panic when CubeCL reports a failed allocation or a lost device).
+/// `None` for any other panic.
+pub fn gpu_failure(panic_message: &str) -> Option<String> {
+    const ALLOCATION: &str = "can't allocate buffer of size: ";
+    if let Some((_, rest)) = panic_message.split_once(ALLOCATION) {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let size = digits
+            .parse::<u64>()
+            .map(|bytes| format!("{} MiB", bytes.div_ceil(1 << 20)))
+            .unwrap_or_else(|_| "a buffer".into());
+        return Some(format!("the GPU could not allocate {size} (out of memory)"));
+    }
+    let lower = panic_message.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("outofmemory") {
+        return Some("the GPU ran out of memory".into());
+    }
+    if lower.contains("device lost") || lower.contains("devicelost") || lower.contains("poisoned") {
+        return Some("the GPU device was lost".into());
+    }
+    lower
+        .contains("an error happened during execution")
+        .then(|| format!("the GPU failed: {}", first_line(panic_message)))
+}
+
+thread_local! {
+    /// Set while [`catch_gpu_failure`] runs work on this thread: the panic hook stays quiet
+    /// about GPU failures there (they become a line of their own).
+    static CATCHING_GPU_FAILURES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work`, which computes on `device`; on a GPU, a failure of the device itself (out of
+/// memory, device lost: see [`gpu_failure`]) becomes `Err` with its line, so that the caller
+/// can go on elsewhere (on flex) instead of crashing. Any other panic goes on unwinding. On the
+/// CPU `work` just runs.
+pub fn catch_gpu_failure<T>(device: &Device, work: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    if !launches_kernels(device) {
+        return Ok(work());
+    }
+    quiet_panic_hook_for_gpu_failures();
+    let was = CATCHING_GPU_FAILURES.replace(true);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    CATCHING_GPU_FAILURES.set(was);
+    outcome.or_else(|panic| {
+        let message = crate::error::panic_message(panic);
+        match gpu_failure(&message) {
+            Some(failure) => Err(failure),
+            None => std::panic::resume_unwind(Box::new(message)),
+        }
+    })
+}
+
+/// Wraps the process's panic hook once: a GPU failure inside [`catch_gpu_failure`] is not
+/// printed (CubeCL's report runs to dozens of lines); everything else is, as before.
+fn quiet_panic_hook_for_gpu_failures() {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if CATCHING_GPU_FAILURES.get() && gpu_failure(message).is_some() {
+                return;
+            }
+            previous(info);
+        }));
+    });
+}
+
 /// The GPU kernels launched while some work ran: how many, and how many of each kernel.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Launches {
@@ -496,5 +569,26 @@ mod tests {
                 Some(choice)
             );
         }
+    }
+
+    /// CubeCL's report of a failed allocation, as burn's read panics with it (abridged from
+    /// llvmpipe), and what is not a GPU failure.
+    #[test]
+    fn gpu_failures_are_told_from_other_panics() {
+        let allocation = "Error while reading data: use `try_into_data` instead to catch the error at runtime: \
+            An error happened during execution\nCaused by:\n  Several failures at once\nCaused by:\n  \
+            An IO error happened\nCaused by:\n  can't allocate buffer of size: 268435456\nNo backtrace available";
+        assert_eq!(
+            gpu_failure(allocation).as_deref(),
+            Some("the GPU could not allocate 256 MiB (out of memory)")
+        );
+        assert_eq!(
+            gpu_failure("Device lost: the driver reset").as_deref(),
+            Some("the GPU device was lost")
+        );
+        assert_eq!(
+            gpu_failure("index out of bounds: the len is 3 but the index is 7"),
+            None
+        );
     }
 }

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use prioritycut_engine::animate::{AnimateOptions, ClipStage, animate_clip};
+use image::RgbImage;
+use prioritycut_engine::animate::{AnimateOptions, AnimatedClip, ClipStage, animate_clip};
+use prioritycut_engine::backend;
+use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
 use prioritycut_engine::faces::{FaceMode, Framing};
 
@@ -85,41 +88,16 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
     let source = read_image(&args.source)?;
     let (driving, driving_fps) = read_video(&args.driving)?;
     let selected = args.device.open()?;
-    let model = args.model.open(&selected.device)?;
-    super::report_ignored_keys(&model.ignored_config_keys);
-
-    let faces = match args.face {
-        FaceMode::Off => None,
-        _ => Some(super::faces::face_detector(
-            args.face_weights.as_deref(),
-            &selected.device,
-        )?),
+    let clip = match backend::catch_gpu_failure(&selected.device, || {
+        animate_on(&args, &source, &driving, &selected.device)
+    }) {
+        Ok(clip) => clip?,
+        // The GPU's own failure (out of memory, device lost): the same work on the CPU, said.
+        Err(failure) => {
+            eprintln!("note: {failure}: animating on the CPU (flex) instead");
+            animate_on(&args, &source, &driving, &Device::flex())?
+        }
     };
-
-    let bar = super::progress_bar(driving.len(), "keypoints");
-    let mut stage_now = None;
-    let clip = animate_clip(
-        &model,
-        faces.as_ref(),
-        &source,
-        &driving,
-        args.options(),
-        &selected.device,
-        |stage, done, _| {
-            if stage_now != Some(stage) {
-                stage_now = Some(stage);
-                bar.reset();
-                bar.set_message(match stage {
-                    ClipStage::Faces => "faces",
-                    ClipStage::Keypoints => "keypoints",
-                    ClipStage::Generating => "animating",
-                });
-            }
-            bar.set_position(done as u64);
-        },
-        || false,
-    )?;
-    bar.finish_and_clear();
     describe_framing(&clip.framing);
     if args.best_frame {
         eprintln!(
@@ -149,6 +127,46 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
     let (w, h) = clip.frames[0].dimensions();
     println!("wrote {} frames ({w}x{h}) to {}", clip.frames.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the model (and the face detector) onto `device` and animates there, with a progress bar.
+fn animate_on(
+    args: &AnimateArgs,
+    source: &RgbImage,
+    driving: &[RgbImage],
+    device: &Device,
+) -> anyhow::Result<AnimatedClip> {
+    let model = args.model.open(device)?;
+    super::report_ignored_keys(&model.ignored_config_keys);
+    let faces = match args.face {
+        FaceMode::Off => None,
+        _ => Some(super::faces::face_detector(args.face_weights.as_deref(), device)?),
+    };
+    let bar = super::progress_bar(driving.len(), "keypoints");
+    let mut stage_now = None;
+    let clip = animate_clip(
+        &model,
+        faces.as_ref(),
+        source,
+        driving,
+        args.options(),
+        device,
+        |stage, done, _| {
+            if stage_now != Some(stage) {
+                stage_now = Some(stage);
+                bar.reset();
+                bar.set_message(match stage {
+                    ClipStage::Faces => "faces",
+                    ClipStage::Keypoints => "keypoints",
+                    ClipStage::Generating => "animating",
+                });
+            }
+            bar.set_position(done as u64);
+        },
+        || false,
+    );
+    bar.finish_and_clear();
+    Ok(clip?)
 }
 
 /// Where the faces were found, on stderr.

@@ -245,6 +245,11 @@ impl StudioApp {
                     self.backend = description.clone();
                 }
                 Event::Devices(devices) => self.devices = devices.clone(),
+                Event::DeviceFallback { reason } => {
+                    self.device_choice = BackendChoice::Flex;
+                    self.log
+                        .push(format!("{reason}: moved to the CPU (flex), and the work goes on there"));
+                }
                 Event::Error { job, message } => {
                     if *job == Job::Device && self.switching.take().is_some() {
                         // The device in use stays: say it again where the attempt was shown.

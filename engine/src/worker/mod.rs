@@ -253,6 +253,11 @@ pub enum Event {
     Backend(String),
     /// The devices that can be chosen, after [`Command::ListDevices`].
     Devices(Vec<DeviceOption>),
+    /// The GPU failed under a job (out of memory, device lost): the worker has moved to the CPU
+    /// (flex; [`Event::Backend`] follows) and runs the job again there.
+    DeviceFallback {
+        reason: String,
+    },
     ModelLoaded {
         path: PathBuf,
         /// [height, width] the model works at.

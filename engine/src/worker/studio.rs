@@ -196,24 +196,35 @@ impl Studio {
             .ok_or_else(|| EngineError::Invalid("choose a driving video first".into()))?;
         let start = Instant::now();
         let n = driving.len();
-        let clip = animate_clip(
-            &model,
-            self.faces.as_ref(),
-            &source,
-            &driving,
-            options,
-            &self.device,
-            |stage, done, _| {
-                // One bar over the three passes.
-                let done = match stage {
-                    ClipStage::Faces => done,
-                    ClipStage::Keypoints => n + done,
-                    ClipStage::Generating => 2 * n + done,
-                };
-                self.events.progress(Job::Animate, done, 3 * n);
-            },
-            || self.cancel.load(Ordering::SeqCst),
-        )?;
+        let animated = backend::catch_gpu_failure(&self.device, || {
+            animate_clip(
+                &model,
+                self.faces.as_ref(),
+                &source,
+                &driving,
+                options,
+                &self.device,
+                |stage, done, _| {
+                    // One bar over the three passes.
+                    let done = match stage {
+                        ClipStage::Faces => done,
+                        ClipStage::Keypoints => n + done,
+                        ClipStage::Generating => 2 * n + done,
+                    };
+                    self.events.progress(Job::Animate, done, 3 * n);
+                },
+                || self.cancel.load(Ordering::SeqCst),
+            )
+        });
+        let clip = match animated {
+            Ok(clip) => clip?,
+            Err(reason) => {
+                // The GPU itself failed: the same animation on the CPU, nothing asked again.
+                self.events.send(Event::DeviceFallback { reason });
+                self.use_device(BackendChoice::Flex)?;
+                return self.animate(options);
+            }
+        };
         let frames = Frames::from(clip.frames);
         self.result = Some((frames.clone(), fps, driving_path));
         self.events.send(Event::AnimationReady {
