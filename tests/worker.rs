@@ -162,7 +162,8 @@ fn devices_are_listed_and_a_missing_adapter_keeps_the_device() {
 
 /// A GPU that runs out of memory under an animation (llvmpipe's buffers stop at 128 MiB; the
 /// fixture network at 1536×1536 asks for 144 MiB): the worker says so, moves to the CPU and
-/// animates there, without being asked again. Only where wgpu has an adapter (CI's llvmpipe).
+/// animates there, without being asked again; before that, the GPU's first frame is announced
+/// (its kernels compile). Only where wgpu has an adapter (CI's llvmpipe).
 #[test]
 fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     if common::wgpu_device().is_none() {
@@ -187,14 +188,20 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     worker.send(Command::Animate(AnimateOptions::default()));
     let mut fell_back = None;
     let mut backend_after = None;
+    let mut preparing_said = false;
     let ready = wait_for(&events, 600, |e| {
         match e {
+            // This test is the only one of this file animating on wgpu: the process's first.
+            Event::Progress {
+                job: Job::PrepareGpu, ..
+            } => preparing_said = fell_back.is_none(),
             Event::DeviceFallback { reason } => fell_back = Some(reason.clone()),
             Event::Backend(b) if fell_back.is_some() => backend_after = Some(b.clone()),
             _ => no_error(e),
         }
         matches!(e, Event::AnimationReady { .. })
     });
+    assert!(preparing_said, "the GPU's first frame was announced");
     let reason = fell_back.expect("the fallback was said");
     assert!(reason.contains("out of memory"), "{reason}");
     assert!(backend_after.is_some_and(|b| b.starts_with("flex")));

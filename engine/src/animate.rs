@@ -11,6 +11,7 @@
 use burn::tensor::{Device, Tensor};
 use image::RgbImage;
 
+use crate::backend::launches_kernels;
 use crate::config::AnimateParams;
 use crate::faces::{FaceDetector, FaceMode, Framing};
 use crate::family::LoadedModel;
@@ -64,7 +65,14 @@ pub enum ClipStage {
     Keypoints,
     /// The source moved by each frame.
     Generating,
+    /// Said `(0, 0)` before the first frame of each pass of a process's first animation on a
+    /// GPU: that frame compiles and autotunes the kernels it launches, which takes seconds to
+    /// minutes, so a person is told why nothing moves yet.
+    PreparingGpu,
 }
+
+/// Whether an animation on a GPU has run in this process (its kernels compiled and tuned).
+static GPU_PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A driving video's animation of a photo.
 #[derive(Debug, Clone)]
@@ -113,6 +121,10 @@ pub fn animate_clip(
         animator.disentangle()?;
     }
     let total = driving.len();
+    let preparing_gpu = launches_kernels(device) && !GPU_PREPARED.swap(true, std::sync::atomic::Ordering::Relaxed);
+    if preparing_gpu {
+        on_progress(ClipStage::PreparingGpu, 0, 0);
+    }
     let mut keypoints = Vec::with_capacity(total);
     for (i, frame) in driving.iter().enumerate() {
         if cancelled() {
@@ -128,6 +140,9 @@ pub fn animate_clip(
         0
     };
     animator.set_initial_keypoints(keypoints[initial_frame].clone());
+    if preparing_gpu {
+        on_progress(ClipStage::PreparingGpu, 0, 0);
+    }
     let mut frames = Vec::with_capacity(total);
     for (i, kp) in keypoints.iter().enumerate() {
         if cancelled() {

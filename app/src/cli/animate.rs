@@ -159,6 +159,7 @@ fn animate_on(
                     ClipStage::Faces => "faces",
                     ClipStage::Keypoints => "keypoints",
                     ClipStage::Generating => "animating",
+                    ClipStage::PreparingGpu => "preparing the GPU (its first frame compiles and tunes the kernels)",
                 });
             }
             bar.set_position(done as u64);

@@ -305,7 +305,7 @@ impl Panel for AnimatePanel {
                 self.stale = true;
                 self.status = Some(format!("driving video: {} frames at {fps:.1} fps", frames.len()));
             }
-            Event::Progress { job, done, total } if matches!(job, Job::Animate | Job::Export) => {
+            Event::Progress { job, done, total } if matches!(job, Job::Animate | Job::Export | Job::PrepareGpu) => {
                 self.progress = Some((*job, *done, *total));
             }
             Event::AnimationReady {

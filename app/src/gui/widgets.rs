@@ -218,7 +218,15 @@ pub fn path_row(ui: &mut egui::Ui, label: &str, path: &mut String, hint: &str) -
 /// A progress bar with its text, or nothing.
 pub fn progress(ui: &mut egui::Ui, progress: Option<(usize, usize)>, what: &str) {
     if let Some((done, total)) = progress {
-        let fraction = if total == 0 { 0.0 } else { done as f32 / total as f32 };
+        if total == 0 {
+            // Nothing to count yet: a spinner and what is being done.
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("{what}…"));
+            });
+            return;
+        }
+        let fraction = done as f32 / total as f32;
         ui.add(
             egui::ProgressBar::new(fraction)
                 .text(format!("{what} {done}/{total}"))

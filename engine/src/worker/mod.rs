@@ -183,6 +183,8 @@ pub enum Job {
     Cameras,
     /// Listing or switching devices.
     Device,
+    /// A GPU's first frame: its kernels compile and autotune (progress `(0, 0)`: no count).
+    PrepareGpu,
     Live,
     /// Writing the synthetic test set of an evaluation.
     MakeTestSet,
@@ -201,6 +203,7 @@ impl Job {
             Job::Training => "training",
             Job::Cameras => "listing cameras",
             Job::Device => "choosing the device",
+            Job::PrepareGpu => "preparing the GPU (its first frame compiles and tunes the kernels)",
             Job::Live => "live",
             Job::MakeTestSet => "making the synthetic test set",
             Job::Evaluate => "evaluating",

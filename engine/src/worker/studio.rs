@@ -210,6 +210,7 @@ impl Studio {
                         ClipStage::Faces => done,
                         ClipStage::Keypoints => n + done,
                         ClipStage::Generating => 2 * n + done,
+                        ClipStage::PreparingGpu => return self.events.progress(Job::PrepareGpu, 0, 0),
                     };
                     self.events.progress(Job::Animate, done, 3 * n);
                 },
