@@ -170,9 +170,15 @@ fn open_wgpu_listed(index: usize) -> std::result::Result<(Device, wgpu::AdapterI
         wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(same_kind_before),
         wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(same_kind_before),
         wgpu::DeviceType::Cpu if same_kind_before == 0 => DeviceKind::Cpu,
-        other => {
+        wgpu::DeviceType::Cpu => {
             return Err(format!(
-                "adapter {index} ({}) cannot be opened by number: CubeCL addresses only the first {other:?} adapter; try --backend wgpu",
+                "adapter {index} ({}) cannot be opened by number: burn opens only the first software adapter",
+                info.name
+            ));
+        }
+        wgpu::DeviceType::Other => {
+            return Err(format!(
+                "adapter {index} ({}) cannot be opened by number: burn has no name for an adapter of kind Other; try --backend wgpu",
                 info.name
             ));
         }
