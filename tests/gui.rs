@@ -389,6 +389,10 @@ fn the_device_menu_moves_the_model_to_another_device() {
             app.log.iter().any(|line| line.starts_with(said))
                 && app.animate.status.as_deref().is_some_and(|s| s.starts_with("model: "))
         });
+        assert!(
+            harness.query_by_label_contains("inputs changed").is_none(),
+            "the same model on another device leaves the last animation standing"
+        );
         harness.state_mut().animate.status = None;
         harness.get_by_label("▶ Animate").click();
         step_until(&mut harness, 180, "an animation on the new device", |app| {

@@ -285,13 +285,15 @@ impl Panel for AnimatePanel {
                 description,
                 animate,
                 disentangled,
+                moved,
                 ..
             } => {
                 self.model = Some(description.clone());
                 self.model_animate = Some(animate.clone());
                 self.model_avd = *disentangled;
                 self.status = Some(format!("model: {description}"));
-                self.stale = true;
+                // The same model on another device: the last animation still stands.
+                self.stale |= !moved;
             }
             Event::SourceLoaded { image, .. } => {
                 self.source.set(ctx, "animate-source", image);

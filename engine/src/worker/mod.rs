@@ -270,6 +270,9 @@ pub enum Event {
         /// The model can move the source by its AVD network ([`AnimateOptions::disentangled`]).
         disentangled: bool,
         description: String,
+        /// The same model loaded again onto another device ([`Command::UseDevice`]): the last
+        /// animation still stands for it.
+        moved: bool,
     },
     SourceLoaded {
         path: PathBuf,

@@ -98,7 +98,7 @@ impl Studio {
     fn handle(&mut self, command: Command) -> Result<()> {
         self.cancel.store(false, Ordering::SeqCst);
         match command {
-            Command::LoadModel { checkpoint, config } => self.load_model(&checkpoint, config.as_deref()),
+            Command::LoadModel { checkpoint, config } => self.load_model(&checkpoint, config.as_deref(), false),
             Command::LoadSource(path) => {
                 let image = read_image(&path)?;
                 self.source = Some(image.clone());
@@ -126,7 +126,8 @@ impl Studio {
         }
     }
 
-    fn load_model(&mut self, checkpoint: &Path, config: Option<&Path>) -> Result<()> {
+    /// Loads a model onto the studio's device; `moved`: the same one again, onto a new device.
+    fn load_model(&mut self, checkpoint: &Path, config: Option<&Path>, moved: bool) -> Result<()> {
         let model = LoadedModel::open(checkpoint, config, &self.device)?;
         let [h, w, _] = model.frame_shape;
         let mut description = model.describe();
@@ -142,6 +143,7 @@ impl Studio {
             animate: model.animate.clone(),
             disentangled: model.models.can_disentangle(),
             description,
+            moved,
         });
         self.model = Some(model);
         self.model_files = Some((checkpoint.to_path_buf(), config.map(Path::to_path_buf)));
@@ -169,7 +171,7 @@ impl Studio {
         }
         if let Some((checkpoint, config)) = self.model_files.clone() {
             let result = self.result.take();
-            self.load_model(&checkpoint, config.as_deref())?;
+            self.load_model(&checkpoint, config.as_deref(), true)?;
             self.result = result;
         }
         self.events.progress(Job::Device, 1, 1);
