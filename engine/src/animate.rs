@@ -71,6 +71,18 @@ pub enum ClipStage {
     PreparingGpu,
 }
 
+impl ClipStage {
+    /// For a person: what is being done.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ClipStage::Faces => "faces",
+            ClipStage::Keypoints => "keypoints",
+            ClipStage::Generating => "animating",
+            ClipStage::PreparingGpu => "preparing the GPU (its first frame compiles and tunes the kernels)",
+        }
+    }
+}
+
 /// Whether an animation on a GPU has run in this process (its kernels compiled and tuned).
 static GPU_PREPARED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

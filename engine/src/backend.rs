@@ -233,14 +233,18 @@ fn describe_adapter(info: &wgpu::AdapterInfo, device: &Device) -> String {
         Some(language) => format!("{:?}, {language} kernels", info.backend),
         None => format!("{:?}", info.backend),
     };
-    let kind = match info.device_type {
+    format!("wgpu ({api}) on {} [{}]", info.name, adapter_kind(info.device_type))
+}
+
+/// An adapter's kind, for a person.
+fn adapter_kind(device_type: wgpu::DeviceType) -> &'static str {
+    match device_type {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",
         wgpu::DeviceType::VirtualGpu => "virtual GPU",
         wgpu::DeviceType::Cpu => "software rasterizer on the CPU",
         wgpu::DeviceType::Other => "other adapter",
-    };
-    format!("wgpu ({api}) on {} [{kind}]", info.name)
+    }
 }
 
 /// A wgpu device the user asked for by name (`wgpu`, `wgpu:N`), software adapters included.
@@ -351,12 +355,7 @@ fn quiet_panic_hook_for_gpu_failures() {
     WRAPPED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
+            let message = crate::error::panic_text(info.payload()).unwrap_or("");
             if CATCHING_GPU_FAILURES.get() && gpu_failure(message).is_some() {
                 return;
             }
@@ -520,16 +519,19 @@ pub fn device_options() -> Vec<DeviceOption> {
     ];
     options.extend(list_adapters().into_iter().enumerate().map(|(index, adapter)| {
         let info = &adapter.info;
-        let kind = match info.device_type {
-            wgpu::DeviceType::Cpu => "software, on the CPU: slow",
-            wgpu::DeviceType::DiscreteGpu => "discrete GPU",
-            wgpu::DeviceType::IntegratedGpu => "integrated GPU",
-            wgpu::DeviceType::VirtualGpu => "virtual GPU",
-            wgpu::DeviceType::Other => "other adapter",
+        let slow = if info.device_type == wgpu::DeviceType::Cpu {
+            ": slow"
+        } else {
+            ""
         };
         DeviceOption {
             choice: BackendChoice::WgpuAdapter(index),
-            label: format!("wgpu:{index}: {} ({:?}, {kind})", info.name, info.backend),
+            label: format!(
+                "wgpu:{index}: {} ({:?}, {}{slow})",
+                info.name,
+                info.backend,
+                adapter_kind(info.device_type)
+            ),
         }
     }));
     options

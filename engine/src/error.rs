@@ -103,9 +103,13 @@ impl EngineError {
 
 /// A caught panic's message, for an error a user can read.
 pub fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    panic
+    panic_text(&*panic).unwrap_or("unknown panic").to_string()
+}
+
+/// The text a panic's payload carries (`panic!` gives a `&str` or a `String`), if any.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload
         .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }

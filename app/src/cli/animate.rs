@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use image::RgbImage;
-use prioritycut_engine::animate::{AnimateOptions, AnimatedClip, ClipStage, animate_clip};
+use prioritycut_engine::animate::{AnimateOptions, AnimatedClip, animate_clip};
 use prioritycut_engine::backend;
 use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
@@ -155,12 +155,7 @@ fn animate_on(
             if stage_now != Some(stage) {
                 stage_now = Some(stage);
                 bar.reset();
-                bar.set_message(match stage {
-                    ClipStage::Faces => "faces",
-                    ClipStage::Keypoints => "keypoints",
-                    ClipStage::Generating => "animating",
-                    ClipStage::PreparingGpu => "preparing the GPU (its first frame compiles and tunes the kernels)",
-                });
+                bar.set_message(stage.describe());
             }
             bar.set_position(done as u64);
         },

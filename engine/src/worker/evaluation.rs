@@ -19,14 +19,9 @@ pub const SYNTHETIC_TEST_SET: (usize, usize) = (8, 32);
 
 /// The running evaluation's cancel flag, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(JobSlot<Arc<AtomicBool>>);
+pub(super) struct Slot(pub(super) JobSlot<Arc<AtomicBool>>);
 
 impl Slot {
-    /// Whether a job of this kind runs (or is paused).
-    pub(super) fn running(&self) -> bool {
-        self.0.controls().is_some()
-    }
-
     pub(super) fn cancel(&self) {
         if let Some(cancel) = self.0.controls() {
             cancel.store(true, Ordering::SeqCst);

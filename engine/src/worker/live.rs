@@ -88,14 +88,9 @@ pub(super) struct LiveJob {
 
 /// The running live thread's controls, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(JobSlot<Sender<LiveControl>>);
+pub(super) struct Slot(pub(super) JobSlot<Sender<LiveControl>>);
 
 impl Slot {
-    /// Whether a job of this kind runs (or is paused).
-    pub(super) fn running(&self) -> bool {
-        self.0.controls().is_some()
-    }
-
     pub(super) fn control(&self, control: LiveControl) {
         if let Some(sender) = self.0.controls() {
             let _ = sender.send(control);

@@ -28,7 +28,7 @@ use std::time::Duration;
 use image::RgbImage;
 
 use crate::Result;
-use crate::animate::AnimateOptions;
+use crate::animate::{AnimateOptions, ClipStage};
 use crate::backend::{self, BackendChoice, DeviceOption, SelectedDevice};
 use crate::config::TrainingMode;
 use crate::config::{AnimateParams, FommConfig, Variant};
@@ -203,7 +203,7 @@ impl Job {
             Job::Training => "training",
             Job::Cameras => "listing cameras",
             Job::Device => "choosing the device",
-            Job::PrepareGpu => "preparing the GPU (its first frame compiles and tunes the kernels)",
+            Job::PrepareGpu => ClipStage::PreparingGpu.describe(),
             Job::Live => "live",
             Job::MakeTestSet => "making the synthetic test set",
             Job::Evaluate => "evaluating",
@@ -469,7 +469,9 @@ impl Worker {
                     events.send(Event::Devices(backend::device_options()));
                 });
             }
-            Command::UseDevice(_) if self.training.running() || self.evaluation.running() || self.live.running() => {
+            Command::UseDevice(_)
+                if self.training.0.running() || self.evaluation.0.running() || self.live.0.running() =>
+            {
                 self.events.error(
                     job,
                     "the device cannot change while training, evaluating or live: stop that first",

@@ -70,6 +70,11 @@ impl<C: Clone + Send + 'static> JobSlot<C> {
         state.running.as_ref().map(|(_, controls)| controls.clone())
     }
 
+    /// Whether a job of this kind runs (or is paused).
+    pub(super) fn running(&self) -> bool {
+        self.controls().is_some()
+    }
+
     /// Takes the running job's controls out of the slot, so that another can start while it
     /// winds down (the caller tells it to stop).
     pub(super) fn take(&self) -> Option<C> {

@@ -23,7 +23,12 @@ use crate::{EngineError, Result};
 
 /// The device in `shared`, as it is now.
 pub(super) fn current(shared: &Mutex<SelectedDevice>) -> SelectedDevice {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    device_in(shared).clone()
+}
+
+/// `shared` locked; a thread that panicked holding it left a whole `SelectedDevice` there.
+fn device_in(shared: &Mutex<SelectedDevice>) -> std::sync::MutexGuard<'_, SelectedDevice> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(super) struct Studio {
@@ -159,10 +164,7 @@ impl Studio {
         let selected = backend::select(choice)?;
         let description = selected.to_string();
         self.device = selected.device.clone();
-        *self
-            .shared_device
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = selected;
+        *device_in(&self.shared_device) = selected;
         self.events.send(Event::Backend(description));
         self.model = None;
         self.faces = None;

@@ -13,14 +13,9 @@ use crate::train::{TrainControl, TrainEvent, TrainingConfig, train};
 
 /// The running training's controls, if one runs.
 #[derive(Clone, Default)]
-pub(super) struct Slot(JobSlot<Sender<TrainControl>>);
+pub(super) struct Slot(pub(super) JobSlot<Sender<TrainControl>>);
 
 impl Slot {
-    /// Whether a job of this kind runs (or is paused).
-    pub(super) fn running(&self) -> bool {
-        self.0.controls().is_some()
-    }
-
     pub(super) fn control(&self, control: TrainControl, events: &EventSink) {
         match self.0.controls() {
             Some(sender) if sender.send(control).is_ok() => {}
