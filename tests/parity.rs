@@ -4,6 +4,7 @@
 mod common;
 
 use common::{REFERENCE_DIRS, cpu, fixture, temp_dir, wgpu_device};
+use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::checkpoint::FommModels;
 use prioritycut_engine::config::FommConfig;
 use prioritycut_engine::kernels::test_support::largest_difference;
@@ -85,8 +86,77 @@ fn every_reference_output_matches_on_wgpu() {
             );
         }
         assert_all_within_tolerance(&report);
+        if choice == KernelChoice::Ours {
+            blocks_in_their_inference_form_match_on_wgpu(&device);
+        }
     }
     gpu::choose(KernelChoice::Auto);
+}
+
+/// The hourglass's and the bottleneck's blocks prepared on the GPU (batch norms folded, their
+/// surroundings in Winograd's transforms) against the same blocks as trained on the CPU, at a
+/// size that is no multiple of the 4×4 tiles, with three launches a convolution. Called with our
+/// kernels chosen (the choice is process-wide: see the caller).
+fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
+    use prioritycut_engine::backend::count_launches;
+    use prioritycut_engine::burn::module::{Module, Param, RunningState};
+    use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::blocks::{
+        BatchNorm2d, DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d,
+    };
+
+    let cpu = cpu();
+    cpu.seed(11);
+    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &cpu);
+    let values = |n: usize, low: f64, high: f64| Tensor::<1>::random([n], Distribution::Uniform(low, high), &cpu);
+    // Running statistics and affine parameters far from the identity, so that a norm left out
+    // or applied twice shows.
+    let randomize = |norm: &mut BatchNorm2d| {
+        let n = norm.weight.dims()[0];
+        norm.weight = Param::from_tensor(values(n, 0.5, 1.5));
+        norm.bias = Param::from_tensor(values(n, -0.3, 0.3));
+        norm.running_mean = RunningState::new(values(n, -0.5, 0.5));
+        norm.running_var = RunningState::new(values(n, 0.5, 2.0));
+    };
+    let check = |what: &str, expected: Tensor<4>, run: &dyn Fn() -> Tensor<4>, launches_expected: usize| {
+        let ours = run();
+        let (difference, scale) = largest_difference(ours.to_device(&cpu), expected);
+        eprintln!("{what} prepared on wgpu: {difference:e} of {scale}");
+        assert!(difference <= 2e-5 * scale.max(1.0), "{what}: {difference} of {scale}");
+        let launches = count_launches(gpu, || {
+            run().into_data();
+        })
+        .expect("wgpu launches kernels");
+        assert_eq!(launches.total, launches_expected, "{what}: {}", launches.top(8));
+    };
+    let x = random([2, 12, 10, 14]);
+    let on_gpu = x.clone().to_device(gpu);
+
+    let mut down = DownBlock2d::<BatchNorm2d>::new(12, 16, &cpu);
+    randomize(&mut down.norm);
+    let expected = down.forward(x.clone());
+    let down = down.to_device(gpu).into_inference_form();
+    assert!(down.inference.is_some(), "a 3×3 block is prepared on wgpu");
+    check("DownBlock2d", expected, &|| down.forward(on_gpu.clone()), 3);
+
+    let mut up = UpBlock2d::<BatchNorm2d>::new(12, 8, &cpu);
+    randomize(&mut up.norm);
+    let expected = up.forward(x.clone());
+    let up = up.to_device(gpu).into_inference_form();
+    check("UpBlock2d", expected, &|| up.forward(on_gpu.clone()), 3);
+
+    let mut same = SameBlock2d::<BatchNorm2d>::new(12, 8, 3, 1, &cpu);
+    randomize(&mut same.norm);
+    let expected = same.forward(x.clone());
+    let same = same.to_device(gpu).into_inference_form();
+    check("SameBlock2d 3×3", expected, &|| same.forward(on_gpu.clone()), 3);
+
+    let mut res = ResBlock2d::<BatchNorm2d>::new(12, 3, 1, &cpu);
+    randomize(&mut res.norm1);
+    randomize(&mut res.norm2);
+    let expected = res.forward(x.clone());
+    let res = res.to_device(gpu).into_inference_form();
+    check("ResBlock2d", expected, &|| res.forward(on_gpu.clone()), 6);
 }
 
 /// Every output of the TPSMM fixture's README.

@@ -27,6 +27,7 @@
 mod autodiff;
 pub mod cpu;
 pub mod gpu;
+mod inference;
 pub mod precision;
 #[doc(hidden)]
 pub mod test_support;
@@ -40,9 +41,9 @@ pub use cpu::batch_norm::{
 };
 pub use cpu::conv::{FrozenConv3x3Relu, convolve};
 pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
-pub use cpu::inference::InferenceConv;
 pub use cpu::pool::max_pool2;
 pub use cpu::winograd::{ChannelAffine, Fused};
+pub use inference::InferenceConv;
 pub use precision::{Precision, UnsupportedPrecision, precision, set_precision};
 
 use burn::tensor::Tensor;

@@ -99,7 +99,7 @@ fn direct_on_plain_flex(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
 /// The direct kernel on a flex tensor of logical shape `[b, C_in, h, w]`, read in place whether
 /// it is stored planar or channels-last; the output is planar (what burn's operations after a
 /// head take).
-pub(super) fn direct_forward(kernel: &DirectConv, x: &FlexPrimitive) -> Tensor<4> {
+pub(crate) fn direct_forward(kernel: &DirectConv, x: &FlexPrimitive) -> Tensor<4> {
     let device = Device::flex();
     let [batch, channels, height, width] = dims4(x);
     match stored_channels_last(x) {
@@ -324,7 +324,7 @@ fn pixel_channel_sums(values: &[f32], channels: usize) -> Vec<f64> {
         )
 }
 
-pub(super) fn is_3x3_same(conv: &Conv2d) -> bool {
+pub(crate) fn is_3x3_same(conv: &Conv2d) -> bool {
     conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
@@ -337,7 +337,7 @@ pub(super) fn is_3x3_same(conv: &Conv2d) -> bool {
 
 /// The padding of a convolution the direct kernel takes: square, odd, 5×5 or 7×7, stride 1,
 /// no dilation or groups, the same zero padding on every side.
-pub(super) fn direct_padding(conv: &Conv2d) -> Option<usize> {
+pub(crate) fn direct_padding(conv: &Conv2d) -> Option<usize> {
     let [k, kw] = conv.kernel_size;
     let square = k == kw && WEIGHT_GRADIENT_KERNELS.contains(&k);
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;

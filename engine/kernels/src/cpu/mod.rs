@@ -1,5 +1,5 @@
 //! The CPU kernels, on burn's flex backend: Winograd F(4×4, 3×3) and direct convolutions for
-//! inference ([`winograd`], [`direct_conv`]; a block's prepared form: [`inference`]), the
+//! inference ([`winograd`], [`direct_conv`]; a block's prepared form: [`crate::inference`]), the
 //! layout convention they share ([`layout`]), and the training step's operations, each one
 //! autodiff operation with its own backward pass on `Autodiff<Flex>` ([`conv`], [`batch_norm`],
 //! [`grid_sample`], [`pool`]; [`flex`] decides what "on flex" means).
@@ -11,7 +11,6 @@ pub mod conv;
 pub mod direct_conv;
 pub mod flex;
 pub mod grid_sample;
-pub mod inference;
 pub mod layout;
 pub mod pool;
 pub mod simd;

@@ -5,6 +5,7 @@
 
 mod conv;
 mod conv_autodiff;
+mod inference;
 mod unfold;
 mod winograd;
 mod winograd_kernels;
@@ -18,6 +19,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
+pub use inference::PreparedConv3x3;
 pub use winograd::conv2d_winograd;
 
 /// Which convolution kernels run on a GPU, for the whole process.

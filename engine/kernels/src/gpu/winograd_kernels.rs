@@ -119,16 +119,25 @@ pub(super) fn weight_transform_kernel<F: Float>(
     }
 }
 
-/// `V[ξ, c, t] = (Bᵀ d B)[ξ]` of the 6×6 input patch `d` of tile `t` in channel `c` (zero outside
-/// the image); one invocation per (c, t).
+/// `V[ξ, c, t] = (Bᵀ d B)[ξ]` of the 6×6 input patch `d` of tile `first_tile + t` in channel `c`
+/// (zero outside the image); one invocation per (c, t). A block's surroundings are applied as the input is
+/// read: with `upsample`, the convolution sees the input upsampled ×2 (nearest neighbour); with
+/// `affine`, each value inside the image becomes `relu(scale[c] · value + shift[c])` before the
+/// zero padding (a pre-activation batch norm and ReLU). `scale` and `shift` are read only then.
+#[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 pub(super) fn input_transform_kernel<F: Float>(
     input: &Tensor<F>,
+    scale: &Tensor<F>,
+    shift: &Tensor<F>,
     tiles: &mut Tensor<F>,
+    first_tile: u32,
     tiles_y: u32,
     tiles_x: u32,
     padding_y: u32,
     padding_x: u32,
+    #[comptime] upsample: bool,
+    #[comptime] affine: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let count = tiles.shape(2);
@@ -138,16 +147,26 @@ pub(super) fn input_transform_kernel<F: Float>(
         terminate!();
     }
     let channel = index / count;
-    let tile = index % count;
+    let tile = first_tile as usize + index % count;
     let tile_x = tile % tiles_x as usize;
     let rest = tile / tiles_x as usize;
     let tile_y = rest % tiles_y as usize;
     let image = rest / tiles_y as usize;
     let top = (tile_y * 4) as i32 - padding_y as i32;
     let left = (tile_x * 4) as i32 - padding_x as i32;
-    let height = input.shape(2) as i32;
-    let width = input.shape(3) as i32;
+    let mut height = input.shape(2) as i32;
+    let mut width = input.shape(3) as i32;
+    if upsample {
+        height *= 2;
+        width *= 2;
+    }
     let base = image * input.stride(0) + channel * input.stride(1);
+    let mut channel_scale = F::new(1.0);
+    let mut channel_shift = F::new(0.0);
+    if affine {
+        channel_scale = scale[channel];
+        channel_shift = shift[channel];
+    }
 
     let mut d = Array::<F>::new(36usize);
     #[unroll]
@@ -158,7 +177,16 @@ pub(super) fn input_transform_kernel<F: Float>(
             let x = left + column as i32;
             let mut value = F::new(0.0);
             if y >= 0 && y < height && x >= 0 && x < width {
-                value = input[base + y as usize * input.stride(2) + x as usize * input.stride(3)];
+                let mut source_y = y as usize;
+                let mut source_x = x as usize;
+                if upsample {
+                    source_y /= 2;
+                    source_x /= 2;
+                }
+                value = input[base + source_y * input.stride(2) + source_x * input.stride(3)];
+                if affine {
+                    value = F::max(value * channel_scale + channel_shift, F::new(0.0));
+                }
             }
             d[row * 6 + column] = value;
         }
@@ -180,14 +208,28 @@ pub(super) fn input_transform_kernel<F: Float>(
     }
 }
 
-/// `y = Aᵀ M A` of tile `t` in output channel `o`, written where it falls inside the output
-/// `[b, o, h, w]` (contiguous); one invocation per (o, t).
+/// `y = Aᵀ M A` of tile `first_tile + t` in output channel `o`, written where it falls inside the output
+/// `[b, o, h, w]` (contiguous; `h × w` the convolution's size); one invocation per (o, t). A
+/// block's surroundings are applied as the tile is written: with `add_bias`, `bias[o]`; with
+/// `relu`, a ReLU; with `pool`, 2×2 average pooling (the output is then `[b, o, h/2, w/2]`;
+/// a 4×4 tile holds whole windows); with `add_residual`, `residual[b, o, y, x]` last. `bias` and
+/// `residual` are read only where asked for.
+#[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 pub(super) fn output_transform_kernel<F: Float>(
     products: &Tensor<F>,
+    bias: &Tensor<F>,
+    residual: &Tensor<F>,
     output: &mut Tensor<F>,
+    first_tile: u32,
     tiles_y: u32,
     tiles_x: u32,
+    height: u32,
+    width: u32,
+    #[comptime] add_bias: bool,
+    #[comptime] relu: bool,
+    #[comptime] pool: bool,
+    #[comptime] add_residual: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let count = products.shape(2);
@@ -198,16 +240,18 @@ pub(super) fn output_transform_kernel<F: Float>(
         terminate!();
     }
     let channel = index / count;
-    let tile = index % count;
+    let local_tile = index % count;
+    let tile = first_tile as usize + local_tile;
     let tile_x = tile % tiles_x as usize;
     let rest = tile / tiles_x as usize;
     let tile_y = rest % tiles_y as usize;
     let image = rest / tiles_y as usize;
 
+    let product_base = channel * products.stride(1) + local_tile * products.stride(2);
     let mut m = Array::<F>::new(36usize);
     #[unroll]
     for xi in 0..36usize {
-        m[xi] = products[xi * plane + index];
+        m[xi] = products[xi * products.stride(0) + product_base];
     }
     // Aᵀ M column by column (4×6), then (Aᵀ M) A row by row (4×4).
     let mut half = Array::<F>::new(24usize);
@@ -220,17 +264,53 @@ pub(super) fn output_transform_kernel<F: Float>(
     for row in 0..4usize {
         output_transform_1d::<F>(&half, row * 6, 1usize, &mut y, row * 4, 1usize);
     }
-    let height = output.shape(2);
-    let width = output.shape(3);
-    let base = (image * out_channels + channel) * height * width;
-    let top = tile_y * 4;
-    let left = tile_x * 4;
-    #[unroll]
-    for row in 0..4usize {
+    if add_bias {
+        let channel_bias = bias[channel];
         #[unroll]
-        for column in 0..4usize {
-            if top + row < height && left + column < width {
-                output[base + (top + row) * width + left + column] = y[row * 4 + column];
+        for value in 0..16usize {
+            y[value] += channel_bias;
+        }
+    }
+    if relu {
+        #[unroll]
+        for value in 0..16usize {
+            y[value] = F::max(y[value], F::new(0.0));
+        }
+    }
+    let height = height as usize;
+    let width = width as usize;
+    if pool {
+        let (pooled_height, pooled_width) = (height / 2, width / 2);
+        let base = (image * out_channels + channel) * pooled_height * pooled_width;
+        let (top, left) = (tile_y * 2, tile_x * 2);
+        #[unroll]
+        for row in 0..2usize {
+            #[unroll]
+            for column in 0..2usize {
+                if top + row < pooled_height && left + column < pooled_width {
+                    let corner = row * 8 + column * 2;
+                    let sum = y[corner] + y[corner + 1] + y[corner + 4] + y[corner + 5];
+                    output[base + (top + row) * pooled_width + left + column] = sum * F::new(0.25);
+                }
+            }
+        }
+    } else {
+        let base = (image * out_channels + channel) * height * width;
+        let (top, left) = (tile_y * 4, tile_x * 4);
+        #[unroll]
+        for row in 0..4usize {
+            #[unroll]
+            for column in 0..4usize {
+                if top + row < height && left + column < width {
+                    let mut value = y[row * 4 + column];
+                    if add_residual {
+                        value += residual[image * residual.stride(0)
+                            + channel * residual.stride(1)
+                            + (top + row) * residual.stride(2)
+                            + (left + column) * residual.stride(3)];
+                    }
+                    output[base + (top + row) * width + left + column] = value;
+                }
             }
         }
     }

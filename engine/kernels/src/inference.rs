@@ -1,5 +1,5 @@
-//! A convolution in its inference form on the CPU: made once from weights that no longer
-//! change (an animation's model), with what its block computes around it folded in — eval-mode
+//! A convolution in its inference form: made once from weights that no longer change (an
+//! animation's model), with what its block computes around it folded in — eval-mode
 //! batch norms (`w' = w·γ/√(σ²+ε)`, `b' = (b − μ)·γ/√(σ²+ε) + β`), a pre-activation batch norm
 //! and ReLU applied as the input is read, ×2 upsampling, ReLU, 2×2 average pooling and a
 //! residual add — and its weights prepared for its kernel: Winograd F(4×4, 3×3) for 3×3
@@ -9,10 +9,14 @@
 //! The Winograd products run in the process's precision ([`crate::precision`]): bf16 where
 //! chosen and the CPU has it.
 //!
+//! On a GPU (weights on a CubeCL device) the 3×3 convolutions are prepared likewise, in f32, by
+//! [`crate::gpu::PreparedConv3x3`]; the others are not.
+//!
 //! A network block holds one and calls [`InferenceConv::forward`] before its own layers; it
-//! declines (`None`) for tensors anywhere but on flex without autodiff, and the block then runs
-//! as trained. Outputs of 3×3 convolutions are stored channels-last ([`super::layout`]), so the
-//! next block reads them in place.
+//! declines (`None`) for tensors on another device than its weights', for autodiff tensors and
+//! where the GPU's kernel choice runs burn's own, and the block then runs as trained. On the CPU
+//! outputs of 3×3 convolutions are stored channels-last ([`crate::cpu::layout`]), so the next
+//! block reads them in place.
 
 use std::sync::Arc;
 
@@ -20,11 +24,12 @@ use burn::backend::Flex;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
-use super::conv::{direct_forward, direct_padding, is_3x3_same};
-use super::direct_conv::DirectConv;
-use super::flex::FlexPrimitive;
-use super::layout::channels_last;
-use super::winograd::{ChannelAffine, Fused, FusedConv3x3};
+use crate::cpu::conv::{direct_forward, direct_padding, is_3x3_same};
+use crate::cpu::direct_conv::DirectConv;
+use crate::cpu::flex::FlexPrimitive;
+use crate::cpu::layout::channels_last;
+use crate::cpu::winograd::{ChannelAffine, Fused, FusedConv3x3};
+use crate::gpu::PreparedConv3x3;
 
 /// A convolution and its block's surroundings, prepared once (see the module's comment).
 /// Cloning shares the prepared weights.
@@ -35,19 +40,24 @@ pub struct InferenceConv(Arc<Kernel>);
 enum Kernel {
     Winograd(Box<FusedConv3x3>),
     Direct(DirectConv),
+    Gpu(Box<PreparedConv3x3>),
 }
 
 impl InferenceConv {
     /// `conv`, then `output_norm` (an eval-mode batch norm folded into the weights), with `fused`
-    /// around them. `None` where no kernel here serves: weights not on flex without autodiff,
-    /// shapes other than 3×3 stride-1 padding-1 or the direct kernel's, and for the direct
-    /// kernel anything but a ReLU around it.
+    /// around them. `None` where no kernel here serves: weights with autodiff, on flex shapes
+    /// other than 3×3 stride-1 padding-1 or the direct kernel's (and for the direct kernel
+    /// anything but a ReLU around it), on a GPU what [`PreparedConv3x3::new`] declines.
     pub fn new(conv: &Conv2d, output_norm: Option<ChannelAffine>, fused: Fused) -> Option<Self> {
         let weight = conv.weight.val();
         // Devices compare equal with or without autodiff.
         let device = weight.device();
-        if device.is_autodiff() || device != Device::flex() {
+        if device.is_autodiff() {
             return None;
+        }
+        if device != Device::flex() {
+            return PreparedConv3x3::new(conv, output_norm, &fused)
+                .map(|gpu| Self(Arc::new(Kernel::Gpu(Box::new(gpu)))));
         }
         let bias = conv.bias.as_ref().map(|b| b.val());
         let kernel = if is_3x3_same(conv) {
@@ -69,9 +79,12 @@ impl InferenceConv {
     }
 
     /// The block's output for `x` `[b, C_in, h, w]`, `residual` (of the output's shape) added
-    /// last; `None` unless `x` (and `residual`) are on flex without autodiff, or for a residual
-    /// to the direct kernel.
+    /// last; `None` unless `x` (and `residual`) are plain tensors on the weights' device, or for
+    /// a residual to the direct kernel.
     pub fn forward(&self, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> Option<Tensor<4>> {
+        if let Kernel::Gpu(conv) = &*self.0 {
+            return conv.forward(x, residual);
+        }
         let input = on_plain_flex(x)?;
         match &*self.0 {
             Kernel::Winograd(conv) => {
@@ -84,7 +97,7 @@ impl InferenceConv {
                 Some(output.into_tensor(&Device::flex()))
             }
             Kernel::Direct(conv) if residual.is_none() => Some(direct_forward(conv, &input)),
-            Kernel::Direct(_) => None,
+            Kernel::Direct(_) | Kernel::Gpu(_) => None,
         }
     }
 }

@@ -1,0 +1,139 @@
+//! A block's 3×3 convolution in its inference form on the GPU: the eval-mode batch norm after it
+//! folded into its weights and bias (`w' = w·s`, `b' = b·s + t`), the weights transformed for
+//! F(4×4, 3×3) once, and what the block computes around the convolution applied by Winograd's
+//! input and output transforms as they read and write ([`super::winograd::Surroundings`]): a
+//! pre-activation batch norm and ReLU, ×2 upsampling, bias, ReLU, 2×2 average pooling, a
+//! residual. Three launches a block (input transform, batched matmul, output transform), where
+//! the block as trained launches a weight transform, an upsampling, a pooling and element-wise
+//! kernels besides.
+
+use std::sync::OnceLock;
+
+use burn::backend::Cube;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::conv::MIN_OUTPUT_CHANNELS;
+use super::winograd::{Surroundings, WinogradConvOps};
+use crate::cpu::conv::is_3x3_same;
+use crate::cpu::winograd::{ChannelAffine, Fused};
+
+/// A 3×3 stride-1 padding-1 convolution with its block's surroundings, for weights on a CubeCL
+/// device (see the module's comment).
+#[derive(Debug)]
+pub struct PreparedConv3x3 {
+    /// `[o, c, 3, 3]` as the caller holds it (shared, not copied).
+    weight: Tensor<4>,
+    /// The output norm's scale per output channel, folded into the weights as they are
+    /// transformed.
+    output_scale: Option<Tensor<1>>,
+    /// The bias with the output norm folded in: `b·s + t`.
+    bias: Tensor<1>,
+    /// The pre-activation norm's `(scale, shift)` per input channel.
+    input_affine: Option<(Tensor<1>, Tensor<1>)>,
+    surroundings: Surroundings,
+    /// `G (w·s) Gᵀ`, `[36, o, c]`: made on first use, so a device that never runs it (a
+    /// software adapter keeping burn's kernels) never holds it.
+    transformed: OnceLock<Tensor<3>>,
+}
+
+impl PreparedConv3x3 {
+    /// `conv`, then `output_norm`, with `fused` around them. `None` where this does not serve:
+    /// weights not on a CubeCL device without autodiff, another shape than 3×3 stride-1
+    /// padding-1, fewer than [`MIN_OUTPUT_CHANNELS`] outputs.
+    pub fn new(conv: &Conv2d, output_norm: Option<ChannelAffine>, fused: &Fused) -> Option<Self> {
+        let weight = conv.weight.val();
+        let device = weight.device();
+        let [out_channels, ..] = weight.dims();
+        if device.is_autodiff() || !is_cube(&device) || !is_3x3_same(conv) || out_channels < MIN_OUTPUT_CHANNELS {
+            return None;
+        }
+        let values =
+            |t: Tensor<1>| -> Vec<f32> { t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() };
+        let mut bias = conv
+            .bias
+            .as_ref()
+            .map(|b| values(b.val()))
+            .unwrap_or_else(|| vec![0.0; out_channels]);
+        if let Some(norm) = &output_norm {
+            for ((b, &s), &t) in bias.iter_mut().zip(&norm.scale).zip(&norm.shift) {
+                *b = *b * s + t;
+            }
+        }
+        let upload = |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), &device);
+        Some(Self {
+            output_scale: output_norm.as_ref().map(|norm| upload(&norm.scale)),
+            bias: upload(&bias),
+            input_affine: fused
+                .input_affine
+                .as_ref()
+                .map(|affine| (upload(&affine.scale), upload(&affine.shift))),
+            surroundings: Surroundings {
+                upsample_input: fused.upsample_input,
+                input_affine: fused.input_affine.is_some(),
+                bias: true,
+                relu: fused.relu,
+                pool_output: fused.pool_output,
+                residual: false,
+            },
+            weight,
+            transformed: OnceLock::new(),
+        })
+    }
+
+    /// The block's output for `x` `[b, c, h, w]`, `residual` (of the output's shape) added last;
+    /// `None` unless `x` is a plain tensor on the weights' device and the process's kernel
+    /// choice runs ours there with Winograd ([`super::serves`], [`super::winograd`]): the block
+    /// then runs as trained.
+    pub fn forward(&self, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> Option<Tensor<4>> {
+        let device = x.device();
+        if device.is_autodiff() || device != self.weight.device() || !super::serves(&device) || !super::winograd() {
+            return None;
+        }
+        let transformed = self.transformed.get_or_init(|| self.transform_weights());
+        let (scale, shift) = match &self.input_affine {
+            Some((scale, shift)) => (scale, shift),
+            None => (&self.bias, &self.bias),
+        };
+        let surroundings = Surroundings {
+            residual: residual.is_some(),
+            ..self.surroundings
+        };
+        let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
+        let residual = match residual {
+            Some(residual) => primitive(residual)?,
+            None => primitive(x)?,
+        };
+        let one_dimensional = |t: &Tensor<1>| t.clone().try_into_primitive::<Cube>().ok();
+        let y = <Cube as WinogradConvOps>::winograd_block(
+            primitive(x)?,
+            transformed.clone().try_into_primitive::<Cube>().ok()?,
+            one_dimensional(&self.bias)?,
+            one_dimensional(scale)?,
+            one_dimensional(shift)?,
+            residual,
+            surroundings,
+        );
+        Some(Tensor::from_primitive::<Cube>(y))
+    }
+
+    fn transform_weights(&self) -> Tensor<3> {
+        let [out_channels, ..] = self.weight.dims();
+        let weight = match &self.output_scale {
+            Some(scale) => self.weight.clone() * scale.clone().reshape([out_channels, 1, 1, 1]),
+            None => self.weight.clone(),
+        };
+        let weight = weight
+            .try_into_primitive::<Cube>()
+            .unwrap_or_else(|e| unreachable!("weights checked to be on a CubeCL device: {e:?}"));
+        Tensor::from_primitive::<Cube>(<Cube as WinogradConvOps>::winograd_weights(weight))
+    }
+}
+
+/// Whether `device` computes with burn's CubeCL backend (wgpu and the other CubeCL runtimes).
+pub(crate) fn is_cube(device: &Device) -> bool {
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Cube(_)
+    )
+}
