@@ -88,9 +88,55 @@ fn every_reference_output_matches_on_wgpu() {
         assert_all_within_tolerance(&report);
         if choice == KernelChoice::Ours {
             blocks_in_their_inference_form_match_on_wgpu(&device);
+            dense_motion_inputs_match_on_wgpu(&device);
         }
     }
     gpu::choose(KernelChoice::Auto);
+}
+
+/// The dense motion network on the GPU (its sparse motions, heatmaps and warped sources made by
+/// the kernels crate's two motion kernels) against the same network on the CPU, with and without
+/// Jacobians, keypoints reaching past the image so that sampling meets the zero padding. Called
+/// with our kernels chosen.
+fn dense_motion_inputs_match_on_wgpu(gpu: &Device) {
+    use prioritycut_engine::burn::module::Module;
+    use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::dense_motion::DenseMotionConfig;
+    use prioritycut_engine::model::keypoints::Keypoints;
+
+    let cpu = cpu();
+    cpu.seed(5);
+    let network = DenseMotionConfig::new()
+        .with_block_expansion(8)
+        .with_max_features(32)
+        .with_num_blocks(2)
+        .with_num_kp(4)
+        .init(&cpu);
+    let on_gpu = network.clone().to_device(gpu);
+    let source = Tensor::<4>::random([2, 3, 20, 24], Distribution::Uniform(0.0, 1.0), &cpu);
+    let keypoints = |jacobians: bool| Keypoints {
+        value: Tensor::random([2, 4, 2], Distribution::Uniform(-1.2, 1.2), &cpu),
+        jacobian: jacobians.then(|| Tensor::random([2, 4, 2, 2], Distribution::Uniform(-1.0, 1.0), &cpu)),
+    };
+    let moved = |kp: &Keypoints| Keypoints {
+        value: kp.value.clone().to_device(gpu),
+        jacobian: kp.jacobian.clone().map(|j| j.to_device(gpu)),
+    };
+    for jacobians in [true, false] {
+        let (driving, source_kp) = (keypoints(jacobians), keypoints(jacobians));
+        let expected = network.forward_downsampled(source.clone(), &driving, &source_kp);
+        let ours = on_gpu.forward_downsampled(source.clone().to_device(gpu), &moved(&driving), &moved(&source_kp));
+        let close = |what: &str, difference: f32, scale: f32| {
+            eprintln!("dense motion on wgpu, Jacobians {jacobians}: {what} {difference:e} of {scale}");
+            assert!(difference <= 2e-5 * scale.max(1.0), "{what}: {difference} of {scale}");
+        };
+        let (d, s) = largest_difference(ours.sparse_deformed.to_device(&cpu), expected.sparse_deformed);
+        close("sparse_deformed", d, s);
+        let (d, s) = largest_difference(ours.mask.to_device(&cpu), expected.mask);
+        close("mask", d, s);
+        let (d, s) = largest_difference(ours.deformation.to_device(&cpu), expected.deformation);
+        close("deformation", d, s);
+    }
 }
 
 /// The hourglass's and the bottleneck's blocks prepared on the GPU (batch norms folded, their

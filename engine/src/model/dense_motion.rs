@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, warp_by_each};
 use super::keypoints::{Keypoints, heatmap_difference, inverse_2x2, make_coordinate_grid};
-use crate::kernels::{convolve, grid_sample};
+use crate::kernels::{convolve, gpu, grid_sample};
 
 /// `generator_params.dense_motion_params`. Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -137,12 +137,25 @@ impl DenseMotionNetwork {
     pub fn forward_downsampled(&self, source: Tensor<4>, kp_driving: &Keypoints, kp_source: &Keypoints) -> DenseMotion {
         let [b, c, h, w] = source.dims();
         let n = self.num_kp + 1;
-        let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
-        let sparse_motions = self.sparse_motions(h, w, kp_driving, kp_source);
-        // Eq. 7, the source warped by each sparse motion.
-        let sparse_deformed = warp_by_each(&source, &sparse_motions, grid_sample);
-
-        let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
+        let (sparse_motions, sparse_deformed, input) = match gpu::motion_inputs(
+            &source,
+            (&kp_driving.value, kp_driving.jacobian.as_ref()),
+            (&kp_source.value, kp_source.jacobian.as_ref()),
+            self.kp_variance,
+        ) {
+            Some(made) => {
+                let per_motion = made.hourglass_input.clone().reshape([b, n, c + 1, h, w]);
+                (made.sparse_motions, per_motion.narrow(2, 1, c), made.hourglass_input)
+            }
+            None => {
+                let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
+                let sparse_motions = self.sparse_motions(h, w, kp_driving, kp_source);
+                // Eq. 7, the source warped by each sparse motion.
+                let sparse_deformed = warp_by_each(&source, &sparse_motions, grid_sample);
+                let input = Tensor::cat(vec![heatmaps, sparse_deformed.clone()], 2).reshape([b, n * (c + 1), h, w]);
+                (sparse_motions, sparse_deformed, input)
+            }
+        };
         let prediction = self.hourglass.forward(input);
         let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
         let mask = softmax(convolve(&self.mask, prediction), 1);

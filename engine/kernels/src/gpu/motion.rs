@@ -1,0 +1,171 @@
+//! The input of FOMM's dense motion network on the GPU in two launches: the K + 1 sparse motions
+//! (Eq. 4: the identity and each keypoint's local affine motion) in one, the keypoint heatmaps
+//! (Eq. 6) and the source warped by each motion (Eq. 7) in the other, written straight into the
+//! hourglass's input `[b, (K + 1)(c + 1), h, w]`.
+//!
+//! Why: composed of tensor operations, this is ~40 small launches a frame on the GPU (slices of
+//! the keypoints and Jacobians, the 2×2 inverse, concatenations, a repeat of the source, the
+//! sampling), each over a few thousand values; the dense motion stage's launches then
+//! outnumbered its convolutions' several times over.
+
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::CubeDim;
+
+use super::motion_kernels::{motion_input_kernel, sparse_motion_kernel};
+
+/// The motion operations as backend operations (lazy, in order, under fusion).
+#[backend_extension(Cube, Fusion)]
+pub trait MotionOps: Backend {
+    /// `[b, K + 1, h, w, 2]` from keypoints `[b, K, 2]` and, with `jacobians`, their Jacobians
+    /// `[b, K, 2, 2]` (read only then: pass any tensor otherwise).
+    #[fusion(dtype = kp_driving, shape = Shape::new([kp_driving[0], kp_driving[1] + 1, size[0], size[1], 2]))]
+    fn sparse_motions(
+        kp_driving: FloatTensor<Self>,
+        kp_source: FloatTensor<Self>,
+        jacobian_driving: FloatTensor<Self>,
+        jacobian_source: FloatTensor<Self>,
+        size: [usize; 2],
+        jacobians: bool,
+    ) -> FloatTensor<Self>;
+
+    /// The hourglass's input `[b, (K + 1)(c + 1), h, w]` from the source `[b, c, h, w]` and the
+    /// sparse motions; `gaussian_factor` is `−1/2σ²`.
+    #[fusion(dtype = source, shape = Shape::new([source[0], motions[1] * (source[1] + 1), source[2], source[3]]))]
+    fn motion_inputs(
+        source: FloatTensor<Self>,
+        motions: FloatTensor<Self>,
+        kp_driving: FloatTensor<Self>,
+        kp_source: FloatTensor<Self>,
+        gaussian_factor: f32,
+    ) -> FloatTensor<Self>;
+}
+
+impl MotionOps for CubeBackend {
+    fn sparse_motions(
+        kp_driving: CubeTensor,
+        kp_source: CubeTensor,
+        jacobian_driving: CubeTensor,
+        jacobian_source: CubeTensor,
+        size: [usize; 2],
+        jacobians: bool,
+    ) -> CubeTensor {
+        let [batch, keypoints, _] = kp_driving.shape().dims::<3>();
+        let (client, device, dtype) = (kp_driving.client.clone(), kp_driving.device.clone(), kp_driving.dtype);
+        let shape = Shape::new([batch, keypoints + 1, size[0], size[1], 2]);
+        let motions = empty_device_dtype(client.clone(), device, shape, dtype);
+        let invocations = batch * (keypoints + 1) * size[0] * size[1];
+        let cube_dim = CubeDim::new(&client, invocations);
+        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
+        sparse_motion_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            kp_driving.into_tensor_arg(),
+            kp_source.into_tensor_arg(),
+            jacobian_driving.into_tensor_arg(),
+            jacobian_source.into_tensor_arg(),
+            motions.clone().into_tensor_arg(),
+            jacobians,
+            dtype_to_storage_type(dtype),
+        );
+        motions
+    }
+
+    fn motion_inputs(
+        source: CubeTensor,
+        motions: CubeTensor,
+        kp_driving: CubeTensor,
+        kp_source: CubeTensor,
+        gaussian_factor: f32,
+    ) -> CubeTensor {
+        let [batch, channels, height, width] = source.shape().dims::<4>();
+        let count = motions.shape()[1];
+        let (client, device, dtype) = (source.client.clone(), source.device.clone(), source.dtype);
+        let shape = Shape::new([batch, count * (channels + 1), height, width]);
+        let inputs = empty_device_dtype(client.clone(), device, shape, dtype);
+        let invocations = batch * count * height * width;
+        let cube_dim = CubeDim::new(&client, invocations);
+        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
+        motion_input_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            source.into_tensor_arg(),
+            // The kernel reads (x, y) pairs at consecutive places.
+            into_contiguous(motions).into_tensor_arg(),
+            kp_driving.into_tensor_arg(),
+            kp_source.into_tensor_arg(),
+            inputs.clone().into_tensor_arg(),
+            gaussian_factor,
+            dtype_to_storage_type(dtype),
+        );
+        inputs
+    }
+}
+
+/// The dense motion network's input, made on the GPU.
+#[derive(Debug, Clone)]
+pub struct MotionInputs {
+    /// `[b, K + 1, h, w, 2]`: the identity, then each keypoint's motion (Eq. 4).
+    pub sparse_motions: Tensor<5>,
+    /// `[b, (K + 1)(c + 1), h, w]`: per motion its heatmap (Eq. 6), then the source warped by it.
+    pub hourglass_input: Tensor<4>,
+}
+
+/// The sparse motions and the hourglass's input of FOMM's dense motion network for `source`
+/// `[b, c, h, w]` and keypoint values `[b, K, 2]` with their Jacobians `[b, K, 2, 2]` if
+/// estimated, Gaussians of variance `kp_variance`; `None` unless every tensor is a plain one on
+/// a GPU whose kernels are ours ([`super::serves`]).
+pub fn motion_inputs(
+    source: &Tensor<4>,
+    (kp_driving, jacobian_driving): (&Tensor<3>, Option<&Tensor<4>>),
+    (kp_source, jacobian_source): (&Tensor<3>, Option<&Tensor<4>>),
+    kp_variance: f64,
+) -> Option<MotionInputs> {
+    let device = source.device();
+    if device.is_autodiff() || !super::serves(&device) {
+        return None;
+    }
+    let [_, _, height, width] = source.dims();
+    let cube = |t: &Tensor<3>| t.clone().try_into_primitive::<Cube>().ok();
+    let jacobians = match (jacobian_driving, jacobian_source) {
+        (Some(driving), Some(source)) => Some((
+            driving.clone().try_into_primitive::<Cube>().ok()?,
+            source.clone().try_into_primitive::<Cube>().ok()?,
+        )),
+        _ => None,
+    };
+    let estimated = jacobians.is_some();
+    // Without Jacobians the keypoints stand in for them, unread.
+    let (jacobian_driving, jacobian_source) = match jacobians {
+        Some(pair) => pair,
+        None => (cube(kp_driving)?, cube(kp_source)?),
+    };
+    let motions = <Cube as MotionOps>::sparse_motions(
+        cube(kp_driving)?,
+        cube(kp_source)?,
+        jacobian_driving,
+        jacobian_source,
+        [height, width],
+        estimated,
+    );
+    let inputs = <Cube as MotionOps>::motion_inputs(
+        source.clone().try_into_primitive::<Cube>().ok()?,
+        motions.clone(),
+        cube(kp_driving)?,
+        cube(kp_source)?,
+        (-0.5 / kp_variance) as f32,
+    );
+    Some(MotionInputs {
+        sparse_motions: Tensor::from_primitive::<Cube>(motions),
+        hourglass_input: Tensor::from_primitive::<Cube>(inputs),
+    })
+}

@@ -1,0 +1,159 @@
+//! The kernels of [`super::motion`]: one invocation per output pixel of one motion.
+
+use cubecl::prelude::*;
+
+/// FOMM's `make_coordinate_grid` value at `index` of `size`, in torch's operation order
+/// (`2 · (i / (n − 1)) − 1`), so that grids agree bit for bit with the official code.
+#[cube]
+fn grid_coordinate<F: Float>(index: usize, size: usize) -> F {
+    let mut denominator = size - 1;
+    if size < 2 {
+        denominator = 1;
+    }
+    F::new(2.0) * (F::cast_from(index) / F::cast_from(denominator)) - F::new(1.0)
+}
+
+/// `motions[b, m, y, x] = (x', y')`, motion 0 the identity, motion `k + 1` Eq. 4's
+/// `T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k))` with `J_k = J_S,k · J_D,k⁻¹` (the inverse in closed
+/// form; `J_k = I` without `jacobians`, which are then not read).
+#[allow(clippy::too_many_arguments)]
+#[cube(launch)]
+pub(super) fn sparse_motion_kernel<F: Float>(
+    kp_driving: &Tensor<F>,
+    kp_source: &Tensor<F>,
+    jacobian_driving: &Tensor<F>,
+    jacobian_source: &Tensor<F>,
+    motions: &mut Tensor<F>,
+    #[comptime] jacobians: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (count, height, width) = (motions.shape(1), motions.shape(2), motions.shape(3));
+    let pixels = count * height * width;
+    let index = ABSOLUTE_POS;
+    if index >= motions.shape(0) * pixels {
+        terminate!();
+    }
+    let x = index % width;
+    let y = (index / width) % height;
+    let motion = (index / (width * height)) % count;
+    let image = index / pixels;
+    let grid_x = grid_coordinate::<F>(x, width);
+    let grid_y = grid_coordinate::<F>(y, height);
+    let mut out_x = grid_x;
+    let mut out_y = grid_y;
+    if motion > 0 {
+        let keypoint = motion - 1;
+        let driving = image * kp_driving.stride(0) + keypoint * kp_driving.stride(1);
+        let source = image * kp_source.stride(0) + keypoint * kp_source.stride(1);
+        let centred_x = grid_x - kp_driving[driving];
+        let centred_y = grid_y - kp_driving[driving + kp_driving.stride(2)];
+        let mut moved_x = centred_x;
+        let mut moved_y = centred_y;
+        if jacobians {
+            let jd = image * jacobian_driving.stride(0) + keypoint * jacobian_driving.stride(1);
+            let (row, column) = (jacobian_driving.stride(2), jacobian_driving.stride(3));
+            let a = jacobian_driving[jd];
+            let b = jacobian_driving[jd + column];
+            let c = jacobian_driving[jd + row];
+            let d = jacobian_driving[jd + row + column];
+            let determinant = a * d - b * c;
+            let (i00, i01, i10, i11) = (d / determinant, -b / determinant, -c / determinant, a / determinant);
+            let js = image * jacobian_source.stride(0) + keypoint * jacobian_source.stride(1);
+            let (row, column) = (jacobian_source.stride(2), jacobian_source.stride(3));
+            let s00 = jacobian_source[js];
+            let s01 = jacobian_source[js + column];
+            let s10 = jacobian_source[js + row];
+            let s11 = jacobian_source[js + row + column];
+            let (j00, j01) = (s00 * i00 + s01 * i10, s00 * i01 + s01 * i11);
+            let (j10, j11) = (s10 * i00 + s11 * i10, s10 * i01 + s11 * i11);
+            moved_x = j00 * centred_x + j01 * centred_y;
+            moved_y = j10 * centred_x + j11 * centred_y;
+        }
+        out_x = moved_x + kp_source[source];
+        out_y = moved_y + kp_source[source + kp_source.stride(2)];
+    }
+    motions[index * 2] = out_x;
+    motions[index * 2 + 1] = out_y;
+}
+
+/// The dense motion network's input at pixel `(y, x)` of motion `m`: channel `m·(c + 1)` Eq. 6's
+/// heatmap `exp(−|z − p_D,k|²/2σ²) − exp(−|z − p_S,k|²/2σ²)` (0 for the background, `m = 0`),
+/// channels `m·(c + 1) + 1 …` the source sampled bilinearly at `motions[b, m, y, x]` (torch's
+/// `grid_sample`, `align_corners=False`, zero padding). `gaussian_factor` is `−1/2σ²`.
+#[cube(launch)]
+pub(super) fn motion_input_kernel<F: Float>(
+    source: &Tensor<F>,
+    motions: &Tensor<F>,
+    kp_driving: &Tensor<F>,
+    kp_source: &Tensor<F>,
+    inputs: &mut Tensor<F>,
+    gaussian_factor: f32,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (count, height, width) = (motions.shape(1), motions.shape(2), motions.shape(3));
+    let channels = source.shape(1);
+    let pixels = count * height * width;
+    let index = ABSOLUTE_POS;
+    if index >= motions.shape(0) * pixels {
+        terminate!();
+    }
+    let x = index % width;
+    let y = (index / width) % height;
+    let motion = (index / (width * height)) % count;
+    let image = index / pixels;
+    let out_plane = height * width;
+    let out_base = (image * count * (channels + 1) + motion * (channels + 1)) * out_plane + y * width + x;
+
+    let mut heatmap = F::new(0.0);
+    if motion > 0 {
+        let grid_x = grid_coordinate::<F>(x, width);
+        let grid_y = grid_coordinate::<F>(y, height);
+        let factor = F::cast_from(gaussian_factor);
+        let driving = image * kp_driving.stride(0) + (motion - 1) * kp_driving.stride(1);
+        let source_kp = image * kp_source.stride(0) + (motion - 1) * kp_source.stride(1);
+        let dx = grid_x - kp_driving[driving];
+        let dy = grid_y - kp_driving[driving + kp_driving.stride(2)];
+        let sx = grid_x - kp_source[source_kp];
+        let sy = grid_y - kp_source[source_kp + kp_source.stride(2)];
+        heatmap = F::exp((dx * dx + dy * dy) * factor) - F::exp((sx * sx + sy * sy) * factor);
+    }
+    inputs[out_base] = heatmap;
+
+    // torch's unnormalisation without aligned corners: ((g + 1) · size − 1) / 2.
+    let (source_height, source_width) = (source.shape(2), source.shape(3));
+    let at = index * 2;
+    let ix = ((motions[at] + F::new(1.0)) * F::cast_from(source_width) - F::new(1.0)) / F::new(2.0);
+    let iy = ((motions[at + 1] + F::new(1.0)) * F::cast_from(source_height) - F::new(1.0)) / F::new(2.0);
+    let left = F::floor(ix);
+    let top = F::floor(iy);
+    let fx = ix - left;
+    let fy = iy - top;
+    let x0 = i32::cast_from(left);
+    let y0 = i32::cast_from(top);
+    let inside_x0 = x0 >= 0 && x0 < source_width as i32;
+    let inside_x1 = x0 + 1 >= 0 && x0 + 1 < source_width as i32;
+    let inside_y0 = y0 >= 0 && y0 < source_height as i32;
+    let inside_y1 = y0 + 1 >= 0 && y0 + 1 < source_height as i32;
+    let north_west = (F::new(1.0) - fx) * (F::new(1.0) - fy);
+    let north_east = fx * (F::new(1.0) - fy);
+    let south_west = (F::new(1.0) - fx) * fy;
+    let south_east = fx * fy;
+    for channel in 0..channels {
+        let base = image * source.stride(0) + channel * source.stride(1);
+        let mut value = F::new(0.0);
+        if inside_y0 && inside_x0 {
+            value += north_west * source[base + y0 as usize * source.stride(2) + x0 as usize * source.stride(3)];
+        }
+        if inside_y0 && inside_x1 {
+            value += north_east * source[base + y0 as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+        }
+        if inside_y1 && inside_x0 {
+            value += south_west * source[base + (y0 + 1) as usize * source.stride(2) + x0 as usize * source.stride(3)];
+        }
+        if inside_y1 && inside_x1 {
+            value +=
+                south_east * source[base + (y0 + 1) as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+        }
+        inputs[out_base + (channel + 1) * out_plane] = value;
+    }
+}
