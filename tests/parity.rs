@@ -89,6 +89,7 @@ fn every_reference_output_matches_on_wgpu() {
         if choice == KernelChoice::Ours {
             blocks_in_their_inference_form_match_on_wgpu(&device);
             dense_motion_inputs_match_on_wgpu(&device);
+            keypoints_match_on_wgpu(&device);
         }
     }
     gpu::choose(KernelChoice::Auto);
@@ -136,6 +137,48 @@ fn dense_motion_inputs_match_on_wgpu(gpu: &Device) {
         close("mask", d, s);
         let (d, s) = largest_difference(ours.deformation.to_device(&cpu), expected.deformation);
         close("deformation", d, s);
+    }
+}
+
+/// The keypoint detector on the GPU (softmax, means and weighted Jacobians by the kernels crate's
+/// heatmap statistics) against the CPU's: a Jacobian map per keypoint, one shared, none. Called
+/// with our kernels chosen.
+fn keypoints_match_on_wgpu(gpu: &Device) {
+    use prioritycut_engine::burn::module::Module;
+    use prioritycut_engine::burn::module::Param;
+    use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::keypoint_detector::KpDetectorConfig;
+
+    let cpu = cpu();
+    cpu.seed(7);
+    let image = Tensor::<4>::random([2, 3, 64, 48], Distribution::Uniform(0.0, 1.0), &cpu);
+    for (estimate_jacobian, single_jacobian_map) in [(true, false), (true, true), (false, false)] {
+        let detector = KpDetectorConfig::new()
+            .with_block_expansion(8)
+            .with_max_features(32)
+            .with_num_blocks(2)
+            .with_num_kp(5)
+            .with_estimate_jacobian(estimate_jacobian)
+            .with_single_jacobian_map(single_jacobian_map)
+            .init(&cpu);
+        let mut detector = detector;
+        // FOMM starts the Jacobian head at the identity everywhere: weights that vary it.
+        if let Some(head) = detector.jacobian.as_mut() {
+            let dims = head.weight.dims();
+            head.weight = Param::from_tensor(Tensor::random(dims, Distribution::Uniform(-0.05, 0.05), &cpu));
+        }
+        let expected = detector.forward(image.clone());
+        let ours = detector.to_device(gpu).forward(image.clone().to_device(gpu));
+        let what = format!("keypoints on wgpu, Jacobians {estimate_jacobian}, one map {single_jacobian_map}");
+        let (d, s) = largest_difference(ours.value.to_device(&cpu), expected.value);
+        eprintln!("{what}: values {d:e} of {s}");
+        assert!(d <= 1e-5, "{what}: values {d} of {s}");
+        assert_eq!(ours.jacobian.is_some(), estimate_jacobian, "{what}");
+        if let (Some(ours), Some(expected)) = (ours.jacobian, expected.jacobian) {
+            let (d, s) = largest_difference(ours.to_device(&cpu), expected);
+            eprintln!("{what}: Jacobians {d:e} of {s}");
+            assert!(d <= 1e-5 * s.max(1.0), "{what}: Jacobians {d} of {s}");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters};
 use super::keypoints::{Keypoints, make_coordinate_grid};
-use crate::kernels::convolve;
+use crate::kernels::{convolve, gpu};
 
 /// `model_params.kp_detector_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -89,18 +89,38 @@ impl KpDetectorConfig {
 impl KpDetector {
     /// Images [b, c, h, w] in [0, 1] → keypoints.
     pub fn forward(&self, image: Tensor<4>) -> Keypoints {
-        self.forward_with_heatmap(image).0
+        let (prediction, jacobian_maps) = self.heads(image);
+        if let Some((value, jacobian)) = gpu::heatmap_keypoints(&prediction, jacobian_maps.as_ref(), self.temperature) {
+            return Keypoints { value, jacobian };
+        }
+        self.keypoints_of(prediction, jacobian_maps).0
     }
 
     /// Also returns the softmax heatmaps [b, kp, h', w'].
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
+        let (prediction, jacobian_maps) = self.heads(image);
+        if let Some((value, jacobian)) = gpu::heatmap_keypoints(&prediction, jacobian_maps.as_ref(), self.temperature) {
+            let [b, k, h, w] = prediction.dims();
+            let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
+            return (Keypoints { value, jacobian }, heatmap.reshape([b, k, h, w]));
+        }
+        self.keypoints_of(prediction, jacobian_maps)
+    }
+
+    /// The heads' outputs: the keypoint logits [b, kp, h', w'] and the Jacobian maps
+    /// [b, 4 · maps, h', w'].
+    fn heads(&self, image: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
         let x = match &self.down {
             Some(down) => down.forward(image),
             None => image,
         };
         let feature_map = self.predictor.forward(x);
         let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
-        let prediction = convolve(&self.kp, feature_map);
+        (convolve(&self.kp, feature_map), jacobian_maps)
+    }
+
+    /// The keypoints as the softmax heatmaps' means, and the heatmaps.
+    fn keypoints_of(&self, prediction: Tensor<4>, jacobian_maps: Option<Tensor<4>>) -> (Keypoints, Tensor<4>) {
         let [b, k, h, w] = prediction.dims();
         let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
 

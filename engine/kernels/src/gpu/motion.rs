@@ -19,7 +19,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::CubeDim;
 
-use super::motion_kernels::{motion_input_kernel, sparse_motion_kernel};
+use super::motion_kernels::{heatmap_statistics_kernel, motion_input_kernel, sparse_motion_kernel};
 
 /// The motion operations as backend operations (lazy, in order, under fusion).
 #[backend_extension(Cube, Fusion)]
@@ -46,6 +46,24 @@ pub trait MotionOps: Backend {
         kp_source: FloatTensor<Self>,
         gaussian_factor: f32,
     ) -> FloatTensor<Self>;
+
+    /// From the keypoint detector's logits `[b, K, h, w]`, the softmax heatmaps' means `[b, K,
+    /// 2]`, or with `jacobian` their weighted Jacobians `[b, K, 2, 2]` from `maps` `[b, 4K or 4,
+    /// h, w]` (read only then: pass any tensor otherwise).
+    #[fusion(dtype = prediction, shape = heatmap_statistics_shape(prediction, jacobian))]
+    fn heatmap_statistics(
+        prediction: FloatTensor<Self>,
+        maps: FloatTensor<Self>,
+        temperature: f32,
+        jacobian: bool,
+    ) -> FloatTensor<Self>;
+}
+
+fn heatmap_statistics_shape(prediction: &Shape, jacobian: &bool) -> Shape {
+    match jacobian {
+        true => Shape::new([prediction[0], prediction[1], 2, 2]),
+        false => Shape::new([prediction[0], prediction[1], 2]),
+    }
 }
 
 impl MotionOps for CubeBackend {
@@ -109,6 +127,26 @@ impl MotionOps for CubeBackend {
         );
         inputs
     }
+
+    fn heatmap_statistics(prediction: CubeTensor, maps: CubeTensor, temperature: f32, jacobian: bool) -> CubeTensor {
+        let shape = heatmap_statistics_shape(&prediction.shape(), &jacobian);
+        let heatmaps = shape[0] * shape[1];
+        let (client, device, dtype) = (prediction.client.clone(), prediction.device.clone(), prediction.dtype);
+        let out = empty_device_dtype(client.clone(), device, shape, dtype);
+        let cube_dim = CubeDim::new(&client, heatmaps);
+        heatmap_statistics_kernel::launch(
+            &client,
+            calculate_cube_count_elemwise(&client, heatmaps, cube_dim),
+            cube_dim,
+            prediction.into_tensor_arg(),
+            maps.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            temperature,
+            jacobian,
+            dtype_to_storage_type(dtype),
+        );
+        out
+    }
 }
 
 /// The dense motion network's input, made on the GPU.
@@ -168,4 +206,31 @@ pub fn motion_inputs(
         sparse_motions: Tensor::from_primitive::<Cube>(motions),
         hourglass_input: Tensor::from_primitive::<Cube>(inputs),
     })
+}
+
+/// FOMM's keypoints from the detector's logits `[b, K, h, w]` (softmax with `temperature`, then
+/// each heatmap's mean on the grid) and, given its Jacobian maps `[b, 4K or 4, h, w]`, their
+/// heatmap-weighted averages `[b, K, 2, 2]`: two launches, where burn's softmax, products and sums
+/// launch a dozen. `None` unless the tensors are plain ones on a GPU whose kernels are ours.
+pub fn heatmap_keypoints(
+    prediction: &Tensor<4>,
+    jacobian_maps: Option<&Tensor<4>>,
+    temperature: f64,
+) -> Option<(Tensor<3>, Option<Tensor<4>>)> {
+    let device = prediction.device();
+    if device.is_autodiff() || !super::serves(&device) {
+        return None;
+    }
+    let logits = prediction.clone().try_into_primitive::<Cube>().ok()?;
+    let temperature = temperature as f32;
+    let values = <Cube as MotionOps>::heatmap_statistics(logits.clone(), logits.clone(), temperature, false);
+    let jacobians = match jacobian_maps {
+        Some(maps) => {
+            let maps = maps.clone().try_into_primitive::<Cube>().ok()?;
+            let jacobians = <Cube as MotionOps>::heatmap_statistics(logits, maps, temperature, true);
+            Some(Tensor::from_primitive::<Cube>(jacobians))
+        }
+        None => None,
+    };
+    Some((Tensor::from_primitive::<Cube>(values), jacobians))
 }

@@ -157,3 +157,75 @@ pub(super) fn motion_input_kernel<F: Float>(
         inputs[out_base + (channel + 1) * out_plane] = value;
     }
 }
+
+/// One invocation per heatmap `(b, k)`: the softmax of `prediction[b, k] / temperature` over the
+/// pixels, then its mean position (`jacobian` false: `out[b, k, 0..2]` = Σ h·(x, y) on FOMM's
+/// grid) or the heatmap-weighted Jacobian (`jacobian` true: `out[b, k, r, c]` = Σ h ·
+/// `maps[b, 4m + 2r + c]`, `m` = k, or 0 where one map is shared). Each invocation walks its
+/// heatmap twice in order (a few thousand pixels): few heatmaps, and no shared memory.
+#[cube(launch)]
+pub(super) fn heatmap_statistics_kernel<F: Float>(
+    prediction: &Tensor<F>,
+    maps: &Tensor<F>,
+    out: &mut Tensor<F>,
+    temperature: f32,
+    #[comptime] jacobian: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let keypoints = prediction.shape(1);
+    let heatmap = ABSOLUTE_POS;
+    if heatmap >= prediction.shape(0) * keypoints {
+        terminate!();
+    }
+    let (height, width) = (prediction.shape(2), prediction.shape(3));
+    let image = heatmap / keypoints;
+    let keypoint = heatmap % keypoints;
+    let divisor = F::cast_from(temperature);
+    let base = image * prediction.stride(0) + keypoint * prediction.stride(1);
+
+    // The largest logit, as softmax subtracts it.
+    let mut largest = F::new(-3.0e38);
+    for y in 0..height {
+        for x in 0..width {
+            let value = prediction[base + y * prediction.stride(2) + x * prediction.stride(3)] / divisor;
+            largest = F::max(largest, value);
+        }
+    }
+
+    let mut map = keypoint;
+    if maps.shape(1) == 4 {
+        map = 0usize;
+    }
+    let map_base = image * maps.stride(0) + 4 * map * maps.stride(1);
+    let mut total = F::new(0.0);
+    let mut first = F::new(0.0);
+    let mut second = F::new(0.0);
+    let mut third = F::new(0.0);
+    let mut fourth = F::new(0.0);
+    for y in 0..height {
+        for x in 0..width {
+            let value = prediction[base + y * prediction.stride(2) + x * prediction.stride(3)] / divisor;
+            let weight = F::exp(value - largest);
+            total += weight;
+            if jacobian {
+                let at = map_base + y * maps.stride(2) + x * maps.stride(3);
+                first += weight * maps[at];
+                second += weight * maps[at + maps.stride(1)];
+                third += weight * maps[at + 2 * maps.stride(1)];
+                fourth += weight * maps[at + 3 * maps.stride(1)];
+            } else {
+                first += weight * grid_coordinate::<F>(x, width);
+                second += weight * grid_coordinate::<F>(y, height);
+            }
+        }
+    }
+    if jacobian {
+        out[heatmap * 4] = first / total;
+        out[heatmap * 4 + 1] = second / total;
+        out[heatmap * 4 + 2] = third / total;
+        out[heatmap * 4 + 3] = fourth / total;
+    } else {
+        out[heatmap * 2] = first / total;
+        out[heatmap * 2 + 1] = second / total;
+    }
+}
