@@ -100,6 +100,15 @@ impl InferenceConv {
             Kernel::Direct(_) | Kernel::Gpu(_) => None,
         }
     }
+
+    /// [`Self::forward`] of `head` and `tail` concatenated along channels, read in place where
+    /// the kernel can (the GPU's); `None` elsewhere, and the caller concatenates them.
+    pub fn forward_concatenated(&self, head: &Tensor<4>, tail: &Tensor<4>) -> Option<Tensor<4>> {
+        match &*self.0 {
+            Kernel::Gpu(conv) => conv.forward_concatenated(head, tail),
+            _ => None,
+        }
+    }
 }
 
 fn on_plain_flex(x: &Tensor<4>) -> Option<FlexPrimitive> {

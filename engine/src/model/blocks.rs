@@ -406,6 +406,19 @@ impl<N: BlockNorm> UpBlock2d<N> {
         }
         self.norm.forward_relu(convolve(&self.conv, upsample2(x)))
     }
+
+    /// [`Self::forward`] of `head` and `tail` concatenated along channels (a decoder's output
+    /// and its skip): the prepared form reads them in place where it can.
+    pub fn forward_concatenated(&self, head: Tensor<4>, tail: Tensor<4>) -> Tensor<4> {
+        if let Some(y) = self
+            .inference
+            .as_ref()
+            .and_then(|inference| inference.forward_concatenated(&head, &tail))
+        {
+            return if N::FOLDS { y } else { self.norm.forward_relu(y) };
+        }
+        self.forward(cat_channels(vec![head, tail]))
+    }
 }
 
 /// Encoder block: conv, norm, ReLU, 2×2 average pooling.
@@ -590,16 +603,27 @@ impl<N: BlockNorm> Hourglass<N> {
         }
         let mut out = skips.pop().expect("the encoder output is always present");
         let mut levels = Vec::with_capacity(self.decoder.up_blocks.len());
+        // Without every level, each output and its skip go to the next up block unconcatenated
+        // (its prepared form reads both in place); the last pair is concatenated.
+        let mut pending_skip: Option<Tensor<4>> = None;
         for block in &self.decoder.up_blocks {
-            out = block.forward(out);
+            out = match pending_skip.take() {
+                Some(skip) => block.forward_concatenated(out, skip),
+                None => block.forward(out),
+            };
             let skip = skips.pop().expect("one skip per up block");
-            out = cat_channels(vec![out, skip]);
             if every_level {
+                out = cat_channels(vec![out, skip]);
                 levels.push(out.clone());
+            } else {
+                pending_skip = Some(skip);
             }
         }
         if !every_level {
-            levels.push(out);
+            levels.push(match pending_skip {
+                Some(skip) => cat_channels(vec![out, skip]),
+                None => out,
+            });
         }
         levels
     }

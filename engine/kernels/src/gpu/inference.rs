@@ -69,6 +69,7 @@ impl PreparedConv3x3 {
                 .as_ref()
                 .map(|affine| (upload(&affine.scale), upload(&affine.shift))),
             surroundings: Surroundings {
+                concatenated_input: false,
                 upsample_input: fused.upsample_input,
                 input_affine: fused.input_affine.is_some(),
                 bias: true,
@@ -86,6 +87,15 @@ impl PreparedConv3x3 {
     /// choice runs ours there with Winograd ([`super::serves`], [`super::winograd`]): the block
     /// then runs as trained.
     pub fn forward(&self, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> Option<Tensor<4>> {
+        self.run(x, None, residual)
+    }
+
+    /// [`Self::forward`] of `head` and `tail` concatenated along channels, read in place.
+    pub fn forward_concatenated(&self, head: &Tensor<4>, tail: &Tensor<4>) -> Option<Tensor<4>> {
+        self.run(head, Some(tail), None)
+    }
+
+    fn run(&self, x: &Tensor<4>, tail: Option<&Tensor<4>>, residual: Option<&Tensor<4>>) -> Option<Tensor<4>> {
         let device = x.device();
         if device.is_autodiff() || device != self.weight.device() || !super::serves(&device) || !super::winograd() {
             return None;
@@ -96,22 +106,21 @@ impl PreparedConv3x3 {
             None => (&self.bias, &self.bias),
         };
         let surroundings = Surroundings {
+            concatenated_input: tail.is_some(),
             residual: residual.is_some(),
             ..self.surroundings
         };
+        // Tensors the surroundings do not ask for stand in, unread.
         let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
-        let residual = match residual {
-            Some(residual) => primitive(residual)?,
-            None => primitive(x)?,
-        };
         let one_dimensional = |t: &Tensor<1>| t.clone().try_into_primitive::<Cube>().ok();
         let y = <Cube as WinogradConvOps>::winograd_block(
             primitive(x)?,
+            primitive(tail.unwrap_or(x))?,
             transformed.clone().try_into_primitive::<Cube>().ok()?,
             one_dimensional(&self.bias)?,
             one_dimensional(scale)?,
             one_dimensional(shift)?,
-            residual,
+            primitive(residual.unwrap_or(x))?,
             surroundings,
         );
         Some(Tensor::from_primitive::<Cube>(y))

@@ -32,6 +32,9 @@ pub(super) const TILE_VALUES: usize = 36;
 /// What the transforms apply around a prepared block's convolution (each read only where on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Surroundings {
+    /// The input is the block's input then a second tensor along channels (an hourglass's skip
+    /// connection), read in place of their concatenation.
+    pub concatenated_input: bool,
     /// The input is upsampled ×2 by nearest neighbour first (an `UpBlock2d`).
     pub upsample_input: bool,
     /// `relu(scale · x + shift)` per input channel before the zero padding (a pre-activation
@@ -58,14 +61,16 @@ pub trait WinogradConvOps: Backend {
     #[fusion(dtype = weight, shape = transformed_weight_shape(weight))]
     fn winograd_weights(weight: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// A block's 3×3 stride-1 padding-1 convolution of `x` `[b, c, h, w]` by weights already
-    /// transformed (`[36, o, c]`), with its `surroundings`: `input_scale` and `input_shift`
-    /// (`[c]`), `bias` (`[o]`) and `residual` (the output's shape) are read only where those
-    /// ask for them (pass any tensor otherwise).
+    /// A block's 3×3 stride-1 padding-1 convolution of `x` `[b, c, h, w]` (or of `x` and
+    /// `x_tail` concatenated along channels) by weights already transformed (`[36, o, c]`), with
+    /// its `surroundings`: `x_tail`, `input_scale` and `input_shift` (`[c]`), `bias` (`[o]`) and
+    /// `residual` (the output's shape) are read only where those ask for them (pass any tensor
+    /// otherwise).
     #[allow(clippy::too_many_arguments)]
     #[fusion(dtype = x, shape = block_output_shape(x, transformed_weight, surroundings))]
     fn winograd_block(
         x: FloatTensor<Self>,
+        x_tail: FloatTensor<Self>,
         transformed_weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         input_scale: FloatTensor<Self>,
@@ -126,6 +131,7 @@ impl WinogradConvOps for CubeBackend {
         // Tensors that are never read stand in for the absent surroundings.
         let unused = x.clone();
         let tensors = BlockTensors {
+            tail: &unused,
             bias: &unused,
             input_scale: &unused,
             input_shift: &unused,
@@ -152,6 +158,7 @@ impl WinogradConvOps for CubeBackend {
 
     fn winograd_block(
         x: CubeTensor,
+        x_tail: CubeTensor,
         transformed_weight: CubeTensor,
         bias: CubeTensor,
         input_scale: CubeTensor,
@@ -160,6 +167,7 @@ impl WinogradConvOps for CubeBackend {
         surroundings: Surroundings,
     ) -> CubeTensor {
         let tensors = BlockTensors {
+            tail: &x_tail,
             bias: &bias,
             input_scale: &input_scale,
             input_shift: &input_shift,
@@ -171,6 +179,7 @@ impl WinogradConvOps for CubeBackend {
 
 /// The tensors a block's surroundings read.
 struct BlockTensors<'a> {
+    tail: &'a CubeTensor,
     bias: &'a CubeTensor,
     input_scale: &'a CubeTensor,
     input_shift: &'a CubeTensor,
@@ -192,7 +201,10 @@ fn winograd(
     tensors: BlockTensors,
     surroundings: Surroundings,
 ) -> CubeTensor {
-    let [batch, channels, _, _] = x.shape().dims::<4>();
+    let [batch, mut channels, _, _] = x.shape().dims::<4>();
+    if surroundings.concatenated_input {
+        channels += tensors.tail.shape()[1];
+    }
     let out_channels = transformed_weight.shape()[1];
     let [height, width] = block_convolution_size(&x.shape(), &surroundings);
     // Padding 1 keeps the size; the plain convolution may pad otherwise.
@@ -226,6 +238,7 @@ fn winograd(
             cube_count,
             cube_dim,
             x.clone().into_tensor_arg(),
+            tensors.tail.clone().into_tensor_arg(),
             tensors.input_scale.clone().into_tensor_arg(),
             tensors.input_shift.clone().into_tensor_arg(),
             transformed_input.clone().into_tensor_arg(),
@@ -234,6 +247,7 @@ fn winograd(
             tiles_x as u32,
             padding[0] as u32,
             padding[1] as u32,
+            surroundings.concatenated_input,
             surroundings.upsample_input,
             surroundings.input_affine,
             storage,

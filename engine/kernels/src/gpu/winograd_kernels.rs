@@ -121,13 +121,16 @@ pub(super) fn weight_transform_kernel<F: Float>(
 
 /// `V[ξ, c, t] = (Bᵀ d B)[ξ]` of the 6×6 input patch `d` of tile `first_tile + t` in channel `c`
 /// (zero outside the image); one invocation per (c, t). A block's surroundings are applied as the input is
-/// read: with `upsample`, the convolution sees the input upsampled ×2 (nearest neighbour); with
-/// `affine`, each value inside the image becomes `relu(scale[c] · value + shift[c])` before the
-/// zero padding (a pre-activation batch norm and ReLU). `scale` and `shift` are read only then.
+/// read: with `concatenated`, the input is `input` then `tail` along channels (the hourglass's
+/// skip connection, never copied into one tensor; `tail` is read only then); with `upsample`,
+/// the convolution sees the input upsampled ×2 (nearest neighbour); with `affine`, each value
+/// inside the image becomes `relu(scale[c] · value + shift[c])` before the zero padding (a
+/// pre-activation batch norm and ReLU). `scale` and `shift` are read only then.
 #[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 pub(super) fn input_transform_kernel<F: Float>(
     input: &Tensor<F>,
+    tail: &Tensor<F>,
     scale: &Tensor<F>,
     shift: &Tensor<F>,
     tiles: &mut Tensor<F>,
@@ -136,6 +139,7 @@ pub(super) fn input_transform_kernel<F: Float>(
     tiles_x: u32,
     padding_y: u32,
     padding_x: u32,
+    #[comptime] concatenated: bool,
     #[comptime] upsample: bool,
     #[comptime] affine: bool,
     #[define(F)] _dtype: ElemType,
@@ -160,7 +164,19 @@ pub(super) fn input_transform_kernel<F: Float>(
         height *= 2;
         width *= 2;
     }
-    let base = image * input.stride(0) + channel * input.stride(1);
+    let head_channels = input.shape(1);
+    let mut from_tail = false;
+    if concatenated {
+        from_tail = channel >= head_channels;
+    }
+    let mut base = image * input.stride(0) + channel * input.stride(1);
+    let mut row_stride = input.stride(2);
+    let mut column_stride = input.stride(3);
+    if from_tail {
+        base = image * tail.stride(0) + (channel - head_channels) * tail.stride(1);
+        row_stride = tail.stride(2);
+        column_stride = tail.stride(3);
+    }
     let mut channel_scale = F::new(1.0);
     let mut channel_shift = F::new(0.0);
     if affine {
@@ -183,7 +199,12 @@ pub(super) fn input_transform_kernel<F: Float>(
                     source_y /= 2;
                     source_x /= 2;
                 }
-                value = input[base + source_y * input.stride(2) + source_x * input.stride(3)];
+                let at = base + source_y * row_stride + source_x * column_stride;
+                if from_tail {
+                    value = tail[at];
+                } else {
+                    value = input[at];
+                }
                 if affine {
                     value = F::max(value * channel_scale + channel_shift, F::new(0.0));
                 }
