@@ -89,6 +89,43 @@ pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: 
         .init(device)
 }
 
+/// Two convolutions of the same input as one, their outputs stacked along channels (`first`'s,
+/// then `second`'s): a network's heads in its inference form on a GPU, where each convolution is
+/// an unfold and a matmul of the same input (one pass over it instead of two, one launch of
+/// each). `None` off a GPU, and where the two differ in anything but their output channels.
+pub fn stacked_heads(first: &Conv2d, second: &Conv2d) -> Option<Conv2d> {
+    let device = first.weight.device();
+    let alike = first.kernel_size == second.kernel_size
+        && first.stride == second.stride
+        && first.dilation == second.dilation
+        && first.groups == second.groups
+        && first.padding == second.padding
+        && first.weight.dims()[1] == second.weight.dims()[1];
+    if !alike || device.is_autodiff() || !crate::kernels::gpu::is_cube(&device) {
+        return None;
+    }
+    let bias = |conv: &Conv2d| match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([conv.weight.dims()[0]], &device),
+    };
+    let mut stacked = first.clone();
+    stacked.weight = Param::from_tensor(Tensor::cat(vec![first.weight.val(), second.weight.val()], 0));
+    stacked.bias = Some(Param::from_tensor(Tensor::cat(vec![bias(first), bias(second)], 0)));
+    Some(stacked)
+}
+
+/// `stacked` (from [`stacked_heads`]) applied to `x`, split into its two parts of `first`
+/// channels and the rest; `None` where `x` is on another device than the stacked weights.
+pub fn stacked_forward(stacked: Option<&Conv2d>, x: &Tensor<4>, first: usize) -> Option<(Tensor<4>, Tensor<4>)> {
+    let stacked = stacked?;
+    if stacked.weight.device() != x.device() {
+        return None;
+    }
+    let out = convolve(stacked, x.clone());
+    let total = out.dims()[1];
+    Some((out.clone().narrow(1, 0, first), out.narrow(1, first, total - first)))
+}
+
 /// FOMM's `SynchronizedBatchNorm2d(affine=True)` on one device: torch's parameter names, and the
 /// running variance updated with the *unbiased* batch variance, as torch does (burn's own
 /// `BatchNorm` uses the biased one).

@@ -11,7 +11,10 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, warp_by_each};
+use super::blocks::{
+    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, stacked_forward, stacked_heads,
+    warp_by_each,
+};
 use super::keypoints::{Keypoints, heatmap_difference, inverse_2x2, make_coordinate_grid};
 use crate::kernels::{convolve, gpu, grid_sample};
 
@@ -46,6 +49,9 @@ pub struct DenseMotionNetwork {
     pub down: Option<AntiAliasInterpolation2d>,
     pub num_kp: usize,
     pub kp_variance: f64,
+    /// The inference form on a GPU: the mask and occlusion heads as one convolution.
+    #[module(skip)]
+    pub stacked_heads: Option<Conv2d>,
 }
 
 /// What the dense motion network predicts, at its (downsampled) resolution h × w.
@@ -80,6 +86,7 @@ impl DenseMotionConfig {
                 .then(|| AntiAliasInterpolation2d::new(self.num_channels, self.scale_factor, device)),
             num_kp: self.num_kp,
             kp_variance: self.kp_variance,
+            stacked_heads: None,
         }
     }
 }
@@ -157,8 +164,14 @@ impl DenseMotionNetwork {
             }
         };
         let prediction = self.hourglass.forward(input);
-        let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
-        let mask = softmax(convolve(&self.mask, prediction), 1);
+        let (mask, occlusion) = match stacked_forward(self.stacked_heads.as_ref(), &prediction, n) {
+            Some((mask, occlusion)) => (mask, Some(occlusion)),
+            None => {
+                let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
+                (convolve(&self.mask, prediction), occlusion)
+            }
+        };
+        let mask = softmax(mask, 1);
 
         // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
         let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
@@ -177,6 +190,10 @@ impl DenseMotionNetwork {
 impl InferenceForm for DenseMotionNetwork {
     fn into_inference_form(mut self) -> Self {
         self.hourglass = self.hourglass.into_inference_form();
+        self.stacked_heads = self
+            .occlusion
+            .as_ref()
+            .and_then(|occlusion| stacked_heads(&self.mask, occlusion));
         self
     }
 }

@@ -9,7 +9,9 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::blocks::{AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters};
+use super::blocks::{
+    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, stacked_forward, stacked_heads,
+};
 use super::keypoints::{Keypoints, make_coordinate_grid};
 use crate::kernels::{convolve, gpu};
 
@@ -51,6 +53,9 @@ pub struct KpDetector {
     pub down: Option<AntiAliasInterpolation2d>,
     pub temperature: f64,
     pub num_jacobian_maps: usize,
+    /// The inference form on a GPU: the keypoint and Jacobian heads as one convolution.
+    #[module(skip)]
+    pub stacked_heads: Option<Conv2d>,
 }
 
 impl KpDetectorConfig {
@@ -82,6 +87,7 @@ impl KpDetectorConfig {
                 .then(|| AntiAliasInterpolation2d::new(self.num_channels, self.scale_factor, device)),
             temperature: self.temperature,
             num_jacobian_maps,
+            stacked_heads: None,
         }
     }
 }
@@ -115,6 +121,10 @@ impl KpDetector {
             None => image,
         };
         let feature_map = self.predictor.forward(x);
+        let keypoints = self.kp.weight.dims()[0];
+        if let Some((prediction, maps)) = stacked_forward(self.stacked_heads.as_ref(), &feature_map, keypoints) {
+            return (prediction, Some(maps));
+        }
         let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
         (convolve(&self.kp, feature_map), jacobian_maps)
     }
@@ -142,6 +152,10 @@ impl KpDetector {
 impl InferenceForm for KpDetector {
     fn into_inference_form(mut self) -> Self {
         self.predictor = self.predictor.into_inference_form();
+        self.stacked_heads = self
+            .jacobian
+            .as_ref()
+            .and_then(|jacobian| stacked_heads(&self.kp, jacobian));
         self
     }
 }

@@ -140,7 +140,7 @@ impl PreparedConv3x3 {
 }
 
 /// Whether `device` computes with burn's CubeCL backend (wgpu and the other CubeCL runtimes).
-pub(crate) fn is_cube(device: &Device) -> bool {
+pub fn is_cube(device: &Device) -> bool {
     matches!(
         device.clone().without_autodiff().as_dispatch(),
         burn::backend::DispatchDevice::Cube(_)
