@@ -102,6 +102,7 @@ fn every_reference_output_matches_on_wgpu() {
 fn dense_motion_inputs_match_on_wgpu(gpu: &Device) {
     use prioritycut_engine::burn::module::Module;
     use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::blocks::InferenceForm;
     use prioritycut_engine::model::dense_motion::DenseMotionConfig;
     use prioritycut_engine::model::keypoints::Keypoints;
 
@@ -126,17 +127,32 @@ fn dense_motion_inputs_match_on_wgpu(gpu: &Device) {
     for jacobians in [true, false] {
         let (driving, source_kp) = (keypoints(jacobians), keypoints(jacobians));
         let expected = network.forward_downsampled(source.clone(), &driving, &source_kp);
-        let ours = on_gpu.forward_downsampled(source.clone().to_device(gpu), &moved(&driving), &moved(&source_kp));
-        let close = |what: &str, difference: f32, scale: f32| {
-            eprintln!("dense motion on wgpu, Jacobians {jacobians}: {what} {difference:e} of {scale}");
-            assert!(difference <= 2e-5 * scale.max(1.0), "{what}: {difference} of {scale}");
-        };
-        let (d, s) = largest_difference(ours.sparse_deformed.to_device(&cpu), expected.sparse_deformed);
-        close("sparse_deformed", d, s);
-        let (d, s) = largest_difference(ours.mask.to_device(&cpu), expected.mask);
-        close("mask", d, s);
-        let (d, s) = largest_difference(ours.deformation.to_device(&cpu), expected.deformation);
-        close("deformation", d, s);
+        // As trained, and in the inference form (the heads stacked, their outputs by one kernel).
+        for (form, on_gpu) in [
+            ("as trained", on_gpu.clone()),
+            ("inference form", on_gpu.clone().into_inference_form()),
+        ] {
+            let ours = on_gpu.forward_downsampled(source.clone().to_device(gpu), &moved(&driving), &moved(&source_kp));
+            let close = |what: &str, difference: f32, scale: f32| {
+                eprintln!("dense motion on wgpu, {form}, Jacobians {jacobians}: {what} {difference:e} of {scale}");
+                assert!(
+                    difference <= 2e-5 * scale.max(1.0),
+                    "{form}: {what}: {difference} of {scale}"
+                );
+            };
+            let (d, s) = largest_difference(ours.sparse_deformed.to_device(&cpu), expected.sparse_deformed.clone());
+            close("sparse_deformed", d, s);
+            let (d, s) = largest_difference(ours.mask.to_device(&cpu), expected.mask.clone());
+            close("mask", d, s);
+            let (d, s) = largest_difference(ours.deformation.to_device(&cpu), expected.deformation.clone());
+            close("deformation", d, s);
+            let (ours, expected) = (
+                ours.occlusion_map.expect("occlusion"),
+                expected.occlusion_map.clone().expect("occlusion"),
+            );
+            let (d, s) = largest_difference(ours.to_device(&cpu), expected);
+            close("occlusion_map", d, s);
+        }
     }
 }
 
@@ -144,9 +160,9 @@ fn dense_motion_inputs_match_on_wgpu(gpu: &Device) {
 /// heatmap statistics) against the CPU's: a Jacobian map per keypoint, one shared, none. Called
 /// with our kernels chosen.
 fn keypoints_match_on_wgpu(gpu: &Device) {
-    use prioritycut_engine::burn::module::Module;
-    use prioritycut_engine::burn::module::Param;
+    use prioritycut_engine::burn::module::{Module, Param};
     use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::blocks::InferenceForm;
     use prioritycut_engine::model::keypoint_detector::KpDetectorConfig;
 
     let cpu = cpu();
@@ -168,16 +184,24 @@ fn keypoints_match_on_wgpu(gpu: &Device) {
             head.weight = Param::from_tensor(Tensor::random(dims, Distribution::Uniform(-0.05, 0.05), &cpu));
         }
         let expected = detector.forward(image.clone());
-        let ours = detector.to_device(gpu).forward(image.clone().to_device(gpu));
-        let what = format!("keypoints on wgpu, Jacobians {estimate_jacobian}, one map {single_jacobian_map}");
-        let (d, s) = largest_difference(ours.value.to_device(&cpu), expected.value);
-        eprintln!("{what}: values {d:e} of {s}");
-        assert!(d <= 1e-5, "{what}: values {d} of {s}");
-        assert_eq!(ours.jacobian.is_some(), estimate_jacobian, "{what}");
-        if let (Some(ours), Some(expected)) = (ours.jacobian, expected.jacobian) {
-            let (d, s) = largest_difference(ours.to_device(&cpu), expected);
-            eprintln!("{what}: Jacobians {d:e} of {s}");
-            assert!(d <= 1e-5 * s.max(1.0), "{what}: Jacobians {d} of {s}");
+        let on_gpu = detector.to_device(gpu);
+        // As trained, and in the inference form (the two heads stacked into one convolution).
+        for (form, detector) in [
+            ("as trained", on_gpu.clone()),
+            ("inference form", on_gpu.into_inference_form()),
+        ] {
+            let ours = detector.forward(image.clone().to_device(gpu));
+            let what =
+                format!("keypoints on wgpu, {form}, Jacobians {estimate_jacobian}, one map {single_jacobian_map}");
+            let (d, s) = largest_difference(ours.value.to_device(&cpu), expected.value.clone());
+            eprintln!("{what}: values {d:e} of {s}");
+            assert!(d <= 1e-5, "{what}: values {d} of {s}");
+            assert_eq!(ours.jacobian.is_some(), estimate_jacobian, "{what}");
+            if let (Some(ours), Some(expected)) = (ours.jacobian, expected.jacobian.clone()) {
+                let (d, s) = largest_difference(ours.to_device(&cpu), expected);
+                eprintln!("{what}: Jacobians {d:e} of {s}");
+                assert!(d <= 1e-5 * s.max(1.0), "{what}: Jacobians {d} of {s}");
+            }
         }
     }
 }

@@ -114,16 +114,11 @@ pub fn stacked_heads(first: &Conv2d, second: &Conv2d) -> Option<Conv2d> {
     Some(stacked)
 }
 
-/// `stacked` (from [`stacked_heads`]) applied to `x`, split into its two parts of `first`
-/// channels and the rest; `None` where `x` is on another device than the stacked weights.
-pub fn stacked_forward(stacked: Option<&Conv2d>, x: &Tensor<4>, first: usize) -> Option<(Tensor<4>, Tensor<4>)> {
+/// `stacked` (from [`stacked_heads`]) applied to `x`: both heads' outputs, stacked along
+/// channels; `None` where `x` is on another device than the stacked weights.
+pub fn stacked_forward(stacked: Option<&Conv2d>, x: &Tensor<4>) -> Option<Tensor<4>> {
     let stacked = stacked?;
-    if stacked.weight.device() != x.device() {
-        return None;
-    }
-    let out = convolve(stacked, x.clone());
-    let total = out.dims()[1];
-    Some((out.clone().narrow(1, 0, first), out.narrow(1, first, total - first)))
+    (stacked.weight.device() == x.device()).then(|| convolve(stacked, x.clone()))
 }
 
 /// FOMM's `SynchronizedBatchNorm2d(affine=True)` on one device: torch's parameter names, and the

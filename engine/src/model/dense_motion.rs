@@ -164,20 +164,28 @@ impl DenseMotionNetwork {
             }
         };
         let prediction = self.hourglass.forward(input);
-        let (mask, occlusion) = match stacked_forward(self.stacked_heads.as_ref(), &prediction, n) {
-            Some((mask, occlusion)) => (mask, Some(occlusion)),
-            None => {
-                let occlusion = self.occlusion.as_ref().map(|head| convolve(head, prediction.clone()));
-                (convolve(&self.mask, prediction), occlusion)
-            }
+        // The heads' logits, the mask's then the occlusion's (one convolution on a GPU).
+        let stacked = stacked_forward(self.stacked_heads.as_ref(), &prediction);
+        let (mask_logits, occlusion_logits) = match &stacked {
+            Some(heads) => (heads.clone().narrow(1, 0, n), Some(heads.clone().narrow(1, n, 1))),
+            None => (
+                convolve(&self.mask, prediction.clone()),
+                self.occlusion.as_ref().map(|head| convolve(head, prediction)),
+            ),
         };
-        let mask = softmax(mask, 1);
-
-        // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
-        let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
-            .sum_dim(1)
-            .reshape([b, h, w, 2]);
-        let occlusion_map = occlusion.map(sigmoid);
+        let logits = stacked.or_else(|| occlusion_logits.is_none().then(|| mask_logits.clone()));
+        let (mask, deformation, occlusion_map) =
+            match logits.and_then(|logits| gpu::motion_outputs(&logits, &sparse_motions, n)) {
+                Some(made) => (made.mask, made.deformation, made.occlusion),
+                None => {
+                    let mask = softmax(mask_logits, 1);
+                    // Σ_k M_k · T_k: the mask-weighted sum of the sparse motions.
+                    let deformation = (sparse_motions * mask.clone().reshape([b, n, h, w, 1]))
+                        .sum_dim(1)
+                        .reshape([b, h, w, 2]);
+                    (mask, deformation, occlusion_logits.map(sigmoid))
+                }
+            };
         DenseMotion {
             mask,
             sparse_deformed,

@@ -121,9 +121,10 @@ impl KpDetector {
             None => image,
         };
         let feature_map = self.predictor.forward(x);
-        let keypoints = self.kp.weight.dims()[0];
-        if let Some((prediction, maps)) = stacked_forward(self.stacked_heads.as_ref(), &feature_map, keypoints) {
-            return (prediction, Some(maps));
+        if let Some(heads) = stacked_forward(self.stacked_heads.as_ref(), &feature_map) {
+            let (keypoints, channels) = (self.kp.weight.dims()[0], heads.dims()[1]);
+            let maps = heads.clone().narrow(1, keypoints, channels - keypoints);
+            return (heads.narrow(1, 0, keypoints), Some(maps));
         }
         let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
         (convolve(&self.kp, feature_map), jacobian_maps)

@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor};
 
 pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
 pub use inference::{PreparedConv3x3, is_cube};
-pub use motion::{MotionInputs, heatmap_keypoints, motion_inputs};
+pub use motion::{MotionInputs, MotionOutputs, heatmap_keypoints, motion_inputs, motion_outputs};
 pub use winograd::conv2d_winograd;
 
 /// Which convolution kernels run on a GPU, for the whole process.

@@ -19,7 +19,9 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::CubeDim;
 
-use super::motion_kernels::{heatmap_statistics_kernel, motion_input_kernel, sparse_motion_kernel};
+use super::motion_kernels::{
+    heatmap_statistics_kernel, motion_input_kernel, motion_output_kernel, sparse_motion_kernel,
+};
 
 /// The motion operations as backend operations (lazy, in order, under fusion).
 #[backend_extension(Cube, Fusion)]
@@ -57,6 +59,26 @@ pub trait MotionOps: Backend {
         temperature: f32,
         jacobian: bool,
     ) -> FloatTensor<Self>;
+
+    /// From the dense motion network's heads `[b, masks (+ 1 occlusion), h, w]`: the softmax mask
+    /// and the occlusion's sigmoid (same shape), or with `deformation` the dense motion `[b, h, w,
+    /// 2]` = Σ mask · `motions` `[b, masks, h, w, 2]` (read only then: pass any tensor
+    /// otherwise).
+    #[fusion(dtype = logits, shape = motion_output_shape(logits, deformation))]
+    fn motion_outputs(
+        logits: FloatTensor<Self>,
+        motions: FloatTensor<Self>,
+        masks: usize,
+        deformation: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// `[b, n(+1), h, w]` of the mask and occlusion, or `[b, h, w, 2]` of the dense motion.
+fn motion_output_shape(logits: &Shape, deformation: &bool) -> Shape {
+    match deformation {
+        true => Shape::new([logits[0], logits[2], logits[3], 2]),
+        false => logits.clone(),
+    }
 }
 
 fn heatmap_statistics_shape(prediction: &Shape, jacobian: &bool) -> Shape {
@@ -126,6 +148,27 @@ impl MotionOps for CubeBackend {
             dtype_to_storage_type(dtype),
         );
         inputs
+    }
+
+    fn motion_outputs(logits: CubeTensor, motions: CubeTensor, masks: usize, deformation: bool) -> CubeTensor {
+        let shape = motion_output_shape(&logits.shape(), &deformation);
+        let [batch, _, height, width] = logits.shape().dims::<4>();
+        let (client, device, dtype) = (logits.client.clone(), logits.device.clone(), logits.dtype);
+        let out = empty_device_dtype(client.clone(), device, shape, dtype);
+        let pixels = batch * height * width;
+        let cube_dim = CubeDim::new(&client, pixels);
+        motion_output_kernel::launch(
+            &client,
+            calculate_cube_count_elemwise(&client, pixels, cube_dim),
+            cube_dim,
+            logits.into_tensor_arg(),
+            motions.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            masks as u32,
+            deformation,
+            dtype_to_storage_type(dtype),
+        );
+        out
     }
 
     fn heatmap_statistics(prediction: CubeTensor, maps: CubeTensor, temperature: f32, jacobian: bool) -> CubeTensor {
@@ -233,4 +276,38 @@ pub fn heatmap_keypoints(
         None => None,
     };
     Some((Tensor::from_primitive::<Cube>(values), jacobians))
+}
+
+/// What the dense motion network's heads give, made on the GPU.
+#[derive(Debug, Clone)]
+pub struct MotionOutputs {
+    /// `[b, masks, h, w]`: the softmax over the sparse motions.
+    pub mask: Tensor<4>,
+    /// `[b, 1, h, w]`: the occlusion map's sigmoid, where the heads have its channel.
+    pub occlusion: Option<Tensor<4>>,
+    /// `[b, h, w, 2]`: the mask-weighted sum of the sparse motions.
+    pub deformation: Tensor<4>,
+}
+
+/// FOMM's mask (softmax over the `masks` first channels of `logits` `[b, masks (+ 1), h, w]`),
+/// occlusion map (sigmoid of the channel after them, if any) and dense motion (the
+/// mask-weighted sum of `motions` `[b, masks, h, w, 2]`) in two launches, where burn's softmax,
+/// sigmoid, product and sum launch about nine. `None` unless the tensors are plain ones on a GPU
+/// whose kernels are ours.
+pub fn motion_outputs(logits: &Tensor<4>, motions: &Tensor<5>, masks: usize) -> Option<MotionOutputs> {
+    let device = logits.device();
+    if device.is_autodiff() || !super::serves(&device) {
+        return None;
+    }
+    let [_, channels, _, _] = logits.dims();
+    let heads = logits.clone().try_into_primitive::<Cube>().ok()?;
+    let motions = motions.clone().try_into_primitive::<Cube>().ok()?;
+    let maps = <Cube as MotionOps>::motion_outputs(heads.clone(), heads.clone(), masks, false);
+    let deformation = <Cube as MotionOps>::motion_outputs(heads, motions, masks, true);
+    let maps = Tensor::<4>::from_primitive::<Cube>(maps);
+    Some(MotionOutputs {
+        mask: maps.clone().narrow(1, 0, masks),
+        occlusion: (channels > masks).then(|| maps.narrow(1, masks, 1)),
+        deformation: Tensor::from_primitive::<Cube>(deformation),
+    })
 }

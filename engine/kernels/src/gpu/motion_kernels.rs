@@ -229,3 +229,60 @@ pub(super) fn heatmap_statistics_kernel<F: Float>(
         out[heatmap * 2 + 1] = second / total;
     }
 }
+
+/// One invocation per pixel of the dense motion network's heads `logits[b, 0..n(+1), y, x]`:
+/// with `deformation` false, the softmax of the first `n` channels (the mask) into
+/// `out[b, 0..n, y, x]` and, where there is an occlusion channel (`n + 1` channels), its sigmoid
+/// into `out[b, n, y, x]`; with `deformation` true, `out[b, y, x, ·]` = Σ_m mask_m · `motions[b,
+/// m, y, x, ·]`, the dense motion. Softmax as burn's: `exp(x − max) / Σ exp(x − max)`.
+#[cube(launch)]
+pub(super) fn motion_output_kernel<F: Float>(
+    logits: &Tensor<F>,
+    motions: &Tensor<F>,
+    out: &mut Tensor<F>,
+    masks: u32,
+    #[comptime] deformation: bool,
+    #[define(F)] _dtype: ElemType,
+) {
+    let (height, width) = (logits.shape(2), logits.shape(3));
+    let pixels = height * width;
+    let index = ABSOLUTE_POS;
+    if index >= logits.shape(0) * pixels {
+        terminate!();
+    }
+    let image = index / pixels;
+    let pixel = index % pixels;
+    let (y, x) = (pixel / width, pixel % width);
+    let masks = masks as usize;
+    let base = image * logits.stride(0) + y * logits.stride(2) + x * logits.stride(3);
+    let mut largest = F::new(-3.0e38);
+    for m in 0..masks {
+        largest = F::max(largest, logits[base + m * logits.stride(1)]);
+    }
+    let mut total = F::new(0.0);
+    for m in 0..masks {
+        total += F::exp(logits[base + m * logits.stride(1)] - largest);
+    }
+    if deformation {
+        let mut moved_x = F::new(0.0);
+        let mut moved_y = F::new(0.0);
+        for m in 0..masks {
+            let weight = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
+            let at = image * motions.stride(0) + m * motions.stride(1) + y * motions.stride(2) + x * motions.stride(3);
+            moved_x += motions[at] * weight;
+            moved_y += motions[at + motions.stride(4)] * weight;
+        }
+        out[index * 2] = moved_x;
+        out[index * 2 + 1] = moved_y;
+    } else {
+        let channels = logits.shape(1);
+        let out_base = image * channels * pixels + pixel;
+        for m in 0..masks {
+            out[out_base + m * pixels] = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
+        }
+        if channels > masks {
+            let logit = logits[base + masks * logits.stride(1)];
+            out[out_base + masks * pixels] = F::new(1.0) / (F::new(1.0) + F::exp(-logit));
+        }
+    }
+}
