@@ -209,7 +209,7 @@ fn keypoints_match_on_wgpu(gpu: &Device) {
 /// The hourglass's and the bottleneck's blocks prepared on the GPU (batch norms folded, their
 /// surroundings in Winograd's transforms) against the same blocks as trained on the CPU, at a
 /// size that is no multiple of the 4×4 tiles, with three launches a convolution (and any copy
-/// burn's matmul makes of its operands). Called with our kernels chosen (the choice is process-wide: see the caller).
+/// burn's matmul makes of its operands), one on small maps. Called with our kernels chosen (the choice is process-wide: see the caller).
 fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
     use prioritycut_engine::backend::count_launches;
     use prioritycut_engine::burn::module::{Module, Param, RunningState};
@@ -255,48 +255,82 @@ fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
             launches.top(8)
         );
     };
-    let x = random([2, 12, 10, 14]);
-    let on_gpu = x.clone().to_device(gpu);
+    // Maps of more than DIRECT_MAX_PIXELS run Winograd's three launches a convolution, smaller
+    // ones (an hourglass's deepest levels) the direct kernel's one; the up blocks see their
+    // input at twice its size.
+    for (size, convolution_launches) in [([10, 14], 3), ([6, 8], 1)] {
+        let [height, width] = size;
+        let x = random([2, 12, height, width]);
+        let on_gpu = x.clone().to_device(gpu);
+        let at = |what: &str| format!("{what} at {height}×{width}");
 
-    let mut down = DownBlock2d::<BatchNorm2d>::new(12, 16, &cpu);
-    randomize(&mut down.norm);
-    let expected = down.forward(x.clone());
-    let down = down.to_device(gpu).into_inference_form();
-    assert!(down.inference.is_some(), "a 3×3 block is prepared on wgpu");
-    check("DownBlock2d", expected, &|| down.forward(on_gpu.clone()), 3);
+        let mut down = DownBlock2d::<BatchNorm2d>::new(12, 16, &cpu);
+        randomize(&mut down.norm);
+        let expected = down.forward(x.clone());
+        let down = down.to_device(gpu).into_inference_form();
+        assert!(down.inference.is_some(), "a 3×3 block is prepared on wgpu");
+        check(
+            &at("DownBlock2d"),
+            expected,
+            &|| down.forward(on_gpu.clone()),
+            convolution_launches,
+        );
 
-    let mut up = UpBlock2d::<BatchNorm2d>::new(12, 8, &cpu);
-    randomize(&mut up.norm);
-    let expected = up.forward(x.clone());
-    let up = up.to_device(gpu).into_inference_form();
-    check("UpBlock2d", expected, &|| up.forward(on_gpu.clone()), 3);
+        let mut same = SameBlock2d::<BatchNorm2d>::new(12, 8, 3, 1, &cpu);
+        randomize(&mut same.norm);
+        let expected = same.forward(x.clone());
+        let same = same.to_device(gpu).into_inference_form();
+        check(
+            &at("SameBlock2d 3×3"),
+            expected,
+            &|| same.forward(on_gpu.clone()),
+            convolution_launches,
+        );
 
-    // The hourglass's decoder hands an up block its input and the skip unconcatenated.
-    let skip = random([2, 4, 10, 14]);
-    let mut up = UpBlock2d::<BatchNorm2d>::new(16, 8, &cpu);
-    randomize(&mut up.norm);
-    let expected = up.forward(Tensor::cat(vec![x.clone(), skip.clone()], 1));
-    let up = up.to_device(gpu).into_inference_form();
-    let skip = skip.to_device(gpu);
-    check(
-        "UpBlock2d of a concatenation",
-        expected,
-        &|| up.forward_concatenated(on_gpu.clone(), skip.clone()),
-        3,
-    );
+        // A residual always takes Winograd's path (the second convolution).
+        let mut res = ResBlock2d::<BatchNorm2d>::new(12, 3, 1, &cpu);
+        randomize(&mut res.norm1);
+        randomize(&mut res.norm2);
+        let expected = res.forward(x.clone());
+        let res = res.to_device(gpu).into_inference_form();
+        check(
+            &at("ResBlock2d"),
+            expected,
+            &|| res.forward(on_gpu.clone()),
+            convolution_launches + 3,
+        );
+    }
+    for (size, convolution_launches) in [([5, 7], 3), ([3, 4], 1)] {
+        let [height, width] = size;
+        let x = random([2, 12, height, width]);
+        let on_gpu = x.clone().to_device(gpu);
+        let at = |what: &str| format!("{what} from {height}×{width}");
 
-    let mut same = SameBlock2d::<BatchNorm2d>::new(12, 8, 3, 1, &cpu);
-    randomize(&mut same.norm);
-    let expected = same.forward(x.clone());
-    let same = same.to_device(gpu).into_inference_form();
-    check("SameBlock2d 3×3", expected, &|| same.forward(on_gpu.clone()), 3);
+        let mut up = UpBlock2d::<BatchNorm2d>::new(12, 8, &cpu);
+        randomize(&mut up.norm);
+        let expected = up.forward(x.clone());
+        let up = up.to_device(gpu).into_inference_form();
+        check(
+            &at("UpBlock2d"),
+            expected,
+            &|| up.forward(on_gpu.clone()),
+            convolution_launches,
+        );
 
-    let mut res = ResBlock2d::<BatchNorm2d>::new(12, 3, 1, &cpu);
-    randomize(&mut res.norm1);
-    randomize(&mut res.norm2);
-    let expected = res.forward(x.clone());
-    let res = res.to_device(gpu).into_inference_form();
-    check("ResBlock2d", expected, &|| res.forward(on_gpu.clone()), 6);
+        // The hourglass's decoder hands an up block its input and the skip unconcatenated.
+        let skip = random([2, 4, height, width]);
+        let mut up = UpBlock2d::<BatchNorm2d>::new(16, 8, &cpu);
+        randomize(&mut up.norm);
+        let expected = up.forward(Tensor::cat(vec![x.clone(), skip.clone()], 1));
+        let up = up.to_device(gpu).into_inference_form();
+        let skip = skip.to_device(gpu);
+        check(
+            &at("UpBlock2d of a concatenation"),
+            expected,
+            &|| up.forward_concatenated(on_gpu.clone(), skip.clone()),
+            convolution_launches,
+        );
+    }
 }
 
 /// Every output of the TPSMM fixture's README.

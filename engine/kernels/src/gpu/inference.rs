@@ -9,12 +9,18 @@
 
 use std::sync::OnceLock;
 
-use burn::backend::Cube;
+use burn::backend::cubecl::dtype_to_storage_type;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Shape, Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
 
 use super::conv::MIN_OUTPUT_CHANNELS;
-use super::winograd::{Surroundings, WinogradConvOps};
+use super::direct_block_kernels::direct_block_kernel;
+use super::winograd::{Surroundings, WinogradConvOps, block_convolution_size, launch_size};
 use crate::cpu::conv::is_3x3_same;
 use crate::cpu::winograd::{ChannelAffine, Fused};
 
@@ -35,6 +41,76 @@ pub struct PreparedConv3x3 {
     /// `G (w·s) Gᵀ`, `[36, o, c]`: made on first use, so a device that never runs it (a
     /// software adapter keeping burn's kernels) never holds it.
     transformed: OnceLock<Tensor<3>>,
+    /// `w·s`, `[o, c, 3, 3]`, for small maps: made on first use.
+    folded: OnceLock<Tensor<4>>,
+}
+
+/// Maps of at most this many pixels (8×8: four 4×4 tiles) take the direct kernel: one launch
+/// where Winograd takes three, for the few tiles there (an hourglass's two deepest levels).
+pub const DIRECT_MAX_PIXELS: usize = 64;
+
+/// A block's 3×3 convolution computed directly, with its surroundings, in one launch.
+#[backend_extension(Cube, Fusion)]
+pub trait DirectBlockOps: Backend {
+    /// As [`WinogradConvOps::winograd_block`], by folded weights `[o, c, 3, 3]`, without a
+    /// residual.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = x, shape = direct_block_shape(x, weight, surroundings))]
+    fn direct_block(
+        x: FloatTensor<Self>,
+        x_tail: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        input_scale: FloatTensor<Self>,
+        input_shift: FloatTensor<Self>,
+        surroundings: Surroundings,
+    ) -> FloatTensor<Self>;
+}
+
+fn direct_block_shape(x: &Shape, weight: &Shape, surroundings: &Surroundings) -> Shape {
+    let [height, width] = block_convolution_size(x, surroundings);
+    let pooled = if surroundings.pool_output { 2 } else { 1 };
+    Shape::new([x[0], weight[0], height / pooled, width / pooled])
+}
+
+impl DirectBlockOps for CubeBackend {
+    fn direct_block(
+        x: CubeTensor,
+        x_tail: CubeTensor,
+        weight: CubeTensor,
+        bias: CubeTensor,
+        input_scale: CubeTensor,
+        input_shift: CubeTensor,
+        surroundings: Surroundings,
+    ) -> CubeTensor {
+        let [height, width] = block_convolution_size(&x.shape(), &surroundings);
+        let shape = direct_block_shape(&x.shape(), &weight.shape(), &surroundings);
+        let (client, device, dtype) = (x.client.clone(), x.device.clone(), x.dtype);
+        let values = shape.num_elements();
+        let output = empty_device_dtype(client.clone(), device, shape, dtype);
+        let (cube_count, cube_dim) = launch_size(&client, values);
+        direct_block_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            x.into_tensor_arg(),
+            x_tail.into_tensor_arg(),
+            input_scale.into_tensor_arg(),
+            input_shift.into_tensor_arg(),
+            weight.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            output.clone().into_tensor_arg(),
+            height as u32,
+            width as u32,
+            surroundings.concatenated_input,
+            surroundings.upsample_input,
+            surroundings.input_affine,
+            surroundings.relu,
+            surroundings.pool_output,
+            dtype_to_storage_type(dtype),
+        );
+        output
+    }
 }
 
 impl PreparedConv3x3 {
@@ -79,6 +155,7 @@ impl PreparedConv3x3 {
             },
             weight,
             transformed: OnceLock::new(),
+            folded: OnceLock::new(),
         })
     }
 
@@ -100,7 +177,6 @@ impl PreparedConv3x3 {
         if device.is_autodiff() || device != self.weight.device() || !super::serves(&device) || !super::winograd() {
             return None;
         }
-        let transformed = self.transformed.get_or_init(|| self.transform_weights());
         let (scale, shift) = match &self.input_affine {
             Some((scale, shift)) => (scale, shift),
             None => (&self.bias, &self.bias),
@@ -113,26 +189,46 @@ impl PreparedConv3x3 {
         // Tensors the surroundings do not ask for stand in, unread.
         let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
         let one_dimensional = |t: &Tensor<1>| t.clone().try_into_primitive::<Cube>().ok();
-        let y = <Cube as WinogradConvOps>::winograd_block(
-            primitive(x)?,
-            primitive(tail.unwrap_or(x))?,
-            transformed.clone().try_into_primitive::<Cube>().ok()?,
-            one_dimensional(&self.bias)?,
-            one_dimensional(scale)?,
-            one_dimensional(shift)?,
-            primitive(residual.unwrap_or(x))?,
-            surroundings,
-        );
+        let [height, width] = block_convolution_size(&x.shape(), &surroundings);
+        let y = if residual.is_none() && height * width <= DIRECT_MAX_PIXELS {
+            let folded = self.folded.get_or_init(|| self.folded_weights());
+            <Cube as DirectBlockOps>::direct_block(
+                primitive(x)?,
+                primitive(tail.unwrap_or(x))?,
+                primitive(folded)?,
+                one_dimensional(&self.bias)?,
+                one_dimensional(scale)?,
+                one_dimensional(shift)?,
+                surroundings,
+            )
+        } else {
+            let transformed = self.transformed.get_or_init(|| self.transform_weights());
+            <Cube as WinogradConvOps>::winograd_block(
+                primitive(x)?,
+                primitive(tail.unwrap_or(x))?,
+                transformed.clone().try_into_primitive::<Cube>().ok()?,
+                one_dimensional(&self.bias)?,
+                one_dimensional(scale)?,
+                one_dimensional(shift)?,
+                primitive(residual.unwrap_or(x))?,
+                surroundings,
+            )
+        };
         Some(Tensor::from_primitive::<Cube>(y))
     }
 
-    fn transform_weights(&self) -> Tensor<3> {
+    /// The weights with the output norm's scale folded in, `w·s`.
+    fn folded_weights(&self) -> Tensor<4> {
         let [out_channels, ..] = self.weight.dims();
-        let weight = match &self.output_scale {
+        match &self.output_scale {
             Some(scale) => self.weight.clone() * scale.clone().reshape([out_channels, 1, 1, 1]),
             None => self.weight.clone(),
-        };
-        let weight = weight
+        }
+    }
+
+    fn transform_weights(&self) -> Tensor<3> {
+        let weight = self
+            .folded_weights()
             .try_into_primitive::<Cube>()
             .unwrap_or_else(|e| unreachable!("weights checked to be on a CubeCL device: {e:?}"));
         Tensor::from_primitive::<Cube>(<Cube as WinogradConvOps>::winograd_weights(weight))

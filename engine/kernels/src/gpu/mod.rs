@@ -5,6 +5,7 @@
 
 mod conv;
 mod conv_autodiff;
+mod direct_block_kernels;
 mod inference;
 mod motion;
 mod motion_kernels;

@@ -92,7 +92,7 @@ pub(super) fn block_output_shape(x: &Shape, transformed_weight: &Shape, surround
 }
 
 /// The size the block's convolution runs at: the input's, doubled where it is upsampled.
-fn block_convolution_size(x: &Shape, surroundings: &Surroundings) -> [usize; 2] {
+pub(super) fn block_convolution_size(x: &Shape, surroundings: &Surroundings) -> [usize; 2] {
     let scale = if surroundings.upsample_input { 2 } else { 1 };
     [x[2] * scale, x[3] * scale]
 }
@@ -186,7 +186,7 @@ struct BlockTensors<'a> {
     residual: &'a CubeTensor,
 }
 
-fn launch_size(client: &cubecl::client::Client, values: usize) -> (cubecl::prelude::CubeCount, CubeDim) {
+pub(super) fn launch_size(client: &cubecl::client::Client, values: usize) -> (cubecl::prelude::CubeCount, CubeDim) {
     let cube_dim = CubeDim::new(client, values);
     (calculate_cube_count_elemwise(client, values, cube_dim), cube_dim)
 }
