@@ -28,6 +28,35 @@ fn convolution_at<F: Float>(
 ) -> F {
     let head_channels = input.shape(1);
     let channels = weight.shape(1);
+    // Where each of the nine taps reads, found once: the loop over channels then only loads
+    // and multiplies.
+    let mut inside = Array::<bool>::new(9usize);
+    let mut head_offset = Array::<usize>::new(9usize);
+    let mut tail_offset = Array::<usize>::new(9usize);
+    let mut weight_offset = Array::<usize>::new(9usize);
+    #[unroll]
+    for tap in 0..9usize {
+        let iy = (y + tap / 3) as i32 - 1;
+        let ix = (x + tap % 3) as i32 - 1;
+        let within = iy >= 0 && iy < height as i32 && ix >= 0 && ix < width as i32;
+        let mut source_y = 0usize;
+        let mut source_x = 0usize;
+        if within {
+            source_y = iy as usize;
+            source_x = ix as usize;
+            if upsample {
+                source_y /= 2;
+                source_x /= 2;
+            }
+        }
+        inside[tap] = within;
+        head_offset[tap] = image * input.stride(0) + source_y * input.stride(2) + source_x * input.stride(3);
+        tail_offset[tap] = 0usize;
+        if concatenated {
+            tail_offset[tap] = image * tail.stride(0) + source_y * tail.stride(2) + source_x * tail.stride(3);
+        }
+        weight_offset[tap] = channel * weight.stride(0) + (tap / 3) * weight.stride(2) + (tap % 3) * weight.stride(3);
+    }
     let mut sum = bias[channel];
     for input_channel in 0..channels {
         let mut from_tail = false;
@@ -40,36 +69,19 @@ fn convolution_at<F: Float>(
             channel_scale = scale[input_channel];
             channel_shift = shift[input_channel];
         }
-        let weights = channel * weight.stride(0) + input_channel * weight.stride(1);
+        let weights = input_channel * weight.stride(1);
         #[unroll]
-        for ky in 0..3usize {
-            let iy = (y + ky) as i32 - 1;
-            #[unroll]
-            for kx in 0..3usize {
-                let ix = (x + kx) as i32 - 1;
-                if iy >= 0 && iy < height as i32 && ix >= 0 && ix < width as i32 {
-                    let mut source_y = iy as usize;
-                    let mut source_x = ix as usize;
-                    if upsample {
-                        source_y /= 2;
-                        source_x /= 2;
-                    }
-                    let mut value = if from_tail {
-                        tail[image * tail.stride(0)
-                            + (input_channel - head_channels) * tail.stride(1)
-                            + source_y * tail.stride(2)
-                            + source_x * tail.stride(3)]
-                    } else {
-                        input[image * input.stride(0)
-                            + input_channel * input.stride(1)
-                            + source_y * input.stride(2)
-                            + source_x * input.stride(3)]
-                    };
-                    if affine {
-                        value = F::max(value * channel_scale + channel_shift, F::new(0.0));
-                    }
-                    sum += value * weight[weights + ky * weight.stride(2) + kx * weight.stride(3)];
+        for tap in 0..9usize {
+            if inside[tap] {
+                let mut value = if from_tail {
+                    tail[tail_offset[tap] + (input_channel - head_channels) * tail.stride(1)]
+                } else {
+                    input[head_offset[tap] + input_channel * input.stride(1)]
+                };
+                if affine {
+                    value = F::max(value * channel_scale + channel_shift, F::new(0.0));
                 }
+                sum += value * weight[weight_offset[tap] + weights];
             }
         }
     }
@@ -111,51 +123,35 @@ pub(super) fn direct_block_kernel<F: Float>(
     let channel = (index / (out_width * out_height)) % out_channels;
     let image = index / (out_width * out_height * out_channels);
     let (height, width) = (height as usize, width as usize);
-    if pool {
-        let mut total = F::new(0.0);
+    // The convolution at each pixel of the output's window: 2×2 with pooling, else 1×1.
+    let window = comptime!(if pool { 2usize } else { 1usize });
+    let mut total = F::new(0.0);
+    #[unroll]
+    for dy in 0..window {
         #[unroll]
-        for dy in 0..2usize {
-            #[unroll]
-            for dx in 0..2usize {
-                total += convolution_at::<F>(
-                    input,
-                    tail,
-                    scale,
-                    shift,
-                    weight,
-                    bias,
-                    image,
-                    channel,
-                    2 * y + dy,
-                    2 * x + dx,
-                    height,
-                    width,
-                    concatenated,
-                    upsample,
-                    affine,
-                    relu,
-                );
-            }
+        for dx in 0..window {
+            total += convolution_at::<F>(
+                input,
+                tail,
+                scale,
+                shift,
+                weight,
+                bias,
+                image,
+                channel,
+                window * y + dy,
+                window * x + dx,
+                height,
+                width,
+                concatenated,
+                upsample,
+                affine,
+                relu,
+            );
         }
-        output[index] = total * F::new(0.25);
-    } else {
-        output[index] = convolution_at::<F>(
-            input,
-            tail,
-            scale,
-            shift,
-            weight,
-            bias,
-            image,
-            channel,
-            y,
-            x,
-            height,
-            width,
-            concatenated,
-            upsample,
-            affine,
-            relu,
-        );
     }
+    if pool {
+        total *= F::new(0.25);
+    }
+    output[index] = total;
 }

@@ -5,7 +5,7 @@
 //! pre-activation batch norm and ReLU, ×2 upsampling, bias, ReLU, 2×2 average pooling, a
 //! residual. Three launches a block (input transform, batched matmul, output transform), where
 //! the block as trained launches a weight transform, an upsampling, a pooling and element-wise
-//! kernels besides.
+//! kernels besides; one on small maps, where a direct kernel computes the block.
 
 use std::sync::OnceLock;
 
@@ -45,9 +45,18 @@ pub struct PreparedConv3x3 {
     folded: OnceLock<Tensor<4>>,
 }
 
-/// Maps of at most this many pixels (8×8: four 4×4 tiles) take the direct kernel: one launch
-/// where Winograd takes three, for the few tiles there (an hourglass's two deepest levels).
+/// Maps of at most this many pixels (8×8: four 4×4 tiles) may take the direct kernel: one
+/// launch where Winograd takes three, for the few tiles there (an hourglass's deepest levels).
 pub const DIRECT_MAX_PIXELS: usize = 64;
+
+/// ... when their convolution is at most this many multiply-adds per image: the direct kernel
+/// loops over its taps in each invocation, where Winograd's matmul is tiled (on llvmpipe a
+/// vox-256 hourglass's 512- and 1024-channel levels took seconds directly).
+pub const DIRECT_MAX_MULTIPLY_ADDS: usize = 4 << 20;
+
+/// ... or when Winograd's transformed weights would be larger than this (a 1024 × 1024 layer's
+/// are 144 MiB; WebGPU's default largest storage buffer is 128 MiB, llvmpipe's too).
+pub const DIRECT_MIN_TRANSFORMED_BYTES: usize = 128 << 20;
 
 /// A block's 3×3 convolution computed directly, with its surroundings, in one launch.
 #[backend_extension(Cube, Fusion)]
@@ -190,7 +199,13 @@ impl PreparedConv3x3 {
         let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
         let one_dimensional = |t: &Tensor<1>| t.clone().try_into_primitive::<Cube>().ok();
         let [height, width] = block_convolution_size(&x.shape(), &surroundings);
-        let y = if residual.is_none() && height * width <= DIRECT_MAX_PIXELS {
+        let [out_channels, in_channels, ..] = self.weight.dims();
+        let multiply_adds = height * width * out_channels * in_channels * 9;
+        let transformed_bytes = 36 * out_channels * in_channels * size_of::<f32>();
+        let direct = residual.is_none()
+            && height * width <= DIRECT_MAX_PIXELS
+            && (multiply_adds <= DIRECT_MAX_MULTIPLY_ADDS || transformed_bytes > DIRECT_MIN_TRANSFORMED_BYTES);
+        let y = if direct {
             let folded = self.folded.get_or_init(|| self.folded_weights());
             <Cube as DirectBlockOps>::direct_block(
                 primitive(x)?,
