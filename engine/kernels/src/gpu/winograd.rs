@@ -126,6 +126,7 @@ pub fn conv2d_winograd(
 
 impl WinogradConvOps for CubeBackend {
     fn conv2d_winograd(x: CubeTensor, weight: CubeTensor, options: ConvOptions<2>) -> CubeTensor {
+        let weight_shape = weight.shape();
         let transformed = Self::winograd_weights(weight);
         let padding = [options.padding[0].0, options.padding[1].0];
         // Tensors that are never read stand in for the absent surroundings.
@@ -137,7 +138,14 @@ impl WinogradConvOps for CubeBackend {
             input_shift: &unused,
             residual: &unused,
         };
-        winograd(x.clone(), transformed, padding, tensors, Surroundings::default())
+        let [_, _, height, width] = output_shape(&x.shape(), &weight_shape, &options).dims::<4>();
+        winograd(
+            x.clone(),
+            transformed,
+            [[height, width], padding],
+            tensors,
+            Surroundings::default(),
+        )
     }
 
     fn winograd_weights(weight: CubeTensor) -> CubeTensor {
@@ -173,7 +181,9 @@ impl WinogradConvOps for CubeBackend {
             input_shift: &input_shift,
             residual: &residual,
         };
-        winograd(x, transformed_weight, [1, 1], tensors, surroundings)
+        // Padding 1 on every side keeps the size.
+        let size = block_convolution_size(&x.shape(), &surroundings);
+        winograd(x, transformed_weight, [size, [1, 1]], tensors, surroundings)
     }
 }
 
@@ -194,10 +204,12 @@ pub(super) fn launch_size(client: &cubecl::client::Client, values: usize) -> (cu
 /// Input transform, batched matmul and output transform, in chunks of tiles such that the
 /// transformed input and the products each fit one buffer of the device (one chunk for every
 /// FOMM layer on a GPU; llvmpipe's buffers are 128 MiB).
+/// `size` is the convolution's output size (before pooling), `padding` its top and left zero
+/// padding: the plain convolution's may differ on each side.
 fn winograd(
     x: CubeTensor,
     transformed_weight: CubeTensor,
-    padding: [usize; 2],
+    [size, padding]: [[usize; 2]; 2],
     tensors: BlockTensors,
     surroundings: Surroundings,
 ) -> CubeTensor {
@@ -206,9 +218,7 @@ fn winograd(
         channels += tensors.tail.shape()[1];
     }
     let out_channels = transformed_weight.shape()[1];
-    let [height, width] = block_convolution_size(&x.shape(), &surroundings);
-    // Padding 1 keeps the size; the plain convolution may pad otherwise.
-    let [height, width] = [height + 2 * padding[0] - 2, width + 2 * padding[1] - 2];
+    let [height, width] = size;
     let (tiles_y, tiles_x) = (height.div_ceil(4), width.div_ceil(4));
     let tiles = batch * tiles_y * tiles_x;
     let (dtype, client, device) = (x.dtype, x.client.clone(), x.device.clone());

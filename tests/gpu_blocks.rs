@@ -1,0 +1,146 @@
+//! The blocks' inference form on the GPU, with the kernel launches it takes. In a binary of its
+//! own: CubeCL's launch observer counts every thread's launches, and the kernel choice is
+//! process-wide, so no other test may run beside it.
+
+mod common;
+
+use common::{cpu, wgpu_device};
+use prioritycut_engine::burn::tensor::Device;
+use prioritycut_engine::kernels::test_support::largest_difference;
+
+#[test]
+fn blocks_in_their_inference_form_match_on_wgpu_in_few_launches() {
+    use prioritycut_engine::kernels::gpu::{self, KernelChoice};
+
+    let Some(device) = wgpu_device() else { return };
+    gpu::choose(KernelChoice::Ours);
+    blocks_in_their_inference_form_match_on_wgpu(&device);
+    gpu::choose(KernelChoice::Auto);
+}
+
+/// The hourglass's and the bottleneck's blocks prepared on the GPU (batch norms folded, their
+/// surroundings in Winograd's transforms) against the same blocks as trained on the CPU, at a
+/// size that is no multiple of the 4×4 tiles, with three launches a convolution (and any copy
+/// burn's matmul makes of its operands), one on small maps. Called with our kernels chosen.
+fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
+    use prioritycut_engine::backend::count_launches;
+    use prioritycut_engine::burn::module::{Module, Param, RunningState};
+    use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::model::blocks::{
+        BatchNorm2d, DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d,
+    };
+
+    let cpu = cpu();
+    cpu.seed(11);
+    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &cpu);
+    let values = |n: usize, low: f64, high: f64| Tensor::<1>::random([n], Distribution::Uniform(low, high), &cpu);
+    // Running statistics and affine parameters far from the identity, so that a norm left out
+    // or applied twice shows.
+    let randomize = |norm: &mut BatchNorm2d| {
+        let n = norm.weight.dims()[0];
+        norm.weight = Param::from_tensor(values(n, 0.5, 1.5));
+        norm.bias = Param::from_tensor(values(n, -0.3, 0.3));
+        norm.running_mean = RunningState::new(values(n, -0.5, 0.5));
+        norm.running_var = RunningState::new(values(n, 0.5, 2.0));
+    };
+    let check = |what: &str, expected: Tensor<4>, run: &dyn Fn() -> Tensor<4>, launches_expected: usize| {
+        let ours = run();
+        let (difference, scale) = largest_difference(ours.to_device(&cpu), expected);
+        eprintln!("{what} prepared on wgpu: {difference:e} of {scale}");
+        assert!(difference <= 2e-5 * scale.max(1.0), "{what}: {difference} of {scale}");
+        let launches = count_launches(gpu, || {
+            run().into_data();
+        })
+        .expect("wgpu launches kernels");
+        // burn's autotuned matmul may copy an operand into the layout its fastest kernel
+        // reads, depending on the shape; every other launch is one of ours.
+        let copies: usize = launches
+            .by_kernel
+            .iter()
+            .filter(|(name, _)| name.contains("CopyKernel"))
+            .map(|(_, count)| count)
+            .sum();
+        assert_eq!(
+            launches.total - copies,
+            launches_expected,
+            "{what}: {}",
+            launches.top(8)
+        );
+    };
+    // Maps of more than DIRECT_MAX_PIXELS run Winograd's three launches a convolution, smaller
+    // ones (an hourglass's deepest levels) the direct kernel's one; the up blocks see their
+    // input at twice its size.
+    for (size, convolution_launches) in [([10, 14], 3), ([6, 8], 1)] {
+        let [height, width] = size;
+        let x = random([2, 12, height, width]);
+        let on_gpu = x.clone().to_device(gpu);
+        let at = |what: &str| format!("{what} at {height}×{width}");
+
+        let mut down = DownBlock2d::<BatchNorm2d>::new(12, 16, &cpu);
+        randomize(&mut down.norm);
+        let expected = down.forward(x.clone());
+        let down = down.to_device(gpu).into_inference_form();
+        assert!(down.inference.is_some(), "a 3×3 block is prepared on wgpu");
+        check(
+            &at("DownBlock2d"),
+            expected,
+            &|| down.forward(on_gpu.clone()),
+            convolution_launches,
+        );
+
+        let mut same = SameBlock2d::<BatchNorm2d>::new(12, 8, 3, 1, &cpu);
+        randomize(&mut same.norm);
+        let expected = same.forward(x.clone());
+        let same = same.to_device(gpu).into_inference_form();
+        check(
+            &at("SameBlock2d 3×3"),
+            expected,
+            &|| same.forward(on_gpu.clone()),
+            convolution_launches,
+        );
+
+        // A residual always takes Winograd's path (the second convolution).
+        let mut res = ResBlock2d::<BatchNorm2d>::new(12, 3, 1, &cpu);
+        randomize(&mut res.norm1);
+        randomize(&mut res.norm2);
+        let expected = res.forward(x.clone());
+        let res = res.to_device(gpu).into_inference_form();
+        check(
+            &at("ResBlock2d"),
+            expected,
+            &|| res.forward(on_gpu.clone()),
+            convolution_launches + 3,
+        );
+    }
+    for (size, convolution_launches) in [([5, 7], 3), ([3, 4], 1)] {
+        let [height, width] = size;
+        let x = random([2, 12, height, width]);
+        let on_gpu = x.clone().to_device(gpu);
+        let at = |what: &str| format!("{what} from {height}×{width}");
+
+        let mut up = UpBlock2d::<BatchNorm2d>::new(12, 8, &cpu);
+        randomize(&mut up.norm);
+        let expected = up.forward(x.clone());
+        let up = up.to_device(gpu).into_inference_form();
+        check(
+            &at("UpBlock2d"),
+            expected,
+            &|| up.forward(on_gpu.clone()),
+            convolution_launches,
+        );
+
+        // The hourglass's decoder hands an up block its input and the skip unconcatenated.
+        let skip = random([2, 4, height, width]);
+        let mut up = UpBlock2d::<BatchNorm2d>::new(16, 8, &cpu);
+        randomize(&mut up.norm);
+        let expected = up.forward(Tensor::cat(vec![x.clone(), skip.clone()], 1));
+        let up = up.to_device(gpu).into_inference_form();
+        let skip = skip.to_device(gpu);
+        check(
+            &at("UpBlock2d of a concatenation"),
+            expected,
+            &|| up.forward_concatenated(on_gpu.clone(), skip.clone()),
+            convolution_launches,
+        );
+    }
+}
