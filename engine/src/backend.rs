@@ -407,10 +407,7 @@ impl cubecl::logging::LaunchObserver for LaunchCounter {
 
 /// Whether work on `device` runs as CubeCL kernel launches (wgpu), not on the CPU (flex).
 pub fn launches_kernels(device: &Device) -> bool {
-    matches!(
-        device.clone().without_autodiff().as_dispatch(),
-        burn::backend::DispatchDevice::Cube(_)
-    )
+    crate::kernels::gpu::is_cube(device)
 }
 
 /// Runs `work` on `device` and counts the GPU kernels it launches (each a `dispatch_workgroups`

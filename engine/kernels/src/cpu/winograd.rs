@@ -151,6 +151,22 @@ impl ChannelAffine {
     }
 }
 
+/// A convolution's bias (zeros where it has none) with the batch norm after it folded in:
+/// `b·s + t`, the bias of a prepared convolution whose weights are `w·s`.
+pub(crate) fn bias_with_norm(
+    bias: Option<Tensor<1>>,
+    output_channels: usize,
+    norm: Option<&ChannelAffine>,
+) -> Vec<f32> {
+    let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; output_channels]);
+    if let Some(norm) = norm {
+        for ((b, &s), &t) in bias.iter_mut().zip(&norm.scale).zip(&norm.shift) {
+            *b = *b * s + t;
+        }
+    }
+    bias
+}
+
 /// What surrounds the convolution in the block it replaces.
 #[derive(Debug, Clone, Default)]
 pub struct Fused {
@@ -216,12 +232,7 @@ impl FusedConv3x3 {
         let [output_channels, input_channels, kh, kw] = weight.dims();
         assert_eq!((kh, kw), (3, 3), "a 3×3 convolution");
         let device = weight.device();
-        let mut bias = bias.map(to_vec).unwrap_or_else(|| vec![0.0; output_channels]);
-        if let Some(norm) = &output_norm {
-            for ((b, &s), &t) in bias.iter_mut().zip(&norm.scale).zip(&norm.shift) {
-                *b = *b * s + t;
-            }
-        }
+        let bias = bias_with_norm(bias, output_channels, output_norm.as_ref());
         Self {
             input_channels,
             output_channels,

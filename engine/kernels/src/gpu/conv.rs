@@ -27,9 +27,8 @@ use burn_cubecl::kernel::{into_contiguous, slice};
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::ops::{permute, reshape};
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::calculate_cube_count_elemwise;
-use cubecl::prelude::CubeDim;
 
+use super::launch_size;
 use super::unfold::unfold_kernel;
 
 /// The most bytes one chunk of the unfolded input takes (the adapter's largest buffer if that is
@@ -203,8 +202,7 @@ fn unfold(
     let rows = channels.len() * kernel_height * kernel_width;
     let pixels = batch * height * width;
     let columns = empty_device_dtype(client.clone(), x.device.clone(), Shape::new([rows, pixels]), x.dtype);
-    let cube_dim = CubeDim::new(client, rows * pixels);
-    let cube_count = calculate_cube_count_elemwise(client, rows * pixels, cube_dim);
+    let (cube_count, cube_dim) = launch_size(client, rows * pixels);
     let geometry = [
         channels.start,
         height,

@@ -20,9 +20,10 @@ use burn_cubecl::tensor::CubeTensor;
 
 use super::conv::MIN_OUTPUT_CHANNELS;
 use super::direct_block_kernels::direct_block_kernel;
-use super::winograd::{Surroundings, WinogradConvOps, block_convolution_size, launch_size};
+use super::launch_size;
+use super::winograd::{Surroundings, TILE_VALUES, WinogradConvOps, block_convolution_size};
 use crate::cpu::conv::is_3x3_same;
-use crate::cpu::winograd::{ChannelAffine, Fused};
+use crate::cpu::winograd::{ChannelAffine, Fused, bias_with_norm};
 
 /// A 3×3 stride-1 padding-1 convolution with its block's surroundings, for weights on a CubeCL
 /// device (see the module's comment).
@@ -133,18 +134,7 @@ impl PreparedConv3x3 {
         if device.is_autodiff() || !is_cube(&device) || !is_3x3_same(conv) || out_channels < MIN_OUTPUT_CHANNELS {
             return None;
         }
-        let values =
-            |t: Tensor<1>| -> Vec<f32> { t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default() };
-        let mut bias = conv
-            .bias
-            .as_ref()
-            .map(|b| values(b.val()))
-            .unwrap_or_else(|| vec![0.0; out_channels]);
-        if let Some(norm) = &output_norm {
-            for ((b, &s), &t) in bias.iter_mut().zip(&norm.scale).zip(&norm.shift) {
-                *b = *b * s + t;
-            }
-        }
+        let bias = bias_with_norm(conv.bias.as_ref().map(|b| b.val()), out_channels, output_norm.as_ref());
         let upload = |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), &device);
         Some(Self {
             output_scale: output_norm.as_ref().map(|norm| upload(&norm.scale)),
@@ -201,7 +191,7 @@ impl PreparedConv3x3 {
         let [height, width] = block_convolution_size(&x.shape(), &surroundings);
         let [out_channels, in_channels, ..] = self.weight.dims();
         let multiply_adds = height * width * out_channels * in_channels * 9;
-        let transformed_bytes = 36 * out_channels * in_channels * size_of::<f32>();
+        let transformed_bytes = TILE_VALUES * out_channels * in_channels * size_of::<f32>();
         let direct = residual.is_none()
             && height * width <= DIRECT_MAX_PIXELS
             && (multiply_adds <= DIRECT_MAX_MULTIPLY_ADDS || transformed_bytes > DIRECT_MIN_TRANSFORMED_BYTES);

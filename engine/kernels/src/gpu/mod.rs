@@ -20,6 +20,8 @@ use burn::backend::Cube;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::{CubeCount, CubeDim};
 
 pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
 pub use inference::{PreparedConv3x3, is_cube};
@@ -136,4 +138,11 @@ pub fn serves(device: &Device) -> bool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains(device),
     }
+}
+
+/// The cubes and their size for one invocation per value of `values`: every element-wise kernel
+/// here launches so.
+fn launch_size(client: &cubecl::client::Client, values: usize) -> (CubeCount, CubeDim) {
+    let cube_dim = CubeDim::new(client, values);
+    (calculate_cube_count_elemwise(client, values, cube_dim), cube_dim)
 }

@@ -16,9 +16,8 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::calculate_cube_count_elemwise;
-use cubecl::prelude::CubeDim;
 
+use super::launch_size;
 use super::motion_kernels::{
     heatmap_statistics_kernel, motion_input_kernel, motion_output_kernel, sparse_motion_kernel,
 };
@@ -101,9 +100,7 @@ impl MotionOps for CubeBackend {
         let (client, device, dtype) = (kp_driving.client.clone(), kp_driving.device.clone(), kp_driving.dtype);
         let shape = Shape::new([batch, keypoints + 1, size[0], size[1], 2]);
         let motions = empty_device_dtype(client.clone(), device, shape, dtype);
-        let invocations = batch * (keypoints + 1) * size[0] * size[1];
-        let cube_dim = CubeDim::new(&client, invocations);
-        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
+        let (cube_count, cube_dim) = launch_size(&client, batch * (keypoints + 1) * size[0] * size[1]);
         sparse_motion_kernel::launch(
             &client,
             cube_count,
@@ -131,9 +128,7 @@ impl MotionOps for CubeBackend {
         let (client, device, dtype) = (source.client.clone(), source.device.clone(), source.dtype);
         let shape = Shape::new([batch, count * (channels + 1), height, width]);
         let inputs = empty_device_dtype(client.clone(), device, shape, dtype);
-        let invocations = batch * count * height * width;
-        let cube_dim = CubeDim::new(&client, invocations);
-        let cube_count = calculate_cube_count_elemwise(&client, invocations, cube_dim);
+        let (cube_count, cube_dim) = launch_size(&client, batch * count * height * width);
         motion_input_kernel::launch(
             &client,
             cube_count,
@@ -155,11 +150,10 @@ impl MotionOps for CubeBackend {
         let [batch, _, height, width] = logits.shape().dims::<4>();
         let (client, device, dtype) = (logits.client.clone(), logits.device.clone(), logits.dtype);
         let out = empty_device_dtype(client.clone(), device, shape, dtype);
-        let pixels = batch * height * width;
-        let cube_dim = CubeDim::new(&client, pixels);
+        let (cube_count, cube_dim) = launch_size(&client, batch * height * width);
         motion_output_kernel::launch(
             &client,
-            calculate_cube_count_elemwise(&client, pixels, cube_dim),
+            cube_count,
             cube_dim,
             logits.into_tensor_arg(),
             motions.into_tensor_arg(),
@@ -176,10 +170,10 @@ impl MotionOps for CubeBackend {
         let heatmaps = shape[0] * shape[1];
         let (client, device, dtype) = (prediction.client.clone(), prediction.device.clone(), prediction.dtype);
         let out = empty_device_dtype(client.clone(), device, shape, dtype);
-        let cube_dim = CubeDim::new(&client, heatmaps);
+        let (cube_count, cube_dim) = launch_size(&client, heatmaps);
         heatmap_statistics_kernel::launch(
             &client,
-            calculate_cube_count_elemwise(&client, heatmaps, cube_dim),
+            cube_count,
             cube_dim,
             prediction.into_tensor_arg(),
             maps.into_tensor_arg(),

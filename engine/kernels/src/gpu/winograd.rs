@@ -20,10 +20,9 @@ use burn::tensor::{Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::calculate_cube_count_elemwise;
-use cubecl::prelude::CubeDim;
 
 use super::conv::{MIN_OUTPUT_CHANNELS, output_shape};
+use super::launch_size;
 use super::winograd_kernels::{input_transform_kernel, output_transform_kernel, weight_transform_kernel};
 
 /// Values in one transformed tile (6×6).
@@ -194,11 +193,6 @@ struct BlockTensors<'a> {
     input_scale: &'a CubeTensor,
     input_shift: &'a CubeTensor,
     residual: &'a CubeTensor,
-}
-
-pub(super) fn launch_size(client: &cubecl::client::Client, values: usize) -> (cubecl::prelude::CubeCount, CubeDim) {
-    let cube_dim = CubeDim::new(client, values);
-    (calculate_cube_count_elemwise(client, values, cube_dim), cube_dim)
 }
 
 /// Input transform, batched matmul and output transform, in chunks of tiles such that the
