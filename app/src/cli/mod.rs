@@ -205,7 +205,7 @@ pub struct DeviceArgs {
     pub choice: BackendChoice,
     /// f32 | bf16: what the CPU's 3×3 convolutions in residual blocks multiply in when
     /// animating. bf16 (AVX512-BF16: Zen 4 and later, Intel since Cooper Lake) is faster and
-    /// approximate: sums stay f32, but frames move by up to several 255ths (README,
+    /// approximate: sums stay f32, but frames move by up to a few 255ths (README,
     /// "Precision"). Training is f32 whatever is chosen.
     #[arg(long, value_name = "PRECISION", default_value = "f32")]
     pub precision: Precision,

@@ -14,7 +14,7 @@ pub enum Precision {
     /// The Winograd products of blocks that tolerate it (residual branches:
     /// [`crate::Fused::tolerates_reduced_precision`]) on bf16 operands (8 bits of mantissa)
     /// with f32 sums, by AVX512-BF16's dot product; everything else f32. Approximate: frames
-    /// move by several 255ths (README, "Precision").
+    /// move by up to a few 255ths (README, "Precision").
     Bf16,
 }
 

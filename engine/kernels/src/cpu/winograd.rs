@@ -180,9 +180,9 @@ pub struct Fused {
     pub pool_output: bool,
     /// The block's products may run in a reduced precision when one is chosen: a residual
     /// branch, whose output is added to an f32 skip path. F(4×4, 3×3)'s transforms scale bf16's
-    /// rounding up to ~6% of a layer's largest output (F(2×2, 3×3) or a direct convolution:
-    /// 0.4%, 0.2%), which the keypoints and the decoder's full-size layers pass on to the frame
-    /// many times over; a residual branch much less (README, "Precision").
+    /// rounding to ~1.6% of a layer's largest output even with [`Points::RECIPROCAL`] (a
+    /// direct convolution: 0.2%), which the keypoints and the decoder's full-size layers pass
+    /// on to the frame many times over; a residual branch much less (README, "Precision").
     pub tolerates_reduced_precision: bool,
 }
 
@@ -332,12 +332,13 @@ impl FusedConv3x3 {
             Precision::F32 => Weights::F32(Matrices::row_major(self.transformed_weight(), cin, cout)),
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
+        let points = Points::for_precision(precision);
         for (block, out_rows) in blocks.into_iter().enumerate() {
             let first_row = block * rows_per_block;
             let rows = rows_per_block.min(all_rows - first_row);
             let tiles = rows * geometry.columns;
             let (transformed, products) = (&mut transformed[..36 * tiles * cin], &mut products[..36 * tiles * cout]);
-            self.transform_input(x, &geometry, first_row, rows, transformed);
+            self.transform_input(points, x, &geometry, first_row, rows, transformed);
             match weight {
                 Weights::F32(weight) => {
                     let tiles_in = Matrices::row_major(transformed, tiles, cin);
@@ -345,7 +346,15 @@ impl FusedConv3x3 {
                 }
                 Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
             }
-            self.transform_output(products, &geometry, first_row, out_rows, residual, (out_h, out_w));
+            self.transform_output(
+                points,
+                products,
+                &geometry,
+                first_row,
+                out_rows,
+                residual,
+                (out_h, out_w),
+            );
         }
         Nhwc {
             data: output.into(),
@@ -365,9 +374,18 @@ impl FusedConv3x3 {
 
     /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row`: 36 planes of
     /// [tiles, C_in] into `transformed`, one task per row of tiles.
-    fn transform_input(&self, x: &Nhwc, geometry: &Tiles, first_row: usize, rows: usize, transformed: &mut [f32]) {
+    fn transform_input(
+        &self,
+        points: Points,
+        x: &Nhwc,
+        geometry: &Tiles,
+        first_row: usize,
+        rows: usize,
+        transformed: &mut [f32],
+    ) {
         let fused = &self.fused;
         transform_input_rows(
+            points,
             x,
             geometry,
             fused.input_affine.as_ref(),
@@ -379,8 +397,10 @@ impl FusedConv3x3 {
 
     /// `Aᵀ m A` of a block's products ([36, tiles, C_out]), plus the bias, ReLU, pooling or
     /// residual, into the output rows of its rows of tiles.
+    #[allow(clippy::too_many_arguments)]
     fn transform_output(
         &self,
+        points: Points,
         products: &[f32],
         geometry: &Tiles,
         first_row: usize,
@@ -390,6 +410,7 @@ impl FusedConv3x3 {
     ) {
         out_rows.into_par_iter().for_each(|(row, chunk)| {
             vectorized(OutputRow(OutputRowArgs {
+                points,
                 products,
                 geometry,
                 block_row: row - first_row,
@@ -491,21 +512,22 @@ impl FusedConv3x3 {
     }
 
     fn transformed_weight(&self) -> &[f32] {
-        self.transformed.get_or_init(|| self.transform_weight())
+        self.transformed.get_or_init(|| self.transform_weight(Points::STANDARD))
     }
 
     fn transformed_weight_bf16(&self) -> &Bf16Columns {
         self.transformed_bf16.get_or_init(|| {
-            let (cin, cout) = (self.input_channels, self.output_channels);
-            match self.transformed.get() {
-                Some(f32_form) => Bf16Columns::pack(f32_form, cin, cout),
-                None => Bf16Columns::pack(&self.transform_weight(), cin, cout),
-            }
+            let points = Points::for_precision(Precision::Bf16);
+            Bf16Columns::pack(
+                &self.transform_weight(points),
+                self.input_channels,
+                self.output_channels,
+            )
         })
     }
 
     /// `G g Gᵀ` of every filter, [36, C_in, C_out].
-    fn transform_weight(&self) -> Vec<f32> {
+    fn transform_weight(&self, points: Points) -> Vec<f32> {
         // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out filters
         // and writes their 36 values into its 36 rows, column by column, so each row is filled
         // while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering at a
@@ -515,7 +537,7 @@ impl FusedConv3x3 {
             Filters::Weight => (&self.weight, false),
             Filters::InputGradientOf(forward) => (forward.as_ref(), true),
         };
-        with_values(source, |values| self.transform_filters(values, flipped))
+        with_values(source, |values| self.transform_filters(values, flipped, points))
     }
 
     /// Filter (o, i) of `values`, row-major: W[o, i], or (`flipped`, the filters being the
@@ -532,7 +554,7 @@ impl FusedConv3x3 {
     }
 
     /// [`FusedConv3x3::transformed_weight`] from the filters' values.
-    fn transform_filters(&self, values: &[f32], flipped: bool) -> Vec<f32> {
+    fn transform_filters(&self, values: &[f32], flipped: bool, points: Points) -> Vec<f32> {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let filter = |o: usize, i: usize| self.filter(values, flipped, o, i);
         let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
@@ -555,7 +577,7 @@ impl FusedConv3x3 {
                         tap[k] = f64::from(v);
                     }
                 }
-                let block = weight_transform(&taps);
+                let block = weight_transform(points, &taps);
                 for (row, line) in rows.iter_mut().zip(&block) {
                     for (k, (out, &v)) in row[first..][..count].iter_mut().zip(line).enumerate() {
                         *out = (v * scale(first + k)) as f32;
@@ -588,6 +610,7 @@ enum Filters {
 /// `affine` and a ×2 upsampling first): 36 planes of [tiles, C_in] into `transformed`, one task
 /// per row of tiles.
 fn transform_input_rows(
+    points: Points,
     x: &Nhwc,
     geometry: &Tiles,
     affine: Option<&ChannelAffine>,
@@ -597,6 +620,7 @@ fn transform_input_rows(
 ) {
     transform_by_row(x.channels, geometry, rows, transformed, |r, planes| {
         vectorized(InputRow(InputRowArgs {
+            points,
             x,
             geometry,
             affine,
@@ -680,7 +704,7 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
         let rows = rows_per_block.min(all_rows - first_row);
         let tiles = rows * geometry.columns;
         let (v, g) = (&mut v[..36 * tiles * cin], &mut g[..36 * tiles * cout]);
-        transform_input_rows(x, &geometry, None, false, (first_row, rows), v);
+        transform_input_rows(Points::STANDARD, x, &geometry, None, false, (first_row, rows), v);
         transform_gradient_rows(dy, &geometry, (first_row, rows), g);
         let g_t = Matrices::row_major(g, tiles, cout).transposed();
         batched_gemm(
@@ -720,6 +744,7 @@ const TRANSFORM_CHANNELS: usize = 64;
 
 /// One row of tiles of [`transform_input_rows`].
 struct InputRowArgs<'a> {
+    points: Points,
     x: &'a Nhwc<'a>,
     geometry: &'a Tiles,
     /// Applied (with a ReLU) to each input value as it is read.
@@ -748,6 +773,7 @@ vector_kernel!(GradientRow<'_> => gradient_tiles_row);
 
 /// One row of tiles of [`FusedConv3x3::transform_output`].
 struct OutputRowArgs<'a> {
+    points: Points,
     /// A block's products, 36 planes of [tiles, C_out].
     products: &'a [f32],
     geometry: &'a Tiles,
@@ -769,6 +795,7 @@ vector_kernel!(OutputRow<'_> => output_tiles_row);
 #[inline(always)]
 fn input_tiles_row(args: InputRowArgs) {
     let InputRowArgs {
+        points,
         x,
         geometry,
         affine,
@@ -815,10 +842,10 @@ fn input_tiles_row(args: InputRowArgs) {
             }
             // Along each row of the patch, then along each column.
             for i in 0..6 {
-                input_transform(&patch[i * 6 * n..], n, &mut half[i * 6 * n..], n, n);
+                input_transform(points, &patch[i * 6 * n..], n, &mut half[i * 6 * n..], n, n);
             }
             for j in 0..6 {
-                input_transform(&half[j * n..], 6 * n, &mut done[j * n..], 6 * n, n);
+                input_transform(points, &half[j * n..], 6 * n, &mut done[j * n..], 6 * n, n);
             }
             for (p, plane) in planes.iter_mut().enumerate() {
                 plane[tile_x * cin + first..][..n].copy_from_slice(&done[p * n..][..n]);
@@ -872,6 +899,7 @@ fn gradient_tiles_row(args: GradientRowArgs) {
 #[inline(always)]
 fn output_tiles_row(args: OutputRowArgs) {
     let OutputRowArgs {
+        points,
         products,
         geometry,
         block_row,
@@ -894,10 +922,10 @@ fn output_tiles_row(args: OutputRowArgs) {
             let n = chunk.min(cout - first);
             for i in 0..6 {
                 let at = i * 6 * plane_stride + t * cout + first;
-                output_transform(&products[at..], plane_stride, &mut half[i * 4 * n..], n, n);
+                output_transform(points, &products[at..], plane_stride, &mut half[i * 4 * n..], n, n);
             }
             for j in 0..4 {
-                output_transform(&half[j * n..], 4 * n, &mut tile[j * n..], 4 * n, n);
+                output_transform(points, &half[j * n..], 4 * n, &mut tile[j * n..], 4 * n, n);
             }
             let bias = &conv.bias[first..][..n];
             for pixel in tile[..16 * n].chunks_exact_mut(n) {
@@ -985,41 +1013,97 @@ pub fn to_vec<const D: usize>(x: Tensor<D>) -> Vec<f32> {
         .expect("converted to f32")
 }
 
-/// `Bᵀ d` for six rows of `n` values `stride` apart, written six rows `out_stride` apart.
-/// Bᵀ of F(4, 3), interpolation points 0, ±1, ±2, ∞.
+/// The interpolation points 0, ±a, ±b, ∞ of an F(4, 3): `Aᵀ` evaluates the product polynomial
+/// at them, `Bᵀ` and `G` follow (Toom-Cook). Any such set gives the same convolution in exact
+/// arithmetic; in floating point the transforms scale the operands' rounding differently.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Points {
+    a: f32,
+    b: f32,
+}
+
+impl Points {
+    /// 0, ±1, ±2, ∞ (Lavin and Gray's): every transform's entries are small integers or
+    /// their inverses, and in f32 a layer is off by ~1e-6 of its largest output.
+    pub(crate) const STANDARD: Points = Points { a: 1.0, b: 2.0 };
+    /// 0, ±2/3, ±3/2, ∞: with both operands rounded to bf16, a float model of a 128- or
+    /// 256-channel layer is off by half as much as with [`Points::STANDARD`] (rms 9.5e-3
+    /// against 2.1e-2 of its outputs' rms; 0, ±1/2, ±2 and other sets of small fractions
+    /// were worse), the set whose `Aᵀ` and `Bᵀ` entries lie closest to 1 in size. As Barabasz
+    /// et al. ("Error analysis and improving the accuracy of Winograd convolution", 2020)
+    /// found, the usual points are not the accurate ones.
+    pub(crate) const RECIPROCAL: Points = Points {
+        a: 2.0 / 3.0,
+        b: 3.0 / 2.0,
+    };
+
+    /// The points a precision's products are made with.
+    pub(crate) fn for_precision(precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Self::STANDARD,
+            Precision::Bf16 => Self::RECIPROCAL,
+        }
+    }
+}
+
+/// `Bᵀ d` for six rows of `n` values `stride` apart, written six rows `out_stride` apart:
+/// rows `[a²b², 0, −(a²+b²), 0, 1, 0]`, `[0, ∓ab², −b², ±a, 1, 0]`, `[0, ∓ba², −a², ±b, 1, 0]`,
+/// `[0, a²b², 0, −(a²+b²), 0, 1]` (for 0, ±1, ±2, ∞: 4, −5; ∓4, −4, ±1; ∓2, −1, ±2).
 #[inline(always)]
-fn input_transform(d: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+fn input_transform(points: Points, d: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+    let Points { a, b } = points;
+    let (a2, b2) = (a * a, b * b);
+    let (a2b2, sum, ab2, ba2) = (a2 * b2, a2 + b2, a * b2, b * a2);
     let row = |k: usize| &d[k * stride..k * stride + n];
     let (d0, d1, d2, d3, d4, d5) = (row(0), row(1), row(2), row(3), row(4), row(5));
     let mut rows = out.chunks_mut(out_stride);
     let mut next = || rows.next().map(|r| &mut r[..n]).expect("six output rows");
     let (o0, o1, o2, o3, o4, o5) = (next(), next(), next(), next(), next(), next());
+    if points == Points::STANDARD {
+        // The usual points' integer form, rounding as f32's products always have.
+        for c in 0..n {
+            let (v0, v1, v2, v3, v4, v5) = (d0[c], d1[c], d2[c], d3[c], d4[c], d5[c]);
+            o0[c] = 4.0 * v0 - 5.0 * v2 + v4;
+            o1[c] = -4.0 * (v1 + v2) + v3 + v4;
+            o2[c] = 4.0 * (v1 - v2) - v3 + v4;
+            o3[c] = 2.0 * (v3 - v1) - v2 + v4;
+            o4[c] = 2.0 * (v1 - v3) - v2 + v4;
+            o5[c] = 4.0 * v1 - 5.0 * v3 + v5;
+        }
+        return;
+    }
     for c in 0..n {
-        let (a0, a1, a2, a3, a4, a5) = (d0[c], d1[c], d2[c], d3[c], d4[c], d5[c]);
-        o0[c] = 4.0 * a0 - 5.0 * a2 + a4;
-        o1[c] = -4.0 * (a1 + a2) + a3 + a4;
-        o2[c] = 4.0 * (a1 - a2) - a3 + a4;
-        o3[c] = 2.0 * (a3 - a1) - a2 + a4;
-        o4[c] = 2.0 * (a1 - a3) - a2 + a4;
-        o5[c] = 4.0 * a1 - 5.0 * a3 + a5;
+        let (v0, v1, v2, v3, v4, v5) = (d0[c], d1[c], d2[c], d3[c], d4[c], d5[c]);
+        let (even_a, odd_a) = (v4 - b2 * v2, ab2 * v1 - a * v3);
+        let (even_b, odd_b) = (v4 - a2 * v2, ba2 * v1 - b * v3);
+        o0[c] = a2b2 * v0 - sum * v2 + v4;
+        o1[c] = even_a - odd_a;
+        o2[c] = even_a + odd_a;
+        o3[c] = even_b - odd_b;
+        o4[c] = even_b + odd_b;
+        o5[c] = a2b2 * v1 - sum * v3 + v5;
     }
 }
 
-/// `Aᵀ m`: six rows of `n` values `stride` apart → four rows `out_stride` apart.
+/// `Aᵀ m`: six rows of `n` values `stride` apart → four rows `out_stride` apart; row `k` is
+/// `[0ᵏ, aᵏ, (−a)ᵏ, bᵏ, (−b)ᵏ, 0]`, plus `m5` in the last.
 #[inline(always)]
-fn output_transform(m: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+fn output_transform(points: Points, m: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+    let Points { a, b } = points;
+    let (a2, b2) = (a * a, b * b);
+    let (a3, b3) = (a2 * a, b2 * b);
     let row = |k: usize| &m[k * stride..k * stride + n];
     let (m0, m1, m2, m3, m4, m5) = (row(0), row(1), row(2), row(3), row(4), row(5));
     let mut rows = out.chunks_mut(out_stride);
     let mut next = || rows.next().map(|r| &mut r[..n]).expect("four output rows");
     let (o0, o1, o2, o3) = (next(), next(), next(), next());
     for c in 0..n {
-        let (a0, a1, a2, a3, a4, a5) = (m0[c], m1[c], m2[c], m3[c], m4[c], m5[c]);
-        let (sum12, diff12, sum34, diff34) = (a1 + a2, a1 - a2, a3 + a4, a3 - a4);
-        o0[c] = a0 + sum12 + sum34;
-        o1[c] = diff12 + 2.0 * diff34;
-        o2[c] = sum12 + 4.0 * sum34;
-        o3[c] = diff12 + 8.0 * diff34 + a5;
+        let (v0, v1, v2, v3, v4, v5) = (m0[c], m1[c], m2[c], m3[c], m4[c], m5[c]);
+        let (sum12, diff12, sum34, diff34) = (v1 + v2, v1 - v2, v3 + v4, v3 - v4);
+        o0[c] = v0 + sum12 + sum34;
+        o1[c] = a * diff12 + b * diff34;
+        o2[c] = a2 * sum12 + b2 * sum34;
+        o3[c] = a3 * diff12 + b3 * diff34 + v5;
     }
 }
 
@@ -1084,18 +1168,49 @@ fn g_transposed([v0, v1, v2, v3, v4, v5]: [f64; 6]) -> [f64; 3] {
     ]
 }
 
-/// `G v` of a 3-vector.
+/// `G`'s entries for [`g_apply`], from the points' f32 values (so that `G` matches the f32
+/// transforms' `Aᵀ` and `Bᵀ` exactly), in f64.
+#[derive(Clone, Copy)]
+struct FilterTransform {
+    a: f64,
+    b: f64,
+    a2: f64,
+    b2: f64,
+    /// 1/(a²b²), 1/(2a²(a² − b²)), 1/(2b²(b² − a²)): multiplied by, as an f64 division takes
+    /// many times as long as a multiplication.
+    inverse_a2b2: f64,
+    inverse_a: f64,
+    inverse_b: f64,
+}
+
+impl FilterTransform {
+    fn new(points: Points) -> Self {
+        let (a, b) = (f64::from(points.a), f64::from(points.b));
+        let (a2, b2) = (a * a, b * b);
+        Self {
+            a,
+            b,
+            a2,
+            b2,
+            inverse_a2b2: 1.0 / (a2 * b2),
+            inverse_a: 1.0 / (2.0 * a2 * (a2 - b2)),
+            inverse_b: 1.0 / (2.0 * b2 * (b2 - a2)),
+        }
+    }
+}
+
+/// `G v` of a 3-vector: rows `[1/(a²b²), 0, 0]`, `[1, ±a, a²] / (2a²(a² − b²))`,
+/// `[1, ±b, b²] / (2b²(b² − a²))`, `[0, 0, 1]` (for 0, ±1, ±2, ∞ those of [`g_transposed`]).
 #[inline(always)]
-fn g_apply([v0, v1, v2]: [f64; 3]) -> [f64; 6] {
-    const SIXTH: f64 = 1.0 / 6.0;
-    let (outer, twelfth) = (v0 + v2, (1.0 / 12.0) * v1);
-    let quarter_outer = (1.0 / 24.0) * v0 + SIXTH * v2;
+fn g_apply(g: &FilterTransform, [v0, v1, v2]: [f64; 3]) -> [f64; 6] {
+    let (outer_a, outer_b) = (v0 + g.a2 * v2, v0 + g.b2 * v2);
+    let (odd_a, odd_b) = (g.a * v1, g.b * v1);
     [
-        0.25 * v0,
-        -SIXTH * (outer + v1),
-        -SIXTH * (outer - v1),
-        quarter_outer + twelfth,
-        quarter_outer - twelfth,
+        v0 * g.inverse_a2b2,
+        (outer_a + odd_a) * g.inverse_a,
+        (outer_a - odd_a) * g.inverse_a,
+        (outer_b + odd_b) * g.inverse_b,
+        (outer_b - odd_b) * g.inverse_b,
         v2,
     ]
 }
@@ -1103,13 +1218,14 @@ fn g_apply([v0, v1, v2]: [f64; 3]) -> [f64; 6] {
 /// `G g Gᵀ` of LANES 3×3 filters (row-major, lane by lane), in f64: [6 × 6] row-major. Lane
 /// by lane in straight-line code, as [`weight_gradient_transform`].
 #[inline(always)]
-fn weight_transform(g: &[[f64; LANES]; 9]) -> [[f64; LANES]; 36] {
+fn weight_transform(points: Points, g: &[[f64; LANES]; 9]) -> [[f64; LANES]; 36] {
+    let transform = FilterTransform::new(points);
     let mut out = [[0.0f64; LANES]; 36];
     for lane in 0..LANES {
         // G from the left: each column of g → six values.
         let mut half = [[0.0f64; 3]; 6];
         for c in 0..3 {
-            for (r, value) in g_apply([g[c][lane], g[3 + c][lane], g[6 + c][lane]])
+            for (r, value) in g_apply(&transform, [g[c][lane], g[3 + c][lane], g[6 + c][lane]])
                 .into_iter()
                 .enumerate()
             {
@@ -1118,7 +1234,7 @@ fn weight_transform(g: &[[f64; LANES]; 9]) -> [[f64; LANES]; 36] {
         }
         // Gᵀ from the right: each row → six values.
         for (r, row) in half.iter().enumerate() {
-            for (c, value) in g_apply(*row).into_iter().enumerate() {
+            for (c, value) in g_apply(&transform, *row).into_iter().enumerate() {
                 out[r * 6 + c][lane] = value;
             }
         }
@@ -1274,6 +1390,44 @@ mod tests {
         );
     }
 
+    /// Each point set's three transforms together compute a tile's 3×3 correlation:
+    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for a 6×6 patch `d` and a filter `g`, in f32.
+    #[test]
+    fn every_point_set_computes_the_correlation_of_a_tile() {
+        let value = |at: usize| ((at * 29 + 7) % 31) as f32 / 9.0 - 1.7;
+        let patch: Vec<f32> = (0..36).map(value).collect();
+        let filter: Vec<f32> = (0..9).map(|at| value(at + 40)).collect();
+        for points in [Points::STANDARD, Points::RECIPROCAL] {
+            let mut taps = [[0.0f64; LANES]; 9];
+            taps.iter_mut().zip(&filter).for_each(|(tap, &v)| tap[0] = f64::from(v));
+            let u = weight_transform(points, &taps);
+            // Bᵀ d B: along the rows, then along the columns (as `input_tiles_row` does).
+            let (mut half, mut v) = (vec![0.0f32; 36], vec![0.0f32; 36]);
+            for i in 0..6 {
+                input_transform(points, &patch[6 * i..], 1, &mut half[6 * i..], 1, 1);
+            }
+            for j in 0..6 {
+                input_transform(points, &half[j..], 6, &mut v[j..], 6, 1);
+            }
+            let m: Vec<f32> = (0..36).map(|p| u[p][0] as f32 * v[p]).collect();
+            let (mut rows, mut y) = (vec![0.0f32; 24], vec![0.0f32; 16]);
+            for i in 0..6 {
+                output_transform(points, &m[6 * i..], 1, &mut rows[4 * i..], 1, 1);
+            }
+            for j in 0..4 {
+                output_transform(points, &rows[j..], 4, &mut y[j..], 4, 1);
+            }
+            for (i, j) in (0..4).flat_map(|i| (0..4).map(move |j| (i, j))) {
+                let expected: f32 = (0..9).map(|t| filter[t] * patch[(i + t / 3) * 6 + j + t % 3]).sum();
+                assert!(
+                    (y[i * 4 + j] - expected).abs() < 1e-4 * expected.abs().max(1.0),
+                    "{points:?} ({i}, {j}): {} against {expected}",
+                    y[i * 4 + j]
+                );
+            }
+        }
+    }
+
     /// The weight transform and its gradient's against `G g Gᵀ` and `Gᵀ u G` written as matrix
     /// products, on filters of every lane.
     #[test]
@@ -1297,7 +1451,7 @@ mod tests {
                 .enumerate()
                 .for_each(|(at, entry)| entry[lane] = value(lane, at + 5));
         }
-        let (transformed, gradient) = (weight_transform(&g), weight_gradient_transform(&u));
+        let (transformed, gradient) = (weight_transform(Points::STANDARD, &g), weight_gradient_transform(&u));
         for lane in 0..LANES {
             for (r, c) in (0..6).flat_map(|r| (0..6).map(move |c| (r, c))) {
                 let expected: f64 = (0..3)
@@ -1333,8 +1487,8 @@ mod tests {
 
     /// bf16 products (by the instruction where the CPU has it, else the portable loop) against
     /// burn's f32 convolution: each operand rounded to 8 bits of mantissa (a relative 2⁻⁹), then
-    /// grown by the transforms as f32's rounding is (a float model of F(4×4, 3×3) with its
-    /// operands rounded to bf16 gives 6.1e-2 of the largest output at 256 channels); and a block
+    /// grown by the transforms; with [`Points::RECIPROCAL`] 1.5e-2–1.7e-2 of the largest output
+    /// here (with the standard points, which bf16 ran with before, 5.2e-2–7.2e-2); and a block
     /// that does not tolerate reduced precision keeps f32.
     #[test]
     fn bf16_products_stay_within_bf16_rounding() {
@@ -1356,7 +1510,7 @@ mod tests {
             let (bf16_error, f32_error) = (error(true), error(false));
             eprintln!("{cin}→{cout} {h}×{w}: relative error bf16 {bf16_error:.1e}, f32 {f32_error:.1e}");
             assert!(
-                bf16_error < 0.1 && bf16_error > 1e-3,
+                bf16_error < 3e-2 && bf16_error > 1e-3,
                 "{cin}→{cout} {h}×{w}: bf16 relative error {bf16_error}"
             );
             assert!(
