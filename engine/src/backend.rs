@@ -335,6 +335,12 @@ pub fn catch_gpu_failure<T>(device: &Device, work: impl FnOnce() -> T) -> std::r
     if !launches_kernels(device) {
         return Ok(work());
     }
+    catch_any_gpu_failure(work)
+}
+
+/// [`catch_gpu_failure`] for work that opens its device(s) itself (a command): whatever GPU it
+/// computes on, that device's failure becomes `Err` with its line.
+pub fn catch_any_gpu_failure<T>(work: impl FnOnce() -> T) -> std::result::Result<T, String> {
     quiet_panic_hook_for_gpu_failures();
     let was = CATCHING_GPU_FAILURES.replace(true);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
@@ -595,5 +601,18 @@ mod tests {
             gpu_failure("index out of bounds: the len is 3 but the index is 7"),
             None
         );
+    }
+
+    /// A command's GPU failure becomes its line (what `prioritycut train` / `bench` print
+    /// instead of a panic); any other panic goes on unwinding.
+    #[test]
+    fn a_commands_gpu_failure_is_caught_and_other_panics_are_not() {
+        let failed = catch_any_gpu_failure(|| -> u32 {
+            std::panic::panic_any("Error while reading data: can't allocate buffer of size: 256901120".to_string())
+        });
+        assert_eq!(failed, Err("the GPU could not allocate 245 MiB (out of memory)".into()));
+        assert_eq!(catch_any_gpu_failure(|| 7), Ok(7));
+        let other = std::panic::catch_unwind(|| catch_any_gpu_failure(|| -> u32 { panic!("a bug of ours") }));
+        assert!(other.is_err(), "a panic that is not the GPU's is not swallowed");
     }
 }

@@ -133,6 +133,22 @@ where
     T: Into<OsString> + Clone,
 {
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    // A GPU that fails under a command (out of memory, a lost device) ends it with one line
+    // saying what to do, not CubeCL's report of dozens (`animate` goes on on the CPU itself).
+    let advice = match &cli.command {
+        Some(Command::Train(_)) | Some(Command::Ablate(_)) => {
+            "the run keeps its last checkpoint: continue it with --resume on --backend flex, or with a smaller --batch"
+        }
+        Some(Command::Bench(bench::BenchCommand::Train(_))) => "time a smaller --batch or --size, or --backend flex",
+        _ => "run it again with --backend flex",
+    };
+    match backend::catch_any_gpu_failure(|| dispatch(cli)) {
+        Ok(outcome) => outcome,
+        Err(failure) => anyhow::bail!("{failure}: {advice}"),
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(not(feature = "window"))]
         None => {
