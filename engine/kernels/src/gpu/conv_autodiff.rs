@@ -100,31 +100,69 @@ fn input_gradient(dy: &Tensor<4>, weight: Tensor<4>, options: &ConvOptions<2>) -
     )
 }
 
-/// `∂L/∂W = ∂L/∂y · colsᵀ`, in chunks of input channels whose columns fit [`UNFOLD_BUDGET`].
+/// `∂L/∂W = ∂L/∂y · colsᵀ`, the columns unfolded in parts that fit [`UNFOLD_BUDGET`] and the
+/// device's largest buffer (llvmpipe's: 128 MiB).
 fn weight_gradient(x: Tensor<4>, dy: &Tensor<4>, weight_dims: [usize; 4], options: &ConvOptions<2>) -> Tensor<4> {
+    let budget = super::largest_buffer(&x.device()).map_or(UNFOLD_BUDGET, |largest| largest.min(UNFOLD_BUDGET));
+    weight_gradient_unfolding_at_most(budget, x, dy, weight_dims, options)
+}
+
+/// [`weight_gradient`] unfolding at most `budget` bytes at a time: chunks of input channels
+/// (one matmul each), and where one channel of the whole batch would not fit (FOMM's 7×7
+/// layers at the fixture's batch of 40 needed 245 MiB), groups of images whose products are
+/// summed.
+pub fn weight_gradient_unfolding_at_most(
+    budget: usize,
+    x: Tensor<4>,
+    dy: &Tensor<4>,
+    weight_dims: [usize; 4],
+    options: &ConvOptions<2>,
+) -> Tensor<4> {
     let [out_channels, channels, kernel_height, kernel_width] = weight_dims;
     let [batch, _, height, width] = dy.dims();
-    let pixels = batch * height * width;
-    let dy = match batch {
-        1 => dy.clone().reshape([out_channels, pixels]),
-        _ => dy.clone().swap_dims(0, 1).reshape([out_channels, pixels]),
-    };
     let taps = kernel_height * kernel_width;
-    let bytes_per_channel = taps * pixels * x.dtype().size();
-    let chunk = (UNFOLD_BUDGET / bytes_per_channel).clamp(1, channels);
-    let x = primitive(x);
-    let parts: Vec<Tensor<2>> = (0..channels)
-        .step_by(chunk)
-        .map(|first| {
-            let last = (first + chunk).min(channels);
-            let columns = cube::<2>(<Cube as GemmConvOps>::unfold_columns(
-                x.clone(),
-                options.clone(),
-                [kernel_height, kernel_width],
-                [first, last],
-            ));
-            dy.clone().matmul(columns.transpose())
-        })
-        .collect();
-    Tensor::cat(parts, 1).reshape([out_channels, channels, kernel_height, kernel_width])
+    let bytes_per_image_channel = taps * height * width * x.dtype().size();
+    let images = (budget / bytes_per_image_channel).clamp(1, batch);
+    let chunk = (budget / (bytes_per_image_channel * images)).clamp(1, channels);
+    let mut sum: Option<Tensor<2>> = None;
+    for first_image in (0..batch).step_by(images) {
+        let last_image = (first_image + images).min(batch);
+        let (x, dy) = match (first_image, last_image) {
+            (0, last) if last == batch => (x.clone(), dy.clone()),
+            _ => (
+                x.clone().narrow(0, first_image, last_image - first_image),
+                dy.clone().narrow(0, first_image, last_image - first_image),
+            ),
+        };
+        let pixels = (last_image - first_image) * height * width;
+        let dy = match last_image - first_image {
+            1 => dy.reshape([out_channels, pixels]),
+            _ => dy.swap_dims(0, 1).reshape([out_channels, pixels]),
+        };
+        let x = primitive(x);
+        let parts: Vec<Tensor<2>> = (0..channels)
+            .step_by(chunk)
+            .map(|first| {
+                let last = (first + chunk).min(channels);
+                let columns = cube::<2>(<Cube as GemmConvOps>::unfold_columns(
+                    x.clone(),
+                    options.clone(),
+                    [kernel_height, kernel_width],
+                    [first, last],
+                ));
+                dy.clone().matmul(columns.transpose())
+            })
+            .collect();
+        let part = Tensor::cat(parts, 1);
+        sum = Some(match sum {
+            Some(sum) => sum + part,
+            None => part,
+        });
+    }
+    sum.unwrap_or_else(|| unreachable!("at least one image")).reshape([
+        out_channels,
+        channels,
+        kernel_height,
+        kernel_width,
+    ])
 }

@@ -24,6 +24,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
+pub use conv_autodiff::weight_gradient_unfolding_at_most;
 pub use inference::{PreparedConv3x3, is_cube};
 pub use motion::{MotionInputs, MotionOutputs, heatmap_keypoints, motion_inputs, motion_outputs};
 pub use winograd::conv2d_winograd;
@@ -137,6 +138,15 @@ pub fn serves(device: &Device) -> bool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains(device),
+    }
+}
+
+/// The largest buffer `device` allocates (`None` off CubeCL's runtimes): what an unfolded or
+/// transformed input must be cut to fit.
+fn largest_buffer(device: &Device) -> Option<usize> {
+    match device.clone().without_autodiff().as_dispatch() {
+        burn::backend::DispatchDevice::Cube(cube) => Some(cube.client().properties().memory.max_page_size as usize),
+        _ => None,
     }
 }
 
