@@ -249,10 +249,13 @@ fn adapter_kind(device_type: wgpu::DeviceType) -> &'static str {
 
 /// A wgpu device the user asked for by name (`wgpu`, `wgpu:N`), software adapters included.
 fn asked_wgpu(device: Device, info: &wgpu::AdapterInfo) -> SelectedDevice {
-    let note = (info.device_type == wgpu::DeviceType::Cpu).then(|| {
+    let software = info.device_type == wgpu::DeviceType::Cpu;
+    if software {
         crate::kernels::gpu::use_burn_kernels_on(&device);
-        "burn's kernels: ours are no faster on a software adapter".to_string()
-    });
+    }
+    // Said only where it holds: `--gpu-kernels` (bench) can ask for ours there.
+    let note = (software && crate::kernels::gpu::choice() == crate::kernels::gpu::KernelChoice::Auto)
+        .then(|| "burn's kernels, the default on a software adapter".to_string());
     SelectedDevice {
         description: describe_adapter(info, &device),
         device,

@@ -346,8 +346,8 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
     );
     config.set_batches(args.batch, None);
     config.set_variant(args.variant);
-    let selected = args.device.open_for_training()?;
     args.kernels.apply();
+    let selected = args.device.open_for_training()?;
     let kernels = args.kernels.describe(&selected);
     let bar = super::progress_bar(args.runs, "timing");
     let perceptual = match (args.vgg19, args.pixel_loss) {
@@ -395,8 +395,8 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
     }
     let (config, name) = config_or_vox256(args.config.as_deref())?;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let selected = args.device.open()?;
     args.kernels.apply();
+    let selected = args.device.open()?;
     let kernels = args.kernels.describe(&selected);
     let bar = super::progress_bar(args.runs, "timing");
     let report = bench_animate(
@@ -512,8 +512,8 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
 fn animate_tpsmm(args: &BenchAnimateArgs, path: &Path) -> anyhow::Result<ExitCode> {
     let config = TpsmmConfigFile::read(path)?.config;
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    let selected = args.device.open()?;
     args.kernels.apply();
+    let selected = args.device.open()?;
     let model = seeded_tpsmm(&config, &selected.device, args.training_form);
     let bar = super::progress_bar(args.runs, "timing");
     let report = bench_motion_model(
