@@ -3,10 +3,26 @@
 
 use std::sync::{Arc, Mutex};
 
-/// Runs `work`, turning a panic into a message naming the `name` thread.
+/// Runs `work`, turning a panic into a message naming the `name` thread; a GPU's failure (out
+/// of memory, a lost device) into one line saying what stopped and what to do, not CubeCL's
+/// report of dozens.
 pub(super) fn run_catching<R>(name: &str, work: impl FnOnce() -> R) -> Result<R, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-        .map_err(|panic| format!("the {name} thread crashed: {}", crate::error::panic_message(panic)))
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::backend::catch_any_gpu_failure(work)
+    })) {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(failure)) => Err(match name {
+            "training" => format!(
+                "{failure}: training stopped; its last checkpoint is kept: choose the CPU in Device (top right) and resume"
+            ),
+            "live" => format!("{failure}: live stopped; choose the CPU in Device (top right) and start it again"),
+            _ => format!("{failure}: the {name} stopped; choose the CPU in Device (top right) to go on there"),
+        }),
+        Err(panic) => Err(format!(
+            "the {name} thread crashed: {}",
+            crate::error::panic_message(panic)
+        )),
+    }
 }
 
 /// Why a job did not start.
@@ -165,6 +181,24 @@ mod tests {
         let crashed = endings.recv_timeout(Duration::from_secs(10)).expect("the job ended");
         assert_eq!(crashed, Err("the third thread crashed: boom".to_string()));
         assert_eq!(slot.controls(), None);
+    }
+
+    /// A GPU's failure in a job is its line and what to do; another panic is a crash.
+    #[test]
+    fn a_gpu_failure_is_told_apart_from_a_crash() {
+        let failed = run_catching("training", || -> () {
+            std::panic::panic_any("Error while reading data: can't allocate buffer of size: 1048576".to_string())
+        });
+        assert_eq!(
+            failed,
+            Err(
+                "the GPU could not allocate 1 MiB (out of memory): training stopped; its last checkpoint is kept: \
+                 choose the CPU in Device (top right) and resume"
+                    .to_string()
+            )
+        );
+        let crashed = run_catching("live", || -> () { panic!("boom") });
+        assert_eq!(crashed, Err("the live thread crashed: boom".to_string()));
     }
 
     #[test]
