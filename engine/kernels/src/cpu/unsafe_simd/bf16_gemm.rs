@@ -135,8 +135,18 @@ pub fn batched_gemm_bf16(out: &mut [f32], lhs: &[f32], rhs: &Bf16Columns, m: usi
                 .chunks_exact_mut(pairs)
                 .zip(lhs[b * m * k..][..m * k].chunks_exact(k))
             {
-                let (whole, last) = row.split_at(k / 2 * 2);
-                for (p, two) in packed.iter_mut().zip(whole.chunks_exact(2)) {
+                let mut done = 0;
+                if fast {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `supported()` found AVX-512F and AVX512-BF16 on this CPU, the
+                    // features `pack_avx512` is compiled for; its memory accesses are through
+                    // slices.
+                    unsafe {
+                        done = x86::pack_avx512(row, packed);
+                    }
+                }
+                let (whole, last) = row[2 * done..].split_at((k - 2 * done) / 2 * 2);
+                for (p, two) in packed[done..].iter_mut().zip(whole.chunks_exact(2)) {
                     *p = pair(two[0], two[1]);
                 }
                 if let Some(&v) = last.first() {
@@ -206,12 +216,36 @@ impl Operands<'_> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m512, __m512bh, __m512i, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_ps,
-        _mm512_storeu_ps,
+        __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_loadu_ps, _mm512_loadu_si512,
+        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_storeu_si512,
     };
     use std::mem::transmute;
 
     use super::{Operands, PANEL, ROWS};
+
+    /// The pairs of `row` 32 values at a time (`vcvtne2ps2bf16`: rounded to nearest even, as
+    /// [`super::to_bf16`] does, but for inputs below f32's normal range, which it reads as
+    /// zero), into `packed`; how many pairs it wrote (the rest are the caller's). In memory
+    /// the pairs are the row's bf16 values in order: a pair's even value is its low half.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) fn pack_avx512(row: &[f32], packed: &mut [u32]) -> usize {
+        let whole = (row.len() / 32).min(packed.len() / 16);
+        for (values, out) in row.chunks_exact(32).zip(packed.chunks_exact_mut(16)).take(whole) {
+            let (low, high) = values.split_at(16);
+            // SAFETY: `low` is 16 f32, 64 bytes: the unaligned load reads those.
+            let low = unsafe { _mm512_loadu_ps(low.as_ptr()) };
+            // SAFETY: as for `low`.
+            let high = unsafe { _mm512_loadu_ps(high.as_ptr()) };
+            // The second operand's values fill the low half: `low` first in memory.
+            let converted = _mm512_cvtne2ps_pbh(high, low);
+            // SAFETY: both types are 64 bytes of plain bits.
+            let pairs = unsafe { transmute::<__m512bh, __m512i>(converted) };
+            // SAFETY: `out` is 16 u32 (64 bytes) borrowed mutably; the unaligned store writes
+            // those and no others.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), pairs) };
+        }
+        16 * whole
+    }
 
     /// Every `[ROWS × panel]` block of the product, each by [`block`] over all of `k`.
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -318,6 +352,44 @@ mod tests {
         assert_eq!(to_bf16(f32::MAX), 0x7f80, "rounds up to infinity");
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+    }
+
+    /// The instruction's packing gives the portable rounding's pairs, in order, for normal
+    /// values (ties included); below f32's normal range it reads zero.
+    #[test]
+    fn packing_by_the_instruction_matches_the_portable_rounding() {
+        if !supported() {
+            eprintln!("NOTE: no AVX512-BF16 here: the instruction's packing was not checked");
+            return;
+        }
+        let row: Vec<f32> = (0..70u32)
+            .map(|i| match i % 5 {
+                0 => f32::from_bits(0x3f80_8000 + (i << 17)),
+                1 => -(i as f32) * 0.37,
+                2 => 1e-30 * i as f32,
+                3 => 12345.678 / (i as f32 + 1.0),
+                _ => f32::from_bits(0x3f81_8000),
+            })
+            .collect();
+        let mut packed = vec![0u32; 35];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `supported()` found AVX-512F and AVX512-BF16 above.
+        let done = unsafe { x86::pack_avx512(&row, &mut packed) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        assert_eq!(done, 32, "two whole groups of 32 values");
+        for (p, &value) in packed[..done].iter().enumerate() {
+            assert_eq!(value, pair(row[2 * p], row[2 * p + 1]), "pair {p}");
+        }
+        let subnormal = f32::from_bits(0x007f_0000);
+        assert_eq!(to_bf16(subnormal), 0x007f, "the portable rounding keeps it");
+        let mut one = [0u32; 16];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            x86::pack_avx512(&[subnormal; 32], &mut one)
+        };
+        assert_eq!(one[0], 0, "a subnormal input is read as zero");
     }
 
     /// Every shape's edge: rows not a multiple of the micro-kernel's, odd `k`, columns in a
