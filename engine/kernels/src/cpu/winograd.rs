@@ -217,8 +217,9 @@ pub struct FusedConv3x3 {
     filters: Filters,
     /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
     transformed: OnceLock<Vec<f32>>,
-    /// `G g Gᵀ` rounded to bf16 and packed for the bf16 products: made on first use in bf16
-    /// (from the f32 form, which is then kept only where f32 products ran too).
+    /// `G g Gᵀ` at [`Points::RECIPROCAL`], rounded to bf16 and packed for the bf16 products:
+    /// made on first use in bf16 (the f32 form, at the standard points, only where f32
+    /// products ran too).
     transformed_bf16: OnceLock<Bf16Columns>,
     /// The filters as the patch GEMM reads them, [C_out, 9·C_in]: made on first use.
     patch_weight: OnceLock<Tensor<2>>,
