@@ -16,6 +16,8 @@ pub(super) fn run_catching<R>(name: &str, work: impl FnOnce() -> R) -> Result<R,
                 "{failure}: training stopped; its last checkpoint is kept: choose the CPU in Device (top right) and resume"
             ),
             "live" => format!("{failure}: live stopped; choose the CPU in Device (top right) and start it again"),
+            // The studio serves on (its caller says so): only the command stopped.
+            "studio" => format!("{failure}: choose the CPU in Device (top right) to go on there"),
             _ => format!("{failure}: the {name} stopped; choose the CPU in Device (top right) to go on there"),
         }),
         Err(panic) => Err(format!(
