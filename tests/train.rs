@@ -325,6 +325,40 @@ fn a_diverging_run_rolls_back_then_stops_with_a_clear_error() {
     );
 }
 
+/// The GPU runs out of its memory under a run (a real allocation failure, injected at the first
+/// step): the run goes on on the CPU from its last checkpoint (a new run's first, taken before
+/// its first step), said in one note, and finishes. Only where wgpu has an adapter (CI's
+/// llvmpipe).
+#[test]
+fn a_run_the_gpu_fails_under_goes_on_on_the_cpu() {
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    let run = temp_dir("gpu-failure");
+    let args: Vec<&str> = train_args(&run, "fomm", "2", &[])
+        .into_iter()
+        .map(|arg| if arg == "flex" { "wgpu" } else { arg })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_prioritycut"))
+        .args(&args)
+        .env(prioritycut_engine::train::INJECT_GPU_FAILURE_ENV, "1")
+        .output()
+        .expect("run");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let notes: Vec<&str> = all.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(notes.len(), 1, "{all}");
+    assert!(
+        notes[0].contains("out of memory") && notes[0].contains("goes on on the CPU (flex)"),
+        "{all}"
+    );
+    assert!(all.contains("training fomm on flex"), "{all}");
+    assert!(all.contains("(step 0)") && all.contains("finished at step 2"), "{all}");
+    assert!(!all.contains("panicked") && !all.contains("error"), "{all}");
+    assert_eq!(losses_rows(&run), 2, "{all}");
+    assert!(run.join("checkpoints/step-00000002/model.bpk").is_file(), "{all}");
+}
+
 #[test]
 fn bad_training_inputs_are_refused_with_one_line() {
     let dir = temp_dir("train-bad");

@@ -341,6 +341,18 @@ pub fn catch_gpu_failure<T>(device: &Device, work: impl FnOnce() -> T) -> std::r
     catch_any_gpu_failure(work)
 }
 
+/// Asks the GPU behind `device` for one buffer larger than the largest it can make, and reads
+/// it: the GPU's own out-of-memory failure, raised by burn as when a network outgrows the card.
+/// Tests provoke it to check what follows one (the work going on on the CPU). On the CPU,
+/// nothing happens.
+pub fn provoke_gpu_out_of_memory(device: &Device) {
+    let Some(largest) = crate::kernels::gpu::largest_buffer(device) else {
+        return;
+    };
+    let values = largest / size_of::<f32>() + 1;
+    let _ = burn::tensor::Tensor::<1>::zeros([values], device).into_data();
+}
+
 /// [`catch_gpu_failure`] for work that opens its device(s) itself (a command): whatever GPU it
 /// computes on, that device's failure becomes `Err` with its line.
 pub fn catch_any_gpu_failure<T>(work: impl FnOnce() -> T) -> std::result::Result<T, String> {

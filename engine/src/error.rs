@@ -38,6 +38,10 @@ pub enum EngineError {
     /// The user cancelled the work (e.g. an evaluation) before it finished.
     #[error("{0} was cancelled")]
     Cancelled(&'static str),
+    /// The GPU itself failed under the work (out of its memory, the device lost): the line
+    /// saying so ([`crate::backend::gpu_failure`]). The same work can go on on the CPU.
+    #[error("{0}")]
+    Gpu(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

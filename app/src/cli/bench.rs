@@ -269,6 +269,8 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
             Event::ModelLoaded { frame_size, .. } => size = frame_size,
             Event::Error { job, message } => anyhow::bail!("{}: {message}", job.describe()),
             Event::LiveStopped { reason } => anyhow::bail!("live stopped: {}", reason.unwrap_or_default()),
+            // Timing the CPU under the GPU's name would mislead: stop instead.
+            Event::DeviceFallback { reason } => anyhow::bail!("{reason}: time it with --backend flex"),
             Event::Live(frame) => {
                 seen += 1;
                 if seen == warmup {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::eval::{EvalOptions, evaluate};
+use prioritycut_engine::backend::{self, BackendChoice};
+use prioritycut_engine::burn::tensor::Device;
+use prioritycut_engine::eval::{EvalOptions, EvalReport, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
 
 use super::{DeviceArgs, ModelArgs};
@@ -45,42 +47,16 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let selected = args.device.open()?;
-    let model = args.model.open(&selected.device)?;
-    super::report_ignored_keys(&model.ignored_config_keys);
-    let options = EvalOptions {
-        max_videos: args.videos,
-        masks: args.masks.clone(),
-        batch_size: args.batch,
-        face_crop: match args.face_crop {
-            true => Some(super::faces::face_detector(None, &selected.device)?),
-            false => None,
-        },
-        ..EvalOptions::default()
+    let mut selected = args.device.open()?;
+    let report = match backend::catch_gpu_failure(&selected.device, || evaluate_on(&args, &selected.device)) {
+        Ok(report) => report?,
+        // The GPU's own failure (out of memory, device lost): the same evaluation on the CPU.
+        Err(failure) => {
+            eprintln!("note: {failure}: evaluating on the CPU (flex) instead");
+            selected = backend::select(BackendChoice::Flex)?;
+            evaluate_on(&args, &selected.device)?
+        }
     };
-    if args.face_crop {
-        eprintln!("cropping each test video around its face track");
-    }
-    // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic; otherwise
-    // faces' landmarks (MTCNN) for AKD/MKR, unless --no-face-keypoints.
-    let face_weights = (!args.no_face_keypoints).then(super::bundled_face_weights);
-    let evaluators = Evaluators::for_dataset_or_faces(&args.dataset, face_weights.as_deref(), &selected.device)?;
-    eprintln!("evaluators: {}", evaluators.describe());
-    let mut bar = None;
-    let report = evaluate(
-        &model,
-        &args.dataset,
-        &options,
-        &evaluators,
-        &selected.device,
-        |done, total| {
-            bar.get_or_insert_with(|| super::progress_bar(total, "videos"))
-                .set_position(done as u64);
-        },
-    )?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -115,4 +91,37 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the model and the evaluators onto `device` and evaluates there, with a progress bar.
+fn evaluate_on(args: &EvalArgs, device: &Device) -> anyhow::Result<EvalReport> {
+    let model = args.model.open(device)?;
+    super::report_ignored_keys(&model.ignored_config_keys);
+    let options = EvalOptions {
+        max_videos: args.videos,
+        masks: args.masks.clone(),
+        batch_size: args.batch,
+        face_crop: match args.face_crop {
+            true => Some(super::faces::face_detector(None, device)?),
+            false => None,
+        },
+        ..EvalOptions::default()
+    };
+    if args.face_crop {
+        eprintln!("cropping each test video around its face track");
+    }
+    // AKD/MKR/AED: the synthetic figures' evaluators when the dataset is synthetic; otherwise
+    // faces' landmarks (MTCNN) for AKD/MKR, unless --no-face-keypoints.
+    let face_weights = (!args.no_face_keypoints).then(super::bundled_face_weights);
+    let evaluators = Evaluators::for_dataset_or_faces(&args.dataset, face_weights.as_deref(), device)?;
+    eprintln!("evaluators: {}", evaluators.describe());
+    let mut bar = None;
+    let report = evaluate(&model, &args.dataset, &options, &evaluators, device, |done, total| {
+        bar.get_or_insert_with(|| super::progress_bar(total, "videos"))
+            .set_position(done as u64);
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report)
 }

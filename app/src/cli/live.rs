@@ -98,6 +98,8 @@ pub fn run(args: LiveArgs) -> anyhow::Result<ExitCode> {
                 break Err(anyhow::anyhow!("live stopped: {}", reason.unwrap_or_default()));
             }
             Event::ModelLoaded { description, .. } => eprintln!("model: {description}"),
+            // The worker moves to the CPU and starts live again there by itself.
+            Event::DeviceFallback { reason } => eprintln!("note: {reason}: live goes on on the CPU (flex)"),
             Event::LiveStarted { framing } => {
                 match &framing.source_face {
                     Some((_, crop)) => eprintln!(

@@ -27,6 +27,7 @@ use crate::assets::Bundle;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use prioritycut_engine::EngineError;
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
 use prioritycut_engine::family::LoadedModel;
@@ -143,7 +144,11 @@ where
         _ => "run it again with --backend flex",
     };
     match backend::catch_any_gpu_failure(|| dispatch(cli)) {
-        Ok(outcome) => outcome,
+        // Raised on a thread of the command's own (training's), the failure comes back an error.
+        Ok(outcome) => outcome.map_err(|error| match error.downcast_ref::<EngineError>() {
+            Some(EngineError::Gpu(failure)) => anyhow::anyhow!("{failure}: {advice}"),
+            _ => error,
+        }),
         Err(failure) => anyhow::bail!("{failure}: {advice}"),
     }
 }
@@ -261,7 +266,7 @@ impl DeviceArgs {
 
 /// `--backend` value parser.
 fn parse_backend(text: &str) -> Result<BackendChoice, String> {
-    text.parse().map_err(|e: prioritycut_engine::EngineError| e.to_string())
+    text.parse().map_err(|e: EngineError| e.to_string())
 }
 
 /// Opens the device and says which one it is, on stderr so stdout stays for results.

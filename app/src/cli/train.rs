@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use prioritycut_engine::EngineError;
+use prioritycut_engine::backend::{self, BackendChoice};
 use prioritycut_engine::checkpoint::RunDir;
 use prioritycut_engine::config::{TrainingMode, Variant};
 use prioritycut_engine::train::{Finish, TrainEvent, TrainOptions, TrainingConfig, train};
@@ -94,7 +96,7 @@ impl TrainOverrides {
 }
 
 pub(super) fn parse_variant(text: &str) -> Result<Variant, String> {
-    text.parse().map_err(|e: prioritycut_engine::EngineError| e.to_string())
+    text.parse().map_err(|e: EngineError| e.to_string())
 }
 
 fn load_config(args: &TrainArgs) -> anyhow::Result<TrainingConfig> {
@@ -137,14 +139,53 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "interrupted again: exiting without a final checkpoint",
     )?;
 
-    let mut bar: Option<ProgressBar> = None;
-    let mut last_print = Instant::now() - Duration::from_secs(60);
-    let print_every = if console_is_interactive() {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(10)
+    let mut progress = Progress {
+        bar: None,
+        last_print: Instant::now() - Duration::from_secs(60),
+        print_every: if console_is_interactive() {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        },
+        trains_avd,
+        run_dir: args.out.clone(),
     };
-    let (finish, _) = train(config, options, &selected, &*stop, |event| {
+    let trained = match train(config.clone(), options.clone(), &selected, &*stop, |event| {
+        progress.show(event)
+    }) {
+        // The GPU itself failed (out of its memory, the device lost): the run goes on on the
+        // CPU from its last checkpoint (a new run saved one before its first step).
+        Err(EngineError::Gpu(failure)) => {
+            progress.clear();
+            eprintln!("note: {failure}: training goes on on the CPU (flex) from the run's last checkpoint");
+            options.resume = true;
+            let cpu = backend::select(BackendChoice::Flex)?;
+            train(config, options, &cpu, &*stop, |event| progress.show(event))
+        }
+        trained => trained,
+    };
+    let (finish, _) = trained?;
+    println!(
+        "run folder: {} (losses.csv, checkpoints/, snapshots/, config.yaml)",
+        args.out.display()
+    );
+    Ok(match finish {
+        Finish::Completed => ExitCode::SUCCESS,
+        Finish::Stopped => ExitCode::from(130),
+    })
+}
+
+/// The run's progress on the terminal: a bar, and the losses every few seconds off one.
+struct Progress {
+    bar: Option<ProgressBar>,
+    last_print: Instant,
+    print_every: Duration,
+    trains_avd: bool,
+    run_dir: PathBuf,
+}
+
+impl Progress {
+    fn show(&mut self, event: TrainEvent) {
         match event {
             TrainEvent::Started {
                 step,
@@ -155,7 +196,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 perceptual,
                 resumed_from,
             } => {
-                if trains_avd {
+                if self.trains_avd {
                     eprintln!("training TPSMM's AVD network on {backend}");
                 } else {
                     eprintln!("training {variant} on {backend}");
@@ -166,7 +207,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                 }
                 eprintln!(
                     "{total_steps} steps ({steps_per_epoch} per epoch), run folder {}",
-                    args.out.display()
+                    self.run_dir.display()
                 );
                 let b = ProgressBar::new(total_steps as u64);
                 b.set_style(
@@ -175,13 +216,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
                         .progress_chars("=> "),
                 );
                 b.set_position(step as u64);
-                bar = Some(b);
+                self.bar = Some(b);
             }
             TrainEvent::Step(report) => {
-                if let Some(b) = &bar {
+                if let Some(b) = &self.bar {
                     b.set_position(report.step as u64);
-                    if last_print.elapsed() >= print_every {
-                        last_print = Instant::now();
+                    if self.last_print.elapsed() >= self.print_every {
+                        self.last_print = Instant::now();
                         let losses: Vec<String> = report
                             .losses
                             .iter()
@@ -202,21 +243,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             // The trainer writes the sheet into RUN/snapshots itself.
             TrainEvent::Snapshot(_) => {}
             TrainEvent::Checkpoint { step, path } => {
-                say(&bar, format!("checkpoint at step {step}: {}", path.display()));
+                say(&self.bar, format!("checkpoint at step {step}: {}", path.display()));
             }
-            TrainEvent::Warning(message) => say(&bar, format!("warning: {message}")),
+            TrainEvent::Warning(message) => say(&self.bar, format!("warning: {message}")),
             TrainEvent::RolledBack {
                 from_step,
                 to_step,
                 reason,
             } => say(
-                &bar,
+                &self.bar,
                 format!("rolled back from step {from_step} to {to_step}: {reason}"),
             ),
             TrainEvent::Finished { step, finish } => {
-                if let Some(b) = &bar {
-                    b.finish_and_clear();
-                }
+                self.clear();
                 match finish {
                     Finish::Completed => eprintln!("finished at step {step}"),
                     Finish::Stopped => eprintln!("stopped at step {step}; resume with --resume"),
@@ -224,15 +263,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             }
             TrainEvent::Paused { .. } | TrainEvent::Resumed { .. } => {}
         }
-    })?;
-    println!(
-        "run folder: {} (losses.csv, checkpoints/, snapshots/, config.yaml)",
-        args.out.display()
-    );
-    Ok(match finish {
-        Finish::Completed => ExitCode::SUCCESS,
-        Finish::Stopped => ExitCode::from(130),
-    })
+    }
+
+    /// Takes the bar off the terminal (a run ended, or moves to the CPU).
+    fn clear(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// A line above the progress bar (a hidden bar, off a terminal, would swallow it).

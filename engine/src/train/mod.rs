@@ -104,11 +104,18 @@ pub struct Trainer {
     resumed_from: Option<PathBuf>,
     /// Fault injection for tests of the NaN guard: from this step on, the driving frames are NaN.
     nan_from_step: Option<usize>,
+    /// Fault injection for tests of the move to the CPU: at this step, the GPU runs out of memory.
+    gpu_failure_at_step: Option<usize>,
 }
 
 /// Environment variable that makes every batch from the given step on non-finite, to exercise
 /// the NaN guard end to end.
 pub const INJECT_NAN_ENV: &str = "PRIORITYCUT_INJECT_NAN_FROM_STEP";
+
+/// Environment variable that makes the GPU run out of memory at the start of the given step
+/// (a real allocation failure: [`crate::backend::provoke_gpu_out_of_memory`]), to exercise the
+/// move to the CPU end to end. Nothing happens on the CPU.
+pub const INJECT_GPU_FAILURE_ENV: &str = "PRIORITYCUT_INJECT_GPU_FAILURE_AT_STEP";
 
 impl Trainer {
     /// Prepares a run: opens the dataset, builds or restores the networks, and reports what it
@@ -255,6 +262,7 @@ impl Trainer {
             last_checkpoint: resumed_from.as_ref().map(|_| step),
             resumed_from,
             nan_from_step: std::env::var(INJECT_NAN_ENV).ok().and_then(|v| v.parse().ok()),
+            gpu_failure_at_step: std::env::var(INJECT_GPU_FAILURE_ENV).ok().and_then(|v| v.parse().ok()),
         };
         if trainer.resumed_from.is_none() {
             // A starting point to roll back to, should the very first steps diverge.
@@ -338,6 +346,9 @@ impl Trainer {
             self.emit(TrainEvent::Warning(warning.clone()));
         }
         let device = self.learner.device().clone();
+        if self.gpu_failure_at_step == Some(self.step + 1) {
+            crate::backend::provoke_gpu_out_of_memory(&device);
+        }
         let source = learner::batch_tensor(batch.source, batch.shape, &device);
         let mut driving = learner::batch_tensor(batch.driving, batch.shape, &device);
         if self.nan_from_step.is_some_and(|from| self.step + 1 >= from) {
@@ -521,6 +532,17 @@ impl ControlSource for Receiver<TrainControl> {
     }
 }
 
+/// A control source lent for one run (a run moved to the CPU goes on with the same controls).
+impl<C: ControlSource + ?Sized> ControlSource for &mut C {
+    fn poll(&mut self) -> Option<TrainControl> {
+        (**self).poll()
+    }
+
+    fn wait(&mut self) -> TrainControl {
+        (**self).wait()
+    }
+}
+
 impl ControlSource for &AtomicBool {
     fn poll(&mut self) -> Option<TrainControl> {
         self.load(Ordering::Relaxed).then_some(TrainControl::Stop)
@@ -536,7 +558,8 @@ impl ControlSource for &AtomicBool {
 
 /// Trains `config` on a thread of its own and hands every event to `on_event` on the calling
 /// thread as it happens (progress bar, window, ablation). Returns how the run ended and the
-/// steps done.
+/// steps done; [`EngineError::Gpu`] when the GPU itself failed under it (the run's last
+/// checkpoint stands: resumed on the CPU, it goes on from there).
 pub fn train(
     config: TrainingConfig,
     options: TrainOptions,
@@ -549,9 +572,12 @@ pub fn train(
         let trainer = std::thread::Builder::new()
             .name("prioritycut-train".into())
             .spawn_scoped(scope, move || -> Result<(Finish, usize)> {
-                let mut trainer = Trainer::new(config, options, selected, sender)?;
-                let finish = trainer.run(&mut controls)?;
-                Ok((finish, trainer.step()))
+                crate::backend::catch_gpu_failure(&selected.device, || {
+                    let mut trainer = Trainer::new(config, options, selected, sender)?;
+                    let finish = trainer.run(&mut controls)?;
+                    Ok((finish, trainer.step()))
+                })
+                .unwrap_or_else(|failure| Err(EngineError::Gpu(failure)))
             })
             .map_err(|e| EngineError::Invalid(format!("cannot start the training thread: {e}")))?;
         // Ends when the trainer drops its sender: finished, failed or crashed.

@@ -143,7 +143,7 @@ pub fn serves(device: &Device) -> bool {
 
 /// The largest buffer `device` allocates (`None` off CubeCL's runtimes): what an unfolded or
 /// transformed input must be cut to fit.
-fn largest_buffer(device: &Device) -> Option<usize> {
+pub fn largest_buffer(device: &Device) -> Option<usize> {
     match device.clone().without_autodiff().as_dispatch() {
         burn::backend::DispatchDevice::Cube(cube) => Some(cube.client().properties().memory.max_page_size as usize),
         _ => None,
