@@ -175,13 +175,10 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     let short = dir.join("short.gif");
     let frames = read_video(&gif).expect("frames").0;
     prioritycut_engine::data::write_frames(&short, &frames[..2], 10.0, |_| {}).expect("gif");
-    let config = dir.join("config-1536.yaml");
-    let text = std::fs::read_to_string(fixture("fomm-small/config.yaml")).expect("config");
-    std::fs::write(&config, text.replace("  - 64\n  - 64\n", "  - 1536\n  - 1536\n")).expect("config");
     let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
     worker.send(Command::LoadModel {
         checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
-        config: Some(config),
+        config: Some(config_too_large_for_llvmpipe(&dir)),
     });
     worker.send(Command::LoadSource(photo));
     worker.send(Command::LoadDriving(short));
@@ -210,6 +207,139 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     };
     assert_eq!(frames.len(), 2);
     assert!(worker.device().description.starts_with("flex"));
+}
+
+/// The fixture network at 1536×1536 as a config file in `dir`: llvmpipe's buffers stop at 128
+/// MiB, and its first large map asks for 144 MiB.
+fn config_too_large_for_llvmpipe(dir: &Path) -> PathBuf {
+    let config = dir.join("config-1536.yaml");
+    let text = std::fs::read_to_string(fixture("fomm-small/config.yaml")).expect("config");
+    std::fs::write(&config, text.replace("  - 64\n  - 64\n", "  - 1536\n  - 1536\n")).expect("config");
+    config
+}
+
+/// Live on a GPU that runs out of memory (the fixture network at 1536×1536 on llvmpipe): the
+/// worker says so, moves to the CPU and live starts again there by itself, on the same camera.
+/// Only where wgpu has an adapter (CI's llvmpipe).
+#[test]
+fn live_the_gpu_cannot_hold_goes_on_on_the_cpu() {
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    let dir = temp_dir("worker-gpu-live");
+    let (gif, photo) = clip(&dir);
+    let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
+    worker.send(Command::LoadModel {
+        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
+        config: Some(config_too_large_for_llvmpipe(&dir)),
+    });
+    worker.send(Command::LoadSource(photo));
+    worker.send(Command::StartLive {
+        camera: CameraSource::VideoFile(gif),
+        options: AnimateOptions::default(),
+    });
+    let (mut fell_back, mut backend_after, mut starts) = (None, None, 0);
+    let frame = wait_for(&events, 600, |e| {
+        match e {
+            Event::DeviceFallback { reason } => fell_back = Some(reason.clone()),
+            Event::Backend(b) if fell_back.is_some() => backend_after = Some(b.clone()),
+            Event::LiveStarted { .. } => starts += 1,
+            Event::LiveStopped { reason } => panic!("live stopped: {reason:?}"),
+            _ => no_error(e),
+        }
+        matches!(e, Event::Live(_))
+    });
+    let reason = fell_back.expect("the fallback was said");
+    assert!(reason.contains("out of memory"), "{reason}");
+    assert!(backend_after.is_some_and(|b| b.starts_with("flex")));
+    assert_eq!(starts, 2, "started on the GPU, then again on the CPU");
+    let Event::Live(frame) = frame else { unreachable!() };
+    assert_eq!(frame.result.dimensions(), (64, 64), "the photo's size");
+    worker.send(Command::StopLive);
+    let stopped = wait_for(&events, 60, |e| matches!(e, Event::LiveStopped { .. }));
+    assert!(matches!(stopped, Event::LiveStopped { reason: None }), "{stopped:?}");
+}
+
+/// The GPU runs out of its memory under a run the window started (a real allocation failure,
+/// injected at the first step): the worker says so, moves to the CPU, and the run goes on there
+/// from its last checkpoint to its end. The injection is an environment variable, which a test
+/// cannot set in its own process (no unsafe code): the test runs itself again, alone, in a child
+/// process that has it. Only where wgpu has an adapter (CI's llvmpipe).
+#[test]
+fn a_run_the_gpu_fails_under_goes_on_on_the_cpu() {
+    use prioritycut_engine::train::INJECT_GPU_FAILURE_ENV;
+    const NAME: &str = "a_run_the_gpu_fails_under_goes_on_on_the_cpu";
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    if std::env::var_os(INJECT_GPU_FAILURE_ENV).is_none() {
+        let child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+            .env(INJECT_GPU_FAILURE_ENV, "1")
+            .output()
+            .expect("the test in a child process");
+        let all = common::text(&child);
+        assert!(child.status.success() && all.contains("1 passed"), "{all}");
+        return;
+    }
+    let dir = temp_dir("worker-gpu-train");
+    let data = figures(&dir, 2, 1, 8, 2);
+    let mut config = FommConfig::from_yaml_file(fixture("fomm-small/config.yaml")).expect("config");
+    config.train.batch_size = 1;
+    let run = dir.join("run");
+    let mut options = TrainOptions::new(&data, &run);
+    options.steps = Some(2);
+    options.checkpoint_every = 2;
+    let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
+    worker.send(Command::StartTraining(Box::new(TrainRequest {
+        config: TrainConfig::Given(Box::new(config)),
+        variant: Some(Variant::Fomm),
+        mode: None,
+        options,
+    })));
+    let (mut fell_back, mut backend_after, mut started) = (None, None, Vec::new());
+    let ended = wait_for(&events, 300, |e| {
+        match e {
+            Event::DeviceFallback { reason } => fell_back = Some(reason.clone()),
+            Event::Backend(b) if fell_back.is_some() => backend_after = Some(b.clone()),
+            Event::Training(TrainEvent::Started {
+                backend, resumed_from, ..
+            }) => started.push((backend.clone(), resumed_from.clone())),
+            _ => no_error(e),
+        }
+        matches!(
+            e,
+            Event::TrainingState(TrainingState::Finished(_) | TrainingState::Failed)
+        )
+    });
+    assert!(
+        matches!(ended, Event::TrainingState(TrainingState::Finished(Finish::Completed))),
+        "{ended:?}"
+    );
+    let reason = fell_back.expect("the fallback was said");
+    assert!(reason.contains("out of memory"), "{reason}");
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert!(
+        started[0].0.starts_with("wgpu") && started[0].1.is_none(),
+        "{started:?}"
+    );
+    assert!(
+        started[1].0.starts_with("flex")
+            && started[1]
+                .1
+                .as_ref()
+                .is_some_and(|from| from.ends_with("step-00000000")),
+        "{started:?}"
+    );
+    assert!(run.join("checkpoints/step-00000002/model.bpk").is_file());
+    // The studio moves beside the run: its Backend may come after the run's end.
+    if backend_after.is_none() {
+        let Event::Backend(b) = wait_for(&events, 60, |e| matches!(e, Event::Backend(_))) else {
+            unreachable!()
+        };
+        backend_after = Some(b);
+    }
+    assert!(backend_after.is_some_and(|b| b.starts_with("flex")));
 }
 
 #[test]

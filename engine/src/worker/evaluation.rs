@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::slot::JobSlot;
-use super::{EvalRequest, Event, EventSink, Job};
+use super::{EvalRequest, Event, EventSink, Job, StudioCommands, on_device_or_cpu};
 use crate::backend::SelectedDevice;
 use crate::data::synthetic::{SyntheticConfig, generate};
 use crate::eval::{EvalOptions, EvalReport, evaluate};
@@ -28,7 +28,14 @@ impl Slot {
         }
     }
 
-    pub(super) fn start(&self, request: EvalRequest, device: &SelectedDevice, events: &EventSink) {
+    /// Starts the evaluation on `device`; should the GPU fail under it, it runs again on the CPU.
+    pub(super) fn start(
+        &self,
+        request: EvalRequest,
+        device: &SelectedDevice,
+        events: &EventSink,
+        studio: StudioCommands,
+    ) {
         let cancel = Arc::new(AtomicBool::new(false));
         let device = device.clone();
         let checkpoint = request.checkpoint.clone();
@@ -36,7 +43,11 @@ impl Slot {
         let started = self.0.start(
             "evaluation",
             cancel.clone(),
-            move || evaluate_request(request, cancel, &device, &work_events),
+            move || {
+                on_device_or_cpu(&device, &work_events, &studio, |device| {
+                    evaluate_request(request.clone(), cancel.clone(), device, &work_events)
+                })
+            },
             move |outcome| match outcome {
                 Ok(Ok(report)) => finish_events.send(Event::Evaluated {
                     checkpoint,

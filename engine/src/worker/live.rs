@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use image::RgbImage;
 
 use super::slot::JobSlot;
-use super::{Event, EventSink, LiveFrame};
+use super::{Command, Event, EventSink, LiveFrame, StudioCommands, fall_back_to_cpu};
 use crate::animate::{AnimateOptions, Animator};
 use crate::faces::{FaceDetector, Framing, detect_within};
 use crate::family::LoadedModel;
@@ -84,6 +84,8 @@ pub(super) struct LiveJob {
     pub(super) faces: Option<FaceDetector>,
     pub(super) settings: Arc<LiveSettings>,
     pub(super) device: Device,
+    /// Where to ask for live on the CPU, should the GPU fail under it.
+    pub(super) studio: StudioCommands,
 }
 
 /// The running live thread's controls, if one runs.
@@ -98,22 +100,33 @@ impl Slot {
     }
 
     /// Stops a live thread that runs, opens the camera (a missing one is this command's error)
-    /// and starts the thread.
+    /// and starts the thread. Should the GPU fail under it, live starts again on the CPU (the
+    /// camera released first, the stream kept).
     pub(super) fn start(&self, camera: CameraSource, job: LiveJob, events: &EventSink) -> Result<()> {
         if let Some(old) = self.0.take() {
             let _ = old.send(LiveControl::Stop);
         }
+        let again_on_cpu = Command::StartLive {
+            camera: camera.clone(),
+            options: job.options,
+        };
+        let studio = job.studio.clone();
         let latest = LatestFrame::start(camera)?;
         let (control, controls) = channel();
         let (work_events, finish_events) = (events.clone(), events.clone());
         let started = self.0.start(
             "live",
             control,
-            move || live_loop(&job, &latest, &controls, &work_events),
+            move || {
+                crate::backend::catch_gpu_failure(&job.device, || live_loop(&job, &latest, &controls, &work_events))
+            },
             move |outcome| {
                 let reason = match outcome {
-                    Ok(Ok(())) => None,
-                    Ok(Err(error)) => Some(error.to_string()),
+                    Ok(Ok(Ok(()))) => None,
+                    Ok(Err(gpu_failure)) => {
+                        return fall_back_to_cpu(gpu_failure, &finish_events, &studio, Some(again_on_cpu));
+                    }
+                    Ok(Ok(Err(error))) => Some(error.to_string()),
                     Err(crashed) => Some(crashed),
                 };
                 finish_events.send(Event::LiveStopped { reason });

@@ -22,12 +22,11 @@ mod training;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use image::RgbImage;
 
-use crate::Result;
 use crate::animate::{AnimateOptions, ClipStage};
 use crate::backend::{self, BackendChoice, DeviceOption, SelectedDevice};
 use crate::config::TrainingMode;
@@ -37,6 +36,7 @@ use crate::eval::{EvalOptions, EvalReport};
 use crate::faces::Framing;
 use crate::live::{CameraInfo, CameraSource, CropBox};
 use crate::train::{Finish, TrainControl, TrainEvent, TrainOptions};
+use crate::{EngineError, Result};
 
 pub use evaluation::SYNTHETIC_TEST_SET;
 
@@ -338,7 +338,7 @@ pub enum Event {
 /// The handle a UI holds. Sending never blocks; events arrive on the receiver returned by
 /// [`Worker::spawn`], each followed by a call of the `notify` callback (a UI repaint).
 pub struct Worker {
-    studio: Sender<Command>,
+    studio: Arc<Sender<Command>>,
     cancel: Arc<AtomicBool>,
     training: training::Slot,
     live: live::Slot,
@@ -384,6 +384,42 @@ impl EventSink {
     fn progress(&self, job: Job, done: usize, total: usize) {
         self.send(Event::Progress { job, done, total });
     }
+}
+
+/// The studio's commands as a job holds them: weakly, so that the studio still ends with the
+/// worker; a job uses them to move the worker to the CPU after a GPU failure.
+type StudioCommands = Weak<Sender<Command>>;
+
+/// Says that the GPU failed under a job ([`Event::DeviceFallback`]) and moves the worker to the
+/// CPU: the studio loads its model there ([`Event::Backend`] follows), then runs `then` (live
+/// starting again there).
+fn fall_back_to_cpu(reason: String, events: &EventSink, studio: &StudioCommands, then: Option<Command>) {
+    events.send(Event::DeviceFallback { reason });
+    // Straight to the studio: the UI's own UseDevice is refused while a job runs.
+    if let Some(studio) = studio.upgrade() {
+        let _ = studio.send(Command::UseDevice(BackendChoice::Flex));
+        if let Some(command) = then {
+            let _ = studio.send(command);
+        }
+    }
+}
+
+/// Runs a job's `work` on `device`. When the GPU itself fails under it (out of its memory, the
+/// device lost), the job is not lost: the worker moves to the CPU ([`fall_back_to_cpu`]) and
+/// `work` runs again there, on flex.
+fn on_device_or_cpu<T>(
+    device: &SelectedDevice,
+    events: &EventSink,
+    studio: &StudioCommands,
+    mut work: impl FnMut(&SelectedDevice) -> Result<T>,
+) -> Result<T> {
+    let reason = match backend::catch_gpu_failure(&device.device, || work(device)) {
+        // A failure raised on a thread of the work's own (training's) comes back as an error.
+        Ok(Err(EngineError::Gpu(reason))) | Err(reason) => reason,
+        Ok(outcome) => return outcome,
+    };
+    fall_back_to_cpu(reason, events, studio, None);
+    work(&backend::select(BackendChoice::Flex)?)
 }
 
 /// Starts a named thread whose panics become an error of `job`.
@@ -450,7 +486,10 @@ impl Worker {
         let job = command.job();
         match command {
             Command::Cancel => self.cancel.store(true, Ordering::SeqCst),
-            Command::StartTraining(request) => self.training.start(*request, &self.device(), &self.events),
+            Command::StartTraining(request) => {
+                self.training
+                    .start(*request, &self.device(), &self.events, Arc::downgrade(&self.studio))
+            }
             Command::PauseTraining => self.training.control(TrainControl::Pause, &self.events),
             Command::ResumeTraining => self.training.control(TrainControl::Resume, &self.events),
             Command::StopTraining => self.training.control(TrainControl::Stop, &self.events),
@@ -500,7 +539,10 @@ impl Worker {
             }
             Command::Calibrate => self.live.control(live::LiveControl::Calibrate),
             Command::StopLive => self.live.control(live::LiveControl::Stop),
-            Command::Evaluate(request) => self.evaluation.start(*request, &self.device(), &self.events),
+            Command::Evaluate(request) => {
+                self.evaluation
+                    .start(*request, &self.device(), &self.events, Arc::downgrade(&self.studio))
+            }
             Command::CancelEvaluation => self.evaluation.cancel(),
             other => {
                 if self.studio.send(other).is_err() {

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use burn::tensor::Device;
 use image::RgbImage;
 
 use super::live::{self, LiveSettings};
-use super::{Command, Event, EventSink, Frames, Job};
+use super::{Command, Event, EventSink, Frames, Job, StudioCommands};
 use crate::animate::{AnimateOptions, ClipStage, animate_clip};
 use crate::backend::{self, BackendChoice, SelectedDevice};
 use crate::data::{read_image, read_video, write_frames_with_audio};
@@ -39,6 +39,8 @@ pub(super) struct Studio {
     cancel: Arc<AtomicBool>,
     live: live::Slot,
     live_settings: Arc<LiveSettings>,
+    /// The studio's own commands, for the live thread it starts (live moving to the CPU).
+    own_commands: StudioCommands,
     model: Option<LoadedModel>,
     /// Where the model came from (checkpoint, config), to load it again on another device.
     model_files: Option<(PathBuf, Option<PathBuf>)>,
@@ -68,6 +70,7 @@ impl Studio {
             cancel,
             live,
             live_settings,
+            own_commands: Weak::new(),
             model: None,
             model_files: None,
             faces: None,
@@ -78,9 +81,12 @@ impl Studio {
         }
     }
 
-    /// Starts the thread; commands go in through the returned sender.
-    pub(super) fn spawn(mut self) -> Result<Sender<Command>> {
+    /// Starts the thread; commands go in through the returned sender. The thread ends when the
+    /// sender is dropped (the studio and its jobs hold it only weakly).
+    pub(super) fn spawn(mut self) -> Result<Arc<Sender<Command>>> {
         let (sender, commands) = channel::<Command>();
+        let sender = Arc::new(sender);
+        self.own_commands = Arc::downgrade(&sender);
         std::thread::Builder::new()
             .name("prioritycut-studio".into())
             .spawn(move || {
@@ -280,6 +286,7 @@ impl Studio {
                 faces: self.faces.clone(),
                 settings: self.live_settings.clone(),
                 device: self.device.clone(),
+                studio: self.own_commands.clone(),
             },
             &self.events,
         )

@@ -5,7 +5,7 @@
 use std::sync::mpsc::{Sender, channel};
 
 use super::slot::JobSlot;
-use super::{Event, EventSink, Job, TrainConfig, TrainRequest, TrainingState};
+use super::{Event, EventSink, Job, StudioCommands, TrainConfig, TrainRequest, TrainingState, on_device_or_cpu};
 use crate::Result;
 use crate::backend::SelectedDevice;
 use crate::checkpoint::RunDir;
@@ -23,8 +23,16 @@ impl Slot {
         }
     }
 
-    pub(super) fn start(&self, request: TrainRequest, device: &SelectedDevice, events: &EventSink) {
-        let (control, controls) = channel();
+    /// Starts the run on `device`; should the GPU fail under it, the run goes on on the CPU from
+    /// its last checkpoint, with the same controls.
+    pub(super) fn start(
+        &self,
+        request: TrainRequest,
+        device: &SelectedDevice,
+        events: &EventSink,
+        studio: StudioCommands,
+    ) {
+        let (control, mut controls) = channel();
         let device = device.clone();
         let (work_events, finish_events) = (events.clone(), events.clone());
         let started = self.0.start(
@@ -33,8 +41,15 @@ impl Slot {
             move || {
                 work_events.send(Event::TrainingState(TrainingState::Starting));
                 let config = resolve_config(&request)?;
-                train(config, request.options, &device, controls, |event| {
-                    forward(&work_events, event)
+                let mut moved = false;
+                on_device_or_cpu(&device, &work_events, &studio, |device| {
+                    let mut options = request.options.clone();
+                    // Moved to the CPU: on from the run's last checkpoint (a new run saved one
+                    // before its first step).
+                    options.resume |= std::mem::replace(&mut moved, true);
+                    train(config.clone(), options, device, &mut controls, |event| {
+                        forward(&work_events, event)
+                    })
                 })
             },
             move |outcome| {
