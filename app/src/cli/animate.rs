@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use image::RgbImage;
 use prioritycut_engine::animate::{AnimateOptions, AnimatedClip, animate_clip};
-use prioritycut_engine::backend;
 use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::data::{Soundtrack, check_output, read_image, read_video, write_frames_with_audio};
 use prioritycut_engine::faces::{FaceMode, Framing};
@@ -87,17 +86,10 @@ pub fn run(args: AnimateArgs) -> anyhow::Result<ExitCode> {
     check_output(&args.out)?;
     let source = read_image(&args.source)?;
     let (driving, driving_fps) = read_video(&args.driving)?;
-    let selected = args.device.open()?;
-    let clip = match backend::catch_gpu_failure(&selected.device, || {
-        animate_on(&args, &source, &driving, &selected.device)
-    }) {
-        Ok(clip) => clip?,
-        // The GPU's own failure (out of memory, device lost): the same work on the CPU, said.
-        Err(failure) => {
-            eprintln!("note: {failure}: animating on the CPU (flex) instead");
-            animate_on(&args, &source, &driving, &Device::flex())?
-        }
-    };
+    let mut selected = args.device.open()?;
+    let clip = super::on_device_or_cpu(&mut selected, "animating", |device| {
+        animate_on(&args, &source, &driving, device)
+    })?;
     describe_framing(&clip.framing);
     if args.best_frame {
         eprintln!(

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use prioritycut_engine::backend::{self, BackendChoice};
 use prioritycut_engine::burn::tensor::Device;
 use prioritycut_engine::eval::{EvalOptions, EvalReport, evaluate};
 use prioritycut_engine::evaluators::Evaluators;
@@ -48,15 +47,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut selected = args.device.open()?;
-    let report = match backend::catch_gpu_failure(&selected.device, || evaluate_on(&args, &selected.device)) {
-        Ok(report) => report?,
-        // The GPU's own failure (out of memory, device lost): the same evaluation on the CPU.
-        Err(failure) => {
-            eprintln!("note: {failure}: evaluating on the CPU (flex) instead");
-            selected = backend::select(BackendChoice::Flex)?;
-            evaluate_on(&args, &selected.device)?
-        }
-    };
+    let report = super::on_device_or_cpu(&mut selected, "evaluating", |device| evaluate_on(&args, device))?;
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

@@ -264,6 +264,24 @@ impl DeviceArgs {
     }
 }
 
+/// Runs `work` on `selected`'s device; when the GPU itself fails under it (out of its memory, the
+/// device lost), says so in one note ("… {doing} on the CPU (flex) instead") and runs it again
+/// there, `selected` then naming the CPU.
+fn on_device_or_cpu<T>(
+    selected: &mut SelectedDevice,
+    doing: &str,
+    mut work: impl FnMut(&prioritycut_engine::burn::tensor::Device) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    match backend::catch_gpu_failure(&selected.device, || work(&selected.device)) {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            eprintln!("note: {failure}: {doing} on the CPU (flex) instead");
+            *selected = backend::select(BackendChoice::Flex)?;
+            work(&selected.device)
+        }
+    }
+}
+
 /// `--backend` value parser.
 fn parse_backend(text: &str) -> Result<BackendChoice, String> {
     text.parse().map_err(|e: EngineError| e.to_string())
