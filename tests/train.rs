@@ -354,7 +354,13 @@ fn a_run_the_gpu_fails_under_goes_on_on_the_cpu() {
     );
     assert!(all.contains("training fomm on flex"), "{all}");
     assert!(all.contains("(step 0)") && all.contains("finished at step 2"), "{all}");
-    assert!(!all.contains("panicked") && !all.contains("error"), "{all}");
+    // Where XDG_RUNTIME_DIR is unset (CI), the Vulkan driver's Wayland library says so on stderr
+    // with an "error:" of its own: the machine's line, not ours.
+    let our_errors = all
+        .lines()
+        .filter(|l| l.contains("error") && !l.contains("XDG_RUNTIME_DIR"));
+    assert_eq!(our_errors.count(), 0, "{all}");
+    assert!(!all.contains("panicked"), "{all}");
     assert_eq!(losses_rows(&run), 2, "{all}");
     assert!(run.join("checkpoints/step-00000002/model.bpk").is_file(), "{all}");
 }
