@@ -21,13 +21,16 @@ fn blocks_in_their_inference_form_match_on_wgpu_in_few_launches() {
 /// The hourglass's and the bottleneck's blocks prepared on the GPU (batch norms folded, their
 /// surroundings in Winograd's transforms) against the same blocks as trained on the CPU, at a
 /// size that is no multiple of the 4×4 tiles, with three launches a convolution (and any copy
-/// burn's matmul makes of its operands), one on small maps. Called with our kernels chosen.
+/// burn's matmul makes of its operands), one on small maps; convolutions of few outputs in one
+/// launch. Called with our kernels chosen.
 fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
     use prioritycut_engine::backend::count_launches;
     use prioritycut_engine::burn::module::{Module, Param, RunningState};
+    use prioritycut_engine::burn::tensor::activation::sigmoid;
     use prioritycut_engine::burn::tensor::{Distribution, Tensor};
+    use prioritycut_engine::kernels::{convolve_concatenated, convolve_sigmoid};
     use prioritycut_engine::model::blocks::{
-        BatchNorm2d, DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d,
+        AntiAliasInterpolation2d, BatchNorm2d, DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d, conv,
     };
 
     let cpu = cpu();
@@ -143,4 +146,39 @@ fn blocks_in_their_inference_form_match_on_wgpu(gpu: &Device) {
             convolution_launches,
         );
     }
+
+    // Convolutions of few outputs, one launch each (the direct kernel): a network's stacked
+    // heads reading its hourglass's output and skip in place, the generator's output with its
+    // sigmoid, the anti-aliased downsampling.
+    let head = random([1, 8, 12, 12]);
+    let skip = random([1, 3, 12, 12]);
+    let heads = conv(11, 50, 7, 3, &cpu);
+    let expected = heads.forward(Tensor::cat(vec![head.clone(), skip.clone()], 1));
+    let (heads, head, skip) = (heads.to_device(gpu), head.to_device(gpu), skip.to_device(gpu));
+    check(
+        "7×7 heads of an output and its skip",
+        expected,
+        &|| convolve_concatenated(&heads, head.clone(), skip.clone()),
+        1,
+    );
+    let x = random([2, 16, 20, 18]);
+    let output = conv(16, 3, 7, 3, &cpu);
+    let expected = sigmoid(output.forward(x.clone()));
+    let (output, on_gpu) = (output.to_device(gpu), x.to_device(gpu));
+    check(
+        "the generator's output and its sigmoid",
+        expected,
+        &|| convolve_sigmoid(&output, on_gpu.clone()),
+        1,
+    );
+    let image = random([1, 3, 64, 48]);
+    let downsample = AntiAliasInterpolation2d::new(3, 0.25, &cpu);
+    let expected = downsample.forward(image.clone());
+    let (downsample, image) = (downsample.to_device(gpu), image.to_device(gpu));
+    check(
+        "the anti-aliased downsampling",
+        expected,
+        &|| downsample.forward(image.clone()),
+        1,
+    );
 }

@@ -300,11 +300,10 @@ fn bundled_vox256_config_is_the_built_in_default() {
     assert_eq!(format!("{from_file:?}"), format!("{:?}", FommConfig::vox256()));
 }
 
-/// The kernels crate's GPU convolution (unfold + burn's matmul) against burn's convolution on
-/// flex, on the geometries the networks use and a few they do not (batch, stride, dilation,
-/// uneven padding), and its refusal of what its backward does not take under autodiff (stride,
-/// dilation) and of a matmul of too few rows (burn's direct kernel serves FOMM's 3-channel output
-/// better).
+/// The kernels crate's GPU convolution (Winograd, the direct kernel for few outputs, unfold +
+/// burn's matmul for the rest) against burn's convolution on flex, on the geometries the
+/// networks use and a few they do not (batch, stride, dilation, uneven padding), and its
+/// refusal of what its backward does not take under autodiff (stride, dilation).
 #[test]
 fn gpu_convolution_matches_burns_on_every_geometry() {
     use prioritycut_engine::burn::tensor::module::conv2d;
@@ -320,6 +319,7 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
         (3, 4, 10, 15, 11, 3, 2, ((0, 1), (1, 0)), 1),
         (1, 2, 8, 14, 14, 3, 1, ((2, 2), (2, 2)), 2),
         (1, 8, 9, 8, 8, 1, 1, ((0, 0), (0, 0)), 1),
+        (2, 6, 72, 11, 10, 5, 2, ((2, 1), (2, 2)), 1),
     ];
     let flex = Device::flex();
     for (batch, input, output, height, width, kernel, stride, (rows, columns), dilation) in cases {
@@ -372,11 +372,76 @@ fn gpu_convolution_matches_burns_on_every_geometry() {
     .expect("the GPU convolution takes 10→8 3×3");
     let difference: f32 = (chunked.to_device(&flex) - expected).abs().max().into_scalar();
     assert!(difference <= 1e-4, "in chunks: {difference}");
+}
 
-    let x = Tensor::<4>::zeros([1, 64, 16, 16], &device);
-    let three_outputs = Tensor::<4>::zeros([3, 64, 7, 7], &device);
+/// The direct convolution of few outputs against burn's on flex (its launches are counted in
+/// `gpu_blocks.rs`): the networks' heads reading an hourglass's output and skip in place of their concatenation
+/// (outputs in blocks of four, the last partial), the generator's output with its sigmoid, the
+/// anti-aliased downsampling's strided depthwise Gaussian; wider layers left to the matmul.
+#[test]
+fn gpu_direct_convolution_reads_concatenations_and_applies_the_sigmoid() {
+    use prioritycut_engine::burn::tensor::activation::sigmoid;
+    use prioritycut_engine::burn::tensor::module::conv2d;
+    use prioritycut_engine::burn::tensor::ops::ConvOptions;
+    use prioritycut_engine::burn::tensor::{Device, Distribution, Tensor};
+    use prioritycut_engine::kernels::gpu::{Activation, DIRECT_MAX_OUTPUT_CHANNELS, conv2d_direct};
+
+    let Some(device) = wgpu_device() else { return };
+    let flex = Device::flex();
+    let random = |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &flex);
+    // (batch, head channels, tail channels, out, height, width, kernel, stride, padding, groups,
+    // bias, activation)
+    let cases = [
+        (1, 8, 3, 50, 16, 16, 7, 1, 3, 1, true, Activation::Identity),
+        (2, 6, 5, 12, 9, 11, 7, 1, 3, 1, true, Activation::Identity),
+        (1, 16, 0, 3, 20, 18, 7, 1, 3, 1, true, Activation::Sigmoid),
+        (2, 3, 0, 3, 33, 30, 13, 4, 6, 3, false, Activation::Identity),
+        (1, 4, 0, 8, 10, 10, 3, 2, 1, 2, true, Activation::Sigmoid),
+    ];
+    for (
+        batch,
+        head_channels,
+        tail_channels,
+        out,
+        height,
+        width,
+        kernel,
+        stride,
+        padding,
+        groups,
+        with_bias,
+        activation,
+    ) in cases
+    {
+        let head = random([batch, head_channels, height, width]);
+        let tail = random([batch, tail_channels, height, width]);
+        let weight = random([out, (head_channels + tail_channels) / groups, kernel, kernel]);
+        let bias = with_bias.then(|| Tensor::<1>::random([out], Distribution::Uniform(-1.0, 1.0), &flex));
+        let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups);
+        let input = Tensor::cat(vec![head.clone(), tail.clone()], 1);
+        let mut expected = conv2d(input, weight.clone(), bias.clone(), options.clone());
+        if activation == Activation::Sigmoid {
+            expected = sigmoid(expected);
+        }
+
+        let on_gpu = |t: &Tensor<4>| t.clone().to_device(&device);
+        let (head, tail, weight) = (on_gpu(&head), on_gpu(&tail), on_gpu(&weight));
+        let bias = bias.map(|bias| bias.to_device(&device));
+        let tail = (tail_channels > 0).then_some(&tail);
+        let case = format!("{head_channels}+{tail_channels}→{out} {kernel}×{kernel} stride {stride} groups {groups}");
+        let ours = conv2d_direct(&head, tail, &weight, bias.as_ref(), &options, activation)
+            .unwrap_or_else(|| panic!("the direct kernel takes {case}"));
+        assert_eq!(ours.dims(), expected.dims(), "{case}");
+        let (difference, scale) = largest_difference(ours.to_device(&flex), expected);
+        assert!(difference <= 1e-5 * scale.max(1.0), "{case}: {difference} of {scale}");
+    }
+    let x = Tensor::<4>::zeros([1, 4, 8, 8], &device);
+    let wide = Tensor::<4>::zeros([DIRECT_MAX_OUTPUT_CHANNELS + 1, 4, 7, 7], &device);
     let options = ConvOptions::new([1, 1], [3, 3], [1, 1], 1);
-    assert!(prioritycut_engine::kernels::gpu::conv2d(&x, &three_outputs, None, &options).is_none());
+    assert!(conv2d_direct(&x, None, &wide, None, &options, Activation::Identity).is_none());
+    let tracked = x.autodiff().require_grad();
+    let weight = Tensor::<4>::zeros([3, 4, 7, 7], &device).autodiff();
+    assert!(conv2d_direct(&tracked, None, &weight, None, &options, Activation::Identity).is_none());
 }
 
 /// The GPU convolution under autodiff (training) against burn's convolution and its backward on

@@ -128,8 +128,9 @@ pub struct BenchAnimateArgs {
 #[derive(Debug, Args)]
 pub struct KernelArgs {
     /// On a GPU: `auto` ours except on a software adapter (burn's there), `ours` everywhere
-    /// (3×3 convolutions by Winograd's F(4×4, 3×3), others by unfold + matmul), `unfold` ours
-    /// with every convolution by unfold + matmul, `burn` burn's own (its direct convolution).
+    /// (3×3 convolutions by Winograd's F(4×4, 3×3), those of few outputs directly, others by
+    /// unfold + matmul), `unfold` ours with the 3×3 convolutions by unfold + matmul too, `burn`
+    /// burn's own (its direct convolution).
     #[arg(long, value_enum, default_value_t = GpuKernels::Auto)]
     pub gpu_kernels: GpuKernels,
 }
@@ -162,9 +163,9 @@ impl KernelArgs {
         } else if !gpu::serves(&selected.device) {
             " | GPU kernels: burn's own (a software adapter; --gpu-kernels ours to run ours)"
         } else if !gpu::winograd() {
-            " | GPU kernels: ours where they apply (convolutions: unfold + matmul, --gpu-kernels unfold)"
+            " | GPU kernels: ours where they apply (convolutions: few outputs direct, others unfold + matmul, --gpu-kernels unfold)"
         } else {
-            " | GPU kernels: ours where they apply (3×3 convolutions: Winograd F(4×4, 3×3); others: unfold + matmul)"
+            " | GPU kernels: ours where they apply (3×3 convolutions: Winograd F(4×4, 3×3); few outputs: direct; others: unfold + matmul)"
         }
     }
 }

@@ -39,7 +39,7 @@ pub use cpu::adam::{AdamStep, adam_update};
 pub use cpu::batch_norm::{
     batch_norm_relu_pool_train, batch_norm_relu_train, instance_norm_relu, instance_norm_relu_pool,
 };
-pub use cpu::conv::{FrozenConv3x3Relu, convolve};
+pub use cpu::conv::{FrozenConv3x3Relu, convolve, convolve_concatenated, convolve_sigmoid};
 pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
 pub use cpu::pool::max_pool2;
 pub use cpu::winograd::{ChannelAffine, Fused};

@@ -85,7 +85,6 @@ impl MotionModel for FommAnimation {
         let out = self.models.generate(&encoded, kp_driving, kp_source);
         AnimatedFrame {
             prediction: out.prediction,
-            deformed: out.deformed,
             background: out.mask.narrow(1, 0, 1),
             occlusion: out.occlusion_map,
         }

@@ -171,8 +171,6 @@ impl SourceEncoding {
 pub struct AnimatedFrame {
     /// [b, c, H, W] the generated frame in (0, 1).
     pub prediction: Tensor<4>,
-    /// [b, c, H, W] the source warped by the dense motion.
-    pub deformed: Tensor<4>,
     /// [b, 1, h, w] the share of the background's motion at each pixel (channel 0 of FOMM's
     /// mask or TPSMM's contribution maps), at the dense motion's resolution.
     pub background: Tensor<4>,

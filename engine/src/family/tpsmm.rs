@@ -130,7 +130,6 @@ impl MotionModel for TpsmmAnimation {
             .forward_encoded(source.image.clone(), &source.features, &motion);
         AnimatedFrame {
             prediction: out.prediction,
-            deformed: out.deformed,
             background: motion.contribution_maps.narrow(1, 0, 1),
             occlusion: motion.occlusion_map.last().cloned(),
         }

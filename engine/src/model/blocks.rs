@@ -24,7 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::kernels::{
     ChannelAffine, Fused, InferenceConv, batch_norm_relu_pool_train, batch_norm_relu_train, cat_channels, convolve,
-    instance_norm_relu, instance_norm_relu_pool,
+    convolve_concatenated, instance_norm_relu, instance_norm_relu_pool,
 };
 
 /// A network's inference form: its weights prepared once for the fast kernels, with what
@@ -91,8 +91,8 @@ pub fn conv(input: usize, output: usize, kernel: usize, padding: usize, device: 
 
 /// Two convolutions of the same input as one, their outputs stacked along channels (`first`'s,
 /// then `second`'s): a network's heads in its inference form on a GPU, where each convolution is
-/// an unfold and a matmul of the same input (one pass over it instead of two, one launch of
-/// each). `None` off a GPU, and where the two differ in anything but their output channels.
+/// one launch of the direct kernel over the same input (one pass over it instead of two, one
+/// launch). `None` off a GPU, and where the two differ in anything but their output channels.
 pub fn stacked_heads(first: &Conv2d, second: &Conv2d) -> Option<Conv2d> {
     let device = first.weight.device();
     let alike = first.kernel_size == second.kernel_size
@@ -114,11 +114,23 @@ pub fn stacked_heads(first: &Conv2d, second: &Conv2d) -> Option<Conv2d> {
     Some(stacked)
 }
 
-/// `stacked` (from [`stacked_heads`]) applied to `x`: both heads' outputs, stacked along
-/// channels; `None` where `x` is on another device than the stacked weights.
-pub fn stacked_forward(stacked: Option<&Conv2d>, x: &Tensor<4>) -> Option<Tensor<4>> {
+/// `stacked` (from [`stacked_heads`]) applied to an hourglass's output given as its parts
+/// ([`Hourglass::forward_parts`], read in place): both heads' outputs, stacked along channels;
+/// `None` where the input is on another device than the stacked weights.
+pub fn stacked_forward(stacked: Option<&Conv2d>, (head, tail): &(Tensor<4>, Option<Tensor<4>>)) -> Option<Tensor<4>> {
     let stacked = stacked?;
-    (stacked.weight.device() == x.device()).then(|| convolve(stacked, x.clone()))
+    (stacked.weight.device() == head.device()).then(|| match tail {
+        Some(tail) => convolve_concatenated(stacked, head.clone(), tail.clone()),
+        None => convolve(stacked, head.clone()),
+    })
+}
+
+/// An hourglass's output from its parts ([`Hourglass::forward_parts`]): their concatenation.
+pub fn joined((head, tail): (Tensor<4>, Option<Tensor<4>>)) -> Tensor<4> {
+    match tail {
+        Some(tail) => cat_channels(vec![head, tail]),
+        None => head,
+    }
 }
 
 /// FOMM's `SynchronizedBatchNorm2d(affine=True)` on one device: torch's parameter names, and the
@@ -615,19 +627,26 @@ impl<N: BlockNorm> Hourglass<N> {
 
     /// [b, in, h, w] → [b, block_expansion + in, h, w]; h and w divisible by 2^num_blocks.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut levels = self.run(x, false);
-        levels.pop().expect("an hourglass has at least one level")
+        joined(self.forward_parts(x))
+    }
+
+    /// [`Self::forward`] as the two parts it concatenates (the last up block's output
+    /// `[b, block_expansion, h, w]` and the input), for a convolution that reads them in place
+    /// ([`stacked_forward`]); an hourglass without blocks gives its input alone.
+    pub fn forward_parts(&self, x: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
+        let (mut levels, skip) = self.run(x, false);
+        (levels.pop().expect("an hourglass has at least one level"), skip)
     }
 
     /// Every decoder level's output, coarsest first, the last at the input's resolution
     /// (TPSMM's `Hourglass.forward(x, mode=1)`).
     pub fn forward_levels(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
-        self.run(x, true)
+        self.run(x, true).0
     }
 
     /// The decoder's outputs: every level's, or only the last (so that the others are freed as
-    /// the decoder goes).
-    fn run(&self, x: Tensor<4>, every_level: bool) -> Vec<Tensor<4>> {
+    /// the decoder goes) with its skip apart, not concatenated.
+    fn run(&self, x: Tensor<4>, every_level: bool) -> (Vec<Tensor<4>>, Option<Tensor<4>>) {
         let mut skips = vec![x];
         for block in &self.encoder.down_blocks {
             let next = block.forward(skips[skips.len() - 1].clone());
@@ -636,7 +655,7 @@ impl<N: BlockNorm> Hourglass<N> {
         let mut out = skips.pop().expect("the encoder output is always present");
         let mut levels = Vec::with_capacity(self.decoder.up_blocks.len());
         // Without every level, each output and its skip go to the next up block unconcatenated
-        // (its prepared form reads both in place); the last pair is concatenated.
+        // (its prepared form reads both in place), the last pair to the caller.
         let mut pending_skip: Option<Tensor<4>> = None;
         for block in &self.decoder.up_blocks {
             out = match pending_skip.take() {
@@ -652,12 +671,9 @@ impl<N: BlockNorm> Hourglass<N> {
             }
         }
         if !every_level {
-            levels.push(match pending_skip {
-                Some(skip) => cat_channels(vec![out, skip]),
-                None => out,
-            });
+            levels.push(out);
         }
-        levels
+        (levels, pending_skip)
     }
 }
 
@@ -712,18 +728,16 @@ impl AntiAliasInterpolation2d {
         if self.stride == 1 {
             return x;
         }
-        // Blurring at every pixel and then slicing `[::s, ::s]` equals a stride-s convolution.
-        conv2d(
-            x,
-            self.weight.val(),
-            None,
-            ConvOptions::new(
-                [self.stride, self.stride],
-                [self.padding, self.padding],
-                [1, 1],
-                self.channels,
-            ),
-        )
+        // Blurring at every pixel and then slicing `[::s, ::s]` equals a stride-s convolution
+        // (on a GPU one launch of the kernels crate's direct convolution).
+        let options = ConvOptions::new(
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            self.channels,
+        );
+        let weight = self.weight.val();
+        crate::kernels::conv2d(&x, &weight, None, &options).unwrap_or_else(|| conv2d(x, weight, None, options))
     }
 }
 

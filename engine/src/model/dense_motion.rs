@@ -12,8 +12,8 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{
-    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, stacked_forward, stacked_heads,
-    warp_by_each,
+    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, joined, stacked_forward,
+    stacked_heads, warp_by_each,
 };
 use super::keypoints::{Keypoints, heatmap_difference, inverse_2x2, make_coordinate_grid};
 use crate::kernels::{convolve, gpu, grid_sample};
@@ -163,15 +163,18 @@ impl DenseMotionNetwork {
                 (sparse_motions, sparse_deformed, input)
             }
         };
-        let prediction = self.hourglass.forward(input);
+        let prediction = self.hourglass.forward_parts(input);
         // The heads' logits, the mask's then the occlusion's (one convolution on a GPU).
         let stacked = stacked_forward(self.stacked_heads.as_ref(), &prediction);
         let (mask_logits, occlusion_logits) = match &stacked {
             Some(heads) => (heads.clone().narrow(1, 0, n), Some(heads.clone().narrow(1, n, 1))),
-            None => (
-                convolve(&self.mask, prediction.clone()),
-                self.occlusion.as_ref().map(|head| convolve(head, prediction)),
-            ),
+            None => {
+                let prediction = joined(prediction);
+                (
+                    convolve(&self.mask, prediction.clone()),
+                    self.occlusion.as_ref().map(|head| convolve(head, prediction)),
+                )
+            }
         };
         let logits = stacked.or_else(|| occlusion_logits.is_none().then(|| mask_logits.clone()));
         let (mask, deformation, occlusion_map) =

@@ -5,13 +5,12 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use super::blocks::{DownBlock2d, InferenceForm, ResBlock2d, SameBlock2d, UpBlock2d, conv, resize_bilinear};
-use super::dense_motion::{DenseMotionConfig, DenseMotionNetwork};
+use super::dense_motion::{DenseMotion, DenseMotionConfig, DenseMotionNetwork};
 use super::keypoints::Keypoints;
-use crate::kernels::{convolve, grid_sample};
+use crate::kernels::{convolve_sigmoid, gpu, grid_sample};
 
 /// `model_params.generator_params` (+ `common_params`). Defaults: FOMM's `vox-256.yaml`.
 #[derive(Config, Debug)]
@@ -57,10 +56,17 @@ pub struct GeneratorOutput {
     pub deformation: Tensor<4>,
     /// [b, 1, h, w] at the dense motion's resolution.
     pub occlusion_map: Option<Tensor<4>>,
-    /// [b, c, H, W] the source warped by the dense motion at full resolution.
-    pub deformed: Tensor<4>,
     /// [b, c, H, W] the generated driving frame in (0, 1).
     pub prediction: Tensor<4>,
+}
+
+impl GeneratorOutput {
+    /// [b, c, H, W] the source image warped by the dense motion at full resolution (FOMM's
+    /// `deformed`): a picture for people, which the prediction does not use, so it is made
+    /// only when asked for (a resize and a warp per frame spared).
+    pub fn deformed(&self, source: Tensor<4>) -> Tensor<4> {
+        deform_input(source, self.deformation.clone())
+    }
 }
 
 impl GeneratorConfig {
@@ -97,6 +103,28 @@ pub fn deform_input(input: Tensor<4>, deformation: Tensor<4>) -> Tensor<4> {
         deformation
     };
     grid_sample(input, deformation)
+}
+
+/// FOMM's `deform_input(features, deformation) · occlusion_map` (the map resized to the
+/// features' resolution where they differ; no product without a map): on a GPU in one launch
+/// where the resolutions agree.
+fn occluded_features(features: &Tensor<4>, dense: &DenseMotion) -> Tensor<4> {
+    let occlusion = dense.occlusion_map.as_ref();
+    if let Some(warped) = occlusion.and_then(|map| gpu::warp_occluded(features, &dense.deformation, map)) {
+        return warped;
+    }
+    let out = deform_input(features.clone(), dense.deformation.clone());
+    let Some(occlusion) = occlusion else {
+        return out;
+    };
+    let [_, _, h, w] = out.dims();
+    let [_, _, oh, ow] = occlusion.dims();
+    let occlusion = if (oh, ow) != (h, w) {
+        resize_bilinear(occlusion.clone(), h, w)
+    } else {
+        occlusion.clone()
+    };
+    out * occlusion
 }
 
 /// What the generator computes of the source alone: its encoding (`first` and the down blocks,
@@ -154,31 +182,19 @@ impl OcclusionAwareGenerator {
         let dense = self
             .dense_motion_network
             .forward_downsampled(source.downsampled.clone(), kp_driving, kp_source);
-        let mut out = deform_input(source.features.clone(), dense.deformation.clone());
-        if let Some(occlusion) = &dense.occlusion_map {
-            let [_, _, h, w] = out.dims();
-            let [_, _, oh, ow] = occlusion.dims();
-            let occlusion = if (oh, ow) != (h, w) {
-                resize_bilinear(occlusion.clone(), h, w)
-            } else {
-                occlusion.clone()
-            };
-            out = out * occlusion;
-        }
-        let deformed = deform_input(source.image.clone(), dense.deformation.clone());
+        let mut out = occluded_features(&source.features, &dense);
         for block in &self.bottleneck {
             out = block.forward(out);
         }
         for block in &self.up_blocks {
             out = block.forward(out);
         }
-        let prediction = sigmoid(convolve(&self.final_conv, out));
+        let prediction = convolve_sigmoid(&self.final_conv, out);
         GeneratorOutput {
             mask: dense.mask,
             sparse_deformed: dense.sparse_deformed,
             deformation: dense.deformation,
             occlusion_map: dense.occlusion_map,
-            deformed,
             prediction,
         }
     }

@@ -10,7 +10,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::blocks::{
-    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, stacked_forward, stacked_heads,
+    AntiAliasInterpolation2d, Hourglass, InferenceForm, conv, hourglass_out_filters, joined, stacked_forward,
+    stacked_heads,
 };
 use super::keypoints::{Keypoints, make_coordinate_grid};
 use crate::kernels::{convolve, gpu};
@@ -120,12 +121,13 @@ impl KpDetector {
             Some(down) => down.forward(image),
             None => image,
         };
-        let feature_map = self.predictor.forward(x);
-        if let Some(heads) = stacked_forward(self.stacked_heads.as_ref(), &feature_map) {
+        let parts = self.predictor.forward_parts(x);
+        if let Some(heads) = stacked_forward(self.stacked_heads.as_ref(), &parts) {
             let (keypoints, channels) = (self.kp.weight.dims()[0], heads.dims()[1]);
             let maps = heads.clone().narrow(1, keypoints, channels - keypoints);
             return (heads.narrow(1, 0, keypoints), Some(maps));
         }
+        let feature_map = joined(parts);
         let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
         (convolve(&self.kp, feature_map), jacobian_maps)
     }

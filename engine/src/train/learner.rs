@@ -342,9 +342,9 @@ impl Learner {
                 &self.config.prioritycut,
                 self.nets.unet_discriminator.as_ref(),
                 StepTensors {
+                    deformed: pass.generated.deformed(source.clone()),
                     source,
                     driving,
-                    deformed: pass.generated.deformed,
                     prediction: pass.generated.prediction,
                     background: pass.generated.mask,
                     occlusion: pass.generated.occlusion_map,

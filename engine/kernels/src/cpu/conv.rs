@@ -24,6 +24,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -36,6 +37,7 @@ use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values}
 use super::layout::{channels_last, stored_channels_last, to_nchw};
 use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
 use crate::autodiff::{ConvKernels, conv_autodiff, summed_per_channel};
+use crate::gpu::{self, Activation};
 
 /// Maps smaller than this (pixels per image) keep burn's 3×3 convolution: there the weights'
 /// transform, made at every call as the weights change every step, costs what it saves. From
@@ -73,18 +75,65 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv_autodiff::<Flex>(kernel, &x, &weight, bias.as_ref()).unwrap_or_else(|| conv.forward(x))
 }
 
+/// `conv.forward(head ‖ tail)`, `‖` the concatenation along channels (an hourglass's output and
+/// its skip, a head's input): on a GPU read in place by the direct kernel where it serves,
+/// else [`convolve`] of the concatenation.
+pub fn convolve_concatenated(conv: &Conv2d, head: Tensor<4>, tail: Tensor<4>) -> Tensor<4> {
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    conv_options(conv)
+        .filter(|_| gpu::serves(&conv.weight.device()))
+        .and_then(|options| {
+            gpu::conv2d_direct(
+                &head,
+                Some(&tail),
+                &conv.weight.val(),
+                bias.as_ref(),
+                &options,
+                Activation::Identity,
+            )
+        })
+        .unwrap_or_else(|| convolve(conv, crate::cat_channels(vec![head, tail])))
+}
+
+/// `sigmoid(conv.forward(x))` (the generator's output): on a GPU in one launch by the direct
+/// kernel where it serves, else [`convolve`] then burn's sigmoid.
+pub fn convolve_sigmoid(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    conv_options(conv)
+        .filter(|_| gpu::serves(&conv.weight.device()))
+        .and_then(|options| {
+            gpu::conv2d_direct(
+                &x,
+                None,
+                &conv.weight.val(),
+                bias.as_ref(),
+                &options,
+                Activation::Sigmoid,
+            )
+        })
+        .unwrap_or_else(|| sigmoid(convolve(conv, x)))
+}
+
 /// `conv.forward(x)` by the kernels crate's GPU convolution, where it serves `x`'s device.
 fn on_gpu(conv: &Conv2d, x: &Tensor<4>) -> Option<Tensor<4>> {
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    crate::conv2d(x, &conv.weight.val(), bias.as_ref(), &conv_options(conv)?)
+}
+
+/// `conv`'s geometry as burn's convolution options; `None` for `Same` padding, which depends on
+/// the input's size (no network here asks for it).
+fn conv_options(conv: &Conv2d) -> Option<ConvOptions<2>> {
     let ((top, bottom), (left, right)) = match conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
         PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        // Depends on the input's size; no network here asks for it.
         PaddingConfig2d::Same => return None,
     };
-    let options =
-        ConvOptions::new_with_padding(conv.stride, [(top, bottom), (left, right)], conv.dilation, conv.groups);
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    crate::conv2d(x, &conv.weight.val(), bias.as_ref(), &options)
+    Some(ConvOptions::new_with_padding(
+        conv.stride,
+        [(top, bottom), (left, right)],
+        conv.dilation,
+        conv.groups,
+    ))
 }
 
 /// `conv.forward(x)` for a tensor on flex without autodiff, by the direct kernel where it serves

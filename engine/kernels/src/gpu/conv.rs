@@ -36,8 +36,9 @@ use super::unfold::unfold_kernel;
 /// that runs here (the last up-block at 256², 75 M values, 302 MB) is one chunk.
 pub const UNFOLD_BUDGET: usize = 512 << 20;
 
-/// Fewer output channels than this keep burn's direct kernel (one invocation per output value):
-/// a matmul of so few rows wastes most of its tile. FOMM's final 7×7 convolution (3 outputs).
+/// Fewer output channels than this are not unfolded: a matmul of so few rows wastes most of its
+/// tile (the direct kernel takes them, [`super::conv2d_direct`]; under autodiff burn's kernel).
+/// FOMM's final 7×7 convolution (3 outputs).
 pub const MIN_OUTPUT_CHANNELS: usize = 8;
 
 /// The unfold + matmul convolution as a backend operation, so that it runs where burn's

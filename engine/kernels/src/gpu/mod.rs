@@ -6,6 +6,8 @@
 mod conv;
 mod conv_autodiff;
 mod direct_block_kernels;
+mod direct_conv;
+mod direct_conv_kernels;
 mod inference;
 mod motion;
 mod motion_kernels;
@@ -25,8 +27,9 @@ use cubecl::prelude::{CubeCount, CubeDim};
 
 pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfolding_at_most};
 pub use conv_autodiff::weight_gradient_unfolding_at_most;
+pub use direct_conv::{Activation, DIRECT_MAX_OUTPUT_CHANNELS, conv2d_direct};
 pub use inference::{PreparedConv3x3, is_cube};
-pub use motion::{MotionInputs, MotionOutputs, heatmap_keypoints, motion_inputs, motion_outputs};
+pub use motion::{MotionInputs, MotionOutputs, heatmap_keypoints, motion_inputs, motion_outputs, warp_occluded};
 pub use winograd::conv2d_winograd;
 
 /// Which convolution kernels run on a GPU, for the whole process.
@@ -36,10 +39,10 @@ pub enum KernelChoice {
     /// Ours, except on software adapters (burn's there: see [`use_burn_kernels_on`]).
     #[default]
     Auto,
-    /// Ours on every adapter: 3×3 stride-1 convolutions by Winograd's F(4×4, 3×3), the others
-    /// by unfold + matmul.
+    /// Ours on every adapter: 3×3 stride-1 convolutions by Winograd's F(4×4, 3×3), those of
+    /// few outputs by the direct kernel, the others by unfold + matmul.
     Ours,
-    /// Ours on every adapter, every convolution by unfold + matmul (no Winograd).
+    /// Ours on every adapter, the 3×3 convolutions too by unfold + matmul (no Winograd).
     Unfold,
     /// burn's own everywhere (its direct convolution).
     Burn,
@@ -71,10 +74,12 @@ pub fn winograd() -> bool {
 }
 
 /// `conv2d(x, weight) + bias` by this module's kernels: Winograd's F(4×4, 3×3) for 3×3 stride-1
-/// filters (unless [`KernelChoice::Unfold`] is chosen), unfold + matmul for the others; under
-/// autodiff, one operation whose gradients run them too. `None` where they do not serve (tensors
-/// on another backend, groups, fewer than [`MIN_OUTPUT_CHANNELS`] outputs without autodiff, and
-/// under autodiff strides, dilation or groups).
+/// filters (unless [`KernelChoice::Unfold`] is chosen), the direct kernel for the others of at
+/// most [`DIRECT_MAX_OUTPUT_CHANNELS`] outputs, unfold + matmul for the rest; under autodiff,
+/// one operation whose gradients run Winograd or unfold + matmul too. `None` where they do not
+/// serve (tensors on another backend, groups or dilation beyond the direct kernel, fewer than
+/// [`MIN_OUTPUT_CHANNELS`] outputs under autodiff, and under autodiff strides, dilation or
+/// groups).
 pub fn conv2d(
     x: &Tensor<4>,
     weight: &Tensor<4>,
@@ -94,10 +99,14 @@ fn plain_conv2d(
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
 ) -> Option<Tensor<4>> {
-    if winograd() && winograd::applies(weight, options) {
-        return conv2d_winograd(x, weight, bias, options);
+    if winograd::applies(weight, options) {
+        return match winograd() {
+            true => conv2d_winograd(x, weight, bias, options),
+            false => conv2d_unfold(x, weight, bias, options),
+        };
     }
-    conv2d_unfold(x, weight, bias, options)
+    conv2d_direct(x, None, weight, bias, options, Activation::Identity)
+        .or_else(|| conv2d_unfold(x, weight, bias, options))
 }
 
 /// `convolution(x, weight) + bias` where `x` and `weight` are plain (not autodiff) tensors on

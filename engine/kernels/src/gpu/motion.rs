@@ -1,7 +1,9 @@
-//! The input of FOMM's dense motion network on the GPU in two launches: the K + 1 sparse motions
-//! (Eq. 4: the identity and each keypoint's local affine motion) in one, the keypoint heatmaps
-//! (Eq. 6) and the source warped by each motion (Eq. 7) in the other, written straight into the
-//! hourglass's input `[b, (K + 1)(c + 1), h, w]`.
+//! The input of FOMM's dense motion network on the GPU in one launch: per pixel of each of the
+//! K + 1 sparse motions (Eq. 4: the identity and each keypoint's local affine motion), the
+//! motion, the keypoint heatmap (Eq. 6) and the source warped by it (Eq. 7), written straight
+//! into the hourglass's input `[b, (K + 1)(c + 1), h, w]` and the motions beside it. The
+//! keypoints from the detector's heatmaps, and the mask, occlusion map and dense motion from the
+//! network's heads, one launch each too; the warped, occluded source features one more.
 //!
 //! Why: composed of tensor operations, this is ~40 small launches a frame on the GPU (slices of
 //! the keypoints and Jacobians, the 2×2 inverse, concatenations, a repeat of the source, the
@@ -13,44 +15,35 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
 use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 
 use super::launch_size;
-use super::motion_kernels::{
-    heatmap_statistics_kernel, motion_input_kernel, motion_output_kernel, sparse_motion_kernel,
-};
+use super::motion_kernels::{heatmap_statistics_kernel, motion_input_kernel, motion_output_kernel, warp_scaled_kernel};
 
 /// The motion operations as backend operations (lazy, in order, under fusion).
 #[backend_extension(Cube, Fusion)]
 pub trait MotionOps: Backend {
-    /// `[b, K + 1, h, w, 2]` from keypoints `[b, K, 2]` and, with `jacobians`, their Jacobians
-    /// `[b, K, 2, 2]` (read only then: pass any tensor otherwise).
-    #[fusion(dtype = kp_driving, shape = Shape::new([kp_driving[0], kp_driving[1] + 1, size[0], size[1], 2]))]
-    fn sparse_motions(
+    /// The hourglass's input `[b, (K + 1)(c + 1), h, w]` from the source `[b, c, h, w]` and
+    /// keypoints `[b, K, 2]` with, where `jacobians`, their Jacobians `[b, K, 2, 2]` (read only
+    /// then: pass any tensor otherwise), then the sparse motions `[b, K + 1, h, w, 2]`, one after
+    /// the other in one flat tensor; `gaussian_factor` is `−1/2σ²`.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = source, shape = Shape::new([motion_inputs_length(source, kp_driving)]))]
+    fn motion_inputs(
+        source: FloatTensor<Self>,
         kp_driving: FloatTensor<Self>,
         kp_source: FloatTensor<Self>,
         jacobian_driving: FloatTensor<Self>,
         jacobian_source: FloatTensor<Self>,
-        size: [usize; 2],
+        gaussian_factor: f32,
         jacobians: bool,
     ) -> FloatTensor<Self>;
 
-    /// The hourglass's input `[b, (K + 1)(c + 1), h, w]` from the source `[b, c, h, w]` and the
-    /// sparse motions; `gaussian_factor` is `−1/2σ²`.
-    #[fusion(dtype = source, shape = Shape::new([source[0], motions[1] * (source[1] + 1), source[2], source[3]]))]
-    fn motion_inputs(
-        source: FloatTensor<Self>,
-        motions: FloatTensor<Self>,
-        kp_driving: FloatTensor<Self>,
-        kp_source: FloatTensor<Self>,
-        gaussian_factor: f32,
-    ) -> FloatTensor<Self>;
-
-    /// From the keypoint detector's logits `[b, K, h, w]`, the softmax heatmaps' means `[b, K,
-    /// 2]`, or with `jacobian` their weighted Jacobians `[b, K, 2, 2]` from `maps` `[b, 4K or 4,
-    /// h, w]` (read only then: pass any tensor otherwise).
+    /// From the keypoint detector's logits `[b, K, h, w]`, with `jacobian` the softmax heatmaps'
+    /// weighted Jacobians `[b, K, 2, 2]` from `maps` `[b, 4K or 4, h, w]` (read only then: pass
+    /// any tensor otherwise), then their means `[b, K, 2]`, one after the other in one flat
+    /// tensor.
     #[fusion(dtype = prediction, shape = heatmap_statistics_shape(prediction, jacobian))]
     fn heatmap_statistics(
         prediction: FloatTensor<Self>,
@@ -59,96 +52,70 @@ pub trait MotionOps: Backend {
         jacobian: bool,
     ) -> FloatTensor<Self>;
 
-    /// From the dense motion network's heads `[b, masks (+ 1 occlusion), h, w]`: the softmax mask
-    /// and the occlusion's sigmoid (same shape), or with `deformation` the dense motion `[b, h, w,
-    /// 2]` = Σ mask · `motions` `[b, masks, h, w, 2]` (read only then: pass any tensor
-    /// otherwise).
-    #[fusion(dtype = logits, shape = motion_output_shape(logits, deformation))]
-    fn motion_outputs(
-        logits: FloatTensor<Self>,
-        motions: FloatTensor<Self>,
-        masks: usize,
-        deformation: bool,
-    ) -> FloatTensor<Self>;
+    /// From the dense motion network's heads `[b, masks (+ 1 occlusion), h, w]`: the softmax
+    /// mask and the occlusion's sigmoid (the heads' shape), then the dense motion Σ mask ·
+    /// `motions` `[b, masks, h, w, 2]` (`[b, h, w, 2]`), one after the other in one flat tensor.
+    #[fusion(dtype = logits, shape = Shape::new([logits[0] * (logits[1] + 2) * logits[2] * logits[3]]))]
+    fn motion_outputs(logits: FloatTensor<Self>, motions: FloatTensor<Self>, masks: usize) -> FloatTensor<Self>;
+
+    /// `source` `[b, c, h, w]` sampled at `grid` `[b, h, w, 2]` (torch's `grid_sample`,
+    /// `align_corners=False`, zeros outside), times `scale` `[b, 1, h, w]`.
+    #[fusion(dtype = source, shape = source.clone())]
+    fn warp_scaled(source: FloatTensor<Self>, grid: FloatTensor<Self>, scale: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// `[b, n(+1), h, w]` of the mask and occlusion, or `[b, h, w, 2]` of the dense motion.
-fn motion_output_shape(logits: &Shape, deformation: &bool) -> Shape {
-    match deformation {
-        true => Shape::new([logits[0], logits[2], logits[3], 2]),
-        false => logits.clone(),
-    }
+/// The values of [`MotionOps::motion_inputs`]'s output: the hourglass's input, then the sparse
+/// motions.
+fn motion_inputs_length(source: &Shape, kp_driving: &Shape) -> usize {
+    let [batch, channels, height, width] = source.dims::<4>();
+    let count = kp_driving[1] + 1;
+    batch * count * height * width * (channels + 1 + 2)
 }
 
 fn heatmap_statistics_shape(prediction: &Shape, jacobian: &bool) -> Shape {
     match jacobian {
-        true => Shape::new([prediction[0], prediction[1], 2, 2]),
-        false => Shape::new([prediction[0], prediction[1], 2]),
+        true => Shape::new([prediction[0] * prediction[1] * 6]),
+        false => Shape::new([prediction[0] * prediction[1] * 2]),
     }
 }
 
 impl MotionOps for CubeBackend {
-    fn sparse_motions(
+    fn motion_inputs(
+        source: CubeTensor,
         kp_driving: CubeTensor,
         kp_source: CubeTensor,
         jacobian_driving: CubeTensor,
         jacobian_source: CubeTensor,
-        size: [usize; 2],
+        gaussian_factor: f32,
         jacobians: bool,
     ) -> CubeTensor {
-        let [batch, keypoints, _] = kp_driving.shape().dims::<3>();
-        let (client, device, dtype) = (kp_driving.client.clone(), kp_driving.device.clone(), kp_driving.dtype);
-        let shape = Shape::new([batch, keypoints + 1, size[0], size[1], 2]);
-        let motions = empty_device_dtype(client.clone(), device, shape, dtype);
-        let (cube_count, cube_dim) = launch_size(&client, batch * (keypoints + 1) * size[0] * size[1]);
-        sparse_motion_kernel::launch(
-            &client,
-            cube_count,
-            cube_dim,
-            kp_driving.into_tensor_arg(),
-            kp_source.into_tensor_arg(),
-            jacobian_driving.into_tensor_arg(),
-            jacobian_source.into_tensor_arg(),
-            motions.clone().into_tensor_arg(),
-            jacobians,
-            dtype_to_storage_type(dtype),
-        );
-        motions
-    }
-
-    fn motion_inputs(
-        source: CubeTensor,
-        motions: CubeTensor,
-        kp_driving: CubeTensor,
-        kp_source: CubeTensor,
-        gaussian_factor: f32,
-    ) -> CubeTensor {
-        let [batch, channels, height, width] = source.shape().dims::<4>();
-        let count = motions.shape()[1];
+        let [batch, _, height, width] = source.shape().dims::<4>();
+        let count = kp_driving.shape()[1] + 1;
         let (client, device, dtype) = (source.client.clone(), source.device.clone(), source.dtype);
-        let shape = Shape::new([batch, count * (channels + 1), height, width]);
-        let inputs = empty_device_dtype(client.clone(), device, shape, dtype);
+        let shape = Shape::new([motion_inputs_length(&source.shape(), &kp_driving.shape())]);
+        let out = empty_device_dtype(client.clone(), device, shape, dtype);
         let (cube_count, cube_dim) = launch_size(&client, batch * count * height * width);
         motion_input_kernel::launch(
             &client,
             cube_count,
             cube_dim,
             source.into_tensor_arg(),
-            // The kernel reads (x, y) pairs at consecutive places.
-            into_contiguous(motions).into_tensor_arg(),
             kp_driving.into_tensor_arg(),
             kp_source.into_tensor_arg(),
-            inputs.clone().into_tensor_arg(),
+            jacobian_driving.into_tensor_arg(),
+            jacobian_source.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
             gaussian_factor,
+            jacobians,
             dtype_to_storage_type(dtype),
         );
-        inputs
+        out
     }
 
-    fn motion_outputs(logits: CubeTensor, motions: CubeTensor, masks: usize, deformation: bool) -> CubeTensor {
-        let shape = motion_output_shape(&logits.shape(), &deformation);
-        let [batch, _, height, width] = logits.shape().dims::<4>();
+    fn motion_outputs(logits: CubeTensor, motions: CubeTensor, masks: usize) -> CubeTensor {
+        let [batch, channels, height, width] = logits.shape().dims::<4>();
         let (client, device, dtype) = (logits.client.clone(), logits.device.clone(), logits.dtype);
+        let shape = Shape::new([batch * (channels + 2) * height * width]);
         let out = empty_device_dtype(client.clone(), device, shape, dtype);
         let (cube_count, cube_dim) = launch_size(&client, batch * height * width);
         motion_output_kernel::launch(
@@ -159,7 +126,23 @@ impl MotionOps for CubeBackend {
             motions.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             masks as u32,
-            deformation,
+            dtype_to_storage_type(dtype),
+        );
+        out
+    }
+
+    fn warp_scaled(source: CubeTensor, grid: CubeTensor, scale: CubeTensor) -> CubeTensor {
+        let (client, device, dtype) = (source.client.clone(), source.device.clone(), source.dtype);
+        let out = empty_device_dtype(client.clone(), device, source.shape(), dtype);
+        let (cube_count, cube_dim) = launch_size(&client, out.shape().num_elements());
+        warp_scaled_kernel::launch(
+            &client,
+            cube_count,
+            cube_dim,
+            source.into_tensor_arg(),
+            grid.into_tensor_arg(),
+            scale.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
             dtype_to_storage_type(dtype),
         );
         out
@@ -167,7 +150,7 @@ impl MotionOps for CubeBackend {
 
     fn heatmap_statistics(prediction: CubeTensor, maps: CubeTensor, temperature: f32, jacobian: bool) -> CubeTensor {
         let shape = heatmap_statistics_shape(&prediction.shape(), &jacobian);
-        let heatmaps = shape[0] * shape[1];
+        let heatmaps = prediction.shape()[0] * prediction.shape()[1];
         let (client, device, dtype) = (prediction.client.clone(), prediction.device.clone(), prediction.dtype);
         let out = empty_device_dtype(client.clone(), device, shape, dtype);
         let (cube_count, cube_dim) = launch_size(&client, heatmaps);
@@ -209,7 +192,6 @@ pub fn motion_inputs(
     if device.is_autodiff() || !super::serves(&device) {
         return None;
     }
-    let [_, _, height, width] = source.dims();
     let cube = |t: &Tensor<3>| t.clone().try_into_primitive::<Cube>().ok();
     let jacobians = match (jacobian_driving, jacobian_source) {
         (Some(driving), Some(source)) => Some((
@@ -224,30 +206,35 @@ pub fn motion_inputs(
         Some(pair) => pair,
         None => (cube(kp_driving)?, cube(kp_source)?),
     };
-    let motions = <Cube as MotionOps>::sparse_motions(
+    let [batch, channels, height, width] = source.dims();
+    let count = kp_driving.dims()[1] + 1;
+    let out = <Cube as MotionOps>::motion_inputs(
+        source.clone().try_into_primitive::<Cube>().ok()?,
         cube(kp_driving)?,
         cube(kp_source)?,
         jacobian_driving,
         jacobian_source,
-        [height, width],
+        (-0.5 / kp_variance) as f32,
         estimated,
     );
-    let inputs = <Cube as MotionOps>::motion_inputs(
-        source.clone().try_into_primitive::<Cube>().ok()?,
-        motions.clone(),
-        cube(kp_driving)?,
-        cube(kp_source)?,
-        (-0.5 / kp_variance) as f32,
-    );
+    // Contiguous parts of one buffer: views, no copies where they start and end on the
+    // device's memory alignment.
+    let out = Tensor::<1>::from_primitive::<Cube>(out);
+    let inputs = batch * count * (channels + 1) * height * width;
     Some(MotionInputs {
-        sparse_motions: Tensor::from_primitive::<Cube>(motions),
-        hourglass_input: Tensor::from_primitive::<Cube>(inputs),
+        hourglass_input: out
+            .clone()
+            .narrow(0, 0, inputs)
+            .reshape([batch, count * (channels + 1), height, width]),
+        sparse_motions: out
+            .narrow(0, inputs, batch * count * height * width * 2)
+            .reshape([batch, count, height, width, 2]),
     })
 }
 
 /// FOMM's keypoints from the detector's logits `[b, K, h, w]` (softmax with `temperature`, then
 /// each heatmap's mean on the grid) and, given its Jacobian maps `[b, 4K or 4, h, w]`, their
-/// heatmap-weighted averages `[b, K, 2, 2]`: two launches, where burn's softmax, products and sums
+/// heatmap-weighted averages `[b, K, 2, 2]`: one launch, where burn's softmax, products and sums
 /// launch a dozen. `None` unless the tensors are plain ones on a GPU whose kernels are ours.
 pub fn heatmap_keypoints(
     prediction: &Tensor<4>,
@@ -260,16 +247,23 @@ pub fn heatmap_keypoints(
     }
     let logits = prediction.clone().try_into_primitive::<Cube>().ok()?;
     let temperature = temperature as f32;
-    let values = <Cube as MotionOps>::heatmap_statistics(logits.clone(), logits.clone(), temperature, false);
-    let jacobians = match jacobian_maps {
-        Some(maps) => {
-            let maps = maps.clone().try_into_primitive::<Cube>().ok()?;
-            let jacobians = <Cube as MotionOps>::heatmap_statistics(logits, maps, temperature, true);
-            Some(Tensor::from_primitive::<Cube>(jacobians))
-        }
+    let [batch, keypoints, ..] = prediction.dims();
+    let maps = match jacobian_maps {
+        Some(maps) => Some(maps.clone().try_into_primitive::<Cube>().ok()?),
         None => None,
     };
-    Some((Tensor::from_primitive::<Cube>(values), jacobians))
+    let jacobian = maps.is_some();
+    let maps = maps.unwrap_or_else(|| logits.clone());
+    let statistics = <Cube as MotionOps>::heatmap_statistics(logits, maps, temperature, jacobian);
+    // Contiguous parts of one buffer: views, no copies.
+    let statistics = Tensor::<1>::from_primitive::<Cube>(statistics);
+    let (means, jacobians) = (batch * keypoints * 2, batch * keypoints * 4 * usize::from(jacobian));
+    let values = statistics
+        .clone()
+        .narrow(0, jacobians, means)
+        .reshape([batch, keypoints, 2]);
+    let jacobians = jacobian.then(|| statistics.narrow(0, 0, jacobians).reshape([batch, keypoints, 2, 2]));
+    Some((values, jacobians))
 }
 
 /// What the dense motion network's heads give, made on the GPU.
@@ -285,7 +279,7 @@ pub struct MotionOutputs {
 
 /// FOMM's mask (softmax over the `masks` first channels of `logits` `[b, masks (+ 1), h, w]`),
 /// occlusion map (sigmoid of the channel after them, if any) and dense motion (the
-/// mask-weighted sum of `motions` `[b, masks, h, w, 2]`) in two launches, where burn's softmax,
+/// mask-weighted sum of `motions` `[b, masks, h, w, 2]`) in one launch, where burn's softmax,
 /// sigmoid, product and sum launch about nine. `None` unless the tensors are plain ones on a GPU
 /// whose kernels are ours.
 pub fn motion_outputs(logits: &Tensor<4>, motions: &Tensor<5>, masks: usize) -> Option<MotionOutputs> {
@@ -293,15 +287,41 @@ pub fn motion_outputs(logits: &Tensor<4>, motions: &Tensor<5>, masks: usize) -> 
     if device.is_autodiff() || !super::serves(&device) {
         return None;
     }
-    let [_, channels, _, _] = logits.dims();
+    let [batch, channels, height, width] = logits.dims();
+    let pixels = height * width;
     let heads = logits.clone().try_into_primitive::<Cube>().ok()?;
     let motions = motions.clone().try_into_primitive::<Cube>().ok()?;
-    let maps = <Cube as MotionOps>::motion_outputs(heads.clone(), heads.clone(), masks, false);
-    let deformation = <Cube as MotionOps>::motion_outputs(heads, motions, masks, true);
-    let maps = Tensor::<4>::from_primitive::<Cube>(maps);
+    let outputs = Tensor::<1>::from_primitive::<Cube>(<Cube as MotionOps>::motion_outputs(heads, motions, masks));
+    // Contiguous parts of one buffer: views, no copies.
+    let maps = outputs
+        .clone()
+        .narrow(0, 0, batch * channels * pixels)
+        .reshape([batch, channels, height, width]);
+    let deformation = outputs
+        .narrow(0, batch * channels * pixels, batch * pixels * 2)
+        .reshape([batch, height, width, 2]);
     Some(MotionOutputs {
         mask: maps.clone().narrow(1, 0, masks),
         occlusion: (channels > masks).then(|| maps.narrow(1, masks, 1)),
-        deformation: Tensor::from_primitive::<Cube>(deformation),
+        deformation,
     })
+}
+
+/// FOMM's occluded, warped source features (the generator's `out = deform_input(out,
+/// deformation) · occlusion_map`): `features` `[b, c, h, w]` sampled at `deformation`
+/// `[b, h, w, 2]` and multiplied by `occlusion` `[b, 1, h, w]` in one launch, where burn's
+/// sampling and product take two and write the warped features in between. `None` unless the
+/// three are plain tensors on a GPU whose kernels are ours, at one resolution.
+pub fn warp_occluded(features: &Tensor<4>, deformation: &Tensor<4>, occlusion: &Tensor<4>) -> Option<Tensor<4>> {
+    let device = features.device();
+    if device.is_autodiff() || !super::serves(&device) {
+        return None;
+    }
+    let [batch, _, height, width] = features.dims();
+    if deformation.dims() != [batch, height, width, 2] || occlusion.dims() != [batch, 1, height, width] {
+        return None;
+    }
+    let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
+    let warped = <Cube as MotionOps>::warp_scaled(primitive(features)?, primitive(deformation)?, primitive(occlusion)?);
+    Some(Tensor::from_primitive::<Cube>(warped))
 }

@@ -13,32 +13,23 @@ fn grid_coordinate<F: Float>(index: usize, size: usize) -> F {
     F::new(2.0) * (F::cast_from(index) / F::cast_from(denominator)) - F::new(1.0)
 }
 
-/// `motions[b, m, y, x] = (x', y')`, motion 0 the identity, motion `k + 1` Eq. 4's
-/// `T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k))` with `J_k = J_S,k · J_D,k⁻¹` (the inverse in closed
-/// form; `J_k = I` without `jacobians`, which are then not read).
+/// The sparse motion `m` of image `image` at grid point `(grid_x, grid_y)`: motion 0 the
+/// identity, motion `k + 1` Eq. 4's `T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k))` with
+/// `J_k = J_S,k · J_D,k⁻¹` (the inverse in closed form; `J_k = I` without `jacobians`, which are
+/// then not read).
 #[allow(clippy::too_many_arguments)]
-#[cube(launch)]
-pub(super) fn sparse_motion_kernel<F: Float>(
+#[cube]
+fn sparse_motion<F: Float>(
     kp_driving: &Tensor<F>,
     kp_source: &Tensor<F>,
     jacobian_driving: &Tensor<F>,
     jacobian_source: &Tensor<F>,
-    motions: &mut Tensor<F>,
+    image: usize,
+    motion: usize,
+    grid_x: F,
+    grid_y: F,
     #[comptime] jacobians: bool,
-    #[define(F)] _dtype: ElemType,
-) {
-    let (count, height, width) = (motions.shape(1), motions.shape(2), motions.shape(3));
-    let pixels = count * height * width;
-    let index = ABSOLUTE_POS;
-    if index >= motions.shape(0) * pixels {
-        terminate!();
-    }
-    let x = index % width;
-    let y = (index / width) % height;
-    let motion = (index / (width * height)) % count;
-    let image = index / pixels;
-    let grid_x = grid_coordinate::<F>(x, width);
-    let grid_y = grid_coordinate::<F>(y, height);
+) -> (F, F) {
     let mut out_x = grid_x;
     let mut out_y = grid_y;
     if motion > 0 {
@@ -72,29 +63,35 @@ pub(super) fn sparse_motion_kernel<F: Float>(
         out_x = moved_x + kp_source[source];
         out_y = moved_y + kp_source[source + kp_source.stride(2)];
     }
-    motions[index * 2] = out_x;
-    motions[index * 2 + 1] = out_y;
+    (out_x, out_y)
 }
 
-/// The dense motion network's input at pixel `(y, x)` of motion `m`: channel `m·(c + 1)` Eq. 6's
-/// heatmap `exp(−|z − p_D,k|²/2σ²) − exp(−|z − p_S,k|²/2σ²)` (0 for the background, `m = 0`),
-/// channels `m·(c + 1) + 1 …` the source sampled bilinearly at `motions[b, m, y, x]` (torch's
-/// `grid_sample`, `align_corners=False`, zero padding). `gaussian_factor` is `−1/2σ²`.
+/// The dense motion network's input at pixel `(y, x)` of motion `m`, into `out`, which holds
+/// `inputs` `[b, (K + 1)(c + 1), h, w]` then `motions` `[b, K + 1, h, w, 2]`, each contiguous:
+/// the sparse motion into `motions[b, m, y, x]` (see [`sparse_motion`]); `inputs` channel
+/// `m·(c + 1)` Eq. 6's heatmap `exp(−|z − p_D,k|²/2σ²) − exp(−|z − p_S,k|²/2σ²)` (0 for the
+/// background, `m = 0`), channels `m·(c + 1) + 1 …` the source sampled bilinearly at the motion
+/// (torch's `grid_sample`, `align_corners=False`, zero padding). `gaussian_factor` is `−1/2σ²`.
+#[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 pub(super) fn motion_input_kernel<F: Float>(
     source: &Tensor<F>,
-    motions: &Tensor<F>,
     kp_driving: &Tensor<F>,
     kp_source: &Tensor<F>,
-    inputs: &mut Tensor<F>,
+    jacobian_driving: &Tensor<F>,
+    jacobian_source: &Tensor<F>,
+    out: &mut Tensor<F>,
     gaussian_factor: f32,
+    #[comptime] jacobians: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let (count, height, width) = (motions.shape(1), motions.shape(2), motions.shape(3));
+    let (height, width) = (source.shape(2), source.shape(3));
+    let count = kp_driving.shape(1) + 1;
     let channels = source.shape(1);
     let pixels = count * height * width;
+    let images = kp_driving.shape(0);
     let index = ABSOLUTE_POS;
-    if index >= motions.shape(0) * pixels {
+    if index >= images * pixels {
         terminate!();
     }
     let x = index % width;
@@ -104,10 +101,25 @@ pub(super) fn motion_input_kernel<F: Float>(
     let out_plane = height * width;
     let out_base = (image * count * (channels + 1) + motion * (channels + 1)) * out_plane + y * width + x;
 
+    let grid_x = grid_coordinate::<F>(x, width);
+    let grid_y = grid_coordinate::<F>(y, height);
+    let (motion_x, motion_y) = sparse_motion::<F>(
+        kp_driving,
+        kp_source,
+        jacobian_driving,
+        jacobian_source,
+        image,
+        motion,
+        grid_x,
+        grid_y,
+        jacobians,
+    );
+    let motions = images * count * (channels + 1) * out_plane + index * 2;
+    out[motions] = motion_x;
+    out[motions + 1] = motion_y;
+
     let mut heatmap = F::new(0.0);
     if motion > 0 {
-        let grid_x = grid_coordinate::<F>(x, width);
-        let grid_y = grid_coordinate::<F>(y, height);
         let factor = F::cast_from(gaussian_factor);
         let driving = image * kp_driving.stride(0) + (motion - 1) * kp_driving.stride(1);
         let source_kp = image * kp_source.stride(0) + (motion - 1) * kp_source.stride(1);
@@ -117,52 +129,85 @@ pub(super) fn motion_input_kernel<F: Float>(
         let sy = grid_y - kp_source[source_kp + kp_source.stride(2)];
         heatmap = F::exp((dx * dx + dy * dy) * factor) - F::exp((sx * sx + sy * sy) * factor);
     }
-    inputs[out_base] = heatmap;
+    out[out_base] = heatmap;
 
+    for channel in 0..channels {
+        let base = image * source.stride(0) + channel * source.stride(1);
+        out[out_base + (channel + 1) * out_plane] = sample_bilinear::<F>(source, base, motion_x, motion_y);
+    }
+}
+
+/// Channel `base` (its offset) of `source` sampled bilinearly at the grid point `(gx, gy)` of
+/// `[−1, 1]²`: torch's `grid_sample`, `align_corners=False`, zeros outside.
+#[cube]
+fn sample_bilinear<F: Float>(source: &Tensor<F>, base: usize, gx: F, gy: F) -> F {
     // torch's unnormalisation without aligned corners: ((g + 1) · size − 1) / 2.
-    let (source_height, source_width) = (source.shape(2), source.shape(3));
-    let at = index * 2;
-    let ix = ((motions[at] + F::new(1.0)) * F::cast_from(source_width) - F::new(1.0)) / F::new(2.0);
-    let iy = ((motions[at + 1] + F::new(1.0)) * F::cast_from(source_height) - F::new(1.0)) / F::new(2.0);
+    let (height, width) = (source.shape(2), source.shape(3));
+    let ix = ((gx + F::new(1.0)) * F::cast_from(width) - F::new(1.0)) / F::new(2.0);
+    let iy = ((gy + F::new(1.0)) * F::cast_from(height) - F::new(1.0)) / F::new(2.0);
     let left = F::floor(ix);
     let top = F::floor(iy);
     let fx = ix - left;
     let fy = iy - top;
     let x0 = i32::cast_from(left);
     let y0 = i32::cast_from(top);
-    let inside_x0 = x0 >= 0 && x0 < source_width as i32;
-    let inside_x1 = x0 + 1 >= 0 && x0 + 1 < source_width as i32;
-    let inside_y0 = y0 >= 0 && y0 < source_height as i32;
-    let inside_y1 = y0 + 1 >= 0 && y0 + 1 < source_height as i32;
-    let north_west = (F::new(1.0) - fx) * (F::new(1.0) - fy);
-    let north_east = fx * (F::new(1.0) - fy);
-    let south_west = (F::new(1.0) - fx) * fy;
-    let south_east = fx * fy;
-    for channel in 0..channels {
-        let base = image * source.stride(0) + channel * source.stride(1);
-        let mut value = F::new(0.0);
-        if inside_y0 && inside_x0 {
-            value += north_west * source[base + y0 as usize * source.stride(2) + x0 as usize * source.stride(3)];
-        }
-        if inside_y0 && inside_x1 {
-            value += north_east * source[base + y0 as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
-        }
-        if inside_y1 && inside_x0 {
-            value += south_west * source[base + (y0 + 1) as usize * source.stride(2) + x0 as usize * source.stride(3)];
-        }
-        if inside_y1 && inside_x1 {
-            value +=
-                south_east * source[base + (y0 + 1) as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
-        }
-        inputs[out_base + (channel + 1) * out_plane] = value;
+    let inside_x0 = x0 >= 0 && x0 < width as i32;
+    let inside_x1 = x0 + 1 >= 0 && x0 + 1 < width as i32;
+    let inside_y0 = y0 >= 0 && y0 < height as i32;
+    let inside_y1 = y0 + 1 >= 0 && y0 + 1 < height as i32;
+    let mut value = F::new(0.0);
+    if inside_y0 && inside_x0 {
+        value += (F::new(1.0) - fx)
+            * (F::new(1.0) - fy)
+            * source[base + y0 as usize * source.stride(2) + x0 as usize * source.stride(3)];
     }
+    if inside_y0 && inside_x1 {
+        value += fx
+            * (F::new(1.0) - fy)
+            * source[base + y0 as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+    }
+    if inside_y1 && inside_x0 {
+        value += (F::new(1.0) - fx)
+            * fy
+            * source[base + (y0 + 1) as usize * source.stride(2) + x0 as usize * source.stride(3)];
+    }
+    if inside_y1 && inside_x1 {
+        value += fx * fy * source[base + (y0 + 1) as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+    }
+    value
+}
+
+/// One invocation per output value `[b, c, y, x]` (contiguous): `source[b, c]` sampled
+/// bilinearly at `grid[b, y, x]` (see [`sample_bilinear`]), times `scale[b, 0, y, x]`.
+#[cube(launch)]
+pub(super) fn warp_scaled_kernel<F: Float>(
+    source: &Tensor<F>,
+    grid: &Tensor<F>,
+    scale: &Tensor<F>,
+    output: &mut Tensor<F>,
+    #[define(F)] _dtype: ElemType,
+) {
+    let index = ABSOLUTE_POS;
+    if index >= output.len() {
+        terminate!();
+    }
+    let (channels, height, width) = (output.shape(1), output.shape(2), output.shape(3));
+    let x = index % width;
+    let y = (index / width) % height;
+    let channel = (index / (width * height)) % channels;
+    let image = index / (width * height * channels);
+    let at = image * grid.stride(0) + y * grid.stride(1) + x * grid.stride(2);
+    let base = image * source.stride(0) + channel * source.stride(1);
+    let value = sample_bilinear::<F>(source, base, grid[at], grid[at + grid.stride(3)]);
+    output[index] = value * scale[image * scale.stride(0) + y * scale.stride(2) + x * scale.stride(3)];
 }
 
 /// One invocation per heatmap `(b, k)`: the softmax of `prediction[b, k] / temperature` over the
-/// pixels, then its mean position (`jacobian` false: `out[b, k, 0..2]` = Σ h·(x, y) on FOMM's
-/// grid) or the heatmap-weighted Jacobian (`jacobian` true: `out[b, k, r, c]` = Σ h ·
-/// `maps[b, 4m + 2r + c]`, `m` = k, or 0 where one map is shared). Each invocation walks its
-/// heatmap twice in order (a few thousand pixels): few heatmaps, and no shared memory.
+/// pixels, then its mean position `means[b, k, ·]` = Σ h·(x, y) on FOMM's grid and, with
+/// `jacobian`, the heatmap-weighted Jacobian `jacobians[b, k, r, c]` = Σ h · `maps[b, 4m + 2r + c]`
+/// (`m` = k, or 0 where one map is shared); `out` holds `jacobians` `[b, K, 2, 2]` with
+/// `jacobian`, then `means` `[b, K, 2]`, each contiguous. Each invocation walks its heatmap twice in order (a few thousand pixels): few
+/// heatmaps, and no shared memory.
 #[cube(launch)]
 pub(super) fn heatmap_statistics_kernel<F: Float>(
     prediction: &Tensor<F>,
@@ -198,6 +243,8 @@ pub(super) fn heatmap_statistics_kernel<F: Float>(
     }
     let map_base = image * maps.stride(0) + 4 * map * maps.stride(1);
     let mut total = F::new(0.0);
+    let mut mean_x = F::new(0.0);
+    let mut mean_y = F::new(0.0);
     let mut first = F::new(0.0);
     let mut second = F::new(0.0);
     let mut third = F::new(0.0);
@@ -207,44 +254,44 @@ pub(super) fn heatmap_statistics_kernel<F: Float>(
             let value = prediction[base + y * prediction.stride(2) + x * prediction.stride(3)] / divisor;
             let weight = F::exp(value - largest);
             total += weight;
+            mean_x += weight * grid_coordinate::<F>(x, width);
+            mean_y += weight * grid_coordinate::<F>(y, height);
             if jacobian {
                 let at = map_base + y * maps.stride(2) + x * maps.stride(3);
                 first += weight * maps[at];
                 second += weight * maps[at + maps.stride(1)];
                 third += weight * maps[at + 2 * maps.stride(1)];
                 fourth += weight * maps[at + 3 * maps.stride(1)];
-            } else {
-                first += weight * grid_coordinate::<F>(x, width);
-                second += weight * grid_coordinate::<F>(y, height);
             }
         }
     }
+    let mut means = heatmap * 2;
     if jacobian {
+        means += prediction.shape(0) * keypoints * 4;
         out[heatmap * 4] = first / total;
         out[heatmap * 4 + 1] = second / total;
         out[heatmap * 4 + 2] = third / total;
         out[heatmap * 4 + 3] = fourth / total;
-    } else {
-        out[heatmap * 2] = first / total;
-        out[heatmap * 2 + 1] = second / total;
     }
+    out[means] = mean_x / total;
+    out[means + 1] = mean_y / total;
 }
 
-/// One invocation per pixel of the dense motion network's heads `logits[b, 0..n(+1), y, x]`:
-/// with `deformation` false, the softmax of the first `n` channels (the mask) into
-/// `out[b, 0..n, y, x]` and, where there is an occlusion channel (`n + 1` channels), its sigmoid
-/// into `out[b, n, y, x]`; with `deformation` true, `out[b, y, x, ·]` = Σ_m mask_m · `motions[b,
-/// m, y, x, ·]`, the dense motion. Softmax as burn's: `exp(x − max) / Σ exp(x − max)`.
+/// One invocation per pixel of the dense motion network's heads `logits[b, 0..n(+1), y, x]`,
+/// into `out`, which holds `maps` `[b, n(+1), h, w]` then `deformation` `[b, h, w, 2]`, each
+/// contiguous: the softmax of the first `n` channels (the mask) into `maps[b, 0..n, y, x]`,
+/// where there is an occlusion channel (`n + 1` channels) its sigmoid into `maps[b, n, y, x]`,
+/// and the dense motion Σ_m mask_m · `motions[b, m, y, x, ·]` into `deformation[b, y, x, ·]`.
+/// Softmax as burn's: `exp(x − max) / Σ exp(x − max)`.
 #[cube(launch)]
 pub(super) fn motion_output_kernel<F: Float>(
     logits: &Tensor<F>,
     motions: &Tensor<F>,
     out: &mut Tensor<F>,
     masks: u32,
-    #[comptime] deformation: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let (height, width) = (logits.shape(2), logits.shape(3));
+    let (channels, height, width) = (logits.shape(1), logits.shape(2), logits.shape(3));
     let pixels = height * width;
     let index = ABSOLUTE_POS;
     if index >= logits.shape(0) * pixels {
@@ -263,26 +310,21 @@ pub(super) fn motion_output_kernel<F: Float>(
     for m in 0..masks {
         total += F::exp(logits[base + m * logits.stride(1)] - largest);
     }
-    if deformation {
-        let mut moved_x = F::new(0.0);
-        let mut moved_y = F::new(0.0);
-        for m in 0..masks {
-            let weight = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
-            let at = image * motions.stride(0) + m * motions.stride(1) + y * motions.stride(2) + x * motions.stride(3);
-            moved_x += motions[at] * weight;
-            moved_y += motions[at + motions.stride(4)] * weight;
-        }
-        out[index * 2] = moved_x;
-        out[index * 2 + 1] = moved_y;
-    } else {
-        let channels = logits.shape(1);
-        let out_base = image * channels * pixels + pixel;
-        for m in 0..masks {
-            out[out_base + m * pixels] = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
-        }
-        if channels > masks {
-            let logit = logits[base + masks * logits.stride(1)];
-            out[out_base + masks * pixels] = F::new(1.0) / (F::new(1.0) + F::exp(-logit));
-        }
+    let out_base = image * channels * pixels + pixel;
+    let mut moved_x = F::new(0.0);
+    let mut moved_y = F::new(0.0);
+    for m in 0..masks {
+        let weight = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
+        out[out_base + m * pixels] = weight;
+        let at = image * motions.stride(0) + m * motions.stride(1) + y * motions.stride(2) + x * motions.stride(3);
+        moved_x += motions[at] * weight;
+        moved_y += motions[at + motions.stride(4)] * weight;
     }
+    if channels > masks {
+        let logit = logits[base + masks * logits.stride(1)];
+        out[out_base + masks * pixels] = F::new(1.0) / (F::new(1.0) + F::exp(-logit));
+    }
+    let deformation = logits.shape(0) * channels * pixels + index * 2;
+    out[deformation] = moved_x;
+    out[deformation + 1] = moved_y;
 }

@@ -97,7 +97,7 @@ pub(super) fn block_convolution_size(x: &Shape, surroundings: &Surroundings) -> 
 }
 
 /// Whether F(4×4, 3×3) computes this convolution: a 3×3 filter, stride 1, no dilation, no groups,
-/// and at least [`MIN_OUTPUT_CHANNELS`] outputs (fewer keep burn's direct kernel).
+/// and at least [`MIN_OUTPUT_CHANNELS`] outputs (fewer go to the direct kernel).
 pub fn applies(weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
     let [out_channels, _, kernel_height, kernel_width] = weight.dims();
     (kernel_height, kernel_width) == (3, 3)
