@@ -1,7 +1,8 @@
 //! The GPU convolution under autodiff (training), one operation ([`crate::autodiff`], written
 //! once for every device) whose forward pass and both gradients run this module's kernels:
 //!
-//! - forward: [`super::conv2d`] (Winograd for 3×3, unfold + matmul for the others);
+//! - forward: [`super::conv2d`] (Winograd for 3×3, the direct kernel for few outputs, unfold +
+//!   matmul for the others);
 //! - `∂L/∂x = conv(∂L/∂y, W')`, `W'[i, o] = rot180(W[o, i])`, padded by `k − 1 − p` on each
 //!   side: the same forward kernels (stride 1, no dilation);
 //! - `∂L/∂W[o, (c, ky, kx)] = Σ_p ∂L/∂y[o, p] · cols[(c, ky, kx), p]`: the unfolded input times

@@ -76,9 +76,9 @@ pub fn winograd() -> bool {
 /// `conv2d(x, weight) + bias` by this module's kernels: Winograd's F(4×4, 3×3) for 3×3 stride-1
 /// filters (unless [`KernelChoice::Unfold`] is chosen), the direct kernel for the others of at
 /// most [`DIRECT_MAX_OUTPUT_CHANNELS`] outputs, unfold + matmul for the rest; under autodiff,
-/// one operation whose gradients run Winograd or unfold + matmul too. `None` where they do not
-/// serve (tensors on another backend, groups or dilation beyond the direct kernel, fewer than
-/// [`MIN_OUTPUT_CHANNELS`] outputs under autodiff, and under autodiff strides, dilation or
+/// one operation whose gradients run these kernels too. `None` where they do not serve
+/// (tensors on another backend, groups with more than [`DIRECT_MAX_OUTPUT_CHANNELS`] outputs,
+/// dilation with fewer than [`MIN_OUTPUT_CHANNELS`], and under autodiff strides, dilation or
 /// groups).
 pub fn conv2d(
     x: &Tensor<4>,
