@@ -79,39 +79,31 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// its skip, a head's input): on a GPU read in place by the direct kernel where it serves,
 /// else [`convolve`] of the concatenation.
 pub fn convolve_concatenated(conv: &Conv2d, head: Tensor<4>, tail: Tensor<4>) -> Tensor<4> {
-    let bias = conv.bias.as_ref().map(|b| b.val());
-    conv_options(conv)
-        .filter(|_| gpu::serves(&conv.weight.device()))
-        .and_then(|options| {
-            gpu::conv2d_direct(
-                &head,
-                Some(&tail),
-                &conv.weight.val(),
-                bias.as_ref(),
-                &options,
-                Activation::Identity,
-            )
-        })
+    direct_on_gpu(conv, &head, Some(&tail), Activation::Identity)
         .unwrap_or_else(|| convolve(conv, crate::cat_channels(vec![head, tail])))
 }
 
 /// `sigmoid(conv.forward(x))` (the generator's output): on a GPU in one launch by the direct
 /// kernel where it serves, else [`convolve`] then burn's sigmoid.
 pub fn convolve_sigmoid(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    direct_on_gpu(conv, &x, None, Activation::Sigmoid).unwrap_or_else(|| sigmoid(convolve(conv, x)))
+}
+
+/// `activation(conv.forward(x ‖ tail))` by the GPU's direct kernel, where the process's kernel
+/// choice runs ours on the weights' device and the kernel takes the convolution.
+fn direct_on_gpu(conv: &Conv2d, x: &Tensor<4>, tail: Option<&Tensor<4>>, activation: Activation) -> Option<Tensor<4>> {
     let bias = conv.bias.as_ref().map(|b| b.val());
-    conv_options(conv)
-        .filter(|_| gpu::serves(&conv.weight.device()))
-        .and_then(|options| {
-            gpu::conv2d_direct(
-                &x,
-                None,
-                &conv.weight.val(),
-                bias.as_ref(),
-                &options,
-                Activation::Sigmoid,
-            )
-        })
-        .unwrap_or_else(|| sigmoid(convolve(conv, x)))
+    if !gpu::serves(&conv.weight.device()) {
+        return None;
+    }
+    gpu::conv2d_direct(
+        x,
+        tail,
+        &conv.weight.val(),
+        bias.as_ref(),
+        &conv_options(conv)?,
+        activation,
+    )
 }
 
 /// `conv.forward(x)` by the kernels crate's GPU convolution, where it serves `x`'s device.

@@ -8,9 +8,9 @@
 //! of so few rows that most of its tile is wasted, and adds the bias in a launch of its own;
 //! burn's direct kernel copies the weights and the input into its layout at every call and its
 //! output back (the generator's output took five launches with its sigmoid). Here one
-//! invocation per output value reads the input in place — an hourglass's output and its skip
-//! as their concatenation, never built — and applies the bias and the sigmoid as it writes:
-//! one launch.
+//! invocation per output pixel and block of output channels reads the input in place — an
+//! hourglass's output and its skip as their concatenation, never built — and applies the bias
+//! and the sigmoid as it writes: one launch.
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;

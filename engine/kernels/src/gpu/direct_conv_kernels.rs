@@ -1,5 +1,5 @@
 //! The kernel of [`super::direct_conv`]: a convolution of few outputs, one invocation per
-//! output value.
+//! output pixel and block of output channels.
 
 use cubecl::prelude::*;
 

@@ -55,7 +55,7 @@ pub trait MotionOps: Backend {
     /// From the dense motion network's heads `[b, masks (+ 1 occlusion), h, w]`: the softmax
     /// mask and the occlusion's sigmoid (the heads' shape), then the dense motion Σ mask ·
     /// `motions` `[b, masks, h, w, 2]` (`[b, h, w, 2]`), one after the other in one flat tensor.
-    #[fusion(dtype = logits, shape = Shape::new([logits[0] * (logits[1] + 2) * logits[2] * logits[3]]))]
+    #[fusion(dtype = logits, shape = Shape::new([motion_outputs_length(logits)]))]
     fn motion_outputs(logits: FloatTensor<Self>, motions: FloatTensor<Self>, masks: usize) -> FloatTensor<Self>;
 
     /// `source` `[b, c, h, w]` sampled at `grid` `[b, h, w, 2]` (torch's `grid_sample`,
@@ -72,11 +72,32 @@ fn motion_inputs_length(source: &Shape, kp_driving: &Shape) -> usize {
     batch * count * height * width * (channels + 1 + 2)
 }
 
+/// The values of [`MotionOps::motion_outputs`]'s output: the maps (the heads' shape), then the
+/// dense motion.
+fn motion_outputs_length(logits: &Shape) -> usize {
+    let [batch, channels, height, width] = logits.dims::<4>();
+    batch * (channels + 2) * height * width
+}
+
 fn heatmap_statistics_shape(prediction: &Shape, jacobian: &bool) -> Shape {
-    match jacobian {
-        true => Shape::new([prediction[0] * prediction[1] * 6]),
-        false => Shape::new([prediction[0] * prediction[1] * 2]),
-    }
+    let values_per_heatmap = if *jacobian { 4 + 2 } else { 2 };
+    Shape::new([prediction[0] * prediction[1] * values_per_heatmap])
+}
+
+/// A flat output of two contiguous parts, `first` then `second`, as tensors of those shapes: views
+/// of its buffer where a part starts and ends on the device's memory alignment (burn's slice),
+/// else a copy of that part.
+fn two_parts<const A: usize, const B: usize>(
+    flat: Tensor<1>,
+    first: [usize; A],
+    second: [usize; B],
+) -> (Tensor<A>, Tensor<B>) {
+    let first_length = first.iter().product();
+    let second_length = second.iter().product();
+    (
+        flat.clone().narrow(0, 0, first_length).reshape(first),
+        flat.narrow(0, first_length, second_length).reshape(second),
+    )
 }
 
 impl MotionOps for CubeBackend {
@@ -113,9 +134,9 @@ impl MotionOps for CubeBackend {
     }
 
     fn motion_outputs(logits: CubeTensor, motions: CubeTensor, masks: usize) -> CubeTensor {
-        let [batch, channels, height, width] = logits.shape().dims::<4>();
+        let [batch, _, height, width] = logits.shape().dims::<4>();
         let (client, device, dtype) = (logits.client.clone(), logits.device.clone(), logits.dtype);
-        let shape = Shape::new([batch * (channels + 2) * height * width]);
+        let shape = Shape::new([motion_outputs_length(&logits.shape())]);
         let out = empty_device_dtype(client.clone(), device, shape, dtype);
         let (cube_count, cube_dim) = launch_size(&client, batch * height * width);
         motion_output_kernel::launch(
@@ -217,18 +238,14 @@ pub fn motion_inputs(
         (-0.5 / kp_variance) as f32,
         estimated,
     );
-    // Contiguous parts of one buffer: views, no copies where they start and end on the
-    // device's memory alignment.
-    let out = Tensor::<1>::from_primitive::<Cube>(out);
-    let inputs = batch * count * (channels + 1) * height * width;
+    let (hourglass_input, sparse_motions) = two_parts(
+        Tensor::from_primitive::<Cube>(out),
+        [batch, count * (channels + 1), height, width],
+        [batch, count, height, width, 2],
+    );
     Some(MotionInputs {
-        hourglass_input: out
-            .clone()
-            .narrow(0, 0, inputs)
-            .reshape([batch, count * (channels + 1), height, width]),
-        sparse_motions: out
-            .narrow(0, inputs, batch * count * height * width * 2)
-            .reshape([batch, count, height, width, 2]),
+        sparse_motions,
+        hourglass_input,
     })
 }
 
@@ -248,22 +265,22 @@ pub fn heatmap_keypoints(
     let logits = prediction.clone().try_into_primitive::<Cube>().ok()?;
     let temperature = temperature as f32;
     let [batch, keypoints, ..] = prediction.dims();
-    let maps = match jacobian_maps {
-        Some(maps) => Some(maps.clone().try_into_primitive::<Cube>().ok()?),
-        None => None,
+    // Without Jacobian maps the logits stand in for them, unread.
+    let (maps, jacobian) = match jacobian_maps {
+        Some(maps) => (maps.clone().try_into_primitive::<Cube>().ok()?, true),
+        None => (logits.clone(), false),
     };
-    let jacobian = maps.is_some();
-    let maps = maps.unwrap_or_else(|| logits.clone());
-    let statistics = <Cube as MotionOps>::heatmap_statistics(logits, maps, temperature, jacobian);
-    // Contiguous parts of one buffer: views, no copies.
-    let statistics = Tensor::<1>::from_primitive::<Cube>(statistics);
-    let (means, jacobians) = (batch * keypoints * 2, batch * keypoints * 4 * usize::from(jacobian));
-    let values = statistics
-        .clone()
-        .narrow(0, jacobians, means)
-        .reshape([batch, keypoints, 2]);
-    let jacobians = jacobian.then(|| statistics.narrow(0, 0, jacobians).reshape([batch, keypoints, 2, 2]));
-    Some((values, jacobians))
+    let statistics = Tensor::from_primitive::<Cube>(<Cube as MotionOps>::heatmap_statistics(
+        logits,
+        maps,
+        temperature,
+        jacobian,
+    ));
+    if !jacobian {
+        return Some((statistics.reshape([batch, keypoints, 2]), None));
+    }
+    let (jacobians, values) = two_parts(statistics, [batch, keypoints, 2, 2], [batch, keypoints, 2]);
+    Some((values, Some(jacobians)))
 }
 
 /// What the dense motion network's heads give, made on the GPU.
@@ -288,18 +305,13 @@ pub fn motion_outputs(logits: &Tensor<4>, motions: &Tensor<5>, masks: usize) -> 
         return None;
     }
     let [batch, channels, height, width] = logits.dims();
-    let pixels = height * width;
     let heads = logits.clone().try_into_primitive::<Cube>().ok()?;
     let motions = motions.clone().try_into_primitive::<Cube>().ok()?;
-    let outputs = Tensor::<1>::from_primitive::<Cube>(<Cube as MotionOps>::motion_outputs(heads, motions, masks));
-    // Contiguous parts of one buffer: views, no copies.
-    let maps = outputs
-        .clone()
-        .narrow(0, 0, batch * channels * pixels)
-        .reshape([batch, channels, height, width]);
-    let deformation = outputs
-        .narrow(0, batch * channels * pixels, batch * pixels * 2)
-        .reshape([batch, height, width, 2]);
+    let (maps, deformation) = two_parts(
+        Tensor::from_primitive::<Cube>(<Cube as MotionOps>::motion_outputs(heads, motions, masks)),
+        [batch, channels, height, width],
+        [batch, height, width, 2],
+    );
     Some(MotionOutputs {
         mask: maps.clone().narrow(1, 0, masks),
         occlusion: (channels > masks).then(|| maps.narrow(1, masks, 1)),
