@@ -101,9 +101,8 @@ impl DenseMotionNetwork {
     /// Eq. 4, T_{S←D}(z) ≈ T_{S←R}(p_k) + J_k (z − T_{D←R}(p_k)) with J_k = J_S,k · J_D,k⁻¹,
     /// and the identity for the background. → [b, kp+1, h, w, 2]
     fn sparse_motions(&self, h: usize, w: usize, kp_driving: &Keypoints, kp_source: &Keypoints) -> Tensor<5> {
-        let device = kp_source.value.device();
         let [b, k, _] = kp_source.value.dims();
-        let (gx, gy) = make_coordinate_grid(h, w, &device);
+        let (gx, gy) = make_coordinate_grid(h, w, (&kp_source.value.device(), kp_source.value.dtype()));
         let (dx, dy) = kp_driving.xy();
         let (sx, sy) = kp_source.xy();
         let cx = gx.clone().reshape([1, 1, h, w]) - dx.reshape([b, k, 1, 1]);
@@ -155,6 +154,9 @@ impl DenseMotionNetwork {
                 (made.sparse_motions, per_motion.narrow(2, 1, c), made.hourglass_input)
             }
             None => {
+                // Tensor arithmetic here: the keypoints (f32) in the maps' dtype.
+                let dtype = source.dtype().into();
+                let (kp_driving, kp_source) = (&kp_driving.cast(dtype), &kp_source.cast(dtype));
                 let heatmaps = self.heatmap_representations(h, w, kp_driving, kp_source);
                 let sparse_motions = self.sparse_motions(h, w, kp_driving, kp_source);
                 // Eq. 7, the source warped by each sparse motion.

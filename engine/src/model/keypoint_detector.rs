@@ -96,40 +96,64 @@ impl KpDetectorConfig {
 impl KpDetector {
     /// Images [b, c, h, w] in [0, 1] → keypoints.
     pub fn forward(&self, image: Tensor<4>) -> Keypoints {
-        let (prediction, jacobian_maps) = self.heads(image);
-        if let Some((value, jacobian)) = gpu::heatmap_keypoints(&prediction, jacobian_maps.as_ref(), self.temperature) {
-            return Keypoints { value, jacobian };
+        let heads = self.heads(image);
+        if let Some(keypoints) = self.keypoints_on_gpu(&heads) {
+            return keypoints;
         }
+        let (prediction, jacobian_maps) = self.apart(heads);
         self.keypoints_of(prediction, jacobian_maps).0
     }
 
     /// Also returns the softmax heatmaps [b, kp, h', w'].
     pub fn forward_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        let (prediction, jacobian_maps) = self.heads(image);
-        if let Some((value, jacobian)) = gpu::heatmap_keypoints(&prediction, jacobian_maps.as_ref(), self.temperature) {
+        let heads = self.heads(image);
+        let keypoints = self.keypoints_on_gpu(&heads);
+        let (prediction, jacobian_maps) = self.apart(heads);
+        if let Some(keypoints) = keypoints {
             let [b, k, h, w] = prediction.dims();
             let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
-            return (Keypoints { value, jacobian }, heatmap.reshape([b, k, h, w]));
+            return (keypoints, heatmap.reshape([b, k, h, w]));
         }
         self.keypoints_of(prediction, jacobian_maps)
     }
 
-    /// The heads' outputs: the keypoint logits [b, kp, h', w'] and the Jacobian maps
-    /// [b, 4 · maps, h', w'].
-    fn heads(&self, image: Tensor<4>) -> (Tensor<4>, Option<Tensor<4>>) {
+    /// The keypoints by the kernels crate's one-launch heatmap statistics, where they serve.
+    fn keypoints_on_gpu(&self, heads: &Heads) -> Option<Keypoints> {
+        let (value, jacobian) = match heads {
+            Heads::Stacked(stacked) => {
+                gpu::heatmap_keypoints_of_heads(stacked, self.kp.weight.dims()[0], self.temperature)
+            }
+            Heads::Apart(prediction, maps) => gpu::heatmap_keypoints(prediction, maps.as_ref(), self.temperature),
+        }?;
+        Some(Keypoints { value, jacobian })
+    }
+
+    /// The heads' outputs: as one tensor where they ran as one convolution (on a GPU), else
+    /// apart.
+    fn heads(&self, image: Tensor<4>) -> Heads {
         let x = match &self.down {
             Some(down) => down.forward(image),
             None => image,
         };
         let parts = self.predictor.forward_parts(x);
         if let Some(heads) = stacked_forward(self.stacked_heads.as_ref(), &parts) {
-            let (keypoints, channels) = (self.kp.weight.dims()[0], heads.dims()[1]);
-            let maps = heads.clone().narrow(1, keypoints, channels - keypoints);
-            return (heads.narrow(1, 0, keypoints), Some(maps));
+            return Heads::Stacked(heads);
         }
         let feature_map = joined(parts);
         let jacobian_maps = self.jacobian.as_ref().map(|head| convolve(head, feature_map.clone()));
-        (convolve(&self.kp, feature_map), jacobian_maps)
+        Heads::Apart(convolve(&self.kp, feature_map), jacobian_maps)
+    }
+
+    /// The keypoint logits [b, kp, h', w'] and the Jacobian maps [b, 4 · maps, h', w'].
+    fn apart(&self, heads: Heads) -> (Tensor<4>, Option<Tensor<4>>) {
+        match heads {
+            Heads::Stacked(heads) => {
+                let (keypoints, channels) = (self.kp.weight.dims()[0], heads.dims()[1]);
+                let maps = (channels > keypoints).then(|| heads.clone().narrow(1, keypoints, channels - keypoints));
+                (heads.narrow(1, 0, keypoints), maps)
+            }
+            Heads::Apart(prediction, maps) => (prediction, maps),
+        }
     }
 
     /// The keypoints as the softmax heatmaps' means, and the heatmaps.
@@ -138,7 +162,7 @@ impl KpDetector {
         let heatmap = softmax(prediction.reshape([b, k, h * w]) / self.temperature, 2);
 
         // Mean of each heatmap: Σ heatmap · grid, over the pixels.
-        let (gx, gy) = make_coordinate_grid(h, w, &heatmap.device());
+        let (gx, gy) = make_coordinate_grid(h, w, (&heatmap.device(), heatmap.dtype()));
         let x = (heatmap.clone() * gx.reshape([1, 1, h * w])).sum_dim(2);
         let y = (heatmap.clone() * gy.reshape([1, 1, h * w])).sum_dim(2);
         let value = Tensor::cat(vec![x, y], 2);
@@ -150,6 +174,14 @@ impl KpDetector {
         });
         (Keypoints { value, jacobian }, heatmap.reshape([b, k, h, w]))
     }
+}
+
+/// What the detector's heads give: the keypoint logits [b, kp, h', w'] then the Jacobian maps
+/// [b, 4 · maps, h', w'] along channels, or the two apart.
+#[allow(clippy::large_enum_variant, reason = "one lives for one call, never in a collection")]
+enum Heads {
+    Stacked(Tensor<4>),
+    Apart(Tensor<4>, Option<Tensor<4>>),
 }
 
 impl InferenceForm for KpDetector {

@@ -1,7 +1,7 @@
 //! Keypoints and the coordinate geometry FOMM builds on (`make_coordinate_grid`,
 //! `kp2gaussian` in `modules/util.py`).
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorCreationOptions, TensorData};
 
 /// Keypoints of a batch of images, as FOMM's `{'value', 'jacobian'}` dict.
 #[derive(Debug, Clone)]
@@ -21,6 +21,15 @@ impl Keypoints {
         }
     }
 
+    /// The keypoints in `dtype` (an f16 model's are cast at its edges: see
+    /// [`crate::checkpoint::FommModels::in_precision`]).
+    pub fn cast(&self, dtype: FloatDType) -> Self {
+        Self {
+            value: self.value.clone().cast(dtype),
+            jacobian: self.jacobian.clone().map(|j| j.cast(dtype)),
+        }
+    }
+
     /// The x and y components of the values, each [batch, kp].
     pub fn xy(&self) -> (Tensor<2>, Tensor<2>) {
         let [b, k, _] = self.value.dims();
@@ -33,8 +42,13 @@ impl Keypoints {
 /// The x and y coordinates of an `h × w` grid spanning [-1, 1] inclusive, each [h, w].
 ///
 /// Computed in f32 with torch's operation order (`2 * (i / (n - 1)) - 1`), so grids agree bit
-/// for bit with the official code.
-pub fn make_coordinate_grid(height: usize, width: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+/// for bit with the official code; stored on `options`' device in its dtype (the device's
+/// default, or that of the tensors the grid meets: f16 for a model stored so).
+pub fn make_coordinate_grid(
+    height: usize,
+    width: usize,
+    options: impl Into<TensorCreationOptions>,
+) -> (Tensor<2>, Tensor<2>) {
     let axis = |n: usize| -> Vec<f32> {
         let denom = n.saturating_sub(1).max(1) as f32;
         (0..n).map(|i| 2.0 * (i as f32 / denom) - 1.0).collect()
@@ -43,9 +57,10 @@ pub fn make_coordinate_grid(height: usize, width: usize, device: &Device) -> (Te
     let ys = axis(height);
     let gx: Vec<f32> = (0..height).flat_map(|_| xs.iter().copied()).collect();
     let gy: Vec<f32> = ys.iter().flat_map(|&y| std::iter::repeat_n(y, width)).collect();
+    let options = options.into();
     (
-        Tensor::from_data(TensorData::new(gx, [height, width]), device),
-        Tensor::from_data(TensorData::new(gy, [height, width]), device),
+        Tensor::from_data(TensorData::new(gx, [height, width]), options.clone()),
+        Tensor::from_data(TensorData::new(gy, [height, width]), options),
     )
 }
 
@@ -60,8 +75,7 @@ pub fn coordinate_grid_xy(height: usize, width: usize, device: &Device) -> Tenso
 /// `value` [batch, kp, 2] → [batch, kp, h, w]
 pub fn kp2gaussian(value: &Tensor<3>, height: usize, width: usize, variance: f64) -> Tensor<4> {
     let [b, k, _] = value.dims();
-    let device = value.device();
-    let (gx, gy) = make_coordinate_grid(height, width, &device);
+    let (gx, gy) = make_coordinate_grid(height, width, (&value.device(), value.dtype()));
     let mx = value.clone().narrow(2, 0, 1).reshape([b, k, 1, 1]);
     let my = value.clone().narrow(2, 1, 1).reshape([b, k, 1, 1]);
     let dx = gx.reshape([1, 1, height, width]) - mx;
@@ -82,7 +96,7 @@ pub fn heatmap_difference(
 ) -> Tensor<4> {
     let heatmap = kp2gaussian(kp_driving, height, width, variance) - kp2gaussian(kp_source, height, width, variance);
     let [b, _, _, _] = heatmap.dims();
-    let zeros = Tensor::zeros([b, 1, height, width], &heatmap.device());
+    let zeros = Tensor::zeros([b, 1, height, width], (&heatmap.device(), heatmap.dtype()));
     Tensor::cat(vec![zeros, heatmap], 1)
 }
 

@@ -25,7 +25,7 @@ fn convolution_at<F: Float>(
     #[comptime] upsample: bool,
     #[comptime] affine: bool,
     #[comptime] relu: bool,
-) -> F {
+) -> f32 {
     let head_channels = input.shape(1);
     let channels = weight.shape(1);
     // Where each of the nine taps reads, found once: the loop over channels then only loads
@@ -57,36 +57,36 @@ fn convolution_at<F: Float>(
         }
         weight_offset[tap] = channel * weight.stride(0) + (tap / 3) * weight.stride(2) + (tap % 3) * weight.stride(3);
     }
-    let mut sum = bias[channel];
+    let mut sum = f32::cast_from(bias[channel]);
     for input_channel in 0..channels {
         let mut from_tail = false;
         if concatenated {
             from_tail = input_channel >= head_channels;
         }
-        let mut channel_scale = F::new(1.0);
-        let mut channel_shift = F::new(0.0);
+        let mut channel_scale = f32::new(1.0);
+        let mut channel_shift = f32::new(0.0);
         if affine {
-            channel_scale = scale[input_channel];
-            channel_shift = shift[input_channel];
+            channel_scale = f32::cast_from(scale[input_channel]);
+            channel_shift = f32::cast_from(shift[input_channel]);
         }
         let weights = input_channel * weight.stride(1);
         #[unroll]
         for tap in 0..9usize {
             if inside[tap] {
                 let mut value = if from_tail {
-                    tail[tail_offset[tap] + (input_channel - head_channels) * tail.stride(1)]
+                    f32::cast_from(tail[tail_offset[tap] + (input_channel - head_channels) * tail.stride(1)])
                 } else {
-                    input[head_offset[tap] + input_channel * input.stride(1)]
+                    f32::cast_from(input[head_offset[tap] + input_channel * input.stride(1)])
                 };
                 if affine {
-                    value = F::max(value * channel_scale + channel_shift, F::new(0.0));
+                    value = f32::max(value * channel_scale + channel_shift, 0.0);
                 }
-                sum += value * weight[weight_offset[tap] + weights];
+                sum += value * f32::cast_from(weight[weight_offset[tap] + weights]);
             }
         }
     }
     if relu {
-        sum = F::max(sum, F::new(0.0));
+        sum = f32::max(sum, 0.0);
     }
     sum
 }
@@ -125,7 +125,7 @@ pub(super) fn direct_block_kernel<F: Float>(
     let (height, width) = (height as usize, width as usize);
     // The convolution at each pixel of the output's window: 2×2 with pooling, else 1×1.
     let window = comptime!(if pool { 2usize } else { 1usize });
-    let mut total = F::new(0.0);
+    let mut total = f32::new(0.0);
     #[unroll]
     for dy in 0..window {
         #[unroll]
@@ -151,7 +151,7 @@ pub(super) fn direct_block_kernel<F: Float>(
         }
     }
     if pool {
-        total *= F::new(0.25);
+        total *= 0.25;
     }
-    output[index] = total;
+    output[index] = F::cast_from(total);
 }

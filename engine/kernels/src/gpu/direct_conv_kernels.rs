@@ -14,7 +14,7 @@ fn taps<F: Float>(
     at: usize,
     weight: &Tensor<F>,
     weights: &Array<usize>,
-    sums: &mut Array<F>,
+    sums: &mut Array<f32>,
     top: i32,
     left: i32,
     first_row: usize,
@@ -27,11 +27,11 @@ fn taps<F: Float>(
         let row = at + (top + ky as i32) as usize * input.stride(2);
         let weight_row = ky * weight.stride(2);
         for kx in first_column..end_column {
-            let value = input[row + (left + kx as i32) as usize * input.stride(3)];
+            let value = f32::cast_from(input[row + (left + kx as i32) as usize * input.stride(3)]);
             let tap = weight_row + kx * weight.stride(3);
             #[unroll]
             for j in 0..block {
-                sums[j] += value * weight[weights[j] + tap];
+                sums[j] += value * f32::cast_from(weight[weights[j] + tap]);
             }
         }
     }
@@ -106,7 +106,8 @@ pub(super) fn direct_conv_kernel<F: Float>(
     // The block's channels past its group's end (a last, partial block) compute the group's
     // last channel again and are not written.
     let mut channels = Array::<usize>::new(block);
-    let mut sums = Array::<F>::new(block);
+    // Sums in f32 whatever the maps are stored in.
+    let mut sums = Array::<f32>::new(block);
     #[unroll]
     for j in 0..block {
         let mut channel = first_output + j;
@@ -114,9 +115,9 @@ pub(super) fn direct_conv_kernel<F: Float>(
             channel = group_end - 1;
         }
         channels[j] = channel;
-        sums[j] = F::new(0.0);
+        sums[j] = f32::new(0.0);
         if with_bias {
-            sums[j] = bias[channel];
+            sums[j] = f32::cast_from(bias[channel]);
         }
     }
     let mut weights = Array::<usize>::new(block);
@@ -170,9 +171,9 @@ pub(super) fn direct_conv_kernel<F: Float>(
         if first_output + j < group_end {
             let mut value = sums[j];
             if sigmoid {
-                value = F::new(1.0) / (F::new(1.0) + F::exp(F::new(0.0) - value));
+                value = 1.0 / (1.0 + f32::exp(0.0 - value));
             }
-            output[(image * out_channels + first_output + j) * pixels + y * out_width + x] = value;
+            output[(image * out_channels + first_output + j) * pixels + y * out_width + x] = F::cast_from(value);
         }
     }
 }

@@ -135,7 +135,10 @@ impl PreparedConv3x3 {
             return None;
         }
         let bias = bias_with_norm(conv.bias.as_ref().map(|b| b.val()), out_channels, output_norm.as_ref());
-        let upload = |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), &device);
+        // In the weights' precision (f16 where the model is stored so).
+        let dtype = weight.dtype();
+        let upload =
+            |values: &[f32]| Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), (&device, dtype));
         Some(Self {
             output_scale: output_norm.as_ref().map(|norm| upload(&norm.scale)),
             bias: upload(&bias),
@@ -191,7 +194,7 @@ impl PreparedConv3x3 {
         let [height, width] = block_convolution_size(&x.shape(), &surroundings);
         let [out_channels, in_channels, ..] = self.weight.dims();
         let multiply_adds = height * width * out_channels * in_channels * 9;
-        let transformed_bytes = TILE_VALUES * out_channels * in_channels * size_of::<f32>();
+        let transformed_bytes = TILE_VALUES * out_channels * in_channels * self.weight.dtype().size();
         let direct = residual.is_none()
             && height * width <= DIRECT_MAX_PIXELS
             && (multiply_adds <= DIRECT_MAX_MULTIPLY_ADDS || transformed_bytes > DIRECT_MIN_TRANSFORMED_BYTES);

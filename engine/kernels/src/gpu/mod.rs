@@ -29,7 +29,10 @@ pub use conv::{MIN_OUTPUT_CHANNELS, UNFOLD_BUDGET, conv2d_unfold, conv2d_unfoldi
 pub use conv_autodiff::weight_gradient_unfolding_at_most;
 pub use direct_conv::{Activation, DIRECT_MAX_OUTPUT_CHANNELS, conv2d_direct};
 pub use inference::{PreparedConv3x3, is_cube};
-pub use motion::{MotionInputs, MotionOutputs, heatmap_keypoints, motion_inputs, motion_outputs, warp_occluded};
+pub use motion::{
+    MotionInputs, MotionOutputs, heatmap_keypoints, heatmap_keypoints_of_heads, motion_inputs, motion_outputs,
+    warp_occluded,
+};
 pub use winograd::conv2d_winograd;
 
 /// Which convolution kernels run on a GPU, for the whole process.

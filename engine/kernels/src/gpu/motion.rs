@@ -13,7 +13,7 @@
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{DType, FloatDType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -27,7 +27,8 @@ pub trait MotionOps: Backend {
     /// The hourglass's input `[b, (K + 1)(c + 1), h, w]` from the source `[b, c, h, w]` and
     /// keypoints `[b, K, 2]` with, where `jacobians`, their Jacobians `[b, K, 2, 2]` (read only
     /// then: pass any tensor otherwise), then the sparse motions `[b, K + 1, h, w, 2]`, one after
-    /// the other in one flat tensor; `gaussian_factor` is `−1/2σ²`.
+    /// the other in one flat tensor of the source's dtype; `gaussian_factor` is `−1/2σ²`. The
+    /// keypoints and Jacobians are f32.
     #[allow(clippy::too_many_arguments)]
     #[fusion(dtype = source, shape = Shape::new([motion_inputs_length(source, kp_driving)]))]
     fn motion_inputs(
@@ -40,14 +41,19 @@ pub trait MotionOps: Backend {
         jacobians: bool,
     ) -> FloatTensor<Self>;
 
-    /// From the keypoint detector's logits `[b, K, h, w]`, with `jacobian` the softmax heatmaps'
-    /// weighted Jacobians `[b, K, 2, 2]` from `maps` `[b, 4K or 4, h, w]` (read only then: pass
+    /// From the keypoint detector's logits (the `keypoints` first channels of `prediction`
+    /// `[b, ≥ K, h, w]`), with `jacobian` the softmax heatmaps' weighted Jacobians `[b, K, 2, 2]`
+    /// from the maps at channels `first_map ..` of `maps` (4K, or 4 shared; read only then: pass
     /// any tensor otherwise), then their means `[b, K, 2]`, one after the other in one flat
-    /// tensor.
-    #[fusion(dtype = prediction, shape = heatmap_statistics_shape(prediction, jacobian))]
+    /// f32 tensor (keypoints are f32 whatever the maps are stored in).
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = DType::F32, shape = heatmap_statistics_shape(prediction, keypoints, jacobian))]
     fn heatmap_statistics(
         prediction: FloatTensor<Self>,
         maps: FloatTensor<Self>,
+        keypoints: usize,
+        first_map: usize,
+        shared_map: bool,
         temperature: f32,
         jacobian: bool,
     ) -> FloatTensor<Self>;
@@ -79,9 +85,9 @@ fn motion_outputs_length(logits: &Shape) -> usize {
     batch * (channels + 2) * height * width
 }
 
-fn heatmap_statistics_shape(prediction: &Shape, jacobian: &bool) -> Shape {
+fn heatmap_statistics_shape(prediction: &Shape, keypoints: &usize, jacobian: &bool) -> Shape {
     let values_per_heatmap = if *jacobian { 4 + 2 } else { 2 };
-    Shape::new([prediction[0] * prediction[1] * values_per_heatmap])
+    Shape::new([prediction[0] * keypoints * values_per_heatmap])
 }
 
 /// A flat output of two contiguous parts, `first` then `second`, as tensors of those shapes: views
@@ -169,11 +175,19 @@ impl MotionOps for CubeBackend {
         out
     }
 
-    fn heatmap_statistics(prediction: CubeTensor, maps: CubeTensor, temperature: f32, jacobian: bool) -> CubeTensor {
-        let shape = heatmap_statistics_shape(&prediction.shape(), &jacobian);
-        let heatmaps = prediction.shape()[0] * prediction.shape()[1];
+    fn heatmap_statistics(
+        prediction: CubeTensor,
+        maps: CubeTensor,
+        keypoints: usize,
+        first_map: usize,
+        shared_map: bool,
+        temperature: f32,
+        jacobian: bool,
+    ) -> CubeTensor {
+        let shape = heatmap_statistics_shape(&prediction.shape(), &keypoints, &jacobian);
+        let heatmaps = prediction.shape()[0] * keypoints;
         let (client, device, dtype) = (prediction.client.clone(), prediction.device.clone(), prediction.dtype);
-        let out = empty_device_dtype(client.clone(), device, shape, dtype);
+        let out = empty_device_dtype(client.clone(), device, shape, DType::F32);
         let (cube_count, cube_dim) = launch_size(&client, heatmaps);
         heatmap_statistics_kernel::launch(
             &client,
@@ -182,6 +196,9 @@ impl MotionOps for CubeBackend {
             prediction.into_tensor_arg(),
             maps.into_tensor_arg(),
             out.clone().into_tensor_arg(),
+            keypoints as u32,
+            first_map as u32,
+            u32::from(shared_map),
             temperature,
             jacobian,
             dtype_to_storage_type(dtype),
@@ -213,11 +230,16 @@ pub fn motion_inputs(
     if device.is_autodiff() || !super::serves(&device) {
         return None;
     }
-    let cube = |t: &Tensor<3>| t.clone().try_into_primitive::<Cube>().ok();
+    // The kernel reads keypoints in f32 (a cast only where a caller's are not).
+    let cube = |t: &Tensor<3>| t.clone().cast(FloatDType::F32).try_into_primitive::<Cube>().ok();
     let jacobians = match (jacobian_driving, jacobian_source) {
         (Some(driving), Some(source)) => Some((
-            driving.clone().try_into_primitive::<Cube>().ok()?,
-            source.clone().try_into_primitive::<Cube>().ok()?,
+            driving
+                .clone()
+                .cast(FloatDType::F32)
+                .try_into_primitive::<Cube>()
+                .ok()?,
+            source.clone().cast(FloatDType::F32).try_into_primitive::<Cube>().ok()?,
         )),
         _ => None,
     };
@@ -251,29 +273,55 @@ pub fn motion_inputs(
 
 /// FOMM's keypoints from the detector's logits `[b, K, h, w]` (softmax with `temperature`, then
 /// each heatmap's mean on the grid) and, given its Jacobian maps `[b, 4K or 4, h, w]`, their
-/// heatmap-weighted averages `[b, K, 2, 2]`: one launch, where burn's softmax, products and sums
-/// launch a dozen. `None` unless the tensors are plain ones on a GPU whose kernels are ours.
+/// heatmap-weighted averages `[b, K, 2, 2]`, in f32 whatever the maps' dtype: one launch, where
+/// burn's softmax, products and sums launch a dozen. `None` unless the tensors are plain ones on
+/// a GPU whose kernels are ours.
 pub fn heatmap_keypoints(
     prediction: &Tensor<4>,
     jacobian_maps: Option<&Tensor<4>>,
+    temperature: f64,
+) -> Option<(Tensor<3>, Option<Tensor<4>>)> {
+    // Without Jacobian maps the logits stand in for them, unread.
+    let maps = jacobian_maps.unwrap_or(prediction);
+    let keypoints = prediction.dims()[1];
+    keypoint_statistics(prediction, maps, keypoints, 0, jacobian_maps.is_some(), temperature)
+}
+
+/// [`heatmap_keypoints`] of the detector's two heads run as one convolution: `heads`
+/// `[b, K (+ 4K or 4), h, w]`, the logits of `keypoints` heatmaps then their Jacobian maps,
+/// where there are any, read in place (a slice of the maps would copy them wherever their
+/// offset is off the device's alignment).
+pub fn heatmap_keypoints_of_heads(
+    heads: &Tensor<4>,
+    keypoints: usize,
+    temperature: f64,
+) -> Option<(Tensor<3>, Option<Tensor<4>>)> {
+    let jacobian = heads.dims()[1] > keypoints;
+    keypoint_statistics(heads, heads, keypoints, keypoints, jacobian, temperature)
+}
+
+fn keypoint_statistics(
+    prediction: &Tensor<4>,
+    maps: &Tensor<4>,
+    keypoints: usize,
+    first_map: usize,
+    jacobian: bool,
     temperature: f64,
 ) -> Option<(Tensor<3>, Option<Tensor<4>>)> {
     let device = prediction.device();
     if device.is_autodiff() || !super::serves(&device) {
         return None;
     }
-    let logits = prediction.clone().try_into_primitive::<Cube>().ok()?;
-    let temperature = temperature as f32;
-    let [batch, keypoints, ..] = prediction.dims();
-    // Without Jacobian maps the logits stand in for them, unread.
-    let (maps, jacobian) = match jacobian_maps {
-        Some(maps) => (maps.clone().try_into_primitive::<Cube>().ok()?, true),
-        None => (logits.clone(), false),
-    };
+    let batch = prediction.dims()[0];
+    let shared_map = maps.dims()[1] - first_map == 4;
+    let primitive = |t: &Tensor<4>| t.clone().try_into_primitive::<Cube>().ok();
     let statistics = Tensor::from_primitive::<Cube>(<Cube as MotionOps>::heatmap_statistics(
-        logits,
-        maps,
-        temperature,
+        primitive(prediction)?,
+        primitive(maps)?,
+        keypoints,
+        first_map,
+        shared_map,
+        temperature as f32,
         jacobian,
     ));
     if !jacobian {

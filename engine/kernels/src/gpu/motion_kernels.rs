@@ -1,16 +1,24 @@
-//! The kernels of [`super::motion`]: one invocation per output pixel of one motion.
+//! The kernels of [`super::motion`]: one invocation per output pixel of one motion. Maps are
+//! stored in `F` (f32, or f16 for a model stored so), keypoints in f32; arithmetic is f32
+//! either way.
 
 use cubecl::prelude::*;
+
+/// `tensor[index]` as f32.
+#[cube]
+fn read<F: Float>(tensor: &Tensor<F>, index: usize) -> f32 {
+    f32::cast_from(tensor[index])
+}
 
 /// FOMM's `make_coordinate_grid` value at `index` of `size`, in torch's operation order
 /// (`2 · (i / (n − 1)) − 1`), so that grids agree bit for bit with the official code.
 #[cube]
-fn grid_coordinate<F: Float>(index: usize, size: usize) -> F {
+fn grid_coordinate(index: usize, size: usize) -> f32 {
     let mut denominator = size - 1;
     if size < 2 {
         denominator = 1;
     }
-    F::new(2.0) * (F::cast_from(index) / F::cast_from(denominator)) - F::new(1.0)
+    2.0 * (f32::cast_from(index) / f32::cast_from(denominator)) - 1.0
 }
 
 /// The sparse motion `m` of image `image` at grid point `(grid_x, grid_y)`: motion 0 the
@@ -19,17 +27,17 @@ fn grid_coordinate<F: Float>(index: usize, size: usize) -> F {
 /// then not read).
 #[allow(clippy::too_many_arguments)]
 #[cube]
-fn sparse_motion<F: Float>(
-    kp_driving: &Tensor<F>,
-    kp_source: &Tensor<F>,
-    jacobian_driving: &Tensor<F>,
-    jacobian_source: &Tensor<F>,
+fn sparse_motion(
+    kp_driving: &Tensor<f32>,
+    kp_source: &Tensor<f32>,
+    jacobian_driving: &Tensor<f32>,
+    jacobian_source: &Tensor<f32>,
     image: usize,
     motion: usize,
-    grid_x: F,
-    grid_y: F,
+    grid_x: f32,
+    grid_y: f32,
     #[comptime] jacobians: bool,
-) -> (F, F) {
+) -> (f32, f32) {
     let mut out_x = grid_x;
     let mut out_y = grid_y;
     if motion > 0 {
@@ -76,10 +84,10 @@ fn sparse_motion<F: Float>(
 #[cube(launch)]
 pub(super) fn motion_input_kernel<F: Float>(
     source: &Tensor<F>,
-    kp_driving: &Tensor<F>,
-    kp_source: &Tensor<F>,
-    jacobian_driving: &Tensor<F>,
-    jacobian_source: &Tensor<F>,
+    kp_driving: &Tensor<f32>,
+    kp_source: &Tensor<f32>,
+    jacobian_driving: &Tensor<f32>,
+    jacobian_source: &Tensor<f32>,
     out: &mut Tensor<F>,
     gaussian_factor: f32,
     #[comptime] jacobians: bool,
@@ -101,9 +109,9 @@ pub(super) fn motion_input_kernel<F: Float>(
     let out_plane = height * width;
     let out_base = (image * count * (channels + 1) + motion * (channels + 1)) * out_plane + y * width + x;
 
-    let grid_x = grid_coordinate::<F>(x, width);
-    let grid_y = grid_coordinate::<F>(y, height);
-    let (motion_x, motion_y) = sparse_motion::<F>(
+    let grid_x = grid_coordinate(x, width);
+    let grid_y = grid_coordinate(y, height);
+    let (motion_x, motion_y) = sparse_motion(
         kp_driving,
         kp_source,
         jacobian_driving,
@@ -115,38 +123,39 @@ pub(super) fn motion_input_kernel<F: Float>(
         jacobians,
     );
     let motions = images * count * (channels + 1) * out_plane + index * 2;
-    out[motions] = motion_x;
-    out[motions + 1] = motion_y;
+    out[motions] = F::cast_from(motion_x);
+    out[motions + 1] = F::cast_from(motion_y);
 
-    let mut heatmap = F::new(0.0);
+    let mut heatmap = f32::new(0.0);
     if motion > 0 {
-        let factor = F::cast_from(gaussian_factor);
+        let factor = gaussian_factor;
         let driving = image * kp_driving.stride(0) + (motion - 1) * kp_driving.stride(1);
         let source_kp = image * kp_source.stride(0) + (motion - 1) * kp_source.stride(1);
         let dx = grid_x - kp_driving[driving];
         let dy = grid_y - kp_driving[driving + kp_driving.stride(2)];
         let sx = grid_x - kp_source[source_kp];
         let sy = grid_y - kp_source[source_kp + kp_source.stride(2)];
-        heatmap = F::exp((dx * dx + dy * dy) * factor) - F::exp((sx * sx + sy * sy) * factor);
+        heatmap = f32::exp((dx * dx + dy * dy) * factor) - f32::exp((sx * sx + sy * sy) * factor);
     }
-    out[out_base] = heatmap;
+    out[out_base] = F::cast_from(heatmap);
 
     for channel in 0..channels {
         let base = image * source.stride(0) + channel * source.stride(1);
-        out[out_base + (channel + 1) * out_plane] = sample_bilinear::<F>(source, base, motion_x, motion_y);
+        out[out_base + (channel + 1) * out_plane] =
+            F::cast_from(sample_bilinear::<F>(source, base, motion_x, motion_y));
     }
 }
 
 /// Channel `base` (its offset) of `source` sampled bilinearly at the grid point `(gx, gy)` of
 /// `[−1, 1]²`: torch's `grid_sample`, `align_corners=False`, zeros outside.
 #[cube]
-fn sample_bilinear<F: Float>(source: &Tensor<F>, base: usize, gx: F, gy: F) -> F {
+fn sample_bilinear<F: Float>(source: &Tensor<F>, base: usize, gx: f32, gy: f32) -> f32 {
     // torch's unnormalisation without aligned corners: ((g + 1) · size − 1) / 2.
     let (height, width) = (source.shape(2), source.shape(3));
-    let ix = ((gx + F::new(1.0)) * F::cast_from(width) - F::new(1.0)) / F::new(2.0);
-    let iy = ((gy + F::new(1.0)) * F::cast_from(height) - F::new(1.0)) / F::new(2.0);
-    let left = F::floor(ix);
-    let top = F::floor(iy);
+    let ix = ((gx + 1.0) * f32::cast_from(width) - 1.0) / 2.0;
+    let iy = ((gy + 1.0) * f32::cast_from(height) - 1.0) / 2.0;
+    let left = f32::floor(ix);
+    let top = f32::floor(iy);
     let fx = ix - left;
     let fy = iy - top;
     let x0 = i32::cast_from(left);
@@ -155,24 +164,38 @@ fn sample_bilinear<F: Float>(source: &Tensor<F>, base: usize, gx: F, gy: F) -> F
     let inside_x1 = x0 + 1 >= 0 && x0 + 1 < width as i32;
     let inside_y0 = y0 >= 0 && y0 < height as i32;
     let inside_y1 = y0 + 1 >= 0 && y0 + 1 < height as i32;
-    let mut value = F::new(0.0);
+    let mut value = f32::new(0.0);
     if inside_y0 && inside_x0 {
-        value += (F::new(1.0) - fx)
-            * (F::new(1.0) - fy)
-            * source[base + y0 as usize * source.stride(2) + x0 as usize * source.stride(3)];
+        value += (1.0 - fx)
+            * (1.0 - fy)
+            * read::<F>(
+                source,
+                base + y0 as usize * source.stride(2) + x0 as usize * source.stride(3),
+            );
     }
     if inside_y0 && inside_x1 {
         value += fx
-            * (F::new(1.0) - fy)
-            * source[base + y0 as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+            * (1.0 - fy)
+            * read::<F>(
+                source,
+                base + y0 as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3),
+            );
     }
     if inside_y1 && inside_x0 {
-        value += (F::new(1.0) - fx)
+        value += (1.0 - fx)
             * fy
-            * source[base + (y0 + 1) as usize * source.stride(2) + x0 as usize * source.stride(3)];
+            * read::<F>(
+                source,
+                base + (y0 + 1) as usize * source.stride(2) + x0 as usize * source.stride(3),
+            );
     }
     if inside_y1 && inside_x1 {
-        value += fx * fy * source[base + (y0 + 1) as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3)];
+        value += fx
+            * fy
+            * read::<F>(
+                source,
+                base + (y0 + 1) as usize * source.stride(2) + (x0 + 1) as usize * source.stride(3),
+            );
     }
     value
 }
@@ -198,26 +221,35 @@ pub(super) fn warp_scaled_kernel<F: Float>(
     let image = index / (width * height * channels);
     let at = image * grid.stride(0) + y * grid.stride(1) + x * grid.stride(2);
     let base = image * source.stride(0) + channel * source.stride(1);
-    let value = sample_bilinear::<F>(source, base, grid[at], grid[at + grid.stride(3)]);
-    output[index] = value * scale[image * scale.stride(0) + y * scale.stride(2) + x * scale.stride(3)];
+    let value = sample_bilinear::<F>(source, base, read::<F>(grid, at), read::<F>(grid, at + grid.stride(3)));
+    let factor = read::<F>(
+        scale,
+        image * scale.stride(0) + y * scale.stride(2) + x * scale.stride(3),
+    );
+    output[index] = F::cast_from(value * factor);
 }
 
-/// One invocation per heatmap `(b, k)`: the softmax of `prediction[b, k] / temperature` over the
-/// pixels, then its mean position `means[b, k, ·]` = Σ h·(x, y) on FOMM's grid and, with
-/// `jacobian`, the heatmap-weighted Jacobian `jacobians[b, k, r, c]` = Σ h · `maps[b, 4m + 2r + c]`
-/// (`m` = k, or 0 where one map is shared); `out` holds `jacobians` `[b, K, 2, 2]` with
-/// `jacobian`, then `means` `[b, K, 2]`, each contiguous. Each invocation walks its heatmap twice in order (a few thousand pixels): few
-/// heatmaps, and no shared memory.
+/// One invocation per heatmap `(b, k)` of the `keypoints` first channels of `prediction`: the
+/// softmax of `prediction[b, k] / temperature` over the pixels, then its mean position
+/// `means[b, k, ·]` = Σ h·(x, y) on FOMM's grid and, with `jacobian`, the heatmap-weighted
+/// Jacobian `jacobians[b, k, r, c]` = Σ h · `maps[b, first_map + 4m + 2r + c]` (`m` = k, or 0
+/// where `shared_map` is 1: one map for every keypoint); `out` holds `jacobians` `[b, K, 2, 2]`
+/// with `jacobian`, then `means` `[b, K, 2]`, each contiguous. Each invocation walks its heatmap
+/// twice in order (a few thousand pixels): few heatmaps, and no shared memory.
+#[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 pub(super) fn heatmap_statistics_kernel<F: Float>(
     prediction: &Tensor<F>,
     maps: &Tensor<F>,
-    out: &mut Tensor<F>,
+    out: &mut Tensor<f32>,
+    keypoints: u32,
+    first_map: u32,
+    shared_map: u32,
     temperature: f32,
     #[comptime] jacobian: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let keypoints = prediction.shape(1);
+    let keypoints = keypoints as usize;
     let heatmap = ABSOLUTE_POS;
     if heatmap >= prediction.shape(0) * keypoints {
         terminate!();
@@ -225,43 +257,43 @@ pub(super) fn heatmap_statistics_kernel<F: Float>(
     let (height, width) = (prediction.shape(2), prediction.shape(3));
     let image = heatmap / keypoints;
     let keypoint = heatmap % keypoints;
-    let divisor = F::cast_from(temperature);
+    let divisor = temperature;
     let base = image * prediction.stride(0) + keypoint * prediction.stride(1);
 
     // The largest logit, as softmax subtracts it.
-    let mut largest = F::new(-3.0e38);
+    let mut largest = f32::new(-3.0e38);
     for y in 0..height {
         for x in 0..width {
-            let value = prediction[base + y * prediction.stride(2) + x * prediction.stride(3)] / divisor;
-            largest = F::max(largest, value);
+            let value = read::<F>(prediction, base + y * prediction.stride(2) + x * prediction.stride(3)) / divisor;
+            largest = f32::max(largest, value);
         }
     }
 
     let mut map = keypoint;
-    if maps.shape(1) == 4 {
+    if shared_map == 1 {
         map = 0usize;
     }
-    let map_base = image * maps.stride(0) + 4 * map * maps.stride(1);
-    let mut total = F::new(0.0);
-    let mut mean_x = F::new(0.0);
-    let mut mean_y = F::new(0.0);
-    let mut first = F::new(0.0);
-    let mut second = F::new(0.0);
-    let mut third = F::new(0.0);
-    let mut fourth = F::new(0.0);
+    let map_base = image * maps.stride(0) + (first_map as usize + 4 * map) * maps.stride(1);
+    let mut total = f32::new(0.0);
+    let mut mean_x = f32::new(0.0);
+    let mut mean_y = f32::new(0.0);
+    let mut first = f32::new(0.0);
+    let mut second = f32::new(0.0);
+    let mut third = f32::new(0.0);
+    let mut fourth = f32::new(0.0);
     for y in 0..height {
         for x in 0..width {
-            let value = prediction[base + y * prediction.stride(2) + x * prediction.stride(3)] / divisor;
-            let weight = F::exp(value - largest);
+            let value = read::<F>(prediction, base + y * prediction.stride(2) + x * prediction.stride(3)) / divisor;
+            let weight = f32::exp(value - largest);
             total += weight;
-            mean_x += weight * grid_coordinate::<F>(x, width);
-            mean_y += weight * grid_coordinate::<F>(y, height);
+            mean_x += weight * grid_coordinate(x, width);
+            mean_y += weight * grid_coordinate(y, height);
             if jacobian {
                 let at = map_base + y * maps.stride(2) + x * maps.stride(3);
-                first += weight * maps[at];
-                second += weight * maps[at + maps.stride(1)];
-                third += weight * maps[at + 2 * maps.stride(1)];
-                fourth += weight * maps[at + 3 * maps.stride(1)];
+                first += weight * read::<F>(maps, at);
+                second += weight * read::<F>(maps, at + maps.stride(1));
+                third += weight * read::<F>(maps, at + 2 * maps.stride(1));
+                fourth += weight * read::<F>(maps, at + 3 * maps.stride(1));
             }
         }
     }
@@ -302,29 +334,29 @@ pub(super) fn motion_output_kernel<F: Float>(
     let (y, x) = (pixel / width, pixel % width);
     let masks = masks as usize;
     let base = image * logits.stride(0) + y * logits.stride(2) + x * logits.stride(3);
-    let mut largest = F::new(-3.0e38);
+    let mut largest = f32::new(-3.0e38);
     for m in 0..masks {
-        largest = F::max(largest, logits[base + m * logits.stride(1)]);
+        largest = f32::max(largest, read::<F>(logits, base + m * logits.stride(1)));
     }
-    let mut total = F::new(0.0);
+    let mut total = f32::new(0.0);
     for m in 0..masks {
-        total += F::exp(logits[base + m * logits.stride(1)] - largest);
+        total += f32::exp(read::<F>(logits, base + m * logits.stride(1)) - largest);
     }
     let out_base = image * channels * pixels + pixel;
-    let mut moved_x = F::new(0.0);
-    let mut moved_y = F::new(0.0);
+    let mut moved_x = f32::new(0.0);
+    let mut moved_y = f32::new(0.0);
     for m in 0..masks {
-        let weight = F::exp(logits[base + m * logits.stride(1)] - largest) / total;
-        out[out_base + m * pixels] = weight;
+        let weight = f32::exp(read::<F>(logits, base + m * logits.stride(1)) - largest) / total;
+        out[out_base + m * pixels] = F::cast_from(weight);
         let at = image * motions.stride(0) + m * motions.stride(1) + y * motions.stride(2) + x * motions.stride(3);
-        moved_x += motions[at] * weight;
-        moved_y += motions[at + motions.stride(4)] * weight;
+        moved_x += read::<F>(motions, at) * weight;
+        moved_y += read::<F>(motions, at + motions.stride(4)) * weight;
     }
     if channels > masks {
-        let logit = logits[base + masks * logits.stride(1)];
-        out[out_base + masks * pixels] = F::new(1.0) / (F::new(1.0) + F::exp(-logit));
+        let logit = read::<F>(logits, base + masks * logits.stride(1));
+        out[out_base + masks * pixels] = F::cast_from(1.0 / (1.0 + f32::exp(-logit)));
     }
     let deformation = logits.shape(0) * channels * pixels + index * 2;
-    out[deformation] = moved_x;
-    out[deformation + 1] = moved_y;
+    out[deformation] = F::cast_from(moved_x);
+    out[deformation + 1] = F::cast_from(moved_y);
 }

@@ -16,7 +16,7 @@ use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Cube, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
@@ -27,6 +27,21 @@ use super::winograd_kernels::{input_transform_kernel, output_transform_kernel, w
 
 /// Values in one transformed tile (6×6).
 pub(super) const TILE_VALUES: usize = 36;
+
+/// The interpolation points 0, ±a, ±b, ∞ of the transforms for tensors stored in `dtype`:
+/// 1 and 2 (Lavin and Gray's) in f32; 2/3 and 3/2 in f16, where the transformed tiles and the
+/// products are stored in f16 too: those points scale their rounding least (the CPU's bf16
+/// products found the same, `cpu::winograd::Points::RECIPROCAL`). The weights' transform and
+/// the tiles' must use the same.
+pub(super) fn points(dtype: DType) -> [f32; 2] {
+    match dtype {
+        DType::F16 | DType::BF16 => [2.0 / 3.0, 3.0 / 2.0],
+        _ => STANDARD_POINTS,
+    }
+}
+
+/// Lavin and Gray's points, for which the transforms run in their integer form.
+const STANDARD_POINTS: [f32; 2] = [1.0, 2.0];
 
 /// What the transforms apply around a prepared block's convolution (each read only where on).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,12 +167,16 @@ impl WinogradConvOps for CubeBackend {
         let [out_channels, channels, _, _] = weight.shape().dims::<4>();
         let transformed = empty_device_dtype(client.clone(), device, transformed_weight_shape(&weight.shape()), dtype);
         let (cube_count, cube_dim) = launch_size(&client, out_channels * channels);
+        let [a, b] = points(dtype);
         weight_transform_kernel::launch(
             &client,
             cube_count,
             cube_dim,
             weight.into_tensor_arg(),
             transformed.clone().into_tensor_arg(),
+            a,
+            b,
+            [a, b] == STANDARD_POINTS,
             dtype_to_storage_type(dtype),
         );
         transformed
@@ -217,6 +236,7 @@ fn winograd(
     let tiles = batch * tiles_y * tiles_x;
     let (dtype, client, device) = (x.dtype, x.client.clone(), x.device.clone());
     let storage = dtype_to_storage_type(dtype);
+    let [a, b] = points(dtype);
 
     let pooled = if surroundings.pool_output { 2 } else { 1 };
     let output = empty_device_dtype(
@@ -251,11 +271,16 @@ fn winograd(
             tiles_x as u32,
             padding[0] as u32,
             padding[1] as u32,
+            a,
+            b,
+            [a, b] == STANDARD_POINTS,
             surroundings.concatenated_input,
             surroundings.upsample_input,
             surroundings.input_affine,
             storage,
         );
+        // burn's matmul sums f16 operands in f32 (cubek-matmul's accumulator), then stores
+        // the products in the operands' dtype.
         let products = CubeBackend::float_matmul(transformed_weight.clone(), transformed_input);
         let (cube_count, cube_dim) = launch_size(&client, out_channels * count);
         output_transform_kernel::launch(
@@ -271,6 +296,9 @@ fn winograd(
             tiles_x as u32,
             height as u32,
             width as u32,
+            a,
+            b,
+            [a, b] == STANDARD_POINTS,
             surroundings.bias,
             surroundings.relu,
             surroundings.pool_output,

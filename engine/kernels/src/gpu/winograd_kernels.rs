@@ -1,5 +1,7 @@
 //! The transforms of [`super::winograd`]'s F(4×4, 3×3), one invocation per tile and channel.
-//! Interpolation points 0, ±1, ±2, ∞ (the CPU's choice, `cpu/winograd.rs`).
+//! Interpolation points 0, ±a, ±b, ∞ (`pa`, `pb`: 1 and 2 in f32; see [`super::winograd::points`]).
+//! Tensors are stored in `F` (f32, or f16 for a model stored so); the transforms' arithmetic is
+//! f32 either way.
 //!
 //! Layouts: weights `U[ξ, o, c]`, input tiles `V[ξ, c, t]`, products `M[ξ, o, t]`, ξ = 6·row +
 //! column of the 6×6 transformed tile, `t = (b, tile_y, tile_x)`; each 36-plane is contiguous so
@@ -8,15 +10,21 @@
 
 use cubecl::prelude::*;
 
-/// `Bᵀ a` of six values `a[start + k·step]` into `out[out_start + k·out_step]`.
+/// `Bᵀ a` of six values `a[start + k·step]` into `out[out_start + k·out_step]`, for the points
+/// 0, ±`pa`, ±`pb`, ∞: rows `[a²b², 0, −(a²+b²), 0, 1, 0]`, `[0, ∓ab², −b², ±a, 1, 0]`,
+/// `[0, ∓ba², −a², ±b, 1, 0]`, `[0, a²b², 0, −(a²+b²), 0, 1]` (for 0, ±1, ±2: 4, −5; ∓4, −4,
+/// ±1; ∓2, −1, ±2, as the CPU's `input_transform`).
 #[cube]
-fn input_transform_1d<F: Float>(
-    a: &Array<F>,
+fn input_transform_1d(
+    a: &Array<f32>,
     #[comptime] start: usize,
     #[comptime] step: usize,
-    out: &mut Array<F>,
+    out: &mut Array<f32>,
     #[comptime] out_start: usize,
     #[comptime] out_step: usize,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard: bool,
 ) {
     let a0 = a[start];
     let a1 = a[start + step];
@@ -24,23 +32,44 @@ fn input_transform_1d<F: Float>(
     let a3 = a[start + 3 * step];
     let a4 = a[start + 4 * step];
     let a5 = a[start + 5 * step];
-    out[out_start] = F::new(4.0) * a0 - F::new(5.0) * a2 + a4;
-    out[out_start + out_step] = F::new(-4.0) * (a1 + a2) + a3 + a4;
-    out[out_start + 2 * out_step] = F::new(4.0) * (a1 - a2) - a3 + a4;
-    out[out_start + 3 * out_step] = F::new(2.0) * (a3 - a1) - a2 + a4;
-    out[out_start + 4 * out_step] = F::new(2.0) * (a1 - a3) - a2 + a4;
-    out[out_start + 5 * out_step] = F::new(4.0) * a1 - F::new(5.0) * a3 + a5;
+    if standard {
+        // The usual points' integer form (the CPU's too): their f32 rounding, which training's
+        // gradients are checked against.
+        out[out_start] = f32::new(4.0) * a0 - f32::new(5.0) * a2 + a4;
+        out[out_start + out_step] = f32::new(-4.0) * (a1 + a2) + a3 + a4;
+        out[out_start + 2 * out_step] = f32::new(4.0) * (a1 - a2) - a3 + a4;
+        out[out_start + 3 * out_step] = f32::new(2.0) * (a3 - a1) - a2 + a4;
+        out[out_start + 4 * out_step] = f32::new(2.0) * (a1 - a3) - a2 + a4;
+        out[out_start + 5 * out_step] = f32::new(4.0) * a1 - f32::new(5.0) * a3 + a5;
+    } else {
+        let (pa2, pb2) = (pa * pa, pb * pb);
+        let (product, sum) = (pa2 * pb2, pa2 + pb2);
+        let even_a = a4 - pb2 * a2;
+        let odd_a = pa * pb2 * a1 - pa * a3;
+        let even_b = a4 - pa2 * a2;
+        let odd_b = pb * pa2 * a1 - pb * a3;
+        out[out_start] = product * a0 - sum * a2 + a4;
+        out[out_start + out_step] = even_a - odd_a;
+        out[out_start + 2 * out_step] = even_a + odd_a;
+        out[out_start + 3 * out_step] = even_b - odd_b;
+        out[out_start + 4 * out_step] = even_b + odd_b;
+        out[out_start + 5 * out_step] = product * a1 - sum * a3 + a5;
+    }
 }
 
-/// `Aᵀ m` of six values `m[start + k·step]` into four `out[out_start + k·out_step]`.
+/// `Aᵀ m` of six values `m[start + k·step]` into four `out[out_start + k·out_step]`: row `k` is
+/// `[0ᵏ, aᵏ, (−a)ᵏ, bᵏ, (−b)ᵏ, 0]`, plus `m5` in the last.
 #[cube]
-fn output_transform_1d<F: Float>(
-    m: &Array<F>,
+fn output_transform_1d(
+    m: &Array<f32>,
     #[comptime] start: usize,
     #[comptime] step: usize,
-    out: &mut Array<F>,
+    out: &mut Array<f32>,
     #[comptime] out_start: usize,
     #[comptime] out_step: usize,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard: bool,
 ) {
     let a0 = m[start];
     let a1 = m[start + step];
@@ -53,30 +82,54 @@ fn output_transform_1d<F: Float>(
     let sum34 = a3 + a4;
     let diff34 = a3 - a4;
     out[out_start] = a0 + sum12 + sum34;
-    out[out_start + out_step] = diff12 + F::new(2.0) * diff34;
-    out[out_start + 2 * out_step] = sum12 + F::new(4.0) * sum34;
-    out[out_start + 3 * out_step] = diff12 + F::new(8.0) * diff34 + a5;
+    if standard {
+        out[out_start + out_step] = diff12 + f32::new(2.0) * diff34;
+        out[out_start + 2 * out_step] = sum12 + f32::new(4.0) * sum34;
+        out[out_start + 3 * out_step] = diff12 + f32::new(8.0) * diff34 + a5;
+    } else {
+        out[out_start + out_step] = pa * diff12 + pb * diff34;
+        out[out_start + 2 * out_step] = pa * pa * sum12 + pb * pb * sum34;
+        out[out_start + 3 * out_step] = pa * pa * pa * diff12 + pb * pb * pb * diff34 + a5;
+    }
 }
 
-/// `G g` of three values `g[start + k·step]` into six `out[out_start + k·out_step]`.
+/// `G g` of three values `g[start + k·step]` into six `out[out_start + k·out_step]`: rows
+/// `[1/(a²b²), 0, 0]`, `[1, ±a, a²] / (2a²(a² − b²))`, `[1, ±b, b²] / (2b²(b² − a²))`,
+/// `[0, 0, 1]` (for 0, ±1, ±2: 1/4; −1/6 ·[1, ±1, 1]; [1, ±2, 4]/24).
 #[cube]
-fn weight_transform_1d<F: Float>(
-    g: &Array<F>,
+fn weight_transform_1d(
+    g: &Array<f32>,
     #[comptime] start: usize,
     #[comptime] step: usize,
-    out: &mut Array<F>,
+    out: &mut Array<f32>,
     #[comptime] out_start: usize,
     #[comptime] out_step: usize,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard: bool,
 ) {
     let a0 = g[start];
     let a1 = g[start + step];
     let a2 = g[start + 2 * step];
-    let sixth = F::new(1.0 / 6.0);
-    out[out_start] = F::new(0.25) * a0;
-    out[out_start + out_step] = -sixth * (a0 + a1 + a2);
-    out[out_start + 2 * out_step] = -sixth * (a0 - a1 + a2);
-    out[out_start + 3 * out_step] = F::new(1.0 / 24.0) * a0 + F::new(1.0 / 12.0) * a1 + sixth * a2;
-    out[out_start + 4 * out_step] = F::new(1.0 / 24.0) * a0 - F::new(1.0 / 12.0) * a1 + sixth * a2;
+    if standard {
+        let sixth = f32::new(1.0 / 6.0);
+        out[out_start] = f32::new(0.25) * a0;
+        out[out_start + out_step] = -sixth * (a0 + a1 + a2);
+        out[out_start + 2 * out_step] = -sixth * (a0 - a1 + a2);
+        out[out_start + 3 * out_step] = f32::new(1.0 / 24.0) * a0 + f32::new(1.0 / 12.0) * a1 + sixth * a2;
+        out[out_start + 4 * out_step] = f32::new(1.0 / 24.0) * a0 - f32::new(1.0 / 12.0) * a1 + sixth * a2;
+    } else {
+        let (pa2, pb2) = (pa * pa, pb * pb);
+        let outer_a = a0 + pa2 * a2;
+        let outer_b = a0 + pb2 * a2;
+        let inverse_a = 1.0 / (2.0 * pa2 * (pa2 - pb2));
+        let inverse_b = 1.0 / (2.0 * pb2 * (pb2 - pa2));
+        out[out_start] = a0 / (pa2 * pb2);
+        out[out_start + out_step] = (outer_a + pa * a1) * inverse_a;
+        out[out_start + 2 * out_step] = (outer_a - pa * a1) * inverse_a;
+        out[out_start + 3 * out_step] = (outer_b + pb * a1) * inverse_b;
+        out[out_start + 4 * out_step] = (outer_b - pb * a1) * inverse_b;
+    }
     out[out_start + 5 * out_step] = a2;
 }
 
@@ -85,6 +138,9 @@ fn weight_transform_1d<F: Float>(
 pub(super) fn weight_transform_kernel<F: Float>(
     weight: &Tensor<F>,
     transformed: &mut Tensor<F>,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard_points: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let channels = weight.shape(1);
@@ -94,28 +150,28 @@ pub(super) fn weight_transform_kernel<F: Float>(
         terminate!();
     }
     let base = (index / channels) * weight.stride(0) + (index % channels) * weight.stride(1);
-    let mut g = Array::<F>::new(9usize);
+    let mut g = Array::<f32>::new(9usize);
     #[unroll]
     for row in 0..3usize {
         #[unroll]
         for column in 0..3usize {
-            g[row * 3 + column] = weight[base + row * weight.stride(2) + column * weight.stride(3)];
+            g[row * 3 + column] = f32::cast_from(weight[base + row * weight.stride(2) + column * weight.stride(3)]);
         }
     }
     // G g: 6×3, column by column; then (G g) Gᵀ: 6×6, row by row.
-    let mut half = Array::<F>::new(18usize);
+    let mut half = Array::<f32>::new(18usize);
     #[unroll]
     for column in 0..3usize {
-        weight_transform_1d::<F>(&g, column, 3usize, &mut half, column, 3usize);
+        weight_transform_1d(&g, column, 3usize, &mut half, column, 3usize, pa, pb, standard_points);
     }
-    let mut u = Array::<F>::new(36usize);
+    let mut u = Array::<f32>::new(36usize);
     #[unroll]
     for row in 0..6usize {
-        weight_transform_1d::<F>(&half, row * 3, 1usize, &mut u, row * 6, 1usize);
+        weight_transform_1d(&half, row * 3, 1usize, &mut u, row * 6, 1usize, pa, pb, standard_points);
     }
     #[unroll]
     for xi in 0..36usize {
-        transformed[xi * plane + index] = u[xi];
+        transformed[xi * plane + index] = F::cast_from(u[xi]);
     }
 }
 
@@ -139,6 +195,9 @@ pub(super) fn input_transform_kernel<F: Float>(
     tiles_x: u32,
     padding_y: u32,
     padding_x: u32,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard_points: bool,
     #[comptime] concatenated: bool,
     #[comptime] upsample: bool,
     #[comptime] affine: bool,
@@ -177,21 +236,21 @@ pub(super) fn input_transform_kernel<F: Float>(
         row_stride = tail.stride(2);
         column_stride = tail.stride(3);
     }
-    let mut channel_scale = F::new(1.0);
-    let mut channel_shift = F::new(0.0);
+    let mut channel_scale = f32::new(1.0);
+    let mut channel_shift = f32::new(0.0);
     if affine {
-        channel_scale = scale[channel];
-        channel_shift = shift[channel];
+        channel_scale = f32::cast_from(scale[channel]);
+        channel_shift = f32::cast_from(shift[channel]);
     }
 
-    let mut d = Array::<F>::new(36usize);
+    let mut d = Array::<f32>::new(36usize);
     #[unroll]
     for row in 0..6usize {
         let y = top + row as i32;
         #[unroll]
         for column in 0..6usize {
             let x = left + column as i32;
-            let mut value = F::new(0.0);
+            let mut value = f32::new(0.0);
             if y >= 0 && y < height && x >= 0 && x < width {
                 let mut source_y = y as usize;
                 let mut source_x = x as usize;
@@ -201,31 +260,31 @@ pub(super) fn input_transform_kernel<F: Float>(
                 }
                 let at = base + source_y * row_stride + source_x * column_stride;
                 if from_tail {
-                    value = tail[at];
+                    value = f32::cast_from(tail[at]);
                 } else {
-                    value = input[at];
+                    value = f32::cast_from(input[at]);
                 }
                 if affine {
-                    value = F::max(value * channel_scale + channel_shift, F::new(0.0));
+                    value = f32::max(value * channel_scale + channel_shift, 0.0);
                 }
             }
             d[row * 6 + column] = value;
         }
     }
     // Bᵀ d column by column, then (Bᵀ d) B row by row.
-    let mut half = Array::<F>::new(36usize);
+    let mut half = Array::<f32>::new(36usize);
     #[unroll]
     for column in 0..6usize {
-        input_transform_1d::<F>(&d, column, 6usize, &mut half, column, 6usize);
+        input_transform_1d(&d, column, 6usize, &mut half, column, 6usize, pa, pb, standard_points);
     }
-    let mut v = Array::<F>::new(36usize);
+    let mut v = Array::<f32>::new(36usize);
     #[unroll]
     for row in 0..6usize {
-        input_transform_1d::<F>(&half, row * 6, 1usize, &mut v, row * 6, 1usize);
+        input_transform_1d(&half, row * 6, 1usize, &mut v, row * 6, 1usize, pa, pb, standard_points);
     }
     #[unroll]
     for xi in 0..36usize {
-        tiles[xi * plane + index] = v[xi];
+        tiles[xi * plane + index] = F::cast_from(v[xi]);
     }
 }
 
@@ -247,6 +306,9 @@ pub(super) fn output_transform_kernel<F: Float>(
     tiles_x: u32,
     height: u32,
     width: u32,
+    pa: f32,
+    pb: f32,
+    #[comptime] standard_points: bool,
     #[comptime] add_bias: bool,
     #[comptime] relu: bool,
     #[comptime] pool: bool,
@@ -269,24 +331,24 @@ pub(super) fn output_transform_kernel<F: Float>(
     let image = rest / tiles_y as usize;
 
     let product_base = channel * products.stride(1) + local_tile * products.stride(2);
-    let mut m = Array::<F>::new(36usize);
+    let mut m = Array::<f32>::new(36usize);
     #[unroll]
     for xi in 0..36usize {
-        m[xi] = products[xi * products.stride(0) + product_base];
+        m[xi] = f32::cast_from(products[xi * products.stride(0) + product_base]);
     }
     // Aᵀ M column by column (4×6), then (Aᵀ M) A row by row (4×4).
-    let mut half = Array::<F>::new(24usize);
+    let mut half = Array::<f32>::new(24usize);
     #[unroll]
     for column in 0..6usize {
-        output_transform_1d::<F>(&m, column, 6usize, &mut half, column, 6usize);
+        output_transform_1d(&m, column, 6usize, &mut half, column, 6usize, pa, pb, standard_points);
     }
-    let mut y = Array::<F>::new(16usize);
+    let mut y = Array::<f32>::new(16usize);
     #[unroll]
     for row in 0..4usize {
-        output_transform_1d::<F>(&half, row * 6, 1usize, &mut y, row * 4, 1usize);
+        output_transform_1d(&half, row * 6, 1usize, &mut y, row * 4, 1usize, pa, pb, standard_points);
     }
     if add_bias {
-        let channel_bias = bias[channel];
+        let channel_bias = f32::cast_from(bias[channel]);
         #[unroll]
         for value in 0..16usize {
             y[value] += channel_bias;
@@ -295,7 +357,7 @@ pub(super) fn output_transform_kernel<F: Float>(
     if relu {
         #[unroll]
         for value in 0..16usize {
-            y[value] = F::max(y[value], F::new(0.0));
+            y[value] = f32::max(y[value], 0.0);
         }
     }
     let height = height as usize;
@@ -311,7 +373,7 @@ pub(super) fn output_transform_kernel<F: Float>(
                 if top + row < pooled_height && left + column < pooled_width {
                     let corner = row * 8 + column * 2;
                     let sum = y[corner] + y[corner + 1] + y[corner + 4] + y[corner + 5];
-                    output[base + (top + row) * pooled_width + left + column] = sum * F::new(0.25);
+                    output[base + (top + row) * pooled_width + left + column] = F::cast_from(sum * 0.25);
                 }
             }
         }
@@ -325,12 +387,14 @@ pub(super) fn output_transform_kernel<F: Float>(
                 if top + row < height && left + column < width {
                     let mut value = y[row * 4 + column];
                     if add_residual {
-                        value += residual[image * residual.stride(0)
-                            + channel * residual.stride(1)
-                            + (top + row) * residual.stride(2)
-                            + (left + column) * residual.stride(3)];
+                        value += f32::cast_from(
+                            residual[image * residual.stride(0)
+                                + channel * residual.stride(1)
+                                + (top + row) * residual.stride(2)
+                                + (left + column) * residual.stride(3)],
+                        );
                     }
-                    output[base + (top + row) * width + left + column] = value;
+                    output[base + (top + row) * width + left + column] = F::cast_from(value);
                 }
             }
         }
