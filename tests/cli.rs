@@ -278,6 +278,54 @@ fn bf16_precision_animates_within_its_stated_error_or_is_refused() {
     assert!(worst <= 5 && mean <= 0.3, "largest {worst}/255, mean {mean:.3}/255");
 }
 
+/// `--precision f16` is a GPU's: refused in one line where the engine runs on the CPU, and on a
+/// wgpu adapter with `SHADER_F16` (llvmpipe has it) the animation runs and says so. Its error
+/// against f32 is checked in tests/gpu_blocks.rs.
+#[test]
+fn f16_precision_runs_on_a_gpu_and_is_refused_on_the_cpu() {
+    let dir = temp_dir("f16-precision");
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let animate = |backend: &str, out: &Path| {
+        prioritycut(&[
+            "animate",
+            "--source",
+            path(&assets.join("sample/source.png")),
+            "--driving",
+            path(&assets.join("sample/driving.gif")),
+            "--face",
+            "off",
+            "--out",
+            path(out),
+            "--backend",
+            backend,
+            "--precision",
+            "f16",
+        ])
+    };
+    let on_cpu = animate("flex", &dir.join("cpu"));
+    assert!(!on_cpu.status.success());
+    let message = text(&on_cpu);
+    let errors: Vec<&str> = message.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{message}");
+    assert!(
+        errors[0].contains("SHADER_F16") && errors[0].contains("flex"),
+        "{message}"
+    );
+    assert!(!dir.join("cpu").exists(), "nothing is written when refused");
+
+    if common::wgpu_device().is_none() {
+        return;
+    }
+    let on_gpu = animate("wgpu", &dir.join("gpu"));
+    let message = text(&on_gpu);
+    assert!(on_gpu.status.success(), "{message}");
+    assert!(
+        message.contains("precision: a FOMM model's weights and feature maps in f16"),
+        "{message}"
+    );
+    assert!(message.contains("wrote 32 frames (64x64)"), "{message}");
+}
+
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let dir = temp_dir("bad-inputs");

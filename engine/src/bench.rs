@@ -18,6 +18,7 @@ use crate::config::tpsmm::to_yaml;
 use crate::config::{FommConfig, scaled};
 use crate::family::MotionModel;
 use crate::family::tpsmm::TpsmmAnimation;
+use crate::kernels::precision::storage_dtype;
 use crate::model::InferenceForm;
 use crate::model::tpsmm::{TpsmmConfig, TpsmmModels};
 use crate::reference::{max_abs_error, worse};
@@ -345,7 +346,7 @@ pub fn bench_animate(
     let models = if training_form {
         models
     } else {
-        models.with_inference_form()
+        models.in_precision(storage_dtype(device)).with_inference_form()
     };
     let [h, w, c] = config.frame_shape;
     let image = || Tensor::<4>::random([1, c, h, w], Distribution::Uniform(0.0, 1.0), device);
@@ -458,7 +459,7 @@ pub fn bench_animate(
             .saturating_sub(dense_motion_launches.as_ref().map_or(0, |d| d.total)),
         by_kernel: Vec::new(),
     });
-    let work = AnimationWork::of(config);
+    let work = AnimationWork::of(config).stored_in(burn::tensor::DType::from(models.storage_dtype()).size());
     let stage = |name, ms, work, launches| Stage {
         name,
         ms,
@@ -509,8 +510,10 @@ pub fn bench_animate(
 /// The largest absolute difference between two frames' values, as verify-reference measures it
 /// (NaN for a non-finite value; infinite if either cannot be read as f32 or their sizes differ).
 fn largest_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData) -> f32 {
-    match (a.as_slice::<f32>(), b.as_slice::<f32>()) {
-        (Ok(a), Ok(b)) if a.len() == b.len() => max_abs_error(a, b),
+    // Frames of a model stored in f16 are read back as they are, and compared in f32.
+    let values = |data: &burn::tensor::TensorData| data.clone().convert::<f32>().try_into_vec::<f32>();
+    match (values(a), values(b)) {
+        (Ok(a), Ok(b)) if a.len() == b.len() => max_abs_error(&a, &b),
         _ => f32::INFINITY,
     }
 }
@@ -612,6 +615,21 @@ impl AnimationWork {
             dense_motion,
             source_encoding,
             decoder,
+        }
+    }
+
+    /// The same work with maps and weights of `bytes_per_value` bytes (2 for a model stored in
+    /// f16) instead of f32's 4.
+    pub fn stored_in(self, bytes_per_value: usize) -> Self {
+        let scale = |work: Work| Work {
+            megabytes: work.megabytes * bytes_per_value as f64 / 4.0,
+            ..work
+        };
+        Self {
+            kp_detector: scale(self.kp_detector),
+            dense_motion: scale(self.dense_motion),
+            source_encoding: scale(self.source_encoding),
+            decoder: scale(self.decoder),
         }
     }
 

@@ -14,7 +14,8 @@
 #
 # Run from the repository root. It names the adapter (or says why wgpu found none), runs
 # verify-reference on wgpu on every fixture, bench animate (source once, then --cold, then with
-# burn's own kernels instead of ours, then our 3×3 convolutions by unfold + matmul), bench live
+# burn's own kernels instead of ours, then our 3×3 convolutions by unfold + matmul, then in f16
+# where the adapter has SHADER_F16), bench live
 # (a clip as the camera), bench train (batch 8 at 64x64, batch 4 at 256x256 with our kernels and
 # with burn's), then PyTorch, and
 # prints one table. Every step has a time limit; a failed step is a row of the table, not the end.
@@ -171,6 +172,17 @@ if step animate-unfold-only 300 "$BIN" bench animate --backend wgpu --gpu-kernel
   animate_row animate-unfold-only
 else
   fail_row animate-unfold-only $? animate-unfold-only
+fi
+# The model stored in f16 where the adapter computes in it (README, "Precision"): what half the
+# bytes gain.
+if echo "$ADAPTER" | grep -q '| f16 yes |'; then
+  if step animate-f16 300 "$BIN" bench animate --backend wgpu --precision f16 "${ANIMATE[@]}"; then
+    animate_row animate-f16
+  else
+    fail_row animate-f16 $? animate-f16
+  fi
+else
+  row animate-f16 "not run" "the adapter has no SHADER_F16"
 fi
 
 # --- The official code on the same card, right after ours ---------------------------------------

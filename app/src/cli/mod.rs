@@ -31,6 +31,7 @@ use prioritycut_engine::EngineError;
 use prioritycut_engine::animate::AnimateOptions;
 use prioritycut_engine::backend::{self, BackendChoice, SelectedDevice};
 use prioritycut_engine::family::LoadedModel;
+use prioritycut_engine::kernels::precision::{half_precision_on, supports};
 use prioritycut_engine::kernels::{Precision, set_precision};
 use prioritycut_engine::live::CameraSource;
 use prioritycut_engine::worker::{Command as WorkerCommand, Event, Worker};
@@ -224,10 +225,11 @@ pub struct DeviceArgs {
     /// hardware GPU, else flex on the CPU; wgpu:N: adapter N of `prioritycut devices`).
     #[arg(long = "backend", value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub choice: BackendChoice,
-    /// f32 | bf16: what the CPU's 3×3 convolutions in residual blocks multiply in when
-    /// animating. bf16 (AVX512-BF16: Zen 4 and later, Intel since Cooper Lake) is faster and
-    /// approximate: sums stay f32, but frames move by up to a few 255ths (README,
-    /// "Precision"). Training is f32 whatever is chosen.
+    /// f32 | bf16 | f16: what animation computes in. bf16, on the CPU (AVX512-BF16: Zen 4 and
+    /// later, Intel since Cooper Lake): residual blocks' 3×3 products; f16, on a GPU whose
+    /// adapter has SHADER_F16 (`prioritycut devices`): the model's weights and feature maps.
+    /// Both are faster and approximate: sums stay f32, but frames move by up to a few 255ths
+    /// (README, "Precision"). Training is f32 whatever is chosen.
     #[arg(long, value_name = "PRECISION", default_value = "f32")]
     pub precision: Precision,
 }
@@ -237,7 +239,14 @@ impl DeviceArgs {
     /// stays for results.
     pub fn open(&self) -> anyhow::Result<SelectedDevice> {
         self.apply_precision()?;
-        open_device(self.choice)
+        let selected = open_device(self.choice)?;
+        anyhow::ensure!(
+            self.precision != Precision::F16 || half_precision_on(&selected.device),
+            "--precision f16 needs a GPU whose adapter computes in f16 (SHADER_F16: `prioritycut devices` says \"f16 yes\"), and the engine runs on {}: use f32{}",
+            selected.description,
+            if supports(Precision::Bf16) { " or bf16" } else { "" }
+        );
+        Ok(selected)
     }
 
     /// [`DeviceArgs::open`] for a command that trains: its arithmetic is f32 only.
@@ -254,11 +263,14 @@ impl DeviceArgs {
     /// reduced one on stderr.
     pub fn apply_precision(&self) -> anyhow::Result<()> {
         set_precision(self.precision)?;
-        if self.precision != Precision::F32 {
-            eprintln!(
-                "precision: {} products in residual blocks' 3×3 convolutions on the CPU, sums in f32 (approximate; on a GPU, f32)",
-                self.precision
-            );
+        match self.precision {
+            Precision::F32 => {}
+            Precision::Bf16 => eprintln!(
+                "precision: bf16 products in residual blocks' 3×3 convolutions on the CPU, sums in f32 (approximate; on a GPU, f32)"
+            ),
+            Precision::F16 => eprintln!(
+                "precision: a FOMM model's weights and feature maps in f16 on a GPU with SHADER_F16, sums in f32 (approximate; TPSMM's and the CPU's in f32)"
+            ),
         }
         Ok(())
     }

@@ -9,10 +9,13 @@
 //! - **Layout**: operations take and return burn's logical `[batch, channels, height, width]`;
 //!   on the CPU the fast kernels store their outputs channels-last and read such inputs in
 //!   place ([`cpu::layout`]), so a chain of them never transposes.
-//! - **Precision**: kernels take and return f32 tensors. A reduced precision is a choice made
-//!   once per process ([`precision::set_precision`], `--precision`), as [`gpu::choose`] makes the
-//!   GPU's kernel choice, that an inference-form operation reads when it runs: bf16 products
-//!   in the CPU's Winograd convolutions where the CPU has AVX512-BF16. Training stays f32.
+//! - **Precision**: the CPU's kernels take and return f32 tensors; the GPU's take the dtype their
+//!   tensors are stored in (f32, or f16 for a model stored so) and sum in f32. A reduced
+//!   precision is a choice made once per process ([`precision::set_precision`], `--precision`),
+//!   as [`gpu::choose`] makes the GPU's kernel choice: bf16 products in the CPU's Winograd
+//!   convolutions where the CPU has AVX512-BF16, which an inference-form operation reads when it
+//!   runs; f16 storage of a model opened on a GPU with `SHADER_F16`
+//!   ([`precision::storage_dtype`]). Training stays f32.
 //!
 //! # Unsafe code
 //! The workspace forbids `unsafe`; this crate denies it (its `Cargo.toml`), so that an

@@ -9,14 +9,14 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::config::FommConfig;
 use crate::files::write_atomic_with;
 use crate::import::{ImportReport, load_fomm_checkpoint};
 use crate::model::{
     DenseMotion, EncodedSource, GeneratorOutput, InferenceForm, Keypoints, KpDetector, MultiScaleDiscriminator,
-    OcclusionAwareGenerator,
+    OcclusionAwareGenerator, with_float_dtype,
 };
 use crate::{EngineError, Result};
 
@@ -51,25 +51,49 @@ impl FommModels {
     }
 
     /// Whether the networks carry their inference form: made by
-    /// [`with_inference_form`](Self::with_inference_form) where it serves the device (flex without
-    /// autodiff); trained networks never carry one.
+    /// [`with_inference_form`](Self::with_inference_form) where it serves the device (flex or a
+    /// GPU, without autodiff); trained networks never carry one. Asked of a 3×3 block, which has
+    /// one on either (a GPU's 7×7 layers run as they are).
     pub fn has_inference_form(&self) -> bool {
-        self.generator.first.inference.is_some()
+        self.generator
+            .down_blocks
+            .first()
+            .is_some_and(|block| block.inference.is_some())
+    }
+
+    /// The animation networks (keypoint detector and generator) stored in `dtype`: f16 on a GPU
+    /// that computes in it ([`crate::kernels::precision::storage_dtype`]). Made before the
+    /// inference form, which prepares its weights in the same dtype. Images go in as f32 and
+    /// keypoints come out f32 whatever the storage (the motion arithmetic between the networks
+    /// stays f32); maps (a source's encoding, the generator's outputs) are in the storage's
+    /// dtype: [`crate::frames::tensor_values`] and the images made of them convert.
+    pub fn in_precision(mut self, dtype: FloatDType) -> Self {
+        self.kp_detector = with_float_dtype(self.kp_detector, dtype);
+        self.generator = with_float_dtype(self.generator, dtype);
+        self
+    }
+
+    /// The dtype the animation networks are stored in ([`Self::in_precision`]).
+    pub fn storage_dtype(&self) -> FloatDType {
+        self.generator.final_conv.weight.val().dtype().into()
     }
 
     /// The keypoints of images [b, c, h, w] in [0, 1].
     pub fn keypoints(&self, image: Tensor<4>) -> Keypoints {
-        self.kp_detector.forward(image)
+        self.kp_detector
+            .forward(image.cast(self.storage_dtype()))
+            .cast(FloatDType::F32)
     }
 
     /// The keypoints and their softmax heatmaps.
     pub fn keypoints_with_heatmap(&self, image: Tensor<4>) -> (Keypoints, Tensor<4>) {
-        self.kp_detector.forward_with_heatmap(image)
+        let (keypoints, heatmap) = self.kp_detector.forward_with_heatmap(image.cast(self.storage_dtype()));
+        (keypoints.cast(FloatDType::F32), heatmap)
     }
 
     /// The generator's part of a source: computed once per photo.
     pub fn encode_source(&self, source: Tensor<4>) -> EncodedSource {
-        self.generator.encode_source(source)
+        self.generator.encode_source(source.cast(self.storage_dtype()))
     }
 
     /// The dense motion network's output for a downsampled source ([`EncodedSource::downsampled`]).

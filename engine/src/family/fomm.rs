@@ -5,14 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use serde_yaml_ng::Value;
 
 use super::{AnimatedFrame, LoadedModel, ModelFamily, MotionModel, SourceEncoding};
 use crate::checkpoint::{CONFIG_FILE, FommModels, MODEL_FILE, save_burnpack};
 use crate::config::FommConfig;
 use crate::files::write_atomic;
-use crate::model::{EncodedSource, Keypoints, KpDetector, OcclusionAwareGenerator};
+use crate::kernels::precision::storage_dtype;
+use crate::model::{EncodedSource, Keypoints, KpDetector, OcclusionAwareGenerator, with_float_dtype};
 use crate::{EngineError, Result};
 
 /// FOMM's family: configs with `model_params.common_params.num_kp` (or none, FOMM's defaults).
@@ -31,7 +32,9 @@ impl ModelFamily for Fomm {
 
     fn open(&self, weights: &Path, config: &Path, device: &Device) -> Result<LoadedModel> {
         let file = FommConfig::read_yaml_file(config)?;
-        let models = FommModels::load(weights, &file.config, device)?.with_inference_form();
+        let models = FommModels::load(weights, &file.config, device)?
+            .in_precision(storage_dtype(device))
+            .with_inference_form();
         Ok(LoadedModel {
             family: self.name(),
             frame_shape: file.config.frame_shape,
@@ -91,16 +94,21 @@ impl MotionModel for FommAnimation {
     }
 
     fn describe(&self) -> String {
-        format!("{} keypoints", self.config.kp_detector.num_kp)
+        let stored = match self.models.storage_dtype() {
+            FloatDType::F16 => ", stored in f16",
+            _ => "",
+        };
+        format!("{} keypoints{stored}", self.config.kp_detector.num_kp)
     }
 
     fn export_for_animation(&self, out: &Path) -> Result<u64> {
         std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
         let model = out.join(MODEL_FILE);
         save_burnpack(
+            // In f32 whatever this process computes in: the file is the model's, not the run's.
             &AnimationModel {
-                kp_detector: self.models.kp_detector.clone(),
-                generator: self.models.generator.clone(),
+                kp_detector: with_float_dtype(self.models.kp_detector.clone(), FloatDType::F32),
+                generator: with_float_dtype(self.models.generator.clone(), FloatDType::F32),
             },
             &model,
         )?;

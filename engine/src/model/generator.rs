@@ -65,7 +65,7 @@ impl GeneratorOutput {
     /// `deformed`): a picture for people, which the prediction does not use, so it is made
     /// only when asked for (a resize and a warp per frame spared).
     pub fn deformed(&self, source: Tensor<4>) -> Tensor<4> {
-        deform_input(source, self.deformation.clone())
+        deform_input(source.cast(self.deformation.dtype()), self.deformation.clone())
     }
 }
 

@@ -275,8 +275,9 @@ impl FusedConv3x3 {
     /// stays f32 (a small part of any frame).
     pub fn forward_at(&self, precision: Precision, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         assert_eq!(x.channels, self.input_channels, "input channels");
-        let precision = if self.fused.tolerates_reduced_precision {
-            precision
+        // The CPU's reduced precision is bf16's; f16 is a GPU's.
+        let precision = if self.fused.tolerates_reduced_precision && precision == Precision::Bf16 {
+            Precision::Bf16
         } else {
             Precision::F32
         };
@@ -330,7 +331,7 @@ impl FusedConv3x3 {
         let mut transformed = vec![0.0f32; 36 * block_tiles * cin];
         let mut products = vec![0.0f32; 36 * block_tiles * cout];
         let weight = match precision {
-            Precision::F32 => Weights::F32(Matrices::row_major(self.transformed_weight(), cin, cout)),
+            Precision::F32 | Precision::F16 => Weights::F32(Matrices::row_major(self.transformed_weight(), cin, cout)),
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
         let points = Points::for_precision(precision);
@@ -1041,7 +1042,7 @@ impl Points {
     /// The points a precision's products are made with.
     pub(crate) fn for_precision(precision: Precision) -> Self {
         match precision {
-            Precision::F32 => Self::STANDARD,
+            Precision::F32 | Precision::F16 => Self::STANDARD,
             Precision::Bf16 => Self::RECIPROCAL,
         }
     }
