@@ -208,6 +208,26 @@ fn animate_defaults_to_the_bundled_model() {
     assert!(out.is_file());
 }
 
+/// `prioritycut animate` of the bundled sample (its photo by its clip, faces off) into `out`.
+fn animate_the_sample(out: &Path, backend: &str, precision: &str) -> std::process::Output {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    prioritycut(&[
+        "animate",
+        "--source",
+        path(&assets.join("sample/source.png")),
+        "--driving",
+        path(&assets.join("sample/driving.gif")),
+        "--face",
+        "off",
+        "--out",
+        path(out),
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+    ])
+}
+
 /// `--precision bf16`: on a CPU with AVX512-BF16, the bundled (trained) model's frames move by
 /// the error README states against f32's, and do move (the bf16 products ran); elsewhere a
 /// one-line refusal. Training refuses it everywhere.
@@ -216,24 +236,7 @@ fn bf16_precision_animates_within_its_stated_error_or_is_refused() {
     use prioritycut_engine::kernels::Precision;
     use prioritycut_engine::kernels::precision::supports;
     let dir = temp_dir("bf16-precision");
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let animate = |precision: &str, out: &Path| {
-        prioritycut(&[
-            "animate",
-            "--source",
-            path(&assets.join("sample/source.png")),
-            "--driving",
-            path(&assets.join("sample/driving.gif")),
-            "--face",
-            "off",
-            "--out",
-            path(out),
-            "--backend",
-            "flex",
-            "--precision",
-            precision,
-        ])
-    };
+    let animate = |precision: &str, out: &Path| animate_the_sample(out, "flex", precision);
     let train = prioritycut(&[
         "train",
         "--precision",
@@ -284,24 +287,7 @@ fn bf16_precision_animates_within_its_stated_error_or_is_refused() {
 #[test]
 fn f16_precision_runs_on_a_gpu_and_is_refused_on_the_cpu() {
     let dir = temp_dir("f16-precision");
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let animate = |backend: &str, out: &Path| {
-        prioritycut(&[
-            "animate",
-            "--source",
-            path(&assets.join("sample/source.png")),
-            "--driving",
-            path(&assets.join("sample/driving.gif")),
-            "--face",
-            "off",
-            "--out",
-            path(out),
-            "--backend",
-            backend,
-            "--precision",
-            "f16",
-        ])
-    };
+    let animate = |backend: &str, out: &Path| animate_the_sample(out, backend, "f16");
     let on_cpu = animate("flex", &dir.join("cpu"));
     assert!(!on_cpu.status.success());
     let message = text(&on_cpu);
