@@ -230,31 +230,20 @@ pub fn motion_inputs(
     if device.is_autodiff() || !super::serves(&device) {
         return None;
     }
-    // The kernel reads keypoints in f32 (a cast only where a caller's are not).
-    let cube = |t: &Tensor<3>| t.clone().cast(FloatDType::F32).try_into_primitive::<Cube>().ok();
+    let (driving, source_kp) = (in_f32(kp_driving)?, in_f32(kp_source)?);
     let jacobians = match (jacobian_driving, jacobian_source) {
-        (Some(driving), Some(source)) => Some((
-            driving
-                .clone()
-                .cast(FloatDType::F32)
-                .try_into_primitive::<Cube>()
-                .ok()?,
-            source.clone().cast(FloatDType::F32).try_into_primitive::<Cube>().ok()?,
-        )),
+        (Some(driving), Some(source)) => Some((in_f32(driving)?, in_f32(source)?)),
         _ => None,
     };
     let estimated = jacobians.is_some();
     // Without Jacobians the keypoints stand in for them, unread.
-    let (jacobian_driving, jacobian_source) = match jacobians {
-        Some(pair) => pair,
-        None => (cube(kp_driving)?, cube(kp_source)?),
-    };
+    let (jacobian_driving, jacobian_source) = jacobians.unwrap_or_else(|| (driving.clone(), source_kp.clone()));
     let [batch, channels, height, width] = source.dims();
     let count = kp_driving.dims()[1] + 1;
     let out = <Cube as MotionOps>::motion_inputs(
         source.clone().try_into_primitive::<Cube>().ok()?,
-        cube(kp_driving)?,
-        cube(kp_source)?,
+        driving,
+        source_kp,
         jacobian_driving,
         jacobian_source,
         (-0.5 / kp_variance) as f32,
@@ -269,6 +258,12 @@ pub fn motion_inputs(
         sparse_motions,
         hourglass_input,
     })
+}
+
+/// Keypoint values or Jacobians as the motion kernel reads them: f32 (a cast only where a
+/// caller's are not), on burn's CubeCL backend.
+fn in_f32<const D: usize>(tensor: &Tensor<D>) -> Option<FloatTensor<Cube>> {
+    tensor.clone().cast(FloatDType::F32).try_into_primitive::<Cube>().ok()
 }
 
 /// FOMM's keypoints from the detector's logits `[b, K, h, w]` (softmax with `temperature`, then
