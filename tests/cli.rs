@@ -410,6 +410,9 @@ fn bench_animate_prints_a_figure_with_backend_and_size() {
     assert!(line.contains(" | CPU ") && line.contains("AVX512-BF16 "), "{line}");
     let ms: f64 = number_before(line, " ms/frame");
     assert!(ms > 0.0 && ms.is_finite(), "{line}");
+    // How many cores the timed frames kept busy ("1.82 of 2 cores busy"), said only of a second
+    // or more: two 64x64 frames are milliseconds.
+    assert!(line.contains("cores busy not counted (under 1 s timed"), "{line}");
     let mean: f64 = number_before(line, " ms/frame (");
     assert!(mean > 0.0 && mean.is_finite(), "{line}");
     assert!(!line.contains("read-back check"), "the CPU computes eagerly: {line}");
@@ -539,6 +542,7 @@ fn bench_live_and_train_need_no_file_but_the_config() {
     );
     let fps: f64 = number_before(line, " frames/s over");
     assert!(fps > 0.0 && fps.is_finite(), "{line}");
+    assert!(line.contains("cores busy"), "{line}");
 
     // VGG19 needs 16x16 at the smallest scale: 128x128 at 1/8.
     let out = prioritycut(&[
@@ -561,7 +565,7 @@ fn bench_live_and_train_need_no_file_but_the_config() {
     assert!(out.status.success(), "{all}");
     let line = all.lines().find(|l| l.starts_with("bench train")).expect("result line");
     assert!(
-        line.contains("VGG19 perceptual pyramid (seeded random weights"),
+        line.contains("VGG19 perceptual pyramid (seeded random weights") && line.contains("cores busy"),
         "{line}"
     );
     // At 64x64 the 1/8 scale is too small for VGG19: said, not a panic.

@@ -52,6 +52,8 @@ pub struct AnimateBench {
     pub read_back: Option<ReadBackCheck>,
     /// The process's memory once the timed frames ran (`None` where the OS does not say).
     pub memory: Option<ResidentMemory>,
+    /// Cores the process kept busy on average over the timed runs ([`BusyCores`]).
+    pub cores_busy: Option<f64>,
 }
 
 /// The process's resident memory from Linux's `/proc/self/status`: now (`VmRSS`) and at its
@@ -81,6 +83,65 @@ impl ResidentMemory {
     pub fn describe(&self) -> String {
         format!("resident {:.0} MiB, peak {:.0} MiB", self.resident_mib, self.peak_mib)
     }
+}
+
+/// How many of the machine's cores a stretch of work kept busy on average: the process's CPU
+/// time (every thread, user and system) over the wall time. Below the core count is time a core
+/// waited: work on one thread while the others idled (in a training step on 2 cores, burn's
+/// element-wise operations and its gradient sums on the calling thread), or threads waiting on
+/// each other.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyCores {
+    started: Instant,
+    cpu_seconds: Option<f64>,
+}
+
+impl BusyCores {
+    /// Starts counting now.
+    pub fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu_seconds: process_cpu_seconds(),
+        }
+    }
+
+    /// Cores busy on average since [`BusyCores::start`]; `None` off Linux, and for less than
+    /// [`BUSY_MIN_SECONDS`], which the CPU time's 10 ms ticks could not resolve.
+    pub fn busy(&self) -> Option<f64> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu = process_cpu_seconds()? - self.cpu_seconds?;
+        (wall >= BUSY_MIN_SECONDS).then_some(cpu / wall)
+    }
+}
+
+/// The shortest stretch [`BusyCores`] reports on: its CPU time is read in ticks of 10 ms, so a
+/// second's figure is good to ~2%.
+pub const BUSY_MIN_SECONDS: f64 = 1.0;
+
+/// A bench line's "1.73 of 2 cores busy" for what [`BusyCores::busy`] measured.
+pub fn describe_busy(busy: Option<f64>) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    match busy {
+        Some(busy) => format!("{busy:.2} of {cores} cores busy"),
+        None => format!("cores busy not counted (under {BUSY_MIN_SECONDS} s timed, or not Linux)"),
+    }
+}
+
+/// This process's CPU time so far, in seconds, from Linux's `/proc/self/stat`.
+fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds_from_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User plus system time from the text of a `/proc/<pid>/stat` file: its 14th and 15th fields,
+/// in clock ticks of 1/100 s (Linux's `USER_HZ`, fixed in its ABI). The 2nd field, the command
+/// name in parentheses, may itself hold spaces and parentheses, so fields are counted after the
+/// last `)`.
+fn cpu_seconds_from_stat(stat: &str) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let ticks = |field: Option<&str>| field?.parse::<u64>().ok();
+    let (user, system) = (ticks(fields.next())?, ticks(fields.next())?);
+    Some((user + system) as f64 / 100.0)
 }
 
 /// Frames of two driving images, alternately, each read back as soon as it is recorded and
@@ -230,6 +291,8 @@ pub struct MotionModelBench {
     pub source_ms: f64,
     pub generate_ms: f64,
     pub memory: Option<ResidentMemory>,
+    /// Cores the process kept busy on average over the timed runs ([`BusyCores`]).
+    pub cores_busy: Option<f64>,
 }
 
 impl MotionModelBench {
@@ -283,6 +346,7 @@ pub fn bench_motion_model(
     for _ in 0..warmup {
         frame();
     }
+    let busy = BusyCores::start();
     let runs_ms = (0..runs)
         .map(|i| {
             let ms = frame();
@@ -290,6 +354,7 @@ pub fn bench_motion_model(
             ms
         })
         .collect();
+    let cores_busy = busy.busy();
     let memory = ResidentMemory::read();
     let stage = |f: &dyn Fn()| {
         let ms: Vec<f64> = (0..runs.clamp(1, 3))
@@ -321,6 +386,7 @@ pub fn bench_motion_model(
         warmup,
         cold,
         memory,
+        cores_busy,
     }
 }
 
@@ -388,12 +454,14 @@ pub fn bench_animate(
     }
     let mut runs_ms = Vec::with_capacity(runs);
     let mut phases_ms = Vec::with_capacity(runs);
+    let busy = BusyCores::start();
     for i in 0..runs {
         let phases = frame();
         runs_ms.push(phases.total());
         phases_ms.push(phases);
         on_run(i);
     }
+    let cores_busy = busy.busy();
     let memory = ResidentMemory::read();
     let launches = count_launches(device, || {
         frame();
@@ -504,6 +572,7 @@ pub fn bench_animate(
         launches,
         read_back,
         memory,
+        cores_busy,
     }
 }
 
@@ -815,7 +884,10 @@ impl CpuPeak {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuMachine, CpuPeak, ResidentMemory, RunPhases, mean, median};
+    use super::{
+        BUSY_MIN_SECONDS, BusyCores, CpuMachine, CpuPeak, ResidentMemory, RunPhases, cpu_seconds_from_stat,
+        describe_busy, mean, median,
+    };
 
     #[test]
     fn the_machine_is_named_from_cpuinfo() {
@@ -898,6 +970,30 @@ mod tests {
     }
 
     #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        // utime 250 and stime 37 ticks; the name holds spaces and a ')' of its own.
+        let stat = "4242 (prio (cut) x) R 1 4242 4242 0 -1 4194304 900 0 0 0 250 37 0 0 20 0 3 0 77 1 2";
+        assert_eq!(cpu_seconds_from_stat(stat), Some(2.87));
+        assert_eq!(cpu_seconds_from_stat("4242 (x) R 1 2"), None);
+        assert_eq!(cpu_seconds_from_stat("no name here"), None);
+        if cfg!(target_os = "linux") {
+            // Work on this thread alone counts, and cannot keep more cores busy than exist.
+            let busy = BusyCores::start();
+            let mut x = 0u64;
+            let start = std::time::Instant::now();
+            while start.elapsed().as_secs_f64() < BUSY_MIN_SECONDS + 0.1 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            let busy = busy.busy().expect("Linux reports CPU time");
+            assert!(busy > 0.3 && busy <= cores + 0.1, "{busy}");
+            assert!(describe_busy(Some(busy)).ends_with("cores busy"));
+            // Too short a stretch to resolve is not reported.
+            assert_eq!(BusyCores::start().busy(), None);
+        }
+    }
+
+    #[test]
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
@@ -950,6 +1046,8 @@ pub struct TrainBench {
     pub runs_ms: Vec<f64>,
     /// GPU kernel launches of one step (`None` on the CPU).
     pub launches: Option<Launches>,
+    /// Cores the process kept busy on average over the timed runs ([`BusyCores`]).
+    pub cores_busy: Option<f64>,
 }
 
 impl TrainBench {
@@ -1023,6 +1121,7 @@ pub fn bench_train(
         step(i);
     }
     let mut runs_ms = Vec::with_capacity(runs);
+    let busy = BusyCores::start();
     for i in 0..runs {
         let start = Instant::now();
         step(warmup + i);
@@ -1031,6 +1130,7 @@ pub fn bench_train(
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
+    let cores_busy = busy.busy();
     let launches = count_launches(device, || {
         step(warmup + runs);
     });
@@ -1045,5 +1145,6 @@ pub fn bench_train(
         warmup,
         runs_ms,
         launches,
+        cores_busy,
     })
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 use prioritycut_engine::backend::{BackendKind, Launches, SelectedDevice};
 use prioritycut_engine::bench::{
-    BenchPerceptual, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_motion_model, bench_train,
-    seeded_tpsmm, write_seeded_model, write_seeded_tpsmm,
+    BenchPerceptual, BusyCores, CpuMachine, CpuPeak, ResidentMemory, RunPhases, bench_animate, bench_motion_model,
+    bench_train, describe_busy, seeded_tpsmm, write_seeded_model, write_seeded_tpsmm,
 };
 use prioritycut_engine::config::tpsmm::{TpsmmConfigFile, is_tpsmm_file};
 use prioritycut_engine::config::{FommConfig, Variant};
@@ -255,7 +255,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let mut size = [0, 0];
     let warmup = 3;
     let mut seen = 0usize;
-    let mut started: Option<(Instant, u64)> = None;
+    let mut started: Option<(Instant, u64, BusyCores)> = None;
     let mut latencies = Vec::new();
     let mut dropped_at_end: u64;
     let bar = super::progress_bar((args.seconds * 10.0) as usize, "live");
@@ -275,8 +275,8 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
             Event::Live(frame) => {
                 seen += 1;
                 if seen == warmup {
-                    started = Some((Instant::now(), frame.dropped));
-                } else if let Some((at, _)) = started {
+                    started = Some((Instant::now(), frame.dropped, BusyCores::start()));
+                } else if let Some((at, ..)) = started {
                     latencies.push(frame.latency.as_secs_f64() * 1000.0);
                     dropped_at_end = frame.dropped;
                     let elapsed = at.elapsed().as_secs_f64();
@@ -292,8 +292,9 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     // Read while the live loop still holds the model and its inference form.
     let memory = describe_memory(ResidentMemory::read());
+    let cores_busy = describe_busy(started.and_then(|(_, _, busy)| busy.busy()));
     worker.send(Command::StopLive);
-    let Some((at, dropped_at_start)) = started else {
+    let Some((at, dropped_at_start, _)) = started else {
         anyhow::bail!("no live frames came")
     };
     let elapsed = at.elapsed().as_secs_f64();
@@ -303,7 +304,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let cpu = CpuMachine::detect().describe();
     let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench live | model {model_name} | {}x{} | backend {}{} | precision {precision} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory}",
+        "bench live | model {model_name} | {}x{} | backend {}{} | precision {precision} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory} | {cores_busy} while live",
         size[1],
         size[0],
         worker.device(),
@@ -369,7 +370,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         _ => String::new(),
     };
     println!(
-        "bench train | config {name} | variant {}{epoch} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | runs ms: {}",
+        "bench train | config {name} | variant {}{epoch} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | {} over the timed steps | runs ms: {}",
         report.variant,
         report.width,
         report.height,
@@ -385,6 +386,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
             Some(launches) => format!(" | {} kernel launches/step", launches.total),
             None => String::new(),
         },
+        describe_busy(report.cores_busy),
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)
@@ -476,7 +478,11 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.read
     );
     let cpu = CpuMachine::detect().describe();
-    let memory = describe_memory(report.memory);
+    let memory = format!(
+        "{} | {} over the timed frames",
+        describe_memory(report.memory),
+        describe_busy(report.cores_busy)
+    );
     let precision = prioritycut_engine::kernels::precision();
     println!(
         "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | precision {precision} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {}{launches}{read_back} | runs ms: {}",
@@ -534,7 +540,7 @@ fn animate_tpsmm(args: &BenchAnimateArgs, path: &Path) -> anyhow::Result<ExitCod
     let runs: Vec<String> = report.runs_ms.iter().map(|ms| format!("{ms:.1}")).collect();
     let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench animate | TPSMM config {} ({} TPS transformations) | {w}x{h} batch 1 | {} | {} | backend {} | precision {precision} | CPU {} | {median:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | stages: driving keypoints {:.1} ms, source encoding {:.1} ms (once per photo), generation {:.1} ms | {} | runs ms: {}",
+        "bench animate | TPSMM config {} ({} TPS transformations) | {w}x{h} batch 1 | {} | {} | backend {} | precision {precision} | CPU {} | {median:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | stages: driving keypoints {:.1} ms, source encoding {:.1} ms (once per photo), generation {:.1} ms | {} | {} over the timed frames | runs ms: {}",
         path.display(),
         config.num_tps,
         if report.cold {
@@ -556,6 +562,7 @@ fn animate_tpsmm(args: &BenchAnimateArgs, path: &Path) -> anyhow::Result<ExitCod
         report.source_ms,
         report.generate_ms,
         describe_memory(report.memory),
+        describe_busy(report.cores_busy),
         runs.join(" ")
     );
     Ok(ExitCode::SUCCESS)
