@@ -120,11 +120,16 @@ pub const BUSY_MIN_SECONDS: f64 = 1.0;
 
 /// A bench line's "1.73 of 2 cores busy" for what [`BusyCores::busy`] measured.
 pub fn describe_busy(busy: Option<f64>) -> String {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = process_cores();
     match busy {
         Some(busy) => format!("{busy:.2} of {cores} cores busy"),
         None => format!("cores busy not counted (under {BUSY_MIN_SECONDS} s timed, or not Linux)"),
     }
+}
+
+/// The cores this process may run on, as every bench figure counts them (1 where unknown).
+fn process_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// This process's CPU time so far, in seconds, from Linux's `/proc/self/stat`.
@@ -765,7 +770,7 @@ pub struct CpuMachine {
 impl CpuMachine {
     /// This machine (its first processor's entry in /proc/cpuinfo; cores as the process sees them).
     pub fn detect() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = process_cores();
         Self::from_cpuinfo(cores, &std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())
     }
 
@@ -827,7 +832,7 @@ impl CpuPeak {
     /// Cores and SIMD width as detected; two FMA units per core (Zen 3–5, and Intel since
     /// Haswell); the clock from /proc/cpuinfo where it is readable, else 2.45 GHz.
     pub fn estimate() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = process_cores();
         #[cfg(target_arch = "x86_64")]
         let vector_lanes = if std::arch::is_x86_feature_detected!("avx512f") {
             16
@@ -886,7 +891,7 @@ impl CpuPeak {
 mod tests {
     use super::{
         BUSY_MIN_SECONDS, BusyCores, CpuMachine, CpuPeak, ResidentMemory, RunPhases, cpu_seconds_from_stat,
-        describe_busy, mean, median,
+        describe_busy, mean, median, process_cores,
     };
 
     #[test]
@@ -984,7 +989,7 @@ mod tests {
             while start.elapsed().as_secs_f64() < BUSY_MIN_SECONDS + 0.1 {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
             }
-            let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+            let cores = process_cores() as f64;
             let busy = busy.busy().expect("Linux reports CPU time");
             assert!(busy > 0.3 && busy <= cores + 0.1, "{busy}");
             assert!(describe_busy(Some(busy)).ends_with("cores busy"));
