@@ -478,14 +478,11 @@ fn animate(args: BenchAnimateArgs) -> anyhow::Result<ExitCode> {
         phases.read
     );
     let cpu = CpuMachine::detect().describe();
-    let memory = format!(
-        "{} | {} over the timed frames",
-        describe_memory(report.memory),
-        describe_busy(report.cores_busy)
-    );
+    let memory = describe_memory(report.memory);
+    let busy = describe_busy(report.cores_busy);
     let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | precision {precision} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {}{launches}{read_back} | runs ms: {}",
+        "bench animate | config {name} | {}x{} batch 1 | {} | {} | backend {}{kernels} | precision {precision} | CPU {cpu} | {:.1} ms/frame median of {} after {} warm-up ({:.2} frames/s) | {timing} | {:.1} GFLOP/frame{}, {:.1} GFLOP/s effective, {machine} | {:.1} MB/frame logical (convolutions' inputs, weights, outputs once) | {memory} | {busy} over the timed frames | {}{launches}{read_back} | runs ms: {}",
         report.width,
         report.height,
         if report.cold {
