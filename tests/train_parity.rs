@@ -193,23 +193,18 @@ fn generator_step_losses_and_outputs_match_the_official_training_code() {
 /// The same step on wgpu with the kernels crate's GPU convolutions forced on (a software adapter
 /// keeps burn's by default): the network-level check of our GPU convolutions under autodiff,
 /// forward and backward. Without VGG19 (with it the test took 403 s on llvmpipe, 83 s without): every output
-/// and loss but the perceptual one, and the feature-matching gradients, which do not pass
-/// through it. The only test of this binary on wgpu, so the process-wide choice is its.
+/// and loss but the perceptual one, and the gen_gan gradients, which do not pass through it.
+/// (Feature matching's per-parameter gradients jump under rounding, see
+/// `feature_matching_gradient_matches_at_the_official_prediction`: on llvmpipe they were 2.6e-4,
+/// 9.6e-4, 5.3e-4 and 7.2e-4 from torch's, the very jumps a 1e-7 move of the source gives torch.)
+/// The only test of this binary on wgpu, so the process-wide choice is its.
 #[test]
 fn generator_step_matches_on_wgpu_with_our_gpu_kernels() {
     use prioritycut_engine::kernels::gpu::{self, KernelChoice};
 
-    let Some((device, description)) = common::wgpu_device_described() else {
+    let Some(device) = common::wgpu_device() else {
         return;
     };
-    // On a software adapter the gradients need a looser bound, for a reason not found yet: on
-    // an Intel Xeon (family 6 model 207) llvmpipe gave the four probed gradients 2.6e-4
-    // (generator final), 9.6e-4 (dense motion mask), 5.3e-4 (kp) and 7.2e-4 (jacobian) from
-    // the official ones — the first the same with the code before that session's changes —
-    // while the prediction and losses stayed within 1e-4 there, flex's gradients passed at
-    // 1e-4 on the same machine, and the AMD EPYCs before passed everything at 1e-4. A wrong
-    // kernel is off by far more than 2e-3.
-    let gradient_tolerance = if description.contains("software") { 2e-3 } else { 1e-4 };
     gpu::choose(KernelChoice::Ours);
     let (learner, source, driving, transform) = fixture_learner_on(&device, false);
     let pass = learner.generator_pass(&source, &driving, &transform);
@@ -227,26 +222,22 @@ fn generator_step_matches_on_wgpu_with_our_gpu_kernels() {
             1e-4,
         );
     }
-    let term = "feature_matching";
+    let term = "gen_gan";
     let loss = pass.losses.iter().find(|(n, _)| *n == term).map(|(_, l)| l.clone());
-    let grads = loss.expect("FOMM+ has feature matching").backward();
+    let grads = loss.expect("FOMM+ has an adversarial term").backward();
     for (param, value) in probed_params(&learner) {
         let name = format!("grad_{term}_{param}");
         let grad = value.grad(&grads).unwrap_or_else(|| panic!("{name}: no gradient"));
-        check(&format!("wgpu {name}"), values(grad), &npy(&name), gradient_tolerance);
+        check(&format!("wgpu {name}"), values(grad), &npy(&name), 1e-4);
     }
     gpu::choose(KernelChoice::Auto);
 }
 
 /// Gradients of each smooth generator term for four parameters, each from a fresh forward.
+/// (Feature matching's: below, at torch's prediction.)
 #[test]
 fn generator_step_gradients_match_term_by_term() {
-    for term in [
-        "gen_gan",
-        "feature_matching",
-        "equivariance_value",
-        "equivariance_jacobian",
-    ] {
+    for term in ["gen_gan", "equivariance_value", "equivariance_jacobian"] {
         let (learner, source, driving, transform) = fixture_learner();
         let pass = learner.generator_pass(&source, &driving, &transform);
         let loss = pass
@@ -287,6 +278,38 @@ fn perceptual_gradient_matches_at_the_official_prediction() {
         "grad_perceptual_prediction",
         values(grad),
         &npy("grad_perceptual_prediction"),
+        1e-4,
+    );
+}
+
+/// The feature-matching term is an L1 of the discriminator's features, whose gradient flips sign
+/// where real and generated features nearly agree: moving the fixture's source by 1e-7 of itself
+/// moved torch's own gradients of the probed parameters by up to 2.6e-4 (generator final) and 5e-3
+/// (keypoints), more than this engine's prediction, 1e-5 from torch's, can be held to. So, like the
+/// perceptual term, it is compared at torch's own prediction, with respect to it, where a 1e-7
+/// move changed torch's gradient by under 5e-6. (gen_gan, smooth, is checked per parameter above.)
+#[test]
+fn feature_matching_gradient_matches_at_the_official_prediction() {
+    let (learner, _, driving, _) = fixture_learner();
+    let prediction: Tensor<4> = tensor::<4>(&npy("prediction"), &learner.device).require_grad();
+    let kp_driving = learner.nets.kp_detector.forward(driving.clone()).value.detach();
+    let terms = learner.adversarial_terms(&prediction, &driving, &kp_driving);
+    let (_, loss) = terms
+        .into_iter()
+        .find(|(name, _)| *name == "feature_matching")
+        .expect("FOMM+ has feature matching");
+    check(
+        "loss feature_matching at torch's prediction",
+        values(loss.clone()),
+        &npy("loss_feature_matching"),
+        1e-4,
+    );
+    let grads = loss.backward();
+    let grad = prediction.grad(&grads).expect("gradient");
+    check(
+        "grad_feature_matching_prediction",
+        values(grad),
+        &npy("grad_feature_matching_prediction"),
         1e-4,
     );
 }

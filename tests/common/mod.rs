@@ -47,12 +47,6 @@ pub fn figures(dir: &Path, train_videos: usize, test_videos: usize, frames: usiz
 /// wgpu when an adapter exists. With `PRIORITYCUT_REQUIRE_WGPU=1` (CI, which installs Mesa's
 /// software Vulkan driver) a missing adapter fails the test instead of skipping it.
 pub fn wgpu_device() -> Option<Device> {
-    wgpu_device_described().map(|(device, _)| device)
-}
-
-/// [`wgpu_device`] with its description ("wgpu (Vulkan, WGSL kernels) on llvmpipe (…)
-/// [software rasterizer on the CPU]").
-pub fn wgpu_device_described() -> Option<(Device, String)> {
     match backend::select(BackendChoice::Wgpu) {
         Ok(selected) => {
             eprintln!("wgpu test device: {}", selected.description);
@@ -62,7 +56,7 @@ pub fn wgpu_device_described() -> Option<(Device, String)> {
                 "the description names the kernels' language: {}",
                 selected.description
             );
-            Some((selected.device, selected.description))
+            Some(selected.device)
         }
         Err(error) => {
             assert!(

@@ -152,40 +152,8 @@ impl Learner {
         if self.perceptual.enabled() {
             losses.push(("perceptual", self.perceptual.forward(&prediction, driving)));
         }
-        let kp_detached = kp_driving.value.clone().detach();
         if gan_weight > 0.0 {
-            let any_matching = weights.feature_matching.iter().any(|&w| w != 0.0);
-            if let Some(disc) = &nets.discriminator {
-                let fake = disc.forward(&self.disc_pyramid.forward(&prediction), Some(&kp_detached));
-                let real = disc.forward(&self.disc_pyramid.forward(driving), Some(&kp_detached));
-                let mut gan = Tensor::<1>::zeros([1], &self.device);
-                let mut matching = Tensor::<1>::zeros([1], &self.device);
-                for (f, r) in fake.iter().zip(&real) {
-                    gan = gan + lsgan_real(f.prediction_map.clone()) * gan_weight;
-                    matching = matching
-                        + feature_matching(
-                            &r.feature_maps,
-                            &f.feature_maps,
-                            &weights.feature_matching,
-                            &self.device,
-                        );
-                }
-                losses.push(("gen_gan", gan));
-                if any_matching {
-                    losses.push(("feature_matching", matching));
-                }
-            }
-            if let Some(unet) = &nets.unet_discriminator {
-                losses.extend(unet::generator_terms(
-                    unet,
-                    &prediction,
-                    driving,
-                    gan_weight,
-                    pc.decoder_weight,
-                    &weights.feature_matching,
-                    &self.device,
-                ));
-            }
+            losses.extend(self.adversarial_terms(&prediction, driving, &kp_driving.value.clone().detach()));
         }
         let mut transformed_frame = None;
         let mut kp_transformed = None;
@@ -213,6 +181,55 @@ impl Learner {
             transformed_frame,
             kp_transformed,
         }
+    }
+
+    /// The generator's adversarial terms for `prediction` against the real `driving` frame:
+    /// gen_gan and feature_matching from each discriminator the variant has (`kp_driving`,
+    /// detached, conditions FOMM's discriminator where `use_kp` is set). Each call moves the
+    /// spectrally normalised discriminator's power-iteration state, as torch's forward does.
+    pub fn adversarial_terms(
+        &self,
+        prediction: &Tensor<4>,
+        driving: &Tensor<4>,
+        kp_driving: &Tensor<3>,
+    ) -> Vec<(&'static str, Tensor<1>)> {
+        let weights = &self.config.train.loss_weights;
+        let pc = &self.config.prioritycut;
+        let gan_weight = pc.generator_gan(weights);
+        let nets = &self.nets;
+        let mut losses = Vec::new();
+        if let Some(disc) = &nets.discriminator {
+            let fake = disc.forward(&self.disc_pyramid.forward(prediction), Some(kp_driving));
+            let real = disc.forward(&self.disc_pyramid.forward(driving), Some(kp_driving));
+            let mut gan = Tensor::<1>::zeros([1], &self.device);
+            let mut matching = Tensor::<1>::zeros([1], &self.device);
+            for (f, r) in fake.iter().zip(&real) {
+                gan = gan + lsgan_real(f.prediction_map.clone()) * gan_weight;
+                matching = matching
+                    + feature_matching(
+                        &r.feature_maps,
+                        &f.feature_maps,
+                        &weights.feature_matching,
+                        &self.device,
+                    );
+            }
+            losses.push(("gen_gan", gan));
+            if weights.feature_matching.iter().any(|&w| w != 0.0) {
+                losses.push(("feature_matching", matching));
+            }
+        }
+        if let Some(unet) = &nets.unet_discriminator {
+            losses.extend(unet::generator_terms(
+                unet,
+                prediction,
+                driving,
+                gan_weight,
+                pc.decoder_weight,
+                &weights.feature_matching,
+                &self.device,
+            ));
+        }
+        losses
     }
 
     /// The CutMix mask of a step: PriorityCut's from the pass's dense motion (`unet-prioritycut`)
