@@ -35,22 +35,34 @@ use super::buffer::zeroed;
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
 use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 use super::layout::{channels_last, stored_channels_last, to_nchw};
-use super::winograd::{Fused, FusedConv3x3, Nhwc, weight_gradient};
+use super::winograd::{Fused, FusedConv3x3, Nhwc, patch_weight_gradient, weight_gradient};
 use crate::autodiff::{ConvKernels, conv_autodiff, summed_per_channel};
 use crate::gpu::{self, Activation};
 
-/// Maps smaller than this (pixels per image) keep burn's 3×3 convolution: there the weights'
-/// transform, made at every call as the weights change every step, costs what it saves. From
-/// 32² on Winograd wins however many the channels (forward + backward, 512 → 512, batch 1,
-/// under mimalloc, 2-core Intel Xeon family 6 model 207: 74–82 ms against burn's 122–137 ms at
-/// 32², 162–175 against 462 at 64²; even at 16², burn's 14–17 against 35–41 at 8²).
+/// Maps smaller than this (pixels per image) do not take Winograd: there the weights' transform
+/// and its weight gradient's 36·C_in·C_out values, made at every call as the weights change every
+/// step, cost what they save. From 32² on Winograd wins however many the channels (forward +
+/// backward, 512 → 512, batch 1, under mimalloc, 2-core Intel Xeon family 6 model 207: 74–82 ms
+/// against burn's 122–137 ms at 32², 162–175 against 462 at 64²). Under 16 tiles (the
+/// hourglasses' bottom) [`Kernel::Patches`] serves; between, burn's convolution.
 const MIN_PIXELS: usize = 32 * 32;
 
 /// The kernels an operation runs: which fast path, and its padding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kernel {
     Winograd,
-    Direct { padding: usize },
+    /// A 3×3 convolution on a map of under 16 tiles: forward and input gradient each one GEMM
+    /// of the map's 3×3 patches by the weights as they are ([`FusedConv3x3`]'s direct path), the
+    /// weight gradient one GEMM of the output gradient by the patches. burn's convolution, which
+    /// served here before, re-lays out the weights (9.4M values for a 1024 → 1024 layer) in a
+    /// loop on the calling thread at every call while the pool waits. Forward + backward of the
+    /// eight such layers of vox-256's hourglasses: 254 ms against burn's 373 (1.07–2.04× per
+    /// layer; `cargo bench --bench small_map_convolutions`, 2-core Zen 4). Both are as far from
+    /// an f64 convolution (~5e-7 of the largest value, forward and both gradients).
+    Patches,
+    Direct {
+        padding: usize,
+    },
 }
 
 /// `conv.forward(x)`, by a fast path where one applies: the kernels crate's GPU convolution for
@@ -64,7 +76,11 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         return y;
     }
     let kernel = if is_3x3_same(conv) {
-        (h * w >= MIN_PIXELS).then_some(Kernel::Winograd)
+        if h * w >= MIN_PIXELS {
+            Some(Kernel::Winograd)
+        } else {
+            FusedConv3x3::takes_patches(h, w).then_some(Kernel::Patches)
+        }
     } else {
         direct_padding(conv).map(|padding| Kernel::Direct { padding })
     };
@@ -155,7 +171,7 @@ impl ConvKernels for Flex {
 
     fn forward(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kernel: &Kernel) -> Tensor<4> {
         match *kernel {
-            Kernel::Winograd => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
+            Kernel::Winograd | Kernel::Patches => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
             Kernel::Direct { padding } => direct_forward(&DirectConv::new(weight, bias, padding), &primitive(x)),
         }
     }
@@ -169,10 +185,16 @@ impl ConvKernels for Flex {
     ) -> [Option<Tensor<4>>; 2] {
         let device = Device::flex();
         match *kernel {
-            Kernel::Winograd => {
+            Kernel::Winograd | Kernel::Patches => {
                 let dy_nhwc = Nhwc::from_tensor(dy.clone());
                 let dx = want_dx.then(|| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
-                let dw = want_dw.then(|| weight_gradient(&Nhwc::from_tensor(x), &dy_nhwc, &device));
+                let dw = want_dw.then(|| {
+                    let x = Nhwc::from_tensor(x);
+                    match *kernel {
+                        Kernel::Patches => patch_weight_gradient(&x, &dy_nhwc, &device),
+                        _ => weight_gradient(&x, &dy_nhwc, &device),
+                    }
+                });
                 [dx, dw]
             }
             Kernel::Direct { padding } => {
@@ -426,6 +448,11 @@ mod tests {
             (1, 64, 64, 33, 35, 3, 1, false),
             (2, 128, 3, 48, 50, 3, 1, true),
             (1, 256, 16, 64, 64, 3, 1, true),
+            // Maps under 16 tiles: their 3×3 patches.
+            (1, 128, 64, 12, 12, 3, 1, true),
+            (2, 64, 32, 8, 8, 3, 1, false),
+            (1, 96, 80, 5, 7, 3, 1, true),
+            (2, 16, 8, 3, 2, 3, 1, true),
             (1, 3, 64, 40, 37, 7, 3, false),
             (2, 64, 3, 33, 30, 7, 3, true),
             (1, 35, 10, 20, 21, 7, 0, true),
@@ -560,7 +587,8 @@ mod tests {
         let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
         let (difference, _) = largest_difference(convolve(&strided, x.clone()).inner(), strided.forward(x).inner());
         assert_eq!(difference, 0.0);
-        // A map under 32×32: burn's (the weights' transform would cost more than it saves).
+        // A map of 16 tiles or more under 32×32: burn's (Winograd's transforms would cost more
+        // than they save, the patches' GEMMs more than burn's).
         let wide = Conv2dConfig::new([128, 128], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&autodiff);

@@ -270,6 +270,12 @@ impl FusedConv3x3 {
         self.forward_at(Precision::F32, x, residual)
     }
 
+    /// Whether a map of `height × width` (after any upsampling) is convolved by one GEMM of its
+    /// 3×3 patches rather than by Winograd: too few tiles to repay the transforms.
+    pub fn takes_patches(height: usize, width: usize) -> bool {
+        height.div_ceil(4) * width.div_ceil(4) < MIN_WINOGRAD_TILES
+    }
+
     /// [`FusedConv3x3::forward`] with the Winograd products in `precision` where the block
     /// tolerates it ([`Fused::tolerates_reduced_precision`]); the direct path for small maps
     /// stays f32 (a small part of any frame).
@@ -283,8 +289,7 @@ impl FusedConv3x3 {
         };
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
-        let tiles_per_image = height.div_ceil(4) * width.div_ceil(4);
-        if tiles_per_image < MIN_WINOGRAD_TILES {
+        if Self::takes_patches(height, width) {
             self.forward_direct(x, residual)
         } else {
             self.forward_winograd(precision, x, height, width, residual)
@@ -442,24 +447,10 @@ impl FusedConv3x3 {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let (h, w) = (input.height, input.width);
         let pixels = input.batch * h * w;
-        // Each patch ordered as the weights are, input channel then tap, so that the weights
-        // [C_out, C_in·9] serve as they are, no copy made: `y = (W · Pᵀ)ᵀ`. (As `P · Wᵀ`, the
-        // GEMM read W across its rows: the hourglasses' bottom took 1.4× as long.)
-        let mut patches = zeroed(pixels * 9 * cin);
-        patches.par_chunks_mut(9 * cin).enumerate().for_each(|(i, patch)| {
-            let (b, y, xx) = (i / (h * w), i / w % h, i % w);
-            for tap in 0..9 {
-                let sy = (y + tap / 3).wrapping_sub(1);
-                let sx = (xx + tap % 3).wrapping_sub(1);
-                if sy < h && sx < w {
-                    for (dst, &v) in patch[tap..].iter_mut().step_by(9).zip(input.pixel(b, sy, sx)) {
-                        *dst = v;
-                    }
-                }
-            }
-        });
+        // The weights [C_out, C_in·9] serve as they are, no copy made: `y = (W · Pᵀ)ᵀ`. (As
+        // `P · Wᵀ`, the GEMM read W across its rows: the hourglasses' bottom took 1.4× as long.)
         let weight = self.patch_weight();
-        let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
+        let patches = Tensor::<2>::from_data(TensorData::new(patches(&input), [pixels, 9 * cin]), &self.device);
         // `W · Pᵀ` is [C_out, pixels]: transposed to channels-last by the parallel tiles (flex's
         // copy of the transposed view ran on one core).
         let product = to_vec(weight.matmul(patches.transpose()));
@@ -671,6 +662,46 @@ fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, (first_row, rows): (usiz
             planes,
         }))
     })
+}
+
+/// Each pixel's 3×3 patch of `x` (zero padding 1), `[pixels, 9·C_in]`: input channel then tap,
+/// as the weights `[C_out, C_in, 3, 3]` are ordered.
+fn patches(x: &Nhwc) -> Vec<f32> {
+    let (h, w, cin) = (x.height, x.width, x.channels);
+    let mut patches = zeroed(x.batch * h * w * 9 * cin);
+    patches
+        .par_chunks_mut((9 * cin).max(1))
+        .enumerate()
+        .for_each(|(i, patch)| {
+            let (b, y, xx) = (i / (h * w), i / w % h, i % w);
+            for tap in 0..9 {
+                let sy = (y + tap / 3).wrapping_sub(1);
+                let sx = (xx + tap % 3).wrapping_sub(1);
+                if sy < h && sx < w {
+                    for (dst, &v) in patch[tap..].iter_mut().step_by(9).zip(x.pixel(b, sy, sx)) {
+                        *dst = v;
+                    }
+                }
+            }
+        });
+    patches
+}
+
+/// `∂L/∂W` [C_out, C_in, 3, 3] of the 3×3, stride-1, padding-1 convolution of a small map `x`
+/// whose output gradient is `dy`, as one GEMM: `dyᵀ [C_out, pixels] · patches [pixels, 9·C_in]`.
+/// [`weight_gradient`] makes and transforms back 36·C_in·C_out values at every call, whatever
+/// the map's size: on a few tiles that costs more than its quarter of the multiplies saves.
+pub fn patch_weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
+    assert_eq!(
+        (x.batch, x.height, x.width),
+        (dy.batch, dy.height, dy.width),
+        "a stride-1 convolution's input and output gradient have one size"
+    );
+    let (cin, cout) = (x.channels, dy.channels);
+    let pixels = x.batch * x.height * x.width;
+    let patches = Tensor::<2>::from_data(TensorData::new(patches(x), [pixels, 9 * cin]), device);
+    let dy = Tensor::<2>::from_data(TensorData::new(dy.data.to_vec(), [pixels, cout]), device);
+    dy.transpose().matmul(patches).reshape([cout, cin, 3, 3])
 }
 
 /// Transformed input (or gradient) per block of [`weight_gradient`].
