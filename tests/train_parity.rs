@@ -263,23 +263,27 @@ fn generator_step_gradients_match_term_by_term() {
 /// with max pooling), so it is compared at torch's own prediction, with respect to it.
 #[test]
 fn perceptual_gradient_matches_at_the_official_prediction() {
+    check_at_official_prediction("perceptual", |learner, prediction, driving| {
+        learner.perceptual.forward(prediction, driving)
+    });
+}
+
+/// The loss `term` computes from torch's prediction (and the driving frame), and its gradient
+/// with respect to that prediction, against the official step's.
+fn check_at_official_prediction(term: &str, loss_of: impl FnOnce(&Learner, &Tensor<4>, &Tensor<4>) -> Tensor<1>) {
     let (learner, _, driving, _) = fixture_learner();
     let prediction: Tensor<4> = tensor::<4>(&npy("prediction"), &learner.device).require_grad();
-    let loss = learner.perceptual.forward(&prediction, &driving);
+    let loss = loss_of(&learner, &prediction, &driving);
     check(
-        "loss perceptual at torch's prediction",
+        &format!("loss {term} at torch's prediction"),
         values(loss.clone()),
-        &npy("loss_perceptual"),
+        &npy(&format!("loss_{term}")),
         1e-4,
     );
     let grads = loss.backward();
     let grad = prediction.grad(&grads).expect("gradient");
-    check(
-        "grad_perceptual_prediction",
-        values(grad),
-        &npy("grad_perceptual_prediction"),
-        1e-4,
-    );
+    let name = format!("grad_{term}_prediction");
+    check(&name, values(grad), &npy(&name), 1e-4);
 }
 
 /// The feature-matching term is an L1 of the discriminator's features, whose gradient flips sign
@@ -290,28 +294,15 @@ fn perceptual_gradient_matches_at_the_official_prediction() {
 /// move changed torch's gradient by under 5e-6. (gen_gan, smooth, is checked per parameter above.)
 #[test]
 fn feature_matching_gradient_matches_at_the_official_prediction() {
-    let (learner, _, driving, _) = fixture_learner();
-    let prediction: Tensor<4> = tensor::<4>(&npy("prediction"), &learner.device).require_grad();
-    let kp_driving = learner.nets.kp_detector.forward(driving.clone()).value.detach();
-    let terms = learner.adversarial_terms(&prediction, &driving, &kp_driving);
-    let (_, loss) = terms
-        .into_iter()
-        .find(|(name, _)| *name == "feature_matching")
-        .expect("FOMM+ has feature matching");
-    check(
-        "loss feature_matching at torch's prediction",
-        values(loss.clone()),
-        &npy("loss_feature_matching"),
-        1e-4,
-    );
-    let grads = loss.backward();
-    let grad = prediction.grad(&grads).expect("gradient");
-    check(
-        "grad_feature_matching_prediction",
-        values(grad),
-        &npy("grad_feature_matching_prediction"),
-        1e-4,
-    );
+    check_at_official_prediction("feature_matching", |learner, prediction, driving| {
+        let kp_driving = learner.nets.kp_detector.forward(driving.clone()).value.detach();
+        let (_, loss) = learner
+            .adversarial_terms(prediction, driving, &kp_driving)
+            .into_iter()
+            .find(|(name, _)| *name == "feature_matching")
+            .expect("FOMM+ has feature matching");
+        loss
+    });
 }
 
 /// torchvision's VGG19 layout loads through the importer (its classifier key ignored, the
