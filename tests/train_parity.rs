@@ -408,13 +408,15 @@ fn tpsmm_fixture_learner() -> (TpsmmLearner, Tensor<4>, Tensor<4>, RandomTps) {
 fn tpsmm_generator_step_losses_and_outputs_match_the_official_training_code() {
     let (learner, source, driving, transform) = tpsmm_fixture_learner();
     let pass = learner.generator_pass(&source, &driving, &transform, TPSMM_EPOCH, &[]);
-    // 1.03e-4 measured (an Intel Xeon, flex): the keypoints of the train-mode ResNet-18 (batch
-    // statistics) differ by 9e-6 and the thin-plate splines amplify that.
+    // 1.03e-4 measured (an Intel Xeon, flex), 1.74e-4 with every map under 32² by our patches
+    // (a Zen 4): the keypoints of the train-mode ResNet-18 (batch statistics) differ by 1e-5
+    // and the thin-plate splines amplify that. Moving both frames by 1e-7 of themselves moved
+    // torch's own keypoints by 5.3e-6 and 7.9e-6 and its prediction by 8.9e-5 and 7.0e-5.
     check(
         "tpsmm prediction",
         values(pass.generated.prediction.clone()),
         &tpsmm_npy("prediction"),
-        2e-4,
+        3e-4,
     );
     check(
         "tpsmm kp_driving",
@@ -443,11 +445,14 @@ fn tpsmm_generator_step_losses_and_outputs_match_the_official_training_code() {
     let names: Vec<&str> = pass.losses.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, vec!["perceptual", "equivariance_value", "warp_loss", "bg"]);
     for (name, loss) in &pass.losses {
+        // The perceptual loss of a prediction that is itself 1e-4 from torch's: moving both
+        // frames by 1e-7 of themselves moved torch's own by 5.5e-5 and 1.2e-4 (two tries).
+        let tolerance = if *name == "perceptual" { 3e-4 } else { 1e-4 };
         check(
             &format!("tpsmm loss {name}"),
             values(loss.clone()),
             &tpsmm_npy(&format!("loss_{name}")),
-            1e-4,
+            tolerance,
         );
     }
     // Three train-mode passes of the keypoint detector (source, driving, transformed frame)
@@ -616,7 +621,9 @@ fn avd_fixture_learner() -> (AvdLearner, Tensor<4>, Tensor<4>, Tensor<2>) {
 /// `train_avd.py`'s step: the detector's keypoints in train mode, the reconstruction from the
 /// scaled driving keypoints, `rec_kp`, the AVD network's gradients, one Adam step, and the
 /// running statistics the step moved. The AVD network is checked at the official keypoints: its
-/// batch norms over 4 images amplify the detector's rounding (8.6e-6) about threefold.
+/// batch norms over 4 images amplify the detector's rounding (8.6e-6) about threefold. The
+/// keypoints themselves are held to 2e-5: moving both frames by 1e-7 of themselves moved torch's
+/// own by 7.0–7.8e-6 (three tries) — the train-mode ResNet-18's batch statistics amplify rounding.
 #[test]
 fn tpsmm_avd_step_matches_the_official_training_code() {
     let (learner, source, driving, theta) = avd_fixture_learner();
@@ -625,13 +632,13 @@ fn tpsmm_avd_step_matches_the_official_training_code() {
         "avd kp_source",
         values(pass.kp_source.value.clone()),
         &avd_npy("kp_source"),
-        1e-5,
+        2e-5,
     );
     check(
         "avd kp_driving",
         values(pass.kp_driving.value.clone()),
         &avd_npy("kp_driving"),
-        1e-5,
+        2e-5,
     );
     check(
         "avd reconstruction (our keypoints)",
