@@ -1,5 +1,5 @@
 //! Forward + backward of the 3×3 convolutions at the bottom of vox-256's hourglasses (the
-//! keypoint detector's and the dense motion network's, maps of 8² and 4²), on flex under
+//! keypoint detector's and the dense motion network's, maps of 16², 8² and 4²), on flex under
 //! autodiff: the kernels crate's (`kernels::convolve`) against burn's own (`Conv2d::forward`),
 //! alternated in one process, the best of several runs each, so the machine's drift from minute
 //! to minute falls on both alike. A training step calls each of these layers 3 times forward
@@ -15,17 +15,21 @@ use prioritycut_engine::burn::nn::conv::{Conv2d, Conv2dConfig};
 use prioritycut_engine::burn::tensor::{Device, Distribution, Tensor};
 use prioritycut_engine::kernels::convolve;
 
-/// (network, C_in, C_out, side): every 3×3 layer of vox-256's two hourglasses on maps under 16
-/// Winograd tiles, as its config builds them (`block_expansion`, `max_features`, 5 blocks).
-const LAYERS: [(&str, usize, usize, usize); 8] = [
+/// (network, C_in, C_out, side): every 3×3 layer of vox-256's two hourglasses on maps under 32²,
+/// as its config builds them (`block_expansion`, `max_features`, 5 blocks).
+const LAYERS: [(&str, usize, usize, usize); 12] = [
+    ("keypoint detector, encoder", 128, 256, 16),
     ("keypoint detector, encoder", 256, 512, 8),
     ("keypoint detector, encoder", 512, 1024, 4),
     ("keypoint detector, decoder", 1024, 512, 4),
     ("keypoint detector, decoder", 1024, 256, 8),
+    ("keypoint detector, decoder", 512, 128, 16),
+    ("dense motion, encoder", 256, 512, 16),
     ("dense motion, encoder", 512, 1024, 8),
     ("dense motion, encoder", 1024, 1024, 4),
     ("dense motion, decoder", 1024, 1024, 4),
     ("dense motion, decoder", 2048, 512, 8),
+    ("dense motion, decoder", 1024, 256, 16),
 ];
 
 const RUNS: usize = 7;

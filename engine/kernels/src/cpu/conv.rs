@@ -43,22 +43,23 @@ use crate::gpu::{self, Activation};
 /// and its weight gradient's 36·C_in·C_out values, made at every call as the weights change every
 /// step, cost what they save. From 32² on Winograd wins however many the channels (forward +
 /// backward, 512 → 512, batch 1, under mimalloc, 2-core Intel Xeon family 6 model 207: 74–82 ms
-/// against burn's 122–137 ms at 32², 162–175 against 462 at 64²). Under 16 tiles (the
-/// hourglasses' bottom) [`Kernel::Patches`] serves; between, burn's convolution.
+/// against burn's 122–137 ms at 32², 162–175 against 462 at 64²). Under it (the hourglasses'
+/// lower half) [`Kernel::Patches`] serves.
 const MIN_PIXELS: usize = 32 * 32;
 
 /// The kernels an operation runs: which fast path, and its padding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kernel {
     Winograd,
-    /// A 3×3 convolution on a map of under 16 tiles: forward and input gradient each one GEMM
-    /// of the map's 3×3 patches by the weights as they are ([`FusedConv3x3`]'s direct path), the
+    /// A 3×3 convolution on a map under 32²: forward and input gradient each one GEMM of the
+    /// map's 3×3 patches by the weights as they are ([`FusedConv3x3::forward_patches`]), the
     /// weight gradient one GEMM of the output gradient by the patches. burn's convolution, which
     /// served here before, re-lays out the weights (9.4M values for a 1024 → 1024 layer) in a
     /// loop on the calling thread at every call while the pool waits. Forward + backward of the
-    /// eight such layers of vox-256's hourglasses: 254 ms against burn's 373 (1.07–2.04× per
-    /// layer; `cargo bench --bench small_map_convolutions`, 2-core Zen 4). Both are as far from
-    /// an f64 convolution (~5e-7 of the largest value, forward and both gradients).
+    /// twelve such layers of vox-256's hourglasses (16², 8², 4²): 298 ms against burn's 442
+    /// (1.05–2.29× per layer; `cargo bench --bench small_map_convolutions`, 2-core Zen 4). Both
+    /// are as far from an f64 convolution (~5e-7 of the largest value, forward and both
+    /// gradients).
     Patches,
     Direct {
         padding: usize,
@@ -76,11 +77,11 @@ pub fn convolve(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         return y;
     }
     let kernel = if is_3x3_same(conv) {
-        if h * w >= MIN_PIXELS {
-            Some(Kernel::Winograd)
+        Some(if h * w >= MIN_PIXELS {
+            Kernel::Winograd
         } else {
-            FusedConv3x3::takes_patches(h, w).then_some(Kernel::Patches)
-        }
+            Kernel::Patches
+        })
     } else {
         direct_padding(conv).map(|padding| Kernel::Direct { padding })
     };
@@ -171,7 +172,11 @@ impl ConvKernels for Flex {
 
     fn forward(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, kernel: &Kernel) -> Tensor<4> {
         match *kernel {
-            Kernel::Winograd | Kernel::Patches => apply(&FusedConv3x3::new(weight, bias, None, Fused::default()), x),
+            Kernel::Winograd | Kernel::Patches => {
+                let device: Device = x.device();
+                let conv = FusedConv3x3::new(weight, bias, None, Fused::default());
+                to_nchw(&forward_by(&conv, &Nhwc::from_tensor(x), kernel), &device)
+            }
             Kernel::Direct { padding } => direct_forward(&DirectConv::new(weight, bias, padding), &primitive(x)),
         }
     }
@@ -187,7 +192,7 @@ impl ConvKernels for Flex {
         match *kernel {
             Kernel::Winograd | Kernel::Patches => {
                 let dy_nhwc = Nhwc::from_tensor(dy.clone());
-                let dx = want_dx.then(|| to_nchw(&input_gradient_conv(weight).forward(&dy_nhwc, None), &device));
+                let dx = want_dx.then(|| to_nchw(&forward_by(&input_gradient_conv(weight), &dy_nhwc, kernel), &device));
                 let dw = want_dw.then(|| {
                     let x = Nhwc::from_tensor(x);
                     match *kernel {
@@ -415,10 +420,12 @@ pub(crate) fn direct_padding(conv: &Conv2d) -> Option<usize> {
     }
 }
 
-/// `conv` on an NCHW flex tensor [b, C_in, h, w] → [b, C_out, h, w].
-fn apply(conv: &FusedConv3x3, x: Tensor<4>) -> Tensor<4> {
-    let device: Device = x.device();
-    to_nchw(&conv.forward(&Nhwc::from_tensor(x), None), &device)
+/// `conv` of a channels-last map by `kernel`'s path: Winograd, or one GEMM of the 3×3 patches.
+fn forward_by(conv: &FusedConv3x3, x: &Nhwc<'_>, kernel: &Kernel) -> Nhwc<'static> {
+    match kernel {
+        Kernel::Patches => conv.forward_patches(x, None),
+        _ => conv.forward(x, None),
+    }
 }
 
 /// The convolution that gives `∂L/∂x` from `∂L/∂y`: by `W'[i, o] = rot180(W[o, i])`.
@@ -448,7 +455,9 @@ mod tests {
             (1, 64, 64, 33, 35, 3, 1, false),
             (2, 128, 3, 48, 50, 3, 1, true),
             (1, 256, 16, 64, 64, 3, 1, true),
-            // Maps under 16 tiles: their 3×3 patches.
+            // Maps under 32×32: their 3×3 patches.
+            (1, 128, 64, 16, 16, 3, 1, false),
+            (1, 32, 48, 20, 24, 3, 1, true),
             (1, 128, 64, 12, 12, 3, 1, true),
             (2, 64, 32, 8, 8, 3, 1, false),
             (1, 96, 80, 5, 7, 3, 1, true),
@@ -586,14 +595,6 @@ mod tests {
         let strided = Conv2dConfig::new([4, 4], [3, 3]).with_stride([2, 2]).init(&autodiff);
         let x = Tensor::<4>::random([1, 4, 32, 32], Distribution::Uniform(-1.0, 1.0), &autodiff);
         let (difference, _) = largest_difference(convolve(&strided, x.clone()).inner(), strided.forward(x).inner());
-        assert_eq!(difference, 0.0);
-        // A map of 16 tiles or more under 32×32: burn's (Winograd's transforms would cost more
-        // than they save, the patches' GEMMs more than burn's).
-        let wide = Conv2dConfig::new([128, 128], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(&autodiff);
-        let x = Tensor::<4>::random([1, 128, 16, 16], Distribution::Uniform(-1.0, 1.0), &autodiff);
-        let (difference, _) = largest_difference(convolve(&wide, x.clone()).inner(), wide.forward(x).inner());
         assert_eq!(difference, 0.0);
     }
 }

@@ -272,7 +272,7 @@ impl FusedConv3x3 {
 
     /// Whether a map of `height × width` (after any upsampling) is convolved by one GEMM of its
     /// 3×3 patches rather than by Winograd: too few tiles to repay the transforms.
-    pub fn takes_patches(height: usize, width: usize) -> bool {
+    fn takes_patches(height: usize, width: usize) -> bool {
         height.div_ceil(4) * width.div_ceil(4) < MIN_WINOGRAD_TILES
     }
 
@@ -290,7 +290,7 @@ impl FusedConv3x3 {
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
         if Self::takes_patches(height, width) {
-            self.forward_direct(x, residual)
+            self.forward_patches(x, residual)
         } else {
             self.forward_winograd(precision, x, height, width, residual)
         }
@@ -432,7 +432,7 @@ impl FusedConv3x3 {
 
     /// Small maps: the same fused block as one GEMM of the weights `[C_out, 9·C_in]` by the
     /// maps' 3×3 patches `[pixels, 9·C_in]`.
-    fn forward_direct(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
+    pub(crate) fn forward_patches(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
         let mut input = x.clone();
         if let Some(a) = &self.fused.input_affine {
             for pixel in input.data.to_mut().chunks_exact_mut(input.channels) {
