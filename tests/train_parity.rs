@@ -135,15 +135,19 @@ fn smooth_params(learner: &Learner, term: &str) -> Vec<(&'static str, Tensor<4>)
     params
 }
 
-/// `term`'s gradients of the [`smooth_params`], by a backward from `pass`, against the official
-/// step's; `label` prefixes the printed names.
-fn check_term_gradients(learner: &Learner, pass: &GeneratorPass, term: &str, label: &str) {
-    let loss = pass
-        .losses
+/// The weighted loss named `term` of a pass's `(name, loss)` list.
+fn term_loss(losses: &[(&str, Tensor<1>)], term: &str) -> Tensor<1> {
+    losses
         .iter()
         .find(|(n, _)| *n == term)
         .map(|(_, l)| l.clone())
-        .unwrap_or_else(|| panic!("no {term}"));
+        .unwrap_or_else(|| panic!("no {term}"))
+}
+
+/// `term`'s gradients of the [`smooth_params`], by a backward from `pass`, against the official
+/// step's; `label` prefixes the printed names.
+fn check_term_gradients(learner: &Learner, pass: &GeneratorPass, term: &str, label: &str) {
+    let loss = term_loss(&pass.losses, term);
     let grads = loss.backward();
     for (param, value) in smooth_params(learner, term) {
         let name = format!("grad_{term}_{param}");
@@ -315,12 +319,10 @@ fn check_at_official_prediction(term: &str, loss_of: impl FnOnce(&Learner, &Tens
 fn feature_matching_gradient_matches_at_the_official_prediction() {
     check_at_official_prediction("feature_matching", |learner, prediction, driving| {
         let kp_driving = learner.nets.kp_detector.forward(driving.clone()).value.detach();
-        let (_, loss) = learner
-            .adversarial_terms(prediction, driving, &kp_driving)
-            .into_iter()
-            .find(|(name, _)| *name == "feature_matching")
-            .expect("FOMM+ has feature matching");
-        loss
+        term_loss(
+            &learner.adversarial_terms(prediction, driving, &kp_driving),
+            "feature_matching",
+        )
     });
 }
 
@@ -520,12 +522,7 @@ fn tpsmm_gradients_match(terms: &[&str]) {
     for &term in terms {
         let (learner, source, driving, transform) = tpsmm_fixture_learner();
         let pass = learner.generator_pass(&source, &driving, &transform, TPSMM_EPOCH, &[]);
-        let loss = pass
-            .losses
-            .iter()
-            .find(|(n, _)| *n == term)
-            .map(|(_, l)| l.clone())
-            .unwrap_or_else(|| panic!("no {term}"));
+        let loss = term_loss(&pass.losses, term);
         let grads = loss.backward();
         // The probed parameters in torch's layout (burn's Linear keeps [in, out], torch's [out, in]).
         let nets = &learner.nets;
