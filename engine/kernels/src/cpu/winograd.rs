@@ -270,12 +270,6 @@ impl FusedConv3x3 {
         self.forward_at(Precision::F32, x, residual)
     }
 
-    /// Whether a map of `height × width` (after any upsampling) is convolved by one GEMM of its
-    /// 3×3 patches rather than by Winograd: too few tiles to repay the transforms.
-    fn takes_patches(height: usize, width: usize) -> bool {
-        height.div_ceil(4) * width.div_ceil(4) < MIN_WINOGRAD_TILES
-    }
-
     /// [`FusedConv3x3::forward`] with the Winograd products in `precision` where the block
     /// tolerates it ([`Fused::tolerates_reduced_precision`]); the direct path for small maps
     /// stays f32 (a small part of any frame).
@@ -289,7 +283,8 @@ impl FusedConv3x3 {
         };
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
-        if Self::takes_patches(height, width) {
+        let tiles_per_image = height.div_ceil(4) * width.div_ceil(4);
+        if tiles_per_image < MIN_WINOGRAD_TILES {
             self.forward_patches(x, residual)
         } else {
             self.forward_winograd(precision, x, height, width, residual)
