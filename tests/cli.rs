@@ -568,6 +568,26 @@ fn bench_live_and_train_need_no_file_but_the_config() {
         line.contains("VGG19 perceptual pyramid (seeded random weights") && line.contains("cores busy"),
         "{line}"
     );
+    // Where a FOMM step goes, each stage once, their shares of the step summing to ~100%.
+    let stages = line
+        .split("each waited for: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stages in {line}"));
+    for stage in [
+        "keypoints (source",
+        "generator (",
+        "perceptual loss",
+        "equivariance",
+        "backward",
+        "Adam",
+    ] {
+        assert_eq!(stages.matches(stage).count(), 1, "{stage} in {stages}");
+    }
+    let shares: f64 = stages
+        .split("%)")
+        .filter_map(|part| part.rsplit('(').next()?.parse::<f64>().ok())
+        .sum();
+    assert!((95.0..=105.0).contains(&shares), "shares sum to {shares}: {stages}");
     // At 64x64 the 1/8 scale is too small for VGG19: said, not a panic.
     let out = prioritycut(&["bench", "train", "--config", path(&config), "--backend", "flex"]);
     let all = text(&out);

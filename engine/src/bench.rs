@@ -1053,9 +1053,22 @@ pub struct TrainBench {
     pub launches: Option<Launches>,
     /// Cores the process kept busy on average over the timed runs ([`BusyCores`]).
     pub cores_busy: Option<f64>,
+    /// One more step, stage by stage, each stage waited for on the device: `(stage, ms)` in
+    /// the order they ran (empty for a family whose learner times no stages).
+    pub stages_ms: Vec<(&'static str, f64)>,
 }
 
 impl TrainBench {
+    /// The stages as `stage 12 ms (3%)`, the share of their sum.
+    pub fn describe_stages(&self) -> String {
+        let total: f64 = self.stages_ms.iter().map(|(_, ms)| ms).sum();
+        self.stages_ms
+            .iter()
+            .map(|(stage, ms)| format!("{stage} {ms:.0} ms ({:.0}%)", 100.0 * ms / total.max(f64::MIN_POSITIVE)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn median_ms(&self) -> f64 {
         median(&self.runs_ms)
     }
@@ -1118,26 +1131,34 @@ pub fn bench_train(
     let (_, _, b) = config.schedule();
     let epoch = config.steady_epoch();
     let frames = || Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 1.0), &train_device);
-    let mut step = |i: usize| {
+    let step = |learner: &mut Box<dyn crate::train::family::StepLearner>, i: usize| {
         let mut rng = Rng::derive(&[0, i as u64]);
         learner.step(frames(), frames(), epoch, &mut rng, false)
     };
     for i in 0..warmup {
-        step(i);
+        step(&mut learner, i);
     }
     let mut runs_ms = Vec::with_capacity(runs);
     let busy = BusyCores::start();
     for i in 0..runs {
         let start = Instant::now();
-        step(warmup + i);
+        step(&mut learner, warmup + i);
         // The losses are read inside the step, but the optimiser's updates may still be queued.
         let _ = device.sync();
         runs_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         on_run(i);
     }
     let cores_busy = busy.busy();
+    learner.time_stages(true);
+    step(&mut learner, warmup + runs);
+    let stages_ms = learner
+        .stage_times()
+        .into_iter()
+        .map(|(stage, s)| (stage, s * 1e3))
+        .collect();
+    learner.time_stages(false);
     let launches = count_launches(device, || {
-        step(warmup + runs);
+        step(&mut learner, warmup + runs + 1);
     });
     Ok(TrainBench {
         height: h,
@@ -1151,5 +1172,6 @@ pub fn bench_train(
         runs_ms,
         launches,
         cores_busy,
+        stages_ms,
     })
 }

@@ -370,7 +370,7 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         _ => String::new(),
     };
     println!(
-        "bench train | config {name} | variant {}{epoch} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | {} over the timed steps | runs ms: {}",
+        "bench train | config {name} | variant {}{epoch} | {}x{} batch {} | backend {}{kernels} | CPU {cpu} | {:.0} ms/step median of {} after {} warm-up ({:.3} steps/s, {:.2} pairs/s) | perceptual: {}{} | {} over the timed steps | runs ms: {}{}",
         report.variant,
         report.width,
         report.height,
@@ -387,7 +387,14 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
             None => String::new(),
         },
         describe_busy(report.cores_busy),
-        runs.join(" ")
+        runs.join(" "),
+        match report.stages_ms.is_empty() {
+            true => String::new(),
+            false => format!(
+                " | one more step by stage, each waited for: {}",
+                report.describe_stages()
+            ),
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -117,6 +117,15 @@ pub trait StepLearner: std::fmt::Debug {
         snapshot: bool,
     ) -> (StepReport, Option<Snapshot>);
 
+    /// Starts (`true`) or stops timing each step stage by stage, each stage waited for on the
+    /// device; the learners that time no stages ignore it.
+    fn time_stages(&mut self, _on: bool) {}
+
+    /// The last step's stages, `(stage, seconds)` in the order they ran, while timing them.
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+
     /// Writes the networks and optimizer states into a checkpoint folder.
     fn save(&self, dir: &Path) -> Result<()>;
 

@@ -15,6 +15,7 @@ use super::events::StepReport;
 use super::family::{FamilyTraining, StepLearner, TrainingConfig, TrainingFamily};
 use super::monitor::{StepTensors, scalars};
 use super::optim::Adam;
+use super::stages::StageClock;
 use super::unet::{self, DiscriminatorPass, MixDraws, sum_losses};
 use crate::augment::RandomTps;
 use crate::checkpoint::{MODEL_FILE, load_burnpack, save_burnpack};
@@ -94,6 +95,7 @@ pub struct Learner {
     pub adam_discriminator: Adam,
     pub perceptual: PerceptualLoss,
     disc_pyramid: ImagePyramid,
+    stages: StageClock,
 }
 
 /// The generator step's forward.
@@ -134,6 +136,7 @@ impl Learner {
             adam_discriminator: Adam::fomm(),
             perceptual,
             disc_pyramid,
+            stages: StageClock::default(),
         })
     }
 
@@ -144,16 +147,21 @@ impl Learner {
         let pc = &self.config.prioritycut;
         let gan_weight = pc.generator_gan(weights);
         let nets = &self.nets;
+        let lap = |stage| self.stages.lap(stage, &self.device);
         let kp_source = nets.kp_detector.forward(source.clone());
         let kp_driving = nets.kp_detector.forward(driving.clone());
+        lap("keypoints (source, driving)");
         let generated = nets.generator.forward(source.clone(), &kp_driving, &kp_source);
         let prediction = generated.prediction.clone();
+        lap("generator (dense motion, warp, decoder)");
         let mut losses: Vec<(&'static str, Tensor<1>)> = Vec::new();
         if self.perceptual.enabled() {
             losses.push(("perceptual", self.perceptual.forward(&prediction, driving)));
+            lap("perceptual loss");
         }
         if gan_weight > 0.0 {
             losses.extend(self.adversarial_terms(&prediction, driving, &kp_driving.value.clone().detach()));
+            lap("adversarial terms");
         }
         let mut transformed_frame = None;
         let mut kp_transformed = None;
@@ -172,6 +180,7 @@ impl Learner {
             }
             transformed_frame = Some(frame);
             kp_transformed = Some(kp);
+            lap("equivariance (keypoints of the transformed frame)");
         }
         GeneratorPass {
             losses,
@@ -292,6 +301,7 @@ impl Learner {
         snapshot: bool,
     ) -> (StepReport, Option<Snapshot>) {
         let start = std::time::Instant::now();
+        self.stages.restart();
         let [b, _, h, w] = driving.dims();
         let train = self.config.train.clone();
         let transform = RandomTps::sample(b, &train.transform_params, rng);
@@ -305,9 +315,11 @@ impl Learner {
                 .into_scalar::<f32>(),
         );
         let generator_values = scalars(&pass.losses);
+        self.stages.lap("losses read back", &self.device);
         let mut skipped = !generator_values.iter().all(|(_, v)| v.is_finite());
         if !skipped {
             let mut grads = pass.total(&self.device).backward();
+            self.stages.lap("backward (generator's objective)", &self.device);
             let mut generator_grads = GradientsParams::from_module(&mut grads, &self.nets.generator);
             let mut kp_grads = GradientsParams::from_module(&mut grads, &self.nets.kp_detector);
             let generator = self.nets.generator.clone();
@@ -320,6 +332,7 @@ impl Learner {
                     .adam_kp_detector
                     .step(train.lr_kp_detector * lr_factor, kp, &mut kp_grads);
             }
+            self.stages.lap("Adam (generator, keypoint detector)", &self.device);
         }
 
         let disc = if skipped {
@@ -342,6 +355,7 @@ impl Learner {
                 let mut g = GradientsParams::from_module(&mut grads, &u);
                 self.nets.unet_discriminator = Some(self.adam_discriminator.step(lr, u, &mut g));
             }
+            self.stages.lap("discriminator step", &self.device);
         }
 
         let report = StepReport::of_step(
@@ -482,6 +496,14 @@ impl StepLearner for Learner {
     ) -> (StepReport, Option<Snapshot>) {
         let lr_factor = self.config.train.lr_factor(epoch);
         Learner::step(self, source, driving, lr_factor, rng, snapshot)
+    }
+
+    fn time_stages(&mut self, on: bool) {
+        self.stages.switch(on);
+    }
+
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        self.stages.laps()
     }
 
     /// Writes networks and optimizer states into `dir`.

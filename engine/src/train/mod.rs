@@ -13,6 +13,7 @@ pub mod learner;
 pub mod losses;
 pub mod monitor;
 pub mod optim;
+pub mod stages;
 pub mod tpsmm;
 pub mod unet;
 
