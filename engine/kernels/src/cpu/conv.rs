@@ -35,7 +35,7 @@ use super::buffer::zeroed;
 use super::direct_conv::{DirectConv, WEIGHT_GRADIENT_KERNELS, weight_gradient as direct_weight_gradient};
 use super::flex::{FlexPrimitive, FlexUnaryOp, dims4, on_flex, primitive, values};
 use super::layout::{channels_last, stored_channels_last, to_nchw};
-use super::winograd::{Fused, FusedConv3x3, Nhwc, patch_weight_gradient, weight_gradient};
+use super::winograd::{Fused, FusedConv3x3, Nhwc, patch_input_gradient, patch_weight_gradient, weight_gradient};
 use crate::autodiff::{ConvKernels, conv_autodiff, summed_per_channel};
 use crate::gpu::{self, Activation};
 
@@ -192,7 +192,13 @@ impl ConvKernels for Flex {
         match *kernel {
             Kernel::Winograd | Kernel::Patches => {
                 let dy_nhwc = Nhwc::from_tensor(dy.clone());
-                let dx = want_dx.then(|| to_nchw(&forward_by(&input_gradient_conv(weight), &dy_nhwc, kernel), &device));
+                let dx = want_dx.then(|| {
+                    let dx = match *kernel {
+                        Kernel::Patches => patch_input_gradient(&weight, &dy_nhwc, &device),
+                        _ => input_gradient_conv(weight).forward(&dy_nhwc, None),
+                    };
+                    to_nchw(&dx, &device)
+                });
                 let dw = want_dw.then(|| {
                     let x = Nhwc::from_tensor(x);
                     match *kernel {

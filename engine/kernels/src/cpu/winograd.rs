@@ -682,6 +682,41 @@ fn patches(x: &Nhwc) -> Vec<f32> {
     patches
 }
 
+/// `∂L/∂x` [b, h, w, C_in] of the 3×3, stride-1, padding-1 convolution by `weight` [C_out,
+/// C_in, 3, 3] of a small map whose output gradient is `dy`: one GEMM `dy [pixels, C_out] ·
+/// W [C_out, 9·C_in]` (the weights as stored) gives each pixel's patch gradient, and each input
+/// pixel gathers its nine taps from its neighbours' patches. Through the convolution by the
+/// rotated weights (`W'[i, o] = rot180(W[o, i])`) the weights were first copied rotated, 9.4M
+/// values for the dense motion network's 1024 → 1024, at every call.
+pub fn patch_input_gradient(weight: &Tensor<4>, dy: &Nhwc, device: &Device) -> Nhwc<'static> {
+    let [cout, cin, kh, kw] = weight.dims();
+    assert_eq!(
+        (kh, kw, cout),
+        (3, 3, dy.channels),
+        "a 3×3 convolution of dy's channels"
+    );
+    let (batch, h, w) = (dy.batch, dy.height, dy.width);
+    let pixels = batch * h * w;
+    let dy_rows = Tensor::<2>::from_data(TensorData::new(dy.data.to_vec(), [pixels, cout]), device);
+    let patch_gradient = to_vec(dy_rows.matmul(weight.clone().reshape([cout, 9 * cin])));
+    let mut dx = zeroed(pixels * cin);
+    dx.par_chunks_mut(cin.max(1)).enumerate().for_each(|(q, gradient)| {
+        let (b, y, x) = (q / (h * w), q / w % h, q % w);
+        // The output pixel `p` read input pixel `q` through tap `t` when q = p + (t/3 − 1, t%3 − 1).
+        for tap in 0..9 {
+            let py = (y + 1).wrapping_sub(tap / 3);
+            let px = (x + 1).wrapping_sub(tap % 3);
+            if py < h && px < w {
+                let patch = &patch_gradient[((b * h + py) * w + px) * 9 * cin..][..9 * cin];
+                for (value, &g) in gradient.iter_mut().zip(patch[tap..].iter().step_by(9)) {
+                    *value += g;
+                }
+            }
+        }
+    });
+    Nhwc::owned(dx, [batch, h, w, cin])
+}
+
 /// `∂L/∂W` [C_out, C_in, 3, 3] of the 3×3, stride-1, padding-1 convolution of a small map `x`
 /// whose output gradient is `dy`, as one GEMM: `dyᵀ [C_out, pixels] · patches [pixels, 9·C_in]`.
 /// [`weight_gradient`] makes and transforms back 36·C_in·C_out values at every call, whatever
