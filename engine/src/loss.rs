@@ -14,6 +14,7 @@
 use burn::tensor::{Device, Tensor};
 
 use crate::augment::{RandomTps, mix};
+use crate::kernels::mean_absolute_difference;
 use crate::model::blocks::AntiAliasInterpolation2d;
 use crate::model::keypoints::inverse_2x2;
 use crate::model::vgg19::Vgg19;
@@ -111,7 +112,7 @@ impl PerceptualLoss {
                 PerceptualFeatures::Vgg19 { net, .. } => {
                     for ((a, b), &w) in net.forward(p).into_iter().zip(net.forward(r)).zip(&self.weights) {
                         if w != 0.0 {
-                            total = total + (a - b.detach()).abs().mean() * w;
+                            total = total + mean_absolute_difference(a, b.detach()) * w;
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! inference ([`winograd`], [`direct_conv`]; a block's prepared form: [`crate::inference`]), the
 //! layout convention they share ([`layout`]), and the training step's operations, each one
 //! autodiff operation with its own backward pass on `Autodiff<Flex>` ([`conv`], [`batch_norm`],
-//! [`grid_sample`], [`pool`]; [`flex`] decides what "on flex" means).
+//! [`grid_sample`], [`pool`], the perceptual loss's [`mean_absolute`]; [`flex`] decides what "on flex" means).
 
 pub mod adam;
 pub mod batch_norm;
@@ -12,6 +12,7 @@ pub mod direct_conv;
 pub mod flex;
 pub mod grid_sample;
 pub mod layout;
+pub mod mean_absolute;
 pub mod pool;
 pub mod simd;
 pub mod unsafe_simd;
