@@ -157,7 +157,7 @@ mod tests {
     use crate::test_support::assert_close;
 
     /// Loss and gradient as burn's composition, for planar and channels-last maps, equal values
-    /// (sign 0) included, the target's gradient untouched.
+    /// (sign 0) included.
     #[test]
     fn matches_burns_composition() {
         let device = Device::flex().autodiff();
