@@ -136,14 +136,13 @@ impl Backward<Flex, 1> for MeanAbsoluteBackward {
         };
         let signs = &ops.state.signs;
         let scale = values(&grad)[0] / signs.len().max(1) as f32;
-        let mut da = vec![0.0f32; signs.len()];
-        da.par_chunks_mut(CHUNK)
-            .zip(signs.par_chunks(CHUNK))
-            .for_each(|(da, signs)| {
-                for (value, &sign) in da.iter_mut().zip(signs) {
-                    *value = f32::from(sign) * scale;
-                }
-            });
+        // Written once by the pool: a zeroed buffer first was a memset on this thread alone
+        // (`super::buffer`).
+        let da: Vec<f32> = signs
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&sign| f32::from(sign) * scale)
+            .collect();
         let da = Nhwc::owned(da, ops.state.dims).into_tensor(&Device::flex());
         grads.register::<Flex>(node.id, primitive(da));
     }
