@@ -10,8 +10,12 @@
 //! batched matmul (flex: the `gemm` crate on every core). The transforms are memory-bound
 //! passes over channel-contiguous rows, which the compiler vectorizes.
 //!
-//! F(4×4, 3×3) computes the same sums in a different order, so results differ from the direct
-//! convolution by float rounding only (tested against burn's `conv2d` below).
+//! Inference's f32 products take F(6×6, 3×3) on maps its tiles fit ([`Transforms::F6`]: 8×8 input
+//! tiles, 64 products for 36 outputs, 21% fewer multiplies than F(4×4)); training keeps
+//! F(4×4), whose tiles its weight gradient shares.
+//!
+//! Both compute the same sums as the direct convolution in a different order, so results differ
+//! by float rounding only (tested against burn's `conv2d` below).
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -190,13 +194,36 @@ pub struct Fused {
 /// are 4× the raw ones and would be read for very little arithmetic.
 const MIN_WINOGRAD_TILES: usize = 16;
 
-/// The 4×4 output tiles of one image: `rows × columns` of them cover `height × width`.
+/// From this many output pixels (128²) inference's f32 convolutions take F(6×6, 3×3): there
+/// (FOMM's decoder, the source's encoder) it measured 1.25–1.33× F(4×4)'s speed per layer
+/// (`cargo bench -p prioritycut-kernels --bench winograd_tilings`); on 64² maps, where its tiles
+/// cut at the edge leave 16% fewer multiplies rather than 21%, 0.94–1.09× (FOMM's bottleneck),
+/// for 1.78× the transformed weights (88 MB more for vox-256's twelve 256-channel layers, which
+/// live puppeteering's resident memory has no room for).
+pub const F6_MIN_PIXELS: usize = 128 * 128;
+
+/// The output tiles of one image: `rows × columns` of them, `side × side` each, cover
+/// `height × width`.
 #[derive(Debug, Clone, Copy)]
 struct Tiles {
     height: usize,
     width: usize,
+    side: usize,
     rows: usize,
     columns: usize,
+}
+
+impl Tiles {
+    fn new(tiling: Transforms, height: usize, width: usize) -> Self {
+        let side = tiling.output();
+        Self {
+            height,
+            width,
+            side,
+            rows: height.div_ceil(side),
+            columns: width.div_ceil(side),
+        }
+    }
 }
 
 /// A 3×3, stride-1, padding-1 convolution with its block's batch norms folded in.
@@ -215,8 +242,11 @@ pub struct FusedConv3x3 {
     fused: Fused,
     /// Where the filters `g` of `G g Gᵀ` are read from.
     filters: Filters,
-    /// `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
+    /// F(4×4)'s `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
     transformed: OnceLock<Vec<f32>>,
+    /// F(6×6)'s `G g Gᵀ`, [64, C_in, C_out], for inference's f32 products on larger maps: made
+    /// on first use (a layer sees one size of map, so it holds one of the two f32 forms).
+    transformed_f6: OnceLock<Vec<f32>>,
     /// `G g Gᵀ` at [`Points::RECIPROCAL`], rounded to bf16 and packed for the bf16 products:
     /// made on first use in bf16 (the f32 form, at the standard points, only where f32
     /// products ran too).
@@ -243,6 +273,7 @@ impl FusedConv3x3 {
             fused,
             filters: Filters::Weight,
             transformed: OnceLock::new(),
+            transformed_f6: OnceLock::new(),
             transformed_bf16: OnceLock::new(),
             patch_weight: OnceLock::new(),
             device,
@@ -266,57 +297,81 @@ impl FusedConv3x3 {
     }
 
     /// `x` [b, h, w, C_in] → [b, h', w', C_out]; `residual` (of the output's shape) is added last.
+    /// F(4×4, 3×3) in f32, as training runs it (its weight gradient takes the same tiles).
     pub fn forward(&self, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
-        self.forward_at(Precision::F32, x, residual)
+        self.forward_with(Transforms::F4(Points::STANDARD), x, residual)
     }
 
-    /// [`FusedConv3x3::forward`] with the Winograd products in `precision` where the block
-    /// tolerates it ([`Fused::tolerates_reduced_precision`]); the direct path for small maps
-    /// stays f32 (a small part of any frame).
+    /// Inference's [`FusedConv3x3::forward`]: the Winograd products in `precision` where the
+    /// block tolerates it ([`Fused::tolerates_reduced_precision`]), by F(4×4, 3×3) at
+    /// [`Points::RECIPROCAL`]; f32 products by F(6×6, 3×3) on maps of [`F6_MIN_PIXELS`] or
+    /// more, F(4×4, 3×3) below; the direct path for small maps stays f32 (a small part of any
+    /// frame).
     pub fn forward_at(&self, precision: Precision, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
-        assert_eq!(x.channels, self.input_channels, "input channels");
         // The CPU's reduced precision is bf16's; f16 is a GPU's.
-        let precision = if self.fused.tolerates_reduced_precision && precision == Precision::Bf16 {
-            Precision::Bf16
-        } else {
-            Precision::F32
+        if self.fused.tolerates_reduced_precision && precision == Precision::Bf16 {
+            return self.forward_with(Transforms::F4(Points::RECIPROCAL), x, residual);
+        }
+        let scale = if self.fused.upsample_input { 2 } else { 1 };
+        let (height, width) = (x.height * scale, x.width * scale);
+        let large = height * width >= F6_MIN_PIXELS
+            && Transforms::F6.multiplies(height, width) < Transforms::F4(Points::STANDARD).multiplies(height, width);
+        let tiling = if large { Tiling::F6x6 } else { Tiling::F4x4 };
+        self.forward_tiled(tiling, x, residual)
+    }
+
+    /// [`FusedConv3x3::forward`] in f32 by `tiling` whatever the map's size (for benchmarks and
+    /// tests; [`FusedConv3x3::forward_at`] chooses by size), by the patches where the map has
+    /// fewer than [`MIN_WINOGRAD_TILES`] 4×4 tiles.
+    pub fn forward_tiled(&self, tiling: Tiling, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
+        let transforms = match tiling {
+            Tiling::F4x4 => Transforms::F4(Points::STANDARD),
+            Tiling::F6x6 => Transforms::F6,
         };
+        self.forward_with(transforms, x, residual)
+    }
+
+    /// The convolution by `transforms`' products (bf16 at [`Points::RECIPROCAL`], else f32),
+    /// or by the patches where the map is small.
+    fn forward_with(&self, transforms: Transforms, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
+        assert_eq!(x.channels, self.input_channels, "input channels");
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
         let tiles_per_image = height.div_ceil(4) * width.div_ceil(4);
         if tiles_per_image < MIN_WINOGRAD_TILES {
-            self.forward_patches(x, residual)
-        } else {
-            self.forward_winograd(precision, x, height, width, residual)
+            return self.forward_patches(x, residual);
         }
+        let precision = if transforms == Transforms::F4(Points::RECIPROCAL) {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
+        self.forward_winograd(precision, transforms, x, height, width, residual)
     }
 
     fn forward_winograd(
         &self,
         precision: Precision,
+        tiling: Transforms,
         x: &Nhwc<'_>,
         height: usize,
         width: usize,
         residual: Option<&Nhwc<'_>>,
     ) -> Nhwc<'static> {
         let cout = self.output_channels;
-        let geometry = Tiles {
-            height,
-            width,
-            rows: height.div_ceil(4),
-            columns: width.div_ceil(4),
-        };
+        let geometry = Tiles::new(tiling, height, width);
+        let planes = tiling.planes();
         let pool = self.fused.pool_output;
         let (out_h, out_w) = if pool { (height / 2, width / 2) } else { (height, width) };
         let mut output = zeroed(x.batch * out_h * out_w * cout);
 
         // The output rows each row of tiles writes, grouped into blocks of tile rows.
-        let rows_per_block = self.rows_per_block(geometry.columns);
+        let rows_per_block = self.rows_per_block(planes, geometry.columns);
         let all_rows = x.batch * geometry.rows;
         let mut blocks: Vec<Vec<(usize, &mut [f32])>> =
             (0..all_rows.div_ceil(rows_per_block)).map(|_| Vec::new()).collect();
         if out_h * out_w > 0 {
-            let rows_per_tile = if pool { 2 } else { 4 };
+            let rows_per_tile = if pool { geometry.side / 2 } else { geometry.side };
             for (b, image) in output.chunks_mut(out_h * out_w * cout).enumerate() {
                 for (tile_y, chunk) in image.chunks_mut(rows_per_tile * out_w * cout).enumerate() {
                     let row = b * geometry.rows + tile_y;
@@ -328,19 +383,21 @@ impl FusedConv3x3 {
         // their buffers are reused rather than freshly mapped (page faults cost more than the
         // arithmetic on maps of 256×256).
         let (cin, block_tiles) = (self.input_channels, rows_per_block.min(all_rows) * geometry.columns);
-        let mut transformed = vec![0.0f32; 36 * block_tiles * cin];
-        let mut products = vec![0.0f32; 36 * block_tiles * cout];
+        let mut transformed = vec![0.0f32; planes * block_tiles * cin];
+        let mut products = vec![0.0f32; planes * block_tiles * cout];
         let weight = match precision {
-            Precision::F32 | Precision::F16 => Weights::F32(Matrices::row_major(self.transformed_weight(), cin, cout)),
+            Precision::F32 | Precision::F16 => Weights::F32(Matrices::row_major(self.transformed_weight(tiling), cin, cout)),
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
-        let points = Points::for_precision(precision);
         for (block, out_rows) in blocks.into_iter().enumerate() {
             let first_row = block * rows_per_block;
             let rows = rows_per_block.min(all_rows - first_row);
             let tiles = rows * geometry.columns;
-            let (transformed, products) = (&mut transformed[..36 * tiles * cin], &mut products[..36 * tiles * cout]);
-            self.transform_input(points, x, &geometry, first_row, rows, transformed);
+            let (transformed, products) = (
+                &mut transformed[..planes * tiles * cin],
+                &mut products[..planes * tiles * cout],
+            );
+            self.transform_input(tiling, x, &geometry, first_row, rows, transformed);
             match weight {
                 Weights::F32(weight) => {
                     let tiles_in = Matrices::row_major(transformed, tiles, cin);
@@ -349,7 +406,7 @@ impl FusedConv3x3 {
                 Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
             }
             self.transform_output(
-                points,
+                tiling,
                 products,
                 &geometry,
                 first_row,
@@ -369,16 +426,16 @@ impl FusedConv3x3 {
 
     /// Rows of tiles per block: about 4 MiB of transformed input or products (the fastest of
     /// 1–16 MiB on the 2-core Zen 3, within its noise).
-    fn rows_per_block(&self, columns: usize) -> usize {
-        let per_row = 36 * columns * self.input_channels.max(self.output_channels) * 4;
+    fn rows_per_block(&self, planes: usize, columns: usize) -> usize {
+        let per_row = planes * columns * self.input_channels.max(self.output_channels) * 4;
         ((4 << 20) / per_row.max(1)).max(1)
     }
 
-    /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row`: 36 planes of
-    /// [tiles, C_in] into `transformed`, one task per row of tiles.
+    /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row`: a plane of [tiles, C_in]
+    /// per product into `transformed`, one task per row of tiles.
     fn transform_input(
         &self,
-        points: Points,
+        tiling: Transforms,
         x: &Nhwc,
         geometry: &Tiles,
         first_row: usize,
@@ -387,7 +444,7 @@ impl FusedConv3x3 {
     ) {
         let fused = &self.fused;
         transform_input_rows(
-            points,
+            tiling,
             x,
             geometry,
             fused.input_affine.as_ref(),
@@ -397,12 +454,12 @@ impl FusedConv3x3 {
         )
     }
 
-    /// `Aᵀ m A` of a block's products ([36, tiles, C_out]), plus the bias, ReLU, pooling or
+    /// `Aᵀ m A` of a block's products ([planes, tiles, C_out]), plus the bias, ReLU, pooling or
     /// residual, into the output rows of its rows of tiles.
     #[allow(clippy::too_many_arguments)]
     fn transform_output(
         &self,
-        points: Points,
+        tiling: Transforms,
         products: &[f32],
         geometry: &Tiles,
         first_row: usize,
@@ -412,7 +469,7 @@ impl FusedConv3x3 {
     ) {
         out_rows.into_par_iter().for_each(|(row, chunk)| {
             vectorized(OutputRow(OutputRowArgs {
-                points,
+                tiling,
                 products,
                 geometry,
                 block_row: row - first_row,
@@ -499,23 +556,30 @@ impl FusedConv3x3 {
         weight.clone()
     }
 
-    fn transformed_weight(&self) -> &[f32] {
-        self.transformed.get_or_init(|| self.transform_weight(Points::STANDARD))
+    /// The f32 products' weights for `tiling` (F(4×4) at the standard points, or F(6×6)).
+    fn transformed_weight(&self, tiling: Transforms) -> &[f32] {
+        match tiling {
+            Transforms::F4(points) => {
+                debug_assert_eq!(points, Points::STANDARD, "f32 products at the standard points");
+                self.transformed.get_or_init(|| self.transform_weight(tiling))
+            }
+            Transforms::F6 => self.transformed_f6.get_or_init(|| self.transform_weight(tiling)),
+        }
     }
 
     fn transformed_weight_bf16(&self) -> &Bf16Columns {
         self.transformed_bf16.get_or_init(|| {
             let points = Points::for_precision(Precision::Bf16);
             Bf16Columns::pack(
-                &self.transform_weight(points),
+                &self.transform_weight(Transforms::F4(points)),
                 self.input_channels,
                 self.output_channels,
             )
         })
     }
 
-    /// `G g Gᵀ` of every filter, [36, C_in, C_out].
-    fn transform_weight(&self, points: Points) -> Vec<f32> {
+    /// `G g Gᵀ` of every filter, [planes, C_in, C_out].
+    fn transform_weight(&self, tiling: Transforms) -> Vec<f32> {
         // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out filters
         // and writes their 36 values into its 36 rows, column by column, so each row is filled
         // while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering at a
@@ -525,7 +589,7 @@ impl FusedConv3x3 {
             Filters::Weight => (&self.weight, false),
             Filters::InputGradientOf(forward) => (forward.as_ref(), true),
         };
-        with_values(source, |values| self.transform_filters(values, flipped, points))
+        with_values(source, |values| self.transform_filters(values, flipped, tiling))
     }
 
     /// Filter (o, i) of `values`, row-major: W[o, i], or (`flipped`, the filters being the
@@ -542,12 +606,13 @@ impl FusedConv3x3 {
     }
 
     /// [`FusedConv3x3::transformed_weight`] from the filters' values.
-    fn transform_filters(&self, values: &[f32], flipped: bool, points: Points) -> Vec<f32> {
+    fn transform_filters(&self, values: &[f32], flipped: bool, tiling: Transforms) -> Vec<f32> {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let filter = |o: usize, i: usize| self.filter(values, flipped, o, i);
         let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
-        let mut u = zeroed(36 * cin * cout);
-        let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(36)).collect();
+        let planes = tiling.planes();
+        let mut u = zeroed(planes * cin * cout);
+        let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(planes)).collect();
         for (row, values) in u.chunks_mut(cout).enumerate() {
             rows_of_channel[row % cin].push(values);
         }
@@ -565,8 +630,18 @@ impl FusedConv3x3 {
                         tap[k] = f64::from(v);
                     }
                 }
-                let block = weight_transform(points, &taps);
-                for (row, line) in rows.iter_mut().zip(&block) {
+                let (f4, f6);
+                let block: &[[f64; LANES]] = match tiling {
+                    Transforms::F4(points) => {
+                        f4 = weight_transform(points, &taps);
+                        &f4
+                    }
+                    Transforms::F6 => {
+                        f6 = weight_transform6(&taps);
+                        &f6
+                    }
+                };
+                for (row, line) in rows.iter_mut().zip(block) {
                     for (k, (out, &v)) in row[first..][..count].iter_mut().zip(line).enumerate() {
                         *out = (v * scale(first + k)) as f32;
                     }
@@ -595,10 +670,10 @@ enum Filters {
 }
 
 /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row` of `x` (optionally through
-/// `affine` and a ×2 upsampling first): 36 planes of [tiles, C_in] into `transformed`, one task
-/// per row of tiles.
+/// `affine` and a ×2 upsampling first): `tiling`'s planes of [tiles, C_in] into `transformed`,
+/// one task per row of tiles.
 fn transform_input_rows(
-    points: Points,
+    tiling: Transforms,
     x: &Nhwc,
     geometry: &Tiles,
     affine: Option<&ChannelAffine>,
@@ -606,9 +681,9 @@ fn transform_input_rows(
     (first_row, rows): (usize, usize),
     transformed: &mut [f32],
 ) {
-    transform_by_row(x.channels, geometry, rows, transformed, |r, planes| {
+    transform_by_row(tiling.planes(), x.channels, geometry, rows, transformed, |r, planes| {
         vectorized(InputRow(InputRowArgs {
-            points,
+            tiling,
             x,
             geometry,
             affine,
@@ -619,9 +694,10 @@ fn transform_input_rows(
     })
 }
 
-/// 36 planes of [tiles, channels] for `rows` rows of tiles, `transformed`, filled by
-/// `row(r, its 36 parts)` on every core.
+/// `planes` planes of [tiles, channels] for `rows` rows of tiles, `transformed`, filled by
+/// `row(r, its part of each plane)` on every core.
 fn transform_by_row(
+    planes: usize,
     channels: usize,
     geometry: &Tiles,
     rows: usize,
@@ -631,10 +707,10 @@ fn transform_by_row(
     let tiles = rows * geometry.columns;
     assert_eq!(
         transformed.len(),
-        36 * tiles * channels,
-        "36 planes of the block's tiles"
+        planes * tiles * channels,
+        "{planes} planes of the block's tiles"
     );
-    let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(36)).collect();
+    let mut row_parts: Vec<Vec<&mut [f32]>> = (0..rows).map(|_| Vec::with_capacity(planes)).collect();
     for plane in transformed.chunks_mut(tiles * channels) {
         for (parts, part) in row_parts.iter_mut().zip(plane.chunks_mut(geometry.columns * channels)) {
             parts.push(part);
@@ -649,7 +725,7 @@ fn transform_by_row(
 /// `A dy Aᵀ` of the 4×4 tiles of an output gradient, the tiles of `rows` rows of tiles from
 /// `first_row`: 36 planes of [tiles, C_out] (zero beyond the map) into `transformed`.
 fn transform_gradient_rows(dy: &Nhwc, geometry: &Tiles, (first_row, rows): (usize, usize), transformed: &mut [f32]) {
-    transform_by_row(dy.channels, geometry, rows, transformed, |r, planes| {
+    transform_by_row(36, dy.channels, geometry, rows, transformed, |r, planes| {
         vectorized(GradientRow(GradientRowArgs {
             dy,
             geometry,
@@ -748,12 +824,7 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
         "a stride-1 convolution's input and output gradient have one size"
     );
     let (cin, cout) = (x.channels, dy.channels);
-    let geometry = Tiles {
-        height: x.height,
-        width: x.width,
-        rows: x.height.div_ceil(4),
-        columns: x.width.div_ceil(4),
-    };
+    let geometry = Tiles::new(Transforms::F4(Points::STANDARD), x.height, x.width);
     // Tiles are the GEMMs' inner dimension here: large blocks keep them long.
     let per_row = 36 * geometry.columns * cin.max(cout) * 4;
     let rows_per_block = ((WEIGHT_GRADIENT_BLOCK_BYTES) / per_row.max(1)).max(1);
@@ -767,7 +838,15 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
         let rows = rows_per_block.min(all_rows - first_row);
         let tiles = rows * geometry.columns;
         let (v, g) = (&mut v[..36 * tiles * cin], &mut g[..36 * tiles * cout]);
-        transform_input_rows(Points::STANDARD, x, &geometry, None, false, (first_row, rows), v);
+        transform_input_rows(
+            Transforms::F4(Points::STANDARD),
+            x,
+            &geometry,
+            None,
+            false,
+            (first_row, rows),
+            v,
+        );
         transform_gradient_rows(dy, &geometry, (first_row, rows), g);
         let g_t = Matrices::row_major(g, tiles, cout).transposed();
         batched_gemm(
@@ -801,13 +880,14 @@ pub fn weight_gradient(x: &Nhwc, dy: &Nhwc, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(dw, [cout, cin, 3, 3]), device)
 }
 
-/// Channels a transform works through at a time: its three 36-value tiles of them (27 KiB)
-/// stay in the first-level cache, where whole rows of 256 channels (108 KiB) did not.
+/// Channels a transform works through at a time: its three 36-value tiles of them (27 KiB;
+/// F(6×6)'s 64-value ones 48 KiB) stay in the first-level cache, where whole rows of 256
+/// channels (108 KiB) did not.
 const TRANSFORM_CHANNELS: usize = 64;
 
 /// One row of tiles of [`transform_input_rows`].
 struct InputRowArgs<'a> {
-    points: Points,
+    tiling: Transforms,
     x: &'a Nhwc<'a>,
     geometry: &'a Tiles,
     /// Applied (with a ReLU) to each input value as it is read.
@@ -816,7 +896,7 @@ struct InputRowArgs<'a> {
     upsample: bool,
     /// The row's place among all rows of tiles (image and tile row).
     row: usize,
-    /// The row's part of each of the 36 planes.
+    /// The row's part of each plane.
     planes: Vec<&'a mut [f32]>,
 }
 struct InputRow<'a>(InputRowArgs<'a>);
@@ -836,8 +916,8 @@ vector_kernel!(GradientRow<'_> => gradient_tiles_row);
 
 /// One row of tiles of [`FusedConv3x3::transform_output`].
 struct OutputRowArgs<'a> {
-    points: Points,
-    /// A block's products, 36 planes of [tiles, C_out].
+    tiling: Transforms,
+    /// A block's products, a plane of [tiles, C_out] per product.
     products: &'a [f32],
     geometry: &'a Tiles,
     /// The row's place in its block's products.
@@ -854,11 +934,11 @@ struct OutputRowArgs<'a> {
 struct OutputRow<'a>(OutputRowArgs<'a>);
 vector_kernel!(OutputRow<'_> => output_tiles_row);
 
-/// `Bᵀ d B` of one row of tiles, into its part of each of the 36 planes.
+/// `Bᵀ d B` of one row of tiles, into its part of each plane.
 #[inline(always)]
 fn input_tiles_row(args: InputRowArgs) {
     let InputRowArgs {
-        points,
+        tiling,
         x,
         geometry,
         affine,
@@ -869,19 +949,20 @@ fn input_tiles_row(args: InputRowArgs) {
     let cin = x.channels;
     let (height, width) = (geometry.height, geometry.width);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
+    let (side, input) = (geometry.side, tiling.input());
     let chunk = cin.min(TRANSFORM_CHANNELS);
-    let mut patch = vec![0.0f32; 36 * chunk];
-    let mut half = vec![0.0f32; 36 * chunk];
-    let mut done = vec![0.0f32; 36 * chunk];
+    let mut patch = vec![0.0f32; input * input * chunk];
+    let mut half = vec![0.0f32; input * input * chunk];
+    let mut done = vec![0.0f32; input * input * chunk];
     for tile_x in 0..geometry.columns {
         for first in (0..cin).step_by(chunk) {
             let n = chunk.min(cin - first);
-            for i in 0..6 {
-                for j in 0..6 {
-                    let dst = &mut patch[(i * 6 + j) * n..][..n];
+            for i in 0..input {
+                for j in 0..input {
+                    let dst = &mut patch[(i * input + j) * n..][..n];
                     // Padding 1: the patch starts one pixel above and left of the tile.
-                    let y = (4 * tile_y + i).wrapping_sub(1);
-                    let xx = (4 * tile_x + j).wrapping_sub(1);
+                    let y = (side * tile_y + i).wrapping_sub(1);
+                    let xx = (side * tile_x + j).wrapping_sub(1);
                     if y >= height || xx >= width {
                         dst.fill(0.0);
                         continue;
@@ -904,11 +985,12 @@ fn input_tiles_row(args: InputRowArgs) {
                 }
             }
             // Along each row of the patch, then along each column.
-            for i in 0..6 {
-                input_transform(points, &patch[i * 6 * n..], n, &mut half[i * 6 * n..], n, n);
+            let row = input * n;
+            for i in 0..input {
+                tiling.input_transform(&patch[i * row..], n, &mut half[i * row..], n, n);
             }
-            for j in 0..6 {
-                input_transform(points, &half[j * n..], 6 * n, &mut done[j * n..], 6 * n, n);
+            for j in 0..input {
+                tiling.input_transform(&half[j * n..], row, &mut done[j * n..], row, n);
             }
             for (p, plane) in planes.iter_mut().enumerate() {
                 plane[tile_x * cin + first..][..n].copy_from_slice(&done[p * n..][..n]);
@@ -962,7 +1044,7 @@ fn gradient_tiles_row(args: GradientRowArgs) {
 #[inline(always)]
 fn output_tiles_row(args: OutputRowArgs) {
     let OutputRowArgs {
-        points,
+        tiling,
         products,
         geometry,
         block_row,
@@ -973,25 +1055,26 @@ fn output_tiles_row(args: OutputRowArgs) {
         output_size: (out_h, out_w),
     } = args;
     let cout = conv.output_channels;
-    let plane_stride = products.len() / 36;
+    let (side, input) = (geometry.side, tiling.input());
+    let plane_stride = products.len() / tiling.planes();
     let (relu, pool) = (conv.fused.relu, conv.fused.pool_output);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
     let chunk = cout.min(TRANSFORM_CHANNELS);
-    let mut half = vec![0.0f32; 24 * chunk];
-    let mut tile = vec![0.0f32; 16 * chunk];
+    let mut half = vec![0.0f32; input * side * chunk];
+    let mut tile = vec![0.0f32; side * side * chunk];
     for tile_x in 0..geometry.columns {
         let t = block_row * geometry.columns + tile_x;
         for first in (0..cout).step_by(chunk) {
             let n = chunk.min(cout - first);
-            for i in 0..6 {
-                let at = i * 6 * plane_stride + t * cout + first;
-                output_transform(points, &products[at..], plane_stride, &mut half[i * 4 * n..], n, n);
+            for i in 0..input {
+                let at = i * input * plane_stride + t * cout + first;
+                tiling.output_transform(&products[at..], plane_stride, &mut half[i * side * n..], n, n);
             }
-            for j in 0..4 {
-                output_transform(points, &half[j * n..], 4 * n, &mut tile[j * n..], 4 * n, n);
+            for j in 0..side {
+                tiling.output_transform(&half[j * n..], side * n, &mut tile[j * n..], side * n, n);
             }
             let bias = &conv.bias[first..][..n];
-            for pixel in tile[..16 * n].chunks_exact_mut(n) {
+            for pixel in tile[..side * side * n].chunks_exact_mut(n) {
                 for (value, &b) in pixel.iter_mut().zip(bias) {
                     *value += b;
                     if relu {
@@ -1000,14 +1083,15 @@ fn output_tiles_row(args: OutputRowArgs) {
                 }
             }
             if pool {
-                for py in 0..2 {
-                    let xs = (0..2).map(|px| 2 * tile_x + px);
+                let pooled = side / 2;
+                for py in 0..pooled {
+                    let xs = (0..pooled).map(|px| pooled * tile_x + px);
                     for (px, xx) in xs.enumerate() {
-                        if 2 * tile_y + py >= out_h || xx >= out_w {
+                        if pooled * tile_y + py >= out_h || xx >= out_w {
                             continue;
                         }
                         let dst = &mut output[(py * out_w + xx) * cout + first..][..n];
-                        let at = |i: usize, j: usize| &tile[((2 * py + i) * 4 + 2 * px + j) * n..][..n];
+                        let at = |i: usize, j: usize| &tile[((2 * py + i) * side + 2 * px + j) * n..][..n];
                         let (p, q, r, s) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
                         for (k, v) in dst.iter_mut().enumerate() {
                             *v = 0.25 * (p[k] + q[k] + r[k] + s[k]);
@@ -1016,15 +1100,15 @@ fn output_tiles_row(args: OutputRowArgs) {
                 }
                 continue;
             }
-            for i in 0..4 {
-                let y = 4 * tile_y + i;
-                for j in 0..4 {
-                    let xx = 4 * tile_x + j;
+            for i in 0..side {
+                let y = side * tile_y + i;
+                for j in 0..side {
+                    let xx = side * tile_x + j;
                     if y >= out_h || xx >= out_w {
                         continue;
                     }
                     let dst = &mut output[(i * out_w + xx) * cout + first..][..n];
-                    let value = &tile[(i * 4 + j) * n..][..n];
+                    let value = &tile[(i * side + j) * n..][..n];
                     match residual {
                         Some(r) => {
                             let r = &r.pixel(b, y, xx)[first..][..n];
@@ -1107,6 +1191,166 @@ impl Points {
             Precision::Bf16 => Self::RECIPROCAL,
         }
     }
+}
+
+/// The size of the Winograd tiles an f32 3×3 convolution runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiling {
+    /// F(4×4, 3×3): 36 products for 16 outputs.
+    F4x4,
+    /// F(6×6, 3×3): 64 products for 36 outputs.
+    F6x6,
+}
+
+/// Winograd's transforms: which minimal filtering algorithm a convolution runs, at which points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Transforms {
+    /// F(4×4, 3×3) at its points: 6×6 input tiles, 4×4 outputs, 36 products (2.25 multiplies
+    /// an output).
+    F4(Points),
+    /// F(6×6, 3×3) at 0, ±1, ±2, ±½, ∞ (Lavin and Gray's, as NNPACK and oneDNN run it): 8×8
+    /// input tiles, 6×6 outputs, 64 products (1.78 multiplies an output: 21% fewer than
+    /// F(4×4) on maps that take whole tiles). Its transforms scale rounding more (entries up
+    /// to 32 and 21/4), which f32 absorbs (a float model of a 256-channel layer: 1.5e-6 of the
+    /// largest output against F(4×4)'s 1.0e-6) and bf16 would not.
+    F6,
+}
+
+impl Transforms {
+    /// Outputs per side of a tile.
+    const fn output(self) -> usize {
+        match self {
+            Transforms::F4(_) => 4,
+            Transforms::F6 => 6,
+        }
+    }
+
+    /// Inputs per side of a tile: the output and the 3×3 filter's 2 more.
+    const fn input(self) -> usize {
+        self.output() + 2
+    }
+
+    /// The element-wise products of a tile, each a GEMM over the channels.
+    const fn planes(self) -> usize {
+        self.input() * self.input()
+    }
+
+    /// Multiplies per channel pair to cover a `height × width` map with whole tiles.
+    fn multiplies(self, height: usize, width: usize) -> usize {
+        height.div_ceil(self.output()) * width.div_ceil(self.output()) * self.planes()
+    }
+
+    /// `Bᵀ d` for `input()` rows of `n` values `stride` apart, written as many rows
+    /// `out_stride` apart.
+    #[inline(always)]
+    fn input_transform(self, d: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+        match self {
+            Transforms::F4(points) => input_transform(points, d, stride, out, out_stride, n),
+            Transforms::F6 => input_transform6(d, stride, out, out_stride, n),
+        }
+    }
+
+    /// `Aᵀ m`: `input()` rows of `n` values `stride` apart → `output()` rows `out_stride` apart.
+    #[inline(always)]
+    fn output_transform(self, m: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+        match self {
+            Transforms::F4(points) => output_transform(points, m, stride, out, out_stride, n),
+            Transforms::F6 => output_transform6(m, stride, out, out_stride, n),
+        }
+    }
+}
+
+/// F(6, 3)'s `Bᵀ d` (points 0, 1, −1, 2, −2, ½, −½, ∞ in that order): eight rows of `n` values
+/// `stride` apart → eight rows `out_stride` apart. The rows of a point pair ±p share their
+/// even and odd parts: `Bᵀ` row ±p is `E_p ± O_p`.
+#[inline(always)]
+fn input_transform6(d: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+    let row = |k: usize| &d[k * stride..k * stride + n];
+    let (d0, d1, d2, d3, d4, d5, d6, d7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+    let mut rows = out.chunks_mut(out_stride);
+    let mut next = || rows.next().map(|r| &mut r[..n]).expect("eight output rows");
+    let (o0, o1, o2, o3, o4, o5, o6, o7) = (next(), next(), next(), next(), next(), next(), next(), next());
+    for c in 0..n {
+        let (v0, v1, v2, v3, v4, v5, v6, v7) = (d0[c], d1[c], d2[c], d3[c], d4[c], d5[c], d6[c], d7[c]);
+        let (even_1, odd_1) = (v2 - 4.25 * v4 + v6, v1 - 4.25 * v3 + v5);
+        let (even_2, odd_2) = (0.25 * v2 - 1.25 * v4 + v6, 0.5 * v1 - 2.5 * v3 + 2.0 * v5);
+        let (even_half, odd_half) = (4.0 * v2 - 5.0 * v4 + v6, 2.0 * v1 - 2.5 * v3 + 0.5 * v5);
+        o0[c] = v0 - v6 + 5.25 * (v4 - v2);
+        o1[c] = even_1 + odd_1;
+        o2[c] = even_1 - odd_1;
+        o3[c] = even_2 + odd_2;
+        o4[c] = even_2 - odd_2;
+        o5[c] = even_half + odd_half;
+        o6[c] = even_half - odd_half;
+        o7[c] = v7 - v1 + 5.25 * (v3 - v5);
+    }
+}
+
+/// F(6, 3)'s `Aᵀ m`: eight rows of `n` values `stride` apart → six rows `out_stride` apart; row
+/// `k` is `[0ᵏ, 1, (−1)ᵏ, 2ᵏ, (−2)ᵏ, (½)ᵏ, (−½)ᵏ, 0]`, plus `m7` in the last.
+#[inline(always)]
+fn output_transform6(m: &[f32], stride: usize, out: &mut [f32], out_stride: usize, n: usize) {
+    let row = |k: usize| &m[k * stride..k * stride + n];
+    let (m0, m1, m2, m3, m4, m5, m6, m7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+    let mut rows = out.chunks_mut(out_stride);
+    let mut next = || rows.next().map(|r| &mut r[..n]).expect("six output rows");
+    let (o0, o1, o2, o3, o4, o5) = (next(), next(), next(), next(), next(), next());
+    for c in 0..n {
+        let (sum_1, diff_1) = (m1[c] + m2[c], m1[c] - m2[c]);
+        let (sum_2, diff_2) = (m3[c] + m4[c], m3[c] - m4[c]);
+        let (sum_half, diff_half) = (m5[c] + m6[c], m5[c] - m6[c]);
+        o0[c] = m0[c] + sum_1 + sum_2 + sum_half;
+        o1[c] = diff_1 + 2.0 * diff_2 + 0.5 * diff_half;
+        o2[c] = sum_1 + 4.0 * sum_2 + 0.25 * sum_half;
+        o3[c] = diff_1 + 8.0 * diff_2 + 0.125 * diff_half;
+        o4[c] = sum_1 + 16.0 * sum_2 + 0.0625 * sum_half;
+        o5[c] = diff_1 + 32.0 * diff_2 + 0.03125 * diff_half + m7[c];
+    }
+}
+
+/// F(6, 3)'s `G v` of a 3-vector: rows `[1, 0, 0]`, `−2/9 [1, ±1, 1]`, `1/90 [1, ±2, 4]`,
+/// `32/45 [1, ±½, ¼]`, `[0, 0, 1]`.
+#[inline(always)]
+fn g_apply6([v0, v1, v2]: [f64; 3]) -> [f64; 8] {
+    let (outer_1, odd_1) = (v0 + v2, v1);
+    let (outer_2, odd_2) = (v0 + 4.0 * v2, 2.0 * v1);
+    let (outer_half, odd_half) = (v0 + 0.25 * v2, 0.5 * v1);
+    const NINTHS: f64 = -2.0 / 9.0;
+    const NINETIETH: f64 = 1.0 / 90.0;
+    const FORTY_FIFTHS: f64 = 32.0 / 45.0;
+    [
+        v0,
+        (outer_1 + odd_1) * NINTHS,
+        (outer_1 - odd_1) * NINTHS,
+        (outer_2 + odd_2) * NINETIETH,
+        (outer_2 - odd_2) * NINETIETH,
+        (outer_half + odd_half) * FORTY_FIFTHS,
+        (outer_half - odd_half) * FORTY_FIFTHS,
+        v2,
+    ]
+}
+
+/// F(6, 3)'s `G g Gᵀ` of LANES 3×3 filters (row-major, lane by lane), in f64: [8 × 8] row-major.
+#[inline(always)]
+fn weight_transform6(g: &[[f64; LANES]; 9]) -> [[f64; LANES]; 64] {
+    let mut out = [[0.0f64; LANES]; 64];
+    for lane in 0..LANES {
+        let mut half = [[0.0f64; 3]; 8];
+        for c in 0..3 {
+            for (r, value) in g_apply6([g[c][lane], g[3 + c][lane], g[6 + c][lane]])
+                .into_iter()
+                .enumerate()
+            {
+                half[r][c] = value;
+            }
+        }
+        for (r, row) in half.iter().enumerate() {
+            for (c, value) in g_apply6(*row).into_iter().enumerate() {
+                out[r * 8 + c][lane] = value;
+            }
+        }
+    }
+    out
 }
 
 /// `Bᵀ d` for six rows of `n` values `stride` apart, written six rows `out_stride` apart:
@@ -1439,18 +1683,26 @@ mod tests {
         let expected = reference(&x, &weight, &bias, &fused, norm.as_ref(), res.as_ref());
         let conv = FusedConv3x3::new(weight, Some(bias), norm, fused.clone());
         let res_nhwc = res.map(Nhwc::from_tensor);
-        let ours = conv
-            .forward(&Nhwc::from_tensor(x), res_nhwc.as_ref())
-            .into_tensor(&Device::flex());
-        assert_eq!(ours.dims(), expected.dims(), "{fused:?}");
-        let error = relative_error(ours, expected);
-        // F(4×4, 3×3) in f32: its transforms scale values by up to 8 (Aᵀ) and 5 (Bᵀ), so the
-        // rounding error grows with them and with √C_in: up to 2.1e-5 of the largest output
-        // was seen at 512 input channels.
-        assert!(
-            error < 6e-5,
-            "{batch}×{cin}→{cout} {h}×{w} {fused:?}: relative error {error}"
-        );
+        let x = Nhwc::from_tensor(x);
+        // Training's F(4×4, 3×3), F(6×6, 3×3) (which inference takes on larger maps), and
+        // inference's choice.
+        let outputs = [
+            conv.forward(&x, res_nhwc.as_ref()),
+            conv.forward_tiled(Tiling::F6x6, &x, res_nhwc.as_ref()),
+            conv.forward_at(Precision::F32, &x, res_nhwc.as_ref()),
+        ];
+        for (form, ours) in ["F(4×4)", "F(6×6)", "forward_at"].into_iter().zip(outputs) {
+            let ours = ours.into_tensor(&Device::flex());
+            assert_eq!(ours.dims(), expected.dims(), "{fused:?}");
+            let error = relative_error(ours, expected.clone());
+            // In f32 the transforms scale values (F(4×4): up to 8 in Aᵀ and 5 in Bᵀ; F(6×6): 32
+            // and 21/4), so the rounding error grows with them and with √C_in: up to 2.1e-5 of
+            // the largest output was seen at 512 input channels.
+            assert!(
+                error < 6e-5,
+                "{form} {batch}×{cin}→{cout} {h}×{w} {fused:?}: relative error {error}"
+            );
+        }
     }
 
     /// Each point set's three transforms together compute a tile's 3×3 correlation:
@@ -1488,6 +1740,41 @@ mod tests {
                     y[i * 4 + j]
                 );
             }
+        }
+    }
+
+    /// F(6×6, 3×3)'s transforms compute an 8×8 patch's 6×6 correlation, through
+    /// [`Transforms`]'s row transforms as the tile rows run them.
+    #[test]
+    fn f6_transforms_compute_the_correlation_of_a_tile() {
+        let value = |at: usize| ((at * 29 + 7) % 31) as f32 / 9.0 - 1.7;
+        let patch: Vec<f32> = (0..64).map(value).collect();
+        let filter: Vec<f32> = (0..9).map(|at| value(at + 70)).collect();
+        let mut taps = [[0.0f64; LANES]; 9];
+        taps.iter_mut().zip(&filter).for_each(|(tap, &v)| tap[0] = f64::from(v));
+        let u = weight_transform6(&taps);
+        let (mut half, mut v) = (vec![0.0f32; 64], vec![0.0f32; 64]);
+        for i in 0..8 {
+            Transforms::F6.input_transform(&patch[8 * i..], 1, &mut half[8 * i..], 1, 1);
+        }
+        for j in 0..8 {
+            Transforms::F6.input_transform(&half[j..], 8, &mut v[j..], 8, 1);
+        }
+        let m: Vec<f32> = (0..64).map(|p| u[p][0] as f32 * v[p]).collect();
+        let (mut rows, mut y) = (vec![0.0f32; 48], vec![0.0f32; 36]);
+        for i in 0..8 {
+            Transforms::F6.output_transform(&m[8 * i..], 1, &mut rows[6 * i..], 1, 1);
+        }
+        for j in 0..6 {
+            Transforms::F6.output_transform(&rows[j..], 6, &mut y[j..], 6, 1);
+        }
+        for (i, j) in (0..6).flat_map(|i| (0..6).map(move |j| (i, j))) {
+            let expected: f32 = (0..9).map(|t| filter[t] * patch[(i + t / 3) * 8 + j + t % 3]).sum();
+            assert!(
+                (y[i * 6 + j] - expected).abs() < 1e-4 * expected.abs().max(1.0),
+                "({i}, {j}): {} against {expected}",
+                y[i * 6 + j]
+            );
         }
     }
 
@@ -1535,9 +1822,12 @@ mod tests {
 
     #[test]
     fn winograd_matches_burns_convolution_over_shapes() {
-        // Odd and even sizes, sizes not a multiple of the tile, batch > 1, 3 to 512 channels.
+        // Odd and even sizes, sizes not a multiple of either tile, batch > 1, 3 to 512 channels;
+        // a map where inference takes F(6×6) itself.
         for &(batch, cin, cout, h, w) in &[
             (1, 3, 8, 16, 16),
+            (1, 16, 24, 130, 128),
+            (2, 24, 16, 37, 26),
             (2, 16, 12, 17, 23),
             (1, 64, 64, 32, 30),
             (2, 44, 128, 21, 18),
