@@ -51,11 +51,7 @@ fn main() {
     );
     let (mut f4_frame, mut f6_frame) = (0.0, 0.0);
     for (layer, cin, cout, side, block, calls) in LAYERS {
-        let weight = Tensor::<4>::random(
-            [cout, cin, 3, 3],
-            Distribution::Uniform(-0.05, 0.05),
-            &device,
-        );
+        let weight = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Uniform(-0.05, 0.05), &device);
         let bias = Tensor::<1>::random([cout], Distribution::Uniform(-0.1, 0.1), &device);
         let fused = match block {
             Block::ResidualFirst => Fused {

@@ -27,6 +27,7 @@ use super::buffer::zeroed;
 use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
+use super::unsafe_simd::f32_gemm::{self, F32Columns, PANEL, batched_gemm_packed};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
 use crate::precision::Precision;
 
@@ -243,10 +244,10 @@ pub struct FusedConv3x3 {
     /// Where the filters `g` of `G g Gᵀ` are read from.
     filters: Filters,
     /// F(4×4)'s `G g Gᵀ`, [36, C_in, C_out]: made on first use, as small maps never need it.
-    transformed: OnceLock<Vec<f32>>,
+    transformed: OnceLock<F32Weights>,
     /// F(6×6)'s `G g Gᵀ`, [64, C_in, C_out], for inference's f32 products on larger maps: made
     /// on first use (a layer sees one size of map, so it holds one of the two f32 forms).
-    transformed_f6: OnceLock<Vec<f32>>,
+    transformed_f6: OnceLock<F32Weights>,
     /// `G g Gᵀ` at [`Points::RECIPROCAL`], rounded to bf16 and packed for the bf16 products:
     /// made on first use in bf16 (the f32 form, at the standard points, only where f32
     /// products ran too).
@@ -386,7 +387,10 @@ impl FusedConv3x3 {
         let mut transformed = vec![0.0f32; planes * block_tiles * cin];
         let mut products = vec![0.0f32; planes * block_tiles * cout];
         let weight = match precision {
-            Precision::F32 | Precision::F16 => Weights::F32(Matrices::row_major(self.transformed_weight(tiling), cin, cout)),
+            Precision::F32 | Precision::F16 => match self.transformed_weight(tiling) {
+                F32Weights::RowMajor(values) => Weights::F32(Matrices::row_major(values, cin, cout)),
+                F32Weights::Packed(columns) => Weights::F32Packed(columns),
+            },
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
         for (block, out_rows) in blocks.into_iter().enumerate() {
@@ -403,6 +407,7 @@ impl FusedConv3x3 {
                     let tiles_in = Matrices::row_major(transformed, tiles, cin);
                     batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
                 }
+                Weights::F32Packed(weight) => batched_gemm_packed(products, transformed, weight, tiles),
                 Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
             }
             self.transform_output(
@@ -556,14 +561,22 @@ impl FusedConv3x3 {
         weight.clone()
     }
 
-    /// The f32 products' weights for `tiling` (F(4×4) at the standard points, or F(6×6)).
-    fn transformed_weight(&self, tiling: Transforms) -> &[f32] {
+    /// The f32 products' weights for `tiling` (F(4×4) at the standard points, or F(6×6)):
+    /// packed for our micro-kernel where the CPU runs it, else row-major for the `gemm` crate.
+    fn transformed_weight(&self, tiling: Transforms) -> &F32Weights {
+        let made = || {
+            if f32_gemm::supported() {
+                F32Weights::Packed(self.transform_weight_packed(tiling))
+            } else {
+                F32Weights::RowMajor(self.transform_weight(tiling))
+            }
+        };
         match tiling {
             Transforms::F4(points) => {
                 debug_assert_eq!(points, Points::STANDARD, "f32 products at the standard points");
-                self.transformed.get_or_init(|| self.transform_weight(tiling))
+                self.transformed.get_or_init(made)
             }
-            Transforms::F6 => self.transformed_f6.get_or_init(|| self.transform_weight(tiling)),
+            Transforms::F6 => self.transformed_f6.get_or_init(made),
         }
     }
 
@@ -578,8 +591,28 @@ impl FusedConv3x3 {
         })
     }
 
+    /// [`FusedConv3x3::transform_weight`] written straight into the micro-kernel's panels.
+    fn transform_weight_packed(&self, tiling: Transforms) -> F32Columns {
+        let (cin, cout) = (self.input_channels, self.output_channels);
+        let mut packed = F32Columns::zeroed(tiling.planes(), cin, cout);
+        self.with_filter_values(|values, flipped| {
+            self.transform_filters(values, flipped, tiling, packed.rows_mut(), PANEL)
+        });
+        packed
+    }
+
     /// `G g Gᵀ` of every filter, [planes, C_in, C_out].
     fn transform_weight(&self, tiling: Transforms) -> Vec<f32> {
+        let (cin, cout) = (self.input_channels, self.output_channels);
+        let mut u = zeroed(tiling.planes() * cin * cout);
+        let rows = u.chunks_mut(cout.max(1)).map(|row| vec![row]).collect();
+        self.with_filter_values(|values, flipped| self.transform_filters(values, flipped, tiling, rows, cout.max(1)));
+        u
+    }
+
+    /// `f` of the filters' values, row-major, and whether they are flipped (the forward
+    /// convolution's, for its input gradient).
+    fn with_filter_values<R>(&self, f: impl FnOnce(&[f32], bool) -> R) -> R {
         // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out filters
         // and writes their 36 values into its 36 rows, column by column, so each row is filled
         // while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering at a
@@ -589,7 +622,7 @@ impl FusedConv3x3 {
             Filters::Weight => (&self.weight, false),
             Filters::InputGradientOf(forward) => (forward.as_ref(), true),
         };
-        with_values(source, |values| self.transform_filters(values, flipped, tiling))
+        with_values(source, |values| f(values, flipped))
     }
 
     /// Filter (o, i) of `values`, row-major: W[o, i], or (`flipped`, the filters being the
@@ -606,15 +639,27 @@ impl FusedConv3x3 {
     }
 
     /// [`FusedConv3x3::transformed_weight`] from the filters' values.
-    fn transform_filters(&self, values: &[f32], flipped: bool, tiling: Transforms) -> Vec<f32> {
+    /// The weights' rows `rows` (`[planes, C_in]` of them, each `C_out` values as segments of
+    /// `segment` columns: one for a row-major matrix, [`PANEL`]-wide ones for packed panels)
+    /// written from the filters' values.
+    fn transform_filters(
+        &self,
+        values: &[f32],
+        flipped: bool,
+        tiling: Transforms,
+        rows: Vec<Vec<&mut [f32]>>,
+        segment: usize,
+    ) {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let filter = |o: usize, i: usize| self.filter(values, flipped, o, i);
         let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
         let planes = tiling.planes();
-        let mut u = zeroed(planes * cin * cout);
-        let mut rows_of_channel: Vec<Vec<&mut [f32]>> = (0..cin).map(|_| Vec::with_capacity(planes)).collect();
-        for (row, values) in u.chunks_mut(cout).enumerate() {
-            rows_of_channel[row % cin].push(values);
+        assert_eq!(rows.len(), planes * cin, "a row per plane and input channel");
+        // LANES divides a segment, so that a run of LANES columns lies within one.
+        debug_assert!(segment == cout.max(1) || segment.is_multiple_of(LANES));
+        let mut rows_of_channel: Vec<Vec<Vec<&mut [f32]>>> = (0..cin).map(|_| Vec::with_capacity(planes)).collect();
+        for (row, segments) in rows.into_iter().enumerate() {
+            rows_of_channel[row % cin].push(segments);
         }
         rows_of_channel.into_par_iter().enumerate().for_each(|(i, mut rows)| {
             // LANES filters at a time, transformed lane by lane (vector arithmetic: with the
@@ -641,14 +686,15 @@ impl FusedConv3x3 {
                         &f6
                     }
                 };
+                let (at, offset) = (first / segment, first % segment);
                 for (row, line) in rows.iter_mut().zip(block) {
-                    for (k, (out, &v)) in row[first..][..count].iter_mut().zip(line).enumerate() {
+                    let run = &mut row[at][offset..][..count];
+                    for (k, (out, &v)) in run.iter_mut().zip(line).enumerate() {
                         *out = (v * scale(first + k)) as f32;
                     }
                 }
             }
         });
-        u
     }
 }
 
@@ -656,7 +702,17 @@ impl FusedConv3x3 {
 #[derive(Clone, Copy)]
 enum Weights<'a> {
     F32(Matrices<'a>),
+    F32Packed(&'a F32Columns),
     Bf16(&'a Bf16Columns),
+}
+
+/// A convolution's f32 transformed weights, as the CPU's products read them.
+#[derive(Debug)]
+enum F32Weights {
+    /// Row-major `[planes, C_in, C_out]`, for the `gemm` crate.
+    RowMajor(Vec<f32>),
+    /// Packed once for our AVX-512 micro-kernel ([`f32_gemm`]).
+    Packed(F32Columns),
 }
 
 /// Where a [`FusedConv3x3`]'s filters come from.

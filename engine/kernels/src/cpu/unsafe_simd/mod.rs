@@ -2,5 +2,6 @@
 //! with no safe path behind a safe function that checks what the operation relies on.
 
 pub mod bf16_gemm;
+pub mod f32_gemm;
 pub mod gemm;
 pub mod lanes;
