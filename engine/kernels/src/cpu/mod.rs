@@ -1,4 +1,5 @@
-//! The CPU kernels, on burn's flex backend: Winograd F(4×4, 3×3) and direct convolutions for
+//! The CPU kernels, on burn's flex backend: Winograd F(4×4, 3×3) (F(6×6, 3×3) for inference's f32
+//! products on large maps) and direct convolutions for
 //! inference ([`winograd`], [`direct_conv`]; a block's prepared form: [`crate::inference`]), the
 //! layout convention they share ([`layout`]), and the training step's operations, each one
 //! autodiff operation with its own backward pass on `Autodiff<Flex>` ([`conv`], [`batch_norm`],
