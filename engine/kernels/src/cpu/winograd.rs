@@ -215,8 +215,8 @@ struct Tiles {
 }
 
 impl Tiles {
-    fn new(tiling: Transforms, height: usize, width: usize) -> Self {
-        let side = tiling.output();
+    fn new(transforms: Transforms, height: usize, width: usize) -> Self {
+        let side = transforms.output();
         Self {
             height,
             width,
@@ -353,15 +353,15 @@ impl FusedConv3x3 {
     fn forward_winograd(
         &self,
         precision: Precision,
-        tiling: Transforms,
+        transforms: Transforms,
         x: &Nhwc<'_>,
         height: usize,
         width: usize,
         residual: Option<&Nhwc<'_>>,
     ) -> Nhwc<'static> {
         let cout = self.output_channels;
-        let geometry = Tiles::new(tiling, height, width);
-        let planes = tiling.planes();
+        let geometry = Tiles::new(transforms, height, width);
+        let planes = transforms.planes();
         let pool = self.fused.pool_output;
         let (out_h, out_w) = if pool { (height / 2, width / 2) } else { (height, width) };
         let mut output = zeroed(x.batch * out_h * out_w * cout);
@@ -387,7 +387,7 @@ impl FusedConv3x3 {
         let mut transformed = vec![0.0f32; planes * block_tiles * cin];
         let mut products = vec![0.0f32; planes * block_tiles * cout];
         let weight = match precision {
-            Precision::F32 | Precision::F16 => match self.transformed_weight(tiling) {
+            Precision::F32 | Precision::F16 => match self.transformed_weight(transforms) {
                 F32Weights::RowMajor(values) => Weights::F32(Matrices::row_major(values, cin, cout)),
                 F32Weights::Packed(columns) => Weights::F32Packed(columns),
             },
@@ -401,7 +401,7 @@ impl FusedConv3x3 {
                 &mut transformed[..planes * tiles * cin],
                 &mut products[..planes * tiles * cout],
             );
-            self.transform_input(tiling, x, &geometry, first_row, rows, transformed);
+            self.transform_input(transforms, x, &geometry, first_row, rows, transformed);
             match weight {
                 Weights::F32(weight) => {
                     let tiles_in = Matrices::row_major(transformed, tiles, cin);
@@ -411,7 +411,7 @@ impl FusedConv3x3 {
                 Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
             }
             self.transform_output(
-                tiling,
+                transforms,
                 products,
                 &geometry,
                 first_row,
@@ -440,7 +440,7 @@ impl FusedConv3x3 {
     /// per product into `transformed`, one task per row of tiles.
     fn transform_input(
         &self,
-        tiling: Transforms,
+        transforms: Transforms,
         x: &Nhwc,
         geometry: &Tiles,
         first_row: usize,
@@ -449,7 +449,7 @@ impl FusedConv3x3 {
     ) {
         let fused = &self.fused;
         transform_input_rows(
-            tiling,
+            transforms,
             x,
             geometry,
             fused.input_affine.as_ref(),
@@ -464,7 +464,7 @@ impl FusedConv3x3 {
     #[allow(clippy::too_many_arguments)]
     fn transform_output(
         &self,
-        tiling: Transforms,
+        transforms: Transforms,
         products: &[f32],
         geometry: &Tiles,
         first_row: usize,
@@ -474,7 +474,7 @@ impl FusedConv3x3 {
     ) {
         out_rows.into_par_iter().for_each(|(row, chunk)| {
             vectorized(OutputRow(OutputRowArgs {
-                tiling,
+                transforms,
                 products,
                 geometry,
                 block_row: row - first_row,
@@ -561,17 +561,17 @@ impl FusedConv3x3 {
         weight.clone()
     }
 
-    /// The f32 products' weights for `tiling` (F(4×4) at the standard points, or F(6×6)):
+    /// The f32 products' weights for `transforms` (F(4×4) at the standard points, or F(6×6)):
     /// packed for our micro-kernel where the CPU runs it, else row-major for the `gemm` crate.
-    fn transformed_weight(&self, tiling: Transforms) -> &F32Weights {
+    fn transformed_weight(&self, transforms: Transforms) -> &F32Weights {
         let made = || {
             if f32_gemm::supported() {
-                F32Weights::Packed(self.transform_weight_packed(tiling))
+                F32Weights::Packed(self.transform_weight_packed(transforms))
             } else {
-                F32Weights::RowMajor(self.transform_weight(tiling))
+                F32Weights::RowMajor(self.transform_weight(transforms))
             }
         };
-        match tiling {
+        match transforms {
             Transforms::F4(points) => {
                 debug_assert_eq!(points, Points::STANDARD, "f32 products at the standard points");
                 self.transformed.get_or_init(made)
@@ -592,32 +592,29 @@ impl FusedConv3x3 {
     }
 
     /// [`FusedConv3x3::transform_weight`] written straight into the micro-kernel's panels.
-    fn transform_weight_packed(&self, tiling: Transforms) -> F32Columns {
+    fn transform_weight_packed(&self, transforms: Transforms) -> F32Columns {
         let (cin, cout) = (self.input_channels, self.output_channels);
-        let mut packed = F32Columns::zeroed(tiling.planes(), cin, cout);
+        let mut packed = F32Columns::zeroed(transforms.planes(), cin, cout);
         self.with_filter_values(|values, flipped| {
-            self.transform_filters(values, flipped, tiling, packed.rows_mut(), PANEL)
+            self.transform_filters(values, flipped, transforms, packed.rows_mut(), PANEL)
         });
         packed
     }
 
     /// `G g Gᵀ` of every filter, [planes, C_in, C_out].
-    fn transform_weight(&self, tiling: Transforms) -> Vec<f32> {
+    fn transform_weight(&self, transforms: Transforms) -> Vec<f32> {
         let (cin, cout) = (self.input_channels, self.output_channels);
-        let mut u = zeroed(tiling.planes() * cin * cout);
+        let mut u = zeroed(transforms.planes() * cin * cout);
         let rows = u.chunks_mut(cout.max(1)).map(|row| vec![row]).collect();
-        self.with_filter_values(|values, flipped| self.transform_filters(values, flipped, tiling, rows, cout.max(1)));
+        self.with_filter_values(|values, flipped| {
+            self.transform_filters(values, flipped, transforms, rows, cout.max(1))
+        });
         u
     }
 
     /// `f` of the filters' values, row-major, and whether they are flipped (the forward
     /// convolution's, for its input gradient).
     fn with_filter_values<R>(&self, f: impl FnOnce(&[f32], bool) -> R) -> R {
-        // Laid out as [36, C_in, C_out]: a task per input channel transforms its C_out filters
-        // and writes their 36 values into its 36 rows, column by column, so each row is filled
-        // while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering at a
-        // stride of 36·C_in re-read every value 36 times from memory: 12% of a training step,
-        // which transforms its weights at every call.)
         let (source, flipped) = match &self.filters {
             Filters::Weight => (&self.weight, false),
             Filters::InputGradientOf(forward) => (forward.as_ref(), true),
@@ -638,7 +635,6 @@ impl FusedConv3x3 {
         g
     }
 
-    /// [`FusedConv3x3::transformed_weight`] from the filters' values.
     /// The weights' rows `rows` (`[planes, C_in]` of them, each `C_out` values as segments of
     /// `segment` columns: one for a row-major matrix, [`PANEL`]-wide ones for packed panels)
     /// written from the filters' values.
@@ -646,14 +642,19 @@ impl FusedConv3x3 {
         &self,
         values: &[f32],
         flipped: bool,
-        tiling: Transforms,
+        transforms: Transforms,
         rows: Vec<Vec<&mut [f32]>>,
         segment: usize,
     ) {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let filter = |o: usize, i: usize| self.filter(values, flipped, o, i);
         let scale = |o: usize| self.output_scale.as_ref().map_or(1.0, |s| f64::from(s[o]));
-        let planes = tiling.planes();
+        // Laid out as [planes, C_in, C_out]: a task per input channel transforms its C_out
+        // filters and writes their values into its rows, column by column, so each row is
+        // filled while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering
+        // at a stride of 36·C_in re-read every value 36 times from memory: 12% of a training
+        // step, which transforms its weights at every call.)
+        let planes = transforms.planes();
         assert_eq!(rows.len(), planes * cin, "a row per plane and input channel");
         // LANES divides a segment, so that a run of LANES columns lies within one.
         debug_assert!(segment == cout.max(1) || segment.is_multiple_of(LANES));
@@ -676,7 +677,7 @@ impl FusedConv3x3 {
                     }
                 }
                 let (f4, f6);
-                let block: &[[f64; LANES]] = match tiling {
+                let block: &[[f64; LANES]] = match transforms {
                     Transforms::F4(points) => {
                         f4 = weight_transform(points, &taps);
                         &f4
@@ -726,10 +727,10 @@ enum Filters {
 }
 
 /// `Bᵀ d B` of the tiles of `rows` rows of tiles from `first_row` of `x` (optionally through
-/// `affine` and a ×2 upsampling first): `tiling`'s planes of [tiles, C_in] into `transformed`,
+/// `affine` and a ×2 upsampling first): `transforms`' planes of [tiles, C_in] into `transformed`,
 /// one task per row of tiles.
 fn transform_input_rows(
-    tiling: Transforms,
+    transforms: Transforms,
     x: &Nhwc,
     geometry: &Tiles,
     affine: Option<&ChannelAffine>,
@@ -737,17 +738,24 @@ fn transform_input_rows(
     (first_row, rows): (usize, usize),
     transformed: &mut [f32],
 ) {
-    transform_by_row(tiling.planes(), x.channels, geometry, rows, transformed, |r, planes| {
-        vectorized(InputRow(InputRowArgs {
-            tiling,
-            x,
-            geometry,
-            affine,
-            upsample,
-            row: first_row + r,
-            planes,
-        }))
-    })
+    transform_by_row(
+        transforms.planes(),
+        x.channels,
+        geometry,
+        rows,
+        transformed,
+        |r, planes| {
+            vectorized(InputRow(InputRowArgs {
+                transforms,
+                x,
+                geometry,
+                affine,
+                upsample,
+                row: first_row + r,
+                planes,
+            }))
+        },
+    )
 }
 
 /// `planes` planes of [tiles, channels] for `rows` rows of tiles, `transformed`, filled by
@@ -943,7 +951,7 @@ const TRANSFORM_CHANNELS: usize = 64;
 
 /// One row of tiles of [`transform_input_rows`].
 struct InputRowArgs<'a> {
-    tiling: Transforms,
+    transforms: Transforms,
     x: &'a Nhwc<'a>,
     geometry: &'a Tiles,
     /// Applied (with a ReLU) to each input value as it is read.
@@ -972,7 +980,7 @@ vector_kernel!(GradientRow<'_> => gradient_tiles_row);
 
 /// One row of tiles of [`FusedConv3x3::transform_output`].
 struct OutputRowArgs<'a> {
-    tiling: Transforms,
+    transforms: Transforms,
     /// A block's products, a plane of [tiles, C_out] per product.
     products: &'a [f32],
     geometry: &'a Tiles,
@@ -994,7 +1002,7 @@ vector_kernel!(OutputRow<'_> => output_tiles_row);
 #[inline(always)]
 fn input_tiles_row(args: InputRowArgs) {
     let InputRowArgs {
-        tiling,
+        transforms,
         x,
         geometry,
         affine,
@@ -1005,7 +1013,7 @@ fn input_tiles_row(args: InputRowArgs) {
     let cin = x.channels;
     let (height, width) = (geometry.height, geometry.width);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
-    let (side, input) = (geometry.side, tiling.input());
+    let (side, input) = (geometry.side, transforms.input());
     let chunk = cin.min(TRANSFORM_CHANNELS);
     let mut patch = vec![0.0f32; input * input * chunk];
     let mut half = vec![0.0f32; input * input * chunk];
@@ -1043,10 +1051,10 @@ fn input_tiles_row(args: InputRowArgs) {
             // Along each row of the patch, then along each column.
             let row = input * n;
             for i in 0..input {
-                tiling.input_transform(&patch[i * row..], n, &mut half[i * row..], n, n);
+                transforms.input_transform(&patch[i * row..], n, &mut half[i * row..], n, n);
             }
             for j in 0..input {
-                tiling.input_transform(&half[j * n..], row, &mut done[j * n..], row, n);
+                transforms.input_transform(&half[j * n..], row, &mut done[j * n..], row, n);
             }
             for (p, plane) in planes.iter_mut().enumerate() {
                 plane[tile_x * cin + first..][..n].copy_from_slice(&done[p * n..][..n]);
@@ -1100,7 +1108,7 @@ fn gradient_tiles_row(args: GradientRowArgs) {
 #[inline(always)]
 fn output_tiles_row(args: OutputRowArgs) {
     let OutputRowArgs {
-        tiling,
+        transforms,
         products,
         geometry,
         block_row,
@@ -1111,8 +1119,8 @@ fn output_tiles_row(args: OutputRowArgs) {
         output_size: (out_h, out_w),
     } = args;
     let cout = conv.output_channels;
-    let (side, input) = (geometry.side, tiling.input());
-    let plane_stride = products.len() / tiling.planes();
+    let (side, input) = (geometry.side, transforms.input());
+    let plane_stride = products.len() / transforms.planes();
     let (relu, pool) = (conv.fused.relu, conv.fused.pool_output);
     let (b, tile_y) = (row / geometry.rows, row % geometry.rows);
     let chunk = cout.min(TRANSFORM_CHANNELS);
@@ -1124,10 +1132,10 @@ fn output_tiles_row(args: OutputRowArgs) {
             let n = chunk.min(cout - first);
             for i in 0..input {
                 let at = i * input * plane_stride + t * cout + first;
-                tiling.output_transform(&products[at..], plane_stride, &mut half[i * side * n..], n, n);
+                transforms.output_transform(&products[at..], plane_stride, &mut half[i * side * n..], n, n);
             }
             for j in 0..side {
-                tiling.output_transform(&half[j * n..], side * n, &mut tile[j * n..], side * n, n);
+                transforms.output_transform(&half[j * n..], side * n, &mut tile[j * n..], side * n, n);
             }
             let bias = &conv.bias[first..][..n];
             for pixel in tile[..side * side * n].chunks_exact_mut(n) {
