@@ -1,8 +1,9 @@
-//! Inference's 3×3 convolutions of a vox-256 FOMM frame on the maps where F(6×6, 3×3) serves
-//! (`FusedConv3x3::forward_at` in f32) against F(4×4, 3×3) (`FusedConv3x3::forward`, what they
-//! ran before and what training runs), alternated in one process, the best of several runs
-//! each, so the machine's drift from minute to minute falls on both alike. The transformed
-//! weights are made in the warm-up, as an animation makes them once.
+//! Inference's 3×3 convolutions of a vox-256 FOMM frame, from 32² maps up, by F(6×6, 3×3)
+//! (`FusedConv3x3::forward_tiled`) against F(4×4, 3×3) (`FusedConv3x3::forward`, what training
+//! runs), alternated in one process, the best of several runs each, so the machine's drift from
+//! minute to minute falls on both alike. Inference (`forward_at`) takes F(6×6) from 128² maps
+//! (`F6_MIN_PIXELS`); the smaller maps here show why not below. The transformed weights are
+//! made in the warm-up, as an animation makes them once.
 //!
 //! `cargo bench -p prioritycut-kernels --bench winograd_tilings`
 
