@@ -27,8 +27,9 @@ use super::buffer::zeroed;
 use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
-use super::unsafe_simd::f32_gemm::{self, F32Columns, PANEL, batched_gemm_packed};
+use super::unsafe_simd::f32_gemm::{self, F32Columns, batched_gemm_packed};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
+use super::unsafe_simd::panels::PANEL;
 use crate::precision::Precision;
 
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a

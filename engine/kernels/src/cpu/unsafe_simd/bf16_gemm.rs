@@ -12,8 +12,7 @@
 
 use rayon::prelude::*;
 
-/// Columns of a right-operand panel: four vectors of 16 f32 lanes.
-const PANEL: usize = 64;
+use super::panels::{PANEL, panel, panel_width, per_matrix};
 /// Rows of the left operand a micro-kernel call takes: with four column vectors, 24
 /// accumulators, four loaded pairs and one broadcast fit AVX-512's 32 registers.
 const ROWS: usize = 6;
@@ -80,7 +79,7 @@ impl Bf16Columns {
             .zip(matrices.par_chunks(size))
             .for_each(|(packed, matrix)| {
                 for (panel, first) in (0..n).step_by(PANEL).enumerate() {
-                    let width = Self::panel_width(n, first);
+                    let width = panel_width(n, first);
                     let packed = &mut packed[panel * k.div_ceil(2) * PANEL..];
                     for p in 0..k.div_ceil(2) {
                         let row = |r: usize| (r < k).then(|| &matrix[r * n + first..][..width.min(n - first)]);
@@ -96,15 +95,9 @@ impl Bf16Columns {
         Self { values, k, n }
     }
 
-    /// Packed values per matrix: every panel as wide as [`PANEL`], so that panels start at a
-    /// fixed stride (the last holds only its columns rounded up to 16).
+    /// Packed values per matrix: [`super::panels`]' layout, its depth the pairs along `k`.
     fn per_matrix(k: usize, n: usize) -> usize {
-        n.div_ceil(PANEL) * k.div_ceil(2) * PANEL
-    }
-
-    /// Columns of the panel starting at column `first`, rounded up to whole vectors of 16.
-    fn panel_width(n: usize, first: usize) -> usize {
-        (n - first).min(PANEL).next_multiple_of(16)
+        per_matrix(k.div_ceil(2), n)
     }
 }
 
@@ -187,9 +180,7 @@ struct Operands<'a> {
 impl Operands<'_> {
     /// The panel starting at column `first`: its width and `[pairs][width]` values.
     fn panel(&self, first: usize) -> (usize, &[u32]) {
-        let width = Bf16Columns::panel_width(self.n, first);
-        let start = first / PANEL * self.pairs * PANEL;
-        (width, &self.columns[start..][..self.pairs * width])
+        panel(self.columns, self.pairs, self.n, first)
     }
 
     /// The same sums in the instruction's order (the odd product, then the even, each rounded
@@ -217,10 +208,11 @@ impl Operands<'_> {
 mod x86 {
     use std::arch::x86_64::{
         __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_loadu_ps, _mm512_loadu_si512,
-        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_storeu_si512,
+        _mm512_set1_epi32, _mm512_setzero_ps, _mm512_storeu_si512,
     };
     use std::mem::transmute;
 
+    use super::super::lanes::avx512::store;
     use super::{Operands, PANEL, ROWS};
 
     /// The pairs of `row` 32 values at a time (`vcvtne2ps2bf16`: rounded to nearest even, as
@@ -322,16 +314,6 @@ mod x86 {
         let vector = _mm512_set1_epi32(pair as i32);
         // SAFETY: as in `load_pairs`: 64 bytes of plain bits either way.
         unsafe { transmute::<__m512i, __m512bh>(vector) }
-    }
-
-    /// Writes `vector` over the first 16 values of `values`. Panics where there are fewer.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    fn store(values: &mut [f32], vector: __m512) {
-        let values = &mut values[..16];
-        // SAFETY: `values` is 16 f32 borrowed mutably (checked above); the unaligned store
-        // writes those and no others.
-        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), vector) }
     }
 }
 

@@ -14,8 +14,7 @@
 
 use rayon::prelude::*;
 
-/// Columns of a right-operand panel: four vectors of 16 f32 lanes.
-pub(crate) const PANEL: usize = 64;
+use super::panels::{PANEL, panel, panel_width, per_matrix};
 /// Rows of the left operand a micro-kernel call takes: with four column vectors, 24
 /// accumulators, four loaded vectors and one broadcast fit AVX-512's 32 registers.
 const ROWS: usize = 6;
@@ -33,9 +32,8 @@ pub fn supported() -> bool {
     }
 }
 
-/// The right operands `[k, n]` of a batch of products, packed for the micro-kernel: each
-/// matrix as panels of [`PANEL`] columns (the last as wide as its columns rounded up to 16,
-/// zero beyond `n`), each panel `[k][width]`, the panels at a fixed stride of `k · PANEL`.
+/// The right operands `[k, n]` of a batch of products, packed for the micro-kernel in
+/// [`super::panels`]' layout (depth `k`; zero beyond `n`).
 #[derive(Debug, Clone)]
 pub struct F32Columns {
     values: Vec<f32>,
@@ -48,7 +46,7 @@ impl F32Columns {
     /// [`F32Columns::rows_mut`].
     pub fn zeroed(batch: usize, k: usize, n: usize) -> Self {
         Self {
-            values: crate::cpu::buffer::zeroed(batch * Self::per_matrix(k, n)),
+            values: crate::cpu::buffer::zeroed(batch * per_matrix(k, n)),
             k,
             n,
         }
@@ -80,29 +78,18 @@ impl F32Columns {
     /// stay zero). A writer fills a matrix row by row as it would a row-major one.
     pub fn rows_mut(&mut self) -> Vec<Vec<&mut [f32]>> {
         let (k, n) = (self.k, self.n);
-        let per_matrix = Self::per_matrix(k, n);
+        let per_matrix = per_matrix(k, n);
         let batch = self.values.len() / per_matrix.max(1);
         let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * k).map(|_| Vec::with_capacity(n.div_ceil(PANEL))).collect();
         for (b, matrix) in self.values.chunks_mut(per_matrix.max(1)).enumerate() {
             for (first, panel) in (0..n).step_by(PANEL).zip(matrix.chunks_mut(k * PANEL)) {
-                let width = Self::panel_width(n, first);
+                let width = panel_width(n, first);
                 for (r, segment) in panel[..k * width].chunks_exact_mut(width).enumerate() {
                     rows[b * k + r].push(segment);
                 }
             }
         }
         rows
-    }
-
-    /// Packed values per matrix: every panel as wide as [`PANEL`], so that panels start at a
-    /// fixed stride (the last holds only its columns rounded up to 16).
-    fn per_matrix(k: usize, n: usize) -> usize {
-        n.div_ceil(PANEL) * k * PANEL
-    }
-
-    /// Columns of the panel starting at column `first`, rounded up to whole vectors of 16.
-    fn panel_width(n: usize, first: usize) -> usize {
-        (n - first).min(PANEL).next_multiple_of(16)
     }
 }
 
@@ -114,7 +101,7 @@ impl F32Columns {
 /// Where `out` does not hold as many `[m, n]` matrices as `rhs`, or `lhs` fewer.
 pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: usize) {
     let (k, n) = (rhs.k, rhs.n);
-    let per_matrix = F32Columns::per_matrix(k, n);
+    let per_matrix = per_matrix(k, n);
     let batch = rhs.values.len() / per_matrix.max(1);
     assert_eq!(out.len(), batch * m * n, "[{batch}, {m}, {n}] products");
     assert!(lhs.len() >= batch * m * k, "[{batch}, {m}, {k}] left operands");
@@ -165,9 +152,7 @@ struct Operands<'a> {
 impl Operands<'_> {
     /// The panel starting at column `first`: its width and `[k][width]` values.
     fn panel(&self, first: usize) -> (usize, &[f32]) {
-        let width = F32Columns::panel_width(self.n, first);
-        let start = first / PANEL * self.k * PANEL;
-        (width, &self.columns[start..][..self.k * width])
+        panel(self.columns, self.k, self.n, first)
     }
 
     /// Rows `[first, first + ROWS)` of the left operand, each `k` long; the rows past `m` read
@@ -203,10 +188,9 @@ impl Operands<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
-    };
+    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
 
+    use super::super::lanes::avx512::{load, store};
     use super::{Operands, PANEL, ROWS};
 
     /// Every `[ROWS × panel]` block of the product, each by [`block`] over all of `k`.
@@ -278,26 +262,6 @@ mod x86 {
             }
         }
     }
-
-    /// The first 16 values of `values` as one vector. Panics where there are fewer.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn load(values: &[f32]) -> __m512 {
-        let values = &values[..16];
-        // SAFETY: `values` holds exactly 16 f32, 64 bytes (checked above): the unaligned load
-        // reads those and no others.
-        unsafe { _mm512_loadu_ps(values.as_ptr()) }
-    }
-
-    /// Writes `vector` over the first 16 values of `values`. Panics where there are fewer.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn store(values: &mut [f32], vector: __m512) {
-        let values = &mut values[..16];
-        // SAFETY: `values` is 16 f32 borrowed mutably (checked above); the unaligned store
-        // writes those and no others.
-        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), vector) }
-    }
 }
 
 #[cfg(test)]
@@ -332,7 +296,7 @@ mod tests {
                 let operands = Operands {
                     rows: &a[b * m * k..][..m * k],
                     zeros: &vec![0.0; k],
-                    columns: &packed.values[b * F32Columns::per_matrix(k, n)..][..F32Columns::per_matrix(k, n)],
+                    columns: &packed.values[b * per_matrix(k, n)..][..per_matrix(k, n)],
                     k,
                     m,
                     n,

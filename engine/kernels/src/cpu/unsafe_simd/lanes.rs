@@ -24,6 +24,33 @@ pub(crate) fn store<S: Simd>(values: &mut [f32], vector: Vector<S, f32>) {
     unsafe { vstore_unaligned::<S, f32>(values.as_mut_ptr(), vector) }
 }
 
+/// The same for AVX-512's vectors of 16 f32, for the micro-kernels written with its intrinsics
+/// (`f32_gemm`, `bf16_gemm`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::{__m512, _mm512_loadu_ps, _mm512_storeu_ps};
+
+    /// The first 16 values of `values` as one vector. Panics where there are fewer.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn load(values: &[f32]) -> __m512 {
+        let values = &values[..16];
+        // SAFETY: `values` holds exactly 16 f32, 64 bytes (checked above): the unaligned load
+        // reads those and no others.
+        unsafe { _mm512_loadu_ps(values.as_ptr()) }
+    }
+
+    /// Writes `vector` over the first 16 values of `values`. Panics where there are fewer.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn store(values: &mut [f32], vector: __m512) {
+        let values = &mut values[..16];
+        // SAFETY: `values` is 16 f32 borrowed mutably (checked above); the unaligned store
+        // writes those and no others.
+        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), vector) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,3 +5,4 @@ pub mod bf16_gemm;
 pub mod f32_gemm;
 pub mod gemm;
 pub mod lanes;
+pub(crate) mod panels;
