@@ -6,3 +6,4 @@ pub mod f32_gemm;
 pub mod gemm;
 pub mod lanes;
 pub(crate) mod panels;
+pub mod peak;
