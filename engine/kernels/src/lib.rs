@@ -47,7 +47,7 @@ pub use cpu::conv::{FrozenConv3x3Relu, convolve, convolve_concatenated, convolve
 pub use cpu::grid_sample::{grid_sample, grid_sample_align_corners};
 pub use cpu::mean_absolute::mean_absolute_difference;
 pub use cpu::pool::max_pool2;
-pub use cpu::winograd::{ChannelAffine, Fused};
+pub use cpu::winograd::{ChannelAffine, Fused, inference_multiplies};
 pub use inference::InferenceConv;
 pub use precision::{Precision, UnsupportedPrecision, precision, set_precision};
 

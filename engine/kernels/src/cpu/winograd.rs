@@ -204,6 +204,49 @@ const MIN_WINOGRAD_TILES: usize = 16;
 /// live puppeteering's resident memory has no room for).
 pub const F6_MIN_PIXELS: usize = 128 * 128;
 
+/// Whether a 3×3 convolution with a `height × width` output runs as one GEMM of its patches:
+/// fewer than [`MIN_WINOGRAD_TILES`] 4×4 tiles.
+fn by_patches(height: usize, width: usize) -> bool {
+    height.div_ceil(4) * width.div_ceil(4) < MIN_WINOGRAD_TILES
+}
+
+/// Inference's products for a `height × width` output in `precision`: bf16's at
+/// [`Points::RECIPROCAL`] where the block tolerates it (the CPU's reduced precision is bf16's;
+/// f16 is a GPU's), else f32's by F(6×6) from [`F6_MIN_PIXELS`] where its tiles cover the map
+/// with fewer multiplies, else by F(4×4).
+fn inference_transforms(
+    precision: Precision,
+    tolerates_reduced_precision: bool,
+    height: usize,
+    width: usize,
+) -> Transforms {
+    if tolerates_reduced_precision && precision == Precision::Bf16 {
+        return Transforms::F4(Points::RECIPROCAL);
+    }
+    let standard = Transforms::F4(Points::STANDARD);
+    let large = height * width >= F6_MIN_PIXELS
+        && Transforms::F6.multiplies(height, width) < standard.multiplies(height, width);
+    if large { Transforms::F6 } else { standard }
+}
+
+/// The multiplies per input–output channel pair that [`FusedConv3x3::forward_at`] performs for
+/// a `height × width` output, and the precision they run in: what a benchmark counts as the
+/// arithmetic done (the direct convolution's `9 · height · width` is what the layer means).
+pub fn inference_multiplies(
+    precision: Precision,
+    tolerates_reduced_precision: bool,
+    height: usize,
+    width: usize,
+) -> (usize, Precision) {
+    if by_patches(height, width) {
+        return (9 * height * width, Precision::F32);
+    }
+    match inference_transforms(precision, tolerates_reduced_precision, height, width) {
+        transforms @ Transforms::F4(Points::RECIPROCAL) => (transforms.multiplies(height, width), Precision::Bf16),
+        transforms => (transforms.multiplies(height, width), Precision::F32),
+    }
+}
+
 /// The output tiles of one image: `rows × columns` of them, `side × side` each, cover
 /// `height × width`.
 #[derive(Debug, Clone, Copy)]
@@ -310,16 +353,10 @@ impl FusedConv3x3 {
     /// more, F(4×4, 3×3) below; the direct path for small maps stays f32 (a small part of any
     /// frame).
     pub fn forward_at(&self, precision: Precision, x: &Nhwc<'_>, residual: Option<&Nhwc<'_>>) -> Nhwc<'static> {
-        // The CPU's reduced precision is bf16's; f16 is a GPU's.
-        if self.fused.tolerates_reduced_precision && precision == Precision::Bf16 {
-            return self.forward_with(Transforms::F4(Points::RECIPROCAL), x, residual);
-        }
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
-        let large = height * width >= F6_MIN_PIXELS
-            && Transforms::F6.multiplies(height, width) < Transforms::F4(Points::STANDARD).multiplies(height, width);
-        let tiling = if large { Tiling::F6x6 } else { Tiling::F4x4 };
-        self.forward_tiled(tiling, x, residual)
+        let tolerates = self.fused.tolerates_reduced_precision;
+        self.forward_with(inference_transforms(precision, tolerates, height, width), x, residual)
     }
 
     /// [`FusedConv3x3::forward`] in f32 by `tiling` whatever the map's size (for benchmarks and
@@ -339,8 +376,7 @@ impl FusedConv3x3 {
         assert_eq!(x.channels, self.input_channels, "input channels");
         let scale = if self.fused.upsample_input { 2 } else { 1 };
         let (height, width) = (x.height * scale, x.width * scale);
-        let tiles_per_image = height.div_ceil(4) * width.div_ceil(4);
-        if tiles_per_image < MIN_WINOGRAD_TILES {
+        if by_patches(height, width) {
             return self.forward_patches(x, residual);
         }
         let precision = if transforms == Transforms::F4(Points::RECIPROCAL) {
