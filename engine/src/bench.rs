@@ -18,6 +18,7 @@ use crate::config::tpsmm::to_yaml;
 use crate::config::{FommConfig, scaled};
 use crate::family::MotionModel;
 use crate::family::tpsmm::TpsmmAnimation;
+use crate::kernels::Precision;
 use crate::kernels::precision::storage_dtype;
 use crate::model::InferenceForm;
 use crate::model::tpsmm::{TpsmmConfig, TpsmmModels};
@@ -209,6 +210,11 @@ impl Stage {
     /// The logical traffic's rate: what the stage must move, over its time.
     pub fn gigabytes_per_second(&self) -> f64 {
         self.work.megabytes / self.ms
+    }
+
+    /// [`Work::executed_gflop`] over the stage's time.
+    pub fn executed_gflops_per_second(&self) -> f64 {
+        self.work.executed_gflop / (self.ms / 1000.0)
     }
 }
 
@@ -532,7 +538,8 @@ pub fn bench_animate(
             .saturating_sub(dense_motion_launches.as_ref().map_or(0, |d| d.total)),
         by_kernel: Vec::new(),
     });
-    let work = AnimationWork::of(config).stored_in(burn::tensor::DType::from(models.storage_dtype()).size());
+    let work = AnimationWork::of(config, crate::kernels::precision())
+        .stored_in(burn::tensor::DType::from(models.storage_dtype()).size());
     let stage = |name, ms, work, launches| Stage {
         name,
         ms,
@@ -601,6 +608,11 @@ fn largest_difference(a: &burn::tensor::TensorData, b: &burn::tensor::TensorData
 pub struct Work {
     pub gflop: f64,
     pub megabytes: f64,
+    /// The arithmetic the CPU's inference kernels execute for it, in f32 multiply-add slots (2
+    /// FLOP each): Winograd's products where they replace a 3×3 convolution's multiplies, and a
+    /// bf16 dot product's two multiply-adds per lane as one slot (it takes one f32 FMA's). What
+    /// the CPU's measured FP32 peak is held against.
+    pub executed_gflop: f64,
 }
 
 impl std::ops::Add for Work {
@@ -610,6 +622,7 @@ impl std::ops::Add for Work {
         Work {
             gflop: self.gflop + other.gflop,
             megabytes: self.megabytes + other.megabytes,
+            executed_gflop: self.executed_gflop + other.executed_gflop,
         }
     }
 }
@@ -621,6 +634,7 @@ impl std::ops::Mul<f64> for Work {
         Work {
             gflop: self.gflop * times,
             megabytes: self.megabytes * times,
+            executed_gflop: self.executed_gflop * times,
         }
     }
 }
@@ -644,14 +658,17 @@ pub struct AnimationWork {
 }
 
 impl AnimationWork {
-    pub fn of(config: &FommConfig) -> Self {
+    /// The work of `config`'s frame, its executed arithmetic as the CPU's inference kernels
+    /// run it in `precision` (the bottleneck's residual blocks are what bf16 takes).
+    pub fn of(config: &FommConfig, precision: Precision) -> Self {
+        let conv3x3 = |cin, cout, h, w| conv3x3_in(cin, cout, h, w, precision, false);
         let [h, w, c] = config.frame_shape;
         let kp = &config.kp_detector;
         let (kh, kw) = (scaled(h, kp.scale_factor), scaled(w, kp.scale_factor));
         let features = kp.block_expansion + c;
         let (oh, ow) = ((kh + 2 * kp.pad).saturating_sub(6), (kw + 2 * kp.pad).saturating_sub(6));
         let jacobians = if kp.single_jacobian_map { 1 } else { kp.num_kp };
-        let kp_detector = hourglass(kp.block_expansion, c, kp.num_blocks, kp.max_features, kh, kw)
+        let kp_detector = hourglass(kp.block_expansion, c, kp.num_blocks, kp.max_features, kh, kw, &conv3x3)
             + conv(features, kp.num_kp, 7, oh, ow)
             + if kp.estimate_jacobian {
                 conv(features, 4 * jacobians, 7, oh, ow)
@@ -664,8 +681,15 @@ impl AnimationWork {
         let (dh, dw) = (scaled(h, dm.scale_factor), scaled(w, dm.scale_factor));
         let inputs = (g.num_kp + 1) * (c + 1);
         let features = dm.block_expansion + inputs;
-        let dense_motion = hourglass(dm.block_expansion, inputs, dm.num_blocks, dm.max_features, dh, dw)
-            + conv(features, g.num_kp + 1, 7, dh, dw)
+        let dense_motion = hourglass(
+            dm.block_expansion,
+            inputs,
+            dm.num_blocks,
+            dm.max_features,
+            dh,
+            dw,
+            &conv3x3,
+        ) + conv(features, g.num_kp + 1, 7, dh, dw)
             + if g.estimate_occlusion_map {
                 conv(features, 1, 7, dh, dw)
             } else {
@@ -679,11 +703,12 @@ impl AnimationWork {
         let mut decoder = conv(g.block_expansion, c, 7, h, w);
         for i in 0..n {
             let (lh, lw) = at(i);
-            source_encoding = source_encoding + conv(ch(i), ch(i + 1), 3, lh, lw);
-            decoder = decoder + conv(ch(i + 1), ch(i), 3, lh, lw);
+            source_encoding = source_encoding + conv3x3(ch(i), ch(i + 1), lh, lw);
+            decoder = decoder + conv3x3(ch(i + 1), ch(i), lh, lw);
         }
         let (bh, bw) = at(n);
-        decoder = decoder + conv(ch(n), ch(n), 3, bh, bw) * (2 * g.num_bottleneck_blocks) as f64;
+        let residual = conv3x3_in(ch(n), ch(n), bh, bw, precision, true);
+        decoder = decoder + residual * (2 * g.num_bottleneck_blocks) as f64;
         Self {
             kp_detector,
             dense_motion,
@@ -718,25 +743,47 @@ impl AnimationWork {
     }
 }
 
-/// A `k`×`k` convolution producing `cout` × `h` × `w` from `cin` channels (same size).
+/// A `k`×`k` convolution producing `cout` × `h` × `w` from `cin` channels (same size), run
+/// directly (as the CPU runs the 7×7 ones).
 fn conv(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> Work {
     let (pixels, weights) = ((h * w) as f64, (cin * cout * k * k) as f64);
+    let gflop = 2.0 * weights * pixels / 1e9;
     Work {
-        gflop: 2.0 * weights * pixels / 1e9,
+        gflop,
         megabytes: 4.0 * ((cin + cout) as f64 * pixels + weights) / 1e6,
+        executed_gflop: gflop,
     }
 }
 
-/// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions down (then pooled) and up (after
-/// upsampling), with the skips' channels.
-fn hourglass(expansion: usize, inputs: usize, blocks: usize, max: usize, h: usize, w: usize) -> Work {
+/// A 3×3 convolution as [`conv`], its executed arithmetic the multiplies inference's kernel
+/// chooses for the map in `precision` (`residual`: a residual block's, which bf16 takes).
+fn conv3x3_in(cin: usize, cout: usize, h: usize, w: usize, precision: Precision, residual: bool) -> Work {
+    let (multiplies, runs_in) = crate::kernels::inference_multiplies(precision, residual, h, w);
+    let slots = if runs_in == Precision::Bf16 { 0.5 } else { 1.0 };
+    Work {
+        executed_gflop: 2.0 * slots * (multiplies * cin * cout) as f64 / 1e9,
+        ..conv(cin, cout, 3, h, w)
+    }
+}
+
+/// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions (`conv3x3(C_in, C_out, h, w)`) down
+/// (then pooled) and up (after upsampling), with the skips' channels.
+fn hourglass(
+    expansion: usize,
+    inputs: usize,
+    blocks: usize,
+    max: usize,
+    h: usize,
+    w: usize,
+    conv3x3: &dyn Fn(usize, usize, usize, usize) -> Work,
+) -> Work {
     let ch = |level: usize| max.min(expansion << level);
     (0..blocks)
         .map(|i| {
             let (lh, lw) = (h >> i, w >> i);
             let down_in = if i == 0 { inputs } else { ch(i) };
             let up_in = if i == blocks - 1 { 1 } else { 2 } * ch(i + 1);
-            conv(down_in, ch(i + 1), 3, lh, lw) + conv(up_in, ch(i), 3, lh, lw)
+            conv3x3(down_in, ch(i + 1), lh, lw) + conv3x3(up_in, ch(i), lh, lw)
         })
         .sum()
 }
@@ -933,7 +980,7 @@ mod tests {
 
     #[test]
     fn vox256_work_matches_a_count_by_hand() {
-        let work = super::AnimationWork::of(&crate::config::FommConfig::vox256());
+        let work = super::AnimationWork::of(&crate::config::FommConfig::vox256(), super::Precision::F32);
         let giga = 1e-9;
         // first 7x7 3->64 at 256^2, 3x3 64->128 at 256^2, 3x3 128->256 at 128^2.
         let encoding =
@@ -959,6 +1006,44 @@ mod tests {
             * ((64.0 + 128.0) * 65536.0 + 64.0 * 128.0 * 9.0 + (128.0 + 256.0) * 16384.0 + 128.0 * 256.0 * 9.0)
             / 1e6;
         assert!((work.source_encoding.megabytes - first - rest).abs() < 1e-9, "{work:?}");
+    }
+
+    /// The arithmetic executed: the 7×7 convolutions as counted; the 64² bottleneck by
+    /// F(4×4, 3×3), a quarter of its multiplies (an eighth of the slots in bf16, whose dot
+    /// product does two per slot); the 128² and 256² maps by F(6×6, 3×3), 64 products per 36
+    /// outputs over ⌈side/6⌉² tiles.
+    #[test]
+    fn vox256_executed_work_counts_the_kernels_products() {
+        let config = crate::config::FommConfig::vox256();
+        let (f32_work, bf16_work) = (
+            super::AnimationWork::of(&config, super::Precision::F32),
+            super::AnimationWork::of(&config, super::Precision::Bf16),
+        );
+        let giga = 1e-9;
+        let bottleneck = 12.0 * 2.0 * 256.0 * 256.0 * 9.0 * 4096.0;
+        let f6_tiles = |side: f64| (side / 6.0).ceil().powi(2) * 64.0;
+        // The decoder: 7x7 64->3 at 256^2, 3x3 128->64 at 256^2 and 256->128 at 128^2.
+        let direct_7x7 = 2.0 * 64.0 * 3.0 * 49.0 * 65536.0;
+        let decoder_f6 = 2.0 * (128.0 * 64.0 * f6_tiles(256.0) + 256.0 * 128.0 * f6_tiles(128.0));
+        let expected = (bottleneck / 4.0 + decoder_f6 + direct_7x7) * giga;
+        assert!(
+            (f32_work.decoder.executed_gflop - expected).abs() < 1e-9,
+            "{f32_work:?}"
+        );
+        let expected_bf16 = (bottleneck / 8.0 + decoder_f6 + direct_7x7) * giga;
+        assert!(
+            (bf16_work.decoder.executed_gflop - expected_bf16).abs() < 1e-9,
+            "{bf16_work:?}"
+        );
+        // Only the bottleneck takes bf16.
+        assert_eq!(f32_work.kp_detector, bf16_work.kp_detector);
+        assert_eq!(f32_work.dense_motion, bf16_work.dense_motion);
+        for part in [f32_work.kp_detector, f32_work.dense_motion, f32_work.source_encoding] {
+            assert!(
+                part.executed_gflop < part.gflop && part.executed_gflop > 0.1 * part.gflop,
+                "{part:?}"
+            );
+        }
     }
 
     #[test]
