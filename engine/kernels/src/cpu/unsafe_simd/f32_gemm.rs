@@ -108,7 +108,6 @@ pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: us
     if m == 0 || n == 0 {
         return;
     }
-    let fast = supported();
     // The rows a last, partial group of ROWS reads in place of the missing ones.
     let zeros = vec![0.0f32; k];
     out.par_chunks_mut(m * n)
@@ -117,42 +116,109 @@ pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: us
         .for_each(|(b, (product, columns))| {
             let operands = Operands {
                 rows: &lhs[b * m * k..][..m * k],
+                stride: k,
                 zeros: &zeros,
                 columns,
+                packed_depth: k,
+                depth_start: 0,
                 k,
                 m,
                 n,
+                accumulate: false,
             };
-            if fast {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `supported()` found AVX-512F on this CPU, the feature `product_avx512`
-                // is compiled for; its memory accesses are through slices.
-                unsafe {
-                    x86::product_avx512(&operands, product)
-                }
-            } else {
-                operands.product_portable(product);
-            }
+            operands.product(product);
         });
+}
+
+/// `out = lhs · rhs[depth]` (`[m, n]`, row-major), or `out += …` with `accumulate`, on the
+/// calling thread, for one packed right operand: the product over a block `depth` of its rows,
+/// so that a long `k` is summed in blocks whose panels stay in cache while every row of the left
+/// operand passes them. Row `i` of the left operand is `lhs[i·stride..][..depth.len()]` (the
+/// block's columns of a wider row-major matrix).
+///
+/// # Panics
+/// Where `rhs` is not one matrix, `depth` reaches past its rows, `out` is not `[m, n]` or `lhs`
+/// lacks a row.
+pub fn gemm_packed_block(
+    out: &mut [f32],
+    lhs: &[f32],
+    stride: usize,
+    rhs: &F32Columns,
+    depth: std::ops::Range<usize>,
+    accumulate: bool,
+) {
+    let (packed_depth, n) = (rhs.k, rhs.n);
+    assert_eq!(rhs.values.len(), per_matrix(packed_depth, n), "one packed matrix");
+    assert!(
+        depth.start <= depth.end && depth.end <= packed_depth,
+        "{depth:?} of {packed_depth} rows"
+    );
+    assert!(n > 0 && out.len().is_multiple_of(n), "[m, {n}] sums");
+    let (m, k) = (out.len() / n, depth.len());
+    if m == 0 || k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        stride >= k && lhs.len() >= (m - 1) * stride + k,
+        "{m} rows of {k} left values"
+    );
+    Operands {
+        rows: lhs,
+        stride,
+        zeros: &vec![0.0f32; k],
+        columns: &rhs.values,
+        packed_depth,
+        depth_start: depth.start,
+        k,
+        m,
+        n,
+        accumulate,
+    }
+    .product(out);
 }
 
 /// One product's operands.
 struct Operands<'a> {
-    /// Left rows, row-major `[m, k]`.
+    /// Left rows, `k` values each, `stride` apart.
     rows: &'a [f32],
+    stride: usize,
     /// `k` zeros.
     zeros: &'a [f32],
-    /// Right panels as [`F32Columns`] packs them.
+    /// Right panels as [`F32Columns`] packs them, `packed_depth` rows each, of which rows
+    /// `[depth_start, depth_start + k)` take part.
     columns: &'a [f32],
+    packed_depth: usize,
+    depth_start: usize,
     k: usize,
     m: usize,
     n: usize,
+    /// The sums are added to the output's values rather than written over them.
+    accumulate: bool,
 }
 
 impl Operands<'_> {
-    /// The panel starting at column `first`: its width and `[k][width]` values.
+    /// `out` (`[m, n]`) by the micro-kernel where the CPU has AVX-512F, else the portable loop.
+    fn product(&self, out: &mut [f32]) {
+        if supported() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `supported()` found AVX-512F on this CPU, the feature `product_avx512`
+            // is compiled for; its memory accesses are through slices.
+            unsafe {
+                x86::product_avx512(self, out)
+            }
+        } else {
+            self.product_portable(out);
+        }
+    }
+
+    /// The panel starting at column `first`: its width and the `[k][width]` values of the
+    /// block's rows.
     fn panel(&self, first: usize) -> (usize, &[f32]) {
-        panel(self.columns, self.k, self.n, first)
+        let (width, values) = panel(self.columns, self.packed_depth, self.n, first);
+        (width, &values[self.depth_start * width..][..self.k * width])
     }
 
     /// Rows `[first, first + ROWS)` of the left operand, each `k` long; the rows past `m` read
@@ -161,7 +227,7 @@ impl Operands<'_> {
         std::array::from_fn(|i| {
             let row = first + i;
             if row < self.m {
-                &self.rows[row * self.k..][..self.k]
+                &self.rows[row * self.stride..][..self.k]
             } else {
                 self.zeros
             }
@@ -173,13 +239,14 @@ impl Operands<'_> {
         for first in (0..self.n).step_by(PANEL) {
             let (width, panel) = self.panel(first);
             for i in 0..self.m {
-                let row = &self.rows[i * self.k..][..self.k];
+                let row = &self.rows[i * self.stride..][..self.k];
                 for c in 0..(self.n - first).min(PANEL) {
                     let mut sum = 0.0f32;
                     for (p, &a) in row.iter().enumerate() {
                         sum = a.mul_add(panel[p * width + c], sum);
                     }
-                    out[i * self.n + first + c] = sum;
+                    let at = &mut out[i * self.n + first + c];
+                    *at = if self.accumulate { *at + sum } else { sum };
                 }
             }
         }
@@ -188,7 +255,7 @@ impl Operands<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    use std::arch::x86_64::{__m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
 
     use super::super::lanes::avx512::{load, store};
     use super::{Operands, PANEL, ROWS};
@@ -203,11 +270,17 @@ mod x86 {
                 let group = operands.group(row);
                 let rows = (operands.m - row).min(ROWS);
                 let out = &mut out[row * n..];
+                let target = Target {
+                    rows,
+                    n,
+                    first,
+                    accumulate: operands.accumulate,
+                };
                 match width / 16 {
-                    1 => write(block::<1>(group, panel), out, rows, n, first),
-                    2 => write(block::<2>(group, panel), out, rows, n, first),
-                    3 => write(block::<3>(group, panel), out, rows, n, first),
-                    _ => write(block::<4>(group, panel), out, rows, n, first),
+                    1 => write(block::<1>(group, panel), out, target),
+                    2 => write(block::<2>(group, panel), out, target),
+                    3 => write(block::<3>(group, panel), out, target),
+                    _ => write(block::<4>(group, panel), out, target),
                 }
             }
         }
@@ -241,16 +314,37 @@ mod x86 {
         sums
     }
 
-    /// The first `rows` rows of `sums` into `out` (rows `n` apart) from column `first`, the
-    /// columns past `n` dropped.
+    /// Where a block's sums go: its first `rows` rows, into rows `n` apart from column `first`.
+    #[derive(Clone, Copy)]
+    struct Target {
+        rows: usize,
+        n: usize,
+        first: usize,
+        /// Added to the values there rather than written over them.
+        accumulate: bool,
+    }
+
+    /// The first `rows` rows of `sums` into `out` as `target` says, the columns past `n`
+    /// dropped.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn write<const V: usize>(sums: [[__m512; V]; ROWS], out: &mut [f32], rows: usize, n: usize, first: usize) {
+    fn write<const V: usize>(sums: [[__m512; V]; ROWS], out: &mut [f32], target: Target) {
+        let Target {
+            rows,
+            n,
+            first,
+            accumulate,
+        } = target;
         let columns = (n - first).min(16 * V);
         for (i, sums) in sums.iter().enumerate().take(rows) {
             let dst = &mut out[i * n + first..][..columns];
             if columns == 16 * V {
                 for (chunk, &sum) in dst.chunks_exact_mut(16).zip(sums) {
+                    let sum = if accumulate {
+                        _mm512_add_ps(load(chunk), sum)
+                    } else {
+                        sum
+                    };
                     store(chunk, sum);
                 }
             } else {
@@ -258,7 +352,9 @@ mod x86 {
                 for (chunk, &sum) in values.chunks_exact_mut(16).zip(sums) {
                     store(chunk, sum);
                 }
-                dst.copy_from_slice(&values[..columns]);
+                for (d, &v) in dst.iter_mut().zip(&values) {
+                    *d = if accumulate { *d + v } else { v };
+                }
             }
         }
     }
@@ -295,11 +391,15 @@ mod tests {
             for b in 0..batch {
                 let operands = Operands {
                     rows: &a[b * m * k..][..m * k],
+                    stride: k,
                     zeros: &vec![0.0; k],
                     columns: &packed.values[b * per_matrix(k, n)..][..per_matrix(k, n)],
+                    packed_depth: k,
+                    depth_start: 0,
                     k,
                     m,
                     n,
+                    accumulate: false,
                 };
                 operands.product_portable(&mut portable[b * m * n..][..m * n]);
             }
@@ -319,6 +419,54 @@ mod tests {
                         // The same fused multiply-adds in the same order.
                         assert_eq!(out[at], portable[at], "({b}, {i}, {j}) portable");
                     }
+                }
+            }
+        }
+    }
+
+    /// A product summed in blocks of its depth, the left rows a column block of a wider
+    /// matrix, matches the f64 product; the instruction and the portable loop agree bit for bit.
+    #[test]
+    fn blocks_of_the_depth_add_up_to_the_product() {
+        for (m, k, n, wide, block) in [
+            (13, 37, 21, 50, 10),
+            (6, 64, 64, 64, 64),
+            (20, 300, 70, 310, 128),
+            (1, 5, 1, 5, 2),
+        ] {
+            let a = to_vec(uniform([m, wide], 1.0));
+            let w = to_vec(uniform([k, n], 1.0));
+            let packed = F32Columns::pack(&w, k, n);
+            let (mut out, mut portable) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+            for start in (0..k).step_by(block) {
+                let depth = start..(start + block).min(k);
+                gemm_packed_block(&mut out, &a[start..], wide, &packed, depth.clone(), start > 0);
+                Operands {
+                    rows: &a[start..],
+                    stride: wide,
+                    zeros: &vec![0.0; depth.len()],
+                    columns: &packed.values,
+                    packed_depth: k,
+                    depth_start: start,
+                    k: depth.len(),
+                    m,
+                    n,
+                    accumulate: start > 0,
+                }
+                .product_portable(&mut portable);
+            }
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|l| f64::from(a[i * wide + l]) * f64::from(w[l * n + j]))
+                        .sum();
+                    let at = i * n + j;
+                    assert!(
+                        (f64::from(out[at]) - exact).abs() <= 4e-6 * (k as f64).sqrt(),
+                        "[{m}, {k}, {n}] ({i}, {j}): {} against {exact}",
+                        out[at]
+                    );
+                    assert_eq!(out[at], portable[at], "({i}, {j}) portable");
                 }
             }
         }
