@@ -544,10 +544,15 @@ impl FusedConv3x3 {
         // The weights [C_out, C_in·9] serve as they are, no copy made: `y = (W · Pᵀ)ᵀ`. (As
         // `P · Wᵀ`, the GEMM read W across its rows: the hourglasses' bottom took 1.4× as long.)
         let weight = self.patch_weight();
-        let patches = Tensor::<2>::from_data(TensorData::new(patches(&input), [pixels, 9 * cin]), &self.device);
+        let patches = patches(&input);
         // `W · Pᵀ` is [C_out, pixels]: transposed to channels-last by the parallel tiles (flex's
         // copy of the transposed view ran on one core).
-        let product = to_vec(weight.matmul(patches.transpose()));
+        let product = if f32_gemm::supported() {
+            with_values(&weight, |weight| patch_product_packed(weight, &patches, cout, 9 * cin))
+        } else {
+            let patches = Tensor::<2>::from_data(TensorData::new(patches, [pixels, 9 * cin]), &self.device);
+            to_vec(weight.matmul(patches.transpose()))
+        };
         let mut y = Nhwc {
             data: transposed(&product, [1, cout, 1, pixels]).into(),
             batch: input.batch,
@@ -1244,9 +1249,56 @@ pub(super) fn folded(
     (weight, bias)
 }
 
+/// Bytes of a block of [`patch_product_packed`]'s panel of patches (1024 deep at 64 pixels):
+/// it stays in the second-level cache while every row of weights passes it.
+const PATCH_BLOCK_BYTES: usize = 256 << 10;
+
+/// `W · Pᵀ` ([C_out, pixels], row-major) of the weights `[C_out, k]` and the patches
+/// `[pixels, k]` by the f32 micro-kernel: the weights read in place as its left rows (the
+/// hourglasses' bottom layers stream 19–38 MB of them per call, and the `gemm` crate packed
+/// them again at every call), the patches, small, packed as its right operand. Summed along `k`
+/// in blocks of [`PATCH_BLOCK_BYTES`] per panel, tasks of whole groups of weight rows on every
+/// core.
+fn patch_product_packed(weight: &[f32], patches: &[f32], cout: usize, k: usize) -> Vec<f32> {
+    let pixels = patches.len() / k.max(1);
+    let mut packed = F32Columns::zeroed(1, k, pixels);
+    {
+        // Pᵀ's rows are P's columns: gathered 64 values of a patch at a time, so that each
+        // patch is read along its row.
+        let mut rows = packed.rows_mut();
+        rows.par_chunks_mut(64).enumerate().for_each(|(block, rows)| {
+            let first_row = block * 64;
+            for (s, first) in (0..pixels).step_by(PANEL).enumerate() {
+                for p in first..(first + PANEL).min(pixels) {
+                    let patch = &patches[p * k + first_row..][..rows.len()];
+                    for (row, &value) in rows.iter_mut().zip(patch) {
+                        row[s][p - first] = value;
+                    }
+                }
+            }
+        });
+    }
+    let mut product = zeroed(cout * pixels);
+    // Whole groups of the micro-kernel's six rows per task, about four tasks per core.
+    let groups = cout.div_ceil(6);
+    let rows_per_task = 6 * groups.div_ceil(4 * rayon::current_num_threads()).max(1);
+    product
+        .par_chunks_mut(rows_per_task * pixels)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let weight = &weight[task * rows_per_task * k..];
+            let block = PATCH_BLOCK_BYTES / (4 * pixels.min(PANEL).next_multiple_of(16));
+            for start in (0..k).step_by(block) {
+                let depth = start..(start + block).min(k);
+                f32_gemm::gemm_packed_block(out, &weight[start..], k, &packed, depth, start > 0);
+            }
+        });
+    product
+}
+
 /// `f` of a tensor's values, row-major: read in place where they are contiguous on flex (the
 /// buffer may be shared, as a model's weights are), copied otherwise.
-fn with_values<R>(x: &Tensor<4>, f: impl FnOnce(&[f32]) -> R) -> R {
+fn with_values<const D: usize, R>(x: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> R {
     match x.clone().try_into_primitive::<burn::backend::Flex>() {
         Ok(primitive) => f(&super::flex::values(&primitive)),
         Err(_) => f(&to_vec(x.clone())),
