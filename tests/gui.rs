@@ -85,7 +85,8 @@ fn the_bundled_sample_animates_on_first_start_and_exports() {
         "the status says it animated"
     );
 
-    let out = temp_dir("gui-export").join("result.mp4");
+    let folder = temp_dir("gui-export");
+    let out = folder.join("result.mp4");
     harness.state_mut().animate.settings.export = out.display().to_string();
     harness.step();
     harness.get_by_label("Export").click();
@@ -127,7 +128,8 @@ fn a_face_photo_animates_at_its_own_size_and_exports_with_sound() {
     assert!(face.score > 0.99 && crop.side > 100, "{face:?} {crop:?}");
     assert!(framing.driving_face.is_some(), "the clip's face");
 
-    let out = temp_dir("gui-face-export").join("face.mp4");
+    let folder = temp_dir("gui-face-export");
+    let out = folder.join("face.mp4");
     harness.state_mut().animate.settings.export = out.display().to_string();
     harness.step();
     harness.get_by_label("Export").click();
@@ -260,7 +262,8 @@ fn the_photo_follows_a_video_standing_in_for_the_camera() {
 #[test]
 fn the_window_starts_without_a_model_and_says_what_is_missing() {
     let mut options = options(Workspace::Live);
-    options.assets = temp_dir("gui-no-assets");
+    let empty = temp_dir("gui-no-assets");
+    options.assets = empty.to_path_buf();
     let mut harness = app(options);
     harness.run_steps(5);
     assert!(harness.query_by_label_contains("Load a model and a photo").is_some());

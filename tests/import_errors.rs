@@ -167,7 +167,8 @@ fn tpsmm_checkpoints_that_do_not_fit_are_refused_by_name() {
     assert!(message.contains("is this a TPSMM checkpoint"), "{message}");
 
     let bytes = std::fs::read(&checkpoint).expect("read");
-    let truncated = temp_dir("tpsmm-truncated").join("half.pth.tar");
+    let folder = temp_dir("tpsmm-truncated");
+    let truncated = folder.join("half.pth.tar");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     tpsmm_import_error(&truncated, &tpsmm_config());
 }

@@ -16,7 +16,10 @@ use common::{fixture, path, prioritycut, temp_dir, text};
 fn dataset() -> &'static Path {
     static DATASET: OnceLock<PathBuf> = OnceLock::new();
     DATASET.get_or_init(|| {
-        let dir = temp_dir("train-dataset").join("figures");
+        // Under cargo's folder for integration tests rather than a `temp_dir`, which a static
+        // would never drop: made again by each run, in place of the last one's.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("train-dataset/figures");
+        let _ = std::fs::remove_dir_all(&dir);
         let out = prioritycut(&[
             "make-dataset",
             "--synthetic",

@@ -1,17 +1,13 @@
 //! Helpers for the engine's unit tests.
 
-use std::path::PathBuf;
-
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::rng::Rng;
 
-/// A fresh, empty folder under the system temp dir, unique to this test process and `name`.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("prioritycut-engine-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh, empty folder under the system temp dir, unique to this test process and `name`,
+/// removed when dropped.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("prioritycut-engine", name)
 }
 
 /// A batch of two 64×64 RGB frames of uniform noise, the same for the same `seed`.
@@ -21,4 +17,4 @@ pub fn noise_frames(seed: u64, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, [2, 3, 64, 64]), device)
 }
 
-pub use prioritycut_kernels::test_support::assert_close;
+pub use prioritycut_kernels::test_support::{TempDir, assert_close};

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use prioritycut_engine::backend::{self, BackendChoice};
 use prioritycut_engine::burn::tensor::Device;
+pub use prioritycut_engine::kernels::test_support::TempDir;
 
 /// `tests/fixtures/NAME`: golden outputs of the official FOMM code (see tests/fixtures/README.md).
 pub fn fixture(name: &str) -> PathBuf {
@@ -20,12 +21,9 @@ pub fn cpu() -> Device {
     Device::flex()
 }
 
-/// A fresh, empty folder under the system temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("prioritycut-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh, empty folder under the system temp dir, removed when dropped.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("prioritycut-test", name)
 }
 
 /// A dataset of synthetic figures at 64×64 in `dir/figures` (FOMM's layout: train/ and test/,

@@ -1,7 +1,55 @@
 //! Helpers for the kernels' tests, shared with the engine's (`prioritycut_engine`'s
-//! `test_support` re-exports them): comparisons of tensors and random inputs on flex.
+//! `test_support` re-exports them) and the workspace's integration tests: comparisons of tensors,
+//! random inputs on flex, temporary folders.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+
+/// A fresh, empty folder under the system temp dir for one test, `PREFIX-NAME-PID`, removed with
+/// what it holds when dropped: a run of the tests writes hundreds of MB of videos, datasets and
+/// checkpoints, which stayed behind run after run. `PRIORITYCUT_KEEP_TEST_DIRS=1` keeps them to
+/// look at.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str, name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for TempDir {
+    fn as_ref(&self) -> &OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("PRIORITYCUT_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
 
 /// (max |a − b|, max |b|).
 pub fn largest_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> (f32, f32) {
