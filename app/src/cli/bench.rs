@@ -389,12 +389,13 @@ fn train(args: BenchTrainArgs) -> anyhow::Result<ExitCode> {
         },
         describe_busy(report.cores_busy),
         runs.join(" "),
-        match report.stages_ms.is_empty() {
-            true => String::new(),
-            false => format!(
+        if report.stages_ms.is_empty() {
+            String::new()
+        } else {
+            format!(
                 " | one more step by stage, each waited for: {}",
                 report.describe_stages()
-            ),
+            )
         }
     );
     Ok(ExitCode::SUCCESS)
