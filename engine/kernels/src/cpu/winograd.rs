@@ -1261,6 +1261,9 @@ const PATCH_BLOCK_BYTES: usize = 256 << 10;
 /// core.
 fn patch_product_packed(weight: &[f32], patches: &[f32], cout: usize, k: usize) -> Vec<f32> {
     let pixels = patches.len() / k.max(1);
+    if pixels == 0 || cout == 0 {
+        return Vec::new();
+    }
     let mut packed = F32Columns::zeroed(1, k, pixels);
     {
         // Pᵀ's rows are P's columns: gathered 64 values of a patch at a time, so that each
