@@ -241,10 +241,8 @@ pub fn inference_multiplies(
     if by_patches(height, width) {
         return (9 * height * width, Precision::F32);
     }
-    match inference_transforms(precision, tolerates_reduced_precision, height, width) {
-        transforms @ Transforms::F4(Points::RECIPROCAL) => (transforms.multiplies(height, width), Precision::Bf16),
-        transforms => (transforms.multiplies(height, width), Precision::F32),
-    }
+    let transforms = inference_transforms(precision, tolerates_reduced_precision, height, width);
+    (transforms.multiplies(height, width), transforms.products_precision())
 }
 
 /// The output tiles of one image: `rows × columns` of them, `side × side` each, cover
@@ -379,12 +377,7 @@ impl FusedConv3x3 {
         if by_patches(height, width) {
             return self.forward_patches(x, residual);
         }
-        let precision = if transforms == Transforms::F4(Points::RECIPROCAL) {
-            Precision::Bf16
-        } else {
-            Precision::F32
-        };
-        self.forward_winograd(precision, transforms, x, height, width, residual)
+        self.forward_winograd(transforms.products_precision(), transforms, x, height, width, residual)
     }
 
     fn forward_winograd(
@@ -1285,12 +1278,12 @@ fn patch_product_packed(weight: &[f32], patches: &[f32], cout: usize, k: usize) 
     // Whole groups of the micro-kernel's six rows per task, about four tasks per core.
     let groups = cout.div_ceil(6);
     let rows_per_task = 6 * groups.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let block = PATCH_BLOCK_BYTES / (4 * pixels.min(PANEL).next_multiple_of(16));
     product
         .par_chunks_mut(rows_per_task * pixels)
         .enumerate()
         .for_each(|(task, out)| {
             let weight = &weight[task * rows_per_task * k..];
-            let block = PATCH_BLOCK_BYTES / (4 * pixels.min(PANEL).next_multiple_of(16));
             for start in (0..k).step_by(block) {
                 let depth = start..(start + block).min(k);
                 f32_gemm::gemm_packed_block(out, &weight[start..], k, &packed, depth, start > 0);
@@ -1384,6 +1377,15 @@ impl Transforms {
     /// Inputs per side of a tile: the output and the 3×3 filter's 2 more.
     const fn input(self) -> usize {
         self.output() + 2
+    }
+
+    /// The precision its products run in: bf16's at [`Points::RECIPROCAL`], else f32.
+    fn products_precision(self) -> Precision {
+        if self == Transforms::F4(Points::RECIPROCAL) {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
     }
 
     /// The element-wise products of a tile, each a GEMM over the channels.
