@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::buffer::zeroed;
+use super::buffer::{with_scratch, zeroed};
 use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
@@ -414,8 +414,6 @@ impl FusedConv3x3 {
         // their buffers are reused rather than freshly mapped (page faults cost more than the
         // arithmetic on maps of 256×256).
         let (cin, block_tiles) = (self.input_channels, rows_per_block.min(all_rows) * geometry.columns);
-        let mut transformed = vec![0.0f32; planes * block_tiles * cin];
-        let mut products = vec![0.0f32; planes * block_tiles * cout];
         let weight = match precision {
             Precision::F32 | Precision::F16 => match self.transformed_weight(transforms) {
                 F32Weights::RowMajor(values) => Weights::F32(Matrices::row_major(values, cin, cout)),
@@ -423,33 +421,39 @@ impl FusedConv3x3 {
             },
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
-        for (block, out_rows) in blocks.into_iter().enumerate() {
-            let first_row = block * rows_per_block;
-            let rows = rows_per_block.min(all_rows - first_row);
-            let tiles = rows * geometry.columns;
-            let (transformed, products) = (
-                &mut transformed[..planes * tiles * cin],
-                &mut products[..planes * tiles * cout],
-            );
-            self.transform_input(transforms, x, &geometry, first_row, rows, transformed);
-            match weight {
-                Weights::F32(weight) => {
-                    let tiles_in = Matrices::row_major(transformed, tiles, cin);
-                    batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
+        // The tiles and products are written before they are read: scratch, not zeros.
+        with_scratch(
+            [planes * block_tiles * cin, planes * block_tiles * cout],
+            |[transformed, products]| {
+                for (block, out_rows) in blocks.into_iter().enumerate() {
+                    let first_row = block * rows_per_block;
+                    let rows = rows_per_block.min(all_rows - first_row);
+                    let tiles = rows * geometry.columns;
+                    let (transformed, products) = (
+                        &mut transformed[..planes * tiles * cin],
+                        &mut products[..planes * tiles * cout],
+                    );
+                    self.transform_input(transforms, x, &geometry, first_row, rows, transformed);
+                    match weight {
+                        Weights::F32(weight) => {
+                            let tiles_in = Matrices::row_major(transformed, tiles, cin);
+                            batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
+                        }
+                        Weights::F32Packed(weight) => batched_gemm_packed(products, transformed, weight, tiles),
+                        Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
+                    }
+                    self.transform_output(
+                        transforms,
+                        products,
+                        &geometry,
+                        first_row,
+                        out_rows,
+                        residual,
+                        (out_h, out_w),
+                    );
                 }
-                Weights::F32Packed(weight) => batched_gemm_packed(products, transformed, weight, tiles),
-                Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
-            }
-            self.transform_output(
-                transforms,
-                products,
-                &geometry,
-                first_row,
-                out_rows,
-                residual,
-                (out_h, out_w),
-            );
-        }
+            },
+        );
         Nhwc {
             data: output.into(),
             batch: x.batch,
