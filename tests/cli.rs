@@ -542,7 +542,28 @@ fn bench_live_and_train_need_no_file_but_the_config() {
     );
     let fps: f64 = number_before(line, " frames/s over");
     assert!(fps > 0.0 && fps.is_finite(), "{line}");
-    assert!(line.contains("cores busy"), "{line}");
+    assert!(line.contains("cores busy") && line.contains("face off"), "{line}");
+
+    // The whole budget of a frame: the face pasted back and the stream's JPEG, which the
+    // bench's own client reads.
+    let out = prioritycut(&[
+        "bench",
+        "live",
+        "--config",
+        path(&config),
+        "--backend",
+        "flex",
+        "--seconds",
+        "1",
+        "--face",
+        "auto",
+        "--stream",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all.lines().find(|l| l.starts_with("bench live")).expect("result line");
+    let read: f64 = number_before(line, " KB read by the bench's client");
+    assert!(line.contains("face auto") && read > 0.0, "{line}");
 
     // VGG19 needs 16x16 at the smallest scale: 128x128 at 1/8.
     let out = prioritycut(&[

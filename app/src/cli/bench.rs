@@ -55,6 +55,15 @@ pub struct BenchLiveArgs {
     /// How long to measure, after the first frames.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// The photo's framing, as `live --face` (default off: the model's own square, so that
+    /// the figure is the model's); auto adds finding the photo's face once and pasting the
+    /// animated square back into the photo at every frame.
+    #[arg(long, default_value = "off")]
+    pub face: FaceMode,
+    /// Serve the frames as MJPEG as `live --stream` does, with a client of the bench's own
+    /// reading them, so that every frame's JPEG is part of the figure.
+    #[arg(long)]
+    pub stream: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -237,12 +246,12 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
 
     args.device.apply_precision()?;
     args.kernels.apply();
-    // The model's own square, as before faces: the figure the bench measures is the model's.
     let framing = super::LiveFraming {
-        face: FaceMode::Off,
+        face: args.face,
+        stream: args.stream.then(|| "0".to_string()),
         ..Default::default()
     };
-    let (worker, events, _) = super::start_live(
+    let (worker, events, url) = super::start_live(
         args.device.choice,
         checkpoint,
         config,
@@ -253,6 +262,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         },
         framing,
     )?;
+    let viewer = url.as_deref().map(StreamViewer::start).transpose()?;
     let mut size = [0, 0];
     let warmup = 3;
     let mut seen = 0usize;
@@ -295,6 +305,13 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let memory = describe_memory(ResidentMemory::read());
     let cores_busy = describe_busy(started.and_then(|(_, _, busy)| busy.busy()));
     worker.send(Command::StopLive);
+    let streamed = match viewer {
+        Some(viewer) => format!(
+            " | streamed as MJPEG, {} KB read by the bench's client",
+            viewer.stop() / 1000
+        ),
+        None => String::new(),
+    };
     let Some((at, dropped_at_start, _)) = started else {
         anyhow::bail!("no live frames came")
     };
@@ -305,9 +322,10 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
     let cpu = CpuMachine::detect().describe();
     let precision = prioritycut_engine::kernels::precision();
     println!(
-        "bench live | model {model_name} | {}x{} | backend {}{} | precision {precision} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory} | {cores_busy} while live",
+        "bench live | model {model_name} | {}x{} | face {}{streamed} | backend {}{} | precision {precision} | CPU {cpu} | {:.2} frames/s over {:.1} s ({} frames) | latency median {:.0} ms | camera {:.0} fps, {} camera frames dropped | {memory} | {cores_busy} while live",
         size[1],
         size[0],
+        args.face,
         worker.device(),
         args.kernels.describe(&worker.device()),
         latencies.len() as f64 / elapsed,
@@ -318,6 +336,44 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
         dropped
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client of the live stream, as OBS would be one: it reads every byte served until stopped.
+struct StreamViewer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reading: std::thread::JoinHandle<u64>,
+}
+
+impl StreamViewer {
+    fn start(url: &str) -> anyhow::Result<Self> {
+        use std::io::{Read, Write};
+        let address = url.trim_start_matches("http://").trim_end_matches('/');
+        let mut stream = std::net::TcpStream::connect(address)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the live stream at {url} ({e})"))?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        write!(stream, "GET / HTTP/1.1\r\nHost: {address}\r\n\r\n")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let reading = std::thread::spawn(move || {
+            let (mut buffer, mut read) = (vec![0u8; 1 << 16], 0u64);
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match stream.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => read += n as u64,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
+            read
+        });
+        Ok(Self { stop, reading })
+    }
+
+    /// Stops reading; the bytes read.
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.reading.join().unwrap_or(0)
+    }
 }
 
 /// The training config `bench train` times: FOMM's or TPSMM's file, or FOMM's vox-256, at
