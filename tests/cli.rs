@@ -523,46 +523,37 @@ fn bench_animate_counts_the_gpu_launches_of_each_stage_on_wgpu() {
 fn bench_live_and_train_need_no_file_but_the_config() {
     // Seeded weights from the config alone: nothing that cannot travel to a GPU machine.
     let config = fixture("fomm-small/config.yaml");
-    let out = prioritycut(&[
-        "bench",
-        "live",
-        "--config",
-        path(&config),
-        "--backend",
-        "flex",
-        "--seconds",
-        "1",
-    ]);
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    let line = all.lines().find(|l| l.starts_with("bench live")).expect("result line");
+    let bench_live = |more: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "live",
+            "--config",
+            path(&config),
+            "--backend",
+            "flex",
+            "--seconds",
+            "1",
+        ];
+        args.extend_from_slice(more);
+        let out = prioritycut(&args);
+        let all = text(&out);
+        assert!(out.status.success(), "{all}");
+        let line = all.lines().find(|l| l.starts_with("bench live")).expect("result line");
+        line.to_string()
+    };
+    let line = bench_live(&[]);
     assert!(
         line.contains("seeded random weights") && line.contains("64x64"),
         "{line}"
     );
-    let fps: f64 = number_before(line, " frames/s over");
+    let fps: f64 = number_before(&line, " frames/s over");
     assert!(fps > 0.0 && fps.is_finite(), "{line}");
     assert!(line.contains("cores busy") && line.contains("face off"), "{line}");
 
     // The whole budget of a frame: the face pasted back and the stream's JPEG, which the
     // bench's own client reads.
-    let out = prioritycut(&[
-        "bench",
-        "live",
-        "--config",
-        path(&config),
-        "--backend",
-        "flex",
-        "--seconds",
-        "1",
-        "--face",
-        "auto",
-        "--stream",
-    ]);
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    let line = all.lines().find(|l| l.starts_with("bench live")).expect("result line");
-    let read: f64 = number_before(line, " KB read by the bench's client");
+    let line = bench_live(&["--face", "auto", "--stream"]);
+    let read: f64 = number_before(&line, " KB read by the bench's client");
     assert!(line.contains("face auto") && read > 0.0, "{line}");
 
     // VGG19 needs 16x16 at the smallest scale: 128x128 at 1/8.
