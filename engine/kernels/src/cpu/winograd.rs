@@ -1883,8 +1883,6 @@ mod tests {
         }
     }
 
-    /// Each point set's three transforms together compute a tile's 3×3 correlation:
-    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for a 6×6 patch `d` and a filter `g`, in f32.
     #[test]
     fn blocks_of_rows_are_whole_turns_of_the_threads_and_even() {
         // The bottleneck's 16 rows at up to 7 a block on 2 threads: 6, 6, 4 rather than 7, 7, 2.
@@ -1903,6 +1901,8 @@ mod tests {
         }
     }
 
+    /// Each point set's three transforms together compute a tile's 3×3 correlation:
+    /// `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` for a 6×6 patch `d` and a filter `g`, in f32.
     #[test]
     fn every_point_set_computes_the_correlation_of_a_tile() {
         let value = |at: usize| ((at * 29 + 7) % 31) as f32 / 9.0 - 1.7;
