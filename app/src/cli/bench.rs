@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -340,7 +342,7 @@ fn live(args: BenchLiveArgs) -> anyhow::Result<ExitCode> {
 
 /// A client of the live stream, as OBS would be one: it reads every byte served until stopped.
 struct StreamViewer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
     reading: std::thread::JoinHandle<u64>,
 }
 
@@ -352,11 +354,11 @@ impl StreamViewer {
             .map_err(|e| anyhow::anyhow!("cannot connect to the live stream at {url} ({e})"))?;
         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
         write!(stream, "GET / HTTP/1.1\r\nHost: {address}\r\n\r\n")?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let reading = std::thread::spawn(move || {
             let (mut buffer, mut read) = (vec![0u8; 1 << 16], 0u64);
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) {
                 match stream.read(&mut buffer) {
                     Ok(0) => break,
                     Ok(n) => read += n as u64,
@@ -371,7 +373,7 @@ impl StreamViewer {
 
     /// Stops reading; the bytes read.
     fn stop(self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         self.reading.join().unwrap_or(0)
     }
 }
