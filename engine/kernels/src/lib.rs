@@ -25,7 +25,7 @@
 //! (`clippy::undocumented_unsafe_blocks`, `clippy::multiple_unsafe_ops_per_block`), each kernel
 //! tested against the safe kernel it speeds up: [`cpu::unsafe_simd::gemm`], the Winograd
 //! convolutions' GEMMs on their own buffers, [`cpu::unsafe_simd::f32_gemm`], their f32 products
-//! by our AVX-512 micro-kernel on weights packed once, and [`cpu::unsafe_simd::bf16_gemm`],
+//! by our AVX-512 or AVX2 micro-kernel on weights packed once, and [`cpu::unsafe_simd::bf16_gemm`],
 //! their bf16 products by AVX512-BF16's dot product.
 
 mod autodiff;

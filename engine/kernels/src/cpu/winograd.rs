@@ -29,7 +29,6 @@ use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
 use super::unsafe_simd::f32_gemm::{self, F32Columns, batched_gemm_packed};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
-use super::unsafe_simd::panels::PANEL;
 use crate::precision::Precision;
 
 /// A batch of activations laid out channels-last, `[batch, height, width, channels]`, so that a
@@ -638,8 +637,9 @@ impl FusedConv3x3 {
     fn transform_weight_packed(&self, transforms: Transforms) -> F32Columns {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let mut packed = F32Columns::zeroed(transforms.planes(), cin, cout);
+        let panel = packed.panel_columns();
         self.with_filter_values(|values, flipped| {
-            self.transform_filters(values, flipped, transforms, packed.rows_mut(), PANEL)
+            self.transform_filters(values, flipped, transforms, packed.rows_mut(), panel)
         });
         packed
     }
@@ -679,7 +679,7 @@ impl FusedConv3x3 {
     }
 
     /// The weights' rows `rows` (`[planes, C_in]` of them, each `C_out` values as segments of
-    /// `segment` columns: one for a row-major matrix, [`PANEL`]-wide ones for packed panels)
+    /// `segment` columns: one for a row-major matrix, a panel's for packed panels)
     /// written from the filters' values.
     fn transform_filters(
         &self,
@@ -755,7 +755,7 @@ enum Weights<'a> {
 enum F32Weights {
     /// Row-major `[planes, C_in, C_out]`, for the `gemm` crate.
     RowMajor(Vec<f32>),
-    /// Packed once for our AVX-512 micro-kernel ([`f32_gemm`]).
+    /// Packed once for our micro-kernels (AVX-512 or AVX2, [`f32_gemm`]).
     Packed(F32Columns),
 }
 
@@ -1278,14 +1278,15 @@ fn patch_product_packed(weight: &[f32], patches: &[f32], cout: usize, k: usize) 
         return Vec::new();
     }
     let mut packed = F32Columns::zeroed(1, k, pixels);
+    let panel = packed.panel_columns();
     {
         // Pᵀ's rows are P's columns: gathered 64 values of a patch at a time, so that each
         // patch is read along its row.
         let mut rows = packed.rows_mut();
         rows.par_chunks_mut(64).enumerate().for_each(|(block, rows)| {
             let first_row = block * 64;
-            for (s, first) in (0..pixels).step_by(PANEL).enumerate() {
-                for p in first..(first + PANEL).min(pixels) {
+            for (s, first) in (0..pixels).step_by(panel).enumerate() {
+                for p in first..(first + panel).min(pixels) {
                     let patch = &patches[p * k + first_row..][..rows.len()];
                     for (row, &value) in rows.iter_mut().zip(patch) {
                         row[s][p - first] = value;
@@ -1298,7 +1299,7 @@ fn patch_product_packed(weight: &[f32], patches: &[f32], cout: usize, k: usize) 
     // Whole groups of the micro-kernel's six rows per task, about four tasks per core.
     let groups = cout.div_ceil(6);
     let rows_per_task = 6 * groups.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let block = PATCH_BLOCK_BYTES / (4 * pixels.min(PANEL).next_multiple_of(16));
+    let block = PATCH_BLOCK_BYTES / (4 * pixels.min(panel).next_multiple_of(16));
     product
         .par_chunks_mut(rows_per_task * pixels)
         .enumerate()

@@ -79,7 +79,7 @@ impl Bf16Columns {
             .zip(matrices.par_chunks(size))
             .for_each(|(packed, matrix)| {
                 for (panel, first) in (0..n).step_by(PANEL).enumerate() {
-                    let width = panel_width(n, first);
+                    let width = panel_width(n, first, PANEL);
                     let packed = &mut packed[panel * k.div_ceil(2) * PANEL..];
                     for p in 0..k.div_ceil(2) {
                         let row = |r: usize| (r < k).then(|| &matrix[r * n + first..][..width.min(n - first)]);
@@ -97,7 +97,7 @@ impl Bf16Columns {
 
     /// Packed values per matrix: [`super::panels`]' layout, its depth the pairs along `k`.
     fn per_matrix(k: usize, n: usize) -> usize {
-        per_matrix(k.div_ceil(2), n)
+        per_matrix(k.div_ceil(2), n, PANEL)
     }
 }
 
@@ -180,7 +180,7 @@ struct Operands<'a> {
 impl Operands<'_> {
     /// The panel starting at column `first`: its width and `[pairs][width]` values.
     fn panel(&self, first: usize) -> (usize, &[u32]) {
-        panel(self.columns, self.pairs, self.n, first)
+        panel(self.columns, self.pairs, self.n, first, PANEL)
     }
 
     /// The same sums in the instruction's order (the odd product, then the even, each rounded

@@ -3,53 +3,120 @@
 //! both operands on every call; a convolution's weights do not change between calls, so they are
 //! packed when they are transformed, and the left operand (the transformed tiles, row-major) is
 //! read in place. The micro-kernel broadcasts one left value per row and multiplies it into four
-//! AVX-512 vectors of a panel: [`ROWS`] × 64 sums in 24 registers, summed along `k` in order.
+//! AVX-512 vectors of a panel: [`ROWS`] × 64 sums in 24 registers, summed along `k` in order;
+//! without AVX-512, two AVX2 vectors of a panel's 16 columns at a time: [`ROWS`] × 16 sums in
+//! 12 of AVX2's 16 registers, the same sums in the same order.
 //!
 //! Measured on a 2-core Zen 4 (AMD EPYC family 25 model 17), alternated with the `gemm` crate
 //! in one process: 36 products `[256 × 256] · [256 × 256]` (the bottleneck's) at 186–197
 //! GFLOP/s against its 170–194, `[16 × 1024] · [1024 × 256]` (an hourglass's 16² maps: 16
 //! tiles) at 145–160 against 63–70, where its packing of the weights outweighs the products;
 //! a vox-256 animation frame 197–205 ms against 216–237 (`bench animate`, three pairs).
+//! AVX2's, on a 2-core Zen 3 (family 25 model 1), whole layers (transforms included)
+//! alternated with the `gemm` crate in one process, best of 24: the bottleneck's 256 → 256 at
+//! 64² 10.97 and 14.01 ms against 12.92 and 15.30 (the machine's speed moved between the two
+//! runs), the decoder's 256 → 128 at 128² 19.4–20.5 against 24.5–25.3, the dense motion's
+//! 1024 → 256 at 16² 4.1–4.2 against 7.3–8.0.
 #![allow(unsafe_code)]
 
 use rayon::prelude::*;
 
 use super::panels::{PANEL, panel, panel_width, per_matrix};
+
+/// Columns of the panels AVX2's micro-kernel reads: its block's 16, so that a block's lines of
+/// the panel are contiguous. Strided 64-wide panels map a block's `k` lines onto a quarter of
+/// the first-level cache's sets, which could not keep them: 10–15% slower than the `gemm` crate
+/// on the bottleneck's products (2-core Zen 3).
+const AVX2_PANEL: usize = 16;
 /// Rows of the left operand a micro-kernel call takes: with four column vectors, 24
 /// accumulators, four loaded vectors and one broadcast fit AVX-512's 32 registers.
 const ROWS: usize = 6;
 
-/// Whether this CPU runs the micro-kernel (AVX-512F); elsewhere [`batched_gemm_packed`] runs a
-/// portable loop with the same sums, for tests, not for speed (callers keep the `gemm` crate).
+/// Whether this CPU runs a micro-kernel (AVX-512F, or AVX2 with FMA); elsewhere
+/// [`batched_gemm_packed`] runs a portable loop with the same sums, for tests, not for speed
+/// (callers keep the `gemm` crate).
 pub fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
+    Kernel::fastest() != Kernel::Portable
+}
+
+/// The ways a product is computed, each giving the same sums bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// Six rows by a whole panel, four vectors of 16 (AVX-512F).
+    Avx512,
+    /// Six rows by 16 columns of a panel, two vectors of 8 (AVX2 and FMA).
+    Avx2,
+    /// One value at a time.
+    Portable,
+}
+
+impl Kernel {
+    /// Whether this CPU has the kernel's instructions.
+    fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected;
+            match self {
+                Kernel::Avx512 => is_x86_feature_detected!("avx512f"),
+                Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                Kernel::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Kernel::Portable
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Columns per panel of the right operands the kernel reads best.
+    fn panel(self) -> usize {
+        match self {
+            Kernel::Avx2 => AVX2_PANEL,
+            Kernel::Avx512 | Kernel::Portable => PANEL,
+        }
+    }
+
+    /// The widest kernel this CPU runs.
+    fn fastest() -> Self {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .find(|kernel| kernel.available())
+            .unwrap_or(Kernel::Portable)
     }
 }
 
 /// The right operands `[k, n]` of a batch of products, packed for the micro-kernel in
-/// [`super::panels`]' layout (depth `k`; zero beyond `n`).
+/// [`super::panels`]' layout (depth `k`; zero beyond `n`), in panels as wide as this CPU's
+/// micro-kernel reads (every kernel reads either width).
 #[derive(Debug, Clone)]
 pub struct F32Columns {
     values: Vec<f32>,
     k: usize,
     n: usize,
+    /// Columns per panel.
+    panel: usize,
 }
 
 impl F32Columns {
     /// Zeroed room for `batch` matrices `[k, n]`, to be written through
     /// [`F32Columns::rows_mut`].
     pub fn zeroed(batch: usize, k: usize, n: usize) -> Self {
+        Self::zeroed_in_panels(batch, k, n, Kernel::fastest().panel())
+    }
+
+    fn zeroed_in_panels(batch: usize, k: usize, n: usize, panel: usize) -> Self {
         Self {
-            values: crate::cpu::buffer::zeroed(batch * per_matrix(k, n)),
+            values: crate::cpu::buffer::zeroed(batch * per_matrix(k, n, panel)),
             k,
             n,
+            panel,
         }
+    }
+
+    /// Columns per panel: the width of each segment of [`F32Columns::rows_mut`]'s rows but the
+    /// last.
+    pub fn panel_columns(&self) -> usize {
+        self.panel
     }
 
     /// From `batch` row-major matrices `[k, n]`, one after another.
@@ -59,13 +126,17 @@ impl F32Columns {
             size > 0 && matrices.len().is_multiple_of(size),
             "whole [{k}, {n}] matrices"
         );
-        let mut packed = Self::zeroed(matrices.len() / size, k, n);
+        Self::pack_in_panels(matrices, k, n, Kernel::fastest().panel())
+    }
+
+    fn pack_in_panels(matrices: &[f32], k: usize, n: usize, panel: usize) -> Self {
+        let mut packed = Self::zeroed_in_panels(matrices.len() / (k * n), k, n, panel);
         let mut rows = packed.rows_mut();
         rows.par_iter_mut()
             .zip(matrices.par_chunks(n))
             .for_each(|(row, values)| {
-                for (first, segment) in (0..n).step_by(PANEL).zip(row.iter_mut()) {
-                    let columns = (n - first).min(PANEL);
+                for (first, segment) in (0..n).step_by(panel).zip(row.iter_mut()) {
+                    let columns = (n - first).min(panel);
                     segment[..columns].copy_from_slice(&values[first..][..columns]);
                 }
             });
@@ -74,16 +145,19 @@ impl F32Columns {
     }
 
     /// Every row of every matrix (`batch · k` of them, in order), each as its panels'
-    /// segments: segment `s` holds columns `[s·PANEL, s·PANEL + width)` (the columns past `n`
-    /// stay zero). A writer fills a matrix row by row as it would a row-major one.
+    /// segments: segment `s` holds columns `[s·panel, s·panel + width)` for the
+    /// [`F32Columns::panel_columns`] `panel` (the columns past `n` stay zero). A writer fills a
+    /// matrix row by row as it would a row-major one.
     pub fn rows_mut(&mut self) -> Vec<Vec<&mut [f32]>> {
-        let (k, n) = (self.k, self.n);
-        let per_matrix = per_matrix(k, n);
+        let (k, n, columns) = (self.k, self.n, self.panel);
+        let per_matrix = per_matrix(k, n, columns);
         let batch = self.values.len() / per_matrix.max(1);
-        let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * k).map(|_| Vec::with_capacity(n.div_ceil(PANEL))).collect();
+        let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * k)
+            .map(|_| Vec::with_capacity(n.div_ceil(columns)))
+            .collect();
         for (b, matrix) in self.values.chunks_mut(per_matrix.max(1)).enumerate() {
-            for (first, panel) in (0..n).step_by(PANEL).zip(matrix.chunks_mut(k * PANEL)) {
-                let width = panel_width(n, first);
+            for (first, panel) in (0..n).step_by(columns).zip(matrix.chunks_mut(k * columns)) {
+                let width = panel_width(n, first, columns);
                 for (r, segment) in panel[..k * width].chunks_exact_mut(width).enumerate() {
                     rows[b * k + r].push(segment);
                 }
@@ -101,7 +175,7 @@ impl F32Columns {
 /// Where `out` does not hold as many `[m, n]` matrices as `rhs`, or `lhs` fewer.
 pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: usize) {
     let (k, n) = (rhs.k, rhs.n);
-    let per_matrix = per_matrix(k, n);
+    let per_matrix = per_matrix(k, n, rhs.panel);
     let batch = rhs.values.len() / per_matrix.max(1);
     assert_eq!(out.len(), batch * m * n, "[{batch}, {m}, {n}] products");
     assert!(lhs.len() >= batch * m * k, "[{batch}, {m}, {k}] left operands");
@@ -119,6 +193,7 @@ pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: us
                 stride: k,
                 zeros: &zeros,
                 columns,
+                panel: rhs.panel,
                 packed_depth: k,
                 depth_start: 0,
                 k,
@@ -148,7 +223,11 @@ pub fn gemm_packed_block(
     accumulate: bool,
 ) {
     let (packed_depth, n) = (rhs.k, rhs.n);
-    assert_eq!(rhs.values.len(), per_matrix(packed_depth, n), "one packed matrix");
+    assert_eq!(
+        rhs.values.len(),
+        per_matrix(packed_depth, n, rhs.panel),
+        "one packed matrix"
+    );
     assert!(
         depth.start <= depth.end && depth.end <= packed_depth,
         "{depth:?} of {packed_depth} rows"
@@ -170,6 +249,7 @@ pub fn gemm_packed_block(
         stride,
         zeros: &vec![0.0f32; k],
         columns: &rhs.values,
+        panel: rhs.panel,
         packed_depth,
         depth_start: depth.start,
         k,
@@ -190,6 +270,8 @@ struct Operands<'a> {
     /// Right panels as [`F32Columns`] packs them, `packed_depth` rows each, of which rows
     /// `[depth_start, depth_start + k)` take part.
     columns: &'a [f32],
+    /// Columns per panel.
+    panel: usize,
     packed_depth: usize,
     depth_start: usize,
     k: usize,
@@ -200,24 +282,34 @@ struct Operands<'a> {
 }
 
 impl Operands<'_> {
-    /// `out` (`[m, n]`) by the micro-kernel where the CPU has AVX-512F, else the portable loop.
+    /// `out` (`[m, n]`) by the widest micro-kernel the CPU runs, else the portable loop.
     fn product(&self, out: &mut [f32]) {
-        if supported() {
+        self.product_by(Kernel::fastest(), out);
+    }
+
+    /// `out` (`[m, n]`) by `kernel`.
+    ///
+    /// # Panics
+    /// Where this CPU lacks the kernel's instructions.
+    fn product_by(&self, kernel: Kernel, out: &mut [f32]) {
+        assert!(kernel.available(), "{kernel:?} on a CPU without its instructions");
+        match kernel {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `supported()` found AVX-512F on this CPU, the feature `product_avx512`
+            // SAFETY: `available()` found AVX-512F on this CPU, the feature `product_avx512`
             // is compiled for; its memory accesses are through slices.
-            unsafe {
-                x86::product_avx512(self, out)
-            }
-        } else {
-            self.product_portable(out);
+            Kernel::Avx512 => unsafe { x86::product_avx512(self, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `available()` found AVX2 and FMA on this CPU, the features `product_avx2`
+            // is compiled for; its memory accesses are through slices.
+            Kernel::Avx2 => unsafe { x86::product_avx2(self, out) },
+            _ => self.product_portable(out),
         }
     }
 
     /// The panel starting at column `first`: its width and the `[k][width]` values of the
     /// block's rows.
     fn panel(&self, first: usize) -> (usize, &[f32]) {
-        let (width, values) = panel(self.columns, self.packed_depth, self.n, first);
+        let (width, values) = panel(self.columns, self.packed_depth, self.n, first, self.panel);
         (width, &values[self.depth_start * width..][..self.k * width])
     }
 
@@ -236,11 +328,11 @@ impl Operands<'_> {
 
     /// The same sums in the micro-kernel's order, one value at a time.
     fn product_portable(&self, out: &mut [f32]) {
-        for first in (0..self.n).step_by(PANEL) {
+        for first in (0..self.n).step_by(self.panel) {
             let (width, panel) = self.panel(first);
             for i in 0..self.m {
                 let row = &self.rows[i * self.stride..][..self.k];
-                for c in 0..(self.n - first).min(PANEL) {
+                for c in 0..(self.n - first).min(self.panel) {
                     let mut sum = 0.0f32;
                     for (p, &a) in row.iter().enumerate() {
                         sum = a.mul_add(panel[p * width + c], sum);
@@ -255,16 +347,113 @@ impl Operands<'_> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::{__m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    use std::arch::x86_64::{
+        __m256, __m512, _mm256_add_ps, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm512_add_ps,
+        _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    };
 
+    use super::super::lanes::avx2;
     use super::super::lanes::avx512::{load, store};
     use super::{Operands, PANEL, ROWS};
+
+    /// Columns of an AVX2 block: two vectors of 8.
+    const AVX2_COLUMNS: usize = 16;
+
+    /// Every `[ROWS × 16]` block of the product, each by [`block_avx2`] over all of `k`: a
+    /// panel's 16 columns at a time, every group of rows passing them, so that the block's
+    /// lines of the panel (`k` of 64 bytes) stay in the first-level cache while the rows stream.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn product_avx2(operands: &Operands, out: &mut [f32]) {
+        let n = operands.n;
+        for first in (0..n).step_by(operands.panel) {
+            let (width, panel) = operands.panel(first);
+            for column in (0..width).step_by(AVX2_COLUMNS) {
+                for row in (0..operands.m).step_by(ROWS) {
+                    let target = Target {
+                        rows: (operands.m - row).min(ROWS),
+                        n,
+                        first: first + column,
+                        accumulate: operands.accumulate,
+                    };
+                    let sums = block_avx2(operands.group(row), panel, width, column);
+                    write_avx2(sums, &mut out[row * n..], target);
+                }
+            }
+        }
+    }
+
+    /// The sums of [`ROWS`] rows by the 16 columns from `column` of a panel `width` wide, over
+    /// all of `k`: per step along `k`, two vectors of the panel's line and one broadcast value
+    /// per row, twelve fused multiply-adds into accumulators that stay in registers.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn block_avx2(
+        [r0, r1, r2, r3, r4, r5]: [&[f32]; ROWS],
+        panel: &[f32],
+        width: usize,
+        column: usize,
+    ) -> [[__m256; 2]; ROWS] {
+        let mut sums = [[_mm256_setzero_ps(); 2]; ROWS];
+        let steps = panel
+            .chunks_exact(width)
+            .zip(r0)
+            .zip(r1)
+            .zip(r2)
+            .zip(r3)
+            .zip(r4)
+            .zip(r5);
+        for ((((((line, &x0), &x1), &x2), &x3), &x4), &x5) in steps {
+            let line = &line[column..][..AVX2_COLUMNS];
+            let columns = [avx2::load(line), avx2::load(&line[8..])];
+            for (sums, x) in sums.iter_mut().zip([x0, x1, x2, x3, x4, x5]) {
+                let x = _mm256_set1_ps(x);
+                for (sum, &b) in sums.iter_mut().zip(&columns) {
+                    *sum = _mm256_fmadd_ps(x, b, *sum);
+                }
+            }
+        }
+        sums
+    }
+
+    /// [`write`] for an AVX2 block's sums.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn write_avx2(sums: [[__m256; 2]; ROWS], out: &mut [f32], target: Target) {
+        let Target {
+            rows,
+            n,
+            first,
+            accumulate,
+        } = target;
+        let columns = (n - first).min(AVX2_COLUMNS);
+        for (i, sums) in sums.iter().enumerate().take(rows) {
+            let dst = &mut out[i * n + first..][..columns];
+            if columns == AVX2_COLUMNS {
+                for (chunk, &sum) in dst.chunks_exact_mut(8).zip(sums) {
+                    let sum = if accumulate {
+                        _mm256_add_ps(avx2::load(chunk), sum)
+                    } else {
+                        sum
+                    };
+                    avx2::store(chunk, sum);
+                }
+            } else {
+                let mut values = [0.0f32; AVX2_COLUMNS];
+                for (chunk, &sum) in values.chunks_exact_mut(8).zip(sums) {
+                    avx2::store(chunk, sum);
+                }
+                for (d, &v) in dst.iter_mut().zip(&values) {
+                    *d = if accumulate { *d + v } else { v };
+                }
+            }
+        }
+    }
 
     /// Every `[ROWS × panel]` block of the product, each by [`block`] over all of `k`.
     #[target_feature(enable = "avx512f")]
     pub(super) fn product_avx512(operands: &Operands, out: &mut [f32]) {
         let n = operands.n;
-        for first in (0..n).step_by(PANEL) {
+        for first in (0..n).step_by(operands.panel) {
             let (width, panel) = operands.panel(first);
             for row in (0..operands.m).step_by(ROWS) {
                 let group = operands.group(row);
@@ -366,14 +555,25 @@ mod tests {
     use crate::cpu::winograd::to_vec;
     use crate::test_support::uniform;
 
+    /// The SIMD kernels this CPU runs, each to be checked against the portable loop (the
+    /// fastest also runs through the public functions).
+    fn simd_kernels() -> Vec<Kernel> {
+        let kernels: Vec<Kernel> = [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|kernel| kernel.available())
+            .collect();
+        if kernels.is_empty() {
+            eprintln!("NOTE: neither AVX-512F nor AVX2 with FMA here: only the portable loop was checked");
+        }
+        kernels
+    }
+
     /// Against the sums in f64: rows not a multiple of the micro-kernel's, columns in a partial
-    /// vector and a partial panel, `k` of one, several matrices; by the instruction where the
-    /// CPU has it, and by the portable loop.
+    /// vector and a partial panel, `k` of one, several matrices; by each instruction set the
+    /// CPU has, and by the portable loop.
     #[test]
     fn products_match_the_f64_product() {
-        if !supported() {
-            eprintln!("NOTE: no AVX-512F here: only the portable loop was checked");
-        }
+        let kernels = simd_kernels();
         for (batch, m, k, n) in [
             (3, 13, 37, 21),
             (2, 6, 64, 64),
@@ -384,40 +584,50 @@ mod tests {
         ] {
             let a = to_vec(uniform([batch, m, k], 1.0));
             let w = to_vec(uniform([batch, k, n], 1.0));
-            let packed = F32Columns::pack(&w, k, n);
-            let mut out = vec![f32::NAN; batch * m * n];
-            batched_gemm_packed(&mut out, &a, &packed, m);
-            let mut portable = vec![f32::NAN; batch * m * n];
-            for b in 0..batch {
-                let operands = Operands {
-                    rows: &a[b * m * k..][..m * k],
-                    stride: k,
-                    zeros: &vec![0.0; k],
-                    columns: &packed.values[b * per_matrix(k, n)..][..per_matrix(k, n)],
-                    packed_depth: k,
-                    depth_start: 0,
-                    k,
-                    m,
-                    n,
-                    accumulate: false,
-                };
-                operands.product_portable(&mut portable[b * m * n..][..m * n]);
-            }
-            for b in 0..batch {
-                for i in 0..m {
-                    for j in 0..n {
-                        let exact: f64 = (0..k)
-                            .map(|l| f64::from(a[(b * m + i) * k + l]) * f64::from(w[(b * k + l) * n + j]))
-                            .sum();
-                        let at = (b * m + i) * n + j;
-                        let tolerance = 1e-6 * (k as f64).sqrt().max(1.0) * 4.0;
-                        assert!(
-                            (f64::from(out[at]) - exact).abs() <= tolerance,
-                            "[{batch}, {m}, {k}, {n}] ({b}, {i}, {j}): {} against {exact}",
-                            out[at]
-                        );
-                        // The same fused multiply-adds in the same order.
-                        assert_eq!(out[at], portable[at], "({b}, {i}, {j}) portable");
+            for panel in [PANEL, AVX2_PANEL] {
+                let packed = F32Columns::pack_in_panels(&w, k, n, panel);
+                let mut out = vec![f32::NAN; batch * m * n];
+                batched_gemm_packed(&mut out, &a, &packed, m);
+                let mut portable = vec![f32::NAN; batch * m * n];
+                let mut by_kernel = vec![vec![f32::NAN; batch * m * n]; kernels.len()];
+                for b in 0..batch {
+                    let operands = Operands {
+                        rows: &a[b * m * k..][..m * k],
+                        stride: k,
+                        zeros: &vec![0.0; k],
+                        columns: &packed.values[b * per_matrix(k, n, panel)..][..per_matrix(k, n, panel)],
+                        panel,
+                        packed_depth: k,
+                        depth_start: 0,
+                        k,
+                        m,
+                        n,
+                        accumulate: false,
+                    };
+                    operands.product_portable(&mut portable[b * m * n..][..m * n]);
+                    for (&kernel, out) in kernels.iter().zip(&mut by_kernel) {
+                        operands.product_by(kernel, &mut out[b * m * n..][..m * n]);
+                    }
+                }
+                for b in 0..batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let exact: f64 = (0..k)
+                                .map(|l| f64::from(a[(b * m + i) * k + l]) * f64::from(w[(b * k + l) * n + j]))
+                                .sum();
+                            let at = (b * m + i) * n + j;
+                            let tolerance = 1e-6 * (k as f64).sqrt().max(1.0) * 4.0;
+                            assert!(
+                                (f64::from(out[at]) - exact).abs() <= tolerance,
+                                "[{batch}, {m}, {k}, {n}] ({b}, {i}, {j}): {} against {exact}",
+                                out[at]
+                            );
+                            // The same fused multiply-adds in the same order.
+                            assert_eq!(out[at], portable[at], "({b}, {i}, {j}) portable");
+                            for (kernel, out) in kernels.iter().zip(&by_kernel) {
+                                assert_eq!(out[at], portable[at], "({b}, {i}, {j}) {kernel:?}, panels of {panel}");
+                            }
+                        }
                     }
                 }
             }
@@ -425,9 +635,11 @@ mod tests {
     }
 
     /// A product summed in blocks of its depth, the left rows a column block of a wider
-    /// matrix, matches the f64 product; the instruction and the portable loop agree bit for bit.
+    /// matrix, matches the f64 product; each instruction set and the portable loop agree bit
+    /// for bit.
     #[test]
     fn blocks_of_the_depth_add_up_to_the_product() {
+        let kernels = simd_kernels();
         for (m, k, n, wide, block) in [
             (13, 37, 21, 50, 10),
             (6, 64, 64, 64, 64),
@@ -436,55 +648,68 @@ mod tests {
         ] {
             let a = to_vec(uniform([m, wide], 1.0));
             let w = to_vec(uniform([k, n], 1.0));
-            let packed = F32Columns::pack(&w, k, n);
-            let (mut out, mut portable) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
-            for start in (0..k).step_by(block) {
-                let depth = start..(start + block).min(k);
-                gemm_packed_block(&mut out, &a[start..], wide, &packed, depth.clone(), start > 0);
-                Operands {
-                    rows: &a[start..],
-                    stride: wide,
-                    zeros: &vec![0.0; depth.len()],
-                    columns: &packed.values,
-                    packed_depth: k,
-                    depth_start: start,
-                    k: depth.len(),
-                    m,
-                    n,
-                    accumulate: start > 0,
+            for panel in [PANEL, AVX2_PANEL] {
+                let packed = F32Columns::pack_in_panels(&w, k, n, panel);
+                let (mut out, mut portable) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                let mut by_kernel = vec![vec![f32::NAN; m * n]; kernels.len()];
+                for start in (0..k).step_by(block) {
+                    let depth = start..(start + block).min(k);
+                    gemm_packed_block(&mut out, &a[start..], wide, &packed, depth.clone(), start > 0);
+                    let operands = Operands {
+                        rows: &a[start..],
+                        stride: wide,
+                        zeros: &vec![0.0; depth.len()],
+                        columns: &packed.values,
+                        panel,
+                        packed_depth: k,
+                        depth_start: start,
+                        k: depth.len(),
+                        m,
+                        n,
+                        accumulate: start > 0,
+                    };
+                    operands.product_portable(&mut portable);
+                    for (&kernel, out) in kernels.iter().zip(&mut by_kernel) {
+                        operands.product_by(kernel, out);
+                    }
                 }
-                .product_portable(&mut portable);
-            }
-            for i in 0..m {
-                for j in 0..n {
-                    let exact: f64 = (0..k)
-                        .map(|l| f64::from(a[i * wide + l]) * f64::from(w[l * n + j]))
-                        .sum();
-                    let at = i * n + j;
-                    assert!(
-                        (f64::from(out[at]) - exact).abs() <= 4e-6 * (k as f64).sqrt(),
-                        "[{m}, {k}, {n}] ({i}, {j}): {} against {exact}",
-                        out[at]
-                    );
-                    assert_eq!(out[at], portable[at], "({i}, {j}) portable");
+                for i in 0..m {
+                    for j in 0..n {
+                        let exact: f64 = (0..k)
+                            .map(|l| f64::from(a[i * wide + l]) * f64::from(w[l * n + j]))
+                            .sum();
+                        let at = i * n + j;
+                        assert!(
+                            (f64::from(out[at]) - exact).abs() <= 4e-6 * (k as f64).sqrt(),
+                            "[{m}, {k}, {n}] ({i}, {j}): {} against {exact}",
+                            out[at]
+                        );
+                        assert_eq!(out[at], portable[at], "({i}, {j}) portable");
+                        for (kernel, out) in kernels.iter().zip(&by_kernel) {
+                            assert_eq!(out[at], portable[at], "({i}, {j}) {kernel:?}, panels of {panel}");
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Rows written through `rows_mut` pack as `pack` does.
+    /// Rows written through `rows_mut` pack as `pack` does, in either width of panels.
     #[test]
     fn rows_written_in_place_pack_as_a_matrix_does() {
         let (batch, k, n) = (2, 5, 150);
         let w = to_vec(uniform([batch, k, n], 1.0));
-        let packed = F32Columns::pack(&w, k, n);
-        let mut written = F32Columns::zeroed(batch, k, n);
-        for (row, values) in written.rows_mut().into_iter().zip(w.chunks(n)) {
-            for (s, segment) in row.into_iter().enumerate() {
-                let columns = (n - s * PANEL).min(PANEL);
-                segment[..columns].copy_from_slice(&values[s * PANEL..][..columns]);
+        for panel in [PANEL, AVX2_PANEL] {
+            let packed = F32Columns::pack_in_panels(&w, k, n, panel);
+            let mut written = F32Columns::zeroed_in_panels(batch, k, n, panel);
+            assert_eq!(written.panel_columns(), panel);
+            for (row, values) in written.rows_mut().into_iter().zip(w.chunks(n)) {
+                for (s, segment) in row.into_iter().enumerate() {
+                    let columns = (n - s * panel).min(panel);
+                    segment[..columns].copy_from_slice(&values[s * panel..][..columns]);
+                }
             }
+            assert_eq!(written.values, packed.values);
         }
-        assert_eq!(written.values, packed.values);
     }
 }

@@ -51,6 +51,32 @@ pub(crate) mod avx512 {
     }
 }
 
+/// The same for AVX2's vectors of 8 f32 (`f32_gemm`'s micro-kernel on CPUs without AVX-512).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::{__m256, _mm256_loadu_ps, _mm256_storeu_ps};
+
+    /// The first 8 values of `values` as one vector. Panics where there are fewer.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn load(values: &[f32]) -> __m256 {
+        let values = &values[..8];
+        // SAFETY: `values` holds exactly 8 f32, 32 bytes (checked above): the unaligned load
+        // reads those and no others.
+        unsafe { _mm256_loadu_ps(values.as_ptr()) }
+    }
+
+    /// Writes `vector` over the first 8 values of `values`. Panics where there are fewer.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn store(values: &mut [f32], vector: __m256) {
+        let values = &mut values[..8];
+        // SAFETY: `values` is 8 f32 borrowed mutably (checked above); the unaligned store
+        // writes those and no others.
+        unsafe { _mm256_storeu_ps(values.as_mut_ptr(), vector) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
