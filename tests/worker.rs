@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{figures, fixture, temp_dir};
@@ -169,6 +170,7 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     if common::wgpu_device().is_none() {
         return;
     }
+    let _alone = LLVMPIPE_OUT_OF_MEMORY.lock().unwrap_or_else(PoisonError::into_inner);
     let dir = temp_dir("worker-gpu-memory");
     let (gif, photo) = clip(&dir);
     // Two frames: llvmpipe takes ~15 s a frame at this size before the read that fails.
@@ -209,6 +211,11 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     assert!(worker.device().description.starts_with("flex"));
 }
 
+/// Held by each test that runs the model too large for llvmpipe there, so they run one at a
+/// time, as on one real device: on two cores, llvmpipe's threads of two such tests beside the
+/// rest starved each other (one came to no fallback in 600 s; alone it passes in ~2 minutes).
+static LLVMPIPE_OUT_OF_MEMORY: Mutex<()> = Mutex::new(());
+
 /// The fixture network at 1536×1536 as a config file in `dir`: llvmpipe's buffers stop at 128
 /// MiB, and its first large map asks for 144 MiB.
 fn config_too_large_for_llvmpipe(dir: &Path) -> PathBuf {
@@ -226,6 +233,7 @@ fn live_the_gpu_cannot_hold_goes_on_on_the_cpu() {
     if common::wgpu_device().is_none() {
         return;
     }
+    let _alone = LLVMPIPE_OUT_OF_MEMORY.lock().unwrap_or_else(PoisonError::into_inner);
     let dir = temp_dir("worker-gpu-live");
     let (gif, photo) = clip(&dir);
     let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
