@@ -23,11 +23,12 @@ use rayon::prelude::*;
 
 use super::panels::{PANEL, panel, panel_width, per_matrix};
 
-/// Columns of the panels AVX2's micro-kernel reads: its block's 16, so that a block's lines of
-/// the panel are contiguous. Strided 64-wide panels map a block's `k` lines onto a quarter of
-/// the first-level cache's sets, which could not keep them: 10–15% slower than the `gemm` crate
-/// on the bottleneck's products (2-core Zen 3).
-const AVX2_PANEL: usize = 16;
+/// Columns of AVX2's micro-kernel block, two vectors of 8, and of the panels packed for it, so
+/// that a block's lines of the panel are contiguous. Blocks read from 64-wide panels put their
+/// `k` lines on a quarter of the first-level cache's sets, which could not keep them: 10–15%
+/// slower than the `gemm` crate on the bottleneck's products (2-core Zen 3).
+const AVX2_COLUMNS: usize = 16;
+
 /// Rows of the left operand a micro-kernel call takes: with four column vectors, 24
 /// accumulators, four loaded vectors and one broadcast fit AVX-512's 32 registers.
 const ROWS: usize = 6;
@@ -71,7 +72,7 @@ impl Kernel {
     /// Columns per panel of the right operands the kernel reads best.
     fn panel(self) -> usize {
         match self {
-            Kernel::Avx2 => AVX2_PANEL,
+            Kernel::Avx2 => AVX2_COLUMNS,
             Kernel::Avx512 | Kernel::Portable => PANEL,
         }
     }
@@ -354,10 +355,7 @@ mod x86 {
 
     use super::super::lanes::avx2;
     use super::super::lanes::avx512::{load, store};
-    use super::{Operands, PANEL, ROWS};
-
-    /// Columns of an AVX2 block: two vectors of 8.
-    const AVX2_COLUMNS: usize = 16;
+    use super::{AVX2_COLUMNS, Operands, PANEL, ROWS};
 
     /// Every `[ROWS × 16]` block of the product, each by [`block_avx2`] over all of `k`: a
     /// panel's 16 columns at a time, every group of rows passing them, so that the block's
@@ -584,7 +582,7 @@ mod tests {
         ] {
             let a = to_vec(uniform([batch, m, k], 1.0));
             let w = to_vec(uniform([batch, k, n], 1.0));
-            for panel in [PANEL, AVX2_PANEL] {
+            for panel in [PANEL, AVX2_COLUMNS] {
                 let packed = F32Columns::pack_in_panels(&w, k, n, panel);
                 let mut out = vec![f32::NAN; batch * m * n];
                 batched_gemm_packed(&mut out, &a, &packed, m);
@@ -648,7 +646,7 @@ mod tests {
         ] {
             let a = to_vec(uniform([m, wide], 1.0));
             let w = to_vec(uniform([k, n], 1.0));
-            for panel in [PANEL, AVX2_PANEL] {
+            for panel in [PANEL, AVX2_COLUMNS] {
                 let packed = F32Columns::pack_in_panels(&w, k, n, panel);
                 let (mut out, mut portable) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
                 let mut by_kernel = vec![vec![f32::NAN; m * n]; kernels.len()];
@@ -699,7 +697,7 @@ mod tests {
     fn rows_written_in_place_pack_as_a_matrix_does() {
         let (batch, k, n) = (2, 5, 150);
         let w = to_vec(uniform([batch, k, n], 1.0));
-        for panel in [PANEL, AVX2_PANEL] {
+        for panel in [PANEL, AVX2_COLUMNS] {
             let packed = F32Columns::pack_in_panels(&w, k, n, panel);
             let mut written = F32Columns::zeroed_in_panels(batch, k, n, panel);
             assert_eq!(written.panel_columns(), panel);
