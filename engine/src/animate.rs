@@ -296,11 +296,20 @@ pub struct Animator<'a> {
     kp_source: Keypoints,
     kp_driving_initial: Option<Keypoints>,
     disentangled: bool,
+    device: Device,
+    frames_made: usize,
+    gpu_failure_at_frame: Option<usize>,
 }
+
+/// Environment variable that makes the GPU run out of memory as an animator starts the given
+/// frame (1 for its first; a real allocation failure: [`crate::backend::provoke_gpu_out_of_memory`]),
+/// to exercise the move to the CPU end to end in little time. Nothing happens on the CPU.
+pub const INJECT_GPU_FAILURE_AT_FRAME_ENV: &str = "PRIORITYCUT_INJECT_GPU_FAILURE_AT_FRAME";
 
 impl<'a> Animator<'a> {
     /// `source` [1, 3, h, w] in [0, 1] at the model's frame size.
     pub fn new(models: &'a dyn MotionModel, params: AnimateParams, source: Tensor<4>) -> Self {
+        let device = source.device();
         let kp_source = models.keypoints(source.clone());
         Self {
             models,
@@ -309,6 +318,11 @@ impl<'a> Animator<'a> {
             kp_source,
             kp_driving_initial: None,
             disentangled: false,
+            device,
+            frames_made: 0,
+            gpu_failure_at_frame: std::env::var(INJECT_GPU_FAILURE_AT_FRAME_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -351,6 +365,10 @@ impl<'a> Animator<'a> {
 
     /// The source moved to already detected driving keypoints.
     pub fn animate_keypoints(&mut self, kp_driving: &Keypoints) -> AnimatedFrame {
+        self.frames_made += 1;
+        if self.gpu_failure_at_frame == Some(self.frames_made) {
+            crate::backend::provoke_gpu_out_of_memory(&self.device);
+        }
         let transferred = self
             .disentangled
             .then(|| self.models.disentangled(&self.kp_source, kp_driving))

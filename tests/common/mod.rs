@@ -93,6 +93,24 @@ pub fn prioritycut(args: &[&str]) -> Output {
 }
 
 /// stdout and stderr together.
+/// For a test that needs an environment variable a test cannot set in its own process (no
+/// unsafe code): where `variable` is unset, runs the test `name` again, alone, in a child process
+/// that has it set to `value`, asserts that it passed there and returns `false` (the caller
+/// returns); in that child, returns `true` (the caller goes on with the test).
+pub fn in_child_with_env(name: &str, variable: &str, value: &str) -> bool {
+    if std::env::var_os(variable).is_some() {
+        return true;
+    }
+    let child = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(variable, value)
+        .output()
+        .expect("the test in a child process");
+    let all = text(&child);
+    assert!(child.status.success() && all.contains("1 passed"), "{all}");
+    false
+}
+
 pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
