@@ -171,10 +171,10 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     }
     let dir = temp_dir("worker-gpu-memory");
     let (gif, photo) = clip(&dir);
-    // Two frames: llvmpipe takes ~15 s a frame at this size before the read that fails.
+    // One frame: llvmpipe takes ~35 s a frame at this size before the read that fails.
     let short = dir.join("short.gif");
     let frames = read_video(&gif).expect("frames").0;
-    prioritycut_engine::data::write_frames(&short, &frames[..2], 10.0, |_| {}).expect("gif");
+    prioritycut_engine::data::write_frames(&short, &frames[..1], 10.0, |_| {}).expect("gif");
     let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
     worker.send(Command::LoadModel {
         checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
@@ -205,7 +205,7 @@ fn an_animation_the_gpu_cannot_hold_is_made_on_the_cpu() {
     let Event::AnimationReady { frames, .. } = ready else {
         unreachable!()
     };
-    assert_eq!(frames.len(), 2);
+    assert_eq!(frames.len(), 1);
     assert!(worker.device().description.starts_with("flex"));
 }
 
