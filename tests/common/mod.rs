@@ -92,7 +92,6 @@ pub fn prioritycut(args: &[&str]) -> Output {
         .expect("run prioritycut")
 }
 
-/// stdout and stderr together.
 /// For a test that needs an environment variable a test cannot set in its own process (no
 /// unsafe code): where `variable` is unset, runs the test `name` again, alone, in a child process
 /// that has it set to `value`, asserts that it passed there and returns `false` (the caller
@@ -111,6 +110,7 @@ pub fn in_child_with_env(name: &str, variable: &str, value: &str) -> bool {
     false
 }
 
+/// stdout and stderr together.
 pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
