@@ -320,9 +320,7 @@ impl<'a> Animator<'a> {
             disentangled: false,
             device,
             frames_made: 0,
-            gpu_failure_at_frame: std::env::var(INJECT_GPU_FAILURE_AT_FRAME_ENV)
-                .ok()
-                .and_then(|v| v.parse().ok()),
+            gpu_failure_at_frame: crate::backend::injection_point(INJECT_GPU_FAILURE_AT_FRAME_ENV),
         }
     }
 

@@ -341,6 +341,12 @@ pub fn catch_gpu_failure<T>(device: &Device, work: impl FnOnce() -> T) -> std::r
     catch_any_gpu_failure(work)
 }
 
+/// The step or frame at which a test asks, through the environment `variable`, for a failure
+/// to be injected (a GPU's out-of-memory, non-finite data); `None` when unset or not a number.
+pub(crate) fn injection_point(variable: &str) -> Option<usize> {
+    std::env::var(variable).ok().and_then(|v| v.parse().ok())
+}
+
 /// Asks the GPU behind `device` for one buffer larger than the largest it can make, and reads
 /// it: the GPU's own out-of-memory failure, raised by burn as when a network outgrows the card.
 /// Tests provoke it to check what follows one (the work going on on the CPU). On the CPU,

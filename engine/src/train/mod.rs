@@ -262,8 +262,8 @@ impl Trainer {
             last_snapshot: None,
             last_checkpoint: resumed_from.as_ref().map(|_| step),
             resumed_from,
-            nan_from_step: std::env::var(INJECT_NAN_ENV).ok().and_then(|v| v.parse().ok()),
-            gpu_failure_at_step: std::env::var(INJECT_GPU_FAILURE_ENV).ok().and_then(|v| v.parse().ok()),
+            nan_from_step: crate::backend::injection_point(INJECT_NAN_ENV),
+            gpu_failure_at_step: crate::backend::injection_point(INJECT_GPU_FAILURE_ENV),
         };
         if trainer.resumed_from.is_none() {
             // A starting point to roll back to, should the very first steps diverge.
