@@ -230,10 +230,7 @@ fn live_the_gpu_cannot_hold_goes_on_on_the_cpu() {
     let dir = temp_dir("worker-gpu-live");
     let (gif, photo) = clip(&dir);
     let (worker, events) = Worker::spawn(BackendChoice::Wgpu, || {}).expect("worker");
-    worker.send(Command::LoadModel {
-        checkpoint: fixture("fomm-small/checkpoint.pth.tar"),
-        config: Some(fixture("fomm-small/config.yaml")),
-    });
+    load_fixture_model(&worker, &events);
     worker.send(Command::LoadSource(photo));
     worker.send(Command::StartLive {
         camera: CameraSource::VideoFile(gif),
