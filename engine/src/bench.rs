@@ -661,7 +661,7 @@ impl AnimationWork {
     /// The work of `config`'s frame, its executed arithmetic as the CPU's inference kernels
     /// run it in `precision` (the bottleneck's residual blocks are what bf16 takes).
     pub fn of(config: &FommConfig, precision: Precision) -> Self {
-        let conv3x3 = |cin, cout, h, w| conv3x3_in(cin, cout, h, w, precision, false);
+        let conv3x3 = |cin, cout, h, w, upsampled| conv3x3_in(cin, cout, h, w, precision, false, upsampled);
         let [h, w, c] = config.frame_shape;
         let kp = &config.kp_detector;
         let (kh, kw) = (scaled(h, kp.scale_factor), scaled(w, kp.scale_factor));
@@ -703,11 +703,11 @@ impl AnimationWork {
         let mut decoder = conv(g.block_expansion, c, 7, h, w);
         for i in 0..n {
             let (lh, lw) = at(i);
-            source_encoding = source_encoding + conv3x3(ch(i), ch(i + 1), lh, lw);
-            decoder = decoder + conv3x3(ch(i + 1), ch(i), lh, lw);
+            source_encoding = source_encoding + conv3x3(ch(i), ch(i + 1), lh, lw, false);
+            decoder = decoder + conv3x3(ch(i + 1), ch(i), lh, lw, true);
         }
         let (bh, bw) = at(n);
-        let residual = conv3x3_in(ch(n), ch(n), bh, bw, precision, true);
+        let residual = conv3x3_in(ch(n), ch(n), bh, bw, precision, true, false);
         decoder = decoder + residual * (2 * g.num_bottleneck_blocks) as f64;
         Self {
             kp_detector,
@@ -756,9 +756,18 @@ fn conv(cin: usize, cout: usize, k: usize, h: usize, w: usize) -> Work {
 }
 
 /// A 3×3 convolution as [`conv`], its executed arithmetic the multiplies inference's kernel
-/// chooses for the map in `precision` (`residual`: a residual block's, which bf16 takes).
-fn conv3x3_in(cin: usize, cout: usize, h: usize, w: usize, precision: Precision, residual: bool) -> Work {
-    let (multiplies, runs_in) = crate::kernels::inference_multiplies(precision, residual, h, w);
+/// chooses for the map in `precision` (`residual`: a residual block's, which bf16 takes;
+/// `upsampled`: an up-block's, whose input is upsampled ×2 first).
+fn conv3x3_in(
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    precision: Precision,
+    residual: bool,
+    upsampled: bool,
+) -> Work {
+    let (multiplies, runs_in) = crate::kernels::inference_multiplies(precision, residual, upsampled, h, w);
     let slots = if runs_in == Precision::Bf16 { 0.5 } else { 1.0 };
     Work {
         executed_gflop: 2.0 * slots * (multiplies * cin * cout) as f64 / 1e9,
@@ -766,7 +775,7 @@ fn conv3x3_in(cin: usize, cout: usize, h: usize, w: usize, precision: Precision,
     }
 }
 
-/// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions (`conv3x3(C_in, C_out, h, w)`) down
+/// FOMM's hourglass on an `h`×`w` input: 3×3 convolutions (`conv3x3(C_in, C_out, h, w, upsampled)`) down
 /// (then pooled) and up (after upsampling), with the skips' channels.
 fn hourglass(
     expansion: usize,
@@ -775,7 +784,7 @@ fn hourglass(
     max: usize,
     h: usize,
     w: usize,
-    conv3x3: &dyn Fn(usize, usize, usize, usize) -> Work,
+    conv3x3: &dyn Fn(usize, usize, usize, usize, bool) -> Work,
 ) -> Work {
     let ch = |level: usize| max.min(expansion << level);
     (0..blocks)
@@ -783,7 +792,7 @@ fn hourglass(
             let (lh, lw) = (h >> i, w >> i);
             let down_in = if i == 0 { inputs } else { ch(i) };
             let up_in = if i == blocks - 1 { 1 } else { 2 } * ch(i + 1);
-            conv3x3(down_in, ch(i + 1), lh, lw) + conv3x3(up_in, ch(i), lh, lw)
+            conv3x3(down_in, ch(i + 1), lh, lw, false) + conv3x3(up_in, ch(i), lh, lw, true)
         })
         .sum()
 }
@@ -1011,7 +1020,8 @@ mod tests {
     /// The arithmetic executed: the 7×7 convolutions as counted; the 64² bottleneck by
     /// F(4×4, 3×3), a quarter of its multiplies (an eighth of the slots in bf16, whose dot
     /// product does two per slot); the 128² and 256² maps by F(6×6, 3×3), 64 products per 36
-    /// outputs over ⌈side/6⌉² tiles.
+    /// outputs over ⌈side/6⌉² tiles, 49 of them for the decoder's upsampled inputs where our
+    /// packed micro-kernel runs (the others are zero in every tile).
     #[test]
     fn vox256_executed_work_counts_the_kernels_products() {
         let config = crate::config::FommConfig::vox256();
@@ -1021,7 +1031,12 @@ mod tests {
         );
         let giga = 1e-9;
         let bottleneck = 12.0 * 2.0 * 256.0 * 256.0 * 9.0 * 4096.0;
-        let f6_tiles = |side: f64| (side / 6.0).ceil().powi(2) * 64.0;
+        let upsampled_products = if crate::kernels::cpu::unsafe_simd::f32_gemm::supported() {
+            49.0
+        } else {
+            64.0
+        };
+        let f6_tiles = |side: f64| (side / 6.0).ceil().powi(2) * upsampled_products;
         // The decoder: 7x7 64->3 at 256^2, 3x3 128->64 at 256^2 and 256->128 at 128^2.
         let direct_7x7 = 2.0 * 64.0 * 3.0 * 49.0 * 65536.0;
         let decoder_f6 = 2.0 * (128.0 * 64.0 * f6_tiles(256.0) + 256.0 * 128.0 * f6_tiles(128.0));

@@ -15,7 +15,11 @@
 //! F(4×4), whose tiles its weight gradient shares.
 //!
 //! Both compute the same sums as the direct convolution in a different order, so results differ
-//! by float rounding only (tested against burn's `conv2d` below).
+//! by float rounding only (tested against burn's `conv2d` below). An up-block's input, upsampled
+//! ×2 by nearest neighbour, makes a quarter of F(6×6)'s products zero in every tile (the point
+//! −1's: [`FusedConv3x3::kept_planes`]); they are not made: FOMM's decoder's two up-blocks
+//! took 16.1 and 21.0 ms instead of 21.7–23.9 and 26.1–28.1 (2-core Zen 3,
+//! `cargo bench -p prioritycut-kernels --bench winograd_tilings`).
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -27,7 +31,7 @@ use super::buffer::{with_scratch, zeroed};
 use super::layout::transposed;
 use super::simd::{vector_kernel, vectorized};
 use super::unsafe_simd::bf16_gemm::{Bf16Columns, batched_gemm_bf16};
-use super::unsafe_simd::f32_gemm::{self, F32Columns, batched_gemm_packed};
+use super::unsafe_simd::f32_gemm::{self, F32Columns, batched_gemm_packed_at};
 use super::unsafe_simd::gemm::{Matrices, batched_gemm};
 use crate::precision::Precision;
 
@@ -229,11 +233,13 @@ fn inference_transforms(
 }
 
 /// The multiplies per input–output channel pair that [`FusedConv3x3::forward_at`] performs for
-/// a `height × width` output, and the precision they run in: what a benchmark counts as the
-/// arithmetic done (the direct convolution's `9 · height · width` is what the layer means).
+/// a `height × width` output (of an input `upsampled` ×2 or not: [`FusedConv3x3::kept_planes`]),
+/// and the precision they run in: what a benchmark counts as the arithmetic done (the direct
+/// convolution's `9 · height · width` is what the layer means).
 pub fn inference_multiplies(
     precision: Precision,
     tolerates_reduced_precision: bool,
+    upsampled: bool,
     height: usize,
     width: usize,
 ) -> (usize, Precision) {
@@ -241,7 +247,24 @@ pub fn inference_multiplies(
         return (9 * height * width, Precision::F32);
     }
     let transforms = inference_transforms(precision, tolerates_reduced_precision, height, width);
-    (transforms.multiplies(height, width), transforms.products_precision())
+    let mut multiplies = transforms.multiplies(height, width);
+    if transforms.products_precision() == Precision::F32 && f32_gemm::supported() {
+        let kept = kept_planes(transforms, upsampled).len();
+        multiplies = multiplies / transforms.planes() * kept;
+    }
+    (multiplies, transforms.products_precision())
+}
+
+/// [`FusedConv3x3::kept_planes`] of a convolution whose input is `upsampled` or not.
+fn kept_planes(transforms: Transforms, upsampled: bool) -> Vec<usize> {
+    let (input, planes) = (transforms.input(), transforms.planes());
+    let minus_one = match transforms {
+        Transforms::F4(Points::STANDARD) | Transforms::F6 if upsampled => Some(2),
+        _ => None,
+    };
+    (0..planes)
+        .filter(|&p| minus_one.is_none_or(|at| p / input != at && p % input != at))
+        .collect()
 }
 
 /// The output tiles of one image: `rows × columns` of them, `side × side` each, cover
@@ -420,6 +443,8 @@ impl FusedConv3x3 {
             },
             Precision::Bf16 => Weights::Bf16(self.transformed_weight_bf16()),
         };
+        // The planes whose products the packed weights hold (the others are zero).
+        let kept = self.kept_planes(transforms);
         // The tiles and products are written before they are read: scratch, not zeros.
         with_scratch(
             [planes * block_tiles * cin, planes * block_tiles * cout],
@@ -438,7 +463,14 @@ impl FusedConv3x3 {
                             let tiles_in = Matrices::row_major(transformed, tiles, cin);
                             batched_gemm(products, false, tiles_in, weight, [tiles, cin, cout]);
                         }
-                        Weights::F32Packed(weight) => batched_gemm_packed(products, transformed, weight, tiles),
+                        Weights::F32Packed(weight) => {
+                            batched_gemm_packed_at(products, transformed, weight, tiles, &kept);
+                            for (plane, product) in products.chunks_mut(tiles * cout).enumerate() {
+                                if !kept.contains(&plane) {
+                                    product.fill(0.0);
+                                }
+                            }
+                        }
                         Weights::Bf16(weight) => batched_gemm_bf16(products, transformed, weight, tiles),
                     }
                     self.transform_output(
@@ -634,14 +666,28 @@ impl FusedConv3x3 {
     }
 
     /// [`FusedConv3x3::transform_weight`] written straight into the micro-kernel's panels.
+    /// Only the [`FusedConv3x3::kept_planes`].
     fn transform_weight_packed(&self, transforms: Transforms) -> F32Columns {
         let (cin, cout) = (self.input_channels, self.output_channels);
-        let mut packed = F32Columns::zeroed(transforms.planes(), cin, cout);
+        let kept = self.kept_planes(transforms);
+        let mut packed = F32Columns::zeroed(kept.len(), cin, cout);
         let panel = packed.panel_columns();
         self.with_filter_values(|values, flipped| {
-            self.transform_filters(values, flipped, transforms, packed.rows_mut(), panel)
+            self.transform_filters(values, flipped, transforms, &kept, packed.rows_mut(), panel)
         });
         packed
+    }
+
+    /// The planes of `transforms` whose products the packed f32 weights hold: all but those
+    /// that are zero for every tile of this convolution's input. Where the input is upsampled
+    /// ×2 by nearest neighbour, a tile's rows and columns start one pixel before an even one
+    /// (tiles of an even side, padding 1), so from the second on their values come in equal
+    /// pairs, and the row of `Bᵀ d` at the point −1 (index 2 of the standard F(4×4)'s and of
+    /// F(6×6)'s points: `4(d1 − d2) − d3 + d4`, `(d2 − d1) − 4.25 (d4 − d3) + (d6 − d5)`) is
+    /// zero: 11 of F(4×4)'s 36 planes and 15 of F(6×6)'s 64 (the decoders' up-blocks), whose
+    /// products need not be made.
+    fn kept_planes(&self, transforms: Transforms) -> Vec<usize> {
+        kept_planes(transforms, self.fused.upsample_input)
     }
 
     /// `G g Gᵀ` of every filter, [planes, C_in, C_out].
@@ -649,8 +695,9 @@ impl FusedConv3x3 {
         let (cin, cout) = (self.input_channels, self.output_channels);
         let mut u = zeroed(transforms.planes() * cin * cout);
         let rows = u.chunks_mut(cout.max(1)).map(|row| vec![row]).collect();
+        let every_plane: Vec<usize> = (0..transforms.planes()).collect();
         self.with_filter_values(|values, flipped| {
-            self.transform_filters(values, flipped, transforms, rows, cout.max(1))
+            self.transform_filters(values, flipped, transforms, &every_plane, rows, cout.max(1))
         });
         u
     }
@@ -678,14 +725,16 @@ impl FusedConv3x3 {
         g
     }
 
-    /// The weights' rows `rows` (`[planes, C_in]` of them, each `C_out` values as segments of
-    /// `segment` columns: one for a row-major matrix, a panel's for packed panels)
-    /// written from the filters' values.
+    /// The weights' rows `rows` (`[planes, C_in]` of them for the `planes` of `transforms` kept,
+    /// in that order, each `C_out` values as segments of `segment` columns: one for a row-major
+    /// matrix, a panel's for packed panels) written from the filters' values.
+    #[allow(clippy::too_many_arguments)]
     fn transform_filters(
         &self,
         values: &[f32],
         flipped: bool,
         transforms: Transforms,
+        planes: &[usize],
         rows: Vec<Vec<&mut [f32]>>,
         segment: usize,
     ) {
@@ -697,11 +746,11 @@ impl FusedConv3x3 {
         // filled while it is in cache. (Transforming into [C_out, C_in, 36] first and gathering
         // at a stride of 36·C_in re-read every value 36 times from memory: 12% of a training
         // step, which transforms its weights at every call.)
-        let planes = transforms.planes();
-        assert_eq!(rows.len(), planes * cin, "a row per plane and input channel");
+        assert_eq!(rows.len(), planes.len() * cin, "a row per plane kept and input channel");
         // LANES divides a segment, so that a run of LANES columns lies within one.
         debug_assert!(segment == cout.max(1) || segment.is_multiple_of(LANES));
-        let mut rows_of_channel: Vec<Vec<Vec<&mut [f32]>>> = (0..cin).map(|_| Vec::with_capacity(planes)).collect();
+        let mut rows_of_channel: Vec<Vec<Vec<&mut [f32]>>> =
+            (0..cin).map(|_| Vec::with_capacity(planes.len())).collect();
         for (row, segments) in rows.into_iter().enumerate() {
             rows_of_channel[row % cin].push(segments);
         }
@@ -731,7 +780,7 @@ impl FusedConv3x3 {
                     }
                 };
                 let (at, offset) = (first / segment, first % segment);
-                for (row, line) in rows.iter_mut().zip(block) {
+                for (row, line) in rows.iter_mut().zip(planes.iter().map(|&p| &block[p])) {
                     let run = &mut row[at][offset..][..count];
                     for (k, (out, &v)) in run.iter_mut().zip(line).enumerate() {
                         *out = (v * scale(first + k)) as f32;
@@ -2115,6 +2164,31 @@ mod tests {
         check(1, 100, 150, 18, 17, wide_first, true, false);
         check(1, 100, 150, 18, 17, Fused::default(), false, true);
         check(1, 100, 150, 18, 17, down, true, false);
+    }
+
+    /// The planes an upsampled input's products skip are those its input transform leaves
+    /// zero in every tile (and only those); other inputs keep every plane.
+    #[test]
+    fn an_upsampled_input_leaves_the_point_minus_one_planes_zero() {
+        let (cin, h, w) = (8, 7, 9);
+        let x = Nhwc::from_tensor(uniform([1, cin, h, w], 1.0));
+        let affine = random_affine(cin);
+        for transforms in [Transforms::F4(Points::STANDARD), Transforms::F6] {
+            let geometry = Tiles::new(transforms, 2 * h, 2 * w);
+            let tiles = geometry.rows * geometry.columns;
+            let mut transformed = vec![f32::NAN; transforms.planes() * tiles * cin];
+            let rows = (0, geometry.rows);
+            transform_input_rows(transforms, &x, &geometry, Some(&affine), true, rows, &mut transformed);
+            let kept = kept_planes(transforms, true);
+            assert_eq!(kept.len(), (transforms.input() - 1).pow(2), "{transforms:?}");
+            for (p, plane) in transformed.chunks(tiles * cin).enumerate() {
+                let zero = plane.iter().all(|&v| v == 0.0);
+                assert_eq!(zero, !kept.contains(&p), "{transforms:?}: plane {p}");
+            }
+            assert_eq!(kept_planes(transforms, false).len(), transforms.planes());
+        }
+        let bf16 = Transforms::F4(Points::RECIPROCAL);
+        assert_eq!(kept_planes(bf16, true).len(), bf16.planes(), "no point −1 there");
     }
 
     #[test]

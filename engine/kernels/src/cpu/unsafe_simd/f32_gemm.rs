@@ -175,20 +175,37 @@ impl F32Columns {
 /// # Panics
 /// Where `out` does not hold as many `[m, n]` matrices as `rhs`, or `lhs` fewer.
 pub fn batched_gemm_packed(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: usize) {
+    let batch = rhs.values.len() / per_matrix(rhs.k, rhs.n, rhs.panel).max(1);
+    assert_eq!(out.len(), batch * m * rhs.n, "[{batch}, {m}, {}] products", rhs.n);
+    batched_gemm_packed_at(out, lhs, rhs, m, &(0..batch).collect::<Vec<_>>());
+}
+
+/// [`batched_gemm_packed`] of the matrices `at` of a batch only: `out[at[i]] = lhs[at[i]] ·
+/// rhs[i]`, `rhs` holding one matrix per entry of `at`; the other products of `out` are left as
+/// they were. (Winograd's planes that are zero for every tile: [`crate::cpu::winograd`].)
+///
+/// # Panics
+/// Where an entry of `at` is repeated or past the batch that `out` holds.
+pub fn batched_gemm_packed_at(out: &mut [f32], lhs: &[f32], rhs: &F32Columns, m: usize, at: &[usize]) {
     let (k, n) = (rhs.k, rhs.n);
     let per_matrix = per_matrix(k, n, rhs.panel);
-    let batch = rhs.values.len() / per_matrix.max(1);
-    assert_eq!(out.len(), batch * m * n, "[{batch}, {m}, {n}] products");
-    assert!(lhs.len() >= batch * m * k, "[{batch}, {m}, {k}] left operands");
+    assert_eq!(rhs.values.len(), at.len() * per_matrix, "a right operand per product");
     if m == 0 || n == 0 {
         return;
     }
+    let mut products: Vec<Option<&mut [f32]>> = out.chunks_mut(m * n).map(Some).collect();
+    let chosen: Vec<(usize, &mut [f32])> = at
+        .iter()
+        .map(|&b| (b, products[b].take().expect("each product of the batch once")))
+        .collect();
+    let batch = at.iter().max().map_or(0, |&b| b + 1);
+    assert!(lhs.len() >= batch * m * k, "[{batch}, {m}, {k}] left operands");
     // The rows a last, partial group of ROWS reads in place of the missing ones.
     let zeros = vec![0.0f32; k];
-    out.par_chunks_mut(m * n)
+    chosen
+        .into_par_iter()
         .zip(rhs.values.par_chunks(per_matrix.max(1)))
-        .enumerate()
-        .for_each(|(b, (product, columns))| {
+        .for_each(|((b, product), columns)| {
             let operands = Operands {
                 rows: &lhs[b * m * k..][..m * k],
                 stride: k,
