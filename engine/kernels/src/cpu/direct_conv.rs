@@ -128,52 +128,59 @@ impl DirectConv {
     }
 
     fn forward_planes(&self, planes: &Planes, device: &Device) -> Tensor<4> {
-        let (cin, cout, k) = (self.input_channels, self.output_channels, self.kernel);
-        let (batch, hp, stride) = (planes.batch, planes.height, planes.stride);
+        let (cin, k) = (self.input_channels, self.kernel);
+        let (hp, stride) = (planes.height, planes.stride);
         let out_h = (hp + 1).saturating_sub(k);
         let out_w = (planes.width + 1).saturating_sub(k);
-        let mut out = zeroed(batch * cout * out_h * out_w);
-        if out.is_empty() {
-            return Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device);
-        }
         let group = self.group;
-        let groups = cout.div_ceil(group);
-        // One task per (image, row): it writes that row of every output channel.
-        let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
-        for (i, row) in out.chunks_mut(out_w).enumerate() {
-            let (b, y) = (i / (cout * out_h), i % out_h);
-            rows[b * out_h + y].push(row);
-        }
-        rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
-            let (b, y) = (task / out_h, task % out_h);
-            let planes = &planes.data[b * cin * hp * stride..][..cin * hp * stride];
-            for g in 0..groups {
-                let weight = &self.weight[g * cin * k * k * group..][..cin * k * k * group];
-                let first = g * group;
-                let outputs = &mut channels[first..(first + group).min(cout)];
-                let bias = &self.bias[first..(first + group).min(cout)];
-                let relu = self.relu;
-                let args = DirectRowArgs {
-                    planes,
-                    weight,
-                    input_channels: cin,
-                    kernel: k,
-                    padded_height: hp,
-                    row_stride: stride,
-                    y,
-                    out_w,
-                    outputs,
-                    bias,
-                    relu,
-                };
-                match group {
-                    1 => vectorized_lanes(DirectRow::<1, { strips_beside(1) }>(args)),
-                    2 => vectorized_lanes(DirectRow::<2, { strips_beside(2) }>(args)),
-                    3 => vectorized_lanes(DirectRow::<3, { strips_beside(3) }>(args)),
-                    _ => vectorized_lanes(DirectRow::<4, { strips_beside(4) }>(args)),
-                }
+        self.by_output_rows([planes.batch, out_h, out_w], device, |b, y, g, outputs, bias| {
+            let args = DirectRowArgs {
+                planes: &planes.data[b * cin * hp * stride..][..cin * hp * stride],
+                weight: &self.weight[g * cin * k * k * group..][..cin * k * k * group],
+                input_channels: cin,
+                kernel: k,
+                padded_height: hp,
+                row_stride: stride,
+                y,
+                out_w,
+                outputs,
+                bias,
+                relu: self.relu,
+            };
+            match group {
+                1 => vectorized_lanes(DirectRow::<1, { strips_beside(1) }>(args)),
+                2 => vectorized_lanes(DirectRow::<2, { strips_beside(2) }>(args)),
+                3 => vectorized_lanes(DirectRow::<3, { strips_beside(3) }>(args)),
+                _ => vectorized_lanes(DirectRow::<4, { strips_beside(4) }>(args)),
             }
-        });
+        })
+    }
+
+    /// The output NCHW `[batch, C_out, out_h, out_w]`, one task per (image, row) calling
+    /// `row(image, y, group, its rows of the group's output channels, their biases)` for each
+    /// group of output channels.
+    fn by_output_rows(
+        &self,
+        [batch, out_h, out_w]: [usize; 3],
+        device: &Device,
+        row: impl Fn(usize, usize, usize, &mut [&mut [f32]], &[f32]) + Sync,
+    ) -> Tensor<4> {
+        let (cout, group) = (self.output_channels, self.group);
+        let mut out = zeroed(batch * cout * out_h * out_w);
+        if !out.is_empty() {
+            let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
+            for (i, chunk) in out.chunks_mut(out_w).enumerate() {
+                let (b, y) = (i / (cout * out_h), i % out_h);
+                rows[b * out_h + y].push(chunk);
+            }
+            rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
+                let (b, y) = (task / out_h, task % out_h);
+                for g in 0..cout.div_ceil(group) {
+                    let outputs = (g * group)..(g * group + group).min(cout);
+                    row(b, y, g, &mut channels[outputs.clone()], &self.bias[outputs]);
+                }
+            });
+        }
         Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device)
     }
 }
@@ -186,50 +193,33 @@ impl DirectConv {
     /// That head ran at 65 GFLOP/s from planes: a group of 3 outputs fills a quarter fewer
     /// accumulators than one of 4.
     fn forward_channels_last(&self, x: &Nhwc, weight: &[f32], device: &Device) -> Tensor<4> {
-        let (cin, cout, k, pad) = (self.input_channels, self.output_channels, self.kernel, self.padding);
-        let (batch, h, w) = (x.batch, x.height, x.width);
+        let (cin, k, pad) = (self.input_channels, self.kernel, self.padding);
+        let (h, w) = (x.height, x.width);
         let out_h = (h + 2 * pad + 1).saturating_sub(k);
         let out_w = (w + 2 * pad + 1).saturating_sub(k);
-        let mut out = zeroed(batch * cout * out_h * out_w);
-        if out.is_empty() {
-            return Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device);
-        }
         let group = self.group;
-        let groups = cout.div_ceil(group);
-        // One task per (image, row): it writes that row of every output channel.
-        let mut rows: Vec<Vec<&mut [f32]>> = (0..batch * out_h).map(|_| Vec::with_capacity(cout)).collect();
-        for (i, row) in out.chunks_mut(out_w).enumerate() {
-            let (b, y) = (i / (cout * out_h), i % out_h);
-            rows[b * out_h + y].push(row);
-        }
-        rows.into_par_iter().enumerate().for_each(|(task, mut channels)| {
-            let (b, y) = (task / out_h, task % out_h);
-            let image = &x.data[b * h * w * cin..][..h * w * cin];
-            for g in 0..groups {
-                let first = g * group;
-                let args = ChannelsLastRowArgs {
-                    image,
-                    height: h,
-                    width: w,
-                    input_channels: cin,
-                    weight: &weight[g * k * k * group * cin..][..k * k * group * cin],
-                    kernel: k,
-                    padding: pad,
-                    y,
-                    out_w,
-                    outputs: &mut channels[first..(first + group).min(cout)],
-                    bias: &self.bias[first..(first + group).min(cout)],
-                    relu: self.relu,
-                };
-                match group {
-                    1 => vectorized_lanes(ChannelsLastRow::<1, { pixels_beside(1) }>(args)),
-                    2 => vectorized_lanes(ChannelsLastRow::<2, { pixels_beside(2) }>(args)),
-                    3 => vectorized_lanes(ChannelsLastRow::<3, { pixels_beside(3) }>(args)),
-                    _ => vectorized_lanes(ChannelsLastRow::<4, { pixels_beside(4) }>(args)),
-                }
+        self.by_output_rows([x.batch, out_h, out_w], device, |b, y, g, outputs, bias| {
+            let args = ChannelsLastRowArgs {
+                image: &x.data[b * h * w * cin..][..h * w * cin],
+                height: h,
+                width: w,
+                input_channels: cin,
+                weight: &weight[g * k * k * group * cin..][..k * k * group * cin],
+                kernel: k,
+                padding: pad,
+                y,
+                out_w,
+                outputs,
+                bias,
+                relu: self.relu,
+            };
+            match group {
+                1 => vectorized_lanes(ChannelsLastRow::<1, { pixels_beside(1) }>(args)),
+                2 => vectorized_lanes(ChannelsLastRow::<2, { pixels_beside(2) }>(args)),
+                3 => vectorized_lanes(ChannelsLastRow::<3, { pixels_beside(3) }>(args)),
+                _ => vectorized_lanes(ChannelsLastRow::<4, { pixels_beside(4) }>(args)),
             }
-        });
-        Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device)
+        })
     }
 }
 
