@@ -16,7 +16,7 @@
 //!
 //! Both compute the same sums as the direct convolution in a different order, so results differ
 //! by float rounding only (tested against burn's `conv2d` below). An up-block's input, upsampled
-//! ×2 by nearest neighbour, makes a quarter of F(6×6)'s products zero in every tile (the point
+//! ×2 by nearest neighbour, makes 15 of F(6×6)'s 64 products zero in every tile (the point
 //! −1's: [`FusedConv3x3::kept_planes`]); they are not made: FOMM's decoder's two up-blocks
 //! took 16.1 and 21.0 ms instead of 21.7–23.9 and 26.1–28.1 (2-core Zen 3,
 //! `cargo bench -p prioritycut-kernels --bench winograd_tilings`).
