@@ -183,9 +183,7 @@ impl DirectConv {
         }
         Tensor::from_data(TensorData::new(out, [batch, cout, out_h, out_w]), device)
     }
-}
 
-impl DirectConv {
     /// [`forward`](Self::forward) read from the channels-last input as it is, where its channels
     /// are whole vectors: each tap is a dot product over the input channels, so neither the
     /// padded planes (a transposed copy of the input: 3.3 ms of the generator's 64 → 3 head at
